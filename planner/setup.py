@@ -9,6 +9,7 @@ from typing import Any
 from .enums import Attention, Choice, DType, Loss, Method, Optimizer, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
+from .parallel import ParallelSpec
 
 
 class Checkpointing(Choice):
@@ -62,6 +63,7 @@ class TrainingSetup:
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
