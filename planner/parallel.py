@@ -7,8 +7,13 @@ Semantics follow the engines as users run them: DeepSpeed ZeRO stages, PyTorch F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .enums import Choice
+from .enums import Choice, Optimizer
+from .errors import PlannerError
+
+if TYPE_CHECKING:
+    from .model import ModelSpec
 
 
 class Fsdp(Choice):
@@ -52,3 +57,73 @@ class ParallelSpec:
     @property
     def single_gpu(self) -> bool:
         return self == ParallelSpec()
+
+    def validate(self, model: "ModelSpec | None" = None, optimizer: Optimizer | None = None) -> "ParallelSpec":
+        """Returns self, or raises PlannerError naming the impossible combination and a way out.
+
+        The engines' own limits: DeepSpeed offloads parameters only in ZeRO-3 and to NVMe only in
+        ZeRO-3 (ZeRO-Infinity), and refuses ZeRO-2/3 with its pipeline engine
+        [deepspeed/runtime/pipe/engine.py: "ZeRO-2 and ZeRO-3 are incompatible with pipeline
+        parallelism"]; FSDP2 offloads parameters, gradients and optimizer state together
+        (CPUOffloadPolicy) and only to CPU memory [torch/distributed/fsdp/_fully_shard/_fsdp_api.py].
+        """
+        for name, value in (("--gpus", self.gpus), ("--nodes", self.nodes), ("--tp", self.tp), ("--pp", self.pp)):
+            if value < 1:
+                raise PlannerError(f"{name} must be at least 1, got {value}")
+        if self.zero not in (0, 1, 2, 3):
+            raise PlannerError(f"--zero must be 0, 1, 2 or 3 (DeepSpeed ZeRO stages), got {self.zero}")
+        if self.world % (self.tp * self.pp):
+            raise PlannerError(f"{self.world} GPUs ({self.gpus} per node x {self.nodes} nodes) do not divide into "
+                               f"--tp {self.tp} x --pp {self.pp} = {self.tp * self.pp}; choose counts whose product "
+                               f"divides the GPU count")
+        if self.tp > self.gpus and self.tp % self.gpus:
+            raise PlannerError(f"--tp {self.tp} spans nodes unevenly ({self.gpus} GPUs per node); "
+                               f"use a --tp that divides or is a multiple of --gpus")
+        if self.zero and self.fsdp is not Fsdp.NONE:
+            raise PlannerError("--zero (DeepSpeed) and --fsdp (PyTorch FSDP) are two engines; choose one of them")
+        if self.fsdp is Fsdp.HYBRID and self.nodes == 1:
+            raise PlannerError("--fsdp hybrid shards inside a node and replicates across nodes: it needs --nodes 2 "
+                               "or more (on one node use --fsdp full)")
+        if self.fsdp is Fsdp.HYBRID and self.gpus % (self.tp * self.pp):
+            raise PlannerError(f"--fsdp hybrid needs --tp x --pp ({self.tp * self.pp}) to divide --gpus {self.gpus}")
+        if self.zero >= 2 and self.pp > 1:
+            raise PlannerError(f"DeepSpeed's pipeline engine supports ZeRO stage 0 or 1 only, not --zero {self.zero} "
+                               "with --pp; use --zero 1 or --fsdp full")
+        self._validate_offload(optimizer)
+        if model is not None:
+            self._validate_model(model)
+        return self
+
+    def _validate_offload(self, optimizer: Optimizer | None) -> None:
+        if self.offload is Offload.NONE:
+            if self.offload_device is not OffloadDevice.CPU:
+                raise PlannerError("--offload-device applies to --offload optimizer or params")
+            return
+        if self.zero == 0 and self.fsdp is Fsdp.NONE:
+            raise PlannerError(f"--offload {self.offload} needs a sharding engine: add --zero 1/2/3 "
+                               "(DeepSpeed ZeRO-Offload) or --fsdp full (FSDP2 CPUOffloadPolicy)")
+        if self.fsdp is not Fsdp.NONE:
+            if self.offload is Offload.OPTIMIZER:
+                raise PlannerError("FSDP2 offloads parameters, gradients and optimizer state together "
+                                   "(CPUOffloadPolicy): use --offload params, or --zero 1/2/3 --offload optimizer")
+            if self.offload_device is OffloadDevice.NVME:
+                raise PlannerError("FSDP2 offloads to CPU memory only; NVMe offload is DeepSpeed ZeRO-3's "
+                                   "(--zero 3 --offload-device nvme)")
+        if self.offload is Offload.PARAMS and self.zero in (1, 2):
+            raise PlannerError(f"DeepSpeed offloads parameters only in ZeRO-3; use --zero 3 --offload params "
+                               f"or --zero {self.zero} --offload optimizer")
+        if self.offload_device is OffloadDevice.NVME and self.zero != 3:
+            raise PlannerError("NVMe offload (ZeRO-Infinity) needs --zero 3")
+        if optimizer is not None and self.zero and optimizer not in (Optimizer.ADAMW, Optimizer.ADAMW_FUSED):
+            raise PlannerError(f"an offloaded ZeRO optimizer runs DeepSpeed's CPU Adam, not {optimizer}; "
+                               "use --optimizer adamw or adamw-fused")
+
+    def _validate_model(self, model: "ModelSpec") -> None:
+        if self.tp > model.n_heads:
+            raise PlannerError(f"--tp {self.tp} is larger than {model.name}'s {model.n_heads} attention heads")
+        if model.n_heads % self.tp or model.n_kv_heads % self.tp:
+            raise PlannerError(f"--tp {self.tp} must divide {model.name}'s {model.n_heads} attention heads and "
+                               f"{model.n_kv_heads} key/value heads; try --tp "
+                               f"{max(t for t in (1, 2, 4, 8, 16) if not model.n_heads % t and not model.n_kv_heads % t)}")
+        if self.pp > model.n_layers:
+            raise PlannerError(f"--pp {self.pp} is more pipeline stages than {model.name}'s {model.n_layers} layers")

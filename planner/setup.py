@@ -114,10 +114,44 @@ class TrainingSetup:
                                "use --precision bf16-mixed (default), fp16-mixed, bf16-true or fp16-true")
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
+        self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
         return self
 
     def with_(self, **changes: Any) -> "TrainingSetup":
         return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainingSetup":
+        """The inverse of `to_dict` (missing keys keep their defaults); raises PlannerError on
+        unknown keys or values."""
+        from .parallel import Fsdp, Offload, OffloadDevice
+
+        def build(kind: type, data: dict[str, Any], enums: dict[str, type]) -> Any:
+            known = {f for f in kind.__dataclass_fields__}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise PlannerError(f"unknown setup key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            out = {}
+            for k, v in data.items():
+                if k in enums and v is not None:
+                    try:
+                        v = enums[k](v)
+                    except ValueError:
+                        raise PlannerError(f"{k}: {v!r} is not one of {', '.join(enums[k].values())}") from None
+                elif isinstance(v, list):
+                    v = tuple(v)
+                out[k] = v
+            return kind(**out)
+
+        d = {k: v for k, v in d.items() if k != "model"}
+        lora = build(LoraSpec, d.pop("lora", {}) or {}, {"adapter_dtype": DType})
+        quant = build(QuantSpec, d.pop("quant", {}) or {}, {"quant_type": QuantType})
+        parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
+                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
+        enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
+                 "attention": Attention, "loss": Loss, "base_dtype": DType}
+        setup = build(cls, d, enums)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
