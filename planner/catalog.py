@@ -32,7 +32,21 @@ def _key(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class GpuPrice:
+    """One cloud's price for one GPU-hour; `spot_usd_per_hour` is None where none was recorded."""
+
+    provider: str
+    usd_per_hour: float
+    spot_usd_per_hour: float | None
+    source: str
+    as_of: str
+    verified: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class GpuSpec:
+    """One catalog entry (data/gpus.json, schema in data/README.md); `raw` keeps every field."""
+
     name: str
     memory_bytes: int
     raw: dict[str, Any]
@@ -40,6 +54,67 @@ class GpuSpec:
     @property
     def label(self) -> str:
         return self.raw.get("display_name") or self.name
+
+    @property
+    def architecture(self) -> str:
+        return self.raw.get("architecture", "unknown")
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s for `dtype` (bf16, fp16, fp32, tf32, fp8); bf16 falls back to fp16
+        on cards without bf16 tensor cores (T4, V100 compute bf16 far slower: fp32 rate)."""
+        flops = self.raw["peak_flops"]
+        value = flops.get(dtype)
+        if value is None and dtype == "bf16":
+            value = flops.get("fp32")   # Turing/Volta emulate bf16 without tensor cores
+        if value is None:
+            raise PlannerError(f"{self.name} has no {dtype} FLOP/s in the GPU catalog")
+        return float(value)
+
+    @property
+    def memory_bandwidth(self) -> float:
+        """Bytes per second."""
+        return float(self.raw["memory_bandwidth_bytes_per_s"])
+
+    @property
+    def interconnect_kind(self) -> str:
+        return self.raw["interconnect"]["kind"]
+
+    @property
+    def interconnect_bandwidth(self) -> float:
+        """GPU-to-GPU bytes per second, one direction, per GPU."""
+        return float(self.raw["interconnect"]["bytes_per_s"])
+
+    @property
+    def nvlink(self) -> bool:
+        return not self.interconnect_kind.startswith("pcie")
+
+    @property
+    def host_bandwidth(self) -> float:
+        """Bytes per second to host memory (PCIe), one direction: the offload path."""
+        host = self.raw.get("host_link", {}).get("bytes_per_s")
+        if host:
+            return float(host)
+        # PCIe generation of the card [PCI-SIG: x16 gen3 16 GB/s, gen4 32 GB/s, gen5 64 GB/s];
+        # NVLink cards sit on a PCIe gen4 (Ampere, Volta) or gen5 (Hopper, Blackwell) host link
+        return float(_HOST_LINK.get(self.architecture, 32e9))
+
+    @property
+    def power_watts(self) -> int:
+        return int(self.raw["power_watts"])
+
+    @property
+    def purchase_usd(self) -> float | None:
+        return self.raw.get("purchase_usd")
+
+    @property
+    def prices(self) -> tuple[GpuPrice, ...]:
+        return tuple(GpuPrice(p["provider"], float(p["usd_per_hour"]), p.get("spot_usd_per_hour"),
+                              p.get("source", ""), p.get("as_of", ""), bool(p.get("verified", False)))
+                     for p in self.raw.get("prices", []))
+
+
+_HOST_LINK = {"hopper": 64e9, "blackwell": 64e9, "cdna3": 64e9, "ampere": 32e9, "ada": 32e9,
+              "turing": 16e9, "volta": 16e9}
 
 
 @lru_cache(maxsize=1)
@@ -120,10 +195,82 @@ def resolve_model(name_or_path: str) -> ModelSpec:
                        "(list them with `gpuplan models`, or pass a config.json path)")
 
 
+# --- GPU catalog: data/gpus.json plus the user's own files -------------------------------------
+GPU_CATALOG_ENV = "GPUPLAN_GPU_CATALOG"   # path(s), os.pathsep-separated, read after data/gpus.json
+_user_gpu_files: list[str] = []           # added by add_gpu_catalog() (the CLI's --gpu-catalog)
+_REQUIRED_NEW_GPU = ("memory_bytes", "peak_flops", "memory_bandwidth_bytes_per_s", "interconnect", "power_watts")
+
+
+def add_gpu_catalog(path: str) -> None:
+    """Overlay a user's GPU file (JSON or YAML, `{"gpus": [...]}` as data/gpus.json) on the catalog:
+    an entry whose name or alias is known overrides the fields it gives (prices merge by
+    provider); a new name adds a GPU. Raises PlannerError if the file cannot be read or used."""
+    _read_user_gpus(path)   # fail now, with the file's name, not at first use
+    _user_gpu_files.append(path)
+    _gpu_catalog.cache_clear()
+    _gpu_index.cache_clear()
+
+
+def _read_user_gpus(path: str) -> list[dict[str, Any]]:
+    p = Path(os.path.expanduser(path))
+    if not p.is_file():
+        raise PlannerError(f"GPU catalog file {path} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml   # lazily: only user YAML files need it
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # JSON or YAML syntax: one line with the parser's message
+        raise PlannerError(f"GPU catalog file {path} could not be parsed: {str(e).splitlines()[0]}") from None
+    gpus = data.get("gpus") if isinstance(data, dict) else data
+    if not isinstance(gpus, list) or not all(isinstance(g, dict) and g.get("name") for g in gpus):
+        raise PlannerError(f"GPU catalog file {path} must hold {{\"gpus\": [{{\"name\": ..., ...}}]}} "
+                           "(fields as in data/README.md)")
+    return gpus
+
+
+def _overlay(base: list[dict[str, Any]], extra: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    gpus = [dict(g) for g in base]
+    for entry in extra:
+        keys = {_key(k) for k in [entry["name"], *entry.get("aliases", [])]}
+        known = next((g for g in gpus if keys & {_key(k) for k in [g["name"], *g.get("aliases", [])]}), None)
+        if known is None:
+            missing = [k for k in _REQUIRED_NEW_GPU if k not in entry]
+            if missing:
+                raise PlannerError(f"GPU {entry['name']!r} in {path} is new and lacks {', '.join(missing)} "
+                                   "(or name a catalog GPU to override it: gpuplan gpus)")
+            entry = {"aliases": [], "vendor": "unknown", "architecture": "unknown", "prices": [],
+                     "purchase_usd": None, "source": f"user file {path}", "as_of": "", **entry}
+            gpus.append(entry)
+            continue
+        merged = {**known, **{k: v for k, v in entry.items() if k not in ("name", "prices")}}
+        if "peak_flops" in entry:
+            merged["peak_flops"] = {**known["peak_flops"], **entry["peak_flops"]}
+        prices = {p["provider"]: p for p in known.get("prices", [])}
+        for p in entry.get("prices", []):
+            prices[p["provider"]] = {"spot_usd_per_hour": None, "source": f"user file {path}",
+                                     "as_of": "", **prices.get(p["provider"], {}), **p}
+        merged["prices"] = list(prices.values())
+        merged["user_file"] = path
+        gpus[gpus.index(known)] = merged
+    return gpus
+
+
+def user_gpu_files() -> list[str]:
+    env = [p for p in os.environ.get(GPU_CATALOG_ENV, "").split(os.pathsep) if p]
+    return env + _user_gpu_files
+
+
 @lru_cache(maxsize=1)
 def _gpu_catalog() -> dict[str, Any]:
     with open(_data_dir() / "gpus.json") as f:
-        return json.load(f)
+        catalog = json.load(f)
+    for path in user_gpu_files():
+        catalog["gpus"] = _overlay(catalog["gpus"], _read_user_gpus(path), path)
+    return catalog
 
 
 @lru_cache(maxsize=1)
@@ -144,6 +291,11 @@ def resolve_gpu(name: str) -> GpuSpec:
     if gpu is None:
         raise PlannerError(f"unknown GPU {name!r}{_suggest(name, gpu_names())} (list them with `gpuplan gpus`)")
     return GpuSpec(gpu["name"], int(gpu["memory_bytes"]), gpu)
+
+
+def all_gpus() -> list[GpuSpec]:
+    """Every catalog GPU (user files included), in catalog order."""
+    return [GpuSpec(g["name"], int(g["memory_bytes"]), g) for g in _gpu_catalog()["gpus"]]
 
 
 @lru_cache(maxsize=1)

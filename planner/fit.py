@@ -1,0 +1,166 @@
+"""fit(): the largest micro-batch and sequence length of a setup on one GPU, and, when it does not
+fit, the cheapest knobs that make it fit (cheapest: the most tokens/s after the change).
+
+API: `fit(model, setup, gpu) -> FitResult`; `FitResult.to_dict()`.
+Memory grows with batch and sequence length (tests/planner/test_fit.py), so both are bisected.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .catalog import GpuSpec
+from .enums import Loss, Method, Optimizer, Precision
+from .estimate import estimate
+from .model import ModelSpec
+from .setup import Checkpointing, TrainingSetup
+from .throughput import step_time
+
+MAX_BATCH = 4096
+SEQ_STEP = 64          # sequence lengths are searched in multiples of this
+
+
+def _largest(ok: Callable[[int], bool], lo: int, limit: int) -> int:
+    """Largest n in [lo, limit] with ok(n) (ok monotone decreasing); lo - 1 if not even ok(lo)."""
+    if not ok(lo):
+        return lo - 1
+    hi = lo
+    while hi < limit and ok(min(hi * 2, limit)):
+        hi = min(hi * 2, limit)
+    if hi == limit:
+        return hi
+    top = min(hi * 2, limit)          # ok(hi), not ok(top)
+    while top - hi > 1:
+        mid = (hi + top) // 2
+        hi, top = (mid, top) if ok(mid) else (hi, mid)
+    return hi
+
+
+def max_context(model: ModelSpec) -> int:
+    cfg = model.hf_config
+    return int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 131072)
+
+
+@dataclass(frozen=True)
+class KnobOption:
+    """A change of one or two knobs, with what it gives on the GPU."""
+
+    changes: tuple[tuple[str, str], ...]      # (flag, value), as typed on the command line
+    batch_size: int                           # the largest micro-batch that fits after the change
+    device_total_bytes: int                   # at that micro-batch
+    tokens_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changes": dict(self.changes), "batch_size": self.batch_size,
+                "device_total_bytes": self.device_total_bytes, "tokens_per_s": self.tokens_per_s}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    gpu: GpuSpec
+    setup: TrainingSetup
+    device_total_bytes: int                 # of the setup as given
+    max_batch: int                          # at the setup's sequence length (0: not even batch 1)
+    max_batch_total_bytes: int | None
+    max_seq_len: int                        # at the setup's micro-batch (0: none)
+    max_seq_len_batch1: int                 # at micro-batch 1
+    knobs: tuple[KnobOption, ...] = field(default=())   # when the setup does not fit: best first
+
+    @property
+    def fits(self) -> bool:
+        return self.device_total_bytes <= self.gpu.memory_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu.name, "memory_bytes": self.gpu.memory_bytes, "fits": self.fits,
+                "device_total_bytes": self.device_total_bytes, "headroom_bytes": self.gpu.memory_bytes - self.device_total_bytes,
+                "max_batch_size": self.max_batch, "max_batch_device_total_bytes": self.max_batch_total_bytes,
+                "max_seq_len": self.max_seq_len, "max_seq_len_batch_1": self.max_seq_len_batch1,
+                "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs]}
+
+
+def _knobs(setup: TrainingSetup) -> list[tuple[str, str, dict[str, Any]]]:
+    """Single changes that lower memory, each as (flag, value, TrainingSetup fields)."""
+    out = []
+    if setup.checkpointing is Checkpointing.NONE:
+        out.append(("--grad-ckpt", "on", {"checkpointing": Checkpointing.FULL}))
+    if setup.loss is Loss.HF:
+        out.append(("--loss", "chunked", {"loss": Loss.CHUNKED}))
+    if not setup.optimizer.eight_bit:
+        out.append(("--optimizer", "adamw-8bit", {"optimizer": Optimizer.ADAMW_8BIT}))
+        out.append(("--optimizer", "paged-adamw-8bit", {"optimizer": Optimizer.PAGED_ADAMW_8BIT}))
+    if setup.precision.autocast:
+        true16 = Precision.BF16_TRUE if setup.precision is Precision.BF16_MIXED else Precision.FP16_TRUE
+        out.append(("--precision", true16.value, {"precision": true16}))
+    if setup.method is Method.FULL:
+        out.append(("--method", "lora", {"method": Method.LORA}))
+    if setup.method is not Method.QLORA:
+        out.append(("--method", "qlora", {"method": Method.QLORA}))
+    if setup.seq_len > 256:
+        out.append(("--seq-len", str(setup.seq_len // 2), {"seq_len": setup.seq_len // 2}))
+    return out
+
+
+def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int]:
+    """(largest micro-batch, its device total) for `setup` on `gpu`; (0, total at 1) if none."""
+    totals: dict[int, int] = {}
+
+    def total(b: int) -> int:
+        if b not in totals:
+            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+        return totals[b]
+
+    b = _largest(lambda n: total(n) <= gpu.memory_bytes, 1, min(setup.batch_size, MAX_BATCH))
+    return (b, total(b)) if b > 0 else (0, total(1))
+
+
+def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5) -> FitResult:
+    """FitResult of `setup` on `gpu` (one GPU as setup.parallel says)."""
+    setup.validate()
+    given = estimate(model, setup).device_total_bytes
+    mem = gpu.memory_bytes
+    totals: dict[int, int] = {}
+
+    def total_b(b: int) -> int:
+        if b not in totals:
+            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+        return totals[b]
+
+    max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
+    ctx = max_context(model) // SEQ_STEP
+
+    def seq_ok(batch: int) -> Callable[[int], bool]:
+        return lambda k: estimate(model, setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)).device_total_bytes <= mem
+
+    max_s = max(_largest(seq_ok(setup.batch_size), 1, ctx), 0) * SEQ_STEP
+    max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
+    knobs: tuple[KnobOption, ...] = ()
+    if given > mem:
+        knobs = _cheapest_knobs(model, setup, gpu, max_knob_options)
+    return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs)
+
+
+def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int) -> tuple[KnobOption, ...]:
+    """Single knobs, then pairs, that fit at some micro-batch; ranked by tokens/s after the change."""
+    singles = _knobs(setup)
+    found: list[KnobOption] = []
+    for size in (1, 2, 3):
+        for combo in itertools.combinations(singles, size):
+            flags = [c[0] for c in combo]
+            if len(set(flags)) < len(flags):
+                continue     # two values of one flag
+            changes: dict[str, Any] = {}
+            for _, _, ch in combo:
+                changes.update(ch)
+            s = setup.with_(**changes)
+            if s.method is Method.QLORA and s.precision is Precision.FP32:
+                continue
+            b, total = _try(model, s, gpu)
+            if b == 0:
+                continue
+            grown = s.with_(batch_size=b, grad_accum=max(1, setup.batch_size * setup.grad_accum // b))
+            tps = step_time(model, grown, gpu).tokens_per_s
+            found.append(KnobOption(tuple((c[0], c[1]) for c in combo), b, total, tps))
+        if found:
+            break        # the fewest changes that fit: do not list bigger combinations
+    return tuple(sorted(found, key=lambda k: -k.tokens_per_s)[:limit])

@@ -1,0 +1,86 @@
+"""FLOPs of one training step, per token, by method: what the GPU must compute.
+
+API: `step_flops(model, setup) -> StepFlops` (per token; multiply by tokens).
+
+Conventions, as in the papers the MFU figures come from:
+- A matmul of an (m, k) by (k, n) matrix is 2mkn FLOPs; a linear layer costs 2 x weights per token
+  forward, and backward twice that: input gradient + weight gradient [Kaplan20 Sec. 2.1: C ~ 6N].
+- Attention scores (QK^T and AV) are 2 x 2 x s x heads x head_dim per token and layer forward,
+  counted without the causal mask's saving [PaLM, Chowdhery22 App. B: 6N + 12 L H Q T]; the
+  backward is twice the forward.
+- Under full activation checkpointing every decoder layer's forward runs again in the backward
+  [Narayanan21 Sec. 3.5, eq. 3: 96 B s l h^2 (1 + s/6h + V/16lh), i.e. four forward passes].
+- LoRA/QLoRA: frozen linears compute only the input gradient (no weight-gradient GEMM); the
+  adapters (A: in x r, B: r x out) cost 6 r (in + out) per token [Hu21 LoRA; peft lora/layer.py].
+Element-wise work (norms, activations, softmax, optimizer) is not counted here: it is memory-bound
+and sits in the achievable-MFU figure (planner/throughput.py) or the optimizer-step time.
+Embedding lookups cost no FLOPs; the LM head (tied or not) is a matmul of vocab x hidden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .enums import Method
+from .model import ModelSpec
+from .setup import Checkpointing, TrainingSetup
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs per token of one training step, by part."""
+
+    forward: float          # decoder layers + LM head + attention scores (+ adapters)
+    backward: float
+    recompute: float        # the decoder layers' forward again under checkpointing
+    quantized_weights: int  # weights QLoRA dequantizes in each pass (0 otherwise)
+    dequant_passes: int     # passes that dequantize them: forward, backward, recompute
+
+    @property
+    def model(self) -> float:
+        """Model FLOPs per token (no recompute): the numerator of MFU [PaLM App. B]."""
+        return self.forward + self.backward
+
+    @property
+    def hardware(self) -> float:
+        """FLOPs the GPU executes per token, recompute included (HFU's numerator)."""
+        return self.forward + self.backward + self.recompute
+
+
+def _layer_linear_weights(model: ModelSpec) -> float:
+    """Weights multiplied per token in all decoder layers; MoE layers count top_k experts."""
+    dense = sum(lin.weight_count for lin in model.dense_linears)
+    moe = 0.0
+    for lin in model.moe_linears:
+        share = model.top_k / lin.experts if lin.experts > 1 else 1.0
+        moe += lin.weight_count * share
+    router = model.n_experts * model.hidden
+    return model.dense_layers * dense + model.moe_layers * (moe + router)
+
+
+def _adapter_weights(model: ModelSpec, setup: TrainingSetup) -> float:
+    """LoRA A and B weights per token over all layers: r (in + out) per adapted linear."""
+    targets = set(setup.lora_targets(model))
+    r = setup.lora.r
+    per_dense = sum(r * (lin.in_features + lin.out_features) for lin in model.dense_linears if lin.name in targets)
+    per_moe = sum(r * (lin.in_features + lin.out_features) for lin in model.moe_linears
+                  if lin.name in targets and lin.experts == 1)
+    return model.dense_layers * per_dense + model.moe_layers * per_moe
+
+
+def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
+    """FLOPs per token of forward, backward and recompute for `setup` (sequence length from it)."""
+    s, L, a, d = setup.seq_len, model.n_layers, model.n_heads, model.head_dim
+    W = _layer_linear_weights(model)
+    head = model.vocab * model.hidden
+    attn = 4 * L * s * a * d                     # QK^T and AV forward [PaLM App. B: 12LHQT / 3]
+    adapters = _adapter_weights(model, setup) if setup.peft else 0.0
+    forward = 2 * (W + head + adapters) + attn
+    if setup.method is Method.FULL:
+        backward = 2 * forward                   # input and weight gradients [Kaplan20 2.1]
+    else:
+        # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
+        backward = 2 * (W + head) + 4 * adapters + 2 * attn
+    ckpt = setup.checkpointing is Checkpointing.FULL
+    recompute = 2 * (W + adapters) + attn if ckpt else 0.0
+    quantized = int(W) if setup.method is Method.QLORA else 0
+    return StepFlops(forward, backward, recompute, quantized, (3 if ckpt else 2) if quantized else 0)

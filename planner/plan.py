@@ -1,0 +1,106 @@
+"""Plan: one way to run a fine-tuning job: setup + GPU type + count + memory + time + dollars.
+
+API: `make_plan(model, setup, gpu, dataset_tokens, epochs, est, providers=None, mfu=None) -> Plan`;
+`Plan.to_dict()` is the JSON/records form (the CLI's `--json` and the dashboard's rows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import GpuSpec
+from .cost import ProviderCost, run_cost
+from .model import ModelSpec
+from .result import MemoryEstimate
+from .setup import TrainingSetup
+from .throughput import StepTime, step_time
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    setup: TrainingSetup
+    gpu: GpuSpec
+    gpus: int                              # world size
+    device_total_bytes: int                # per GPU, the figure that decides the fit
+    step: StepTime
+    dataset_tokens: int                    # tokens per epoch
+    epochs: float
+    costs: tuple[ProviderCost, ...]        # cheapest first; () where no allowed provider rents it
+    spot: bool = False                     # rank by spot price where recorded
+    why: str = ""                          # filled by recommend(): why this plan wins
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.gpu.memory_bytes - self.device_total_bytes
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds for all epochs."""
+        return self.dataset_tokens * self.epochs / self.step.tokens_per_s
+
+    @property
+    def hours(self) -> float:
+        return self.seconds / 3600
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.hours * self.gpus
+
+    @property
+    def best(self) -> ProviderCost | None:
+        """The cheapest allowed provider: by spot price if `spot` and one is recorded."""
+        if not self.costs:
+            return None
+        if self.spot:
+            with_spot = [c for c in self.costs if c.spot_usd is not None]
+            if with_spot:
+                return min(with_spot, key=lambda c: c.spot_usd)
+        return self.costs[0]
+
+    @property
+    def usd(self) -> float:
+        """Dollars at the cheapest allowed provider (inf where none rents this GPU)."""
+        b = self.best
+        if b is None:
+            return float("inf")
+        return b.spot_usd if (self.spot and b.spot_usd is not None) else b.usd
+
+    def describe(self) -> str:
+        """One line: the setup in the words of the CLI flags."""
+        s, p = self.setup, self.setup.parallel
+        shard = ""
+        if p.world > 1:
+            shard = f", {'FSDP ' + p.fsdp.value if p.fsdp.value != 'none' else ('ZeRO-' + str(p.zero) if p.zero else 'DDP')}"
+        return (f"{self.gpus}x {self.gpu.name}{shard}, {s.method.value}, {s.precision.value}, {s.optimizer.value}, "
+                f"micro-batch {s.batch_size} x {s.seq_len}, grad-accum {s.grad_accum}, "
+                f"checkpointing {s.checkpointing.value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.best
+        return {
+            "model": self.model, "gpu": self.gpu.name, "gpus": self.gpus,
+            "setup": {**self.setup.to_dict(), "parallel": {k: getattr(v, "value", v) for k, v in
+                                                            self.setup.parallel.__dict__.items()}},
+            "description": self.describe(),
+            "device_total_bytes": self.device_total_bytes, "memory_bytes": self.gpu.memory_bytes,
+            "headroom_bytes": self.headroom_bytes,
+            "step": self.step.to_dict(), "tokens_per_s": self.step.tokens_per_s,
+            "dataset_tokens": self.dataset_tokens, "epochs": self.epochs,
+            "hours": self.hours, "gpu_hours": self.gpu_hours,
+            "usd": self.usd if b else None, "provider": b.provider if b else None, "spot": self.spot,
+            "costs": [c.to_dict() for c in self.costs],
+            "why": self.why, "notes": list(self.notes),
+        }
+
+
+def make_plan(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_tokens: int, epochs: float,
+              est: MemoryEstimate | int, providers: tuple[str, ...] | None = None, mfu: float | None = None,
+              spot: bool = False) -> Plan:
+    """Plan for `setup` on `gpu` (world size from setup.parallel); `est` is its estimate or device total."""
+    st = step_time(model, setup, gpu, mfu)
+    total = est if isinstance(est, int) else est.device_total_bytes
+    hours = dataset_tokens * epochs / st.tokens_per_s / 3600
+    return Plan(model.name, setup, gpu, setup.parallel.world, total, st, dataset_tokens, epochs,
+                run_cost(gpu, setup.parallel.world, hours, providers), spot)

@@ -1,0 +1,353 @@
+"""recommend(): the cheapest, the fastest and the time-vs-cost Pareto frontier of ways to run a job.
+
+API (pure; the CLI and the dashboard call it):
+    recommend(model, dataset_tokens, epochs, Constraints(...), SearchSpace(...)) -> Recommendation
+    Recommendation.cheapest / .fastest / .frontier (Plans), .closest (Hints when nothing qualifies),
+    .to_dict() (JSON/records), .considered (configurations looked at).
+
+The search: GPU type x count x sharding x method x precision x optimizer x checkpointing x
+micro-batch (the largest that fits). Memory does not depend on the GPU type, so each setup is
+estimated once and its device total checked against every GPU; the micro-batch is found by
+bisection over the (monotone) totals of batch 1, 2, 4, ... Every fitting (setup, GPU, count) is
+timed (planner/throughput.py) and priced (planner/cost.py). Multi-GPU candidates appear only when
+the estimator honours ParallelSpec (probed: a 2-GPU FSDP estimate must differ from one GPU's).
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+from .catalog import GpuSpec, all_gpus, resolve_gpu
+from .enums import Method, Optimizer, Precision
+from .errors import PlannerError
+from .estimate import estimate
+from .model import ModelSpec
+from .parallel import Fsdp, ParallelSpec
+from .plan import Plan, make_plan
+from .result import GIB
+from .setup import Checkpointing, TrainingSetup
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the user allows; None means no limit."""
+
+    methods: tuple[Method, ...] = tuple(Method)
+    max_gpus: int = 8
+    deadline_s: float | None = None
+    budget_usd: float | None = None
+    providers: tuple[str, ...] | None = None
+    gpus: tuple[str, ...] | None = None        # catalog names allowed (None: all)
+    spot: bool = False                         # price at spot where a spot price is recorded
+    require_price: bool = True                 # only GPUs some allowed provider rents
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The knobs searched besides GPU type, count and method."""
+
+    seq_len: int = 1024
+    global_batch: int = 64                     # sequences per optimizer step (grad-accum fills it)
+    precisions: tuple[Precision, ...] = (Precision.BF16_MIXED, Precision.BF16_TRUE,
+                                         Precision.FP16_MIXED, Precision.FP16_TRUE)
+    optimizers: tuple[Optimizer, ...] = (Optimizer.ADAMW_FUSED, Optimizer.ADAMW_8BIT)
+    checkpointing: tuple[Checkpointing, ...] = (Checkpointing.NONE, Checkpointing.FULL)
+    max_micro_batch: int = 64
+    base: TrainingSetup = field(default_factory=TrainingSetup)   # LoRA rank, targets, attention, loss
+    mfu: float | None = None
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A knob that gets closest when nothing qualifies, and by how much."""
+
+    knob: str
+    message: str
+    plan: Plan | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knob": self.knob, "message": self.message, "plan": self.plan.to_dict() if self.plan else None}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    cheapest: Plan | None
+    fastest: Plan | None
+    frontier: tuple[Plan, ...]                 # fastest first; each cheaper than every faster one
+    considered: int                            # configurations (setup x GPU x count x micro-batch) looked at
+    fitting: int                               # (setup, GPU, count) with a micro-batch that fits
+    qualifying: int                            # of those, within deadline, budget and priced
+    estimates: int                             # memory estimates computed
+    closest: tuple[Hint, ...] = ()
+    notes: tuple[str, ...] = ()
+    plans: tuple[Plan, ...] = field(default=(), repr=False)   # every qualifying plan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cheapest": self.cheapest.to_dict() if self.cheapest else None,
+            "fastest": self.fastest.to_dict() if self.fastest else None,
+            "frontier": [p.to_dict() for p in self.frontier],
+            "considered": self.considered, "fitting": self.fitting, "qualifying": self.qualifying,
+            "estimates": self.estimates, "closest": [h.to_dict() for h in self.closest],
+            "notes": list(self.notes),
+        }
+
+
+def _has_bf16(gpu: GpuSpec) -> bool:
+    return gpu.raw["peak_flops"].get("bf16") is not None
+
+
+def _precision_ok(p: Precision, gpu: GpuSpec) -> bool:
+    """bf16 where the card has it; fp16 only on cards without bf16 (T4, V100): no loss scaling else."""
+    if p is Precision.FP32:
+        return True
+    return (p.compute_dtype.value == "bf16") == _has_bf16(gpu)
+
+
+def _counts(max_gpus: int) -> list[int]:
+    out, n = [], 1
+    while n <= max_gpus:
+        out.append(n)
+        n *= 2
+    return out
+
+
+def parallel_specs(count: int) -> list[ParallelSpec]:
+    """Ways to spread over `count` GPUs: DDP, ZeRO-2, FSDP full-shard; 8 GPUs per node."""
+    if count == 1:
+        return [ParallelSpec()]
+    per_node = min(count, 8)
+    nodes = count // per_node
+    return [ParallelSpec(gpus=per_node, nodes=nodes), ParallelSpec(gpus=per_node, nodes=nodes, zero=2),
+            ParallelSpec(gpus=per_node, nodes=nodes, fsdp=Fsdp.FULL)]
+
+
+_SHARDED_PROBE: dict[str, bool] = {}
+
+
+def sharded_estimates_available(model: ModelSpec) -> bool:
+    """Whether estimate() gives per-GPU figures for sharded setups (issue 4 work): probed once."""
+    if model.name not in _SHARDED_PROBE:
+        one = estimate(model, TrainingSetup(batch_size=1, seq_len=128))
+        two = estimate(model, TrainingSetup(batch_size=1, seq_len=128, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL)))
+        _SHARDED_PROBE[model.name] = two.device_total_bytes < one.device_total_bytes
+    return _SHARDED_PROBE[model.name]
+
+
+class _Totals:
+    """Device totals per setup, memoized: estimate() runs once per distinct setup."""
+
+    def __init__(self, model: ModelSpec) -> None:
+        self.model, self.cache, self.count = model, {}, 0
+
+    def __call__(self, setup: TrainingSetup) -> int:
+        key = setup
+        if key not in self.cache:
+            self.cache[key] = estimate(self.model, setup).device_total_bytes
+            self.count += 1
+        return self.cache[key]
+
+
+def _batches(limit: int) -> list[int]:
+    return [2**i for i in range(int(math.log2(limit)) + 1)]
+
+
+def _grad_accum(global_batch: int, micro: int, dp: int) -> int:
+    return max(1, math.ceil(global_batch / (micro * dp)))
+
+
+def _largest_fitting(totals: _Totals, base: TrainingSetup, memory: int, space: SearchSpace) -> tuple[int, int, int]:
+    """(micro-batch, its device total, batches looked at); micro-batch 0 if none fits.
+
+    Bisection over powers of two: memory grows with the micro-batch (tests/planner/test_recommend.py)."""
+    batches = _batches(space.max_micro_batch)
+    dp = base.parallel.dp
+
+    def total(b: int) -> int:
+        return totals(base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp)))
+
+    lo, hi, looked = 0, len(batches) - 1, 0
+    best = (0, total(batches[0]))
+    looked += 1
+    if best[1] > memory:
+        return 0, best[1], looked
+    best = (batches[0], best[1])
+    lo = 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        t = total(batches[mid])
+        looked += 1
+        if t <= memory:
+            best, lo = (batches[mid], t), mid + 1
+        else:
+            hi = mid - 1
+    return best[0], best[1], looked
+
+
+def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bool) -> Iterable[TrainingSetup]:
+    counts = _counts(c.max_gpus) if multi else [1]
+    for method, prec, opt, ckpt, count in itertools.product(c.methods, space.precisions, space.optimizers,
+                                                            space.checkpointing, counts):
+        if method is Method.QLORA and prec is Precision.FP32:
+            continue
+        for par in parallel_specs(count):
+            if method is not Method.FULL and par.zero == 2:
+                continue   # adapters' gradients are tiny: ZeRO-2 buys LoRA nothing over DDP
+            yield space.base.with_(method=method, precision=prec, optimizer=opt, checkpointing=ckpt,
+                                   seq_len=space.seq_len, parallel=par, batch_size=1, grad_accum=1,
+                                   base_dtype=None if method is Method.FULL else space.base.base_dtype)
+
+
+def pareto_frontier(plans: Iterable[Plan]) -> tuple[Plan, ...]:
+    """Plans no other plan beats on both hours and dollars; fastest first, each cheaper than the last."""
+    out: list[Plan] = []
+    for p in sorted(plans, key=lambda p: (p.hours, p.usd)):
+        if not out or p.usd < out[-1].usd:
+            out.append(p)
+    return tuple(out)
+
+
+def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Totals,
+            dataset_tokens: int, epochs: float) -> tuple[list[Plan], list[tuple[int, TrainingSetup, GpuSpec]], int]:
+    """(every fitting plan, the non-fitting (shortfall, setup, gpu), configurations considered)."""
+    gpus = [resolve_gpu(g) for g in c.gpus] if c.gpus else all_gpus()
+    if c.require_price:
+        gpus = [g for g in gpus if any(not c.providers or p.provider in c.providers for p in g.prices)]
+    multi = c.max_gpus > 1 and sharded_estimates_available(model)
+    plans, misses, considered = [], [], 0
+    for base in _base_setups(model, c, space, multi):
+        if base.peft:
+            base.lora_targets(model)
+        for gpu in gpus:
+            if not _precision_ok(base.precision, gpu):
+                continue
+            b, total, looked = _largest_fitting(totals, base, gpu.memory_bytes, space)
+            considered += len(_batches(space.max_micro_batch))   # the micro-batches decided by the bisection
+            if b == 0:
+                misses.append((total - gpu.memory_bytes, base, gpu))
+                continue
+            setup = base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, base.parallel.dp))
+            plans.append(make_plan(model, setup, gpu, dataset_tokens, epochs, total, c.providers, space.mfu, c.spot))
+    return plans, misses, considered
+
+
+def _qualifies(p: Plan, c: Constraints) -> bool:
+    if c.require_price and not p.costs:
+        return False
+    if c.deadline_s is not None and p.seconds > c.deadline_s:
+        return False
+    return c.budget_usd is None or p.usd <= c.budget_usd
+
+
+def _different(a: Plan, b: Plan) -> bool:
+    """A runner-up worth naming: another GPU type, count or method, not a sibling knob."""
+    return (a.gpu.name, a.gpus, a.setup.method) != (b.gpu.name, b.gpus, b.setup.method)
+
+
+def _why_cheapest(best: Plan, others: list[Plan]) -> str:
+    b = best.best
+    rate = f"${b.usd_per_gpu_hour:.2f}/GPU-h at {b.provider}" if b else "no price"
+    runner = min((p for p in others if _different(p, best)), key=lambda p: p.usd, default=None)
+    tail = (f"; the next cheapest ({runner.describe()}) costs ${runner.usd:,.2f} (+{100 * (runner.usd / best.usd - 1):.0f}%)"
+            if runner and best.usd > 0 else "")
+    return (f"lowest cost: {best.gpus} GPU(s) x {best.hours:.2f} h x {rate} = ${best.usd:,.2f}, "
+            f"{best.step.tokens_per_s:,.0f} tokens/s{tail}")
+
+
+def _why_fastest(best: Plan, others: list[Plan]) -> str:
+    runner = min((p for p in others if _different(p, best)), key=lambda p: p.hours, default=None)
+    tail = (f"; the next fastest ({runner.describe()}) takes {runner.hours:.2f} h (+{100 * (runner.hours / best.hours - 1):.0f}%)"
+            if runner else "")
+    return f"shortest time: {best.hours:.2f} h at {best.step.tokens_per_s:,.0f} tokens/s for ${best.usd:,.2f}{tail}"
+
+
+def _closest(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Totals, plans: list[Plan],
+             misses: list, dataset_tokens: int, epochs: float) -> tuple[Hint, ...]:
+    """When nothing qualifies: the knobs that get closest, each with what it would give."""
+    hints: list[Hint] = []
+    priced = [p for p in plans if p.costs or not c.require_price]
+    if not priced:
+        if misses:
+            short, setup, gpu = min(misses, key=lambda m: m[0])
+            hints.append(Hint("memory", f"nothing fits: closest is {setup.method.value}, {setup.precision.value}, "
+                                        f"{setup.optimizer.value}, checkpointing {setup.checkpointing.value}, micro-batch 1 x "
+                                        f"{setup.seq_len} on {setup.parallel.world}x {gpu.name}, short by "
+                                        f"{short / GIB:.1f} GiB per GPU"))
+        relax = [("methods", replace(c, methods=tuple(Method)), "--methods full,lora,qlora"),
+                 ("max-gpus", replace(c, max_gpus=max(c.max_gpus * 4, 8)), f"--max-gpus {max(c.max_gpus * 4, 8)}"),
+                 ("gpus", replace(c, gpus=None), "all catalog GPUs"),
+                 ("providers", replace(c, providers=None), "all providers")]
+        seq = max(space.seq_len // 2, 128)
+        for knob, rc, flag in relax + [("seq-len", c, f"--seq-len {seq}")]:
+            if rc == c and knob != "seq-len":
+                continue
+            sp = replace(space, seq_len=seq) if knob == "seq-len" else space
+            found, _, _ = _search(model, rc, sp, totals, dataset_tokens, epochs)
+            found = [p for p in found if p.costs or not rc.require_price]
+            if found:
+                best = min(found, key=lambda p: p.usd)
+                hints.append(Hint(knob, f"{flag}: fits with {best.describe()}, {best.hours:.1f} h, ${best.usd:,.2f}", best))
+        return tuple(hints)
+    if c.deadline_s is not None:
+        fast = min(priced, key=lambda p: p.seconds)
+        if fast.seconds > c.deadline_s:
+            over = fast.seconds - c.deadline_s
+            hints.append(Hint("deadline", f"the fastest plan takes {fast.hours:.1f} h, {over / 3600:.1f} h "
+                                          f"({100 * over / c.deadline_s:.0f}%) over the deadline: {fast.describe()}", fast))
+            more = replace(c, max_gpus=c.max_gpus * 4, deadline_s=None, budget_usd=None)
+            found, _, _ = _search(model, more, space, totals, dataset_tokens, epochs)
+            ok = [p for p in found if p.seconds <= c.deadline_s and (p.costs or not c.require_price)]
+            if ok:
+                best = min(ok, key=lambda p: p.usd)
+                hints.append(Hint("max-gpus", f"--max-gpus {best.gpus}: {best.describe()} meets it in {best.hours:.1f} h "
+                                              f"for ${best.usd:,.2f}", best))
+    if c.budget_usd is not None:
+        within_deadline = [p for p in priced if c.deadline_s is None or p.seconds <= c.deadline_s] or priced
+        cheap = min(within_deadline, key=lambda p: p.usd)
+        if cheap.usd > c.budget_usd:
+            over = cheap.usd - c.budget_usd
+            hints.append(Hint("budget", f"the cheapest plan costs ${cheap.usd:,.2f}, ${over:,.2f} "
+                                        f"({100 * over / c.budget_usd:.0f}%) over the budget: {cheap.describe()}", cheap))
+    if not c.spot and any(p.costs and any(x.spot_usd is not None for x in p.costs) for p in priced):
+        spot = [p for p in (replace(p, spot=True) for p in priced) if _qualifies(p, replace(c, spot=True))]
+        if spot:
+            best = min(spot, key=lambda p: p.usd)
+            hints.append(Hint("spot", f"--spot: {best.describe()} qualifies at spot prices, ${best.usd:,.2f}", best))
+    return tuple(hints)
+
+
+def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constraints: Constraints | None = None,
+              space: SearchSpace | None = None) -> Recommendation:
+    """Recommendation for training `model` on `dataset_tokens` x `epochs` under `constraints`."""
+    c = constraints or Constraints()
+    space = space or SearchSpace()
+    if dataset_tokens <= 0 or epochs <= 0:
+        raise PlannerError("--dataset-tokens and --epochs must be positive")
+    if c.max_gpus < 1:
+        raise PlannerError(f"--max-gpus must be at least 1, got {c.max_gpus}")
+    if not c.methods:
+        raise PlannerError("--methods is empty; choose from full, lora, qlora")
+    if c.providers:
+        known = {p.provider for g in all_gpus() for p in g.prices}
+        unknown = [p for p in c.providers if p not in known]
+        if unknown:
+            raise PlannerError(f"unknown provider(s) {', '.join(unknown)}; the catalog has {', '.join(sorted(known))}")
+    totals = _Totals(model)
+    plans, misses, considered = _search(model, c, space, totals, dataset_tokens, epochs)
+    good = [p for p in plans if _qualifies(p, c)]
+    notes = []
+    if c.max_gpus > 1 and not sharded_estimates_available(model):
+        notes.append("multi-GPU plans left out: this version's memory estimate is single-GPU only")
+    if not good:
+        return Recommendation(None, None, (), considered, len(plans), 0, totals.count,
+                              _closest(model, c, space, totals, plans, misses, dataset_tokens, epochs), tuple(notes))
+    cheapest = min(good, key=lambda p: (p.usd, p.hours))
+    fastest = min(good, key=lambda p: (p.hours, p.usd))
+    frontier = tuple(replace(p, why=f"on the time-cost frontier: no plan is both faster than {p.hours:.2f} h "
+                                    f"and cheaper than ${p.usd:,.2f}") for p in pareto_frontier(good))
+    return Recommendation(replace(cheapest, why=_why_cheapest(cheapest, good)),
+                          replace(fastest, why=_why_fastest(fastest, good)), frontier, considered, len(plans),
+                          len(good), totals.count, (), tuple(notes), tuple(good))
