@@ -19,7 +19,9 @@ def cli() -> None:
 def _register() -> None:
     from . import cli_estimate
 
-    for command in (cli_estimate.estimate, cli_estimate.models, cli_estimate.gpus):
+    from . import cli_fit, cli_gpus, cli_recommend
+
+    for command in (cli_estimate.estimate, cli_estimate.models, cli_gpus.gpus, cli_recommend.recommend, cli_fit.fit):
         cli.add_command(command)
     try:
         from . import cli_profile

@@ -1,4 +1,5 @@
-"""`gpuplan estimate` and `gpuplan models`: the planner from the command line (imports no torch)."""
+"""`gpuplan estimate` and `gpuplan models`: the planner from the command line (imports no torch).
+`gpuplan gpus` lives in cli_gpus.py."""
 from __future__ import annotations
 
 import json
@@ -52,11 +53,3 @@ def models() -> None:
         preset = load_preset(name)
         click.echo(f"{name:28s} {preset['params_total'] / 1e9:8.2f} B  {preset['hf_id']}")
 
-
-@click.command()
-def gpus() -> None:
-    """List the GPU catalog with the memory each card reports."""
-    from gpuplan.planner.catalog import _gpu_catalog
-
-    for g in _gpu_catalog()["gpus"]:
-        click.echo(f"{g['name']:20s} {g['memory_bytes'] / 2**30:8.2f} GiB  {', '.join(g.get('aliases', [])[:3])}")

@@ -18,7 +18,10 @@ def _choice(enum) -> click.Choice:
 
 
 SETUP_OPTIONS = [
-    click.option("--model", "-m", required=True, help="Preset name (gpuplan models), a config.json path, or a hub id."),
+    click.option("--model", "-m", default=None, help="Preset name (gpuplan models), a config.json path, or a hub id."),
+    click.option("--from-config", default=None, type=click.Path(dir_okay=False),
+                 help="Your training config (axolotl YAML, HF TrainingArguments/TRL SFTConfig JSON or YAML, "
+                      "torchtune YAML); flags given explicitly override its values."),
     click.option("--method", type=_choice(Method), default=_D.method.value, show_default=True),
     click.option("--precision", type=_choice(Precision), default=_D.precision.value, show_default=True),
     click.option("--optimizer", type=_choice(Optimizer), default=_D.optimizer.value, show_default=True),
@@ -52,6 +55,12 @@ def setup_options(func: Callable) -> Callable:
 def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     """(ModelSpec, validated TrainingSetup) from the flags; raises PlannerError on bad input."""
     from gpuplan.planner.catalog import resolve_model
+
+    from .from_config import merge_config
+
+    kw = merge_config(kw)
+    if not kw.get("model"):
+        raise PlannerError("--model is required (or a --from-config file that names the model)")
 
     method = Method(kw["method"])
     lora_flags = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")

@@ -205,10 +205,16 @@ def add_gpu_catalog(path: str) -> None:
     """Overlay a user's GPU file (JSON or YAML, `{"gpus": [...]}` as data/gpus.json) on the catalog:
     an entry whose name or alias is known overrides the fields it gives (prices merge by
     provider); a new name adds a GPU. Raises PlannerError if the file cannot be read or used."""
-    _read_user_gpus(path)   # fail now, with the file's name, not at first use
+    _read_user_gpus(path)
     _user_gpu_files.append(path)
     _gpu_catalog.cache_clear()
     _gpu_index.cache_clear()
+    try:
+        _gpu_catalog()      # fail now, naming the file, not at first use
+    except PlannerError:
+        _user_gpu_files.remove(path)
+        _gpu_catalog.cache_clear()
+        raise
 
 
 def _read_user_gpus(path: str) -> list[dict[str, Any]]:

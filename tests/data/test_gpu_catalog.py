@@ -168,3 +168,63 @@ def test_required_cards_present():
         "rtx-5090", "rtx-4090", "rtx-3090", "t4", "v100-sxm2-16gb", "v100-sxm2-32gb", "mi300x",
     }
     assert wanted <= set(BY_NAME)
+
+
+# --- user catalog files (planner/catalog.py add_gpu_catalog / $GPUPLAN_GPU_CATALOG) -----------------
+from gpuplan.planner import catalog as cat  # noqa: E402
+from gpuplan.planner.errors import PlannerError  # noqa: E402
+
+
+@pytest.fixture
+def fresh_catalog(monkeypatch):
+    monkeypatch.setattr(cat, "_user_gpu_files", [])
+    monkeypatch.delenv(cat.GPU_CATALOG_ENV, raising=False)
+    cat._gpu_catalog.cache_clear(); cat._gpu_index.cache_clear()
+    yield
+    cat._gpu_catalog.cache_clear(); cat._gpu_index.cache_clear()
+
+
+def test_every_price_says_whether_it_was_verified():
+    for gpu in GPUS:
+        for p in gpu["prices"]:
+            assert isinstance(p.get("verified"), bool)
+            if not p["verified"]:
+                assert "unverified" in p["source"]
+
+
+def test_user_file_overrides_price_and_adds_a_gpu(tmp_path, fresh_catalog):
+    f = tmp_path / "mine.yaml"
+    f.write_text("gpus:\n"
+                 "  - name: h100\n    prices:\n      - {provider: mycluster, usd_per_hour: 1.1, spot_usd_per_hour: 0.5}\n"
+                 "  - name: rtx-pro-6000\n    memory_bytes: 102625181696\n    peak_flops: {bf16: 5.0e14, fp32: 1.2e14}\n"
+                 "    memory_bandwidth_bytes_per_s: 1792000000000\n    interconnect: {kind: pcie5, bytes_per_s: 64000000000}\n"
+                 "    power_watts: 600\n    purchase_usd: 8500\n")
+    cat.add_gpu_catalog(str(f))
+    h = cat.resolve_gpu("h100")
+    mine = next(p for p in h.prices if p.provider == "mycluster")
+    assert mine.usd_per_hour == 1.1 and mine.spot_usd_per_hour == 0.5 and "mine.yaml" in mine.source
+    assert len(h.prices) == len(BY_NAME["h100-sxm-80gb"]["prices"]) + 1
+    new = cat.resolve_gpu("rtx-pro-6000")
+    assert new.memory_bytes == 102625181696 and new.peak_flops("bf16") == 5e14
+
+
+def test_env_var_file(tmp_path, fresh_catalog, monkeypatch):
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps({"gpus": [{"name": "rtx-4090", "purchase_usd": 1800}]}))
+    monkeypatch.setenv(cat.GPU_CATALOG_ENV, str(f))
+    cat._gpu_catalog.cache_clear(); cat._gpu_index.cache_clear()
+    assert cat.resolve_gpu("4090").purchase_usd == 1800
+
+
+def test_bad_user_files(tmp_path, fresh_catalog):
+    with pytest.raises(PlannerError, match="does not exist"):
+        cat.add_gpu_catalog(str(tmp_path / "none.yaml"))
+    f = tmp_path / "new.yaml"
+    f.write_text("gpus:\n  - name: my-card\n    memory_bytes: 1073741824\n")
+    with pytest.raises(PlannerError, match="lacks peak_flops"):
+        cat.add_gpu_catalog(str(f))
+    assert cat.user_gpu_files() == []
+    g = tmp_path / "broken.json"
+    g.write_text("{not json")
+    with pytest.raises(PlannerError, match="could not be parsed"):
+        cat.add_gpu_catalog(str(g))

@@ -1,0 +1,63 @@
+"""`gpuplan fit`: the largest micro-batch and sequence length that fit one GPU, and the cheapest
+knobs when nothing fits."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from gpuplan.planner.errors import PlannerError
+
+from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
+from .options import setup_from_options, setup_options
+
+
+@click.command()
+@setup_options
+@click.option("--gpu", "gpu_name", required=True, help="The GPU: rtx-4090, h100, a100-40gb... (gpuplan gpus)")
+@gpu_catalog_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> None:
+    """Largest micro-batch (at --seq-len) and sequence length (at --batch-size and at 1) that fit
+    the GPU; when the setup does not fit, the knobs that make it fit, fastest first.
+
+    \b
+    Example:
+      gpuplan fit --model llama-3.1-8b --gpu rtx-4090 --method qlora
+    """
+    from gpuplan.planner.catalog import resolve_gpu
+    from gpuplan.planner.fit import fit as run_fit
+
+    try:
+        load_gpu_catalogs(gpu_catalogs)
+        gpu = resolve_gpu(gpu_name)
+        model, setup = setup_from_options(**kw)
+        r = run_fit(model, setup, gpu)
+    except PlannerError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    gib = 2**30
+    s = setup
+    click.echo(f"{model.name} on {gpu.name} ({gpu.memory_bytes / gib:.2f} GiB): {s.method.value}, {s.precision.value}, "
+               f"{s.optimizer.value}, checkpointing {s.checkpointing.value}, micro-batch {s.batch_size} x {s.seq_len}")
+    verdict = "fits" if r.fits else "does NOT fit"
+    click.echo(f"  as given: {r.device_total_bytes / gib:.2f} GiB device total: {verdict} "
+               f"(headroom {(gpu.memory_bytes - r.device_total_bytes) / gib:+.2f} GiB)")
+    if r.max_batch:
+        click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB)")
+    else:
+        click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")
+    click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"
+               + (f"; at micro-batch 1: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > 1 else ""))
+    if not r.fits:
+        if r.knobs:
+            click.echo("  cheapest knobs that make it fit (most tokens/s first):")
+            for k in r.knobs:
+                flags = " ".join(f"{f} {v}" if v != "on" else f for f, v in k.changes)
+                click.echo(f"    {flags:45s} micro-batch {k.batch_size:4d}  {k.device_total_bytes / gib:6.2f} GiB  "
+                           f"{k.tokens_per_s:,.0f} tokens/s")
+        else:
+            click.echo("  no combination of up to three knobs fits this GPU: use a larger GPU or several "
+                       "(gpuplan recommend --model ... --max-gpus N)")

@@ -1,0 +1,76 @@
+"""`gpuplan gpus`: the GPU catalog as a table (memory, TFLOP/s, bandwidth, interconnect, prices)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from gpuplan.planner.errors import PlannerError
+
+gpu_catalog_option = click.option(
+    "--gpu-catalog", "gpu_catalogs", multiple=True, type=click.Path(dir_okay=False),
+    help="Your own GPU file (JSON/YAML, as data/gpus.json): adds GPUs or overrides fields and prices "
+         "(repeatable; also $GPUPLAN_GPU_CATALOG).")
+
+
+def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
+    from gpuplan.planner.catalog import add_gpu_catalog
+
+    for p in paths:
+        add_gpu_catalog(p)
+
+
+@click.command()
+@gpu_catalog_option
+@click.option("--prices/--no-prices", default=True, show_default=True, help="Show $/GPU-hour per provider.")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog entries as JSON.")
+def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
+    """List the GPU catalog: memory as the device reports it, dense TFLOP/s, bandwidth,
+    interconnect, power, purchase price and $/GPU-hour per provider (on-demand / spot).
+
+    \b
+    Example:
+      gpuplan gpus
+      gpuplan gpus --gpu-catalog my-prices.yaml
+    """
+    from gpuplan.planner.catalog import all_gpus
+
+    try:
+        load_gpu_catalogs(gpu_catalogs)
+        specs = all_gpus()
+    except PlannerError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps([g.raw for g in specs], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title="GPU catalog (dense peak TFLOP/s; memory as nvidia-smi reports it)", title_justify="left")
+    for col in ("GPU", "GiB", "bf16", "fp16", "fp32", "fp8", "TB/s", "link GB/s", "W", "buy $"):
+        t.add_column(col, justify="left" if col == "GPU" else "right", no_wrap=True)
+
+    def tf(x: float | None) -> str:
+        return f"{x / 1e12:,.0f}" if x else "-"
+
+    for g in specs:
+        f = g.raw["peak_flops"]
+        t.add_row(g.name, f"{g.memory_bytes / 2**30:.1f}", tf(f.get("bf16")), tf(f.get("fp16")), tf(f.get("fp32")),
+                  tf(f.get("fp8")), f"{g.memory_bandwidth / 1e12:.2f}",
+                  f"{g.interconnect_kind} {g.interconnect_bandwidth / 1e9:.0f}", str(g.power_watts),
+                  f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-")
+    console.print(t)
+    if prices:
+        pt = Table(title="$/GPU-hour: on-demand (spot) per provider, cheapest first; * = verified against a dated "
+                         "public price table", title_justify="left")
+        pt.add_column("GPU", no_wrap=True)
+        pt.add_column("prices")
+        for g in specs:
+            pt.add_row(g.name, ", ".join(f"{p.provider} {p.usd_per_hour:.2f}"
+                                         + (f" ({p.spot_usd_per_hour:.2f})" if p.spot_usd_per_hour else "")
+                                         + ("*" if p.verified else "")
+                                         for p in sorted(g.prices, key=lambda p: p.usd_per_hour)))
+        console.print(pt)
+    click.echo("Sources and dates per figure: gpuplan gpus --json (source, as_of); unstarred prices are "
+               "recalled list prices, not verified.", err=True)

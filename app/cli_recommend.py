@@ -1,0 +1,110 @@
+"""`gpuplan recommend`: the cheapest and fastest ways to run a fine-tuning job, the time-cost
+frontier, and with --buy, which cards to buy instead of renting."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import click
+
+from gpuplan.planner.enums import Method
+from gpuplan.planner.errors import PlannerError
+
+from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return tuple(t.strip().lower() for t in text.split(",") if t.strip()) if text else None
+
+
+@click.command()
+@click.option("--model", "-m", required=True, help="Preset name (gpuplan models), a config.json path, or a hub id.")
+@click.option("--dataset-tokens", required=True, help="Tokens per epoch: 200M, 1.5B, 2e9.")
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--methods", default="full,lora,qlora", show_default=True, help="Comma list of methods allowed.")
+@click.option("--max-gpus", type=int, default=8, show_default=True, help="Most GPUs per plan (8 per node).")
+@click.option("--deadline", default=None, help="Wall-clock limit: 48h, 2d, 90m.")
+@click.option("--budget", default=None, help="Dollar limit for the whole run: 500, $1.2k.")
+@click.option("--providers", default=None, help="Comma list of clouds allowed (default: all in the catalog).")
+@click.option("--gpus", "gpu_names", default=None, help="Comma list of GPU types allowed (default: all).")
+@click.option("--spot", is_flag=True, help="Price at spot rates where the catalog records one.")
+@click.option("--seq-len", "-s", type=int, default=1024, show_default=True, help="Tokens per sequence (packed).")
+@click.option("--global-batch", type=int, default=64, show_default=True,
+              help="Sequences per optimizer step; gradient accumulation fills it.")
+@click.option("--mfu", type=float, default=None, help="Override the achievable fraction of peak FLOP/s (data/mfu.json).")
+@click.option("--top", type=int, default=8, show_default=True, help="Frontier rows to show.")
+@click.option("--buy", is_flag=True, help="Also: which cards to buy, and break-even against renting.")
+@click.option("--kwh-price", type=float, default=None, help="Electricity $/kWh for --buy [0.15].")
+@click.option("--utilization", type=float, default=None, help="Share of calendar time the bought cards train [0.5].")
+@gpu_catalog_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_gpus: int, deadline: str | None,
+              budget: str | None, providers: str | None, gpu_names: str | None, spot: bool, seq_len: int,
+              global_batch: int, mfu: float | None, top: int, buy: bool, kwh_price: float | None,
+              utilization: float | None, gpu_catalogs: tuple[str, ...], as_json: bool) -> None:
+    """Search GPU type x count x sharding x method x precision x optimizer x checkpointing x
+    micro-batch (the largest that fits) and show the cheapest plan, the fastest, and the
+    time-vs-cost Pareto frontier; when nothing qualifies, the knob that gets closest.
+
+    \b
+    Examples:
+      gpuplan recommend --model qwen2.5-7b --dataset-tokens 200M --epochs 2
+      gpuplan recommend --model llama-3.1-70b --dataset-tokens 1B --max-gpus 16 --deadline 48h --methods full,lora
+      gpuplan recommend --model llama-3.1-8b --dataset-tokens 100M --buy --kwh-price 0.30
+    """
+    from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.cost import parse_duration, parse_tokens, parse_usd
+    from gpuplan.planner.purchase import Ownership, purchase_options
+    from gpuplan.planner.recommend import Constraints, SearchSpace, recommend as run
+
+    try:
+        load_gpu_catalogs(gpu_catalogs)
+        m = resolve_model(model)
+        try:
+            method_list = tuple(Method(x) for x in _csv(methods) or ())
+        except ValueError:
+            raise PlannerError(f"--methods {methods!r}: choose from {', '.join(Method.values())}") from None
+        if gpu_names:
+            from gpuplan.planner.catalog import resolve_gpu
+
+            gpu_names_t = tuple(resolve_gpu(g).name for g in _csv(gpu_names))
+        else:
+            gpu_names_t = None
+        if seq_len < 1 or global_batch < 1:
+            raise PlannerError("--seq-len and --global-batch must be at least 1")
+        if mfu is not None and not 0 < mfu <= 1:
+            raise PlannerError(f"--mfu is a fraction of peak in (0, 1], got {mfu}")
+        c = Constraints(methods=method_list, max_gpus=max_gpus,
+                        deadline_s=parse_duration(deadline) if deadline else None,
+                        budget_usd=parse_usd(budget) if budget else None, providers=_csv(providers),
+                        gpus=gpu_names_t, spot=spot)
+        space = SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
+        tokens = parse_tokens(dataset_tokens)
+        rec = run(m, tokens, epochs, c, space)
+        options = ()
+        if buy:
+            own = Ownership(**{k: v for k, v in (("usd_per_kwh", kwh_price), ("utilization", utilization)) if v is not None})
+            if not 0 < own.utilization <= 1:
+                raise PlannerError(f"--utilization is a fraction in (0, 1], got {own.utilization}")
+            owned = run(m, tokens, epochs, replace(c, require_price=False, budget_usd=None, providers=None), space)
+            if rec.cheapest is not None:
+                options = purchase_options(owned.plans, rec.cheapest, own)
+    except PlannerError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        out = rec.to_dict()
+        if buy:
+            out["buy"] = [o.to_dict() for o in options]
+            out["ownership_assumptions"] = [a.__dict__ for a in own.assumptions()]
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    from .recommend_report import render_purchase, render_recommendation
+
+    console = Console()
+    render_recommendation(rec, m.name, tokens, epochs, console, top)
+    if buy and rec.cheapest is not None:
+        render_purchase(options, rec.cheapest, own, console)
+    if rec.cheapest is None:
+        raise SystemExit(1)

@@ -1,0 +1,38 @@
+"""Shared value maps: optimizer names of HF `optim` (also axolotl's `optimizer`) and torchtune components."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import PlannerError
+
+# transformers.training_args.OptimizerNames -> gpuplan --optimizer
+HF_OPTIM = {
+    "adamw_torch_fused": "adamw-fused", "adamw_torch": "adamw", "adamw_hf": "adamw",
+    "adamw_bnb_8bit": "adamw-8bit", "adamw_8bit": "adamw-8bit", "bnb_8bit": "adamw-8bit",
+    "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged_adamw": "paged-adamw",
+    "adafactor": "adafactor", "sgd": "sgd", "lion_32bit": "lion", "paged_lion_32bit": "lion",
+}
+
+
+def optimizer(value: Any, key: str, path: str) -> str:
+    v = str(value).lower()
+    if v not in HF_OPTIM:
+        raise PlannerError(f"{path}: {key}: {value!r} is not an optimizer gpuplan models; "
+                           f"mappable: {', '.join(sorted(HF_OPTIM))}")
+    return HF_OPTIM[v]
+
+
+def precision(bf16: Any, fp16: Any, mixed: bool = True) -> str | None:
+    if bf16:
+        return "bf16-mixed" if mixed else "bf16-true"
+    if fp16:
+        return "fp16-mixed" if mixed else "fp16-true"
+    return None
+
+
+def targets(value: Any) -> str | None:
+    if value in (None, [], ""):
+        return None
+    if isinstance(value, str):
+        return "all-linear" if value == "all-linear" else value
+    return ",".join(str(v) for v in value)

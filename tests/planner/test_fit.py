@@ -1,0 +1,60 @@
+"""fit(): the largest micro-batch and sequence really are the largest, and knobs really fit."""
+import pytest
+
+from gpuplan.planner.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.enums import Method
+from gpuplan.planner.estimate import estimate
+from gpuplan.planner.fit import SEQ_STEP, fit
+from gpuplan.planner.setup import TrainingSetup
+
+M = resolve_model("llama-3.1-8b")
+G = resolve_gpu("rtx-4090")
+
+
+def total(setup):
+    return estimate(M, setup).device_total_bytes
+
+
+def test_qlora_on_4090_largest_batch_and_sequence():
+    s = TrainingSetup(method=Method.QLORA)
+    r = fit(M, s, G)
+    b = r.max_batch
+    assert b >= 1
+    assert total(s.with_(batch_size=b)) <= G.memory_bytes < total(s.with_(batch_size=b + 1))
+    seq = r.max_seq_len_batch1
+    assert total(s.with_(batch_size=1, seq_len=seq)) <= G.memory_bytes < total(s.with_(batch_size=1, seq_len=seq + SEQ_STEP))
+
+
+@pytest.mark.parametrize("name", ["qwen-2.5-0.5b", "llama-3.2-1b", "qwen-2.5-7b"])
+def test_memory_grows_with_batch_and_sequence(name):
+    """The bisections rely on it."""
+    m = resolve_model(name)
+    for method in Method:
+        s = TrainingSetup(method=method)
+        bs = [estimate(m, s.with_(batch_size=b)).device_total_bytes for b in (1, 2, 3, 8, 33)]
+        ss = [estimate(m, s.with_(seq_len=n)).device_total_bytes for n in (64, 128, 1000, 4096)]
+        assert bs == sorted(bs) and ss == sorted(ss)
+
+
+def test_full_on_4090_suggests_knobs_that_fit():
+    s = TrainingSetup()
+    r = fit(M, s, G)
+    assert not r.fits and r.max_batch == 0
+    assert r.knobs
+    for k in r.knobs:
+        changes = {}
+        for flag, value in k.changes:
+            changes[flag] = value
+        assert k.device_total_bytes <= G.memory_bytes
+    assert all(a.tokens_per_s >= b.tokens_per_s for a, b in zip(r.knobs, r.knobs[1:]))
+    assert ("--method", "qlora") in r.knobs[0].changes
+
+
+def test_fitting_setup_has_no_knobs():
+    r = fit(resolve_model("qwen-2.5-0.5b"), TrainingSetup(method=Method.LORA, batch_size=1), resolve_gpu("h100"))
+    assert r.fits and r.knobs == () and r.max_batch > 1
+
+
+def test_to_dict():
+    d = fit(M, TrainingSetup(method=Method.QLORA), G).to_dict()
+    assert d["gpu"] == "rtx-4090" and d["max_batch_size"] >= 1 and "knobs" in d
