@@ -23,6 +23,9 @@ def _register() -> None:
 
     for command in (cli_estimate.estimate, cli_estimate.models, cli_gpus.gpus, cli_recommend.recommend, cli_fit.fit):
         cli.add_command(command)
+    from . import cli_dashboard   # imports only click: streamlit is loaded by the started server
+
+    cli.add_command(cli_dashboard.dashboard)
     try:
         from . import cli_profile
     except ImportError:  # the profiler's CLI module is optional while it is being built

@@ -1,0 +1,135 @@
+"""Pure plotly figure builders for the dashboard: plain data in (bytes as ints, the JSON shapes of
+`MemoryEstimate.to_dict()`, `Measurement.to_dict()` and `Comparison.to_dict()`), a Figure out.
+
+No Streamlit here and no planner formulas: the numbers arrive computed; this module only lays
+them out, converting bytes to GiB (2**30) for the axes.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import plotly.graph_objects as go
+
+GIB = 2**30
+PHASES = ("forward", "backward", "optimizer")
+TENSOR_COMPONENTS = ("weights", "gradients", "optimizer_state", "activations", "logits", "temporaries")
+ALL_COMPONENTS = TENSOR_COMPONENTS + ("allocator_slack", "cuda_context")
+# One color per component across every figure (plotly's qualitative "Plotly" palette, in order).
+COMPONENT_COLORS = dict(zip(ALL_COMPONENTS, ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3",
+                                             "#B6E880", "#BBBBBB")))
+DEVICE_TOTAL = "device total (peak)"
+
+Capacity = tuple[str, int]   # (GPU label, memory bytes as the device reports it)
+
+
+def gib(nbytes: float | None) -> float | None:
+    return None if nbytes is None else nbytes / GIB
+
+
+def _label(component: str) -> str:
+    return component.replace("_", " ")
+
+
+def _capacity_lines(fig: go.Figure, capacities: Sequence[Capacity]) -> None:
+    for name, nbytes in capacities:
+        fig.add_hline(y=nbytes / GIB, line_dash="dash", line_color="#444", line_width=1,
+                      annotation_text=f"{name} {nbytes / GIB:.1f} GiB", annotation_position="top right",
+                      annotation_bgcolor="rgba(255,255,255,0.8)", annotation_font_size=11)
+
+
+def _layout(fig: go.Figure, title: str, y_title: str = "GiB", **kw: Any) -> go.Figure:
+    fig.update_layout(title=title, yaxis_title=y_title, legend_title_text="", margin=dict(t=60, b=40),
+                      **kw)
+    return fig
+
+
+def phase_stack(est: Mapping[str, Any], capacities: Sequence[Capacity] = ()) -> go.Figure:
+    """Stacked bars of tensor bytes by component at each phase's peak, plus (where known) a bar of the
+    device total at the peak (with allocator slack and CUDA context), against GPU capacity lines."""
+    pc, comps = est["phase_components"], est["components"]
+    x = [p + (" (peak)" if p == est["peak_phase"] else "") for p in PHASES]
+    device_bar = est.get("device_total_bytes") is not None   # a simulated step measures no device total
+    x += [DEVICE_TOTAL] if device_bar else []
+    fig = go.Figure()
+    for c in ALL_COMPONENTS if device_bar else TENSOR_COMPONENTS:
+        y = [gib(pc.get(p, {}).get(c, 0)) if c in TENSOR_COMPONENTS else 0 for p in PHASES]
+        y += [gib(comps.get(c, 0))] if device_bar else []
+        fig.add_bar(name=_label(c), x=x, y=y, marker_color=COMPONENT_COLORS[c],
+                    hovertemplate="%{x}<br>" + _label(c) + ": %{y:.2f} GiB<extra></extra>")
+    _capacity_lines(fig, capacities)
+    return _layout(fig, "Memory by component and phase", barmode="stack")
+
+
+def setups_stack(setups: Sequence[tuple[str, Mapping[str, int]]], capacities: Sequence[Capacity] = ()) -> go.Figure:
+    """One stacked bar per setup: every component at its peak, summing to its device total."""
+    labels = [label for label, _ in setups]
+    fig = go.Figure()
+    for c in ALL_COMPONENTS:
+        fig.add_bar(name=_label(c), x=labels, y=[gib(comps.get(c, 0)) for _, comps in setups],
+                    marker_color=COMPONENT_COLORS[c],
+                    hovertemplate="%{x}<br>" + _label(c) + ": %{y:.2f} GiB<extra></extra>")
+    _capacity_lines(fig, capacities)
+    return _layout(fig, "Device total at the peak, by component", barmode="stack")
+
+
+def sweep_lines(x_title: str, series: Mapping[str, Sequence[tuple[int, int | None]]],
+                capacities: Sequence[Capacity] = (), log_x: bool = True) -> go.Figure:
+    """Memory (bytes; None where the setup is impossible) against a swept value, one line per setup."""
+    fig = go.Figure()
+    for name, points in series.items():
+        fig.add_scatter(name=name, x=[x for x, _ in points], y=[gib(y) for _, y in points], mode="lines+markers",
+                        hovertemplate=f"{name}<br>{x_title} %{{x}}: %{{y:.2f}} GiB<extra></extra>")
+    _capacity_lines(fig, capacities)
+    fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
+    return _layout(fig, f"Device total vs {x_title}")
+
+
+def compare_bars(comparison: Mapping[str, Any]) -> go.Figure:
+    """Estimate and measurement side by side for each component both have, at the measured peak phase."""
+    rows = [r for r in comparison["components"] if r["measured_bytes"] is not None and r["estimate_bytes"] is not None]
+    names = [_label(r["name"]) for r in rows]
+    fig = go.Figure()
+    fig.add_bar(name="estimate", x=names, y=[gib(r["estimate_bytes"]) for r in rows], marker_color="#636EFA")
+    fig.add_bar(name="measured", x=names, y=[gib(r["measured_bytes"]) for r in rows], marker_color="#EF553B",
+                customdata=[r["error_pct"] for r in rows],
+                hovertemplate="%{x}: %{y:.3f} GiB<br>estimate error %{customdata:+.1f}%<extra></extra>")
+    return _layout(fig, f"Estimate vs measured, by component at the {comparison['phase']} peak", barmode="group")
+
+
+def timeline(events: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Live tensor bytes at each module hook of the profiled step, colored by phase."""
+    fig = go.Figure()
+    for phase in PHASES:
+        idx = [i for i, e in enumerate(events) if e["phase"] == phase]
+        fig.add_scatter(name=phase, x=idx, y=[gib(events[i]["live_bytes"]) for i in idx], mode="markers+lines",
+                        customdata=[f"{events[i]['event']} {events[i]['module']}" for i in idx],
+                        hovertemplate="#%{x} %{customdata}<br>%{y:.3f} GiB live<extra></extra>")
+    fig.update_xaxes(title="module hook, in execution order")
+    return _layout(fig, "Memory timeline of the profiled step")
+
+
+def pareto_scatter(plans: Sequence[Mapping[str, Any]], x: str, y: str, label: str,
+                   x_title: str, y_title: str) -> go.Figure:
+    """Plans as points (x, y); those flagged `pareto` joined by the frontier line."""
+    fig = go.Figure()
+    others = [p for p in plans if not p.get("pareto")]
+    front = sorted((p for p in plans if p.get("pareto")), key=lambda p: p[x])
+    fig.add_scatter(name="plan", x=[p[x] for p in others], y=[p[y] for p in others], mode="markers",
+                    text=[p[label] for p in others], marker=dict(color="#BBBBBB", size=8),
+                    hovertemplate="%{text}<br>%{x:.3g}, %{y:.3g}<extra></extra>")
+    fig.add_scatter(name="Pareto front", x=[p[x] for p in front], y=[p[y] for p in front], mode="lines+markers",
+                    text=[p[label] for p in front], marker=dict(color="#EF553B", size=10),
+                    hovertemplate="%{text}<br>%{x:.3g}, %{y:.3g}<extra></extra>")
+    fig.update_xaxes(title=x_title)
+    return _layout(fig, f"{y_title} vs {x_title}", y_title=y_title)
+
+
+def gpu_scatter(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """GPUs placed by memory (GiB) and cheapest hourly price; hover shows price per GiB and per TFLOP."""
+    priced = [r for r in rows if r.get("usd_per_hour") is not None]
+    fig = go.Figure()
+    fig.add_scatter(x=[r["memory_gib"] for r in priced], y=[r["usd_per_hour"] for r in priced], mode="markers+text",
+                    text=[r["name"] for r in priced], textposition="top center", marker=dict(size=10),
+                    hovertemplate="%{text}<br>%{x:.1f} GiB, $%{y:.2f}/h<extra></extra>", showlegend=False)
+    fig.update_xaxes(title="memory (GiB)")
+    return _layout(fig, "Cheapest hourly price vs memory", y_title="USD per GPU-hour")

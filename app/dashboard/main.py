@@ -1,0 +1,40 @@
+"""The Streamlit script of `gpuplan dashboard`: navigation, then the chosen page; never a traceback.
+
+Run it with `gpuplan dashboard` (or `streamlit run app/dashboard/main.py`).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from gpuplan.app.dashboard import page_compare, page_estimate, page_gpus, page_profile, page_recommend, state
+from gpuplan.planner.errors import PlannerError
+
+PAGES = {
+    "estimate": ("Estimate", page_estimate.estimate_ui),
+    "compare": ("Compare", page_compare.compare_ui),
+    "recommend": ("Recommend", page_recommend.recommend_ui),
+    "profile": ("Profile", page_profile.profile_ui),
+    "gpus": ("GPUs", page_gpus.gpus_ui),
+}
+DEFAULT_PAGE = "estimate"
+
+
+def main() -> None:
+    st.set_page_config(page_title="gpuplan", page_icon=":material/memory:", layout="wide")
+    state.begin_run()
+    st.sidebar.title("gpuplan")
+    st.sidebar.caption("Will this fine-tuning setup fit, how fast, and what is the cheapest way to run it?")
+    page = state.choose_page({slug: title for slug, (title, _) in PAGES.items()}, DEFAULT_PAGE)
+    try:
+        PAGES[page][1]()
+    except PlannerError as e:
+        st.error(str(e))
+    except Exception as e:  # the app shows one line, never a traceback
+        st.error(f"Something went wrong on this page ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                 "Change an input, or report it with the page's link.")
+    state.sync_url(page, DEFAULT_PAGE)
+    st.sidebar.caption("The address bar holds this page's inputs: copy it to share the setup.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Small pieces every page uses: a downloadable figure, GiB text, the GPU picker, a JSON download."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from gpuplan.planner.catalog import gpu_names, resolve_gpu
+
+from .state import Param, Params
+
+GIB = 2**30
+DEFAULT_GPUS = ["rtx-4090", "a100-sxm-80gb", "h100-sxm-80gb"]
+
+
+def gib(nbytes: float | None, missing: str = "n/a") -> str:
+    return missing if nbytes is None else f"{nbytes / GIB:,.2f} GiB"
+
+
+def figure_ui(fig: go.Figure, name: str) -> None:
+    """The chart (its camera button saves a PNG) and a button that downloads it as standalone HTML."""
+    st.plotly_chart(fig, key=f"fig.{name}",
+                    config={"displaylogo": False, "toImageButtonOptions": {"filename": f"gpuplan-{name}", "scale": 2}})
+    st.download_button("Download figure (HTML)", data=lambda: fig.to_html(include_plotlyjs=True),
+                       file_name=f"gpuplan-{name}.html", mime="text/html", key=f"dl.{name}", on_click="ignore")
+
+
+def json_download(data: Any, name: str, label: str = "Download JSON") -> None:
+    st.download_button(label, data=json.dumps(data, indent=2), file_name=f"gpuplan-{name}.json",
+                       mime="application/json", key=f"dl.{name}.json", on_click="ignore")
+
+
+def gpu_params(scope: str) -> Params:
+    return Params(scope, [Param("gpus", DEFAULT_GPUS, list, gpu_names())])
+
+
+def gpus_ui(gp: Params, container=st) -> list:
+    """The chosen GpuSpecs (catalog names only: nothing else can be picked)."""
+    names = container.multiselect("GPUs to fit against", gpu_names(), key=gp.key("gpus"),
+                                  help="`gpuplan gpus` lists the catalog")
+    return [resolve_gpu(n) for n in names]
+
+
+def show_problems(problems: list[str]) -> None:
+    for p in problems:
+        st.warning(p)

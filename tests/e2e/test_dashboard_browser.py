@@ -1,0 +1,207 @@
+"""End to end: `gpuplan dashboard` on localhost, driven by a real headless Chromium (selenium).
+
+Each page is loaded, one input is changed the way a user changes it, and the figure the page then
+shows is checked against the planner's (or the catalog's) own number; a screenshot of each page
+is saved under the test's tmp dir (and, with GPUPLAN_SCREENSHOTS=DIR, copied there: that is how
+docs/dashboard.png is made). Chromium and chromedriver come from Debian's packages
+(`apt-get install -y chromium chromium-driver`; .ci/run installs them where apt can); the test
+skips, saying so, only where neither is installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from gpuplan.planner import Method, TrainingSetup, estimate  # noqa: E402
+from gpuplan.planner.catalog import _gpu_catalog, resolve_model  # noqa: E402
+
+FIXTURES = Path(__file__).parents[1] / "app" / "fixtures"
+GIB = 2**30
+WAIT = 60   # seconds: the first page load imports plotly and the planner in the server
+# Streamlit replaces elements on every rerun: a found element can go stale before it is read.
+RERENDERED = (NoSuchElementException, StaleElementReferenceException)
+
+
+def _browser() -> tuple[str, str] | None:
+    """(chromium binary, chromedriver) from the system packages, or None."""
+    binary = next((b for b in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if b), None)
+    driver = shutil.which("chromedriver")
+    return (binary, driver) if binary and driver else None
+
+
+BROWSER = _browser()
+pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium + chromedriver on this machine "
+                                "(install them: apt-get install -y chromium chromium-driver)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gpuplan dashboard exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"the dashboard did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The base URL of a `gpuplan dashboard` subprocess, killed (its whole process group) at the end."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gpuplan", "dashboard", "--port", str(port), "--headless"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        url = f"http://localhost:{port}"
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary, driver_path = BROWSER
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1600,1200", "--hide-scrollbars"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver, predicate, what: str):
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.25, ignored_exceptions=RERENDERED).until(predicate)
+    except Exception as e:  # selenium's TimeoutException says nothing of what was awaited
+        driver.save_screenshot(str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / "dashboard-timeout.png"))
+        raise AssertionError(f"timed out waiting for {what} (page at {driver.current_url}; "
+                             "screenshot: dashboard-timeout.png)") from e
+
+
+def _metric(driver, label: str) -> str | None:
+    for m in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'):
+        if m.find_element(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]').text.strip() == label:
+            return m.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text.strip()
+    return None
+
+
+def _open(driver, url: str, title: str) -> None:
+    driver.get(url)
+    headings = '[data-testid="stHeading"]'   # st.header
+    _wait(driver, lambda d: any(h.text.strip() == title for h in d.find_elements(By.CSS_SELECTOR, headings)),
+          f"the {title} page")
+
+
+def _type_into(driver, label: str, text: str) -> None:
+    """Replaces the text of the input whose aria-label is `label`, then commits it with Enter."""
+    field = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]'), label)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text, Keys.ENTER)
+
+
+def _shot(driver, tmp_path: Path, name: str) -> Path:
+    time.sleep(0.5)   # let plotly finish its transition before the picture
+    path = tmp_path / f"dashboard-{name}.png"
+    assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
+    if os.environ.get("GPUPLAN_SCREENSHOTS"):
+        out = Path(os.environ["GPUPLAN_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, out / path.name)
+    return path
+
+
+def _plot_titles(driver) -> list[str]:
+    return [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+
+
+def test_estimate_page(server, browser, tmp_path):
+    _open(browser, server, "Estimate")
+    model = resolve_model("llama-3.1-8b")
+    default = estimate(model, TrainingSetup()).device_total_bytes
+    _wait(browser, lambda d: _metric(d, "device total") == f"{default / GIB:,.2f} GiB", "the default device total")
+    _type_into(browser, "batch size", "2")
+    small = estimate(model, TrainingSetup(batch_size=2)).device_total_bytes
+    _wait(browser, lambda d: _metric(d, "device total") == f"{small / GIB:,.2f} GiB", "the batch-2 device total")
+    _wait(browser, lambda d: "batch_size=2" in d.current_url, "the batch size in the URL")
+    _wait(browser, lambda d: "Memory by component and phase" in _plot_titles(d), "the stacked bar chart")
+    _shot(browser, tmp_path, "estimate")
+
+
+def test_a_shared_link_reopens_the_setup(server, browser):
+    _open(browser, f"{server}/?method=qlora&seq_len=4096&batch_size=4", "Estimate")
+    expected = estimate(resolve_model("llama-3.1-8b"),
+                        TrainingSetup(method=Method.QLORA, seq_len=4096, batch_size=4)).device_total_bytes
+    _wait(browser, lambda d: _metric(d, "device total") == f"{expected / GIB:,.2f} GiB", "the linked setup's total")
+
+
+def test_compare_page(server, browser, tmp_path):
+    _open(browser, f"{server}/?page=compare", "Compare")
+
+    def bars(d) -> list[str]:
+        return [t.text for t in d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .xtick text") if t.text[:2] in
+                ("1:", "2:", "3:", "4:")]
+    _wait(browser, lambda d: len(bars(d)) == 3, "three setups in the chart")
+    _type_into(browser, "setups", "2")
+    _wait(browser, lambda d: len(bars(d)) == 2 and "setups=2" in d.current_url, "two setups in the chart")
+    _wait(browser, lambda d: "Device total vs sequence length" in _plot_titles(d), "the sweep chart")
+    _shot(browser, tmp_path, "compare")
+
+
+def test_profile_page_loads_a_profile_json(server, browser, tmp_path):
+    _open(browser, f"{server}/?page=profile&source=load", "Profile")
+    upload = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'input[type="file"]'), "the file input")
+    fixture = FIXTURES / "profile-tiny-llama.json"
+    upload.send_keys(str(fixture))
+    saved = json.loads(fixture.read_text())
+    label = "peak allocated (max_memory_allocated)"
+    _wait(browser, lambda d: _metric(d, label) == f"{saved['peak_allocated_bytes'] / GIB:,.3f} GiB", "the figures")
+    _wait(browser, lambda d: "Memory timeline of the profiled step" in _plot_titles(d), "the timeline")
+    _shot(browser, tmp_path, "profile")
+
+
+def test_gpus_page_filters(server, browser, tmp_path):
+    _open(browser, f"{server}/?page=gpus", "GPUs")
+    total = len(_gpu_catalog()["gpus"])
+    captions = lambda d: " ".join(c.text for c in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))  # noqa: E731
+    _wait(browser, lambda d: f"{total} of {total} GPUs" in captions(d), "the whole catalog")
+    _type_into(browser, "name contains", "h100")
+    h100s = sum("h100" in g["name"] for g in _gpu_catalog()["gpus"])
+    _wait(browser, lambda d: f"{h100s} of {total} GPUs" in captions(d) and "q=h100" in d.current_url, "the filter")
+    _shot(browser, tmp_path, "gpus")
