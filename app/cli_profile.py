@@ -40,6 +40,10 @@ def _stderr():
 
 def _measure(device: Device, spec, setup, steps: int, per_module: bool):
     """The Measurement from the chosen device (torch is imported here, not at startup)."""
+    if not setup.parallel.single_gpu:   # FSDP2 ranks: simulated with a fake process group, or gloo on CPU
+        from gpuplan.profiler.distributed import measure_distributed
+
+        return measure_distributed(spec, setup, device.value, steps=steps, per_module=per_module)
     if device is Device.SIMULATE:
         from gpuplan.profiler.simulate import simulate
 

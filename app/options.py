@@ -8,6 +8,7 @@ import click
 from gpuplan.planner.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
 from gpuplan.planner.errors import PlannerError
 from gpuplan.planner.model import ModelSpec
+from gpuplan.planner.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 _D = TrainingSetup()
@@ -43,6 +44,19 @@ SETUP_OPTIONS = [
                  help="Frozen base weights of LoRA [the precision's weight dtype: fp32 for *-mixed]."),
     click.option("--quant-type", type=_choice(QuantType), default=None, help="QLoRA weights [nf4]."),
     click.option("--double-quant/--no-double-quant", default=None, help="QLoRA double quantization [on]."),
+    # multi-GPU and offload (planner/parallel.py); defaults: one GPU, nothing sharded
+    click.option("--gpus", "gpus_per_node", type=int, default=1, show_default=True, help="GPUs per node."),
+    click.option("--nodes", type=int, default=1, show_default=True),
+    click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
+                 help="DeepSpeed ZeRO stage (0: plain DDP when more than one GPU)."),
+    click.option("--fsdp", type=click.Choice(["full", "grad-op", "hybrid", "none"]), default="none",
+                 show_default=True, help="PyTorch FSDP2 sharding (full: FULL_SHARD, grad-op: SHARD_GRAD_OP, hybrid: HSDP)."),
+    click.option("--offload", type=click.Choice(["none", "optimizer", "params"]), default="none", show_default=True,
+                 help="Offload optimizer state (ZeRO-Offload), or parameters too (ZeRO-3, FSDP2 CPUOffloadPolicy)."),
+    click.option("--offload-device", type=click.Choice(["cpu", "nvme"]), default="cpu", show_default=True,
+                 help="nvme: ZeRO-Infinity (needs --zero 3)."),
+    click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (Megatron layout)."),
+    click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
 ]
 
 
@@ -92,7 +106,21 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         checkpointing=Checkpointing.FULL if kw["grad_ckpt"] else Checkpointing.NONE,
         attention=Attention(kw["attn"]), loss=Loss(kw["loss"]), lora=lora, quant=quant,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
+        parallel=parallel_from_options(kw),
     ).validate()
     if setup.peft:
         setup.lora_targets(model)  # raises for targets that match no module
+    setup.parallel.validate(model, setup.optimizer)
     return model, setup
+
+
+def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
+    """ParallelSpec from --gpus/--nodes/--zero/--fsdp/--offload/--offload-device/--tp/--pp (missing: defaults)."""
+    def get(key: str, default: Any) -> Any:
+        return default if kw.get(key) is None else kw[key]
+
+    return ParallelSpec(
+        gpus=get("gpus_per_node", 1), nodes=get("nodes", 1), zero=get("zero", 0), fsdp=Fsdp(get("fsdp", "none")),
+        offload=Offload(get("offload", "none")), offload_device=OffloadDevice(get("offload_device", "cpu")),
+        tp=get("tp", 1), pp=get("pp", 1),
+    )

@@ -38,6 +38,8 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     figures.add_row("peak reserved", gib(est.peak_reserved_bytes), "torch.cuda.max_memory_reserved()")
     figures.add_row("[bold]device total[/]", f"[bold]{gib(est.device_total_bytes)}[/]", "nvidia-smi")
     console.print(figures)
+    if est.communication is not None:
+        render_parallel(est, console)
 
     if fit_rows:
         fit = Table(title="Fit", title_justify="left")
@@ -53,3 +55,27 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
         console.print(f"[dim]  {a.name} = {value}: {a.source}[/]")
     for note in est.notes:
         console.print(f"[dim]  note: {note}[/]")
+
+
+def render_parallel(est: MemoryEstimate, console: Console) -> None:
+    """Per-GPU scope, host RAM / NVMe per node for offload, and communication per optimizer step."""
+    s, par = est.setup, est.setup.get("parallel", {})
+    world = par.get("gpus", 1) * par.get("nodes", 1)
+    console.print(f"[bold]Per GPU[/] (figures above): engine {s.get('engine')}, {world} GPUs "
+                  f"({par.get('gpus')} per node x {par.get('nodes')} nodes), tp {par.get('tp')}, pp {par.get('pp')}, "
+                  f"offload {par.get('offload')} ({par.get('offload_device')})")
+    host = Table(title="Host side per node (GiB)", title_justify="left")
+    host.add_column("what")
+    host.add_column("GiB", justify="right")
+    host.add_row("CPU RAM for offload", gib(est.host_bytes_per_node))
+    host.add_row("NVMe for offload", gib(est.nvme_bytes_per_node))
+    console.print(host)
+    comm = Table(title="Communication per GPU per optimizer step (GiB sent)", title_justify="left")
+    for col in ("collective", "link", "GiB", "calls", "group", "what"):
+        comm.add_column(col, justify="right" if col in ("GiB", "calls", "group") else "left")
+    for t in est.communication.terms:
+        comm.add_row(t.collective.value, t.link.value, gib(t.bytes), str(t.calls), str(t.group), t.what)
+    c = est.communication
+    comm.add_row("[bold]total[/]", "network", f"[bold]{gib(c.total)}[/]", "", "",
+                 f"intra-node {gib(c.intra_node)}, inter-node {gib(c.inter_node)}, host {gib(c.host)} GiB")
+    console.print(comm)

@@ -39,6 +39,10 @@ def _logits(m: ModelSpec, setup: TrainingSetup) -> tuple[float, float, float]:
 def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
     """MemoryEstimate in bytes for one steady-state training step of `model` under `setup`."""
     setup.validate()
+    if not setup.parallel.single_gpu:   # per-GPU plans of multi-GPU and offloaded steps
+        from .sharding import estimate_parallel
+
+        return estimate_parallel(model, setup, gpus)
     st = states(model, setup)
     act = activation_bytes(model, setup)
     T = setup.batch_size * setup.seq_len

@@ -48,6 +48,10 @@ class MemoryEstimate:
     setup: dict[str, Any]
     assumptions: tuple[Assumption, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # multi-GPU and offload (planner/sharding.py); single-GPU plans leave them at their defaults
+    host_bytes_per_node: int = 0                     # CPU RAM offload needs on each node
+    nvme_bytes_per_node: int = 0                     # NVMe space ZeRO-Infinity needs on each node
+    communication: Any = None                        # planner.comm.CommVolume per GPU per step
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` schema (documented in README.md)."""
@@ -60,4 +64,6 @@ class MemoryEstimate:
             "assumptions": [{"name": a.name, "value": a.value, "unit": a.unit, "source": a.source}
                             for a in self.assumptions],
             "notes": list(self.notes),
+            **({"host_bytes_per_node": self.host_bytes_per_node, "nvme_bytes_per_node": self.nvme_bytes_per_node,
+                "communication": self.communication.to_dict()} if self.communication is not None else {}),
         }

@@ -1,0 +1,328 @@
+"""estimate_parallel(): per-GPU memory of one training step under DDP, ZeRO, FSDP2, TP/PP and offload.
+
+The live set is built per phase as in planner/estimate.py, from the same pieces (states of the
+GPU's TP/PP slice, activations, logits), then sharded and joined by what each engine allocates:
+
+- FSDP2 (`fully_shard` of each decoder layer and of the root, as accelerate wraps a transformers
+  model): parameters, gradients and optimizer state as 1/n shards; the root unit (embedding,
+  lm_head, final norm) stays gathered from the start of forward to the end of backward (the root's
+  reshard_after_forward is False); a unit is all-gathered into a flat output and copied out into
+  its parameters (both alive for a moment), and the last all-gather's output is kept until the next
+  one [torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py: foreach_all_gather,
+  foreach_all_gather_copy_out; _fsdp_param_group.py: AllGatherState]; backward reduce-scatters
+  each layer's 16-bit unsharded gradients from an input cast to reduce_dtype [foreach_reduce].
+  SHARD_GRAD_OP keeps every layer gathered from forward to its backward.
+- DeepSpeed ZeRO: 16-bit parameters (full for stages 1-2, a 1/n partition plus the live modules
+  for stage 3), fp32 master and Adam state partitions, 16-bit gradients (full for stage 1,
+  partitioned plus the reduce bucket for 2-3), the fp32 gradient partition the step builds
+  [deepspeed/runtime/zero/stage_1_and_2.py, stage3.py, partition_parameters.py]; bucket sizes are
+  HF Trainer's "auto" values [transformers/integrations/deepspeed.py: trainer_config_finalize].
+- DDP: the single-GPU step plus its gradient buckets, a second copy of the gradients when
+  gradient_as_bucket_view=False (the default) [torch/nn/parallel/distributed.py].
+- TP/PP: the slice one GPU holds (planner/slices.py); 1F1B keeps min(pp, micro-batches)
+  micro-batches of activations on the first stage [Narayanan et al. 2021, Sec. 2.2].
+- Offload moves the fp32 states (and, for params, the 16-bit partition) to host RAM or NVMe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .activations import activation_bytes, residual_dtype
+from .catalog import GpuSpec, assumptions
+from .comm import communication_bytes, model_bytes
+from .engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
+from .enums import Component as C
+from .enums import Method, Phase, Precision
+from .model import ModelSpec
+from .offload import host_bytes_per_node, nvme_bytes_per_node
+from .params import param_counts
+from .parallel import Offload, ParallelSpec
+from .result import Assumption, MemoryEstimate
+from .setup import Checkpointing, TrainingSetup
+from .slices import local_model
+from .states import states
+
+# HF Trainer's DeepSpeed "auto" values: reduce_bucket_size = h*h, stage3_prefetch_bucket_size =
+# 0.9*h*h (elements) [transformers/integrations/deepspeed.py: HfTrainerDeepSpeedConfig.trainer_config_finalize].
+REDUCE_BUCKET_PER_H2 = 1.0
+PREFETCH_BUCKET_PER_H2 = 0.9
+# NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
+# and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
+# systems a communicator holds a few hundred MiB. Assumption, not calibrated here.
+NCCL_BUFFER_BYTES = 256 * 2**20
+_TRUE = {Precision.BF16_MIXED: Precision.BF16_TRUE, Precision.FP16_MIXED: Precision.FP16_TRUE}
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The per-GPU building blocks every engine combines, in bytes (T tokens per micro-batch)."""
+
+    acts: int            # saved activations at the end of forward (checkpointed or not)
+    fwd_extra: int       # autocast weight copies alive at the end of forward
+    outside: int         # activations outside the layers (RoPE tables, final norm)
+    recompute: int       # one layer's recompute under checkpointing (its full activations)
+    layer_transient: int # backward workspace inside a layer
+    logit_fwd: int
+    logit_saved: int
+    logit_bwd: int
+    embed_grad: int      # embedding backward's (vocab, hidden) gradient buffers (FULL fine-tuning)
+    logit_grad16: int    # the logits' gradient in the compute dtype, what the lm_head's backward reads
+
+
+def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
+    """The setup whose activations the engine produces: `*-true` where 16-bit params replace autocast."""
+    local = replace(setup, parallel=ParallelSpec())
+    if computes_without_autocast(setup.precision, eng):
+        local = replace(local, precision=_TRUE[setup.precision])
+    if setup.peft and (eng.fsdp or eng.deepspeed):
+        # the engine casts the adapters to the 16-bit dtype too, so peft casts no inputs up
+        local = replace(local, lora=replace(local.lora, adapter_dtype=local.precision.compute_dtype))
+    return local
+
+
+def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
+    from .estimate import _logits
+
+    cs = _compute_setup(setup, eng)
+    act = activation_bytes(m, cs)
+    T, L = setup.batch_size * setup.seq_len, m.n_layers
+    ckpt = setup.checkpointing is Checkpointing.FULL
+    e, r = cs.precision.compute_dtype.bytes, residual_dtype(cs).bytes
+    acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
+    # autocast weight copies (only DDP/single computes under autocast; see planner/estimate.py)
+    fwd_extra = act.layer_copies + act.head_copy if (setup.method is Method.FULL or not ckpt) else act.head_copy
+    lf, ls, lb = (int(T * x) for x in _logits(m, cs))
+    acts -= T * L * _shared_lora_inputs(m, cs) * (0 if ckpt else 1)
+    embed = 0
+    if setup.method is Method.FULL:
+        # tied: the lm_head's gradient, the embedding's, and their sum (measured in the simulated
+        # FSDP2 step, as estimate.py measured two on one GPU)
+        w = gather_dtype(setup.precision, eng, setup.precision.weight_dtype).bytes if eng.fsdp or eng.deepspeed \
+            else setup.precision.weight_dtype.bytes
+        embed = (3 if m.tied_embeddings else 1) * m.vocab * m.hidden * w
+    return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
+                  int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
+                  int(T * e * m.vocab))
+
+
+def _shared_lora_inputs(m: ModelSpec, cs: TrainingSetup) -> float:
+    """Bytes per token per layer planner/activations.py counts twice for LoRA inputs that are one tensor.
+
+    Without autocast and with adapters in the input's dtype, peft casts nothing, so the adapted
+    projections that read one input (q/k/v the attention norm's output, gate/up the MLP norm's)
+    save that one tensor once [peft/tuners/lora/layer.py: Linear.forward, _cast_input_dtype].
+    """
+    if not cs.peft or cs.precision.autocast or cs.adapter_dtype is not cs.precision.compute_dtype:
+        return 0.0
+    targets = set(cs.lora_targets(m))
+    e = cs.precision.compute_dtype.bytes
+    out = 0.0
+    for block in ("attn", "mlp"):
+        readers = [lin for lin in m.dense_linears if lin.name in targets and lin.block == block
+                   and lin.in_features == m.hidden]
+        out += max(len(readers) - 1, 0) * e * m.hidden
+    return out
+
+
+def _in_flight(setup: TrainingSetup) -> int:
+    """Micro-batches whose activations the first pipeline stage holds under 1F1B."""
+    return min(setup.parallel.pp, setup.grad_accum) if setup.parallel.pp > 1 else 1
+
+
+def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
+    p, n = setup.parallel, shard_degree(setup.parallel)
+    st = states(m, setup)
+    pc = param_counts(m)
+    k = _in_flight(setup)
+    pz = _pieces(m, setup, eng)
+    mb = model_bytes(m, replace(setup, parallel=ParallelSpec(fsdp=p.fsdp, gpus=p.gpus, nodes=p.nodes)))
+    offload = p.offload is not Offload.NONE
+    W = 0 if offload else st.weights // n
+    O = 0 if offload else st.optimizer_state // n
+    G = 0 if offload else st.gradients // n
+    root_params = pc.embedding + pc.lm_head + m.norm_params
+    trainable_share = st.trainable_params / max(pc.total, 1)
+    G_root = int(G * (root_params / pc.total)) if setup.method is Method.FULL else 0
+    G_layers = G - G_root
+    g_live = G if setup.grad_accum > 1 else 0
+    R = mb.root_gathered                                   # root unit gathered, forward start to backward end
+    U = (mb.gathered - mb.root_gathered) // m.n_layers     # one decoder layer's unit, gathered
+    grad_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype if setup.method is Method.FULL
+                          else setup.adapter_dtype).bytes
+    layer_trainable = int(trainable_share * (pc.attention + pc.mlp) / m.n_layers) if setup.method is Method.FULL \
+        else st.trainable_params // m.n_layers
+    U_grad = layer_trainable * grad_e                      # unsharded 16-bit gradients of one layer
+    # reduce-scatter input in reduce_dtype; FSDP2 keeps the last one alive until the next reduce-scatter
+    # [_fsdp_param_group.py: ReduceScatterState]
+    rs_e = reduce_dtype(setup.precision, eng, setup.precision.weight_dtype if
+                        setup.method is Method.FULL else setup.adapter_dtype).bytes
+    U_rs = layer_trainable * rs_e
+    head_grad = m.vocab * m.hidden * grad_e if (setup.method is Method.FULL and not m.tied_embeddings) else 0
+    held = m.n_layers * U if eng is Engine.FSDP_GRAD_OP else 0   # SHARD_GRAD_OP: gathered fwd -> bwd
+    acts = pz.acts * k
+
+    def phase(**c: int) -> dict:
+        return {C.WEIGHTS: W + c.pop("w", 0), C.OPTIMIZER_STATE: O, **c}
+
+    fwd = [phase(w=R + held + U, g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0),
+           # the first layer's all-gather and copy-out while the root's all-gather output is kept
+           phase(w=2 * R + 2 * U, g=g_live, a=0, l=0, t=0)]
+    bwd = [phase(w=R + held + U, g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
+           # the lm_head's backward: its unsharded gradient next to the 16-bit gradient of the logits
+           phase(w=R + held + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad16)]
+    # inside a layer's backward: that layer and the next one prefetched gathered, its unsharded
+    # gradients and the reduce-scatter input kept from the layer before; first the last layer
+    # (every layer still held under SHARD_GRAD_OP, no gradient reduced yet), then the first
+    inside = pz.recompute + pz.layer_transient + head_grad + U_grad
+    G_one = G_layers // max(m.n_layers, 1)
+    bwd.append(phase(w=R + max(held, 2 * U), g=g_live, a=acts, l=0, t=inside))
+    # the next layer: the last one resharded (SHARD_GRAD_OP frees it after its backward), its
+    # reduce-scatter input kept
+    bwd.append(phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=acts, l=0, t=inside + U_rs))
+    bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers), a=pz.acts * k // max(m.n_layers, 1), l=0,
+                     t=inside + U_rs))
+    bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside,
+                     l=0, t=pz.layer_transient + pz.embed_grad + head_grad + U_rs))
+    # the root unit last: resharded, its 16-bit gradients cast into the fp32 reduce-scatter input
+    root_trainable = root_params if setup.method is Method.FULL else 0
+    bwd.append(phase(g=max(g_live, G_layers), a=pz.outside, l=0, t=root_trainable * (grad_e + rs_e)))
+    opt = phase(g=G, a=0, l=0, t=0 if offload else st.optimizer_step_temporaries // n)
+    notes = [f"FSDP2 {eng.value}: parameters, gradients and optimizer state sharded over {n} GPUs; "
+             "each decoder layer and the root (embedding, lm_head, final norm) are FSDP units"]
+    return _finish(fwd, bwd, opt), notes
+
+
+def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
+    p, n = setup.parallel, shard_degree(setup.parallel)
+    st = states(m, setup)
+    pc = param_counts(m)
+    pz = _pieces(m, setup, eng)
+    k = _in_flight(setup)
+    e16 = setup.precision.compute_dtype.bytes
+    mixed = e16 < 4
+    trainable = st.trainable_params
+    # the whole module is cast to 16 bit (frozen base and adapters too); 4-bit QLoRA weights stay as stored
+    full16 = st.weights if setup.method is Method.QLORA else e16 * pc.total
+    h2 = m.hidden * m.hidden
+    master = 4 * trainable // n if mixed else 0
+    opt_state = states(m, replace(setup, precision=Precision.FP32, method=setup.method)).optimizer_state // n \
+        if setup.method is not Method.QLORA else st.optimizer_state // n
+    off_opt = p.offload is not Offload.NONE
+    off_par = p.offload is Offload.PARAMS
+    if off_opt:
+        master = opt_state = 0
+    largest = max(m.vocab * m.hidden, max((lin.weight_count for lin in m.dense_linears + m.moe_linears), default=0))
+    if eng is Engine.ZERO3:
+        # live: the module being run (the largest is the embedding / lm_head) plus the prefetch bucket
+        live = e16 * (largest + int(PREFETCH_BUCKET_PER_H2 * h2))
+        W = (0 if off_par else full16 // n) + live
+    else:
+        W = full16
+    grad16 = trainable * e16
+    bucket = int(REDUCE_BUCKET_PER_H2 * h2) * e16
+    G = grad16 if eng is Engine.ZERO1 else grad16 // n + bucket
+    if off_opt and eng is not Engine.ZERO1:
+        G = bucket     # reduced partitions go straight to the host's fp32 buffer (ZeRO-Offload)
+    step_fp32 = 0 if off_opt else (4 * trainable // n if mixed else 0)   # fp32 grad partition at the step
+    acts = pz.acts * k
+    g_live = G if setup.grad_accum > 1 or eng is not Engine.ZERO1 else 0
+
+    def phase(**c: int) -> dict:
+        return {C.WEIGHTS: W + master, C.OPTIMIZER_STATE: opt_state, **c}
+
+    fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
+    bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd)]
+    if pz.recompute:
+        bwd.append(phase(g=G, a=acts, l=0, t=pz.recompute + pz.layer_transient))
+    bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))
+    opt = phase(g=G + step_fp32, a=0, l=0, t=0)
+    notes = [f"DeepSpeed {eng.value}: 16-bit module, fp32 master and Adam state partitioned over {n} GPUs; "
+             "buckets at HF Trainer's 'auto' sizes (reduce h*h, prefetch 0.9*h*h)"]
+    if setup.precision in (Precision.BF16_TRUE, Precision.FP16_TRUE):
+        notes.append("DeepSpeed keeps an fp32 master copy whenever bf16/fp16 is enabled, so *-true is planned as *-mixed")
+    return _finish(fwd, bwd, opt), notes
+
+
+def _phases_replicated(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
+    """DDP or a single replica of a TP/PP slice: the one-GPU estimate, plus DDP's gradient buckets."""
+    from .estimate import estimate
+
+    local = replace(setup, parallel=ParallelSpec())
+    est = estimate(m, local)
+    k = _in_flight(setup)
+    bucket = states(m, setup).gradients if eng is Engine.DDP else 0
+    out = {}
+    for ph, comps in est.phase_components.items():
+        c = dict(comps)
+        c[C.ACTIVATIONS] = c[C.ACTIVATIONS] * k
+        c[C.GRADIENTS] = c[C.GRADIENTS] + bucket
+        out[ph] = c
+    notes = []
+    if eng is Engine.DDP:
+        notes.append("DDP: gradient buckets hold a second copy of the gradients (gradient_as_bucket_view=False, "
+                     "the default)")
+    return out, notes
+
+
+def _finish(fwd: list[dict], bwd: list[dict], opt: dict) -> dict:
+    names = {"w": C.WEIGHTS, "g": C.GRADIENTS, "a": C.ACTIVATIONS, "l": C.LOGITS, "t": C.TEMPORARIES}
+
+    def norm(d: dict) -> dict:
+        out = {c: 0 for c in C.tensor_components()}
+        for key, v in d.items():
+            out[names.get(key, key)] = out.get(names.get(key, key), 0) + int(v)
+        return out
+
+    worst = lambda cands: max((norm(c) for c in cands), key=lambda c: sum(c.values()))  # noqa: E731
+    return {Phase.FORWARD: worst(fwd), Phase.BACKWARD: worst(bwd), Phase.OPTIMIZER: norm(opt)}
+
+
+def estimate_parallel(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
+    """MemoryEstimate per GPU (the most loaded one) of a multi-GPU / offloaded step, in bytes."""
+    p = setup.parallel
+    p.validate(model, setup.optimizer)
+    eng = engine_of(p)
+    m = local_model(model, p)
+    if eng.fsdp:
+        phases, notes = _phases_fsdp(m, setup, eng)
+    elif eng.deepspeed:
+        phases, notes = _phases_zero(m, setup, eng)
+    else:
+        phases, notes = _phases_replicated(m, setup, eng)
+    totals = {ph: sum(c.values()) for ph, c in phases.items()}
+    peak_phase = max(totals, key=lambda ph: totals[ph])
+    allocated = totals[peak_phase]
+    a = assumptions()
+    slack = int(allocated * a["allocator_slack_fraction"]["value"])
+    context = int(a["cuda_context_bytes"]["value"])
+    nccl = NCCL_BUFFER_BYTES if p.world > 1 else 0
+    paged = states(m, setup).optimizer_paged
+    components = dict(phases[peak_phase])
+    components[C.ALLOCATOR_SLACK] = slack
+    components[C.CUDA_CONTEXT] = context + nccl + paged
+    if p.tp > 1 or p.pp > 1:
+        notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
+                     f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")
+    if p.pp > 1:
+        notes.append(f"1F1B: the first stage holds {_in_flight(setup)} micro-batches of activations; the "
+                     "embedding, lm_head and logits are counted on the same GPU (an upper bound)")
+    used = (
+        Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
+        Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
+                   a["allocator_slack_fraction"]["source"]),
+        Assumption("nccl_buffer_bytes", nccl, "bytes", "Assumption, not calibrated: NCCL_BUFFSIZE 4 MiB per "
+                   "channel and peer [NCCL environment variables docs], a few hundred MiB per communicator"),
+    )
+    setup_dict = setup.to_dict(model)
+    setup_dict["model"] = model.name
+    setup_dict["engine"] = eng.value
+    return MemoryEstimate(
+        peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,
+        device_total_bytes=allocated + slack + context + nccl + paged,
+        peak_phase=peak_phase, components=components, phases=totals, phase_components=phases,
+        params=param_counts(model), trainable_params=states(model, replace(setup, parallel=ParallelSpec())).trainable_params,
+        setup=setup_dict, assumptions=used, notes=tuple(notes),
+        host_bytes_per_node=host_bytes_per_node(model, setup),
+        nvme_bytes_per_node=nvme_bytes_per_node(model, setup),
+        communication=communication_bytes(model, setup),
+    )

@@ -1,0 +1,270 @@
+"""FSDP2 training steps across ranks: simulated for any world size on one CPU, or real with gloo.
+
+Simulated: one process plays rank 0 of a `world`-rank job. torch's fake process group answers
+every collective instantly without peers [torch/testing/_internal/distributed/fake_pg.py], and
+FakeTensorMode makes every tensor cost nothing while knowing its bytes, so a 70B model on 64
+"GPUs" runs on a laptop. The model is wrapped as HF accelerate wraps it for FSDP2 (each decoder
+layer `fully_shard`-ed, then the root), with the engine's MixedPrecisionPolicy
+(planner/engines.py); the step is profiler/step.py's.
+
+Counting bytes under FSDP2 needs two things a plain dispatch-mode tracker misses
+[DESIGN.md, "Counting bytes without a GPU: pitfalls"]: parameters, gradients and optimizer state
+are DTensors, wrapper subclasses whose own storage is a global-size shell, so the tracker counts
+their local tensors; and FSDP2 frees and regrows unsharded parameters in place with
+`untyped_storage().resize_` [torch/distributed/fsdp/_fully_shard/_fsdp_common.py: _alloc_storage,
+_free_storage], which the tracker follows by wrapping `UntypedStorage.resize_` as PyTorch's own
+MemTracker does [torch/distributed/_tools/mem_tracker.py].
+
+Real: `run_gloo` spawns `world` CPU processes with the gloo backend and runs the same step with
+real tensors (small models), returning rank 0's measurement; `torchrun` on GPUs uses the same
+`fsdp_step` per rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+import torch
+from torch.utils._pytree import tree_iter
+
+from gpuplan.planner.engines import Engine, computes_without_autocast, engine_of
+from gpuplan.planner.enums import Component, Phase
+from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.model import ModelSpec
+from gpuplan.planner.parallel import Offload
+from gpuplan.planner.setup import TrainingSetup
+
+from .build import TORCH_DTYPES, Built, autocast_for, build_model, build_optimizer
+from .measurement import Measurement, from_tracker
+from .step import run_steps
+from .tracker import StorageTracker, allocator_bytes
+
+
+def _local(t: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors that own memory behind `t`: itself, or a wrapper subclass's inner tensors."""
+    if hasattr(t, "__tensor_flatten__") and type(t) is not torch.Tensor and not _is_fake(t):
+        names, _ = t.__tensor_flatten__()
+        inner = [getattr(t, n) for n in names]
+        return [x for i in inner if isinstance(i, torch.Tensor) for x in _local(i)]
+    return [t]
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(t, FakeTensor)
+
+
+class ShardAwareTracker(StorageTracker):
+    """StorageTracker that looks inside DTensors and follows in-place storage resizes."""
+
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self._model = model
+
+    def track(self, tensors, component: Component) -> None:
+        super().track([x for t in tensors if isinstance(t, torch.Tensor) for x in _local(t)], component)
+
+    def mark(self, phase: Phase, component: Component) -> None:
+        # FSDP2 assigns reduce-scattered gradients to the sharded parameters directly (no
+        # post-accumulate-grad hook fires); label them once backward is done
+        if phase is Phase.OPTIMIZER and self._model is not None:
+            self.track([p.grad for p in self._model.parameters() if p.grad is not None], Component.GRADIENTS)
+        super().mark(phase, component)
+
+    def resized(self, storage: torch.UntypedStorage, nbytes: int) -> None:
+        key = storage._cdata
+        entry = self._live.get(key)
+        if entry is None:
+            if nbytes:
+                self._add(storage, self.default_component)
+            return
+        old, component = entry
+        new = allocator_bytes(nbytes)
+        self._live[key] = (new, component)
+        self.totals[component] += new - old
+        self.current += new - old
+        self._update_peak()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_iter(out):
+            if isinstance(t, torch.Tensor):
+                for x in _local(t):
+                    if x.device.type != "meta":
+                        self._add(x.untyped_storage(), self.default_component)
+        return out
+
+
+@contextlib.contextmanager
+def follow_resizes(tracker: ShardAwareTracker) -> Iterator[None]:
+    """Routes `UntypedStorage.resize_` through the tracker while the context is open."""
+    original = torch.UntypedStorage.resize_
+
+    def resize_(self, size):
+        out = original(self, size)
+        tracker.resized(self, int(size))
+        return out
+
+    torch.UntypedStorage.resize_ = resize_
+    try:
+        yield
+    finally:
+        torch.UntypedStorage.resize_ = original
+
+
+def _check_supported(setup: TrainingSetup) -> Engine:
+    p = setup.parallel
+    eng = engine_of(p)
+    if not eng.fsdp or eng is Engine.FSDP_HYBRID:
+        raise PlannerError(f"the distributed profiler runs FSDP2 (--fsdp full or grad-op), not {eng.value}; "
+                           "ZeRO needs the deepspeed package and a GPU")
+    if p.tp > 1 or p.pp > 1 or p.nodes > 1:
+        raise PlannerError("the distributed profiler simulates one FSDP2 data-parallel group: use --gpus N "
+                           "with --tp 1 --pp 1 --nodes 1")
+    if p.offload is not Offload.NONE:
+        raise PlannerError("the distributed profiler does not simulate CPU offload (host memory is not tracked)")
+    return eng
+
+
+def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
+    """fully_shard every decoder layer, then the root, as accelerate's FSDP2 TRANSFORMER_BASED_WRAP does.
+
+    [accelerate/utils/fsdp_utils.py: fsdp2_prepare_model; torch fully_shard docs: the root's
+    reshard_after_forward is treated as False since backward gathers it right away.]
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    eng = engine_of(setup.parallel)
+    mp = MixedPrecisionPolicy()
+    if computes_without_autocast(setup.precision, eng):
+        mp = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype], reduce_dtype=torch.float32)
+    reshard = eng is Engine.FSDP_FULL
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    for layer in inner.model.layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    fully_shard(lm, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    return lm
+
+
+def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
+              fake_mode: contextlib.AbstractContextManager | None, steps: int, label: str) -> Measurement:
+    """Builds, shards and runs `steps` steps on this rank; the tracked Measurement of this rank."""
+    eng = _check_supported(setup)
+    lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
+    shard(lm, setup, mesh)
+    autocast = autocast_for(setup, device)
+    if computes_without_autocast(setup.precision, eng):
+        autocast = contextlib.nullcontext   # MixedPrecisionPolicy computes in 16 bit instead
+    with fake_mode or contextlib.nullcontext():
+        lm.to_empty(device=device)
+        if fake_mode is None:
+            with torch.no_grad():
+                for p in lm.parameters():
+                    p.normal_(0.0, 0.02)
+        optimizer = build_optimizer(lm, setup)
+        built = Built(lm, optimizer, autocast, device, notes)
+        tracker = ShardAwareTracker(lm)
+        with tracker, follow_resizes(tracker):
+            run_steps(built, setup, tracker, steps)
+    notes = list(notes) + [f"FSDP2 {eng.value}: rank 0 of {setup.parallel.world}"]
+    return from_tracker(tracker, model, setup, device=label, notes=notes)
+
+
+@contextlib.contextmanager
+def fake_world(world: int) -> Iterator[Any]:
+    """A fake process group of `world` ranks (this process is rank 0) and its 1-D CPU mesh."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("a process group is already initialized in this process")
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world)
+    try:
+        yield init_device_mesh("cpu", (world,))
+    finally:
+        dist.destroy_process_group()
+
+
+def simulate_distributed(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> Measurement:
+    """Per-GPU peak of rank 0 of an FSDP2 job of `setup.parallel.world` ranks, simulated on one CPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    setup.validate()
+    setup.parallel.validate(model)
+    _check_supported(setup)
+    with fake_world(setup.parallel.world) as mesh:
+        return fsdp_step(model, setup, torch.device("cpu"), mesh, FakeTensorMode(allow_non_fake_inputs=True),
+                         steps, f"simulate (FSDP2, {setup.parallel.world} ranks)")
+
+
+# --- real runs with gloo ------------------------------------------------------------------------
+def _gloo_worker(rank: int, world: int, port: int, model: ModelSpec, setup: TrainingSetup, steps: int,
+                 queue) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(rank)
+        mesh = init_device_mesh("cpu", (world,))
+        result = fsdp_step(model, setup, torch.device("cpu"), mesh, None, steps, f"cpu (FSDP2 gloo, {world} ranks)")
+        queue.put((rank, result))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: float = 120) -> list[Measurement]:
+    """Real FSDP2 steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
+    import queue as queues
+
+    import torch.multiprocessing as mp
+
+    setup.validate()
+    setup.parallel.validate(model)
+    _check_supported(setup)
+    world, port = setup.parallel.world, _free_port()
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_gloo_worker, args=(r, world, port, model, setup, steps, results))
+             for r in range(world)]
+    for proc in procs:
+        proc.start()
+    out: dict[int, Measurement] = {}
+    try:
+        while len(out) < world:
+            rank, measurement = results.get(timeout=timeout)
+            out[rank] = measurement
+    except queues.Empty:
+        raise RuntimeError(f"gloo ranks did not finish in {timeout:.0f} s "
+                           f"(exit codes {[p.exitcode for p in procs]})") from None
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    return [out[r] for r in range(world)]
+
+
+def measure_distributed(model: ModelSpec, setup: TrainingSetup, device: str, steps: int = 2,
+                        per_module: bool = False) -> Measurement:
+    """`gpuplan profile` with a multi-GPU setup: rank 0's Measurement (simulate, or cpu with gloo)."""
+    if per_module:
+        raise PlannerError("--per-module is not available for multi-GPU profiles yet")
+    if device == "simulate":
+        return simulate_distributed(model, setup, steps)
+    if device == "cpu":
+        return run_gloo(model, setup, steps)[0]
+    raise PlannerError("multi-GPU runs on GPUs go through torchrun (one process per GPU), not --device cuda; "
+                       "use --device simulate for any size, or --device cpu for a small model with gloo")
