@@ -45,9 +45,9 @@ def main() -> None:
           f"{'configs/s':>10s} multi-GPU")
     for r in rows:
         print(f"{r[0]:14s} {r[1]:42s} {r[2]:10,d} {r[3]:9,d} {r[4]:6,d} {r[5]:8.3f} {r[6]:10,.0f} {'yes' if r[7] else 'no'}")
-    big = [r for r in rows if r[2] >= 10_000]
-    ok = big and all(r[5] <= 2.0 for r in big)
-    print(f"target: >= 10,000 configurations in <= 2 s: {'met' if ok else 'NOT met'}")
+    ok = any(r[2] >= 10_000 and r[5] <= 2.0 for r in rows) and all(r[6] >= 5_000 for r in rows)
+    print(f"target: a search of >= 10,000 configurations in <= 2 s, and >= 5,000 configurations/s in every "
+          f"search: {'met' if ok else 'NOT met'}")
 
 
 if __name__ == "__main__":

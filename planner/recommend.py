@@ -18,7 +18,7 @@ import bisect
 import itertools
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .catalog import GpuSpec, all_gpus, resolve_gpu
 from .enums import Method, Optimizer, Precision
@@ -159,32 +159,38 @@ def _grad_accum(global_batch: int, micro: int, dp: int) -> int:
     return max(1, math.ceil(global_batch / (micro * dp)))
 
 
-def _largest_fitting(totals: _Totals, base: TrainingSetup, memory: int, space: SearchSpace) -> tuple[int, int, int]:
-    """(micro-batch, its device total, batches looked at); micro-batch 0 if none fits.
+def _largest_fitting(total: Callable[[int], int], memory: int, space: SearchSpace, dp: int = 1) -> tuple[int, int, int]:
+    """(micro-batch, its device total, micro-batches decided); micro-batch 0 (and the total at 1) if none fits.
 
-    Bisection over powers of two: memory grows with the micro-batch (tests/planner/test_recommend.py)."""
-    batches = _batches(space.max_micro_batch)
-    dp = base.parallel.dp
-
-    def total(b: int) -> int:
-        return totals(base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp)))
-
-    lo, hi, looked = 0, len(batches) - 1, 0
-    best = (0, total(batches[0]))
-    looked += 1
-    if best[1] > memory:
-        return 0, best[1], looked
-    best = (batches[0], best[1])
-    lo = 1
+    Bisection over powers of two: memory grows with the micro-batch (tests/planner/test_fit.py).
+    The micro-batch times the data-parallel ranks stays within the global batch (the user's choice)."""
+    cap = max(1, min(space.max_micro_batch, space.global_batch // max(dp, 1)))
+    batches = [b for b in _batches(space.max_micro_batch) if b <= cap]
+    first = total(batches[0])
+    if first > memory:
+        return 0, first, len(batches)
+    best, lo, hi = (batches[0], first), 1, len(batches) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
         t = total(batches[mid])
-        looked += 1
         if t <= memory:
             best, lo = (batches[mid], t), mid + 1
         else:
             hi = mid - 1
-    return best[0], best[1], looked
+    return best[0], best[1], len(batches)
+
+
+def _batch_totals(totals: _Totals, base: TrainingSetup, space: SearchSpace) -> Callable[[int], int]:
+    """Device total of `base` at micro-batch b (grad-accum filling the global batch), memoized per b:
+    the same base is checked against every GPU type."""
+    memo: dict[int, int] = {}
+    dp = base.parallel.dp
+
+    def total(b: int) -> int:
+        if b not in memo:
+            memo[b] = totals(base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp)))
+        return memo[b]
+    return total
 
 
 def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bool) -> Iterable[TrainingSetup]:
@@ -221,11 +227,12 @@ def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Total
     for base in _base_setups(model, c, space, multi):
         if base.peft:
             base.lora_targets(model)
+        by_batch = _batch_totals(totals, base, space)
         for gpu in gpus:
             if not _precision_ok(base.precision, gpu):
                 continue
-            b, total, looked = _largest_fitting(totals, base, gpu.memory_bytes, space)
-            considered += len(_batches(space.max_micro_batch))   # the micro-batches decided by the bisection
+            b, total, decided = _largest_fitting(by_batch, gpu.memory_bytes, space, base.parallel.dp)
+            considered += decided     # the micro-batches the bisection settled
             if b == 0:
                 misses.append((total - gpu.memory_bytes, base, gpu))
                 continue

@@ -155,27 +155,41 @@ def _optimizer_bytes_per_param(setup: TrainingSetup) -> float:
     return 3 * w + 4 * state
 
 
-def _comm_seconds(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[float, float]:
-    """(network seconds, host-copy seconds) per optimizer step from planner/comm.py's volumes."""
+@lru_cache(maxsize=65536)
+def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
+    """The GPU-independent parts of a step time, memoized: recommend() times one setup on many GPUs.
+
+    (FLOPs per token, trainable parameters, bytes per optimizer step over (intra-node, inter-node, host))."""
+    from .states import states
+
+    fl = step_flops(model, setup)
+    trainable = states(model, setup.with_(parallel=type(setup.parallel)())).trainable_params
     if setup.parallel.single_gpu:
-        return 0.0, 0.0
+        return fl, trainable, (0, 0, 0)
     try:
         from .comm import Link, communication_bytes
     except ImportError:
         raise PlannerError("multi-GPU step times need planner/comm.py (not present in this install)") from None
     vol = communication_bytes(model, setup)
+    return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
+                           vol.bytes_by(link=Link.HOST))
+
+
+def _comm_seconds(gpu: GpuSpec, volume: tuple[int, int, int]) -> tuple[float, float]:
+    """(network seconds, host-copy seconds) per optimizer step from planner/comm.py's volumes."""
+    intra, inter_bytes, host_bytes = volume
+    if not (intra or inter_bytes or host_bytes):
+        return 0.0, 0.0
     eff = _const("link_efficiency")
     inter = float(gpu.raw.get("inter_node_bytes_per_s") or _const("inter_node_bytes_per_s"))
-    net = vol.bytes_by(link=Link.INTRA_NODE) / (gpu.interconnect_bandwidth * eff) \
-        + vol.bytes_by(link=Link.INTER_NODE) / (inter * eff)
-    host = vol.bytes_by(link=Link.HOST) / (gpu.host_bandwidth * eff)
-    return net, host
+    net = intra / (gpu.interconnect_bandwidth * eff) + inter_bytes / (inter * eff)
+    return net, host_bytes / (gpu.host_bandwidth * eff)
 
 
 def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float | None = None) -> StepTime:
     """StepTime of one optimizer step (grad_accum micro-batches on each of the world's GPUs)."""
     p = setup.parallel
-    fl = step_flops(model, setup)
+    fl, trainable, volume = _setup_terms(model, setup)
     micro_tokens = setup.batch_size * setup.seq_len
     dp = max(p.dp, 1)
     tokens_gpu = micro_tokens * setup.grad_accum          # tokens each data-parallel rank sees
@@ -189,16 +203,13 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     bw = gpu.memory_bandwidth * _const("memory_bound_efficiency")
     dequant = (tokens_gpu // micro_tokens) * fl.quantized_weights / (p.tp * p.pp) * fl.dequant_passes \
         * _const("dequant_bytes_per_weight") / bw
-    from .states import states
-
-    trainable = states(model, setup.with_(parallel=type(p)())).trainable_params
     shard = dp if (p.zero >= 1 or p.fsdp.value != "none") else 1
     opt_bytes = trainable / (p.tp * p.pp) / shard * _optimizer_bytes_per_param(setup)
     if p.offload is not Offload.NONE:
         optimizer = opt_bytes / _const("cpu_adam_bytes_per_s")
     else:
         optimizer = opt_bytes / bw
-    net, host = _comm_seconds(model, setup, gpu)
+    net, host = _comm_seconds(gpu, volume)
     exposed = net * (1 - _const("comm_overlap"))
     a = mfu_defaults()
     notes = [used,
