@@ -2,13 +2,16 @@
 `MemoryEstimate.to_dict()`, `Measurement.to_dict()` and `Comparison.to_dict()`), a Figure out.
 
 No Streamlit here and no planner formulas: the numbers arrive computed; this module only lays
-them out, converting bytes to GiB (2**30) for the axes.
+them out, converting bytes to one binary unit per figure (GiB = 2**30; MiB or KiB for the tiny
+models of tests) for the axes.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
 import plotly.graph_objects as go
+
+from gpuplan.app.profile_tables import unit_for
 
 GIB = 2**30
 PHASES = ("forward", "backward", "optimizer")
@@ -22,18 +25,18 @@ DEVICE_TOTAL = "device total (peak)"
 Capacity = tuple[str, int]   # (GPU label, memory bytes as the device reports it)
 
 
-def gib(nbytes: float | None) -> float | None:
-    return None if nbytes is None else nbytes / GIB
+def scaled(nbytes: float | None, unit: tuple[str, int]) -> float | None:
+    return None if nbytes is None else nbytes / unit[1]
 
 
 def _label(component: str) -> str:
     return component.replace("_", " ")
 
 
-def _capacity_lines(fig: go.Figure, capacities: Sequence[Capacity]) -> None:
+def _capacity_lines(fig: go.Figure, capacities: Sequence[Capacity], unit: tuple[str, int] = ("GiB", GIB)) -> None:
     for name, nbytes in capacities:
-        fig.add_hline(y=nbytes / GIB, line_dash="dash", line_color="#444", line_width=1,
-                      annotation_text=f"{name} {nbytes / GIB:.1f} GiB", annotation_position="top right",
+        fig.add_hline(y=nbytes / unit[1], line_dash="dash", line_color="#444", line_width=1,
+                      annotation_text=f"{name} {nbytes / unit[1]:.1f} {unit[0]}", annotation_position="top right",
                       annotation_bgcolor="rgba(255,255,255,0.8)", annotation_font_size=11)
 
 
@@ -50,62 +53,69 @@ def phase_stack(est: Mapping[str, Any], capacities: Sequence[Capacity] = ()) -> 
     x = [p + (" (peak)" if p == est["peak_phase"] else "") for p in PHASES]
     device_bar = est.get("device_total_bytes") is not None   # a simulated step measures no device total
     x += [DEVICE_TOTAL] if device_bar else []
+    unit = unit_for([*est["phases"].values(), est.get("device_total_bytes"), *(b for _, b in capacities)])
     fig = go.Figure()
     for c in ALL_COMPONENTS if device_bar else TENSOR_COMPONENTS:
-        y = [gib(pc.get(p, {}).get(c, 0)) if c in TENSOR_COMPONENTS else 0 for p in PHASES]
-        y += [gib(comps.get(c, 0))] if device_bar else []
+        y = [scaled(pc.get(p, {}).get(c, 0), unit) if c in TENSOR_COMPONENTS else 0 for p in PHASES]
+        y += [scaled(comps.get(c, 0), unit)] if device_bar else []
         fig.add_bar(name=_label(c), x=x, y=y, marker_color=COMPONENT_COLORS[c],
-                    hovertemplate="%{x}<br>" + _label(c) + ": %{y:.2f} GiB<extra></extra>")
-    _capacity_lines(fig, capacities)
-    return _layout(fig, "Memory by component and phase", barmode="stack")
+                    hovertemplate="%{x}<br>" + _label(c) + f": %{{y:.2f}} {unit[0]}<extra></extra>")
+    _capacity_lines(fig, capacities, unit)
+    return _layout(fig, "Memory by component and phase", unit[0], barmode="stack")
 
 
 def setups_stack(setups: Sequence[tuple[str, Mapping[str, int]]], capacities: Sequence[Capacity] = ()) -> go.Figure:
     """One stacked bar per setup: every component at its peak, summing to its device total."""
     labels = [label for label, _ in setups]
+    unit = unit_for([*(sum(comps.values()) for _, comps in setups), *(b for _, b in capacities)])
     fig = go.Figure()
     for c in ALL_COMPONENTS:
-        fig.add_bar(name=_label(c), x=labels, y=[gib(comps.get(c, 0)) for _, comps in setups],
+        fig.add_bar(name=_label(c), x=labels, y=[scaled(comps.get(c, 0), unit) for _, comps in setups],
                     marker_color=COMPONENT_COLORS[c],
-                    hovertemplate="%{x}<br>" + _label(c) + ": %{y:.2f} GiB<extra></extra>")
-    _capacity_lines(fig, capacities)
-    return _layout(fig, "Device total at the peak, by component", barmode="stack")
+                    hovertemplate="%{x}<br>" + _label(c) + f": %{{y:.2f}} {unit[0]}<extra></extra>")
+    _capacity_lines(fig, capacities, unit)
+    return _layout(fig, "Device total at the peak, by component", unit[0], barmode="stack")
 
 
 def sweep_lines(x_title: str, series: Mapping[str, Sequence[tuple[int, int | None]]],
                 capacities: Sequence[Capacity] = (), log_x: bool = True) -> go.Figure:
     """Memory (bytes; None where the setup is impossible) against a swept value, one line per setup."""
+    unit = unit_for([*(y for points in series.values() for _, y in points), *(b for _, b in capacities)])
     fig = go.Figure()
     for name, points in series.items():
-        fig.add_scatter(name=name, x=[x for x, _ in points], y=[gib(y) for _, y in points], mode="lines+markers",
-                        hovertemplate=f"{name}<br>{x_title} %{{x}}: %{{y:.2f}} GiB<extra></extra>")
-    _capacity_lines(fig, capacities)
+        fig.add_scatter(name=name, x=[x for x, _ in points], y=[scaled(y, unit) for _, y in points],
+                        mode="lines+markers",
+                        hovertemplate=f"{name}<br>{x_title} %{{x}}: %{{y:.2f}} {unit[0]}<extra></extra>")
+    _capacity_lines(fig, capacities, unit)
     fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
-    return _layout(fig, f"Device total vs {x_title}")
+    return _layout(fig, f"Device total vs {x_title}", unit[0])
 
 
 def compare_bars(comparison: Mapping[str, Any]) -> go.Figure:
     """Estimate and measurement side by side for each component both have, at the measured peak phase."""
     rows = [r for r in comparison["components"] if r["measured_bytes"] is not None and r["estimate_bytes"] is not None]
     names = [_label(r["name"]) for r in rows]
+    unit = unit_for(v for r in rows for v in (r["estimate_bytes"], r["measured_bytes"]))
     fig = go.Figure()
-    fig.add_bar(name="estimate", x=names, y=[gib(r["estimate_bytes"]) for r in rows], marker_color="#636EFA")
-    fig.add_bar(name="measured", x=names, y=[gib(r["measured_bytes"]) for r in rows], marker_color="#EF553B",
+    fig.add_bar(name="estimate", x=names, y=[scaled(r["estimate_bytes"], unit) for r in rows], marker_color="#636EFA")
+    fig.add_bar(name="measured", x=names, y=[scaled(r["measured_bytes"], unit) for r in rows], marker_color="#EF553B",
                 customdata=[r["error_pct"] for r in rows],
-                hovertemplate="%{x}: %{y:.3f} GiB<br>estimate error %{customdata:+.1f}%<extra></extra>")
-    return _layout(fig, f"Estimate vs measured, by component at the {comparison['phase']} peak", barmode="group")
+                hovertemplate=f"%{{x}}: %{{y:.3f}} {unit[0]}<br>estimate error %{{customdata:+.1f}}%<extra></extra>")
+    return _layout(fig, f"Estimate vs measured, by component at the {comparison['phase']} peak", unit[0],
+                   barmode="group")
 
 
 def timeline(events: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Live tensor bytes at each module hook of the profiled step, colored by phase."""
+    unit = unit_for(e["live_bytes"] for e in events)
     fig = go.Figure()
     for phase in PHASES:
         idx = [i for i, e in enumerate(events) if e["phase"] == phase]
-        fig.add_scatter(name=phase, x=idx, y=[gib(events[i]["live_bytes"]) for i in idx], mode="markers+lines",
-                        customdata=[f"{events[i]['event']} {events[i]['module']}" for i in idx],
-                        hovertemplate="#%{x} %{customdata}<br>%{y:.3f} GiB live<extra></extra>")
+        fig.add_scatter(name=phase, x=idx, y=[scaled(events[i]["live_bytes"], unit) for i in idx],
+                        mode="markers+lines", customdata=[f"{events[i]['event']} {events[i]['module']}" for i in idx],
+                        hovertemplate=f"#%{{x}} %{{customdata}}<br>%{{y:.3f}} {unit[0]} live<extra></extra>")
     fig.update_xaxes(title="module hook, in execution order")
-    return _layout(fig, "Memory timeline of the profiled step")
+    return _layout(fig, "Memory timeline of the profiled step", unit[0])
 
 
 def pareto_scatter(plans: Sequence[Mapping[str, Any]], x: str, y: str, label: str,

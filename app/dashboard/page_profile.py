@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from gpuplan.app import charts
-from gpuplan.app.profile_tables import FIGURE_LABELS, group_modules, unit_for
+from gpuplan.app.profile_tables import FIGURE_LABELS, fmt, group_modules, unit_for
 from gpuplan.planner.errors import PlannerError
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
@@ -87,7 +87,9 @@ def _load_ui() -> None:
     if upload is None:
         return
     try:
-        st.session_state[RESULT_KEY.format("load")] = parse_profile(upload.getvalue())
+        payload = parse_profile(upload.getvalue())
+        payload.setdefault("model", upload.name)   # a saved profile names its setup, not its model
+        st.session_state[RESULT_KEY.format("load")] = payload
     except ValueError as e:
         st.session_state.pop(RESULT_KEY.format("load"), None)
         st.error(f"{upload.name}: {e}")
@@ -95,9 +97,10 @@ def _load_ui() -> None:
 
 def figures_ui(p: dict[str, Any]) -> None:
     cols = st.columns(3)
+    unit = unit_for(p.get(k) for k in FIGURE_LABELS)
     for col, (key, label) in zip(cols, FIGURE_LABELS.items()):
         value = p.get(key)
-        col.metric(label, "not measurable here" if value is None else f"{value / 2**30:,.3f} GiB")
+        col.metric(label, "not measurable here" if value is None else f"{fmt(value, unit)} {unit[0]}")
 
 
 def comparison_ui(c: dict[str, Any]) -> None:

@@ -32,10 +32,15 @@ UNSET_DEFAULTS: dict[str, Any] = {
 BOUNDS: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096), "seq_len": (1, 4 * 1024 * 1024), "grad_accum": (1, 4096), "lora_r": (1, 4096),
     "lora_alpha": (0.01, 1e6), "lora_dropout": (0.0, 0.99),
+    "gpus_per_node": (1, 64), "nodes": (1, 1024), "tp": (1, 64), "pp": (1, 256),
 }
 LORA_GROUP = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")
 QLORA_GROUP = ("quant_type", "double_quant")
 MORE_GROUP = ("grad_accum", "attn", "loss")   # behind "more options" in compact forms
+# multi-GPU and offload flags (planner/parallel.py ParallelSpec), where the CLI has them
+PARALLEL_GROUP = ("gpus_per_node", "nodes", "zero", "fsdp", "offload", "offload_device", "tp", "pp")
+LABELS = {"gpus_per_node": "GPUs per node", "zero": "ZeRO stage", "fsdp": "FSDP", "tp": "tensor parallel",
+          "pp": "pipeline stages", "grad_ckpt": "gradient checkpointing", "attn": "attention"}
 MODEL_SOURCES = {"preset": "preset", "path": "config.json path", "upload": "upload config.json"}
 DEFAULT_MODEL = "llama-3.1-8b"
 
@@ -57,7 +62,7 @@ def _click_option(decorator) -> click.Option:
 def _field(opt: click.Option) -> Field | None:
     name, flag = opt.name, opt.opts[0]
     default = opt.default if opt.default is not None else UNSET_DEFAULTS.get(name)
-    label = flag.lstrip("-").replace("-", " ")
+    label = LABELS.get(name) or flag.lstrip("-").replace("-", " ")
     if isinstance(opt.type, click.Choice):
         choices = list(opt.type.choices)
         if default is None:
@@ -70,8 +75,8 @@ def _field(opt: click.Option) -> Field | None:
                      "targets")
     if isinstance(opt.type, (click.types.IntParamType, click.types.FloatParamType)):
         kind = int if isinstance(opt.type, click.types.IntParamType) else float
-        low = getattr(opt.type, "min", None)
-        low, high = BOUNDS.get(name, (low if low is not None else min(default or 0, 1), 1 << 20))
+        low, high = getattr(opt.type, "min", None), getattr(opt.type, "max", None)   # click.IntRange
+        low, high = BOUNDS.get(name, (min(default or 0, 1) if low is None else low, 1 << 20 if high is None else high))
         return Field(Param(name, kind(default or 0), kind, low=low, high=high), label, opt.help, "number")
     return None
 
@@ -153,7 +158,7 @@ def setup_ui(sp: Params, model: ModelSpec | None, container=st, compact: bool = 
     """Renders the setup widgets; returns `setup_from_options` keyword arguments (without model).
 
     `compact` puts the less used options (grad accum, attention, loss) in an expander too."""
-    general = [f for f in FIELDS if f.param.name not in LORA_GROUP + QLORA_GROUP]
+    general = [f for f in FIELDS if f.param.name not in LORA_GROUP + QLORA_GROUP + PARALLEL_GROUP]
     for f in general:
         if not (compact and f.param.name in MORE_GROUP):
             _render(f, sp, model, container)
@@ -162,6 +167,11 @@ def setup_ui(sp: Params, model: ModelSpec | None, container=st, compact: bool = 
         for f in general:
             if f.param.name in MORE_GROUP:
                 _render(f, sp, model, more)
+    parallel = [f for f in FIELDS if f.param.name in PARALLEL_GROUP]
+    if parallel:
+        box = container.expander("Multi-GPU and offload (ZeRO, FSDP, TP/PP)")
+        for f in parallel:
+            _render(f, sp, model, box)
     method = sp.get("method")
     if method != "full":
         box = container.expander("LoRA / QLoRA options")

@@ -11,6 +11,7 @@ from gpuplan.planner.enums import Method
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GIB = 2**30
+MIB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,13 @@ def test_phase_stack_sums_to_each_phase_and_the_device_total(est):
     assert h100.label in fig.layout.annotations[0].text
 
 
-def test_phase_stack_of_a_simulation_has_no_device_bar(profile):
+def test_phase_stack_of_a_simulation_has_no_device_bar_and_a_unit_that_reads(profile):
     fig = charts.phase_stack(profile)
     assert charts.DEVICE_TOTAL not in fig.data[0].x and len(fig.data) == len(charts.TENSOR_COMPONENTS)
     peak = profile["peak_phase"]
     i = charts.PHASES.index(peak)
-    assert sum(t.y[i] for t in fig.data) == pytest.approx(profile["peak_allocated_bytes"] / GIB)
+    assert profile["peak_allocated_bytes"] < GIB and fig.layout.yaxis.title.text == "MiB"   # 1.8 MB: the tiny model
+    assert sum(t.y[i] for t in fig.data) == pytest.approx(profile["peak_allocated_bytes"] / MIB)
 
 
 def test_setups_stack_one_bar_per_setup(est):
@@ -63,7 +65,7 @@ def test_setups_stack_one_bar_per_setup(est):
 def test_sweep_lines_keep_gaps_for_impossible_points():
     fig = charts.sweep_lines("sequence length", {"full": [(512, 2 * GIB), (1024, None)], "lora": [(512, GIB)]})
     full = _bar(fig, "full")
-    assert list(full.x) == [512, 1024] and list(full.y) == [2.0, None]
+    assert list(full.x) == [512, 1024] and list(full.y) == [2.0, None] and fig.layout.yaxis.title.text == "GiB"
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text == "sequence length"
 
 
@@ -80,7 +82,7 @@ def test_timeline_points_by_phase(profile):
     events = profile["per_module"]["timeline"]
     fig = charts.timeline(events)
     assert sum(len(t.x) for t in fig.data) == sum(e["phase"] in charts.PHASES for e in events)
-    assert max(max(t.y) for t in fig.data if len(t.y)) == pytest.approx(max(e["live_bytes"] for e in events) / GIB)
+    assert max(max(t.y) for t in fig.data if len(t.y)) == pytest.approx(max(e["live_bytes"] for e in events) / MIB)
 
 
 def test_pareto_scatter_joins_the_front_in_x_order():

@@ -165,7 +165,8 @@ def test_profile_loads_a_json_with_comparison_modules_and_timeline():
     at = ok(app("profile", source="load"))
     at.file_uploader(key="profile.upload").set_value(("p.json", PROFILE.read_bytes(), "application/json")).run()
     saved = json.loads(PROFILE.read_text())
-    assert metric(ok(at), "peak allocated (max_memory_allocated)") == f"{saved['peak_allocated_bytes'] / GIB:,.3f} GiB"
+    assert metric(ok(at), "peak allocated (max_memory_allocated)") == f"{saved['peak_allocated_bytes'] / 2**20:,.2f} MiB"
+    assert at.subheader[0].value.startswith("p.json on simulate")
     assert metric(at, "device total (nvidia-smi)") == "not measurable here"
     compare_table, modules = at.dataframe[0].value, at.dataframe[1].value
     assert list(compare_table["error %"][:1]) == [saved["comparison"]["figures"][0]["error_pct"]]
@@ -217,3 +218,57 @@ def test_gpus_catalog_filters_and_prices():
     assert list(ok(at).dataframe[0].value["name"]) == ["mi300x"]
     at.text_input(key="gpus.q").set_value("no-such-gpu").run()
     assert ok(at).info and not at.dataframe
+
+
+# --- Recommend -----------------------------------------------------------------------------------
+RECOMMEND_LINK = dict(model="qwen-2.5-0.5b", gpus="rtx-4090,h100-sxm-80gb", tokens="50M")
+
+
+def test_recommend_shows_the_planners_cheapest_and_fastest():
+    from gpuplan.planner.recommend import Constraints, recommend
+
+    at = ok(app("recommend", **RECOMMEND_LINK))
+    rec = recommend(resolve_model("qwen-2.5-0.5b"), 50_000_000, 1.0, Constraints(gpus=("rtx-4090", "h100-sxm-80gb")))
+    assert metric(at, "Cheapest: cost") == f"${rec.cheapest.usd:,.2f}"
+    assert metric(at, "Fastest: time") == f"{rec.fastest.hours:,.2f} h"
+    frontier = at.dataframe[0].value
+    assert len(frontier) == len(rec.frontier) and frontier["pareto"].all()
+    assert list(frontier["usd"]) == sorted(frontier["usd"])
+    (scatter,) = charts(at)
+    front_trace = next(t for t in scatter["data"] if t["name"] == "Pareto front")
+    assert len(front_trace["x"]) == len(rec.frontier)
+    at.radio(key="recommend.table").set_value("all").run()
+    assert len(ok(at).dataframe[0].value) == rec.qualifying > len(rec.frontier)
+    assert at.query_params["table"] == "all"
+
+
+def test_recommend_impossible_budget_shows_what_gets_closest():
+    at = ok(app("recommend", budget="0.01", **RECOMMEND_LINK))
+    assert any("No plan meets" in w.value for w in at.warning)
+    assert any("budget" in m.value for m in at.markdown)
+    assert not at.dataframe
+
+
+def test_recommend_bad_input_inline():
+    at = ok(app("recommend", **RECOMMEND_LINK))
+    at.text_input(key="recommend.tokens").set_value("lots").run()
+    assert any("cannot read 'lots'" in e.value for e in ok(at).error)
+    at.text_input(key="recommend.tokens").set_value("50M").run()
+    at.multiselect(key="recommend.methods").set_value([]).run()
+    assert any("at least one method" in e.value for e in ok(at).error)
+
+
+def test_compare_zero_stages_when_the_cli_has_them():
+    from gpuplan.app.dashboard.setup_form import FIELDS
+    from gpuplan.app.options import setup_from_options
+
+    if "zero" not in {f.param.name for f in FIELDS}:
+        pytest.skip("the CLI has no --zero yet (multi-GPU flags, issue 4)")
+    at = ok(app("compare", setups="2", **{"s1.gpus_per_node": "8", "s2.gpus_per_node": "8", "s2.zero": "3", "s2.method": "full"}))
+    table = at.dataframe[0].value
+    base = dict(method="full", precision="bf16-mixed", optimizer="adamw-fused", batch_size=8, seq_len=1024,
+                grad_accum=1, grad_ckpt=True, attn="sdpa", loss="hf", gpus_per_node=8)
+    for row, zero in zip(table["device total"], (0, 3)):
+        model, setup = setup_from_options(model="llama-3.1-8b", **base, zero=zero)
+        assert row == gib(estimate(model, setup).device_total_bytes)
+    assert table["device total"][1] != table["device total"][0]

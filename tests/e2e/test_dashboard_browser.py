@@ -164,11 +164,14 @@ def test_estimate_page(server, browser, tmp_path):
     _shot(browser, tmp_path, "estimate")
 
 
-def test_a_shared_link_reopens_the_setup(server, browser):
-    _open(browser, f"{server}/?method=qlora&seq_len=4096&batch_size=4", "Estimate")
+def test_a_shared_link_reopens_the_setup(server, browser, tmp_path):
+    """The README's screenshot (docs/dashboard.png) is this page."""
+    _open(browser, f"{server}/?method=qlora&seq_len=4096&batch_size=4&gpus=rtx-4090,l40s,a100-sxm-80gb", "Estimate")
     expected = estimate(resolve_model("llama-3.1-8b"),
                         TrainingSetup(method=Method.QLORA, seq_len=4096, batch_size=4)).device_total_bytes
     _wait(browser, lambda d: _metric(d, "device total") == f"{expected / GIB:,.2f} GiB", "the linked setup's total")
+    _wait(browser, lambda d: "Memory by component and phase" in _plot_titles(d), "the stacked bar chart")
+    _shot(browser, tmp_path, "estimate-link")
 
 
 def test_compare_page(server, browser, tmp_path):
@@ -184,6 +187,19 @@ def test_compare_page(server, browser, tmp_path):
     _shot(browser, tmp_path, "compare")
 
 
+def test_recommend_page(server, browser, tmp_path):
+    from gpuplan.planner.recommend import Constraints, recommend
+
+    _open(browser, f"{server}/?page=recommend&model=qwen-2.5-0.5b&gpus=rtx-4090,h100-sxm-80gb&tokens=50M", "Recommend")
+    rec = recommend(resolve_model("qwen-2.5-0.5b"), 50_000_000, 1.0, Constraints(gpus=("rtx-4090", "h100-sxm-80gb")))
+    _wait(browser, lambda d: _metric(d, "Cheapest: cost") == f"${rec.cheapest.usd:,.2f}", "the cheapest plan's cost")
+    _wait(browser, lambda d: any("Cost" in t or "USD" in t for t in _plot_titles(d)), "the Pareto scatter")
+    _shot(browser, tmp_path, "recommend")
+    _type_into(browser, "budget (USD)", "0.01")
+    _wait(browser, lambda d: "No plan meets these constraints" in d.page_source and "budget=0.01" in d.current_url,
+          "the over-budget message")
+
+
 def test_profile_page_loads_a_profile_json(server, browser, tmp_path):
     _open(browser, f"{server}/?page=profile&source=load", "Profile")
     upload = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'input[type="file"]'), "the file input")
@@ -191,7 +207,7 @@ def test_profile_page_loads_a_profile_json(server, browser, tmp_path):
     upload.send_keys(str(fixture))
     saved = json.loads(fixture.read_text())
     label = "peak allocated (max_memory_allocated)"
-    _wait(browser, lambda d: _metric(d, label) == f"{saved['peak_allocated_bytes'] / GIB:,.3f} GiB", "the figures")
+    _wait(browser, lambda d: _metric(d, label) == f"{saved['peak_allocated_bytes'] / 2**20:,.2f} MiB", "the figures")
     _wait(browser, lambda d: "Memory timeline of the profiled step" in _plot_titles(d), "the timeline")
     _shot(browser, tmp_path, "profile")
 
