@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .enums import Attention, DType, Method, MlpKind, NormKind
 from .model import ModelSpec
+from .params import lora_params, param_counts
 from .setup import TrainingSetup
 
 
@@ -34,13 +35,31 @@ def residual_dtype(setup: TrainingSetup) -> DType:
 
 
 def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, gemma: bool) -> LayerBytes:
-    """RMSNorm followed by `consumers` linears [LlamaRMSNorm.forward; GemmaRMSNorm.forward]."""
-    if r == 4 and autocast:   # fp32 residual: pow saves x, weight-mul saves x*rsqrt; each linear
-        return LayerBytes(8 * h, consumers * e * h)   # casts the fp32 output to 16 bit itself
+    """RMSNorm followed by `consumers` linears [LlamaRMSNorm.forward; GemmaRMSNorm.forward].
+
+    `x * rsqrt(var)` saves x for the input gradient. The normalized tensor is saved by the
+    weight-mul only for the norm weight's gradient, and the output by the linears only for theirs:
+    both are dW-only (LoRA and QLoRA freeze norms and base linears alike).
+    """
+    if r == 4 and autocast:   # fp32 residual; each linear casts the fp32 output to 16 bit itself
+        return LayerBytes(4 * h, 4 * h + consumers * e * h)
     if r == 4:                # fp32 throughout: x, x*rsqrt, and the output the linears save
-        return LayerBytes(8 * h, 4 * h)
-    # 16-bit residual: x.float() copy, normalized (fp32 for Gemma, 16-bit for Llama), output
-    return LayerBytes(4 * h + (4 if gemma else r) * h, r * h)
+        return LayerBytes(4 * h, 8 * h)
+    # 16-bit residual: x.float() copy (saved by pow and the mul); normalized (fp32 for Gemma, whose
+    # `output * (1 + weight.float())` runs in fp32; 16 bit for Llama) and the output
+    return LayerBytes(4 * h, (4 if gemma else r) * h + r * h)
+
+
+def _base_linear_out_bytes(setup: TrainingSetup, r: float, e: float) -> float:
+    """Bytes per element of a base linear's output: compute dtype, except bitsandbytes layers,
+    which cast back to their input's dtype [bitsandbytes/nn/modules.py Linear4bit.forward]."""
+    return r if setup.method is Method.QLORA else e
+
+
+def _eager_score_bytes(m: ModelSpec, e: float) -> float:
+    """Bytes saved per attention score by eager attention: softmax's fp32 output, the 16-bit
+    probabilities matmul(attn, v) saves and, with attention dropout, its bool mask."""
+    return 4 + e + (1 if m.attention_dropout > 0 else 0)
 
 
 def _attention_core(m: ModelSpec, setup: TrainingSetup, e: float, s: int) -> float:
@@ -49,7 +68,7 @@ def _attention_core(m: ModelSpec, setup: TrainingSetup, e: float, s: int) -> flo
     if setup.attention is Attention.EAGER:
         # eager_attention_forward: repeat_kv, softmax(dtype=float32) saved, its cast saved by
         # matmul(attn, v), q / k / v (repeated) saved, output transposed and copied.
-        return a * s * (4 + e) + e * (A + 2 * A + A)
+        return a * s * _eager_score_bytes(m, e) + e * (A + 2 * A + A)
     # flash kernels (SDPA's flash backend, flash-attn 2): q, k, v, output, fp32 logsumexp
     return e * (2 * A + 2 * K) + 4 * a
 
@@ -73,15 +92,20 @@ def llama_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
         n1 = _norm(h, attn_in, r, e, autocast, gemma)
         n2 = _norm(h, mlp_in, r, e, autocast, gemma)
         norms = LayerBytes(n1.kept + n2.kept, n1.dw_only + n2.dw_only)
-        if m.norms_per_layer == 4:  # Gemma-2/3 post-attention and post-feedforward norms
-            norms = LayerBytes(norms.kept + 2 * 8 * h, norms.dw_only)
-    qk_norm = 0.0
-    if m.qk_norm_size:            # q_norm / k_norm on 16-bit projections: fp32 copy + normalized
-        qk_norm = (4 + (4 if gemma else e)) * (A + K)
-    attn = _attention_core(m, setup, e, s) + qk_norm
-    mlp_kept = 3 * e * I          # gate (saved by act), act output and up (saved by the product)
-    mlp_dw = e * I                # the product, saved only by down_proj for its weight gradient
-    return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + mlp_dw)
+        if m.norms_per_layer == 4:  # Gemma-2/3 post-attention and post-feedforward norms on the
+            # sublayer outputs: their fp32 copy is kept, the normalized fp32 tensor only for dW
+            norms = LayerBytes(norms.kept + 2 * 4 * h, norms.dw_only + 2 * 4 * h)
+    qk_kept = qk_dw = 0.0
+    if m.qk_norm_size:            # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
+        qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
+        qk_dw = (4 if gemma else e) * (A + K)
+    attn = _attention_core(m, setup, e, s) + qk_kept
+    # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
+    # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
+    o = _base_linear_out_bytes(setup, r, e)
+    mlp_kept = 3 * o * I
+    mlp_dw = o * I                # the product, saved only by down_proj for its weight gradient
+    return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + qk_dw + mlp_dw)
 
 
 def plain_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
@@ -92,14 +116,19 @@ def plain_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
     h, I, a = m.hidden, m.intermediate, m.n_heads
     ln_kept = r * h + 8                            # layer_norm saves its input, mean and rstd
     ln_dw = e * h if autocast and r == 4 else r * h
+    # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
+    parallel = m.model_type == "gpt_neox" and m.hf_config.get("use_parallel_residual", True)
+    lns_kept = ln_kept + 8 if parallel else 2 * ln_kept
+    # the kernel's own saves beyond q, k, v and output: flash's logsumexp, or eager's scores
+    scores = a * s * _eager_score_bytes(m, e) if setup.attention is Attention.EAGER else 4 * a
     if m.model_type == "gpt2":
-        attn = 3 * e * h + e * h + 4 * a           # c_attn output (q, k, v views), output, lse
+        attn = 3 * e * h + e * h + scores          # c_attn output (q, k, v views), output
         gelu = 4 * e * I                           # gelu_new in python ops: x, tanh, 0.5x, 1+tanh
     else:
-        attn = 3 * e * h + 2 * e * h + e * h + 4 * a   # qkv kept alive by v, roped q and k, output
+        attn = 3 * e * h + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
         gelu = e * I
     dropout = 2 * h if m.dropout > 0 else 0        # residual dropouts save a bool mask
-    return LayerBytes(2 * ln_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
+    return LayerBytes(lns_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
 
 
 def lora_layer_extra(m: ModelSpec, setup: TrainingSetup, moe: bool = False) -> float:
@@ -118,8 +147,8 @@ def lora_layer_extra(m: ModelSpec, setup: TrainingSetup, moe: bool = False) -> f
         if lin.name not in targets or lin.experts > 1:
             continue
         total += x * lin.in_features + x * setup.lora.r
-        if setup.lora.dropout > 0:
-            total += (max(r, setup.adapter_dtype.bytes) + 1) * lin.in_features
+        if setup.lora.dropout > 0:   # the bool mask of CUDA's fused dropout; its output is
+            total += lin.in_features  # what lora_A saves (counted above)
     return total
 
 
@@ -134,7 +163,9 @@ class ActivationBytes:
     per_layer: float          # bytes per token saved by one (average) layer, no checkpointing
     ckpt_per_layer: float     # with checkpointing: the layer's saved input
     outside: float            # per token: input ids, RoPE tables, final norm
-    weight_copies: int        # autocast's 16-bit weight copies alive at the end of the forward
+    layer_copies: int         # autocast's 16-bit copies of the decoder layers' fp32 weights (all layers)
+    head_copy: int            # autocast's 16-bit copy of an fp32 lm_head, saved by its matmul
+    adapter_copies: int = 0   # autocast's cached 16-bit copies of fp32 LoRA adapters (all layers)
 
 
 def activation_bytes(m: ModelSpec, setup: TrainingSetup) -> ActivationBytes:
@@ -154,25 +185,31 @@ def activation_bytes(m: ModelSpec, setup: TrainingSetup) -> ActivationBytes:
     rope = 0 if m.learned_positions or m.model_type == "gpt_neox" else 2 * m.head_dim * (4 if setup.precision.autocast else e)
     final_norm = _norm(m.hidden, 1, r, e, setup.precision.autocast, m.model_type.startswith("gemma")).kept
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
-    return ActivationBytes(per_layer, r * m.hidden, outside, _weight_copies(m, setup))
+    layer_copies, head_copy = _weight_copies(m, setup)
+    adapter_copies = 0
+    if setup.peft and setup.precision.autocast and setup.adapter_dtype.bytes > e:
+        # trainable leaves: autocast caches their casts until it exits [autocast_mode.cpp cached_cast]
+        adapter_copies = int(e * lora_params(m, setup))
+    return ActivationBytes(per_layer, r * m.hidden, outside, layer_copies, head_copy, adapter_copies)
 
 
-def _weight_copies(m: ModelSpec, setup: TrainingSetup) -> int:
-    """16-bit copies of fp32 weights that autocast makes and that live to the end of the forward.
+def _weight_copies(m: ModelSpec, setup: TrainingSetup) -> tuple[int, int]:
+    """(all decoder layers, lm_head): bytes of the 16-bit copies autocast makes of fp32 weights.
 
     Trainable weights are cached by autocast until it exits [aten/src/ATen/autocast_mode.cpp:
     cached_cast caches leaves that require grad]; frozen fp32 weights are cast per use and saved by
-    the matmul for the input gradient. The lm_head copy is saved either way.
+    the matmul for the input gradient. QLoRA's quantized linears are not cast by autocast, but
+    its lm_head is: prepare_model_for_kbit_training upcast it to fp32 [peft/utils/other.py].
     """
     if not setup.precision.autocast:
-        return 0
-    weights_fp32 = (setup.precision.weight_dtype if setup.method is Method.FULL else setup.frozen_dtype) is DType.FP32
-    if setup.method is Method.QLORA or not weights_fp32:
-        return 0
+        return 0, 0
+    weights_dtype = setup.precision.weight_dtype if setup.method is Method.FULL else setup.frozen_dtype
+    if weights_dtype is not DType.FP32:
+        return 0, 0
     e = setup.precision.compute_dtype.bytes
-    from .params import param_counts
-
+    head = int(e * m.vocab * m.hidden)
+    if setup.method is Method.QLORA:
+        return 0, head
     pc = param_counts(m)
     linear = pc.attention + pc.mlp - m.n_layers * m.qk_norm_size
-    head = m.vocab * m.hidden
-    return int(e * (linear + head))
+    return int(e * linear), head

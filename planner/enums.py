@@ -55,20 +55,25 @@ class Precision(Choice):
     BF16_TRUE = "bf16-true"
     FP16_TRUE = "fp16-true"
 
+    # table lookups, not string tests: estimate() reads these dozens of times per call
     @property
     def compute_dtype(self) -> DType:
-        if self is Precision.FP32:
-            return DType.FP32
-        return DType.BF16 if self.value.startswith("bf16") else DType.FP16
+        return _COMPUTE_DTYPE[self]
 
     @property
     def autocast(self) -> bool:
-        return self.value.endswith("-mixed")
+        return self in _AUTOCAST
 
     @property
     def weight_dtype(self) -> DType:
         """dtype of trainable (and, for full fine-tuning, all) stored weights."""
-        return self.compute_dtype if self.value.endswith("-true") else DType.FP32
+        return _WEIGHT_DTYPE[self]
+
+
+_COMPUTE_DTYPE = {p: DType.FP32 if p.value == "fp32" else DType.BF16 if p.value.startswith("bf16") else DType.FP16
+                  for p in Precision}
+_AUTOCAST = frozenset(p for p in Precision if p.value.endswith("-mixed"))
+_WEIGHT_DTYPE = {p: _COMPUTE_DTYPE[p] if p.value.endswith("-true") else DType.FP32 for p in Precision}
 
 
 class Optimizer(Choice):

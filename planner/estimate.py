@@ -6,7 +6,9 @@ optimizer step. Optimizer state is live throughout: the steady state from the se
 """
 from __future__ import annotations
 
-from .activations import activation_bytes, residual_dtype
+from dataclasses import replace
+
+from .activations import ActivationBytes, activation_bytes, residual_dtype
 from .catalog import GpuSpec, assumptions
 from .enums import Component as C
 from .enums import Loss, Method, Phase
@@ -14,7 +16,7 @@ from .model import ModelSpec
 from .params import param_counts
 from .result import Assumption, MemoryEstimate
 from .setup import Checkpointing, TrainingSetup
-from .states import states
+from .states import States, states
 
 
 def _logits(m: ModelSpec, setup: TrainingSetup) -> tuple[float, float, float]:
@@ -36,6 +38,27 @@ def _logits(m: ModelSpec, setup: TrainingSetup) -> tuple[float, float, float]:
     return fwd, saved, 8 * V
 
 
+_TERMS: dict[tuple, tuple] = {}
+
+
+def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, ActivationBytes, dict]:
+    """states(), activation_bytes() and the resolved setup dict, which do not depend on batch size
+    or accumulation: memoized per (model object, setup without them), so that sweeps over batch
+    size (fit, recommend, the dashboard's curves) compute them once."""
+    key = (id(model), replace(setup, batch_size=1, grad_accum=1))
+    hit = _TERMS.get(key)
+    if hit is None or hit[0] is not model:
+        setup_dict = setup.to_dict(model)
+        setup_dict["model"] = model.name
+        hit = (model, states(model, setup), activation_bytes(model, setup), setup_dict)
+        if len(_TERMS) > 4096:
+            _TERMS.clear()
+        _TERMS[key] = hit
+    setup_dict = {k: dict(v) if isinstance(v, dict) else v for k, v in hit[3].items()}
+    setup_dict["batch_size"], setup_dict["grad_accum"] = setup.batch_size, setup.grad_accum
+    return hit[1], hit[2], setup_dict
+
+
 def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
     """MemoryEstimate in bytes for one steady-state training step of `model` under `setup`."""
     setup.validate()
@@ -43,8 +66,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         from .sharding import estimate_parallel
 
         return estimate_parallel(model, setup, gpus)
-    st = states(model, setup)
-    act = activation_bytes(model, setup)
+    st, act, setup_dict = _per_token_terms(model, setup)
     T = setup.batch_size * setup.seq_len
     L = model.n_layers
     ckpt = setup.checkpointing is Checkpointing.FULL
@@ -56,11 +78,13 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)
-    head_copy = e * model.vocab * model.hidden if act.weight_copies else 0
+    head_copy = act.head_copy
+    all_copies = act.layer_copies + act.head_copy
+    adapters = act.adapter_copies          # cached by autocast through the forward, whatever checkpointing
     # autocast caches copies of trainable weights until it exits; copies of frozen weights are
     # only kept when a matmul saves them, which checkpointing prevents (the lm_head's excepted)
-    fwd_copies = act.weight_copies if (setup.method is Method.FULL or not ckpt) else head_copy
-    fwd_acts = acts + fwd_copies
+    fwd_copies = all_copies if (setup.method is Method.FULL or not ckpt) else head_copy
+    fwd_acts = acts + fwd_copies + adapters
 
     phases: dict[Phase, dict[C, int]] = {}
     phases[Phase.FORWARD] = {C.WEIGHTS: W, C.GRADIENTS: g_live, C.OPTIMIZER_STATE: O,
@@ -68,12 +92,12 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
-    bwd_copies = head_copy if ckpt else act.weight_copies
+    bwd_copies = head_copy if ckpt else all_copies + adapters
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
              C.TEMPORARIES: logit_bwd}
     candidates = [start]
     if ckpt:
-        layer_copy = act.weight_copies // max(L, 1) if act.weight_copies else 0
+        layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + head_copy,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
@@ -115,8 +139,6 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         notes.append("chunked loss modelled after Liger's fused linear cross-entropy (not simulated)")
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
-    setup_dict = setup.to_dict(model)
-    setup_dict["model"] = model.name
     return MemoryEstimate(
         peak_allocated_bytes=allocated, peak_reserved_bytes=reserved, device_total_bytes=device_total,
         peak_phase=peak_phase, components=components, phases=totals, phase_components=phases,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .enums import DType, Method, Optimizer, QuantType
 from .model import ModelSpec
-from .params import param_counts
+from .params import lora_params, lora_params_per_layer, param_counts
 from .setup import TrainingSetup
 
 # bitsandbytes: 4-bit weights are quantized in blocks of 64; with double quantization the fp32
@@ -30,14 +30,6 @@ class States:
     trainable_params: int
     largest_trainable: int        # elements of the largest trainable tensor
     layer_weight_bytes: int       # weights of one decoder layer (what a backward step touches)
-
-
-def lora_params_per_layer(model: ModelSpec, setup: TrainingSetup, moe: bool = False) -> int:
-    """r * (in + out) for every adapted linear of one (dense or MoE) layer [Hu et al. 2021, Sec. 4.1]."""
-    targets = set(setup.lora_targets(model))
-    linears = model.moe_linears if moe else model.dense_linears
-    return sum(setup.lora.r * (lin.in_features + lin.out_features)
-               for lin in linears if lin.name in targets and lin.experts == 1)
 
 
 def quantized_bytes(weight_count: int, out_rows: int, setup: TrainingSetup) -> float:
@@ -86,9 +78,11 @@ def optimizer_bytes(trainable: int, dtype: DType, setup: TrainingSetup, largest:
         # transformers Adafactor: factored second moment (row + col vectors, fp32) for 2-D
         # tensors, no first moment (beta1=None); per tensor it builds grad**2 + eps and the
         # full-size approximated update in fp32 [transformers/optimization.py: Adafactor.step].
+        # For 16-bit weights it also upcasts the gradient and the weight (`.float()` copies), and
+        # `update = _approx_sq_grad(...)` is built while `grad**2 + eps` is still referenced.
         rows, cols = param_shapes_2d
         state = 4 * (rows + cols)
-        temp = 2 * 4 * largest + (4 * largest if p < 4 else 0)
+        temp = 2 * 4 * largest + (2 * 4 * largest if p < 4 else 0)
         return int(state), 0, int(temp)
     raise AssertionError(opt)
 
@@ -107,8 +101,7 @@ def states(model: ModelSpec, setup: TrainingSetup) -> States:
         layer_bytes = layer_weights * dtype.bytes
     else:
         dtype = setup.adapter_dtype
-        trainable = (model.dense_layers * lora_params_per_layer(model, setup)
-                     + model.moe_layers * lora_params_per_layer(model, setup, moe=True))
+        trainable = lora_params(model, setup)
         largest = max((lin.in_features for lin in model.dense_linears), default=0) * setup.lora.r
         shapes = (trainable // (2 * setup.lora.r), 2 * setup.lora.r)
         frozen = setup.frozen_dtype.bytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -41,6 +42,8 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
         config._attn_implementation = register()[setup.attention.value]
     else:
         config._attn_implementation = HF_ATTENTION[setup.attention]
+        if setup.attention is Attention.FLASH and importlib.util.find_spec("flash_attn") is not None:
+            config._attn_implementation = "flash_attention_2"
     config.use_cache = False
     return config
 
@@ -60,6 +63,9 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         with torch.device(device):
             lm = transformers.AutoModelForCausalLM.from_config(config, dtype=load_dtype)
     lm.train()
+    if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":
+        notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "
+                     "backend: the same saved tensors, plus one output copy per layer)")
     if setup.method is Method.QLORA:
         from .quantize import quantize_for_qlora  # a faithful stand-in under FakeTensorMode
 
@@ -139,11 +145,36 @@ def materialize(lm: torch.nn.Module, device: torch.device) -> None:
                 table[name] = done[id(t)]
 
 
+def initialize(lm: torch.nn.Module) -> None:
+    """Real (not fake) tensors get what from_config would give them: random weights from the
+    model's own `_init_weights`, RoPE tables, peft's LoRA init; so that losses are finite."""
+    from peft.tuners.lora import LoraLayer
+
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    with torch.no_grad():
+        for module in base.modules():
+            if hasattr(module, "_is_hf_initialized"):
+                module._is_hf_initialized = False   # materialize() replaced what from_config set
+            try:
+                base._init_weights(module)
+            except (RuntimeError, TypeError, NotImplementedError, AttributeError):
+                pass   # quantized (integer) weights: bitsandbytes fills them when it quantizes
+        for name, t in list(lm.named_parameters()) + list(lm.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                t.normal_(0.0, 0.02)
+        for module in lm.modules():
+            if isinstance(module, LoraLayer):
+                for adapter in module.lora_A:
+                    module.reset_lora_parameters(adapter, True)
+
+
 def build(model: ModelSpec, setup: TrainingSetup, device: torch.device,
           fake_mode: contextlib.AbstractContextManager | None = None) -> Built:
     """Model and optimizer on `device`, built on `meta` first; with `fake_mode` the tensors are fake."""
     lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
     with fake_mode or contextlib.nullcontext():
         materialize(lm, device)
+        if fake_mode is None:
+            initialize(lm)
         optimizer = build_optimizer(lm, setup)
     return Built(lm, optimizer, autocast_for(setup, device), device, notes)

@@ -1,4 +1,4 @@
-"""Byte-exact stand-ins for CUDA attention kernels, used only under FakeTensorMode.
+"""Byte-exact stand-ins for CUDA attention and dropout kernels, used only under FakeTensorMode.
 
 On a CPU, torch's SDPA with grouped-query attention takes a different kernel from CUDA's
 (it expands K/V to every head and builds a causal mask), so simulating the CPU kernel would
@@ -6,6 +6,9 @@ count bytes a GPU never allocates. These autograd functions allocate and save wh
 flash kernels do; under fake tensors no arithmetic happens, so only shapes and dtypes matter.
 """
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -75,6 +78,29 @@ def sdpa_standin(module, query, key, value, attention_mask, dropout=0.0, scaling
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     out = _FlashAttention.apply(*_autocast(query, key, value))
     return out.transpose(1, 2).contiguous(), None
+
+
+@contextlib.contextmanager
+def cuda_dropout() -> Iterator[None]:
+    """Dropout as CUDA runs it: the fused kernel keeps a bool mask (`aten.native_dropout`).
+
+    On a CPU tensor `F.dropout` takes `_dropout_impl`, which keeps the mask in the input's dtype
+    (2-4x the bytes) [aten/src/ATen/native/Dropout.cpp: is_fused_kernel_acceptable is CUDA-only].
+    `torch.nn.functional.dropout` is swapped (not intercepted by a mode) so that checkpointing's
+    recompute inside backward takes the same path as the forward.
+    """
+    original = torch.nn.functional.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if training and 0 < p < 1 and not inplace and input.numel() > 0:
+            return torch.native_dropout(input, p, True)[0]
+        return original(input, p, training, inplace)
+
+    torch.nn.functional.dropout = dropout
+    try:
+        yield
+    finally:
+        torch.nn.functional.dropout = original
 
 
 def register() -> dict[str, str]:

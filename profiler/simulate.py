@@ -8,6 +8,7 @@ from gpuplan.planner.model import ModelSpec
 from gpuplan.planner.setup import TrainingSetup
 
 from .build import build
+from .kernels import cuda_dropout
 from .measurement import Measurement
 from .step import tracked_run
 
@@ -20,4 +21,5 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     setup.validate()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
-    return tracked_run(built, model, setup, "simulate", steps, per_module, fake)
+    with cuda_dropout():
+        return tracked_run(built, model, setup, "simulate", steps, per_module, fake)

@@ -22,10 +22,27 @@ from .measurement import Measurement, from_tracker
 from .tracker import StorageTracker
 
 
+def _host_step_counters(opt: torch.optim.Optimizer) -> bool:
+    """torch's Adam/AdamW keep `step` as a 0-dim CPU tensor unless fused or capturable
+    [torch/optim/adamw.py _init_group]: on a GPU run it is host memory, not the device's."""
+    if not isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
+        return False
+    return not any(g.get("fused") or g.get("capturable") for g in opt.param_groups)
+
+
+def _host_steps(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    if not _host_step_counters(opt):
+        return []
+    return [s["step"] for s in opt.state.values() if isinstance(s.get("step"), torch.Tensor)]
+
+
 def _optimizer_state(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     out = []  # paged states (bitsandbytes unified memory) are outside the allocator: left out
+    host_steps = _host_step_counters(opt)
     for state in opt.state.values():
-        for v in state.values():
+        for k, v in state.items():
+            if k == "step" and host_steps:
+                continue
             if isinstance(v, torch.Tensor):
                 out.append(v)
             elif hasattr(v, "__dict__"):  # bitsandbytes keeps state in plain attributes sometimes
@@ -37,8 +54,8 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     """Runs `steps` optimizer steps under `tracker` (which must be the innermost dispatch mode)."""
     lm, opt = built.model, built.optimizer
     trainable = [p for p in lm.parameters() if p.requires_grad]
-    for p in trainable:
-        p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
+    handles = [p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
+               for p in trainable]
     tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
     head = lm.get_output_embeddings()
 
@@ -46,7 +63,16 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
         tracker.track([output], Component.LOGITS)
         tracker.mark(Phase.FORWARD, Component.LOGITS)
 
-    head.register_forward_hook(logits_start)
+    handles.append(head.register_forward_hook(logits_start))
+    try:
+        _steps(built, setup, tracker, steps)
+    finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
+        for handle in handles:
+            handle.remove()
+
+
+def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int) -> None:
+    lm, opt = built.model, built.optimizer
     b, s, vocab = setup.batch_size, setup.seq_len, lm.config.vocab_size
     for step in range(steps):
         if step == steps - 1:
@@ -63,6 +89,7 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
             del loss
         tracker.mark(Phase.OPTIMIZER, Component.TEMPORARIES)
         opt.step()
+        tracker.untrack(_host_steps(opt))
         tracker.track([t for t in _optimizer_state(opt) if not getattr(t, "is_paged", False)
                    and t.device.type != "meta"], Component.OPTIMIZER_STATE)
         opt.zero_grad(set_to_none=True)

@@ -90,6 +90,12 @@ class StorageTracker(TorchDispatchMode):
                 self.totals[component] += entry[0]
                 self._live[storage._cdata] = (entry[0], component)
 
+    def untrack(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Stop counting storages that live off the device (e.g. host-side optimizer counters)."""
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                self._free(t.untyped_storage()._cdata)
+
     def mark(self, phase: Phase, component: Component) -> None:
         """The step driver says where it is: new storages get `component` until the next mark."""
         self.phase = phase

@@ -1,0 +1,215 @@
+"""The accuracy matrix: setups across architecture families and techniques, each estimated by the
+planner and run by the profiler, with the signed error of every figure and component.
+
+`benchmarks/accuracy.py` runs it and prints the table; `gpuplan validate` runs any part of it;
+`data/measurements/accuracy_simulate.json` records the simulated peaks so that CI checks the
+estimates against them without simulating (tests/planner/test_recorded_accuracy.py).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from gpuplan.planner.catalog import resolve_model
+from gpuplan.planner.enums import Component
+from gpuplan.planner.estimate import estimate
+from gpuplan.planner.setup import TrainingSetup
+
+# accuracy targets [issue 3]: median |error| <= 2%, worst |error| <= 5%, no under-estimate below -3%
+TARGET_MEDIAN_PCT, TARGET_WORST_PCT, TARGET_UNDER_PCT = 2.0, 5.0, -3.0
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    model: str                       # a preset name
+    setup: dict[str, Any]            # TrainingSetup.from_dict overrides of the defaults
+    batch_size: int = 2
+    seq_len: int = 256
+
+    @property
+    def name(self) -> str:
+        parts = [f"{k}={_short(v)}" for k, v in self.setup.items()]
+        return f"{self.model} b{self.batch_size}x{self.seq_len} " + (" ".join(parts) or "defaults")
+
+    def training_setup(self) -> TrainingSetup:
+        return TrainingSetup.from_dict({**self.setup, "batch_size": self.batch_size, "seq_len": self.seq_len})
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_short(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "+".join(map(str, v))
+    return str(v)
+
+
+NO_CKPT = {"checkpointing": "none"}
+LORA_WIDE = {"method": "lora", "lora": {"r": 64, "alpha": 128, "dropout": 0.05, "targets": ["all-linear"]}}
+
+MATRIX: tuple[Case, ...] = (
+    # Llama: every precision, checkpointing on/off, the optimizers, eager attention
+    Case("llama", "llama-3.2-1b", {}),
+    Case("llama", "llama-3.2-1b", NO_CKPT),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true"}),
+    Case("llama", "llama-3.2-1b", {"precision": "fp16-mixed", "optimizer": "adamw"}),
+    Case("llama", "llama-3.2-1b", {"precision": "fp32", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true", "optimizer": "adamw-8bit"}),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true", "optimizer": "paged-adamw-8bit"}),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true", "optimizer": "adafactor"}),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"precision": "bf16-true", "optimizer": "lion"}),
+    Case("llama", "llama-3.2-1b", {"attention": "eager", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"grad_accum": 4}),
+    Case("llama", "llama-3.2-1b", {"method": "lora"}),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", LORA_WIDE),
+    Case("llama", "llama-3.2-1b", {**LORA_WIDE, **NO_CKPT, "base_dtype": "bf16"}),
+    Case("llama", "llama-3.2-1b", {"method": "qlora"}),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "lora": {"r": 16, "targets": ["all-linear"]},
+                                   "quant": {"quant_type": "fp4", "double_quant": False}}),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "precision": "bf16-true", "attention": "eager"}),
+    Case("llama", "tinyllama-1.1b", {}, batch_size=4, seq_len=512),
+    Case("llama", "tinyllama-1.1b", {"method": "lora", "lora": {"r": 32, "dropout": 0.1}}, batch_size=1, seq_len=1024),
+    Case("llama", "llama-3.1-8b", {"precision": "bf16-true"}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.1-8b", {"method": "qlora"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.1-70b", {"precision": "bf16-true", "optimizer": "adamw-8bit"}, batch_size=1, seq_len=1024),
+    Case("llama", "llama-3.1-70b", {"method": "qlora", "lora": {"r": 16, "targets": ["all-linear"]}}, batch_size=1, seq_len=2048),
+    # Mistral
+    Case("mistral", "mistral-7b-v0.3", {"method": "lora", "base_dtype": "bf16"}, batch_size=2, seq_len=1024),
+    Case("mistral", "mistral-7b-v0.3", {"method": "qlora", **NO_CKPT}, batch_size=1, seq_len=512),
+    # Qwen: tied embeddings (2.5), q/k norms (3)
+    Case("qwen", "qwen-2.5-0.5b", {}),
+    Case("qwen", "qwen-2.5-0.5b", NO_CKPT),
+    Case("qwen", "qwen-2.5-0.5b", {"precision": "bf16-true", **NO_CKPT}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "lora": {"r": 16, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "qlora", "lora": {"targets": ["all-linear"], "dropout": 0.05}}),
+    Case("qwen", "qwen-3-0.6b", {}),
+    Case("qwen", "qwen-3-0.6b", {"method": "lora", **NO_CKPT}),
+    Case("qwen", "qwen-2.5-7b", {"method": "qlora"}, batch_size=2, seq_len=2048),
+    # Gemma: 256k vocabulary, head_dim 256, 4 norms per layer, logit soft-capping (Gemma-2)
+    Case("gemma", "gemma-2-2b", {"attention": "eager"}, batch_size=1, seq_len=256),
+    Case("gemma", "gemma-2-2b", {"method": "lora", "attention": "eager"}, batch_size=1, seq_len=256),
+    Case("gemma", "gemma-2-2b", {"method": "qlora"}, batch_size=1, seq_len=512),
+    Case("gemma", "gemma-3-1b", {}),
+    Case("gemma", "gemma-3-1b", {"method": "lora", **NO_CKPT}),
+    # Phi-3: fused qkv / gate_up projections
+    Case("phi3", "phi-3-mini-4k-instruct", {"precision": "bf16-true"}),
+    Case("phi3", "phi-3-mini-4k-instruct", {"method": "lora", **NO_CKPT}),
+    Case("phi3", "phi-3-mini-4k-instruct", {"method": "qlora", "lora": {"targets": ["all-linear"]}}),
+    # GPT-2 (dropout, learned positions, LayerNorm, biases) and GPT-NeoX (Pythia)
+    Case("gpt2", "gpt-2-small", {}),
+    Case("gpt2", "gpt-2-small", NO_CKPT),
+    Case("gpt2", "gpt-2-small", {"precision": "fp32", "optimizer": "adamw", **NO_CKPT}),
+    Case("gpt2", "gpt-2-medium", {"method": "lora", "lora": {"r": 16, "dropout": 0.1}}),
+    Case("gpt2", "gpt-2-small", {"attention": "eager", **NO_CKPT}),
+    Case("neox", "pythia-160m", {}),
+    Case("neox", "pythia-1b", {"method": "lora", **NO_CKPT}),
+    # OLMo-2: post-norm
+    Case("olmo2", "olmo-2-7b", {"method": "lora", "base_dtype": "bf16"}, batch_size=1, seq_len=1024),
+    # MoE: all experts' weights held, routed top-k activations
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16"}, batch_size=1, seq_len=512),
+    Case("moe", "mixtral-8x7b", {"method": "qlora"}, batch_size=1, seq_len=512),
+)
+
+
+@dataclass
+class Result:
+    case: Case
+    estimate_bytes: int
+    measured_bytes: int | None
+    components: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # name -> (est, measured)
+    seconds: float = 0.0
+    error: str | None = None            # the profiler could not run this case (and why)
+
+    @property
+    def error_pct(self) -> float | None:
+        if not self.measured_bytes:
+            return None
+        return 100.0 * (self.estimate_bytes - self.measured_bytes) / self.measured_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.case.family, "model": self.case.model, "setup": self.case.setup,
+                "batch_size": self.case.batch_size, "seq_len": self.case.seq_len,
+                "estimate_bytes": self.estimate_bytes, "measured_bytes": self.measured_bytes,
+                "error_pct": None if self.error_pct is None else round(self.error_pct, 3),
+                "components": {k: {"estimate_bytes": e, "measured_bytes": m} for k, (e, m) in self.components.items()},
+                "seconds": round(self.seconds, 1), "error": self.error}
+
+
+def run_case(case: Case, device: str = "simulate") -> Result:
+    """Estimate and profile one case; a profiler failure is recorded in `error`, never raised."""
+    from .compare import compare
+    from .simulate import simulate
+
+    model, setup = resolve_model(case.model), case.training_setup()
+    est = estimate(model, setup)
+    start = time.perf_counter()
+    try:
+        if device == "simulate":
+            measured = simulate(model, setup)
+        elif device == "cpu":
+            from .cpu import measure_cpu
+            measured = measure_cpu(model, setup)
+        else:
+            from .cuda import measure_cuda
+            measured = measure_cuda(model, setup)
+    except Exception as exc:  # noqa: BLE001  (the matrix reports what failed and goes on)
+        return Result(case, est.peak_allocated_bytes, None, seconds=time.perf_counter() - start,
+                      error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    comparison = compare(est, measured)
+    components = {row.name: (row.estimate, row.measured) for row in comparison.components
+                  if row.name in {c.value for c in Component.tensor_components()}}
+    return Result(case, est.peak_allocated_bytes, measured.peak_allocated_bytes, components,
+                  time.perf_counter() - start)
+
+
+def select(cases: Iterable[Case], families: set[str] | None = None, max_params: float | None = None,
+           match: str | None = None) -> list[Case]:
+    """Cases of the given families, models up to `max_params` parameters, names containing `match`."""
+    from gpuplan.planner.params import param_counts
+
+    out = []
+    for case in cases:
+        if families and case.family not in families:
+            continue
+        if match and match not in case.name:
+            continue
+        if max_params is not None and param_counts(resolve_model(case.model)).total > max_params:
+            continue
+        out.append(case)
+    return out
+
+
+def run(cases: list[Case], device: str = "simulate",
+        progress: Callable[[int, int, Result], None] | None = None) -> Iterator[Result]:
+    for i, case in enumerate(cases, 1):
+        result = run_case(case, device)
+        if progress:
+            progress(i, len(cases), result)
+        yield result
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    failed: int
+    median_abs_pct: float
+    worst_abs_pct: float
+    worst_under_pct: float
+
+    @property
+    def meets_targets(self) -> bool:
+        return (self.median_abs_pct <= TARGET_MEDIAN_PCT and self.worst_abs_pct <= TARGET_WORST_PCT
+                and self.worst_under_pct >= TARGET_UNDER_PCT)
+
+
+def summarize(errors_pct: list[float], failed: int = 0) -> Summary:
+    """Median and worst absolute error, and the worst under-estimate (most negative error, or 0)."""
+    if not errors_pct:
+        return Summary(0, failed, 0.0, 0.0, 0.0)
+    absolute = [abs(e) for e in errors_pct]
+    return Summary(len(errors_pct), failed, statistics.median(absolute), max(absolute), min(0.0, min(errors_pct)))
