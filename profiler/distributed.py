@@ -128,6 +128,15 @@ def _check_supported(setup: TrainingSetup) -> Engine:
     return eng
 
 
+def decoder_layers(lm: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's stack of decoder layers (model.layers, transformer.h, gpt_neox.layers...): its
+    longest ModuleList, what accelerate's transformer_layer_cls_to_wrap names by class."""
+    lists = [m for m in lm.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise PlannerError("found no stack of decoder layers to shard in this model")
+    return max(lists, key=len)
+
+
 def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     """fully_shard every decoder layer, then the root, as accelerate's FSDP2 TRANSFORMER_BASED_WRAP does.
 
@@ -141,8 +150,7 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     if computes_without_autocast(setup.precision, eng):
         mp = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype], reduce_dtype=torch.float32)
     reshard = eng is Engine.FSDP_FULL
-    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    for layer in inner.model.layers:
+    for layer in decoder_layers(lm):
         fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
     fully_shard(lm, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
     return lm
