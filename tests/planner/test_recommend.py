@@ -58,6 +58,8 @@ def test_frontier_is_non_dominated_and_cheaper_never_faster(rec):
     assert f[-1].usd == pytest.approx(rec.cheapest.usd)
     for a, b in zip(f, f[1:]):
         assert a.hours <= b.hours and a.usd > b.usd      # slower points must be cheaper
+    for p in rec.plans:                                   # and nothing beats a frontier point on both
+        assert not any(p.hours < q.hours and p.usd < q.usd * (1 - 1e-3) for q in f)
     for p in rec.plans:
         assert not any(q.hours < p.hours and q.usd < p.usd for q in f if q is not p) or p not in f
 
@@ -68,6 +70,7 @@ def test_pareto_frontier_on_made_up_points():
             self.hours, self.usd = h, u
     pts = [P(1, 10), P(2, 5), P(2, 8), P(3, 6), P(4, 1), P(5, 1)]
     assert [(p.hours, p.usd) for p in pareto_frontier(pts)] == [(1, 10), (2, 5), (4, 1)]
+    assert [(p.hours, p.usd) for p in pareto_frontier([P(1, 5.0), P(2, 4.9999)])] == [(1, 5.0)]
 
 
 def test_recommended_plans_fit_and_carry_reasons(rec):
