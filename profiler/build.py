@@ -49,8 +49,12 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
 
 
 def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
-                simulated: bool = False) -> tuple[torch.nn.Module, list[str]]:
-    """The causal LM with the setup's weights dtype, peft adapters and checkpointing applied."""
+                simulated: bool = False, target: torch.device | None = None) -> tuple[torch.nn.Module, list[str]]:
+    """The causal LM with the setup's weights dtype, peft adapters and checkpointing applied.
+
+    `target`: the real device the model will run on; QLoRA weights are then quantized onto it by
+    bitsandbytes itself (without it, a stand-in that runs under fake tensors takes their place).
+    """
     import transformers
 
     notes: list[str] = []
@@ -66,7 +70,11 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":
         notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "
                      "backend: the same saved tensors, plus one output copy per layer)")
-    if setup.method is Method.QLORA:
+    if setup.method is Method.QLORA and target is not None:
+        from .quantize_real import quantize_real   # real bitsandbytes on a real device
+
+        lm = quantize_real(lm, setup, target)
+    elif setup.method is Method.QLORA:
         from .quantize import quantize_for_qlora  # a faithful stand-in under FakeTensorMode
 
         lm = quantize_for_qlora(lm, model, setup)
@@ -171,7 +179,8 @@ def initialize(lm: torch.nn.Module) -> None:
 def build(model: ModelSpec, setup: TrainingSetup, device: torch.device,
           fake_mode: contextlib.AbstractContextManager | None = None) -> Built:
     """Model and optimizer on `device`, built on `meta` first; with `fake_mode` the tensors are fake."""
-    lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
+    lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None,
+                            target=None if fake_mode is not None else device)
     with fake_mode or contextlib.nullcontext():
         materialize(lm, device)
         if fake_mode is None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from gpuplan.planner.enums import Method
-from gpuplan.planner.errors import PlannerError
 from gpuplan.planner.model import ModelSpec
 from gpuplan.planner.setup import TrainingSetup
 
@@ -21,25 +19,9 @@ from .measurement import Measurement
 from .step import tracked_run
 
 
-def init_weights(lm: torch.nn.Module) -> None:
-    """Initializes every weight and buffer in place, as transformers does for a new model.
-
-    `build` materializes weights with torch.empty; garbage (NaN, denormals) would not change the
-    bytes but makes CPU arithmetic slow and the loss meaningless. The model's own `_init_weights`
-    also recomputes the rotary `inv_freq` buffers; peft's adapters are linears and get its normal init.
-    """
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    with torch.no_grad():
-        lm.apply(base._init_weights)
-
-
 def measure_cpu(model: ModelSpec, setup: TrainingSetup, steps: int = 2,
                 per_module: bool = False) -> Measurement:
     """Peak tensor bytes of a steady-state step run with real CPU tensors, counted by the tracker."""
     setup.validate()
-    if setup.method is Method.QLORA:
-        raise PlannerError("QLoRA's 4-bit kernels need a GPU; use --device simulate for QLoRA, "
-                           "or --method lora on the CPU")
-    built = build(model, setup, torch.device("cpu"))
-    init_weights(built.model)
+    built = build(model, setup, torch.device("cpu"))   # QLoRA: real bitsandbytes (its CPU backend)
     return tracked_run(built, model, setup, "cpu", steps, per_module)

@@ -20,7 +20,6 @@ from gpuplan.planner.model import ModelSpec
 from gpuplan.planner.setup import TrainingSetup
 
 from .build import build
-from .cpu import init_weights
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .nvml import DeviceMemorySampler
@@ -93,8 +92,7 @@ def _release(device: torch.device) -> None:
 def _run(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, steps: int,
          per_module: bool) -> tuple[list[str], dict | None]:
     """Builds and runs the steps; everything it allocates is garbage once it returns."""
-    built = build(model, setup, tracker.device)
-    init_weights(built.model)
+    built = build(model, setup, tracker.device)   # initialized; QLoRA quantized by bitsandbytes
     with tracker, attributed(built.model, tracker, per_module) as attribution:
         run_steps(built, setup, tracker, steps)
     torch.cuda.synchronize(tracker.device)

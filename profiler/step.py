@@ -19,6 +19,7 @@ from gpuplan.planner.model import ModelSpec
 from .build import Built
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
+from .quantize_real import quant_state_tensors
 from .tracker import StorageTracker
 
 
@@ -56,7 +57,7 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     trainable = [p for p in lm.parameters() if p.requires_grad]
     handles = [p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
                for p in trainable]
-    tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
+    tracker.track(list(lm.parameters()) + list(lm.buffers()) + quant_state_tensors(lm), Component.WEIGHTS)
     head = lm.get_output_embeddings()
 
     def logits_start(module, inputs, output) -> None:

@@ -74,7 +74,7 @@ def test_tables_on_stdout_progress_on_stderr(run):
 @pytest.mark.parametrize("args, message", [
     (["-b", "0"], "Error: batch size must be at least 1, got 0"),
     (["--find-max-batch"], "Error: --find-max-batch runs trials on a GPU: add --device cuda"),
-    (["--method", "qlora", "--device", "cpu"], "Error: QLoRA's 4-bit kernels need a GPU; use --device simulate"),
+    (["--lora-r", "0", "--method", "lora"], "Error: LoRA rank must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_line_exit_2(run, args, message):
     result = run(*args)
