@@ -45,16 +45,21 @@ def parse_profile(data: bytes) -> dict[str, Any]:
 
 def simulate_payload(model_arg: str, kw: dict[str, Any], steps: int, per_module: bool, status) -> dict[str, Any]:
     """What `gpuplan profile --device simulate --compare` prints as JSON, via the CLI's own runner."""
+    bar = status.progress(0.0, text="importing torch, transformers and peft...")
     status.update(label="importing torch, transformers and peft...")
     from gpuplan.app.cli_profile import Device, _run
 
     spec, setup = build_setup(model_arg, kw)
-    status.update(label=f"simulating {steps} steps of {spec.name} under FakeTensorMode...")
+    label = f"simulating {steps} steps of {spec.name} under FakeTensorMode, then estimating to compare..."
+    bar.progress(0.3, text=label)
+    status.update(label=label)
     start = time.perf_counter()
     payload = _run(Device.SIMULATE, spec, setup, steps,
                    {"compare": True, "find_max_batch": False, "per_module": per_module})
     payload["model"] = spec.name
-    status.update(label=f"simulated {spec.name}: {steps} steps in {time.perf_counter() - start:.1f} s", state="complete")
+    done = f"simulated {spec.name}: {steps} steps in {time.perf_counter() - start:.1f} s"
+    bar.progress(1.0, text=done)
+    status.update(label=done, state="complete")
     return payload
 
 

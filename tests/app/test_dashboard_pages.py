@@ -272,3 +272,16 @@ def test_compare_zero_stages_when_the_cli_has_them():
         model, setup = setup_from_options(model="llama-3.1-8b", **base, zero=zero)
         assert row == gib(estimate(model, setup).device_total_bytes)
     assert table["device total"][1] != table["device total"][0]
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch):
+    from gpuplan.app.dashboard import page_estimate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr(page_estimate, "estimate", broken)
+    at = ok(app())
+    (error,) = at.error
+    assert "RuntimeError: disk on fire" in error.value and "Traceback" not in error.value
+    assert at.radio(key="page").value == "estimate"   # the navigation still works
