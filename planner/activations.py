@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import Attention, DType, Method, MlpKind, NormKind
+from .enums import Attention, DType, Method, MlpKind, NormKind, QuantType
 from .model import ModelSpec
 from .params import lora_params, param_counts
 from .setup import TrainingSetup
@@ -185,12 +185,30 @@ def activation_bytes(m: ModelSpec, setup: TrainingSetup) -> ActivationBytes:
     rope = 0 if m.learned_positions or m.model_type == "gpt_neox" else 2 * m.head_dim * (4 if setup.precision.autocast else e)
     final_norm = _norm(m.hidden, 1, r, e, setup.precision.autocast, m.model_type.startswith("gemma")).kept
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
+    int8 = _int8_inputs(m, setup)
+    per_layer += int8
     layer_copies, head_copy = _weight_copies(m, setup)
     adapter_copies = 0
     if setup.peft and setup.precision.autocast and setup.adapter_dtype.bytes > e:
         # trainable leaves: autocast caches their casts until it exits [autocast_mode.cpp cached_cast]
         adapter_copies = int(e * lora_params(m, setup))
-    return ActivationBytes(per_layer, r * m.hidden, outside, layer_copies, head_copy, adapter_copies)
+    return ActivationBytes(per_layer, r * m.hidden + int8, outside, layer_copies, head_copy, adapter_copies)
+
+
+def _int8_inputs(m: ModelSpec, setup: TrainingSetup) -> float:
+    """Bytes per token and layer that 8-bit LoRA keeps beyond the ledger above: bitsandbytes'
+    MatMul8bitLt keeps each int8 linear's input on `ctx.tensors`, not through save_for_backward,
+    so checkpointing does not drop it [bitsandbytes/autograd/_functions.py MatMul8bitLt.forward].
+
+    The distinct inputs of a layer: the two norm outputs (q/k/v and gate/up share theirs), the
+    attention output (o_proj) and the MLP product (down_proj); in the linears' input dtype.
+    """
+    if setup.method is not Method.QLORA or setup.quant.quant_type is not QuantType.INT8:
+        return 0.0
+    e = setup.precision.compute_dtype.bytes
+    r = residual_dtype(setup).bytes
+    o = _base_linear_out_bytes(setup, r, e)
+    return 2 * r * m.hidden + e * m.n_heads * m.head_dim + o * m.intermediate
 
 
 def _weight_copies(m: ModelSpec, setup: TrainingSetup) -> tuple[int, int]:

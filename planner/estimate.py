@@ -62,6 +62,7 @@ def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, Ac
 def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
     """MemoryEstimate in bytes for one steady-state training step of `model` under `setup`."""
     setup.validate()
+    requested, setup = setup, setup.for_model(model)
     if not setup.parallel.single_gpu:   # per-GPU plans of multi-GPU and offloaded steps
         from .sharding import estimate_parallel
 
@@ -137,6 +138,9 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
                      "counted in device total (it can be evicted to host RAM under pressure)")
     if setup.loss is Loss.CHUNKED:
         notes.append("chunked loss modelled after Liger's fused linear cross-entropy (not simulated)")
+    if setup.attention is not requested.attention:
+        notes.append(f"{model.name}: transformers has no SDPA attention for {model.model_type}; "
+                     f"the estimate uses the eager attention it runs instead")
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
     return MemoryEstimate(

@@ -65,6 +65,12 @@ class ModelSpec:
         return self.n_layers - self.moe_layers
 
     @property
+    def supports_sdpa(self) -> bool:
+        """transformers runs SDPA for this architecture (Gemma-2 refuses it: `_supports_sdpa =
+        False`, its attention soft-capping has no SDPA path; users get eager attention)."""
+        return self.model_type != "gemma2"
+
+    @property
     def norm_params(self) -> int:
         """Parameters of one hidden-sized norm (LayerNorm has a bias too)."""
         return self.hidden * (2 if self.norm_kind is NormKind.LAYER else 1)

@@ -112,6 +112,13 @@ class TrainingSetup:
                 f"choose from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         return tuple(targets)
 
+    def for_model(self, model: ModelSpec) -> "TrainingSetup":
+        """The setup as it runs on `model`: SDPA falls back to eager attention where transformers
+        has no SDPA path for the architecture (what a user who leaves --attn alone gets)."""
+        if self.attention is Attention.SDPA and not model.supports_sdpa:
+            return replace(self, attention=Attention.EAGER)
+        return self
+
     def validate(self) -> "TrainingSetup":
         """Returns self, or raises PlannerError naming the first impossible value."""
         for name, value, low in (("batch size", self.batch_size, 1), ("sequence length", self.seq_len, 1),

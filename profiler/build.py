@@ -36,6 +36,7 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
     config = transformers.AutoConfig.for_model(model_type, **cfg)
+    setup = setup.for_model(model)   # Gemma-2: eager attention, as transformers runs it
     if simulated:  # CUDA kernels' memory behaviour, not the CPU kernels' [profiler/kernels.py]
         from .kernels import register
 
