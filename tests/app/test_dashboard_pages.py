@@ -285,3 +285,12 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch):
     (error,) = at.error
     assert "RuntimeError: disk on fire" in error.value and "Traceback" not in error.value
     assert at.radio(key="page").value == "estimate"   # the navigation still works
+
+
+def test_inputs_survive_a_visit_to_another_page():
+    at = ok(app())
+    at.selectbox(key="estimate.method").set_value("qlora").run()
+    at.radio(key="page").set_value("gpus").run()
+    assert "method" not in at.query_params   # the link holds the shown page's inputs only
+    at.radio(key="page").set_value("estimate").run()
+    assert ok(at).selectbox(key="estimate.method").value == "qlora" and at.query_params["method"] == "qlora"
