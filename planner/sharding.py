@@ -81,8 +81,6 @@ def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
 
 
 def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
-    from .estimate import _logits
-
     cs = _compute_setup(setup, eng)
     act = activation_bytes(m, cs)
     T, L = setup.batch_size * setup.seq_len, m.n_layers
@@ -91,7 +89,7 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
     acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
     # autocast weight copies (only DDP/single computes under autocast; see planner/estimate.py)
     fwd_extra = act.layer_copies + act.head_copy if (setup.method is Method.FULL or not ckpt) else act.head_copy
-    lf, ls, lb = (int(T * x) for x in _logits(m, cs))
+    lf, ls, lb = _loss_bytes(m, cs, T)
     acts -= T * L * _shared_lora_inputs(m, cs) * (0 if ckpt else 1)
     embed = 0
     if setup.method is Method.FULL:
@@ -103,6 +101,21 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
                   int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
                   int(T * e * m.vocab))
+
+
+def _loss_bytes(m: ModelSpec, cs: TrainingSetup, T: int) -> tuple[int, int, int]:
+    """planner/estimate.py's loss bytes for T tokens (forward peak, saved, backward temporaries).
+
+    estimate.py's `_logits` went from per-token figures to totals for T tokens (chunked loss);
+    both forms are accepted while that change lands.
+    """
+    import inspect
+
+    from .estimate import _logits
+
+    if "T" in inspect.signature(_logits).parameters:
+        return tuple(int(x) for x in _logits(m, cs, T))   # type: ignore[return-value]
+    return tuple(int(T * x) for x in _logits(m, cs))      # type: ignore[return-value]
 
 
 def _shared_lora_inputs(m: ModelSpec, cs: TrainingSetup) -> float:
@@ -141,7 +154,6 @@ def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     O = 0 if offload else st.optimizer_state // n
     G = 0 if offload else st.gradients // n
     root_params = pc.embedding + pc.lm_head + m.norm_params
-    trainable_share = st.trainable_params / max(pc.total, 1)
     G_root = int(G * (root_params / pc.total)) if setup.method is Method.FULL else 0
     G_layers = G - G_root
     g_live = G if setup.grad_accum > 1 else 0
@@ -149,8 +161,8 @@ def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     U = (mb.gathered - mb.root_gathered) // m.n_layers     # one decoder layer's unit, gathered
     grad_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype if setup.method is Method.FULL
                           else setup.adapter_dtype).bytes
-    layer_trainable = int(trainable_share * (pc.attention + pc.mlp) / m.n_layers) if setup.method is Method.FULL \
-        else st.trainable_params // m.n_layers
+    full = setup.method is Method.FULL
+    layer_trainable = (pc.attention + pc.mlp if full else st.trainable_params) // m.n_layers
     U_grad = layer_trainable * grad_e                      # unsharded 16-bit gradients of one layer
     # reduce-scatter input in reduce_dtype; FSDP2 keeps the last one alive until the next reduce-scatter
     # [_fsdp_param_group.py: ReduceScatterState]
@@ -231,7 +243,9 @@ def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
         return {C.WEIGHTS: W + master, C.OPTIMIZER_STATE: opt_state, **c}
 
     fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
-    bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd)]
+    head_grad = m.vocab * m.hidden * e16 if setup.method is Method.FULL else 0
+    bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
+           phase(g=g_live, a=acts, l=0, t=pz.logit_grad16 + head_grad)]   # the lm_head's backward
     if pz.recompute:
         bwd.append(phase(g=G, a=acts, l=0, t=pz.recompute + pz.layer_transient))
     bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))

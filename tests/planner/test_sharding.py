@@ -49,10 +49,11 @@ def test_fsdp_shards_states_exactly(l8):
     assert opt[Component.OPTIMIZER_STATE] == 8 * psi // n    # AdamW exp_avg + exp_avg_sq
 
 
-@pytest.mark.parametrize("fsdp", [Fsdp.FULL, Fsdp.GRAD_OP])
+@pytest.mark.parametrize("engine", [dict(fsdp=Fsdp.FULL), dict(fsdp=Fsdp.GRAD_OP), dict(zero=1), dict(zero=2),
+                                    dict(zero=3), dict(zero=3, offload=Offload.PARAMS)])
 @pytest.mark.parametrize("ckpt", [Checkpointing.FULL, Checkpointing.NONE])
-def test_per_gpu_memory_never_grows_with_world_size(l8, fsdp, ckpt):
-    peaks = [estimate(l8, _setup(gpus=n, fsdp=fsdp).with_(checkpointing=ckpt)).peak_allocated_bytes
+def test_per_gpu_memory_never_grows_with_world_size(l8, engine, ckpt):
+    peaks = [estimate(l8, _setup(gpus=n, **engine).with_(checkpointing=ckpt)).peak_allocated_bytes
              for n in (2, 4, 8, 16, 32, 64)]
     assert peaks == sorted(peaks, reverse=True)
 
