@@ -6,12 +6,10 @@ optimizer step. Optimizer state is live throughout: the steady state from the se
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .activations import ActivationBytes, activation_bytes, residual_dtype
 from .catalog import GpuSpec, assumptions
 from .enums import Component as C
-from .enums import Loss, Method, Phase
+from .enums import DType, Loss, Method, Phase
 from .model import ModelSpec
 from .params import param_counts
 from .result import Assumption, MemoryEstimate
@@ -19,8 +17,8 @@ from .setup import Checkpointing, TrainingSetup
 from .states import States, states
 
 
-def _logits(m: ModelSpec, setup: TrainingSetup) -> tuple[float, float, float]:
-    """Per-token bytes of (forward peak, saved at forward end, backward grads) of the loss.
+def _logits(m: ModelSpec, setup: TrainingSetup, T: int) -> tuple[int, int, int]:
+    """Bytes of the loss for T tokens: (forward peak, saved at forward end, backward temporaries).
 
     transformers ForCausalLMLoss: the 16-bit logits, `logits.float()` (a copy unless already fp32),
     log_softmax's fp32 output (saved); backward: the fp32 gradient of log_softmax's output and of
@@ -28,24 +26,52 @@ def _logits(m: ModelSpec, setup: TrainingSetup) -> tuple[float, float, float]:
     """
     V, e = m.vocab, setup.precision.compute_dtype.bytes
     if setup.loss is Loss.CHUNKED:
-        # fused linear + cross-entropy in chunks of about tokens*hidden/vocab tokens [Liger
-        # fused_linear_cross_entropy]: per token it holds the input gradient and fp32 chunk logits.
-        return 12 * m.hidden, 0, 4 * m.hidden
+        return _fused_linear_cross_entropy(m, setup, T)
     upcast = 4 * V if e < 4 else 0
     softcap = 2 * e * V if m.final_logit_softcap else 0   # Gemma-2: tanh saved, div/mul transients
     fwd = e * V + upcast + 4 * V + softcap
     saved = 4 * V + (e * V if m.final_logit_softcap else 0)
-    return fwd, saved, 8 * V
+    return int(T * fwd), int(T * saved), int(T * 8 * V)
+
+
+def head_dtype(setup: TrainingSetup) -> DType:
+    """dtype of the lm_head weight (QLoRA keeps it unquantized, upcast like the other frozen ones)."""
+    return setup.precision.weight_dtype if setup.method is Method.FULL else setup.frozen_dtype
+
+
+def _fused_linear_cross_entropy(m: ModelSpec, setup: TrainingSetup, T: int) -> tuple[int, int, int]:
+    """Liger's fused linear cross-entropy [liger_kernel/ops/fused_linear_cross_entropy.py; simulated
+    by profiler/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
+    `rows` ~ T*h/V tokens (a power of two), so the (T, V) logits never exist.
+
+    Forward: the input gradient (T, h) and, when the lm_head trains, its weight gradient (V, h),
+    both kept for backward; per chunk the 16-bit logits (rows, V) and, where `@` casts (autocast,
+    mixed dtypes), two (rows, h) temporaries and a transient 16-bit copy of a frozen fp32 lm_head.
+    """
+    h, V, e = m.hidden, m.vocab, setup.precision.compute_dtype.bytes
+    x = residual_dtype(setup).bytes           # the final norm's output: the residual stream's dtype
+    w = head_dtype(setup).bytes
+    inc = -(-V // h)
+    rows = min(1 << (max(-(-T // inc), 1) - 1).bit_length(), T)
+    autocast = setup.precision.autocast
+    mm_out = x == w and (not autocast or x == e)
+    grad_x, loss_1d = T * h * x, 4 * T
+    grad_w = V * h * w if setup.method is Method.FULL else 0
+    chunk = rows * V * (x if mm_out else e)
+    temps = 0 if mm_out else 2 * rows * h * e
+    cast = V * h * e if (autocast and w > e and setup.method is not Method.FULL) else 0   # not cached: frozen
+    return grad_x + loss_1d + grad_w + chunk + temps + cast, grad_x + grad_w, 0
 
 
 _TERMS: dict[tuple, tuple] = {}
+_TERM_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in ("batch_size", "grad_accum"))
 
 
 def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, ActivationBytes, dict]:
     """states(), activation_bytes() and the resolved setup dict, which do not depend on batch size
     or accumulation: memoized per (model object, setup without them), so that sweeps over batch
     size (fit, recommend, the dashboard's curves) compute them once."""
-    key = (id(model), replace(setup, batch_size=1, grad_accum=1))
+    key = (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS)
     hit = _TERMS.get(key)
     if hit is None or hit[0] is not model:
         setup_dict = setup.to_dict(model)
@@ -75,12 +101,13 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     r = residual_dtype(setup).bytes
     W, G, O = st.weights, st.gradients, st.optimizer_state
     g_live = G if setup.grad_accum > 1 else 0          # accumulated gradients during later micro-batches
-    logit_fwd, logit_saved, logit_bwd = (T * x for x in _logits(model, setup))
+    logit_fwd, logit_saved, logit_bwd = _logits(model, setup, T)
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)
-    head_copy = act.head_copy
-    all_copies = act.layer_copies + act.head_copy
+    # the fused loss's matmuls run inside its forward, where nothing is saved for backward
+    head_copy = 0 if setup.loss is Loss.CHUNKED and setup.method is not Method.FULL else act.head_copy
+    all_copies = act.layer_copies + head_copy
     adapters = act.adapter_copies          # cached by autocast through the forward, whatever checkpointing
     # autocast caches copies of trainable weights until it exits; copies of frozen weights are
     # only kept when a matmul saves them, which checkpointing prevents (the lm_head's excepted)
@@ -93,13 +120,14 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
-    bwd_copies = head_copy if ckpt else all_copies + adapters
+    saved_head = 0 if setup.loss is Loss.CHUNKED else head_copy   # the fused loss saves no copy
+    bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
              C.TEMPORARIES: logit_bwd}
     candidates = [start]
     if ckpt:
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
-        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + head_copy,
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer

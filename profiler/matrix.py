@@ -74,6 +74,9 @@ MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "qlora", "precision": "bf16-true", "attention": "eager"}),
     Case("llama", "llama-3.2-1b", {"method": "qlora", "quant": {"quant_type": "int8"}}),
     Case("llama", "llama-3.2-1b", {"method": "qlora", "quant": {"quant_type": "int8"}, **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"loss": "chunked"}),
+    Case("llama", "llama-3.2-1b", {"loss": "chunked", "method": "lora", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"loss": "chunked", "method": "qlora"}),
     Case("llama", "tinyllama-1.1b", {}, batch_size=4, seq_len=512),
     Case("llama", "tinyllama-1.1b", {"method": "lora", "lora": {"r": 32, "dropout": 0.1}}, batch_size=1, seq_len=1024),
     Case("llama", "llama-3.1-8b", {"precision": "bf16-true"}, batch_size=1, seq_len=2048),
@@ -97,6 +100,7 @@ MATRIX: tuple[Case, ...] = (
     Case("gemma", "gemma-2-2b", {"method": "lora", "attention": "eager"}, batch_size=1, seq_len=256),
     Case("gemma", "gemma-2-2b", {"method": "qlora"}, batch_size=1, seq_len=512),   # sdpa -> eager
     Case("gemma", "gemma-3-1b", {}),
+    Case("gemma", "gemma-3-1b", {"loss": "chunked", "precision": "bf16-true"}, batch_size=4, seq_len=512),
     Case("gemma", "gemma-3-1b", {"method": "lora", **NO_CKPT}),
     # Phi-3: fused qkv / gate_up projections
     Case("phi3", "phi-3-mini-4k-instruct", {"precision": "bf16-true"}),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from gpuplan.planner.enums import Component, Phase
+from gpuplan.planner.enums import Component, Loss, Phase
 from gpuplan.planner.setup import TrainingSetup
 
 import contextlib
@@ -17,6 +17,7 @@ import contextlib
 from gpuplan.planner.model import ModelSpec
 
 from .build import Built
+from .chunked_loss import chunked_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .quantize_real import quant_state_tensors
@@ -82,8 +83,13 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
             tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
             ids = torch.randint(0, vocab, (b, s), device=built.device)
             with built.autocast():
-                out = lm(input_ids=ids, labels=ids)
-            loss = out.loss / setup.grad_accum
+                if setup.loss is Loss.CHUNKED:   # Liger's fused linear cross-entropy: no logits
+                    out = None
+                    loss = chunked_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
+                else:
+                    out = lm(input_ids=ids, labels=ids)
+                    loss = out.loss
+            loss = loss / setup.grad_accum
             del out, ids
             tracker.mark(Phase.BACKWARD, Component.TEMPORARIES)
             loss.backward()

@@ -4,7 +4,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from gpuplan.planner import Checkpointing, Method, Optimizer, Precision, TrainingSetup, estimate  # noqa: E402
+from gpuplan.planner import Checkpointing, Loss, Method, Optimizer, Precision, TrainingSetup, estimate  # noqa: E402
 from gpuplan.planner.catalog import resolve_model  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402
 
@@ -18,6 +18,8 @@ CASES = [
     ("llama-3.2-1b", dict(precision=Precision.FP32, checkpointing=Checkpointing.NONE)),
     ("llama-3.2-1b", dict(precision=Precision.BF16_TRUE, optimizer=Optimizer.ADAMW_8BIT)),
     ("llama-3.2-1b", dict(precision=Precision.BF16_TRUE, optimizer=Optimizer.PAGED_ADAMW_8BIT)),
+    ("qwen-2.5-0.5b", dict(method=Method.QLORA)),
+    ("qwen-2.5-0.5b", dict(method=Method.LORA, loss=Loss.CHUNKED, checkpointing=Checkpointing.NONE)),
 ]
 
 
