@@ -118,7 +118,10 @@ MATRIX: tuple[Case, ...] = (
     Case("olmo2", "olmo-2-7b", {"method": "lora", "base_dtype": "bf16"}, batch_size=1, seq_len=1024),
     # MoE: all experts' weights held, routed top-k activations
     Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16"}, batch_size=1, seq_len=512),
-    Case("moe", "mixtral-8x7b", {"method": "qlora"}, batch_size=1, seq_len=512),
+    # QLoRA of MoE models is left out: transformers 5 fuses each layer's experts into 3-D
+    # parameters that bitsandbytes does not quantize, and prepare_model_for_kbit_training's fp32
+    # upcast leaves them in a dtype torch._grouped_mm refuses (it takes bf16 only)
+    Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true"}, batch_size=1, seq_len=512),
 )
 
 
