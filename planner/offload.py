@@ -4,8 +4,10 @@ DeepSpeed ZeRO-Offload keeps, per GPU, the fp32 master partition, the fp32 Adam 
 fp32 gradient partition in (pinned) host memory: 16 bytes per trainable parameter / n; ZeRO-3's
 offload_param adds the 16-bit parameter partition, 2 bytes / n [ZeRO-Offload, Ren et al. 2021,
 Sec. 4.1; deepspeed/runtime/zero/stage_1_and_2.py, stage3.py]. This is DeepSpeed's own
-`estimate_zero{2,3}_model_states_mem_needs` with zero.Init (16 and 18 bytes per parameter per
-node) without its 1.5x `additional_buffer_factor` safety margin, which gpuplan leaves to the user.
+`estimate_zero3_model_states_mem_needs` with zero.Init (16 and 18 bytes per parameter per node)
+without its 1.5x `additional_buffer_factor` safety margin, which gpuplan leaves to the user; for
+ZeRO-2 DeepSpeed's max(4 x GPUs, 16) bytes per parameter also counts each rank's fp32 copy of the
+model while it loads, a transient gpuplan leaves out (steady state).
 ZeRO-Infinity moves the same states to NVMe and keeps pinned swap buffers in host RAM:
 offload_param buffer_count=5 x buffer_size=1e8 elements, offload_optimizer buffer_count=4
 [deepspeed/runtime/zero/offload_config.py defaults].

@@ -82,8 +82,9 @@ def _deepspeed_zero3_gpu(total, largest, gpus, nodes=1):
 
 
 def _deepspeed_zero2_gpu(total, gpus, nodes=1, cpu_offload=False):
-    """estimate_zero2_model_states_mem_needs [deepspeed/runtime/zero/stage_1_and_2.py]."""
-    return 2 * total if cpu_offload else 4 * total + int(16 * total / (gpus * nodes))
+    """estimate_zero2_model_states_mem_needs [deepspeed/runtime/zero/stage_1_and_2.py, 0.19.8]:
+    16-bit params 2 + (16-bit gradient 2 + fp32 gradient 4 + fp32 master 4 + Adam 8) / n."""
+    return 2 * total if cpu_offload else 2 * total + int(18 * total / (gpus * nodes))
 
 
 def test_zero3_model_states_against_deepspeeds_formula(l70):
@@ -108,9 +109,8 @@ def test_zero2_model_states_against_deepspeeds_formula(l70):
     est = estimate(l70, _setup(gpus=n, zero=2))
     states = sum(est.phase_components[Phase.OPTIMIZER].values())
     ds = _deepspeed_zero2_gpu(psi, n)
-    # DeepSpeed: 16-bit params 2 psi + full 16-bit gradients 2 psi + 16/n (master, Adam, fp32
-    # gradients); ZeRO-2 keeps only the gradient partition plus the reduce bucket
-    expected = ds - 2 * psi + 2 * psi // n + 2 * int(REDUCE_BUCKET_PER_H2 * h * h)
+    # the same terms; gpuplan adds the reduce bucket (16-bit, reduce_bucket_size elements)
+    expected = ds + 2 * int(REDUCE_BUCKET_PER_H2 * h * h)
     assert states == pytest.approx(expected, rel=1e-6)
     off = estimate(l70, _setup(gpus=n, zero=2, offload=Offload.OPTIMIZER))
     assert off.phase_components[Phase.OPTIMIZER][Component.WEIGHTS] == _deepspeed_zero2_gpu(psi, n, cpu_offload=True)
@@ -119,7 +119,7 @@ def test_zero2_model_states_against_deepspeeds_formula(l70):
 def test_host_ram_for_offload_is_deepspeeds_without_its_safety_factor(l70):
     psi = param_counts(l70).total
     z2 = estimate(l70, _setup(gpus=8, zero=2, offload=Offload.OPTIMIZER))
-    assert z2.host_bytes_per_node == pytest.approx(16 * psi, rel=1e-6)       # zero_init: 16 psi / nodes
+    assert z2.host_bytes_per_node == pytest.approx(16 * psi, rel=1e-6)       # steady state: 16 psi / nodes
     z3 = estimate(l70, _setup(gpus=8, nodes=2, zero=3, offload=Offload.PARAMS))
     assert z3.host_bytes_per_node == pytest.approx(18 * psi / 2, rel=1e-6)   # 18 psi / nodes
     nvme = estimate(l70, _setup(gpus=8, zero=3, offload=Offload.PARAMS, offload_device=OffloadDevice.NVME))
@@ -156,3 +156,21 @@ def test_pipeline_first_stage_holds_micro_batches_in_flight(l8):
 def test_lora_under_fsdp_keeps_tiny_gradient_shards(l8):
     est = estimate(l8, _setup(gpus=8, fsdp=Fsdp.FULL).with_(method=Method.LORA))
     assert est.phase_components[Phase.OPTIMIZER][Component.GRADIENTS] == 4 * est.trainable_params // 8
+
+
+@pytest.mark.parametrize("n,nodes", [(8, 1), (8, 4)])
+def test_the_mirrored_formulas_are_deepspeeds(l70, n, nodes):
+    """The formulas above, against DeepSpeed's installed functions (the `deepspeed` extra)."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    psi, largest = param_counts(l70).total, l70.vocab * l70.hidden
+    _, gpu3, _ = estimate_zero3_model_states_mem_needs(psi, largest, n, nodes, cpu_offload=False)
+    assert gpu3 == _deepspeed_zero3_gpu(psi, largest, n, nodes)
+    _, gpu2 = estimate_zero2_model_states_mem_needs(psi, n, nodes, cpu_offload=False)
+    assert gpu2 == _deepspeed_zero2_gpu(psi, n, nodes)
+    cpu3, _, _ = estimate_zero3_model_states_mem_needs(psi, largest, n, nodes, cpu_offload=True,
+                                                       cpu_offload_params=True, additional_buffer_factor=1.0)
+    est = estimate(l70, _setup(gpus=n, nodes=nodes, zero=3, offload=Offload.PARAMS))
+    assert est.host_bytes_per_node == pytest.approx(cpu3, rel=1e-6)   # 18 psi per node with zero.Init
