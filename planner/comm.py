@@ -15,7 +15,9 @@ accumulation with `no_sync`); ZeRO-1 reduce-scatters the gradients at the accumu
 and all-gathers the updated 16-bit parameters after the step; ZeRO-2 reduce-scatters every
 micro-batch (its gradients are partitioned); ZeRO-3 and FSDP FULL_SHARD all-gather the parameters
 in forward and again in backward and reduce-scatter gradients every micro-batch [ZeRO paper
-Sec. 7: 2x, 2x and 3x the model size]; FSDP SHARD_GRAD_OP gathers once per micro-batch; HSDP
+Sec. 7: 2x, 2x and 3x the model size]; FSDP SHARD_GRAD_OP gathers once per micro-batch (the
+FSDP2 counts are checked against the collectives of the simulated step,
+tests/profiler/test_distributed.py); HSDP
 shards inside a node and all-reduces the gradient shard across nodes. Tensor parallelism
 all-reduces the layer output twice in forward and twice in backward per layer [Megatron-LM,
 Shoeybi et al. 2019, Sec. 3, Fig. 4], two more when checkpointing recomputes the forward, and
@@ -144,7 +146,7 @@ class ModelBytes:
     params: int               # parameter elements on this GPU (TP/PP slice)
     trainable: int            # trainable elements
     gathered: int             # bytes of all parameters in the gather dtype (what ZeRO-3/FSDP all-gather)
-    root_gathered: int        # of which the root unit (embedding, lm_head, final norm), gathered once
+    root_gathered: int        # of which the root unit (embedding, lm_head, final norm)
     grads: int                # bytes of the trainable gradients in the reduce dtype
     update: int               # bytes of the updated 16-bit parameters ZeRO-1/2 all-gather after the step
 
@@ -198,12 +200,10 @@ def _dp_terms(eng: Engine, p: ParallelSpec, mb: ModelBytes, micro: int) -> list[
     if eng is Engine.ZERO2:
         return [term(RS, mb.grads, micro, "gradients (ZeRO-2 reduce-scatter per micro-batch)"),
                 term(AG, mb.update, 1, "updated 16-bit parameters (ZeRO-2 all-gather after the step)")]
-    body = mb.gathered - mb.root_gathered
     if eng is Engine.FSDP_GRAD_OP:
         gathers = [term(AG, mb.gathered, micro, "parameters (FSDP SHARD_GRAD_OP all-gather in forward)")]
-    elif eng.fsdp:   # FULL and HYBRID: the root unit is not resharded after forward (FSDP2 heuristic)
-        gathers = [term(AG, 2 * body + mb.root_gathered, micro,
-                        "parameters (FSDP all-gather in forward and backward; root unit once)")]
+    elif eng.fsdp:   # FULL and HYBRID: every unit, the root too (accelerate passes reshard_after_forward=True)
+        gathers = [term(AG, 2 * mb.gathered, micro, "parameters (FSDP all-gather in forward and backward)")]
     else:
         gathers = [term(AG, 2 * mb.gathered, micro, "parameters (ZeRO-3 all-gather in forward and backward)")]
     out = gathers + [term(RS, mb.grads, micro, f"gradients ({eng.value} reduce-scatter per micro-batch)")]

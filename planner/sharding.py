@@ -5,8 +5,8 @@ GPU's TP/PP slice, activations, logits), then sharded and joined by what each en
 
 - FSDP2 (`fully_shard` of each decoder layer and of the root, as accelerate wraps a transformers
   model): parameters, gradients and optimizer state as 1/n shards; the root unit (embedding,
-  lm_head, final norm) stays gathered from the start of forward to the end of backward (the root's
-  reshard_after_forward is False); a unit is all-gathered into a flat output and copied out into
+  lm_head, final norm) holds its parameters from the start of forward to the end of backward (it
+  wraps the whole forward, loss included, and backward re-gathers it first); a unit is all-gathered into a flat output and copied out into
   its parameters (both alive for a moment), and the last all-gather's output is kept until the next
   one [torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py: foreach_all_gather,
   foreach_all_gather_copy_out; _fsdp_param_group.py: AllGatherState]; backward reduce-scatters

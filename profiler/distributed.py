@@ -41,6 +41,9 @@ from .step import run_steps
 from .tracker import StorageTracker, allocator_bytes
 
 
+_COLLECTIVE_BUFFER = {"_allgather_base_": 0, "_reduce_scatter_base_": 1, "allreduce_": 0}
+
+
 def _local(t: torch.Tensor) -> list[torch.Tensor]:
     """The tensors that own memory behind `t`: itself, or a wrapper subclass's inner tensors."""
     if hasattr(t, "__tensor_flatten__") and type(t) is not torch.Tensor and not _is_fake(t):
@@ -62,6 +65,11 @@ class ShardAwareTracker(StorageTracker):
     def __init__(self, model: torch.nn.Module | None = None) -> None:
         super().__init__()
         self._model = model
+        self.collectives: list[tuple[str, int]] = []   # (op, full-size buffer bytes) since reset_peaks
+
+    def reset_peaks(self) -> None:
+        super().reset_peaks()
+        self.collectives = []
 
     def track(self, tensors, component: Component) -> None:
         super().track([x for t in tensors if isinstance(t, torch.Tensor) for x in _local(t)], component)
@@ -89,6 +97,11 @@ class ShardAwareTracker(StorageTracker):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        if func.namespace == "c10d" and func.__name__.split(".")[0] in _COLLECTIVE_BUFFER:
+            # the full-size buffer: all-gather's output, reduce-scatter's input [c10d/Ops.cpp signatures]
+            name = func.__name__.split(".")[0]
+            t = args[_COLLECTIVE_BUFFER[name]]
+            self.collectives.append((name, t.numel() * t.element_size()))
         for t in tree_iter(out):
             if isinstance(t, torch.Tensor):
                 for x in _local(t):
@@ -138,10 +151,8 @@ def decoder_layers(lm: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
-    """fully_shard every decoder layer, then the root, as accelerate's FSDP2 TRANSFORMER_BASED_WRAP does.
-
-    [accelerate/utils/fsdp_utils.py: fsdp2_prepare_model; torch fully_shard docs: the root's
-    reshard_after_forward is treated as False since backward gathers it right away.]
+    """fully_shard every decoder layer, then the root, as accelerate's FSDP2 TRANSFORMER_BASED_WRAP does,
+    passing the same reshard_after_forward to both [accelerate/utils/fsdp_utils.py: fsdp2_prepare_model].
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -177,7 +188,9 @@ def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh
         with tracker, follow_resizes(tracker):
             run_steps(built, setup, tracker, steps)
     notes = list(notes) + [f"FSDP2 {eng.value}: rank 0 of {setup.parallel.world}"]
-    return from_tracker(tracker, model, setup, device=label, notes=notes)
+    result = from_tracker(tracker, model, setup, device=label, notes=notes)
+    result.collectives = list(tracker.collectives)   # the last step's, for checking planner/comm.py
+    return result
 
 
 @contextlib.contextmanager

@@ -86,3 +86,21 @@ def test_fsdp2_storage_resizes_are_followed(tiny, monkeypatch):
     ignored = simulate_distributed(tiny, setup).peak_allocated_bytes
     assert 0 in calls and any(c > 0 for c in calls)
     assert ignored > followed
+
+
+@pytest.mark.parametrize("kind,accum", [(Fsdp.FULL, 1), (Fsdp.FULL, 2), (Fsdp.GRAD_OP, 2)])
+def test_collectives_of_the_simulated_step_are_what_planner_comm_counts(tiny, kind, accum):
+    """The buffers FSDP2 all-gathers and reduce-scatters in one step, against planner/comm.py."""
+    from gpuplan.planner.comm import Collective, communication_bytes, model_bytes, ring_bytes
+
+    setup = _fsdp(4, kind, grad_accum=accum)
+    sim = simulate_distributed(tiny, setup)
+    gathered = sum(b for op, b in sim.collectives if op == "_allgather_base_")
+    reduced = sum(b for op, b in sim.collectives if op == "_reduce_scatter_base_")
+    mb = model_bytes(tiny, setup)
+    per_micro = 2 if kind is Fsdp.FULL else 1       # forward and backward, or forward only
+    assert gathered == per_micro * accum * mb.gathered
+    assert reduced == accum * mb.grads
+    comm = communication_bytes(tiny, setup)
+    assert comm.all_gather == ring_bytes(Collective.ALL_GATHER, gathered, 4)
+    assert comm.reduce_scatter == ring_bytes(Collective.REDUCE_SCATTER, reduced, 4)
