@@ -6,7 +6,7 @@ Each row runs rank 0 of an FSDP2 job (`fully_shard` per decoder layer and the ro
 mixed precision: bf16 parameters, fp32 reduction) under FakeTensorMode with torch's fake process
 group (profiler/distributed.py), two optimizer steps, and compares its peak allocated bytes with
 `planner.estimate` for the same setup. Target [issue 4]: every row within 5%, median |error| <= 3%.
-Setups span FSDP full / grad-op, world sizes 2-64, models from 0.5 B to 70 B (Llama, Qwen,
+Setups span FSDP full / grad-op / hybrid, world sizes 2-64, models from 0.5 B to 70 B (Llama, Qwen,
 Mistral, Phi-3, GPT-2), with and without gradient checkpointing, full fine-tuning and LoRA. Rows
 marked "tuned on it" were looked at while the FSDP2 terms were written; "held out" rows were not.
 `--quick` leaves out the 70 B rows.
@@ -38,13 +38,15 @@ class Case:
     precision: str = "bf16-mixed"
     grad_accum: int = 1
     lora_targets: tuple[str, ...] = ()
+    nodes: int = 1              # > 1 with fsdp "hybrid": HSDP over a (nodes, world) mesh
 
     @property
     def label(self) -> str:
         extra = "".join([f" {self.precision}" if self.precision != "bf16-mixed" else "",
                          f" ga{self.grad_accum}" if self.grad_accum > 1 else "",
                          " all-linear" if self.lora_targets else ""])
-        return (f"{self.model:15s} {self.fsdp:7s} x{self.world:<3d} {self.method:4s} "
+        size = f"{self.nodes}x{self.world}" if self.nodes > 1 else f"x{self.world}"
+        return (f"{self.model:15s} {self.fsdp:7s} {size:5s} {self.method:4s} "
                 f"{'ckpt' if self.ckpt else 'no-ckpt':7s} b{self.batch} s{self.seq}{extra}")
 
 
@@ -63,11 +65,12 @@ CASES = [
     Case("llama-3.1-8b", 4, "full", False, "full", 1, 512),
     Case("llama-3.1-8b", 8, "full", True, "full", 1, 1024, grad_accum=2),
     Case("llama-3.1-8b", 8, "full", True, "full", 1, 1024, precision="bf16-true"),
-    Case("mistral-7b-v0.3", 8, "full", True, "full", 2, 1024),
+    Case("mistral-7b-v0.3", 8, "full", True, "full", 2, 1024, seen=True),
     Case("qwen-2.5-7b", 16, "full", True, "full", 1, 2048),
     Case("phi-3-mini-4k-instruct", 8, "full", False, "full", 1, 512),
     Case("qwen-2.5-1.5b", 4, "full", True, "lora", 4, 512, lora_targets=("all-linear",)),
     Case("gpt-2-large", 4, "full", True, "full", 2, 512),
+    Case("llama-3.1-8b", 8, "hybrid", True, "full", 1, 1024, nodes=2),
     Case("llama-3.1-70b", 32, "grad-op", True, "full", 1, 512),
     Case("llama-3.1-70b", 64, "full", True, "full", 1, 1024),
     Case("llama-3.1-70b", 8, "full", True, "lora", 1, 1024),
@@ -88,7 +91,7 @@ def run_case(case: Case) -> tuple[Case, int, int, float]:
         method=Method(case.method), batch_size=case.batch, seq_len=case.seq, grad_accum=case.grad_accum,
         precision=Precision(case.precision), lora=LoraSpec(targets=case.lora_targets),
         checkpointing=Checkpointing.FULL if case.ckpt else Checkpointing.NONE,
-        parallel=ParallelSpec(gpus=case.world, fsdp=Fsdp(case.fsdp)),
+        parallel=ParallelSpec(gpus=case.world, nodes=case.nodes, fsdp=Fsdp(case.fsdp)),
     )
     start = time.perf_counter()
     sim = simulate_distributed(m, setup).peak_allocated_bytes

@@ -191,8 +191,11 @@ def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     # the next layer: the last one resharded (SHARD_GRAD_OP frees it after its backward), its
     # reduce-scatter input kept
     bwd.append(phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=acts, l=0, t=inside + U_rs))
-    bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers), a=pz.acts * k // max(m.n_layers, 1), l=0,
-                     t=inside + U_rs))
+    # the last two layers of backward: layer 1 with layer 0 prefetched, then layer 0 alone (nothing
+    # left to prefetch, the root is gathered), each with one layer's gradients fewer reduced
+    last_acts = pz.acts * k // max(m.n_layers, 1)
+    bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers - G_one), a=2 * last_acts, l=0, t=inside + U_rs))
+    bwd.append(phase(w=R + U, g=max(g_live, G_layers), a=last_acts, l=0, t=inside + U_rs))
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside,
                      l=0, t=pz.layer_transient + pz.embed_grad + head_grad + U_rs))
     # the root unit last: resharded, its 16-bit gradients cast into the fp32 reduce-scatter input

@@ -32,7 +32,7 @@ from gpuplan.planner.engines import Engine, computes_without_autocast, engine_of
 from gpuplan.planner.enums import Component, Phase
 from gpuplan.planner.errors import PlannerError
 from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.parallel import Offload
+from gpuplan.planner.parallel import Offload, ParallelSpec
 from gpuplan.planner.setup import TrainingSetup
 
 from .build import TORCH_DTYPES, Built, autocast_for, build_model, build_optimizer
@@ -100,8 +100,9 @@ class ShardAwareTracker(StorageTracker):
         if func.namespace == "c10d" and func.__name__.split(".")[0] in _COLLECTIVE_BUFFER:
             # the full-size buffer: all-gather's output, reduce-scatter's input [c10d/Ops.cpp signatures]
             name = func.__name__.split(".")[0]
-            t = args[_COLLECTIVE_BUFFER[name]]
-            self.collectives.append((name, t.numel() * t.element_size()))
+            buf = args[_COLLECTIVE_BUFFER[name]]
+            tensors = buf if isinstance(buf, (list, tuple)) else [buf]   # allreduce_ takes a list
+            self.collectives.append((name, sum(t.numel() * t.element_size() for t in tensors)))
         for t in tree_iter(out):
             if isinstance(t, torch.Tensor):
                 for x in _local(t):
@@ -130,12 +131,11 @@ def follow_resizes(tracker: ShardAwareTracker) -> Iterator[None]:
 def _check_supported(setup: TrainingSetup) -> Engine:
     p = setup.parallel
     eng = engine_of(p)
-    if not eng.fsdp or eng is Engine.FSDP_HYBRID:
-        raise PlannerError(f"the distributed profiler runs FSDP2 (--fsdp full or grad-op), not {eng.value}; "
+    if not eng.fsdp:
+        raise PlannerError(f"the distributed profiler runs FSDP2 (--fsdp full, grad-op or hybrid), not {eng.value}; "
                            "ZeRO needs the deepspeed package and a GPU")
-    if p.tp > 1 or p.pp > 1 or p.nodes > 1:
-        raise PlannerError("the distributed profiler simulates one FSDP2 data-parallel group: use --gpus N "
-                           "with --tp 1 --pp 1 --nodes 1")
+    if p.tp > 1 or p.pp > 1:
+        raise PlannerError("the distributed profiler runs FSDP2 data parallelism only: use --tp 1 --pp 1")
     if p.offload is not Offload.NONE:
         raise PlannerError("the distributed profiler does not simulate CPU offload (host memory is not tracked)")
     return eng
@@ -160,7 +160,7 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     mp = MixedPrecisionPolicy()
     if computes_without_autocast(setup.precision, eng):
         mp = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype], reduce_dtype=torch.float32)
-    reshard = eng is Engine.FSDP_FULL
+    reshard = eng is not Engine.FSDP_GRAD_OP
     for layer in decoder_layers(lm):
         fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
     fully_shard(lm, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
@@ -193,9 +193,17 @@ def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh
     return result
 
 
+def mesh_shape(p: ParallelSpec) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+    """The device mesh FSDP2 gets: 1-D over all ranks, or (replicate, shard) = (nodes, GPUs) for HSDP."""
+    if engine_of(p) is Engine.FSDP_HYBRID:
+        return (p.nodes, p.gpus), ("replicate", "shard")
+    return (p.world,), None
+
+
 @contextlib.contextmanager
-def fake_world(world: int) -> Iterator[Any]:
-    """A fake process group of `world` ranks (this process is rank 0) and its 1-D CPU mesh."""
+def fake_world(world: int, shape: tuple[int, ...] | None = None,
+               names: tuple[str, ...] | None = None) -> Iterator[Any]:
+    """A fake process group of `world` ranks (this process is rank 0) and its CPU mesh (1-D by default)."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.testing._internal.distributed.fake_pg import FakeStore
@@ -204,7 +212,7 @@ def fake_world(world: int) -> Iterator[Any]:
         raise RuntimeError("a process group is already initialized in this process")
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world)
     try:
-        yield init_device_mesh("cpu", (world,))
+        yield init_device_mesh("cpu", shape or (world,), mesh_dim_names=names)
     finally:
         dist.destroy_process_group()
 
@@ -216,7 +224,7 @@ def simulate_distributed(model: ModelSpec, setup: TrainingSetup, steps: int = 2)
     setup.validate()
     setup.parallel.validate(model)
     _check_supported(setup)
-    with fake_world(setup.parallel.world) as mesh:
+    with fake_world(setup.parallel.world, *mesh_shape(setup.parallel)) as mesh:
         return fsdp_step(model, setup, torch.device("cpu"), mesh, FakeTensorMode(allow_non_fake_inputs=True),
                          steps, f"simulate (FSDP2, {setup.parallel.world} ranks)")
 
@@ -231,7 +239,8 @@ def _gloo_worker(rank: int, world: int, port: int, model: ModelSpec, setup: Trai
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(rank)
-        mesh = init_device_mesh("cpu", (world,))
+        shape, names = mesh_shape(setup.parallel)
+        mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
         result = fsdp_step(model, setup, torch.device("cpu"), mesh, None, steps, f"cpu (FSDP2 gloo, {world} ranks)")
         queue.put((rank, result))
     finally:

@@ -104,3 +104,12 @@ def test_collectives_of_the_simulated_step_are_what_planner_comm_counts(tiny, ki
     comm = communication_bytes(tiny, setup)
     assert comm.all_gather == ring_bytes(Collective.ALL_GATHER, gathered, 4)
     assert comm.reduce_scatter == ring_bytes(Collective.REDUCE_SCATTER, reduced, 4)
+
+
+def test_hybrid_shards_within_a_node_and_matches_full_sharding_over_one_node(tiny):
+    """HSDP on a (nodes, GPUs) mesh holds what FULL_SHARD over one node's GPUs holds, plus nothing."""
+    hybrid = simulate_distributed(tiny, TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(
+        gpus=4, nodes=2, fsdp=Fsdp.HYBRID)))
+    full = simulate_distributed(tiny, _fsdp(4))
+    assert hybrid.phases == full.phases
+    assert any(op == "allreduce_" for op, _ in hybrid.collectives)   # across the replicas
