@@ -90,8 +90,10 @@ class ShardAwareTracker(StorageTracker):
             return
         old, component = entry
         new = allocator_bytes(nbytes)
-        self._live[key] = (new, component)
-        self.totals[component] += new - old
+        # storages FSDP2 regrows are unsharded parameters: weights, as planner/sharding.py counts them
+        self._live[key] = (new, Component.WEIGHTS)
+        self.totals[component] -= old
+        self.totals[Component.WEIGHTS] += new
         self.current += new - old
         self._update_peak()
 
@@ -103,6 +105,8 @@ class ShardAwareTracker(StorageTracker):
             buf = args[_COLLECTIVE_BUFFER[name]]
             tensors = buf if isinstance(buf, (list, tuple)) else [buf]   # allreduce_ takes a list
             self.collectives.append((name, sum(t.numel() * t.element_size() for t in tensors)))
+            if name == "_allgather_base_":   # the flat all-gather output holds parameters
+                self.track(tensors, Component.WEIGHTS)
         for t in tree_iter(out):
             if isinstance(t, torch.Tensor):
                 for x in _local(t):
