@@ -68,6 +68,28 @@ def write_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def recorded(path: Path) -> list[Result]:
+    """Results of a recorded run, with the current estimate against the recorded measurement."""
+    from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.estimate import estimate
+    from gpuplan.profiler.matrix import Case
+
+    out = []
+    for r in json.loads(path.read_text())["results"]:
+        case = Case(r["family"], r["model"], r["setup"], r["batch_size"], r["seq_len"])
+        est = estimate(resolve_model(case.model), case.training_setup())
+        components = {name: (est.phase_components[est.peak_phase].get(_component(name)), c["measured_bytes"])
+                      for name, c in r["components"].items()}
+        out.append(Result(case, est.peak_allocated_bytes, r["measured_bytes"], components, r["seconds"], r["error"]))
+    return out
+
+
+def _component(name: str):
+    from gpuplan.planner.enums import Component
+
+    return Component(name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["simulate", "cpu", "cuda"], default="simulate")
@@ -76,6 +98,8 @@ def main() -> int:
     parser.add_argument("--match", default=None, help="only cases whose name contains this")
     parser.add_argument("--record", action="store_true", help="write the results under data/measurements/")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown (for the README)")
+    parser.add_argument("--from-record", type=Path, default=None,
+                        help="re-estimate the setups of a recorded run (no profiling) and print its table")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
@@ -86,7 +110,11 @@ def main() -> int:
         status = f"{r.error_pct:+.2f}%" if r.error_pct is not None else f"FAILED {r.error}"
         print(f"[{i}/{n}] {r.case.name}: {status} ({r.seconds:.0f} s)", file=sys.stderr, flush=True)
 
-    results = list(run(cases, args.device, progress))
+    if args.from_record:
+        results = recorded(args.from_record)
+        args.record = False
+    else:
+        results = list(run(cases, args.device, progress))
     if args.markdown:
         print("| family | setup | estimate GiB | profiled GiB | error | largest component gaps |")
         print("|---|---|---:|---:|---:|---|")
