@@ -56,7 +56,7 @@ class ParallelSpec:
 
     @property
     def single_gpu(self) -> bool:
-        return self == ParallelSpec()
+        return self == _SINGLE_GPU
 
     def validate(self, model: "ModelSpec | None" = None, optimizer: Optimizer | None = None) -> "ParallelSpec":
         """Returns self, or raises PlannerError naming the impossible combination and a way out.
@@ -67,6 +67,8 @@ class ParallelSpec:
         parallelism"]; FSDP2 offloads parameters, gradients and optimizer state together
         (CPUOffloadPolicy) and only to CPU memory [torch/distributed/fsdp/_fully_shard/_fsdp_api.py].
         """
+        if self == _SINGLE_GPU:    # the default: nothing to check (keeps the single-GPU estimate fast)
+            return self
         for name, value in (("--gpus", self.gpus), ("--nodes", self.nodes), ("--tp", self.tp), ("--pp", self.pp)):
             if value < 1:
                 raise PlannerError(f"{name} must be at least 1, got {value}")
@@ -127,3 +129,6 @@ class ParallelSpec:
                                f"{max(t for t in (1, 2, 4, 8, 16) if not model.n_heads % t and not model.n_kv_heads % t)}")
         if self.pp > model.n_layers:
             raise PlannerError(f"--pp {self.pp} is more pipeline stages than {model.name}'s {model.n_layers} layers")
+
+
+_SINGLE_GPU = ParallelSpec()
