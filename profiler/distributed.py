@@ -191,7 +191,9 @@ def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh
         tracker = ShardAwareTracker(lm)
         with tracker, follow_resizes(tracker):
             run_steps(built, setup, tracker, steps)
-    notes = list(notes) + [f"FSDP2 {eng.value}: rank 0 of {setup.parallel.world}"]
+    import torch.distributed as dist
+
+    notes = list(notes) + [f"FSDP2 {eng.value}: rank {dist.get_rank()} of {setup.parallel.world}"]
     result = from_tracker(tracker, model, setup, device=label, notes=notes)
     result.collectives = list(tracker.collectives)   # the last step's, for checking planner/comm.py
     return result
