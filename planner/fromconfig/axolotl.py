@@ -5,7 +5,7 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
-from .common import optimizer, precision, targets
+from .common import collector, optimizer, precision, targets
 
 # keys that do not change per-GPU memory or step time (data, logging, schedule, saving)
 IGNORED_OK = {"datasets", "dataset_prepared_path", "val_set_size", "output_dir", "learning_rate", "lr_scheduler",
@@ -19,12 +19,7 @@ IGNORED_OK = {"datasets", "dataset_prepared_path", "val_set_size", "output_dir",
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
-    o: dict[str, Any] = {}
-    used: dict[str, str] = {}
-
-    def use(key: str, opt: str, value: Any) -> None:
-        o[opt] = value
-        used[key] = f"--{opt.replace('_', '-')} {value}"
+    o, used, use = collector()
 
     adapter = d.get("adapter")
     if adapter not in (None, "lora", "qlora"):

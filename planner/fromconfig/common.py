@@ -1,7 +1,7 @@
 """Shared value maps: optimizer names of HF `optim` (also axolotl's `optimizer`) and torchtune components."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import PlannerError
 
@@ -36,3 +36,16 @@ def targets(value: Any) -> str | None:
     if isinstance(value, str):
         return "all-linear" if value == "all-linear" else value
     return ",".join(str(v) for v in value)
+
+
+def collector() -> tuple[dict[str, Any], dict[str, str], Callable[[str, str, Any], None]]:
+    """(options, used, use): `use(key, opt, value)` records that config key `key` set the CLI
+    option `opt` to `value`, for the setup and for the "fields used" report."""
+    options: dict[str, Any] = {}
+    used: dict[str, str] = {}
+
+    def use(key: str, opt: str, value: Any) -> None:
+        options[opt] = value
+        used[key] = f"--{opt.replace('_', '-')} {value}"
+
+    return options, used, use

@@ -6,16 +6,11 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
-from .common import optimizer, precision, targets
+from .common import collector, optimizer, precision, targets
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
-    o: dict[str, Any] = {}
-    used: dict[str, str] = {}
-
-    def use(key: str, opt: str, value: Any) -> None:
-        o[opt] = value
-        used[key] = f"--{opt.replace('_', '-')} {value}"
+    o, used, use = collector()
 
     peft = bool(d.get("use_peft"))
     if d.get("load_in_4bit") or d.get("load_in_8bit"):

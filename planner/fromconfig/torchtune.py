@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
+from .common import collector
 
 # torchtune.models builders -> gpuplan preset names ("llama3_1" -> "llama-3.1")
 _FAMILY = {"llama3_1": "llama-3.1", "llama3_2": "llama-3.2", "llama3_3": "llama-3.3", "llama3": "llama-3",
@@ -31,12 +32,7 @@ def _model_name(component: str, path: str) -> tuple[str, str]:
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
-    o: dict[str, Any] = {}
-    used: dict[str, str] = {}
-
-    def use(key: str, opt: str, value: Any) -> None:
-        o[opt] = value
-        used[key] = f"--{opt.replace('_', '-')} {value}"
+    o, used, use = collector()
 
     mcfg = d["model"]
     model, method = _model_name(str(mcfg["_component_"]), path)
