@@ -240,7 +240,11 @@ def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
         G = bucket     # reduced partitions go straight to the host's fp32 buffer (ZeRO-Offload)
     step_fp32 = 0 if off_opt else (4 * trainable // n if mixed else 0)   # fp32 grad partition at the step
     acts = pz.acts * k
-    g_live = G if setup.grad_accum > 1 or eng is not Engine.ZERO1 else 0
+    # between steps: ZeRO-3's gradient partition is one flat buffer allocated at start-up
+    # [stage3.py: grad_partitions_flat_buffer]; ZeRO-1/2 free theirs after the step, ZeRO-2 keeps
+    # its reduce bucket [stage_1_and_2.py: averaged_gradients, ipg_buffer]
+    between = {Engine.ZERO1: 0, Engine.ZERO2: bucket, Engine.ZERO3: G}[eng]
+    g_live = G if setup.grad_accum > 1 else between
 
     def phase(**c: int) -> dict:
         return {C.WEIGHTS: W + master, C.OPTIMIZER_STATE: opt_state, **c}
