@@ -63,26 +63,40 @@ def _fused_linear_cross_entropy(m: ModelSpec, setup: TrainingSetup, T: int) -> t
     return grad_x + loss_1d + grad_w + chunk + temps + cast, grad_x + grad_w, 0
 
 
+_SIZES = ("batch_size", "seq_len", "grad_accum")
 _TERMS: dict[tuple, tuple] = {}
 _TERM_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in ("batch_size", "grad_accum"))
+_DICTS: dict[tuple, tuple] = {}
+_DICT_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in _SIZES)
+
+
+def _memo(cache: dict, key: tuple, model: ModelSpec, make):
+    """cache[key] for this model object (ids can be reused once a model is gone), else make()."""
+    hit = cache.get(key)
+    if hit is None or hit[0] is not model:
+        if len(cache) > 4096:
+            cache.clear()
+        hit = cache[key] = (model, make())
+    return hit[1]
 
 
 def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, ActivationBytes, dict]:
-    """states(), activation_bytes() and the resolved setup dict, which do not depend on batch size
-    or accumulation: memoized per (model object, setup without them), so that sweeps over batch
-    size (fit, recommend, the dashboard's curves) compute them once."""
-    key = (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS)
-    hit = _TERMS.get(key)
-    if hit is None or hit[0] is not model:
-        setup_dict = setup.to_dict(model)
-        setup_dict["model"] = model.name
-        hit = (model, states(model, setup), activation_bytes(model, setup), setup_dict)
-        if len(_TERMS) > 4096:
-            _TERMS.clear()
-        _TERMS[key] = hit
-    setup_dict = {k: dict(v) if isinstance(v, dict) else v for k, v in hit[3].items()}
-    setup_dict["batch_size"], setup_dict["grad_accum"] = setup.batch_size, setup.grad_accum
-    return hit[1], hit[2], setup_dict
+    """states() and activation_bytes(), which do not depend on batch size or accumulation, and
+    the resolved setup dict, which depends on no size: memoized per model object and setup
+    without them, so that sweeps (fit, recommend, the dashboard's curves) compute them once."""
+    st, act = _memo(_TERMS, (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS), model,
+                    lambda: (states(model, setup), activation_bytes(model, setup)))
+
+    def make_dict() -> dict:
+        d = setup.to_dict(model)
+        d["model"] = model.name
+        return d
+
+    cached = _memo(_DICTS, (id(model),) + tuple(getattr(setup, f) for f in _DICT_FIELDS), model, make_dict)
+    setup_dict = {k: dict(v) if isinstance(v, dict) else v for k, v in cached.items()}
+    for size in _SIZES:
+        setup_dict[size] = getattr(setup, size)
+    return st, act, setup_dict
 
 
 def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
