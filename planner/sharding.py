@@ -32,7 +32,7 @@ from .catalog import GpuSpec, assumptions
 from .comm import communication_bytes, model_bytes
 from .engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
 from .enums import Component as C
-from .enums import Method, Phase, Precision
+from .enums import Choice, Method, Phase, Precision
 from .model import ModelSpec
 from .offload import host_bytes_per_node, nvme_bytes_per_node
 from .params import param_counts
@@ -51,6 +51,15 @@ PREFETCH_BUCKET_PER_H2 = 0.9
 # systems a communicator holds a few hundred MiB. Assumption, not calibrated here.
 NCCL_BUFFER_BYTES = 256 * 2**20
 _TRUE = {Precision.BF16_MIXED: Precision.BF16_TRUE, Precision.FP16_MIXED: Precision.FP16_TRUE}
+
+
+class Stage(Choice):
+    """Which pipeline stage a plan is for: the first holds the embedding and the most micro-batches
+    in flight, the last the lm_head and the logits [Narayanan et al. 2021, Sec. 2.2]."""
+
+    ALL = "all"        # no pipeline parallelism
+    FIRST = "first"
+    LAST = "last"
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
     return local
 
 
-def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
+def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage.ALL) -> Pieces:
     cs = _compute_setup(setup, eng)
     act = activation_bytes(m, cs)
     T, L = setup.batch_size * setup.seq_len, m.n_layers
@@ -89,7 +98,7 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
     acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
     # autocast weight copies (only DDP/single computes under autocast; see planner/estimate.py)
     fwd_extra = act.layer_copies + act.head_copy if (setup.method is Method.FULL or not ckpt) else act.head_copy
-    lf, ls, lb = _loss_bytes(m, cs, T)
+    lf, ls, lb = _loss_bytes(m, cs, T) if stage is not Stage.FIRST else (0, 0, 0)
     acts -= T * L * _shared_lora_inputs(m, cs) * (0 if ckpt else 1)
     embed = 0
     if setup.method is Method.FULL:
@@ -97,10 +106,12 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> Pieces:
         # FSDP2 step, as estimate.py measured two on one GPU)
         w = gather_dtype(setup.precision, eng, setup.precision.weight_dtype).bytes if eng.fsdp or eng.deepspeed \
             else setup.precision.weight_dtype.bytes
-        embed = (3 if m.tied_embeddings else 1) * m.vocab * m.hidden * w
+        embed = (3 if m.tied_embeddings and stage is Stage.ALL else 1) * m.vocab * m.hidden * w
+    if stage is Stage.LAST:
+        embed = 0            # no embedding backward on the last stage
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
                   int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
-                  int(T * e * m.vocab))
+                  0 if stage is Stage.FIRST else int(T * e * m.vocab))
 
 
 def _loss_bytes(m: ModelSpec, cs: TrainingSetup, T: int) -> tuple[int, int, int]:
@@ -137,27 +148,46 @@ def _shared_lora_inputs(m: ModelSpec, cs: TrainingSetup) -> float:
     return out
 
 
-def _in_flight(setup: TrainingSetup) -> int:
-    """Micro-batches whose activations the first pipeline stage holds under 1F1B."""
-    return min(setup.parallel.pp, setup.grad_accum) if setup.parallel.pp > 1 else 1
+def _in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:
+    """Micro-batches whose activations a pipeline stage holds under 1F1B: min(pp, micro-batches) on the first."""
+    return min(setup.parallel.pp, setup.grad_accum) if stage is Stage.FIRST else 1
 
 
-def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
+def _held(m: ModelSpec, stage: Stage) -> tuple[float, int, int]:
+    """(fraction of the slice's parameters this stage holds, its root-unit parameters, its lm_head's).
+
+    The first stage holds the embedding, the last the lm_head and final norm (a tied embedding is
+    copied to the last stage, as Megatron's shared embedding) [megatron/core/models/common/
+    language_module/language_module.py: setup_embeddings_and_output_layer].
+    """
+    pc = param_counts(m)
+    head = m.vocab * m.hidden
+    if stage is Stage.FIRST:
+        return (pc.total - pc.lm_head) / pc.total, pc.embedding, 0
+    if stage is Stage.LAST:
+        held = pc.total - pc.embedding + (head if m.tied_embeddings else 0)
+        return held / pc.total, head + m.norm_params, head
+    return 1.0, pc.embedding + pc.lm_head + m.norm_params, 0 if m.tied_embeddings else head
+
+
+def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                 stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
     p, n = setup.parallel, shard_degree(setup.parallel)
     st = states(m, setup)
     pc = param_counts(m)
-    k = _in_flight(setup)
-    pz = _pieces(m, setup, eng)
+    k = _in_flight(setup, stage)
+    pz = _pieces(m, setup, eng, stage)
     mb = model_bytes(m, replace(setup, parallel=ParallelSpec(fsdp=p.fsdp, gpus=p.gpus, nodes=p.nodes)))
+    frac, root_params, head = _held(m, stage)
     offload = p.offload is not Offload.NONE
-    W = 0 if offload else st.weights // n
-    O = 0 if offload else st.optimizer_state // n
-    G = 0 if offload else st.gradients // n
-    root_params = pc.embedding + pc.lm_head + m.norm_params
+    W = 0 if offload else int(st.weights * frac) // n
+    O = 0 if offload else int(st.optimizer_state * frac) // n
+    G = 0 if offload else int(st.gradients * frac) // n
     G_root = int(G * (root_params / pc.total)) if setup.method is Method.FULL else 0
     G_layers = G - G_root
     g_live = G if setup.grad_accum > 1 else 0
-    R = mb.root_gathered                                   # root unit gathered, forward start to backward end
+    all_root = pc.embedding + pc.lm_head + m.norm_params
+    R = mb.root_gathered * root_params // all_root         # root unit gathered, forward start to backward end
     U = (mb.gathered - mb.root_gathered) // m.n_layers     # one decoder layer's unit, gathered
     grad_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype if setup.method is Method.FULL
                           else setup.adapter_dtype).bytes
@@ -169,7 +199,7 @@ def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     rs_e = reduce_dtype(setup.precision, eng, setup.precision.weight_dtype if
                         setup.method is Method.FULL else setup.adapter_dtype).bytes
     U_rs = layer_trainable * rs_e
-    head_grad = m.vocab * m.hidden * grad_e if (setup.method is Method.FULL and not m.tied_embeddings) else 0
+    head_grad = head * grad_e if setup.method is Method.FULL else 0
     held = m.n_layers * U if eng is Engine.FSDP_GRAD_OP else 0   # SHARD_GRAD_OP: gathered fwd -> bwd
     acts = pz.acts * k
 
@@ -199,29 +229,32 @@ def _phases_fsdp(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside,
                      l=0, t=pz.layer_transient + pz.embed_grad + head_grad + U_rs))
     # the root unit last: resharded, its 16-bit gradients cast into the fp32 reduce-scatter input
-    root_trainable = root_params if setup.method is Method.FULL else 0
+    root_trainable = root_params if setup.method is Method.FULL else 0   # this stage's part of it
     bwd.append(phase(g=max(g_live, G_layers), a=pz.outside, l=0, t=root_trainable * (grad_e + rs_e)))
-    opt = phase(g=G, a=0, l=0, t=0 if offload else st.optimizer_step_temporaries // n)
+    opt = phase(g=G, a=0, l=0, t=0 if offload else int(st.optimizer_step_temporaries * frac) // n)
     notes = [f"FSDP2 {eng.value}: parameters, gradients and optimizer state sharded over {n} GPUs; "
              "each decoder layer and the root (embedding, lm_head, final norm) are FSDP units"]
     return _finish(fwd, bwd, opt), notes
 
 
-def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
+def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                 stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
     p, n = setup.parallel, shard_degree(setup.parallel)
     st = states(m, setup)
     pc = param_counts(m)
-    pz = _pieces(m, setup, eng)
-    k = _in_flight(setup)
+    pz = _pieces(m, setup, eng, stage)
+    k = _in_flight(setup, stage)
+    frac, _, head = _held(m, stage)
     e16 = setup.precision.compute_dtype.bytes
     mixed = e16 < 4
-    trainable = st.trainable_params
+    trainable = int(st.trainable_params * frac) if setup.method is Method.FULL else st.trainable_params
     # the whole module is cast to 16 bit (frozen base and adapters too); 4-bit QLoRA weights stay as stored
-    full16 = st.weights if setup.method is Method.QLORA else e16 * pc.total
+    full16 = int((st.weights if setup.method is Method.QLORA else e16 * pc.total) * frac)
     h2 = m.hidden * m.hidden
     master = 4 * trainable // n if mixed else 0
-    opt_state = states(m, replace(setup, precision=Precision.FP32, method=setup.method)).optimizer_state // n \
-        if setup.method is not Method.QLORA else st.optimizer_state // n
+    opt_all = (states(m, replace(setup, precision=Precision.FP32)).optimizer_state
+               if setup.method is not Method.QLORA else st.optimizer_state)
+    opt_state = int(opt_all * frac) // n
     off_opt = p.offload is not Offload.NONE
     off_par = p.offload is Offload.PARAMS
     if off_opt:
@@ -250,7 +283,7 @@ def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
         return {C.WEIGHTS: W + master, C.OPTIMIZER_STATE: opt_state, **c}
 
     fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
-    head_grad = m.vocab * m.hidden * e16 if setup.method is Method.FULL else 0
+    head_grad = (m.vocab * m.hidden if stage is Stage.ALL else head) * e16 if setup.method is Method.FULL else 0
     bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
            phase(g=g_live, a=acts, l=0, t=pz.logit_grad16 + head_grad)]   # the lm_head's backward
     if pz.recompute:
@@ -264,25 +297,50 @@ def _phases_zero(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict,
     return _finish(fwd, bwd, opt), notes
 
 
-def _phases_replicated(m: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[dict, list[str]]:
-    """DDP or a single replica of a TP/PP slice: the one-GPU estimate, plus DDP's gradient buckets."""
+def _phases_replicated(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                       stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
+    """DDP or a single replica of a TP slice: the one-GPU estimate, plus DDP's gradient buckets;
+    a pipeline stage: the same pieces, composed for the parameters and micro-batches it holds."""
     from .estimate import estimate
 
-    local = replace(setup, parallel=ParallelSpec())
-    est = estimate(m, local)
-    k = _in_flight(setup)
-    bucket = states(m, setup).gradients if eng is Engine.DDP else 0
-    out = {}
-    for ph, comps in est.phase_components.items():
-        c = dict(comps)
-        c[C.ACTIVATIONS] = c[C.ACTIVATIONS] * k
-        c[C.GRADIENTS] = c[C.GRADIENTS] + bucket
-        out[ph] = c
+    st = states(m, setup)
+    if stage is Stage.ALL:
+        est = estimate(m, replace(setup, parallel=ParallelSpec()))
+        out = {ph: dict(comps) for ph, comps in est.phase_components.items()}
+    else:
+        out = _stage_phases(m, setup, eng, stage, st)
+    bucket = st.gradients if eng is Engine.DDP else 0
+    if bucket:
+        frac = _held(m, stage)[0] if setup.method is Method.FULL else 1.0
+        for comps in out.values():
+            comps[C.GRADIENTS] += int(bucket * frac)
     notes = []
     if eng is Engine.DDP:
         notes.append("DDP: gradient buckets hold a second copy of the gradients (gradient_as_bucket_view=False, "
                      "the default)")
     return out, notes
+
+
+def _stage_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage, st) -> dict:
+    """One pipeline stage of a replicated (non-sharded) model, as planner/estimate.py composes a step."""
+    pz = _pieces(m, setup, eng, stage)
+    frac = _held(m, stage)[0]
+    k = _in_flight(setup, stage)
+    W, O = int(st.weights * frac), int(st.optimizer_state * frac)
+    G = int(st.gradients * frac) if setup.method is Method.FULL else st.gradients
+    g_live = G if setup.grad_accum > 1 else 0
+    acts = pz.acts * k
+
+    def phase(**c: int) -> dict:
+        return {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **c}
+
+    fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
+    bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd)]
+    if pz.recompute:
+        bwd.append(phase(g=g_live, a=acts, l=0, t=pz.recompute + pz.layer_transient))
+    bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))
+    opt = phase(g=G, a=0, l=0, t=int(st.optimizer_step_temporaries * frac))
+    return _finish(fwd, bwd, opt)
 
 
 def _finish(fwd: list[dict], bwd: list[dict], opt: dict) -> dict:
@@ -304,12 +362,14 @@ def estimate_parallel(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpe
     p.validate(model, setup.optimizer)
     eng = engine_of(p)
     m = local_model(model, p)
-    if eng.fsdp:
-        phases, notes = _phases_fsdp(m, setup, eng)
-    elif eng.deepspeed:
-        phases, notes = _phases_zero(m, setup, eng)
-    else:
-        phases, notes = _phases_replicated(m, setup, eng)
+    engine_phases = _phases_fsdp if eng.fsdp else _phases_zero if eng.deepspeed else _phases_replicated
+    if p.pp == 1:
+        phases, notes = engine_phases(m, setup, eng)
+    else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)
+        by_stage = {stage: engine_phases(m, setup, eng, stage) for stage in (Stage.FIRST, Stage.LAST)}
+        stage = max(by_stage, key=lambda s: max(sum(c.values()) for c in by_stage[s][0].values()))
+        phases, notes = by_stage[stage]
+        notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
     totals = {ph: sum(c.values()) for ph, c in phases.items()}
     peak_phase = max(totals, key=lambda ph: totals[ph])
     allocated = totals[peak_phase]
@@ -325,8 +385,8 @@ def estimate_parallel(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpe
         notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
                      f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")
     if p.pp > 1:
-        notes.append(f"1F1B: the first stage holds {_in_flight(setup)} micro-batches of activations; the "
-                     "embedding, lm_head and logits are counted on the same GPU (an upper bound)")
+        notes.append(f"1F1B: the first stage holds {_in_flight(setup, Stage.FIRST)} micro-batches of activations "
+                     "and the embedding, the last one micro-batch, the lm_head and the logits")
     used = (
         Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
         Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
