@@ -115,18 +115,10 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stag
 
 
 def _loss_bytes(m: ModelSpec, cs: TrainingSetup, T: int) -> tuple[int, int, int]:
-    """planner/estimate.py's loss bytes for T tokens (forward peak, saved, backward temporaries).
-
-    estimate.py's `_logits` went from per-token figures to totals for T tokens (chunked loss);
-    both forms are accepted while that change lands.
-    """
-    import inspect
-
+    """planner/estimate.py's loss bytes for T tokens: (forward peak, saved, backward temporaries)."""
     from .estimate import _logits
 
-    if "T" in inspect.signature(_logits).parameters:
-        return tuple(int(x) for x in _logits(m, cs, T))   # type: ignore[return-value]
-    return tuple(int(T * x) for x in _logits(m, cs))      # type: ignore[return-value]
+    return _logits(m, cs, T)
 
 
 def _shared_lora_inputs(m: ModelSpec, cs: TrainingSetup) -> float:
