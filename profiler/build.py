@@ -157,9 +157,8 @@ def materialize(lm: torch.nn.Module, device: torch.device) -> None:
 def initialize(lm: torch.nn.Module) -> None:
     """Real (not fake) tensors get what from_config would give them: random weights from the
     model's own `_init_weights`, RoPE tables, peft's LoRA init; so that losses are finite."""
-    from peft.tuners.lora import LoraLayer
-
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    peft_model = hasattr(lm, "get_base_model")
+    base = lm.get_base_model() if peft_model else lm
     with torch.no_grad():
         for module in base.modules():
             if hasattr(module, "_is_hf_initialized"):
@@ -171,6 +170,10 @@ def initialize(lm: torch.nn.Module) -> None:
         for name, t in list(lm.named_parameters()) + list(lm.named_buffers()):
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 t.normal_(0.0, 0.02)
+        if not peft_model:   # peft is imported only for peft models (it imports bitsandbytes)
+            return
+        from peft.tuners.lora import LoraLayer
+
         for module in lm.modules():
             if isinstance(module, LoraLayer):
                 for adapter in module.lora_A:

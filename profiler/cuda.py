@@ -23,7 +23,7 @@ from .build import build
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .nvml import DeviceMemorySampler
-from .step import run_steps
+from .step import run_steps, timed_steps
 from .tracker import StorageTracker
 
 MAX_BATCH_LIMIT = 4096   # find_max_batch stops doubling here
@@ -96,6 +96,7 @@ def _run(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, steps: in
     with tracker, attributed(built.model, tracker, per_module) as attribution:
         run_steps(built, setup, tracker, steps)
     torch.cuda.synchronize(tracker.device)
+    tracker.timing = timed_steps(built, setup)   # after the peaks were read: time the plain step
     return built.notes, attribution.to_dict() if attribution else None
 
 
@@ -130,6 +131,8 @@ def _result(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, label:
     if result.device_total_bytes is not None:
         result.components[Component.CUDA_CONTEXT] = result.device_total_bytes - result.peak_reserved_bytes
     result.fits = True
+    result.gpu = torch.cuda.get_device_name(tracker.device)
+    result.timing = getattr(tracker, "timing", None)
     result.notes.append(f"tensors the tracker saw at its peak: {tracked / 2**20:,.1f} MiB; the allocator's peak: "
                         f"{result.peak_allocated_bytes / 2**20:,.1f} MiB (the difference: kernel workspaces, "
                         "e.g. cuBLAS and attention, allocated inside C++ kernels)")

@@ -25,6 +25,8 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
     fits: bool | None = None                      # a real device ran it (True) or ran out of memory
     per_module: dict[str, Any] | None = None      # profiler/hooks.py ModuleAttribution.to_dict()
+    gpu: str | None = None                        # torch.cuda.get_device_name() of a real GPU run
+    timing: dict[str, float] | None = None        # step time of untracked steps (GPU runs only)
 
     @property
     def peak_phase(self) -> Phase:
@@ -37,6 +39,9 @@ class Measurement:
             "setup": self.setup,
             "notes": self.notes,
             "fits": self.fits,
+            # a GPU run's record calibrates the time model's MFU once it is copied into
+            # data/measurements/ (planner/throughput.py calibrated_mfu reads gpu, setup, timing)
+            **({"gpu": self.gpu, "timing": self.timing} if self.timing is not None else {}),
             **({"per_module": self.per_module} if self.per_module is not None else {}),
         }
 
@@ -51,6 +56,6 @@ def from_tracker(tracker: StorageTracker, model: ModelSpec, setup: TrainingSetup
         components=dict(top.components),
         phases={p: pk.total for p, pk in peaks.items()},
         phase_components={p: dict(pk.components) for p, pk in peaks.items()},
-        setup=setup.to_dict(model),
+        setup={**setup.to_dict(model), "model": model.name},
         notes=list(notes or []),
     )

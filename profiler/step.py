@@ -103,6 +103,27 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
     tracker.mark(Phase.OPTIMIZER, Component.TEMPORARIES)
 
 
+def timed_steps(built: Built, setup: TrainingSetup, steps: int = 3) -> dict[str, float]:
+    """Median wall seconds of `steps` optimizer steps run without any tracker or hooks (their
+    Python dispatch would slow a GPU step), each ended by a device synchronize."""
+    import time
+
+    from .tracker import NullTracker
+
+    cuda = built.device.type == "cuda"
+    durations = []
+    for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize(built.device)
+        start = time.perf_counter()
+        _steps(built, setup, NullTracker(), 1)
+        if cuda:
+            torch.cuda.synchronize(built.device)
+        durations.append(time.perf_counter() - start)
+    durations.sort()
+    return {"step_time_s": durations[len(durations) // 2], "steps_timed": steps}
+
+
 def tracked_run(built: Built, model: ModelSpec, setup: TrainingSetup, device: str, steps: int,
                 per_module: bool, mode: contextlib.AbstractContextManager | None = None) -> Measurement:
     """Measurement of `steps` steps counted by a StorageTracker (inside `mode`, e.g. FakeTensorMode)."""

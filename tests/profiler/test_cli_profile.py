@@ -36,7 +36,7 @@ def test_json_has_the_estimate_keys_and_nulls_for_what_simulate_cannot_measure(r
     assert payload["peak_reserved_bytes"] is None and payload["device_total_bytes"] is None
     assert set(payload["phases"]) == set(estimate["phases"])
     assert set(payload["components"]) <= set(estimate["components"])
-    assert payload["setup"] == {k: v for k, v in estimate["setup"].items() if k != "model"}
+    assert payload["setup"] == estimate["setup"]          # the same keys, the model included
 
 
 def test_compare_gives_signed_errors_per_component(run):

@@ -1,6 +1,8 @@
 """measure_cuda(): the no-GPU message, OOM as an answer, the batch search; a real run where a GPU is."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -75,6 +77,34 @@ def test_a_run_that_fits_combines_allocator_nvml_and_tracker(tiny, fake_gpu, mon
     assert result.components[Component.CUDA_CONTEXT] == 78 * 2**30 - fake_gpu["reserved"]
     assert result.phase_components == measure_cpu(tiny, SETUP).phase_components   # the tracker's breakdown
     assert any("cudaMemGetInfo" in note for note in result.notes)
+    record = result.to_dict()   # untracked steps timed: the record calibrates the time model
+    assert record["gpu"] == "Fake GPU 80GB" and record["timing"]["step_time_s"] > 0
+    assert record["setup"]["model"] == tiny.name
+
+
+def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatch):
+    """profile --output JSON of a GPU run, copied into data/measurements/, sets the MFU."""
+    from gpuplan.planner import throughput
+    from gpuplan.planner.catalog import resolve_gpu, resolve_model
+    from gpuplan.planner.flops import step_flops
+
+    model = resolve_model("llama-3.2-1b")
+    setup = SETUP.with_(batch_size=4, seq_len=1024)
+    gpu = resolve_gpu("h100-sxm-80gb")
+    flops = step_flops(model, setup).hardware * setup.batch_size * setup.seq_len
+    step = flops / (0.4 * gpu.peak_flops("bf16"))            # a step that ran at 40% MFU
+    m = Measurement(device="cuda:0 (NVIDIA H100 80GB HBM3)", peak_allocated_bytes=1, components={},
+                    phases={p: 1 for p in Phase}, phase_components={p: {} for p in Phase}, setup={**setup.to_dict(model), "model": model.name},
+                    gpu="NVIDIA H100 80GB HBM3", timing={"step_time_s": step, "steps_timed": 3})
+    (tmp_path / "measurements").mkdir()
+    (tmp_path / "measurements" / "h100-run.json").write_text(json.dumps(m.to_dict()))
+    monkeypatch.setattr(throughput, "_data_dir", lambda: tmp_path)
+    throughput.calibrated_mfu.cache_clear()
+    try:
+        mfu, source = throughput.calibrated_mfu(gpu.name)
+    finally:
+        throughput.calibrated_mfu.cache_clear()
+    assert mfu == pytest.approx(0.4) and "h100-run.json" in source
 
 
 def test_other_errors_are_not_swallowed(tiny, fake_gpu, monkeypatch):
