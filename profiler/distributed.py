@@ -15,9 +15,10 @@ their local tensors; and FSDP2 frees and regrows unsharded parameters in place w
 _free_storage], which the tracker follows by wrapping `UntypedStorage.resize_` as PyTorch's own
 MemTracker does [torch/distributed/_tools/mem_tracker.py].
 
-Real: `run_gloo` spawns `world` CPU processes with the gloo backend and runs the same step with
-real tensors (small models), returning rank 0's measurement; `torchrun` on GPUs uses the same
-`fsdp_step` per rank.
+Real: `run_gloo` spawns `world` CPU processes with the gloo backend and runs the same FSDP2 step,
+or DDP (which cannot run on fake tensors: its C++ reducer reads tensor data), with real tensors
+(small models), returning every rank's measurement. A torchrun launcher for GPUs is not written
+yet (no GPU to check it on); `fsdp_step` is the per-rank body it would call.
 """
 from __future__ import annotations
 
@@ -132,12 +133,15 @@ def follow_resizes(tracker: ShardAwareTracker) -> Iterator[None]:
         torch.UntypedStorage.resize_ = original
 
 
-def _check_supported(setup: TrainingSetup) -> Engine:
+def _check_supported(setup: TrainingSetup, real: bool = False) -> Engine:
     p = setup.parallel
     eng = engine_of(p)
-    if not eng.fsdp:
-        raise PlannerError(f"the distributed profiler runs FSDP2 (--fsdp full, grad-op or hybrid), not {eng.value}; "
-                           "ZeRO needs the deepspeed package and a GPU")
+    if eng is Engine.DDP and not real:
+        raise PlannerError("DDP cannot be simulated: its C++ reducer reads tensor data, which fake tensors lack; "
+                           "use --device cpu (real gloo processes, small models)")
+    if not eng.fsdp and eng is not Engine.DDP:
+        raise PlannerError(f"the distributed profiler runs FSDP2 (--fsdp full, grad-op or hybrid) and DDP, not "
+                           f"{eng.value}; ZeRO needs the deepspeed package and a GPU")
     if p.tp > 1 or p.pp > 1:
         raise PlannerError("the distributed profiler runs FSDP2 data parallelism only: use --tp 1 --pp 1")
     if p.offload is not Offload.NONE:
@@ -174,7 +178,7 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
 def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
               fake_mode: contextlib.AbstractContextManager | None, steps: int, label: str) -> Measurement:
     """Builds, shards and runs `steps` steps on this rank; the tracked Measurement of this rank."""
-    eng = _check_supported(setup)
+    eng = _check_supported(setup, real=fake_mode is None)
     lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
     shard(lm, setup, mesh)
     autocast = autocast_for(setup, device)
@@ -236,44 +240,80 @@ def simulate_distributed(model: ModelSpec, setup: TrainingSetup, steps: int = 2)
 
 
 # --- real runs with gloo ------------------------------------------------------------------------
-def _gloo_worker(rank: int, world: int, port: int, model: ModelSpec, setup: TrainingSetup, steps: int,
+class _DDP(torch.nn.parallel.DistributedDataParallel):
+    """DDP that answers what profiler/step.py asks of a transformers model."""
+
+    def get_output_embeddings(self):
+        return self.module.get_output_embeddings()
+
+    @property
+    def config(self):
+        return self.module.config
+
+
+def ddp_step(model: ModelSpec, setup: TrainingSetup, steps: int, label: str) -> Measurement:
+    """This rank's Measurement of `steps` DDP steps with real CPU tensors (gloo), as HF accelerate
+    wraps the model: DistributedDataParallel with its defaults (25 MiB buckets,
+    gradient_as_bucket_view=False) [torch/nn/parallel/distributed.py]."""
+    import torch.distributed as dist
+
+    from .build import build
+
+    built = build(model, replace_parallel(setup), torch.device("cpu"))
+    tracker = ShardAwareTracker(built.model)
+    with tracker, follow_resizes(tracker):
+        tracker.default_component = Component.GRADIENTS   # the reducer's bucket tensors
+        ddp = _DDP(built.model)
+        run_steps(Built(ddp, built.optimizer, built.autocast, built.device, built.notes), setup, tracker, steps)
+    notes = list(built.notes) + [f"DDP: rank {dist.get_rank()} of {setup.parallel.world}"]
+    return from_tracker(tracker, model, setup, device=label, notes=notes)
+
+
+def replace_parallel(setup: TrainingSetup) -> TrainingSetup:
+    """The same setup on one GPU (what each DDP rank builds before wrapping)."""
+    from dataclasses import replace
+
+    return replace(setup, parallel=ParallelSpec())
+
+
+
+def _gloo_worker(rank: int, world: int, store_path: str, model: ModelSpec, setup: TrainingSetup, steps: int,
                  queue) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file store: no TCP port to pick, so concurrent runs (parallel test sessions) cannot collide
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
     try:
         torch.manual_seed(rank)
-        shape, names = mesh_shape(setup.parallel)
-        mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
-        result = fsdp_step(model, setup, torch.device("cpu"), mesh, None, steps, f"cpu (FSDP2 gloo, {world} ranks)")
+        if engine_of(setup.parallel) is Engine.DDP:
+            result = ddp_step(model, setup, steps, f"cpu (DDP gloo, {world} ranks)")
+        else:
+            shape, names = mesh_shape(setup.parallel)
+            mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
+            result = fsdp_step(model, setup, torch.device("cpu"), mesh, None, steps, f"cpu (FSDP2 gloo, {world} ranks)")
         queue.put((rank, result))
     finally:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: float = 120) -> list[Measurement]:
-    """Real FSDP2 steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
+    """Real FSDP2 or DDP steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
     import queue as queues
 
     import torch.multiprocessing as mp
 
     setup.validate()
     setup.parallel.validate(model)
-    _check_supported(setup)
-    world, port = setup.parallel.world, _free_port()
+    _check_supported(setup, real=True)
+    import tempfile
+
+    world = setup.parallel.world
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_gloo_worker, args=(r, world, port, model, setup, steps, results))
+    tmp = tempfile.TemporaryDirectory(prefix="gpuplan-gloo-")
+    store_path = os.path.join(tmp.name, "store")
+    procs = [ctx.Process(target=_gloo_worker, args=(r, world, store_path, model, setup, steps, results))
              for r in range(world)]
     for proc in procs:
         proc.start()
@@ -290,6 +330,7 @@ def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: fl
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+        tmp.cleanup()
     return [out[r] for r in range(world)]
 
 

@@ -113,3 +113,18 @@ def test_hybrid_shards_within_a_node_and_matches_full_sharding_over_one_node(tin
     full = simulate_distributed(tiny, _fsdp(4))
     assert hybrid.phases == full.phases
     assert any(op == "allreduce_" for op, _ in hybrid.collectives)   # across the replicas
+
+
+def test_real_ddp_adds_one_copy_of_the_gradients_in_buckets(tiny):
+    """DDP on two gloo processes holds the one-GPU step plus its gradient buckets, in every phase,
+    which is how planner/sharding.py plans DDP."""
+    from gpuplan.profiler.cpu import measure_cpu
+
+    setup = TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=2))
+    ddp = run_gloo(tiny, setup, steps=2)[0]
+    single = measure_cpu(tiny, TrainingSetup(batch_size=2, seq_len=32), steps=2)
+    one, two = estimate(tiny, TrainingSetup(batch_size=2, seq_len=32)), estimate(tiny, setup)
+    for phase in Phase:
+        bucket = ddp.phases[phase] - single.phases[phase]
+        planned = two.phases[phase] - one.phases[phase]      # the planner's bucket: the gradients' bytes
+        assert planned > 0 and abs(bucket - planned) <= ALLOCATOR_ROUNDING
