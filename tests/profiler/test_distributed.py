@@ -7,21 +7,28 @@ from gpuplan.planner.catalog import resolve_model
 from gpuplan.planner.parallel import Fsdp, ParallelSpec
 from gpuplan.profiler.build import build_model, build_optimizer
 from gpuplan.profiler.distributed import fake_world, run_gloo, shard, simulate_distributed
-from gpuplan.profiler.tracker import ALLOCATOR_ROUNDING
+from gpuplan.planner.params import param_counts
+from gpuplan.profiler.tracker import ALLOCATOR_ROUNDING, allocator_bytes
 
 
 def _fsdp(n: int, kind: Fsdp = Fsdp.FULL, **kw) -> TrainingSetup:
     return TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=n, fsdp=kind), **kw)
 
 
-def test_real_gloo_ranks_match_the_simulation_byte_for_byte(tiny):
-    """Two CPU processes run FSDP2 with real tensors; the fake world must count the same bytes."""
+def test_real_gloo_ranks_match_the_simulation(tiny):
+    """Two CPU processes run FSDP2 with real tensors; the fake world counts the same peaks, byte for byte."""
     setup = _fsdp(2)
     ranks = run_gloo(tiny, setup, steps=2)
     sim = simulate_distributed(tiny, setup, steps=2)
     assert len(ranks) == 2
+    # the root unit's fp32 reduce-scatter input: whether gloo's worker thread has let it go before
+    # optimizer.step() starts is a race (seen in loaded full-suite runs); the fake group frees it at once
+    pc = param_counts(tiny)
+    root_rs = allocator_bytes(4 * (pc.embedding + pc.lm_head + tiny.norm_params))
     for real in ranks:
-        assert real.phases == sim.phases
+        assert real.phases[Phase.FORWARD] == sim.phases[Phase.FORWARD]
+        assert real.phases[Phase.BACKWARD] == sim.phases[Phase.BACKWARD]
+        assert real.phases[Phase.OPTIMIZER] - sim.phases[Phase.OPTIMIZER] in (0, root_rs)
     assert sim.peak_allocated_bytes > 0
 
 
