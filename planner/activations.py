@@ -67,8 +67,8 @@ def _attention_core(m: ModelSpec, setup: TrainingSetup, e: float, s: int) -> flo
     A, K, a = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim, m.n_heads
     if setup.attention is Attention.EAGER:
         # eager_attention_forward: repeat_kv, softmax(dtype=float32) saved, its cast saved by
-        # matmul(attn, v), q / k / v (repeated) saved, output transposed and copied.
-        return a * s * _eager_score_bytes(m, e) + e * (A + 2 * A + A)
+        # matmul(attn, v), q / k / v (k and v repeated to every head) saved.
+        return a * s * _eager_score_bytes(m, e) + e * (A + 2 * A)
     # flash kernels (SDPA's flash backend, flash-attn 2): q, k, v, output, fp32 logsumexp
     return e * (2 * A + 2 * K) + 4 * a
 
@@ -100,12 +100,15 @@ def llama_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
         qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
         qk_dw = (4 if gemma else e) * (A + K)
     attn = _attention_core(m, setup, e, s) + qk_kept
+    # eager's output, transposed and copied, is saved only by o_proj for its weight gradient
+    # (the flash kernels save their output themselves: counted in the core)
+    o_in = e * A if setup.attention is Attention.EAGER else 0
     # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
     # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
     o = _base_linear_out_bytes(setup, r, e)
     mlp_kept = 3 * o * I
     mlp_dw = o * I                # the product, saved only by down_proj for its weight gradient
-    return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + qk_dw + mlp_dw)
+    return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + qk_dw + mlp_dw + o_in)
 
 
 def plain_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
@@ -131,24 +134,57 @@ def plain_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
     return LayerBytes(lns_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
 
 
+_SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})   # linears fed one tensor
+_OUTPUT_PROJECTIONS = {"o_proj", "dense", "c_proj", "down_proj", "dense_4h_to_h", "w2"}
+
+
+def _lora_input(m: ModelSpec, setup: TrainingSetup, name: str, block: str) -> tuple[DType, float]:
+    """(dtype of an adapted linear's input, bytes per token of that input not saved otherwise
+    when the base is frozen). Inputs: a norm's output (the residual's dtype), the attention
+    output (compute dtype; flash kernels save it themselves, eager's copy is o_proj's alone),
+    the MLP product (the base linears' output dtype)."""
+    e_dtype = setup.precision.compute_dtype
+    r_dtype = residual_dtype(setup)
+    lin = next(x for x in m.dense_linears + m.moe_linears if x.name == name and x.block == block)
+    if name not in _OUTPUT_PROJECTIONS:
+        return r_dtype, r_dtype.bytes * lin.in_features
+    if block == "attn":
+        return e_dtype, (e_dtype.bytes * lin.in_features if setup.attention is Attention.EAGER else 0)
+    o = _base_linear_out_bytes(setup, r_dtype.bytes, e_dtype.bytes)
+    return (r_dtype if o == r_dtype.bytes else e_dtype), o * lin.in_features
+
+
 def lora_layer_extra(m: ModelSpec, setup: TrainingSetup, moe: bool = False) -> float:
     """Bytes per token peft's LoRA forward saves for the adapted linears of one layer.
 
-    peft casts the input to the adapter dtype (`_cast_input_dtype`); lora_A saves that input
-    (cast again to 16 bit under autocast), lora_B saves lora_A's output; with dropout, the dropout
-    output and its bool mask [peft/tuners/lora/layer.py: Linear.forward].
+    peft casts the input to the adapter dtype (`_cast_input_dtype`, a no-op when it already has
+    it) and applies dropout (nn.Identity at 0); lora_A saves what it receives, cast again to 16
+    bit under autocast (again a no-op for 16-bit inputs); lora_B saves lora_A's output; dropout
+    keeps CUDA's bool mask [peft/tuners/lora/layer.py: Linear.forward]. Where no cast or dropout
+    makes a new tensor, lora_A saves the input itself: adapters sharing an input (q/k/v,
+    gate/up) save it once, and an input the step saves anyway costs nothing more.
     """
     targets = set(setup.lora_targets(m))
-    e = setup.precision.compute_dtype.bytes
-    x = e if setup.precision.autocast else setup.adapter_dtype.bytes
-    r = residual_dtype(setup).bytes
+    e = setup.precision.compute_dtype
+    autocast = setup.precision.autocast
+    a = setup.adapter_dtype
+    x = e.bytes if autocast else a.bytes      # what lora_A saves when it is a new tensor
+    seen: set[object] = set()
     total = 0.0
     for lin in (m.moe_linears if moe else m.dense_linears):
         if lin.name not in targets or lin.experts > 1:
             continue
-        total += x * lin.in_features + x * setup.lora.r
-        if setup.lora.dropout > 0:   # the bool mask of CUDA's fused dropout; its output is
-            total += lin.in_features  # what lora_A saves (counted above)
+        total += x * setup.lora.r                               # lora_B's input
+        in_dtype, uncounted = _lora_input(m, setup, lin.name, lin.block)
+        if setup.lora.dropout > 0:
+            total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask
+        elif in_dtype is not a or (autocast and a is not e):
+            total += x * lin.in_features                        # its own cast copy
+        else:
+            key = next((i for i, names in enumerate(_SHARED_INPUTS) if lin.name in names), lin.name)
+            if key not in seen:
+                seen.add(key)
+                total += uncounted
     return total
 
 

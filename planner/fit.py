@@ -14,6 +14,7 @@ from .catalog import GpuSpec
 from .enums import Loss, Method, Optimizer, Precision
 from .estimate import estimate
 from .model import ModelSpec
+from .errors import PlannerError
 from .setup import Checkpointing, TrainingSetup
 from .throughput import step_time
 
@@ -153,9 +154,13 @@ def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit:
             for _, _, ch in combo:
                 changes.update(ch)
             s = setup.with_(**changes)
-            if s.method is Method.QLORA and s.precision is Precision.FP32:
-                continue
-            b, total = _try(model, s, gpu)
+            try:
+                s.validate()
+                if s.parallel.single_gpu is False:
+                    s.parallel.validate(model=model, optimizer=s.optimizer)
+                b, total = _try(model, s, gpu)
+            except PlannerError:
+                continue     # an impossible combination (QLoRA in fp32, 8-bit Adam with ZeRO offload, ...)
             if b == 0:
                 continue
             grown = s.with_(batch_size=b, grad_accum=max(1, setup.batch_size * setup.grad_accum // b))
