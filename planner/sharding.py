@@ -99,7 +99,6 @@ def _pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stag
     # autocast weight copies (only DDP/single computes under autocast; see planner/estimate.py)
     fwd_extra = act.layer_copies + act.head_copy if (setup.method is Method.FULL or not ckpt) else act.head_copy
     lf, ls, lb = _loss_bytes(m, cs, T) if stage is not Stage.FIRST else (0, 0, 0)
-    acts -= T * L * _shared_lora_inputs(m, cs) * (0 if ckpt else 1)
     embed = 0
     if setup.method is Method.FULL:
         # tied: the lm_head's gradient, the embedding's, and their sum (measured in the simulated
@@ -119,25 +118,6 @@ def _loss_bytes(m: ModelSpec, cs: TrainingSetup, T: int) -> tuple[int, int, int]
     from .estimate import _logits
 
     return _logits(m, cs, T)
-
-
-def _shared_lora_inputs(m: ModelSpec, cs: TrainingSetup) -> float:
-    """Bytes per token per layer planner/activations.py counts twice for LoRA inputs that are one tensor.
-
-    Without autocast and with adapters in the input's dtype, peft casts nothing, so the adapted
-    projections that read one input (q/k/v the attention norm's output, gate/up the MLP norm's)
-    save that one tensor once [peft/tuners/lora/layer.py: Linear.forward, _cast_input_dtype].
-    """
-    if not cs.peft or cs.precision.autocast or cs.adapter_dtype is not cs.precision.compute_dtype:
-        return 0.0
-    targets = set(cs.lora_targets(m))
-    e = cs.precision.compute_dtype.bytes
-    out = 0.0
-    for block in ("attn", "mlp"):
-        readers = [lin for lin in m.dense_linears if lin.name in targets and lin.block == block
-                   and lin.in_features == m.hidden]
-        out += max(len(readers) - 1, 0) * e * m.hidden
-    return out
 
 
 def _in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:
