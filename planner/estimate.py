@@ -9,7 +9,7 @@ from __future__ import annotations
 from .activations import ActivationBytes, activation_bytes, residual_dtype
 from .catalog import GpuSpec, assumptions
 from .enums import Component as C
-from .enums import DType, Loss, Method, Phase
+from .enums import DType, Loss, Method, Phase, QuantType
 from .model import ModelSpec
 from .params import param_counts
 from .result import Assumption, MemoryEstimate
@@ -185,6 +185,15 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
                      f"the estimate uses the eager attention it runs instead")
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
+    if model.moe_layers and setup.method is Method.QLORA:
+        # transformers 5 stores each MoE layer's experts as fused 3-D parameters, which
+        # replace_with_bnb_linear (nn.Linear only) leaves unquantized [transformers/integrations/
+        # bitsandbytes.py]; prepare_model_for_kbit_training then upcasts them with the rest
+        experts = model.moe_layers * sum(lin.weight_count for lin in model.moe_linears if lin.experts > 1)
+        extra = experts * (setup.frozen_dtype.bytes - (1 if setup.quant.quant_type is QuantType.INT8 else 0.5))
+        notes.append(f"QLoRA of an MoE model: this assumes quantized experts (transformers 4.x layout); "
+                     f"transformers 5 keeps its fused experts unquantized in {setup.frozen_dtype.value}, "
+                     f"{extra / 2**30:,.1f} GiB more weights")
     return MemoryEstimate(
         peak_allocated_bytes=allocated, peak_reserved_bytes=reserved, device_total_bytes=device_total,
         peak_phase=peak_phase, components=components, phases=totals, phase_components=phases,

@@ -98,3 +98,15 @@ def test_properties(model, setup):
             adapter_only = (max(0, opt[Component.WEIGHTS] - full.phase_components[Phase.OPTIMIZER][Component.WEIGHTS])
                             + opt[Component.GRADIENTS] + opt[Component.OPTIMIZER_STATE])
             assert est.peak_allocated_bytes <= full.peak_allocated_bytes + adapter_only
+
+
+def test_moe_qlora_says_transformers_5_leaves_fused_experts_unquantized():
+    from gpuplan.planner.catalog import resolve_model
+
+    moe = estimate(resolve_model("mixtral-8x7b"), TrainingSetup(method=Method.QLORA))
+    note = next(n for n in moe.notes if "fused experts unquantized" in n)
+    # 32 layers x 8 experts x 3 x 4096 x 14336 weights, fp32 after the upcast instead of 4 bit
+    experts = 32 * 8 * 3 * 4096 * 14336
+    assert f"{experts * 3.5 / 2**30:,.1f} GiB" in note
+    dense = estimate(resolve_model("llama-3.2-1b"), TrainingSetup(method=Method.QLORA))
+    assert not any("experts" in n for n in dense.notes)
