@@ -27,9 +27,7 @@ def _plan_block(title: str, p: Plan, console: Console) -> None:
 
 
 def render_recommendation(rec: Recommendation, model: str, tokens: int, epochs: float, console: Console, top: int) -> None:
-    console.print(f"[bold]{model}[/], {tokens / 1e6:,.0f} M tokens x {epochs:g} epoch(s): "
-                  f"{rec.considered:,} configurations considered, {rec.estimates:,} memory estimates, "
-                  f"{rec.fitting:,} fit, {rec.qualifying:,} meet the constraints")
+    console.print(f"[bold]{model}[/], {tokens / 1e6:,.0f} M tokens x {epochs:g} epoch(s): {rec.counts()}")
     for n in rec.notes:
         console.print(f"[dim]note: {n}[/]")
     if rec.cheapest is None:

@@ -15,14 +15,17 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import platform
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
-from gpuplan.profiler.matrix import MATRIX, Result, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, run, select, summarize
+from gpuplan.planner.catalog import resolve_model
+from gpuplan.planner.enums import Component
+from gpuplan.planner.estimate import estimate
+from gpuplan.profiler.matrix import (MATRIX, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
+                                     select, summarize)
+from gpuplan.profiler.report import write_json_atomic
 
 MIB = 2**20
 DATA = Path(__file__).resolve().parent.parent / "data" / "measurements"
@@ -59,35 +62,16 @@ def environment(device: str) -> dict[str, str]:
     return env
 
 
-def write_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def recorded(path: Path) -> list[Result]:
     """Results of a recorded run, with the current estimate against the recorded measurement."""
-    from gpuplan.planner.catalog import resolve_model
-    from gpuplan.planner.estimate import estimate
-    from gpuplan.profiler.matrix import Case
-
     out = []
     for r in json.loads(path.read_text())["results"]:
         case = Case(r["family"], r["model"], r["setup"], r["batch_size"], r["seq_len"])
         est = estimate(resolve_model(case.model), case.training_setup())
-        components = {name: (est.phase_components[est.peak_phase].get(_component(name)), c["measured_bytes"])
-                      for name, c in r["components"].items()}
+        at_peak = est.phase_components[est.peak_phase]
+        components = {name: (at_peak.get(Component(name)), c["measured_bytes"]) for name, c in r["components"].items()}
         out.append(Result(case, est.peak_allocated_bytes, r["measured_bytes"], components, r["seconds"], r["error"]))
     return out
-
-
-def _component(name: str):
-    from gpuplan.planner.enums import Component
-
-    return Component(name)
 
 
 def main() -> int:
@@ -141,7 +125,7 @@ def main() -> int:
             name = "accuracy_cuda_" + env["gpu"].lower().replace(" ", "-") + ".json"
         if args.device == "cpu":
             name = "accuracy_cpu.json"
-        write_atomic(DATA / name, {"environment": env, "results": [r.to_dict() for r in results]})
+        write_json_atomic(DATA / name, {"environment": env, "results": [r.to_dict() for r in results]})
         print(f"recorded {len(results)} results in {DATA / name}", file=sys.stderr)
     return 0 if s.meets_targets and not s.failed else 1
 

@@ -29,7 +29,7 @@ from gpuplan.planner.setup import TrainingSetup
 from gpuplan.profiler.build import build
 from gpuplan.profiler.hooks import ModuleAttribution
 from gpuplan.profiler.step import run_steps
-from gpuplan.profiler.tracker import StorageTracker
+from gpuplan.profiler.tracker import NullTracker, StorageTracker
 
 STEPS = 3   # the first allocates optimizer state and is not timed
 CALL_EXTRA_S = 0.0   # set in main() by hooked_call_extra_s()
@@ -48,20 +48,6 @@ class StepClock:
             self.starts.append(time.process_time())
         self._prev = phase
         super().mark(phase, component)
-
-
-class NullTracker:
-    """What run_steps and the hooks need from a tracker, doing nothing: the plain step."""
-
-    phase, current = Phase.FORWARD, 0
-    peaks: dict = {}
-
-    def track(self, *args) -> None: ...
-    def untrack(self, *args) -> None: ...
-    def mark(self, phase, component) -> None: self.phase = phase
-    def reset_peaks(self) -> None: ...
-    def __enter__(self): return self
-    def __exit__(self, *exc) -> None: ...
 
 
 class ClockedNull(StepClock, NullTracker): ...

@@ -37,13 +37,17 @@ distinct = [TrainingSetup(method=m, precision=p, optimizer=o, checkpointing=c, s
             for m, p, o, c, s in itertools.product(
                 (Method.FULL, Method.LORA), (Precision.BF16_MIXED, Precision.BF16_TRUE),
                 (Optimizer.ADAMW, Optimizer.ADAMW_8BIT), tuple(Checkpointing), range(512, 512 + 400 * 64, 64))]
-print(f"estimating {len(distinct):,} distinct setups, uncached", file=sys.stderr)
-t = time.perf_counter()
-for s in distinct:
-    estimate(model, s)
-cold_rate = len(distinct) / (time.perf_counter() - t)
+print(f"estimating {len(distinct):,} distinct setups, uncached, 5 times", file=sys.stderr)
+cold_rates = []
+for _ in range(5):
+    fresh = resolve_model("llama-3.1-8b")   # a new model object: nothing memoized for it yet
+    t = time.perf_counter()
+    for s in distinct:
+        estimate(fresh, s)
+    cold_rates.append(len(distinct) / (time.perf_counter() - t))
+cold_rate = statistics.median(cold_rates)
 warm_rate = rate(batch_sweep)
 print("| benchmark | result | target |\n|---|---|---|")
 print(f"| `gpuplan estimate` cold start (median of 5) | {statistics.median(cold):.3f} s | <= 0.4 s |")
 print(f"| in-process estimates per second, batch-size sweep | {warm_rate:,.0f} | >= 20,000 |")
-print(f"| in-process estimates per second, {len(distinct):,} distinct setups | {cold_rate:,.0f} | - |")
+print(f"| in-process estimates per second, {len(distinct):,} distinct setups (median of 5) | {cold_rate:,.0f} | >= 20,000 |")

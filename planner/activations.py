@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import Attention, DType, Method, MlpKind, NormKind, QuantType
+from .enums import Attention, DType, Loss, Method, MlpKind, QuantType
 from .model import ModelSpec
 from .params import lora_params, param_counts
 from .setup import TrainingSetup
@@ -29,9 +29,7 @@ class LayerBytes:
 
 def residual_dtype(setup: TrainingSetup) -> DType:
     """dtype of the residual stream: the embedding weights' dtype (autocast leaves embeddings alone)."""
-    if setup.method is Method.FULL:
-        return setup.precision.weight_dtype
-    return setup.frozen_dtype
+    return setup.base_weight_dtype
 
 
 def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, gemma: bool) -> LayerBytes:
@@ -200,7 +198,8 @@ class ActivationBytes:
     ckpt_per_layer: float     # with checkpointing: the layer's saved input
     outside: float            # per token: input ids, RoPE tables, final norm
     layer_copies: int         # autocast's 16-bit copies of the decoder layers' fp32 weights (all layers)
-    head_copy: int            # autocast's 16-bit copy of an fp32 lm_head, saved by its matmul
+    head_copy: int            # autocast's 16-bit copy of an fp32 lm_head, alive to the forward's end
+    head_copy_saved: int      # the part of it kept for backward (saved by the lm_head's matmul)
     adapter_copies: int = 0   # autocast's cached 16-bit copies of fp32 LoRA adapters (all layers)
 
 
@@ -223,12 +222,13 @@ def activation_bytes(m: ModelSpec, setup: TrainingSetup) -> ActivationBytes:
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
     int8 = _int8_inputs(m, setup)
     per_layer += int8
-    layer_copies, head_copy = _weight_copies(m, setup)
+    layer_copies, head_copy, head_copy_saved = _weight_copies(m, setup)
     adapter_copies = 0
     if setup.peft and setup.precision.autocast and setup.adapter_dtype.bytes > e:
         # trainable leaves: autocast caches their casts until it exits [autocast_mode.cpp cached_cast]
         adapter_copies = int(e * lora_params(m, setup))
-    return ActivationBytes(per_layer, r * m.hidden + int8, outside, layer_copies, head_copy, adapter_copies)
+    return ActivationBytes(per_layer, r * m.hidden + int8, outside, layer_copies, head_copy, head_copy_saved,
+                           adapter_copies)
 
 
 def _int8_inputs(m: ModelSpec, setup: TrainingSetup) -> float:
@@ -247,23 +247,26 @@ def _int8_inputs(m: ModelSpec, setup: TrainingSetup) -> float:
     return 2 * r * m.hidden + e * m.n_heads * m.head_dim + o * m.intermediate
 
 
-def _weight_copies(m: ModelSpec, setup: TrainingSetup) -> tuple[int, int]:
-    """(all decoder layers, lm_head): bytes of the 16-bit copies autocast makes of fp32 weights.
+def _weight_copies(m: ModelSpec, setup: TrainingSetup) -> tuple[int, int, int]:
+    """(all decoder layers, lm_head through the forward, lm_head kept for backward): bytes of the
+    16-bit copies autocast makes of fp32 weights.
 
     Trainable weights are cached by autocast until it exits [aten/src/ATen/autocast_mode.cpp:
     cached_cast caches leaves that require grad]; frozen fp32 weights are cast per use and saved by
     the matmul for the input gradient. QLoRA's quantized linears are not cast by autocast, but
     its lm_head is: prepare_model_for_kbit_training upcast it to fp32 [peft/utils/other.py].
+    The chunked loss's matmuls run inside its autograd Function's forward, which saves no copy:
+    only a trainable lm_head's cached copy remains, until autocast exits.
     """
-    if not setup.precision.autocast:
-        return 0, 0
-    weights_dtype = setup.precision.weight_dtype if setup.method is Method.FULL else setup.frozen_dtype
-    if weights_dtype is not DType.FP32:
-        return 0, 0
+    if not setup.precision.autocast or setup.base_weight_dtype is not DType.FP32:
+        return 0, 0, 0
     e = setup.precision.compute_dtype.bytes
     head = int(e * m.vocab * m.hidden)
+    head_live, head_saved = head, head
+    if setup.loss is Loss.CHUNKED:
+        head_live, head_saved = (head if setup.method is Method.FULL else 0), 0
     if setup.method is Method.QLORA:
-        return 0, head
+        return 0, head_live, head_saved
     pc = param_counts(m)
     linear = pc.attention + pc.mlp - m.n_layers * m.qk_norm_size
-    return int(e * linear), head
+    return int(e * linear), head_live, head_saved

@@ -153,7 +153,8 @@ class ModelBytes:
 
 def model_bytes(model: ModelSpec, setup: TrainingSetup) -> ModelBytes:
     """Per-GPU byte sizes the engine gathers and reduces (see planner/engines.py for the dtypes)."""
-    from .states import lora_params_per_layer, quantized_bytes, _linear_inventory
+    from .params import lora_params
+    from .states import _linear_inventory, quantized_bytes
 
     p = setup.parallel
     eng = engine_of(p)
@@ -167,8 +168,7 @@ def model_bytes(model: ModelSpec, setup: TrainingSetup) -> ModelBytes:
         root = (pc.embedding + pc.lm_head + local.norm_params) * g
         grads = trainable * reduce_dtype(setup.precision, eng, stored).bytes
     else:
-        trainable = (local.dense_layers * lora_params_per_layer(local, setup)
-                     + local.moe_layers * lora_params_per_layer(local, setup, moe=True))
+        trainable = lora_params(local, setup)
         frozen = setup.frozen_dtype
         if setup.method is Method.QLORA:   # 4/8-bit storage is gathered as stored (FSDP-QLoRA)
             linear, rows = _linear_inventory(local)

@@ -6,10 +6,13 @@ optimizer step. Optimizer state is live throughout: the steady state from the se
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .activations import ActivationBytes, activation_bytes, residual_dtype
 from .catalog import GpuSpec, assumptions
 from .enums import Component as C
-from .enums import DType, Loss, Method, Phase, QuantType
+from .enums import Loss, Method, Phase, QuantType
+from .memo import per_model
 from .model import ModelSpec
 from .params import param_counts
 from .result import Assumption, MemoryEstimate
@@ -34,11 +37,6 @@ def _logits(m: ModelSpec, setup: TrainingSetup, T: int) -> tuple[int, int, int]:
     return int(T * fwd), int(T * saved), int(T * 8 * V)
 
 
-def head_dtype(setup: TrainingSetup) -> DType:
-    """dtype of the lm_head weight (QLoRA keeps it unquantized, upcast like the other frozen ones)."""
-    return setup.precision.weight_dtype if setup.method is Method.FULL else setup.frozen_dtype
-
-
 def _fused_linear_cross_entropy(m: ModelSpec, setup: TrainingSetup, T: int) -> tuple[int, int, int]:
     """Liger's fused linear cross-entropy [liger_kernel/ops/fused_linear_cross_entropy.py; simulated
     by profiler/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
@@ -50,7 +48,7 @@ def _fused_linear_cross_entropy(m: ModelSpec, setup: TrainingSetup, T: int) -> t
     """
     h, V, e = m.hidden, m.vocab, setup.precision.compute_dtype.bytes
     x = residual_dtype(setup).bytes           # the final norm's output: the residual stream's dtype
-    w = head_dtype(setup).bytes
+    w = setup.base_weight_dtype.bytes          # the lm_head's
     inc = -(-V // h)
     rows = min(1 << (max(-(-T // inc), 1) - 1).bit_length(), T)
     autocast = setup.precision.autocast
@@ -70,21 +68,11 @@ _DICTS: dict[tuple, tuple] = {}
 _DICT_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in _SIZES)
 
 
-def _memo(cache: dict, key: tuple, model: ModelSpec, make):
-    """cache[key] for this model object (ids can be reused once a model is gone), else make()."""
-    hit = cache.get(key)
-    if hit is None or hit[0] is not model:
-        if len(cache) > 4096:
-            cache.clear()
-        hit = cache[key] = (model, make())
-    return hit[1]
-
-
 def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, ActivationBytes, dict]:
     """states() and activation_bytes(), which do not depend on batch size or accumulation, and
     the resolved setup dict, which depends on no size: memoized per model object and setup
     without them, so that sweeps (fit, recommend, the dashboard's curves) compute them once."""
-    st, act = _memo(_TERMS, (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS), model,
+    st, act = per_model(_TERMS, (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS), model,
                     lambda: (states(model, setup), activation_bytes(model, setup)))
 
     def make_dict() -> dict:
@@ -92,11 +80,44 @@ def _per_token_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[States, Ac
         d["model"] = model.name
         return d
 
-    cached = _memo(_DICTS, (id(model),) + tuple(getattr(setup, f) for f in _DICT_FIELDS), model, make_dict)
+    cached = per_model(_DICTS, (id(model),) + tuple(getattr(setup, f) for f in _DICT_FIELDS), model, make_dict)
     setup_dict = {k: dict(v) if isinstance(v, dict) else v for k, v in cached.items()}
     for size in _SIZES:
         setup_dict[size] = getattr(setup, size)
     return st, act, setup_dict
+
+
+@dataclass(frozen=True)
+class Figures:
+    peak_phase: Phase
+    totals: dict[Phase, int]           # allocated bytes at each phase's peak
+    allocated: int
+    reserved: int
+    device_total: int
+    components: dict[C, int]           # at the peak, with allocator slack and CUDA context
+    assumptions: tuple[Assumption, ...]
+
+
+def peak_figures(phases: dict[Phase, dict[C, int]], outside_allocator: int = 0) -> Figures:
+    """The three figures from tensor bytes per phase and component: allocated at the largest
+    phase; reserved adds the allocator's slack; the device total adds the CUDA context and
+    `outside_allocator` (paged optimizer state, NCCL buffers), both assumptions in data/."""
+    totals = {p: sum(comps.values()) for p, comps in phases.items()}
+    peak_phase = max(totals, key=lambda p: totals[p])
+    allocated = totals[peak_phase]
+    a = assumptions()
+    slack = int(allocated * a["allocator_slack_fraction"]["value"])
+    context = int(a["cuda_context_bytes"]["value"])
+    components = dict(phases[peak_phase])
+    components[C.ALLOCATOR_SLACK] = slack
+    components[C.CUDA_CONTEXT] = context + outside_allocator
+    used = (
+        Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
+        Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
+                   a["allocator_slack_fraction"]["source"]),
+    )
+    return Figures(peak_phase, totals, allocated, allocated + slack, allocated + slack + context + outside_allocator,
+                   components, used)
 
 
 def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
@@ -119,8 +140,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)
-    # the fused loss's matmuls run inside its forward, where nothing is saved for backward
-    head_copy = 0 if setup.loss is Loss.CHUNKED and setup.method is not Method.FULL else act.head_copy
+    head_copy = act.head_copy
     all_copies = act.layer_copies + head_copy
     adapters = act.adapter_copies          # cached by autocast through the forward, whatever checkpointing
     # autocast caches copies of trainable weights until it exits; copies of frozen weights are
@@ -134,7 +154,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
-    saved_head = 0 if setup.loss is Loss.CHUNKED else head_copy   # the fused loss saves no copy
+    saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
              C.TEMPORARIES: logit_bwd}
@@ -156,24 +176,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     phases[Phase.OPTIMIZER] = {C.WEIGHTS: W, C.GRADIENTS: G, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: 0,
                                C.LOGITS: 0, C.TEMPORARIES: st.optimizer_step_temporaries}
     phases = {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
-    totals = {p: sum(comps.values()) for p, comps in phases.items()}
-    peak_phase = max(totals, key=lambda p: totals[p])
-    allocated = totals[peak_phase]
-
-    a = assumptions()
-    slack = int(allocated * a["allocator_slack_fraction"]["value"])
-    context = int(a["cuda_context_bytes"]["value"])
-    reserved = allocated + slack
-    device_total = reserved + context + st.optimizer_paged
-    components = dict(phases[peak_phase])
-    components[C.ALLOCATOR_SLACK] = slack
-    components[C.CUDA_CONTEXT] = context + st.optimizer_paged
-
-    used = (
-        Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
-        Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
-                   a["allocator_slack_fraction"]["source"]),
-    )
+    fig = peak_figures(phases, outside_allocator=st.optimizer_paged)
     notes = []
     if st.optimizer_paged:
         notes.append("paged optimizer state lives in CUDA unified memory: outside the allocator's figures, "
@@ -195,10 +198,10 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
                      f"transformers 5 keeps its fused experts unquantized in {setup.frozen_dtype.value}, "
                      f"{extra / 2**30:,.1f} GiB more weights")
     return MemoryEstimate(
-        peak_allocated_bytes=allocated, peak_reserved_bytes=reserved, device_total_bytes=device_total,
-        peak_phase=peak_phase, components=components, phases=totals, phase_components=phases,
+        peak_allocated_bytes=fig.allocated, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total,
+        peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=phases,
         params=param_counts(model), trainable_params=st.trainable_params, setup=setup_dict,
-        assumptions=used, notes=tuple(notes),
+        assumptions=fig.assumptions, notes=tuple(notes),
     )
 
 

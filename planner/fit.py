@@ -40,6 +40,7 @@ def _largest(ok: Callable[[int], bool], lo: int, limit: int) -> int:
 
 def max_context(model: ModelSpec) -> int:
     cfg = model.hf_config
+    # a config without a context length: assume 128k, Llama-3.1's
     return int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 131072)
 
 
@@ -97,7 +98,7 @@ def _knobs(setup: TrainingSetup) -> list[tuple[str, str, dict[str, Any]]]:
         out.append(("--method", "lora", {"method": Method.LORA}))
     if setup.method is not Method.QLORA:
         out.append(("--method", "qlora", {"method": Method.QLORA}))
-    if setup.seq_len > 256:
+    if setup.seq_len > 256:   # halving shorter sequences saves little next to weights and states
         out.append(("--seq-len", str(setup.seq_len // 2), {"seq_len": setup.seq_len // 2}))
     return out
 

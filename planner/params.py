@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .memo import per_model
 from .model import ModelSpec
 
 if TYPE_CHECKING:
@@ -28,20 +29,13 @@ class ParamCounts:
         return self.attention + self.mlp
 
 
-_COUNTS: dict[int, tuple[ModelSpec, ParamCounts]] = {}
+_COUNTS: dict[int, tuple] = {}
 
 
 def param_counts(m: ModelSpec) -> ParamCounts:
     """Parameter counts; sums what transformers builds for each architecture (memoized per model
     object: estimate() asks several times per call, recommend() thousands of times)."""
-    hit = _COUNTS.get(id(m))
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    counts = _param_counts(m)
-    if len(_COUNTS) > 4096:
-        _COUNTS.clear()
-    _COUNTS[id(m)] = (m, counts)
-    return counts
+    return per_model(_COUNTS, id(m), m, lambda: _param_counts(m))
 
 
 def _param_counts(m: ModelSpec) -> ParamCounts:

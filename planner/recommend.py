@@ -14,7 +14,6 @@ the estimator honours ParallelSpec (probed: a 2-GPU FSDP estimate must differ fr
 """
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from dataclasses import dataclass, field, replace
@@ -84,6 +83,11 @@ class Recommendation:
     closest: tuple[Hint, ...] = ()
     notes: tuple[str, ...] = ()
     plans: tuple[Plan, ...] = field(default=(), repr=False)   # every qualifying plan
+
+    def counts(self) -> str:
+        """One line on how much was searched, for the CLI and the dashboard."""
+        return (f"{self.considered:,} configurations considered, {self.estimates:,} memory estimates, "
+                f"{self.fitting:,} fit, {self.qualifying:,} meet the constraints")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 user gets when they leave the knob alone."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -99,6 +99,12 @@ class TrainingSetup:
             return DType.FP32 if self.precision.autocast else self.precision.compute_dtype
         return self.base_dtype or self.precision.weight_dtype
 
+    @property
+    def base_weight_dtype(self) -> DType:
+        """dtype of the stored weights that are not quantized: embeddings, norms, lm_head (and, for
+        full fine-tuning and LoRA, every linear)."""
+        return self.frozen_dtype if self.peft else self.precision.weight_dtype
+
     def lora_targets(self, model: ModelSpec) -> tuple[str, ...]:
         """Linear names LoRA adapts in each layer; raises PlannerError if a name matches nothing."""
         names = [lin.name for lin in model.dense_linears + model.moe_linears if lin.experts == 1]
@@ -178,7 +184,7 @@ class TrainingSetup:
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
         d = _plain(self)
-        d["base_dtype"] = self.frozen_dtype.value if self.peft else self.precision.weight_dtype.value
+        d["base_dtype"] = self.base_weight_dtype.value
         if self.peft:
             d["lora"]["adapter_dtype"] = self.adapter_dtype.value
             if model is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .activations import activation_bytes, residual_dtype
-from .catalog import GpuSpec, assumptions
+from .catalog import GpuSpec
 from .comm import communication_bytes, model_bytes
 from .engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
 from .enums import Component as C
@@ -342,27 +342,17 @@ def estimate_parallel(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpe
         stage = max(by_stage, key=lambda s: max(sum(c.values()) for c in by_stage[s][0].values()))
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
-    totals = {ph: sum(c.values()) for ph, c in phases.items()}
-    peak_phase = max(totals, key=lambda ph: totals[ph])
-    allocated = totals[peak_phase]
-    a = assumptions()
-    slack = int(allocated * a["allocator_slack_fraction"]["value"])
-    context = int(a["cuda_context_bytes"]["value"])
+    from .estimate import peak_figures
+
     nccl = NCCL_BUFFER_BYTES if p.world > 1 else 0
-    paged = states(m, setup).optimizer_paged
-    components = dict(phases[peak_phase])
-    components[C.ALLOCATOR_SLACK] = slack
-    components[C.CUDA_CONTEXT] = context + nccl + paged
+    fig = peak_figures(phases, outside_allocator=nccl + states(m, setup).optimizer_paged)
     if p.tp > 1 or p.pp > 1:
         notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
                      f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")
     if p.pp > 1:
         notes.append(f"1F1B: the first stage holds {_in_flight(setup, Stage.FIRST)} micro-batches of activations "
                      "and the embedding, the last one micro-batch, the lm_head and the logits")
-    used = (
-        Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
-        Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
-                   a["allocator_slack_fraction"]["source"]),
+    used = fig.assumptions + (
         Assumption("nccl_buffer_bytes", nccl, "bytes", "Assumption, not calibrated: NCCL_BUFFSIZE 4 MiB per "
                    "channel and peer [NCCL environment variables docs], a few hundred MiB per communicator"),
     )
@@ -370,9 +360,8 @@ def estimate_parallel(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpe
     setup_dict["model"] = model.name
     setup_dict["engine"] = eng.value
     return MemoryEstimate(
-        peak_allocated_bytes=allocated, peak_reserved_bytes=allocated + slack,
-        device_total_bytes=allocated + slack + context + nccl + paged,
-        peak_phase=peak_phase, components=components, phases=totals, phase_components=phases,
+        peak_allocated_bytes=fig.allocated, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total,
+        peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=phases,
         params=param_counts(model), trainable_params=states(model, replace(setup, parallel=ParallelSpec())).trainable_params,
         setup=setup_dict, assumptions=used, notes=tuple(notes),
         host_bytes_per_node=host_bytes_per_node(model, setup),

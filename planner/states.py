@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .enums import DType, Method, Optimizer, QuantType
 from .model import ModelSpec
-from .params import lora_params, lora_params_per_layer, param_counts
+from .params import lora_params, param_counts
 from .setup import TrainingSetup
 
 # bitsandbytes: 4-bit weights are quantized in blocks of 64; with double quantization the fp32

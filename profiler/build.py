@@ -13,7 +13,7 @@ import torch
 
 from gpuplan.planner.enums import Attention, DType, Method, Optimizer
 from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import ALL_LINEAR, Checkpointing, TrainingSetup
+from gpuplan.planner.setup import Checkpointing, TrainingSetup
 
 TORCH_DTYPES = {DType.FP32: torch.float32, DType.BF16: torch.bfloat16, DType.FP16: torch.float16}
 HF_ATTENTION = {Attention.SDPA: "sdpa", Attention.EAGER: "eager", Attention.FLASH: "sdpa"}
@@ -70,7 +70,7 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     lm.train()
     if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":
         notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "
-                     "backend: the same saved tensors, plus one output copy per layer)")
+                     "backend, which saves the same tensors)")
     if setup.method is Method.QLORA and target is not None:
         from .quantize_real import quantize_real   # real bitsandbytes on a real device
 
@@ -167,7 +167,7 @@ def initialize(lm: torch.nn.Module) -> None:
                 base._init_weights(module)
             except (RuntimeError, TypeError, NotImplementedError, AttributeError):
                 pass   # quantized (integer) weights: bitsandbytes fills them when it quantizes
-        for name, t in list(lm.named_parameters()) + list(lm.named_buffers()):
+        for t in list(lm.parameters()) + list(lm.buffers()):
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 t.normal_(0.0, 0.02)
         if not peft_model:   # peft is imported only for peft models (it imports bitsandbytes)

@@ -90,14 +90,15 @@ def _release(device: torch.device) -> None:
 
 
 def _run(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, steps: int,
-         per_module: bool) -> tuple[list[str], dict | None]:
-    """Builds and runs the steps; everything it allocates is garbage once it returns."""
+         per_module: bool) -> tuple[list[str], dict | None, dict[str, float]]:
+    """Builds and runs the steps: (notes, per-module table, step timing); everything it allocates
+    is garbage once it returns."""
     built = build(model, setup, tracker.device)   # initialized; QLoRA quantized by bitsandbytes
     with tracker, attributed(built.model, tracker, per_module) as attribution:
         run_steps(built, setup, tracker, steps)
     torch.cuda.synchronize(tracker.device)
-    tracker.timing = timed_steps(built, setup)   # after the peaks were read: time the plain step
-    return built.notes, attribution.to_dict() if attribution else None
+    timing = timed_steps(built, setup)   # after the peaks were read: time the plain step
+    return built.notes, attribution.to_dict() if attribution else None, timing
 
 
 def _oom_result(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, label: str,
@@ -119,7 +120,7 @@ def _oom_result(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, la
 
 
 def _result(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, label: str,
-            notes: list[str]) -> Measurement:
+            notes: list[str], timing: dict[str, float]) -> Measurement:
     """The Measurement of a run that fit: allocator figures, NVML total, tracker breakdown."""
     result = from_tracker(tracker, model, setup, device=label, notes=notes)
     tracked = result.peak_allocated_bytes
@@ -132,7 +133,7 @@ def _result(model: ModelSpec, setup: TrainingSetup, tracker: CudaTracker, label:
         result.components[Component.CUDA_CONTEXT] = result.device_total_bytes - result.peak_reserved_bytes
     result.fits = True
     result.gpu = torch.cuda.get_device_name(tracker.device)
-    result.timing = getattr(tracker, "timing", None)
+    result.timing = timing
     result.notes.append(f"tensors the tracker saw at its peak: {tracked / 2**20:,.1f} MiB; the allocator's peak: "
                         f"{result.peak_allocated_bytes / 2**20:,.1f} MiB (the difference: kernel workspaces, "
                         "e.g. cuBLAS and attention, allocated inside C++ kernels)")
@@ -154,13 +155,13 @@ def measure_cuda(model: ModelSpec, setup: TrainingSetup, steps: int = 3, device:
     message = None
     try:
         with sampler:
-            notes, table = _run(model, setup, tracker, steps, per_module)
+            notes, table, timing = _run(model, setup, tracker, steps, per_module)
     except torch.cuda.OutOfMemoryError as e:   # the run's frames and tensors die with `e`
         message = str(e).splitlines()[0]
     try:
         if message is not None:
             return _oom_result(model, setup, tracker, label, message)
-        result = _result(model, setup, tracker, label, notes)
+        result = _result(model, setup, tracker, label, notes, timing)
         result.per_module = table
         return result
     finally:

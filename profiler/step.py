@@ -7,21 +7,22 @@ Step 1 allocates the optimizer state lazily; the peaks are read from the last st
 """
 from __future__ import annotations
 
+import contextlib
+import statistics
+import time
+
 import torch
 
 from gpuplan.planner.enums import Component, Loss, Phase
-from gpuplan.planner.setup import TrainingSetup
-
-import contextlib
-
 from gpuplan.planner.model import ModelSpec
+from gpuplan.planner.setup import TrainingSetup
 
 from .build import Built
 from .chunked_loss import chunked_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .quantize_real import quant_state_tensors
-from .tracker import StorageTracker
+from .tracker import NullTracker, StorageTracker
 
 
 def _host_step_counters(opt: torch.optim.Optimizer) -> bool:
@@ -39,22 +40,22 @@ def _host_steps(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 def _optimizer_state(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
-    out = []  # paged states (bitsandbytes unified memory) are outside the allocator: left out
-    host_steps = _host_step_counters(opt)
+    """The optimizer's device-resident state. Left out: paged states (bitsandbytes unified
+    memory, outside the allocator), host-side step counters, meta placeholders."""
+    out = []
+    host = {id(t) for t in _host_steps(opt)}
     for state in opt.state.values():
-        for k, v in state.items():
-            if k == "step" and host_steps:
-                continue
+        for v in state.values():
             if isinstance(v, torch.Tensor):
                 out.append(v)
             elif hasattr(v, "__dict__"):  # bitsandbytes keeps state in plain attributes sometimes
                 out.extend(x for x in vars(v).values() if isinstance(x, torch.Tensor))
-    return out
+    return [t for t in out if id(t) not in host and not getattr(t, "is_paged", False) and t.device.type != "meta"]
 
 
 def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int = 2) -> None:
     """Runs `steps` optimizer steps under `tracker` (which must be the innermost dispatch mode)."""
-    lm, opt = built.model, built.optimizer
+    lm = built.model
     trainable = [p for p in lm.parameters() if p.requires_grad]
     handles = [p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
                for p in trainable]
@@ -97,8 +98,7 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
         tracker.mark(Phase.OPTIMIZER, Component.TEMPORARIES)
         opt.step()
         tracker.untrack(_host_steps(opt))
-        tracker.track([t for t in _optimizer_state(opt) if not getattr(t, "is_paged", False)
-                   and t.device.type != "meta"], Component.OPTIMIZER_STATE)
+        tracker.track(_optimizer_state(opt), Component.OPTIMIZER_STATE)
         opt.zero_grad(set_to_none=True)
     tracker.mark(Phase.OPTIMIZER, Component.TEMPORARIES)
 
@@ -106,10 +106,6 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
 def timed_steps(built: Built, setup: TrainingSetup, steps: int = 3) -> dict[str, float]:
     """Median wall seconds of `steps` optimizer steps run without any tracker or hooks (their
     Python dispatch would slow a GPU step), each ended by a device synchronize."""
-    import time
-
-    from .tracker import NullTracker
-
     cuda = built.device.type == "cuda"
     durations = []
     for _ in range(steps):
@@ -120,8 +116,7 @@ def timed_steps(built: Built, setup: TrainingSetup, steps: int = 3) -> dict[str,
         if cuda:
             torch.cuda.synchronize(built.device)
         durations.append(time.perf_counter() - start)
-    durations.sort()
-    return {"step_time_s": durations[len(durations) // 2], "steps_timed": steps}
+    return {"step_time_s": statistics.median(durations), "steps_timed": steps}
 
 
 def tracked_run(built: Built, model: ModelSpec, setup: TrainingSetup, device: str, steps: int,

@@ -121,9 +121,14 @@ class StorageTracker(TorchDispatchMode):
 
 
 class NullTracker:
-    """What the step driver asks of a tracker, doing nothing: for timing steps untracked."""
+    """What the step driver and the hooks ask of a tracker, counting nothing: for timing plain steps."""
+
+    phase, current = Phase.FORWARD, 0
+    peaks: dict = {}
 
     def track(self, tensors: Iterable[torch.Tensor], component: Component) -> None: ...
     def untrack(self, tensors: Iterable[torch.Tensor]) -> None: ...
-    def mark(self, phase: Phase, component: Component) -> None: ...
+    def mark(self, phase: Phase, component: Component) -> None: self.phase = phase
     def reset_peaks(self) -> None: ...
+    def __enter__(self) -> "NullTracker": return self
+    def __exit__(self, *exc) -> None: ...

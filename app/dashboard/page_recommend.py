@@ -113,8 +113,7 @@ def recommend_ui() -> None:
     except PlannerError as e:
         st.error(str(e))
         return
-    st.caption(f"{rec.considered:,} configurations considered, {rec.estimates:,} memory estimates, "
-               f"{rec.fitting:,} fit, {rec.qualifying:,} meet the constraints.")
+    st.caption(rec.counts() + ".")
     for note in rec.notes:
         st.caption(f"note: {note}")
     if rec.cheapest is None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
-from .common import collector, optimizer, precision, targets
+from .common import collector, optimizer, precision, refuse_sharding, targets
 
 # keys that do not change per-GPU memory or step time (data, logging, schedule, saving)
 IGNORED_OK = {"datasets", "dataset_prepared_path", "val_set_size", "output_dir", "learning_rate", "lr_scheduler",
@@ -70,10 +70,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if d.get("liger_fused_linear_cross_entropy") or d.get("cut_cross_entropy"):
         key = "liger_fused_linear_cross_entropy" if d.get("liger_fused_linear_cross_entropy") else "cut_cross_entropy"
         use(key, "loss", "chunked")
-    for key in ("deepspeed", "fsdp", "fsdp_config"):
-        if d.get(key):
-            raise PlannerError(f"{path}: {key} is set; --from-config maps single-GPU settings only for now: "
-                               "remove it, or give the sharding with the multi-GPU flags")
+    refuse_sharding(d, ("deepspeed", "fsdp", "fsdp_config"), path)
     model = d.get("base_model")
     if model:
         used["base_model"] = f"--model {model}"

@@ -14,12 +14,23 @@ HF_OPTIM = {
 }
 
 
+def mapped(table: dict[str, str], value: Any, key: str, path: str) -> str:
+    """table[value], or a PlannerError naming the file, the key and what can be mapped."""
+    if value not in table:
+        raise PlannerError(f"{path}: {key}: {value!r} is not mappable; mappable: {', '.join(sorted(table))}")
+    return table[value]
+
+
 def optimizer(value: Any, key: str, path: str) -> str:
-    v = str(value).lower()
-    if v not in HF_OPTIM:
-        raise PlannerError(f"{path}: {key}: {value!r} is not an optimizer gpuplan models; "
-                           f"mappable: {', '.join(sorted(HF_OPTIM))}")
-    return HF_OPTIM[v]
+    return mapped(HF_OPTIM, str(value).lower(), key, path)
+
+
+def refuse_sharding(d: dict[str, Any], keys: tuple[str, ...], path: str) -> None:
+    """--from-config maps single-GPU settings only: a DeepSpeed/FSDP block is an error, not ignored."""
+    for key in keys:
+        if d.get(key):
+            raise PlannerError(f"{path}: {key} is set; --from-config maps single-GPU settings only for now: "
+                               "remove it, or give the sharding with the multi-GPU flags")
 
 
 def precision(bf16: Any, fp16: Any, mixed: bool = True) -> str | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
-from .common import collector, optimizer, precision, targets
+from .common import collector, mapped, optimizer, precision, refuse_sharding, targets
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
@@ -50,15 +50,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     attn = d.get("attn_implementation")
     if attn:
         amap = {"flash_attention_2": "flash", "sdpa": "sdpa", "eager": "eager"}
-        if attn not in amap:
-            raise PlannerError(f"{path}: attn_implementation: {attn!r}; mappable: {', '.join(amap)}")
-        use("attn_implementation", "attn", amap[attn])
+        use("attn_implementation", "attn", mapped(amap, attn, "attn_implementation", path))
     if d.get("use_liger_kernel"):
         use("use_liger_kernel", "loss", "chunked")
-    for key in ("deepspeed", "fsdp"):
-        if d.get(key):
-            raise PlannerError(f"{path}: {key} is set; --from-config maps single-GPU settings only for now: "
-                               "remove it, or give the sharding with the multi-GPU flags")
+    refuse_sharding(d, ("deepspeed", "fsdp"), path)
     model = d.get("model_name_or_path")
     if model:
         used["model_name_or_path"] = f"--model {model}"

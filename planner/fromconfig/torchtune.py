@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import PlannerError
 from . import ConfigSetup
-from .common import collector
+from .common import collector, mapped
 
 # torchtune.models builders -> gpuplan preset names ("llama3_1" -> "llama-3.1")
 _FAMILY = {"llama3_1": "llama-3.1", "llama3_2": "llama-3.2", "llama3_3": "llama-3.3", "llama3": "llama-3",
@@ -54,9 +54,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if dtype:
         # torchtune trains in the given dtype without autocast: weights, grads and states alike
         dmap = {"bf16": "bf16-true", "fp16": "fp16-true", "fp32": "fp32"}
-        if dtype not in dmap:
-            raise PlannerError(f"{path}: dtype: {dtype!r}; mappable: bf16, fp16, fp32")
-        use("dtype", "precision", dmap[dtype])
+        use("dtype", "precision", mapped(dmap, dtype, "dtype", path))
         if method != "full" and dtype != "fp32":
             o["adapter_dtype"] = dtype   # torchtune builds the adapters in the model's dtype too
             used["dtype"] += f" --adapter-dtype {dtype}"
@@ -71,9 +69,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         use("tokenizer.max_seq_len", "seq_len", int(seq))
     opt = (d.get("optimizer") or {}).get("_component_")
     if opt:
-        if opt not in _OPTIM:
-            raise PlannerError(f"{path}: optimizer._component_ {opt!r}; mappable: {', '.join(_OPTIM)}")
-        value = _OPTIM[opt]
+        value = mapped(_OPTIM, opt, "optimizer._component_", path)
         if value == "adamw" and (d.get("optimizer") or {}).get("fused"):
             value = "adamw-fused"
         use("optimizer._component_", "optimizer", value)
