@@ -21,14 +21,18 @@ def test_real_gloo_ranks_match_the_simulation(tiny):
     ranks = run_gloo(tiny, setup, steps=2)
     sim = simulate_distributed(tiny, setup, steps=2)
     assert len(ranks) == 2
-    # the root unit's fp32 reduce-scatter input: whether gloo's worker thread has let it go before
-    # optimizer.step() starts is a race (seen in loaded full-suite runs); the fake group frees it at once
+    # gloo runs FSDP2's reduce-scatters on a worker thread: whether it has let a unit's fp32
+    # reduce-scatter input go before the main thread's next allocation is a race (seen in loaded
+    # full-suite runs, in backward and before optimizer.step()); the fake group frees it at once.
+    # So a real rank may hold at most one more such input than the simulation: the largest unit's.
     pc = param_counts(tiny)
-    root_rs = allocator_bytes(4 * (pc.embedding + pc.lm_head + tiny.norm_params))
+    root = pc.embedding + pc.lm_head + tiny.norm_params
+    layer = (pc.attention + pc.mlp + pc.norms - tiny.norm_params) // tiny.n_layers
+    in_flight = allocator_bytes(4 * max(root, layer))
     for real in ranks:
         assert real.phases[Phase.FORWARD] == sim.phases[Phase.FORWARD]
-        assert real.phases[Phase.BACKWARD] == sim.phases[Phase.BACKWARD]
-        assert real.phases[Phase.OPTIMIZER] - sim.phases[Phase.OPTIMIZER] in (0, root_rs)
+        for phase in (Phase.BACKWARD, Phase.OPTIMIZER):
+            assert 0 <= real.phases[phase] - sim.phases[phase] <= in_flight, phase
     assert sim.peak_allocated_bytes > 0
 
 
