@@ -1,0 +1,287 @@
+"""The golden cases: `estimate --json`, `fit --json` and `recommend --json` over every preset, every
+option value, and the whole product method x precision x optimizer x engine.
+
+A change that moves a number must rewrite the golden file on purpose, in a commit that says why:
+
+    python tests/golden/cases.py --write          # rewrite tests/golden/golden.jsonl
+    python tests/golden/cases.py --diff           # what differs now, numbers first
+
+tests/golden/test_golden.py holds every case to the file: numbers byte-identical, texts (notes,
+assumptions, sources, reasons) compared apart.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "golden.jsonl"
+TEXTS = HERE / "golden_texts.json"     # long strings, stored once: rows hold "§<crc32>" in their place
+LONG = 80
+FIXTURES = HERE.parent / "planner" / "fixtures"
+
+# keys whose values are prose or provenance: compared apart from the numbers
+TEXT_KEYS = {"notes", "assumptions", "source", "why", "message", "description", "error", "as_of", "verified",
+             "purchase_source", "ownership_assumptions"}
+
+METHODS = ("full", "lora", "qlora")
+PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-true", "fp16-true")
+OPTIMIZERS = ("adamw", "adamw-fused", "adamw-8bit", "paged-adamw-8bit", "paged-adamw", "adafactor", "sgd", "lion")
+ENGINES: dict[str, tuple[str, ...]] = {
+    "single": (),
+    "ddp": ("--gpus", "4"),
+    "zero1": ("--gpus", "4", "--zero", "1"),
+    "zero2": ("--gpus", "4", "--zero", "2"),
+    "zero3": ("--gpus", "8", "--zero", "3"),
+    "fsdp-full": ("--gpus", "8", "--fsdp", "full"),
+    "fsdp-grad-op": ("--gpus", "4", "--fsdp", "grad-op"),
+    "fsdp-hybrid": ("--gpus", "4", "--nodes", "2", "--fsdp", "hybrid"),
+    "tp2": ("--gpus", "2", "--tp", "2"),
+    "pp2": ("--gpus", "4", "--pp", "2", "--grad-accum", "4"),
+    "tp2-fsdp": ("--gpus", "8", "--tp", "2", "--fsdp", "full"),
+    "zero1-pp2": ("--gpus", "8", "--pp", "2", "--zero", "1", "--grad-accum", "2"),
+    "zero2-offload-opt": ("--gpus", "4", "--zero", "2", "--offload", "optimizer"),
+    "zero3-offload-params": ("--gpus", "8", "--zero", "3", "--offload", "params"),
+    "zero3-nvme": ("--gpus", "8", "--zero", "3", "--offload", "params", "--offload-device", "nvme"),
+    "fsdp-offload": ("--gpus", "8", "--fsdp", "full", "--offload", "params"),
+}
+# models the product rotates through (families: llama, qwen2 tied, gemma-2 eager, phi3 fused, gpt2,
+# neox, olmo2 post-norm, qwen3 q/k norms, MoE)
+ROTATION = ("llama-3.2-1b", "qwen-2.5-0.5b", "gemma-2-2b", "phi-3-mini-4k-instruct", "gpt-2-small", "pythia-160m",
+            "olmo-2-7b", "qwen-3-0.6b", "qwen-3-30b-a3b", "smollm-2-135m")
+GPUS_CHECKED = ("rtx-4090", "a100-80gb", "h100")
+
+
+def _pick(items: tuple[str, ...], *key: str) -> str:
+    """A deterministic choice of one item for this key (crc32, not hash(): stable across runs)."""
+    return items[zlib.crc32("|".join(key).encode()) % len(items)]
+
+
+def preset_names() -> list[str]:
+    from gpuplan.planner.catalog import model_names
+
+    return model_names()
+
+
+def cases() -> Iterator[tuple[str, list[str]]]:
+    """(case name, argv of `gpuplan`) for every golden case, in a fixed order."""
+    # 1. every preset, once per method (small sizes: a preset's own numbers matter, not its size)
+    for name in preset_names():
+        for method in METHODS:
+            yield (f"preset {name} {method}",
+                   ["estimate", "-m", name, "--method", method, "-b", "2", "-s", "512", "--json",
+                    *itertools.chain.from_iterable(("--gpu", g) for g in GPUS_CHECKED)])
+    # 2. method x precision x optimizer x engine, the model drawn per combination
+    for method, prec, opt, (eng, flags) in itertools.product(METHODS, PRECISIONS, OPTIMIZERS, ENGINES.items()):
+        model = _pick(ROTATION, method, prec, opt, eng)
+        yield (f"product {method} {prec} {opt} {eng} {model}",
+               ["estimate", "-m", model, "--method", method, "--precision", prec, "--optimizer", opt,
+                "-b", "2", "-s", "512", *flags, "--json"])
+    # 3. every other option value at least once, on a few models
+    option_sets = [
+        ("--attn", "eager"), ("--attn", "flash"), ("--attn", "sdpa"), ("--loss", "chunked"), ("--loss", "hf"),
+        ("--no-grad-ckpt",), ("--grad-ckpt",), ("--grad-accum", "4"), ("-b", "1", "-s", "8192"), ("-b", "16", "-s", "128"),
+    ]
+    lora_sets = [
+        ("--lora-r", "64", "--lora-alpha", "128"), ("--lora-dropout", "0.1"), ("--lora-targets", "all-linear"),
+        ("--lora-targets", "q_proj,k_proj,v_proj,o_proj"), ("--adapter-dtype", "bf16"), ("--adapter-dtype", "fp16"),
+        ("--adapter-dtype", "fp32"), ("--base-dtype", "bf16"), ("--base-dtype", "fp16"), ("--base-dtype", "fp32"),
+    ]
+    qlora_sets = [("--quant-type", "fp4"), ("--quant-type", "int8"), ("--quant-type", "nf4"), ("--no-double-quant",),
+                  ("--double-quant",)]
+    models = ("llama-3.1-8b", "gemma-3-1b", "gpt-2-medium", "mixtral-8x7b")
+    for model in models:
+        for method in METHODS:
+            for opts in option_sets:
+                yield (f"option {model} {method} {' '.join(opts)}",
+                       ["estimate", "-m", model, "--method", method, *opts, "--json"])
+            if method == "full":
+                continue
+            for opts in lora_sets + (qlora_sets if method == "qlora" else []):
+                yield (f"option {model} {method} {' '.join(opts)}",
+                       ["estimate", "-m", model, "--method", method, "-b", "2", "-s", "1024", *opts, "--json"])
+    # 4. the user's own configs
+    for fixture in ("axolotl_qlora.yaml", "torchtune_lora.yaml", "trl_sft.json"):
+        yield (f"from-config {fixture}", ["estimate", "--from-config", str(FIXTURES / fixture), "--json"])
+    # 5. fit: fitting and not fitting, every method, a multi-GPU one
+    for model, gpu, extra in (("llama-3.1-8b", "rtx-4090", ("--method", "qlora")),
+                              ("llama-3.1-8b", "rtx-4090", ()),
+                              ("llama-3.1-8b", "a100-80gb", ("--method", "lora", "-s", "4096")),
+                              ("qwen-2.5-7b", "l4", ("--method", "lora", "--no-grad-ckpt")),
+                              ("gemma-2-9b", "rtx-3090", ("--method", "qlora", "-b", "4", "-s", "2048")),
+                              ("llama-3.1-70b", "h100", ("--gpus", "8", "--fsdp", "full", "-b", "1", "-s", "2048")),
+                              ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true"))):
+        yield (f"fit {model} {gpu} {' '.join(extra)}", ["fit", "-m", model, "--gpu", gpu, *extra, "--json"])
+    # 6. the accuracy matrices' setups: single GPU (profiler/matrix.py) and multi-GPU (benchmarks/)
+    from gpuplan.profiler.matrix import MATRIX
+
+    for case in MATRIX:
+        yield (f"matrix {case.name}", ["api-estimate", case.model,
+                                       json.dumps({**case.setup, "batch_size": case.batch_size,
+                                                   "seq_len": case.seq_len}, sort_keys=True)])
+    for c in _multi_gpu_cases():
+        flags = ["--gpus", str(c.world), "--nodes", str(c.nodes), "--fsdp", c.fsdp, "--method", c.method,
+                 "-b", str(c.batch), "-s", str(c.seq), "--precision", c.precision, "--grad-accum", str(c.grad_accum),
+                 "--grad-ckpt" if c.ckpt else "--no-grad-ckpt"]
+        if c.lora_targets:
+            flags += ["--lora-targets", ",".join(c.lora_targets)]
+        yield (f"matrix-multi {' '.join(c.label.split())}", ["estimate", "-m", c.model, *flags, "--json"])
+    # 7. recommend: the README's two examples, a constrained one and one where nothing qualifies
+    yield ("recommend qwen-2.5-7b 200M x2", ["recommend", "-m", "qwen-2.5-7b", "--dataset-tokens", "200M",
+                                             "--epochs", "2", "--json"])
+    yield ("recommend llama-3.1-8b buy", ["recommend", "-m", "llama-3.1-8b", "--dataset-tokens", "100M",
+                                          "--gpus", "rtx-4090,rtx-3090,l40s,h100", "--buy", "--json"])
+    yield ("recommend llama-3.1-70b 16 GPUs 48h", ["recommend", "-m", "llama-3.1-70b", "--dataset-tokens", "1B",
+                                                   "--max-gpus", "16", "--deadline", "48h", "--methods", "full,lora",
+                                                   "--json"])
+    yield ("recommend llama-3.1-8b impossible", ["recommend", "-m", "llama-3.1-8b", "--dataset-tokens", "10B",
+                                                 "--deadline", "1h", "--budget", "5", "--max-gpus", "2", "--json"])
+
+
+def _multi_gpu_cases() -> list[Any]:
+    import importlib.util
+
+    path = HERE.parent.parent / "benchmarks" / "accuracy_multi_gpu.py"
+    spec = importlib.util.spec_from_file_location("accuracy_multi_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["accuracy_multi_gpu"] = mod
+    spec.loader.exec_module(mod)
+    return list(mod.CASES)
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    """{"exit": code, "output": parsed JSON} or {"exit": code, "error": last line}, in-process."""
+    from click.testing import CliRunner
+
+    if argv[0] == "api-estimate":     # a setup the CLI flags cannot spell: through the Python API
+        from gpuplan.planner import TrainingSetup, estimate
+        from gpuplan.planner.catalog import resolve_model
+
+        est = estimate(resolve_model(argv[1]), TrainingSetup.from_dict(json.loads(argv[2])))
+        return {"exit": 0, "output": est.to_dict()}
+
+    from gpuplan.app.cli import cli
+
+    r = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    if r.exit_code == 0 or (argv[0] == "recommend" and r.exit_code == 1):
+        try:
+            return {"exit": r.exit_code, "output": json.loads(r.stdout)}
+        except json.JSONDecodeError:
+            pass
+    lines = [ln for ln in (r.stderr if hasattr(r, "stderr") else r.output).splitlines() if ln.strip()]
+    return {"exit": r.exit_code, "error": lines[-1] if lines else ""}
+
+
+def split(value: Any, path: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, texts): every leaf by its path, numbers apart from prose and provenance."""
+    numbers: dict[str, Any] = {}
+    texts: dict[str, Any] = {}
+
+    def walk(v: Any, p: str, text: bool) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{p}.{k}" if p else str(k), text or k in TEXT_KEYS)
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{p}[{i}]", text)
+            if not v:
+                (texts if text else numbers)[p] = []
+        elif text:
+            texts[p] = v
+        else:
+            numbers[p] = v
+
+    walk(value, path, False)
+    return numbers, texts
+
+
+def _intern(v: Any, table: dict[str, str]) -> Any:
+    """v with every string longer than LONG replaced by its key in `table`."""
+    if isinstance(v, dict):
+        return {k: _intern(x, table) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_intern(x, table) for x in v]
+    if isinstance(v, str) and len(v) > LONG:
+        key = f"§{zlib.crc32(v.encode()):08x}"
+        table[key] = v
+        return key
+    return v
+
+
+def _expand(v: Any, table: dict[str, str]) -> Any:
+    if isinstance(v, dict):
+        return {k: _expand(x, table) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_expand(x, table) for x in v]
+    return table.get(v, v) if isinstance(v, str) and v.startswith("§") else v
+
+
+def load() -> dict[str, dict[str, Any]]:
+    table = json.loads(TEXTS.read_text())
+    with open(GOLDEN) as f:
+        rows = [_expand(json.loads(line), table) for line in f if line.strip()]
+    return {r["case"]: r for r in rows}
+
+
+def write(rows: dict[str, dict[str, Any]]) -> None:
+    table: dict[str, str] = {}
+    with open(GOLDEN, "w") as f:
+        for row in rows.values():
+            f.write(json.dumps(_intern(row, table), sort_keys=True, separators=(",", ":")) + "\n")
+    TEXTS.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
+
+
+def compute(progress: bool = False) -> dict[str, dict[str, Any]]:
+    out = {}
+    all_cases = list(cases())
+    for i, (name, argv) in enumerate(all_cases):
+        out[name] = {"case": name, "argv": argv, **run(argv)}
+        if progress and (i + 1) % 200 == 0:
+            print(f"  {i + 1}/{len(all_cases)} cases", file=sys.stderr)
+    return out
+
+
+def diff(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(number differences, text differences), one line each."""
+    nums, texts = [], []
+    for name in sorted(set(old) | set(new)):
+        if name not in old or name not in new:
+            nums.append(f"{name}: {'new case' if name in new else 'case gone'}")
+            continue
+        on, ot = split({k: v for k, v in old[name].items() if k not in ("case", "argv")})
+        nn, nt = split({k: v for k, v in new[name].items() if k not in ("case", "argv")})
+        for p in sorted(set(on) | set(nn)):
+            if on.get(p, "<absent>") != nn.get(p, "<absent>"):
+                nums.append(f"{name}: {p}: {on.get(p, '<absent>')!r} -> {nn.get(p, '<absent>')!r}")
+        for p in sorted(set(ot) | set(nt)):
+            if ot.get(p, "<absent>") != nt.get(p, "<absent>"):
+                texts.append(f"{name}: {p}: {ot.get(p, '<absent>')!r} -> {nt.get(p, '<absent>')!r}")
+    return nums, texts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true", help="rewrite the golden file from the code as it is")
+    ap.add_argument("--diff", action="store_true", help="print what differs from the golden file")
+    args = ap.parse_args()
+    new = compute(progress=True)
+    if args.write:
+        write(new)
+        print(f"wrote {len(new)} cases to {GOLDEN}")
+        return
+    nums, texts = diff(load(), new)
+    for line in nums[:200]:
+        print("NUMBER", line)
+    for line in texts[:200]:
+        print("TEXT  ", line)
+    print(f"{len(new)} cases: {len(nums)} number differences, {len(texts)} text differences")
+    sys.exit(1 if nums or texts else 0)
+
+
+if __name__ == "__main__":
+    main()
