@@ -3,7 +3,7 @@
 The names below are the planner's public API; everything else is reached through its subpackages.
 """
 from .enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
-                    Precision, QuantType)
+                    Precision, QuantType, RunPhase)
 from .errors import PlannerError
 from .model import LinearSpec, ModelSpec, model_from_config
 from .params import ParamCounts, param_counts
@@ -16,7 +16,7 @@ from .throughput import StepTime, step_time
 
 __all__ = [
     "Attention", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Optimizer", "Phase",
-    "Precision", "QuantType", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
+    "Precision", "QuantType", "RunPhase", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
     "ParamCounts", "param_counts", "Fsdp", "Offload", "OffloadDevice", "ParallelSpec", "MemoryEstimate",
     "Checkpointing", "LoraSpec", "QuantSpec", "TrainingSetup", "GpuSpec", "all_gpus", "resolve_gpu",
     "resolve_model", "estimate", "fits", "StepTime", "step_time",

@@ -128,6 +128,17 @@ class Phase(Choice):
     OPTIMIZER = "optimizer"  # live set during optimizer.step()
 
 
+class RunPhase(Choice):
+    """The phases of a whole run, each of which can be the one that runs out of memory. The
+    steady-state training step's own peak is per `Phase` (forward, backward, optimizer)."""
+
+    LOAD = "load"              # from_pretrained, quantize-on-load, FSDP init
+    FIRST_STEP = "first_step"  # the optimizer allocates its state lazily in step 1
+    STEP = "step"              # the steady-state step, from step 2 on
+    EVAL = "eval"              # evaluation: no gradients, eval batch, maybe generation
+    SAVE = "save"              # checkpoint save: state-dict gathers, merges
+
+
 class Component(Choice):
     """Where the bytes go. The first six are tensor bytes (allocated); the last two are not."""
 
