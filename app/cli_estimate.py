@@ -6,7 +6,7 @@ import json
 
 import click
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 from .options import setup_from_options, setup_options
 
@@ -22,8 +22,8 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
     Example:
       gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 4 --seq-len 4096 --gpu rtx-4090
     """
-    from gpuplan.planner.catalog import resolve_gpu
-    from gpuplan.planner.estimate import estimate as run_estimate, fits
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.memory.estimate import estimate as run_estimate, fits
 
     try:
         model, setup = setup_from_options(**kw)
@@ -47,7 +47,7 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
 @click.command()
 def models() -> None:
     """List the bundled model presets."""
-    from gpuplan.planner.catalog import load_preset, model_names
+    from gpuplan.planner.io.catalog import load_preset, model_names
 
     for name in model_names():
         preset = load_preset(name)

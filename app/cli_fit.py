@@ -6,7 +6,7 @@ import json
 
 import click
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_options
@@ -25,8 +25,8 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     Example:
       gpuplan fit --model llama-3.1-8b --gpu rtx-4090 --method qlora
     """
-    from gpuplan.planner.catalog import resolve_gpu
-    from gpuplan.planner.fit import fit as run_fit
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.plans.fit import fit as run_fit
 
     try:
         load_gpu_catalogs(gpu_catalogs)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 gpu_catalog_option = click.option(
     "--gpu-catalog", "gpu_catalogs", multiple=True, type=click.Path(dir_okay=False),
@@ -14,7 +14,7 @@ gpu_catalog_option = click.option(
 
 
 def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
-    from gpuplan.planner.catalog import add_gpu_catalog
+    from gpuplan.planner.io.catalog import add_gpu_catalog
 
     for p in paths:
         add_gpu_catalog(p)
@@ -33,7 +33,7 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
       gpuplan gpus
       gpuplan gpus --gpu-catalog my-prices.yaml
     """
-    from gpuplan.planner.catalog import all_gpus
+    from gpuplan.planner.io.catalog import all_gpus
 
     try:
         load_gpu_catalogs(gpu_catalogs)

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from gpuplan.planner.enums import Choice
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.enums import Choice
+from gpuplan.planner.specs.errors import PlannerError
 
 from .options import setup_from_options, setup_options
 
@@ -82,7 +82,7 @@ def _run(device: Device, spec, setup, steps: int, flags: dict[str, bool]) -> dic
     log.print(f"{verb}: {spec.name}, {steps} steps, done in {time.perf_counter() - start:.1f} s")
     payload = result.to_dict()
     if flags["compare"]:
-        from gpuplan.planner.estimate import estimate
+        from gpuplan.planner.memory.estimate import estimate
         from gpuplan.profiler.compare import compare
 
         payload["comparison"] = compare(estimate(spec, setup), result).to_dict()

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import click
 
-from gpuplan.planner.enums import Method
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.enums import Method
+from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 
@@ -52,10 +52,10 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
       gpuplan recommend --model llama-3.1-70b --dataset-tokens 1B --max-gpus 16 --deadline 48h --methods full,lora
       gpuplan recommend --model llama-3.1-8b --dataset-tokens 100M --buy --kwh-price 0.30
     """
-    from gpuplan.planner.catalog import resolve_model
-    from gpuplan.planner.cost import parse_duration, parse_tokens, parse_usd
-    from gpuplan.planner.purchase import Ownership, purchase_options
-    from gpuplan.planner.recommend import Constraints, SearchSpace, recommend as run
+    from gpuplan.planner.io.catalog import resolve_model
+    from gpuplan.planner.plans.cost import parse_duration, parse_tokens, parse_usd
+    from gpuplan.planner.plans.purchase import Ownership, purchase_options
+    from gpuplan.planner.plans.recommend import Constraints, SearchSpace, recommend as run
 
     try:
         load_gpu_catalogs(gpu_catalogs)
@@ -65,7 +65,7 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
         except ValueError:
             raise PlannerError(f"--methods {methods!r}: choose from {', '.join(Method.values())}") from None
         if gpu_names:
-            from gpuplan.planner.catalog import resolve_gpu
+            from gpuplan.planner.io.catalog import resolve_gpu
 
             gpu_names_t = tuple(resolve_gpu(g).name for g in _csv(gpu_names))
         else:

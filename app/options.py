@@ -5,11 +5,11 @@ from typing import Any, Callable
 
 import click
 
-from gpuplan.planner.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from gpuplan.planner.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 _D = TrainingSetup()
 
@@ -68,7 +68,7 @@ def setup_options(func: Callable) -> Callable:
 
 def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     """(ModelSpec, validated TrainingSetup) from the flags; raises PlannerError on bad input."""
-    from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.io.catalog import resolve_model
 
     from .from_config import merge_config
 

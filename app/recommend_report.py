@@ -4,9 +4,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from gpuplan.planner.plan import Plan
-from gpuplan.planner.purchase import Ownership, PurchaseOption
-from gpuplan.planner.recommend import Recommendation
+from gpuplan.planner.plans.plan import Plan
+from gpuplan.planner.plans.purchase import Ownership, PurchaseOption
+from gpuplan.planner.plans.recommend import Recommendation
 
 GIB = 2**30
 

@@ -6,8 +6,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.result import GIB, MemoryEstimate
+from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner.memory.result import GIB, MemoryEstimate
 
 
 def gib(nbytes: float) -> str:

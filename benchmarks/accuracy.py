@@ -20,9 +20,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.enums import Component
-from gpuplan.planner.estimate import estimate
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.enums import Component
+from gpuplan.planner.memory.estimate import estimate
 from gpuplan.profiler.matrix import (MATRIX, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
                                      select, summarize)
 from gpuplan.profiler.report import write_json_atomic

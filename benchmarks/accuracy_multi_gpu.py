@@ -82,8 +82,8 @@ def run_case(case: Case) -> tuple[Case, int, int, float]:
     """(case, simulated peak, estimated peak, seconds); runs in its own process (one fake world each)."""
     warnings.simplefilter("ignore")
     from gpuplan.planner import Checkpointing, LoraSpec, Method, Precision, TrainingSetup, estimate
-    from gpuplan.planner.catalog import resolve_model
-    from gpuplan.planner.parallel import Fsdp, ParallelSpec
+    from gpuplan.planner.io.catalog import resolve_model
+    from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
     from gpuplan.profiler.distributed import simulate_distributed
 
     m = resolve_model(case.model)

@@ -13,9 +13,9 @@ import statistics
 import sys
 import time
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.enums import Optimizer
-from gpuplan.planner.recommend import Constraints, SearchSpace, recommend, sharded_estimates_available
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.enums import Optimizer
+from gpuplan.planner.plans.recommend import Constraints, SearchSpace, recommend, sharded_estimates_available
 
 CASES = [
     ("qwen-2.5-7b", "defaults (8 GPUs max)", Constraints(), SearchSpace()),

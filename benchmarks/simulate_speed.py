@@ -17,9 +17,9 @@ import warnings
 
 import torch
 
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec, model_from_config
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec, model_from_config
+from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.profiler.simulate import simulate
 
 GIB = 2**30
@@ -38,7 +38,7 @@ FALLBACK = {
 
 def load(name: str) -> tuple[ModelSpec, str]:
     """The model and where its numbers came from."""
-    from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.io.catalog import resolve_model
 
     try:
         return resolve_model(name), "preset"

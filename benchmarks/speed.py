@@ -12,7 +12,7 @@ import sys
 import time
 
 from gpuplan.planner import Checkpointing, Method, Optimizer, Precision, TrainingSetup, estimate
-from gpuplan.planner.catalog import resolve_model
+from gpuplan.planner.io.catalog import resolve_model
 
 
 def rate(calls, seconds: float = 2.0) -> float:

@@ -2,17 +2,17 @@
 
 The names below are the planner's public API; everything else is reached through its subpackages.
 """
-from .enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
+from .specs.enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
                     Precision, QuantType, RunPhase)
-from .errors import PlannerError
-from .model import LinearSpec, ModelSpec, model_from_config
-from .params import ParamCounts, param_counts
-from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from .result import MemoryEstimate
-from .setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup
-from .catalog import GpuSpec, all_gpus, resolve_gpu, resolve_model
-from .estimate import estimate, fits
-from .throughput import StepTime, step_time
+from .specs.errors import PlannerError
+from .specs.model import LinearSpec, ModelSpec, model_from_config
+from .specs.params import ParamCounts, param_counts
+from .specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from .memory.result import MemoryEstimate
+from .specs.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from .io.catalog import GpuSpec, all_gpus, resolve_gpu, resolve_model
+from .memory.estimate import estimate, fits
+from .speed.throughput import StepTime, step_time
 
 __all__ = [
     "Attention", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Optimizer", "Phase",

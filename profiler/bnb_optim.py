@@ -42,7 +42,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from gpuplan.planner.enums import Optimizer
+from gpuplan.planner.specs.enums import Optimizer
 
 import bitsandbytes as bnb  # noqa: E402
 from bitsandbytes.optim.optimizer import GlobalOptimManager

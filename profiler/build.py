@@ -11,9 +11,9 @@ from typing import Callable
 
 import torch
 
-from gpuplan.planner.enums import Attention, DType, Method, Optimizer
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.specs.enums import Attention, DType, Method, Optimizer
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
 
 TORCH_DTYPES = {DType.FP32: torch.float32, DType.BF16: torch.bfloat16, DType.FP16: torch.float16}
 HF_ATTENTION = {Attention.SDPA: "sdpa", Attention.EAGER: "eager", Attention.FLASH: "sdpa"}

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 from .compare import FIGURES, Row
 from .report import write_json_atomic
@@ -151,6 +151,6 @@ class GpuplanCallback(TrainerCallback):
 
 def _estimate(spec, setup):
     """The planner's MemoryEstimate (imported here: the callback must load without the planner's estimate)."""
-    from gpuplan.planner.estimate import estimate
+    from gpuplan.planner.memory.estimate import estimate
 
     return estimate(spec, setup)

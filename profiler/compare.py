@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.result import MemoryEstimate
+from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner.memory.result import MemoryEstimate
 
 from .measurement import Measurement
 

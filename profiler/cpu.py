@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .build import build
 from .measurement import Measurement

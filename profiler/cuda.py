@@ -14,10 +14,10 @@ from typing import Callable
 
 import torch
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .build import build
 from .hooks import attributed

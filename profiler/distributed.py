@@ -29,12 +29,12 @@ from typing import Any, Iterator
 import torch
 from torch.utils._pytree import tree_iter
 
-from gpuplan.planner.engines import Engine, computes_without_autocast, engine_of
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.parallel import Offload, ParallelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.engines import Engine, computes_without_autocast, engine_of
+from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.parallel import Offload, ParallelSpec
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .build import TORCH_DTYPES, Built, autocast_for, build_model, build_optimizer
 from .measurement import Measurement, from_tracker

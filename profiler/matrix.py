@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.enums import Component
-from gpuplan.planner.estimate import estimate
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.enums import Component
+from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.specs.setup import TrainingSetup
 
 # accuracy targets [issue 3]: median |error| <= 2%, worst |error| <= 5%, no under-estimate below -3%
 TARGET_MEDIAN_PCT, TARGET_WORST_PCT, TARGET_UNDER_PCT = 2.0, 5.0, -3.0
@@ -183,7 +183,7 @@ def run_case(case: Case, device: str = "simulate") -> Result:
 def select(cases: Iterable[Case], families: set[str] | None = None, max_params: float | None = None,
            match: str | None = None) -> list[Case]:
     """Cases of the given families, models up to `max_params` parameters, names containing `match`."""
-    from gpuplan.planner.params import param_counts
+    from gpuplan.planner.specs.params import param_counts
 
     out = []
     for case in cases:

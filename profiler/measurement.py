@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.result import figures_dict
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.memory.result import figures_dict
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .tracker import StorageTracker
 

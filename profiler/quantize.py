@@ -60,9 +60,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gpuplan.planner.enums import DType, QuantType
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.specs.enums import DType, QuantType
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
 
 import bitsandbytes as bnb  # noqa: E402  (the stand-ins subclass its modules)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
 
 
 def quantize_real(lm: nn.Module, setup: TrainingSetup, device: torch.device) -> nn.Module:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .build import build
 from .kernels import cuda_dropout

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from gpuplan.planner.enums import Component, Loss, Phase
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.enums import Component, Loss, Phase
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import TrainingSetup
 
 from .build import Built
 from .chunked_loss import chunked_loss

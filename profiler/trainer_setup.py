@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from gpuplan.planner.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec, model_from_config
-from gpuplan.planner.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec, model_from_config
+from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 # TrainingArguments.optim (transformers OptimizerNames values) -> gpuplan optimizer
 # [transformers/training_args.py OptimizerNames; trainer.py get_optimizer_cls_and_kwargs]

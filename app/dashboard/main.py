@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gpuplan.app.dashboard import page_compare, page_estimate, page_gpus, page_profile, page_recommend, state
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 PAGES = {
     "estimate": ("Estimate", page_estimate.estimate_ui),

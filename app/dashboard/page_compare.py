@@ -6,8 +6,8 @@ from typing import Any
 import streamlit as st
 
 from gpuplan.app import charts
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.estimate import estimate, fits
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.memory.estimate import estimate, fits
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
 from .state import Param, Params

@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from gpuplan.app import charts
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.estimate import estimate, fits
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.memory.estimate import estimate, fits
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
 from .widgets import figure_ui, gib, gpu_params, gpus_ui, json_download, show_problems

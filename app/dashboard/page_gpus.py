@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from gpuplan.app import charts
-from gpuplan.planner.catalog import _gpu_catalog
+from gpuplan.planner.io.catalog import _gpu_catalog
 
 from .state import Param, Params
 from .widgets import figure_ui, show_problems

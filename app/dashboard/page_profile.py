@@ -10,7 +10,7 @@ import streamlit as st
 
 from gpuplan.app import charts
 from gpuplan.app.profile_tables import FIGURE_LABELS, fmt, group_modules, unit_for
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
 from .state import Param, Params

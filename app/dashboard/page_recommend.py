@@ -7,9 +7,9 @@ from typing import Any
 import streamlit as st
 
 from gpuplan.app import charts
-from gpuplan.planner.catalog import gpu_names
-from gpuplan.planner.enums import Method
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.io.catalog import gpu_names
+from gpuplan.planner.specs.enums import Method
+from gpuplan.planner.specs.errors import PlannerError
 
 from .page_gpus import to_csv
 from .setup_form import model_params, model_ui
@@ -21,7 +21,7 @@ TABLES = {"frontier": "Pareto frontier", "all": "every qualifying plan"}
 
 
 def _providers() -> list[str]:
-    from gpuplan.planner.catalog import all_gpus
+    from gpuplan.planner.io.catalog import all_gpus
 
     return sorted({p.provider for g in all_gpus() for p in g.prices})
 
@@ -42,9 +42,9 @@ def run_recommend(model_arg: str, tokens: str, epochs: float, methods: tuple[str
                   deadline: str, budget: str, providers: tuple[str, ...], gpus: tuple[str, ...], spot: bool,
                   seq_len: int, global_batch: int):
     """The planner's Recommendation for these inputs (cached: a search takes about a second)."""
-    from gpuplan.planner.catalog import resolve_model
-    from gpuplan.planner.cost import parse_duration, parse_tokens, parse_usd
-    from gpuplan.planner.recommend import Constraints, SearchSpace, recommend
+    from gpuplan.planner.io.catalog import resolve_model
+    from gpuplan.planner.plans.cost import parse_duration, parse_tokens, parse_usd
+    from gpuplan.planner.plans.recommend import Constraints, SearchSpace, recommend
 
     c = Constraints(methods=tuple(Method(m) for m in methods), max_gpus=max_gpus,
                     deadline_s=parse_duration(deadline) if deadline else None,

@@ -14,10 +14,10 @@ import click
 import streamlit as st
 
 from gpuplan.app.options import SETUP_OPTIONS, setup_from_options
-from gpuplan.planner.catalog import model_names, resolve_model
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import ALL_LINEAR, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.io.catalog import model_names, resolve_model
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.setup import ALL_LINEAR, LoraSpec, QuantSpec, TrainingSetup
 
 from .state import Param, Params
 

@@ -7,7 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from gpuplan.planner.catalog import gpu_names, resolve_gpu
+from gpuplan.planner.io.catalog import gpu_names, resolve_gpu
 
 from .state import Param, Params
 

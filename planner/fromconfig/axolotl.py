@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import PlannerError
+from ..specs.errors import PlannerError
 from . import ConfigSetup
 from .common import collector, optimizer, precision, refuse_sharding, targets
 

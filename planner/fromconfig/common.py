@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import PlannerError
+from ..specs.errors import PlannerError
 
 # transformers.training_args.OptimizerNames -> gpuplan --optimizer
 HF_OPTIM = {

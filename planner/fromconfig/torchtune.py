@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import PlannerError
+from ..specs.errors import PlannerError
 from . import ConfigSetup
 from .common import collector, mapped
 

@@ -6,8 +6,8 @@ import pytest
 
 from gpuplan.app import charts
 from gpuplan.planner import TrainingSetup, estimate
-from gpuplan.planner.catalog import resolve_gpu, resolve_model
-from gpuplan.planner.enums import Method
+from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.specs.enums import Method
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GIB = 2**30

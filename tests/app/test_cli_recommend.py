@@ -76,7 +76,7 @@ def test_gpus_table_and_json(run):
 
 
 def test_gpus_with_user_catalog(run, tmp_path):
-    from gpuplan.planner import catalog as cat
+    from gpuplan.planner.io import catalog as cat
 
     f = tmp_path / "mine.json"
     f.write_text(json.dumps({"gpus": [{"name": "rtx-4090", "prices": [{"provider": "homelab", "usd_per_hour": 0.05}]}]}))

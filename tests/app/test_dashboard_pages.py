@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from gpuplan.app.dashboard import main as dashboard_main  # noqa: E402
 from gpuplan.planner import Method, Precision, TrainingSetup, estimate  # noqa: E402
-from gpuplan.planner.catalog import _gpu_catalog, resolve_model  # noqa: E402
+from gpuplan.planner.io.catalog import _gpu_catalog, resolve_model  # noqa: E402
 
 SCRIPT = dashboard_main.__file__
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -225,7 +225,7 @@ RECOMMEND_LINK = dict(model="qwen-2.5-0.5b", gpus="rtx-4090,h100-sxm-80gb", toke
 
 
 def test_recommend_shows_the_planners_cheapest_and_fastest():
-    from gpuplan.planner.recommend import Constraints, recommend
+    from gpuplan.planner.plans.recommend import Constraints, recommend
 
     at = ok(app("recommend", **RECOMMEND_LINK))
     rec = recommend(resolve_model("qwen-2.5-0.5b"), 50_000_000, 1.0, Constraints(gpus=("rtx-4090", "h100-sxm-80gb")))

@@ -171,8 +171,8 @@ def test_required_cards_present():
 
 
 # --- user catalog files (planner/catalog.py add_gpu_catalog / $GPUPLAN_GPU_CATALOG) -----------------
-from gpuplan.planner import catalog as cat  # noqa: E402
-from gpuplan.planner.errors import PlannerError  # noqa: E402
+from gpuplan.planner.io import catalog as cat  # noqa: E402
+from gpuplan.planner.specs.errors import PlannerError  # noqa: E402
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from gpuplan.planner import Method, TrainingSetup, estimate  # noqa: E402
-from gpuplan.planner.catalog import _gpu_catalog, resolve_model  # noqa: E402
+from gpuplan.planner.io.catalog import _gpu_catalog, resolve_model  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "app" / "fixtures"
 GIB = 2**30
@@ -188,7 +188,7 @@ def test_compare_page(server, browser, tmp_path):
 
 
 def test_recommend_page(server, browser, tmp_path):
-    from gpuplan.planner.recommend import Constraints, recommend
+    from gpuplan.planner.plans.recommend import Constraints, recommend
 
     _open(browser, f"{server}/?page=recommend&model=qwen-2.5-0.5b&gpus=rtx-4090,h100-sxm-80gb&tokens=50M", "Recommend")
     rec = recommend(resolve_model("qwen-2.5-0.5b"), 50_000_000, 1.0, Constraints(gpus=("rtx-4090", "h100-sxm-80gb")))

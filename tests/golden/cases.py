@@ -63,7 +63,7 @@ def _pick(items: tuple[str, ...], *key: str) -> str:
 
 
 def preset_names() -> list[str]:
-    from gpuplan.planner.catalog import model_names
+    from gpuplan.planner.io.catalog import model_names
 
     return model_names()
 
@@ -160,7 +160,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     if argv[0] == "api-estimate":     # a setup the CLI flags cannot spell: through the Python API
         from gpuplan.planner import TrainingSetup, estimate
-        from gpuplan.planner.catalog import resolve_model
+        from gpuplan.planner.io.catalog import resolve_model
 
         est = estimate(resolve_model(argv[1]), TrainingSetup.from_dict(json.loads(argv[2])))
         return {"exit": 0, "output": est.to_dict()}

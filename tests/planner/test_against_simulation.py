@@ -5,7 +5,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from gpuplan.planner import Checkpointing, Loss, Method, Optimizer, Precision, TrainingSetup, estimate  # noqa: E402
-from gpuplan.planner.catalog import resolve_model  # noqa: E402
+from gpuplan.planner.io.catalog import resolve_model  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402
 
 CASES = [

@@ -2,10 +2,10 @@
 import pytest
 
 from gpuplan.planner import Method, Precision, TrainingSetup
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.comm import Collective, Link, communication_bytes, crosses_nodes, ring_bytes
-from gpuplan.planner.params import param_counts
-from gpuplan.planner.parallel import Fsdp, Offload, ParallelSpec
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.memory.comm import Collective, Link, communication_bytes, crosses_nodes, ring_bytes
+from gpuplan.planner.specs.params import param_counts
+from gpuplan.planner.specs.parallel import Fsdp, Offload, ParallelSpec
 
 
 @pytest.fixture(scope="module")

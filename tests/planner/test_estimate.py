@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from gpuplan.planner import (Checkpointing, Component, LoraSpec, Method, Optimizer, Phase, PlannerError,
                              Precision, TrainingSetup, estimate, model_from_config, param_counts)
-from gpuplan.planner.catalog import resolve_model
+from gpuplan.planner.io.catalog import resolve_model
 
 TINY = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
@@ -101,7 +101,7 @@ def test_properties(model, setup):
 
 
 def test_moe_qlora_says_transformers_5_leaves_fused_experts_unquantized():
-    from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.io.catalog import resolve_model
 
     moe = estimate(resolve_model("mixtral-8x7b"), TrainingSetup(method=Method.QLORA))
     note = next(n for n in moe.notes if "fused experts unquantized" in n)

@@ -1,11 +1,11 @@
 """fit(): the largest micro-batch and sequence really are the largest, and knobs really fit."""
 import pytest
 
-from gpuplan.planner.catalog import resolve_gpu, resolve_model
-from gpuplan.planner.enums import Method
-from gpuplan.planner.estimate import estimate
-from gpuplan.planner.fit import SEQ_STEP, fit
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.specs.enums import Method
+from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.plans.fit import SEQ_STEP, fit
+from gpuplan.planner.specs.setup import TrainingSetup
 
 M = resolve_model("llama-3.1-8b")
 G = resolve_gpu("rtx-4090")

@@ -1,11 +1,11 @@
 """FLOPs per token against the papers' closed forms (golden) and between methods (properties)."""
 import pytest
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.enums import Method
-from gpuplan.planner.flops import step_flops
-from gpuplan.planner.params import param_counts
-from gpuplan.planner.setup import Checkpointing, LoraSpec, TrainingSetup
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.enums import Method
+from gpuplan.planner.speed.flops import step_flops
+from gpuplan.planner.specs.params import param_counts
+from gpuplan.planner.specs.setup import Checkpointing, LoraSpec, TrainingSetup
 
 
 def test_full_no_ckpt_is_palm_6n_plus_attention():

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.fromconfig import read_config
 
 FX = Path(__file__).parent / "fixtures"

@@ -2,9 +2,9 @@
 import pytest
 
 from gpuplan.planner import Optimizer, PlannerError, TrainingSetup
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.engines import Engine, engine_of, shard_degree
-from gpuplan.planner.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.engines import Engine, engine_of, shard_degree
+from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from gpuplan.planner import model_from_config, param_counts
-from gpuplan.planner.catalog import load_preset, model_names, resolve_model
+from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
 
 PRESETS = sorted(Path(__file__).resolve().parents[2].joinpath("data", "models").glob("*.json"))
 

@@ -1,11 +1,11 @@
 """Buy vs rent: break-even arithmetic and the choice of cards."""
 import pytest
 
-from gpuplan.planner.catalog import resolve_gpu, resolve_model
-from gpuplan.planner.enums import Method
-from gpuplan.planner.plan import make_plan
-from gpuplan.planner.purchase import Ownership, energy_usd, purchase_options
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.specs.enums import Method
+from gpuplan.planner.plans.plan import make_plan
+from gpuplan.planner.plans.purchase import Ownership, energy_usd, purchase_options
+from gpuplan.planner.specs.setup import TrainingSetup
 
 M = resolve_model("qwen-2.5-1.5b")
 S = TrainingSetup(method=Method.LORA, batch_size=4)

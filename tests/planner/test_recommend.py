@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-from gpuplan.planner.catalog import resolve_gpu, resolve_model
-from gpuplan.planner.enums import Method, Optimizer, Precision
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.estimate import estimate
-from gpuplan.planner.plan import make_plan
-from gpuplan.planner.recommend import Constraints, SearchSpace, pareto_frontier, recommend
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.specs.enums import Method, Optimizer, Precision
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.plans.plan import make_plan
+from gpuplan.planner.plans.recommend import Constraints, SearchSpace, pareto_frontier, recommend
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
 
 MODEL = resolve_model("qwen-2.5-1.5b")
 GPUS = ("rtx-4090", "l4", "a100-sxm-40gb", "t4")
@@ -135,7 +135,7 @@ def test_to_dict_is_json():
 def test_multi_gpu_candidates_when_sharded_estimates_exist(monkeypatch):
     """The search over counts and sharding, with a stand-in estimator whose sharded figures divide
     by the world size (until planner/estimate.py gives per-GPU figures itself)."""
-    from gpuplan.planner import recommend as rmod
+    from gpuplan.planner.plans import recommend as rmod
 
     real = rmod.estimate
 

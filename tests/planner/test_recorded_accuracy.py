@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.estimate import estimate
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.specs.setup import TrainingSetup
 
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "data" / "measurements"
 RECORDS = sorted(MEASUREMENTS.glob("accuracy_*.json"))

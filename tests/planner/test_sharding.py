@@ -2,11 +2,11 @@
 import pytest
 
 from gpuplan.planner import Checkpointing, Component, Method, Phase, Precision, TrainingSetup, estimate
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.params import param_counts
-from gpuplan.planner.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from gpuplan.planner.slices import local_model
-from gpuplan.planner.sharding import PREFETCH_BUCKET_PER_H2, REDUCE_BUCKET_PER_H2
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.params import param_counts
+from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.memory.slices import local_model
+from gpuplan.planner.memory.sharding import PREFETCH_BUCKET_PER_H2, REDUCE_BUCKET_PER_H2
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from gpuplan.planner.catalog import resolve_gpu, resolve_model
-from gpuplan.planner.enums import Method, Optimizer
-from gpuplan.planner.parallel import Fsdp, ParallelSpec
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
-from gpuplan.planner.throughput import mfu_defaults, mfu_for, small_batch_factor, step_time
+from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
+from gpuplan.planner.specs.enums import Method, Optimizer
+from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.speed.throughput import mfu_defaults, mfu_for, small_batch_factor, step_time
 
 
 def test_mfu_defaults_have_sources():
@@ -20,7 +20,7 @@ def test_mfu_defaults_have_sources():
 
 
 def test_every_catalog_architecture_has_an_mfu():
-    from gpuplan.planner.catalog import all_gpus
+    from gpuplan.planner.io.catalog import all_gpus
 
     for g in all_gpus():
         assert g.architecture in mfu_defaults()["families"], g.name
@@ -84,7 +84,7 @@ def test_multi_gpu_adds_communication_over_the_catalog_link():
 
 
 def test_calibration_from_a_recorded_step_time(tmp_path, monkeypatch):
-    from gpuplan.planner import throughput
+    from gpuplan.planner.speed import throughput
 
     rec = {"gpu": "h100", "setup": {"model": "llama-3.2-1b", "method": "full", "batch_size": 4, "seq_len": 2048,
                                     "checkpointing": "none"}, "timing": {"step_time_s": 0.5}}

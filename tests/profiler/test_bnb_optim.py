@@ -27,7 +27,7 @@ transformers = pytest.importorskip("transformers")
 bnb = pytest.importorskip("bitsandbytes")
 
 from gpuplan.planner import Component, Method, Optimizer, Phase, model_from_config  # noqa: E402
-from gpuplan.planner.setup import TrainingSetup  # noqa: E402
+from gpuplan.planner.specs.setup import TrainingSetup  # noqa: E402
 from gpuplan.profiler import bnb_optim  # noqa: E402
 from gpuplan.profiler.build import build, materialize  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402

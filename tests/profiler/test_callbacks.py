@@ -8,9 +8,9 @@ import pytest
 import torch
 import transformers
 
-from gpuplan.planner.enums import Attention, DType, Method, Optimizer, Precision
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.setup import Checkpointing
+from gpuplan.planner.specs.enums import Attention, DType, Method, Optimizer, Precision
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.setup import Checkpointing
 from gpuplan.profiler.callbacks import REPORT_NAME, GpuplanCallback, StepMemory
 from gpuplan.profiler.trainer_setup import setup_from_trainer
 

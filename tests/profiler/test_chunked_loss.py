@@ -3,8 +3,8 @@ and never materializes the (tokens, vocab) logits."""
 import pytest
 import torch
 
-from gpuplan.planner.enums import Component, Loss, Method, Phase
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner.specs.enums import Component, Loss, Method, Phase
+from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.profiler.chunked_loss import FusedLinearCrossEntropy, chunk_rows
 from gpuplan.profiler.simulate import simulate
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpuplan.planner.enums import Attention, Method, Phase, Precision
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.specs.enums import Attention, Method, Phase, Precision
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
 from gpuplan.profiler.build import build
 from gpuplan.profiler.cpu import measure_cpu
 from gpuplan.profiler.simulate import simulate

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from gpuplan.planner import Component, Phase, PlannerError, TrainingSetup, estimate
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.parallel import Fsdp, ParallelSpec
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
 from gpuplan.profiler.build import build_model, build_optimizer
 from gpuplan.profiler.distributed import fake_world, run_gloo, shard, simulate_distributed
-from gpuplan.planner.params import param_counts
+from gpuplan.planner.specs.params import param_counts
 from gpuplan.profiler.tracker import ALLOCATOR_ROUNDING, allocator_bytes
 
 
@@ -102,7 +102,7 @@ def test_fsdp2_storage_resizes_are_followed(tiny, monkeypatch):
 @pytest.mark.parametrize("kind,accum", [(Fsdp.FULL, 1), (Fsdp.FULL, 2), (Fsdp.GRAD_OP, 2)])
 def test_collectives_of_the_simulated_step_are_what_planner_comm_counts(tiny, kind, accum):
     """The buffers FSDP2 all-gathers and reduce-scatters in one step, against planner/comm.py."""
-    from gpuplan.planner.comm import Collective, communication_bytes, model_bytes, ring_bytes
+    from gpuplan.planner.memory.comm import Collective, communication_bytes, model_bytes, ring_bytes
 
     setup = _fsdp(4, kind, grad_accum=accum)
     sim = simulate_distributed(tiny, setup)

@@ -40,7 +40,7 @@ peft = pytest.importorskip("peft")
 bnb = pytest.importorskip("bitsandbytes")
 
 from gpuplan.planner import Component, Method, Optimizer, Phase, Precision, QuantType, model_from_config  # noqa: E402
-from gpuplan.planner.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup  # noqa: E402
+from gpuplan.planner.specs.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup  # noqa: E402
 from gpuplan.profiler import quantize as Q  # noqa: E402
 from gpuplan.profiler.build import HF_ATTENTION, Built, TORCH_DTYPES, _apply_lora, autocast_for, build_model, materialize  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .engines import engine_of, shard_degree
-from .enums import Method, Precision
-from .model import ModelSpec
-from .parallel import Offload, OffloadDevice, ParallelSpec
-from .setup import TrainingSetup
+from ..specs.engines import engine_of, shard_degree
+from ..specs.enums import Method, Precision
+from ..specs.model import ModelSpec
+from ..specs.parallel import Offload, OffloadDevice, ParallelSpec
+from ..specs.setup import TrainingSetup
 from .slices import local_model
 from .states import states
 
@@ -61,7 +61,7 @@ def _per_gpu_host_states(model: ModelSpec, setup: TrainingSetup) -> int:
 
 
 def _params(m: ModelSpec) -> int:
-    from .params import param_counts
+    from ..specs.params import param_counts
 
     return param_counts(m).total
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .catalog import GpuSpec, _data_dir
-from .enums import DType, Optimizer, Precision
-from .errors import PlannerError
+from ..io.catalog import GpuSpec, _data_dir
+from ..specs.enums import DType, Optimizer, Precision
+from ..specs.errors import PlannerError
 from .flops import StepFlops, step_flops
-from .model import ModelSpec
-from .parallel import Offload
-from .result import Assumption
-from .setup import TrainingSetup
+from ..specs.model import ModelSpec
+from ..specs.parallel import Offload
+from ..memory.result import Assumption
+from ..specs.setup import TrainingSetup
 
 FULL_BATCH_TOKENS = 4096   # tokens per micro-batch from which the family MFU holds (data/mfu.json)
 
@@ -44,7 +44,7 @@ def _const(key: str) -> float:
 def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
     """(MFU, source) from recorded step times on this GPU (data/measurements/*.json with a
     `timing` object), the median over records; None where none is recorded."""
-    from .catalog import resolve_gpu, resolve_model
+    from ..io.catalog import resolve_gpu, resolve_model
 
     values, files = [], []
     for path in sorted((_data_dir() / "measurements").glob("*.json")):
@@ -67,8 +67,8 @@ def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
 
 def _setup_from_record(d: dict[str, Any]) -> TrainingSetup:
     """The single-GPU setup of a timing record (keys as TrainingSetup.to_dict() writes them)."""
-    from .enums import Method
-    from .setup import Checkpointing
+    from ..specs.enums import Method
+    from ..specs.setup import Checkpointing
 
     return TrainingSetup(method=Method(d.get("method", "full")), precision=Precision(d.get("precision", "bf16-mixed")),
                          optimizer=Optimizer(d.get("optimizer", "adamw-fused")), batch_size=int(d["batch_size"]),
@@ -160,14 +160,14 @@ def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int
     """The GPU-independent parts of a step time, memoized: recommend() times one setup on many GPUs.
 
     (FLOPs per token, trainable parameters, bytes per optimizer step over (intra-node, inter-node, host))."""
-    from .states import states
+    from ..memory.states import states
 
     fl = step_flops(model, setup)
     trainable = states(model, setup.with_(parallel=type(setup.parallel)())).trainable_params
     if setup.parallel.single_gpu:
         return fl, trainable, (0, 0, 0)
     try:
-        from .comm import Link, communication_bytes
+        from ..memory.comm import Link, communication_bytes
     except ImportError:
         raise PlannerError("multi-GPU step times need planner/comm.py (not present in this install)") from None
     vol = communication_bytes(model, setup)

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import Choice, Method
-from .engines import Engine, engine_of, gather_dtype, reduce_dtype, shard_degree
-from .model import ModelSpec
-from .params import param_counts
-from .parallel import Offload, ParallelSpec
-from .setup import Checkpointing, TrainingSetup
+from ..specs.enums import Choice, Method
+from ..specs.engines import Engine, engine_of, gather_dtype, reduce_dtype, shard_degree
+from ..specs.model import ModelSpec
+from ..specs.params import param_counts
+from ..specs.parallel import Offload, ParallelSpec
+from ..specs.setup import Checkpointing, TrainingSetup
 from .slices import local_model
 
 
@@ -153,7 +153,7 @@ class ModelBytes:
 
 def model_bytes(model: ModelSpec, setup: TrainingSetup) -> ModelBytes:
     """Per-GPU byte sizes the engine gathers and reduces (see planner/engines.py for the dtypes)."""
-    from .params import lora_params
+    from ..specs.params import lora_params
     from .states import _linear_inventory, quantized_bytes
 
     p = setup.parallel

@@ -10,13 +10,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .catalog import GpuSpec
-from .enums import Loss, Method, Optimizer, Precision
-from .estimate import estimate
-from .model import ModelSpec
-from .errors import PlannerError
-from .setup import Checkpointing, TrainingSetup
-from .throughput import step_time
+from ..io.catalog import GpuSpec
+from ..specs.enums import Loss, Method, Optimizer, Precision
+from ..memory.estimate import estimate
+from ..specs.model import ModelSpec
+from ..specs.errors import PlannerError
+from ..specs.setup import Checkpointing, TrainingSetup
+from ..speed.throughput import step_time
 
 MAX_BATCH = 4096
 SEQ_STEP = 64          # sequence lengths are searched in multiples of this

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .catalog import GpuSpec
-from .errors import PlannerError
+from ..io.catalog import GpuSpec
+from ..specs.errors import PlannerError
 
 
 @dataclass(frozen=True)

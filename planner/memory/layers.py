@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import Attention, DType, Loss, Method, MlpKind, QuantType
-from .model import ModelSpec
-from .params import lora_params, param_counts
-from .setup import TrainingSetup
+from ..specs.enums import Attention, DType, Loss, Method, MlpKind, QuantType
+from ..specs.model import ModelSpec
+from ..specs.params import lora_params, param_counts
+from ..specs.setup import TrainingSetup
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import Method
-from .model import ModelSpec
-from .setup import Checkpointing, TrainingSetup
+from ..specs.enums import Method
+from ..specs.model import ModelSpec
+from ..specs.setup import Checkpointing, TrainingSetup
 
 
 @dataclass(frozen=True)

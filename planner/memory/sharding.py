@@ -27,18 +27,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .activations import activation_bytes, residual_dtype
-from .catalog import GpuSpec
+from .layers import activation_bytes, residual_dtype
+from ..io.catalog import GpuSpec
 from .comm import communication_bytes, model_bytes
-from .engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
-from .enums import Component as C
-from .enums import Choice, Method, Phase, Precision
-from .model import ModelSpec
+from ..specs.engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
+from ..specs.enums import Component as C
+from ..specs.enums import Choice, Method, Phase, Precision
+from ..specs.model import ModelSpec
 from .offload import host_bytes_per_node, nvme_bytes_per_node
-from .params import param_counts
-from .parallel import Offload, ParallelSpec
+from ..specs.params import param_counts
+from ..specs.parallel import Offload, ParallelSpec
 from .result import Assumption, MemoryEstimate
-from .setup import Checkpointing, TrainingSetup
+from ..specs.setup import Checkpointing, TrainingSetup
 from .slices import local_model
 from .states import states
 

@@ -19,15 +19,15 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from .catalog import GpuSpec, all_gpus, resolve_gpu
-from .enums import Method, Optimizer, Precision
-from .errors import PlannerError
-from .estimate import estimate
-from .model import ModelSpec
-from .parallel import Fsdp, ParallelSpec
+from ..io.catalog import GpuSpec, all_gpus, resolve_gpu
+from ..specs.enums import Method, Optimizer, Precision
+from ..specs.errors import PlannerError
+from ..memory.estimate import estimate
+from ..specs.model import ModelSpec
+from ..specs.parallel import Fsdp, ParallelSpec
 from .plan import Plan, make_plan
-from .result import GIB
-from .setup import Checkpointing, TrainingSetup
+from ..memory.result import GIB
+from ..specs.setup import Checkpointing, TrainingSetup
 
 
 @dataclass(frozen=True)

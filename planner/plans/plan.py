@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import GpuSpec
+from ..io.catalog import GpuSpec
 from .cost import ProviderCost, run_cost
-from .model import ModelSpec
-from .result import MemoryEstimate
-from .setup import TrainingSetup
-from .throughput import StepTime, step_time
+from ..specs.model import ModelSpec
+from ..memory.result import MemoryEstimate
+from ..specs.setup import TrainingSetup
+from ..speed.throughput import StepTime, step_time
 
 
 @dataclass(frozen=True)

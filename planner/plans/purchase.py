@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .plan import Plan
-from .result import Assumption
+from ..memory.result import Assumption
 
 # Average US commercial electricity price, 2024: 12.7 cents/kWh [EIA Electric Power Monthly,
 # Table 5.6.A]; rounded up to 0.15 to cover higher-priced states. Override with --kwh-price.

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .enums import DType, Method, Optimizer, QuantType
-from .model import ModelSpec
-from .params import lora_params, param_counts
-from .setup import TrainingSetup
+from ..specs.enums import DType, Method, Optimizer, QuantType
+from ..specs.model import ModelSpec
+from ..specs.params import lora_params, param_counts
+from ..specs.setup import TrainingSetup
 
 # bitsandbytes: 4-bit weights are quantized in blocks of 64; with double quantization the fp32
 # absmax of each block becomes uint8, itself quantized in blocks of 256 with an fp32 absmax

@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import PlannerError
-from .model import ModelSpec, model_from_config
+from ..specs.errors import PlannerError
+from ..specs.model import ModelSpec, model_from_config
 
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .model import LinearSpec, ModelSpec
-from .parallel import ParallelSpec
+from ..specs.model import LinearSpec, ModelSpec
+from ..specs.parallel import ParallelSpec
 
 # The last linear of each block: row-parallel in Megatron (RowParallelLinear), the others column-
 # parallel [megatron/core/transformer/attention.py linear_proj, mlp.py linear_fc2].

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .activations import ActivationBytes, activation_bytes, residual_dtype
-from .catalog import GpuSpec, assumptions
-from .enums import Component as C
-from .enums import Loss, Method, Phase, QuantType
-from .memo import per_model
-from .model import ModelSpec
-from .params import param_counts
+from .layers import ActivationBytes, activation_bytes, residual_dtype
+from ..io.catalog import GpuSpec, assumptions
+from ..specs.enums import Component as C
+from ..specs.enums import Loss, Method, Phase, QuantType
+from ..specs.memo import per_model
+from ..specs.model import ModelSpec
+from ..specs.params import param_counts
 from .result import Assumption, MemoryEstimate
-from .setup import Checkpointing, TrainingSetup
+from ..specs.setup import Checkpointing, TrainingSetup
 from .states import States, states
 
 

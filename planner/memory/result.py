@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enums import Component, Phase
-from .params import ParamCounts
+from ..specs.enums import Component, Phase
+from ..specs.params import ParamCounts
 
 GIB = 2**30
 
