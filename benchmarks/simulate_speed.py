@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.model import ModelSpec, model_from_config
+from gpuplan.planner import ModelSpec, model_from_config
 from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.profiler.simulate import simulate
 

@@ -5,7 +5,8 @@ The names below are the planner's public API; everything else is reached through
 from .specs.enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
                     Precision, QuantType, RunPhase)
 from .specs.errors import PlannerError
-from .specs.model import LinearSpec, ModelSpec, model_from_config
+from .specs.model import LinearSpec, ModelSpec
+from .io.architectures import model_from_config
 from .specs.params import ParamCounts, param_counts
 from .specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from .memory.result import MemoryEstimate

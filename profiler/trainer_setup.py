@@ -8,7 +8,7 @@ import torch
 
 from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
 from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.model import ModelSpec, model_from_config
+from gpuplan.planner import ModelSpec, model_from_config
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 # TrainingArguments.optim (transformers OptimizerNames values) -> gpuplan optimizer

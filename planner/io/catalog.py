@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..specs.errors import PlannerError
-from ..specs.model import ModelSpec, model_from_config
+from ..specs.model import ModelSpec
+from .architectures import model_from_config
 
 
 

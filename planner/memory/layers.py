@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..specs.enums import Attention, DType, Loss, Method, MlpKind, QuantType
-from ..specs.model import ModelSpec
+from ..specs.model import LinearRole, LinearSpec, ModelSpec, RopeKind
 from ..specs.params import lora_params, param_counts
 from ..specs.setup import TrainingSetup
 
@@ -32,7 +32,7 @@ def residual_dtype(setup: TrainingSetup) -> DType:
     return setup.base_weight_dtype
 
 
-def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, gemma: bool) -> LayerBytes:
+def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, fp32_scale: bool) -> LayerBytes:
     """RMSNorm followed by `consumers` linears [LlamaRMSNorm.forward; GemmaRMSNorm.forward].
 
     `x * rsqrt(var)` saves x for the input gradient. The normalized tensor is saved by the
@@ -45,7 +45,7 @@ def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, gemma: boo
         return LayerBytes(4 * h, 8 * h)
     # 16-bit residual: x.float() copy (saved by pow and the mul); normalized (fp32 for Gemma, whose
     # `output * (1 + weight.float())` runs in fp32; 16 bit for Llama) and the output
-    return LayerBytes(4 * h, (4 if gemma else r) * h + r * h)
+    return LayerBytes(4 * h, (4 if fp32_scale else r) * h + r * h)
 
 
 def _base_linear_out_bytes(setup: TrainingSetup, r: float, e: float) -> float:
@@ -78,17 +78,18 @@ def llama_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
     autocast = setup.precision.autocast
     h, I = m.hidden, m.intermediate
     A, K = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim
-    gemma = m.model_type.startswith("gemma")
-    fused = m.model_type == "phi3"
-    attn_in, mlp_in = (1, 1) if fused else (3, 2)
-    if m.model_type == "olmo2":   # post-norm: projections read the residual; norms on sublayer outputs
+    fp32_scale = m.norm_fp32_scale
+    # linears reading each norm's output: q/k/v and gate/up, or Phi-3's fused qkv_proj and gate_up_proj
+    attn_in = sum(1 for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    if m.post_norm:   # OLMo-2: projections read the residual; norms on sublayer outputs
         casts = (attn_in + mlp_in) * e * h if (autocast and r == 4) else 2 * r * h
         post = 2 * (4 * h + e * h)
         kept = post + (2 * r * h if r == 4 and autocast else 0)
         norms = LayerBytes(kept, casts)
     else:
-        n1 = _norm(h, attn_in, r, e, autocast, gemma)
-        n2 = _norm(h, mlp_in, r, e, autocast, gemma)
+        n1 = _norm(h, attn_in, r, e, autocast, fp32_scale)
+        n2 = _norm(h, mlp_in, r, e, autocast, fp32_scale)
         norms = LayerBytes(n1.kept + n2.kept, n1.dw_only + n2.dw_only)
         if m.norms_per_layer == 4:  # Gemma-2/3 post-attention and post-feedforward norms on the
             # sublayer outputs: their fp32 copy is kept, the normalized fp32 tensor only for dW
@@ -96,7 +97,7 @@ def llama_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
     qk_kept = qk_dw = 0.0
     if m.qk_norm_size:            # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
         qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
-        qk_dw = (4 if gemma else e) * (A + K)
+        qk_dw = (4 if fp32_scale else e) * (A + K)
     attn = _attention_core(m, setup, e, s) + qk_kept
     # eager's output, transposed and copied, is saved only by o_proj for its weight gradient
     # (the flash kernels save their output themselves: counted in the core)
@@ -118,35 +119,28 @@ def plain_layer(m: ModelSpec, setup: TrainingSetup, s: int) -> LayerBytes:
     ln_kept = r * h + 8                            # layer_norm saves its input, mean and rstd
     ln_dw = e * h if autocast and r == 4 else r * h
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
-    parallel = m.model_type == "gpt_neox" and m.hf_config.get("use_parallel_residual", True)
-    lns_kept = ln_kept + 8 if parallel else 2 * ln_kept
+    lns_kept = ln_kept + 8 if m.parallel_residual else 2 * ln_kept
     # the kernel's own saves beyond q, k, v and output: flash's logsumexp, or eager's scores
     scores = a * s * _eager_score_bytes(m, e) if setup.attention is Attention.EAGER else 4 * a
-    if m.model_type == "gpt2":
-        attn = 3 * e * h + e * h + scores          # c_attn output (q, k, v views), output
-        gelu = 4 * e * I                           # gelu_new in python ops: x, tanh, 0.5x, 1+tanh
-    else:
+    if m.rope is RopeKind.IN_ATTENTION:
         attn = 3 * e * h + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
-        gelu = e * I
+    else:
+        attn = 3 * e * h + e * h + scores          # c_attn output (q, k, v views), output
+    gelu = m.act_saved_tensors * e * I             # gelu_new in python ops saves four tensors
     dropout = 2 * h if m.dropout > 0 else 0        # residual dropouts save a bool mask
     return LayerBytes(lns_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
 
 
-_SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})   # linears fed one tensor
-_OUTPUT_PROJECTIONS = {"o_proj", "dense", "c_proj", "down_proj", "dense_4h_to_h", "w2"}
-
-
-def _lora_input(m: ModelSpec, setup: TrainingSetup, name: str, block: str) -> tuple[DType, float]:
+def _lora_input(setup: TrainingSetup, lin: LinearSpec) -> tuple[DType, float]:
     """(dtype of an adapted linear's input, bytes per token of that input not saved otherwise
     when the base is frozen). Inputs: a norm's output (the residual's dtype), the attention
     output (compute dtype; flash kernels save it themselves, eager's copy is o_proj's alone),
     the MLP product (the base linears' output dtype)."""
     e_dtype = setup.precision.compute_dtype
     r_dtype = residual_dtype(setup)
-    lin = next(x for x in m.dense_linears + m.moe_linears if x.name == name and x.block == block)
-    if name not in _OUTPUT_PROJECTIONS:
+    if lin.role is LinearRole.INPUT:
         return r_dtype, r_dtype.bytes * lin.in_features
-    if block == "attn":
+    if lin.block == "attn":
         return e_dtype, (e_dtype.bytes * lin.in_features if setup.attention is Attention.EAGER else 0)
     o = _base_linear_out_bytes(setup, r_dtype.bytes, e_dtype.bytes)
     return (r_dtype if o == r_dtype.bytes else e_dtype), o * lin.in_features
@@ -173,13 +167,13 @@ def lora_layer_extra(m: ModelSpec, setup: TrainingSetup, moe: bool = False) -> f
         if lin.name not in targets or lin.experts > 1:
             continue
         total += x * setup.lora.r                               # lora_B's input
-        in_dtype, uncounted = _lora_input(m, setup, lin.name, lin.block)
+        in_dtype, uncounted = _lora_input(setup, lin)
         if setup.lora.dropout > 0:
             total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask
         elif in_dtype is not a or (autocast and a is not e):
             total += x * lin.in_features                        # its own cast copy
         else:
-            key = next((i for i, names in enumerate(_SHARED_INPUTS) if lin.name in names), lin.name)
+            key = lin.block if lin.role is LinearRole.INPUT else lin.name   # a block's INPUT linears share one
             if key not in seen:
                 seen.add(key)
                 total += uncounted
@@ -217,8 +211,8 @@ def activation_bytes(m: ModelSpec, setup: TrainingSetup) -> ActivationBytes:
                       + m.moe_layers * lora_layer_extra(m, setup, moe=True)) / m.n_layers
     r = residual_dtype(setup).bytes
     e = setup.precision.compute_dtype.bytes
-    rope = 0 if m.learned_positions or m.model_type == "gpt_neox" else 2 * m.head_dim * (4 if setup.precision.autocast else e)
-    final_norm = _norm(m.hidden, 1, r, e, setup.precision.autocast, m.model_type.startswith("gemma")).kept
+    rope = 2 * m.head_dim * (4 if setup.precision.autocast else e) if m.rope is RopeKind.SHARED else 0
+    final_norm = _norm(m.hidden, 1, r, e, setup.precision.autocast, m.norm_fp32_scale).kept
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
     int8 = _int8_inputs(m, setup)
     per_layer += int8

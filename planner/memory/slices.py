@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..specs.model import LinearSpec, ModelSpec
+from ..specs.model import LinearRole, LinearSpec, ModelSpec, QkNorm
 from ..specs.parallel import ParallelSpec
 
-# The last linear of each block: row-parallel in Megatron (RowParallelLinear), the others column-
-# parallel [megatron/core/transformer/attention.py linear_proj, mlp.py linear_fc2].
-ROW_PARALLEL = {"o_proj", "down_proj", "attn.c_proj", "mlp.c_proj", "dense", "dense_4h_to_h"}
 
 
 def _split(lin: LinearSpec, tp: int) -> LinearSpec:
-    if lin.name in ROW_PARALLEL:
+    # the last linear of each block is row-parallel in Megatron (RowParallelLinear), the others column-
+    # parallel [megatron/core/transformer/attention.py linear_proj, mlp.py linear_fc2]
+    if lin.role is LinearRole.OUTPUT:
         return replace(lin, in_features=-(-lin.in_features // tp))
     return replace(lin, out_features=-(-lin.out_features // tp))
 
@@ -43,7 +42,7 @@ def local_model(model: ModelSpec, p: ParallelSpec) -> ModelSpec:
     n_layers = layers_per_stage(model, p)
     moe_layers = round(model.moe_layers * n_layers / model.n_layers) if model.moe_layers else 0
     # OLMo-2's q/k norms span all heads (split with them); Qwen-3/Gemma-3's span one head (replicated)
-    qk = model.qk_norm_size // tp if model.model_type == "olmo2" else model.qk_norm_size
+    qk = model.qk_norm_size // tp if model.qk_norm is QkNorm.FULL else model.qk_norm_size
     return replace(
         model,
         name=f"{model.name} [tp={p.tp}, pp={p.pp} slice]",

@@ -39,9 +39,8 @@ def _largest(ok: Callable[[int], bool], lo: int, limit: int) -> int:
 
 
 def max_context(model: ModelSpec) -> int:
-    cfg = model.hf_config
     # a config without a context length: assume 128k, Llama-3.1's
-    return int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 131072)
+    return model.max_positions or 131072
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,6 @@ class Checkpointing(Choice):
 
 ALL_LINEAR = "all-linear"
 
-# peft's default target_modules per model_type when none are given
-# [peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING]
-PEFT_DEFAULT_TARGETS = {
-    "llama": ("q_proj", "v_proj"), "mistral": ("q_proj", "v_proj"), "mixtral": ("q_proj", "v_proj"),
-    "qwen2": ("q_proj", "v_proj"), "qwen3": ("q_proj", "v_proj"), "qwen3_moe": ("q_proj", "v_proj"),
-    "gemma": ("q_proj", "v_proj"), "gemma2": ("q_proj", "v_proj"), "gemma3_text": ("q_proj", "v_proj"),
-    "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
-    "gpt_neox": ("query_key_value",),
-}
 
 
 def _plain(v: Any) -> Any:
@@ -110,7 +101,7 @@ class TrainingSetup:
         names = [lin.name for lin in model.dense_linears + model.moe_linears if lin.experts == 1]
         if self.lora.targets == (ALL_LINEAR,):
             return tuple(dict.fromkeys(names))
-        targets = self.lora.targets or PEFT_DEFAULT_TARGETS.get(model.model_type, ())
+        targets = self.lora.targets or model.peft_default_targets
         unknown = [t for t in targets if t not in names]
         if unknown or not targets:
             raise PlannerError(

@@ -1,0 +1,204 @@
+"""Config readers: a HF `config.json` -> ModelSpec, one reader per architecture family.
+
+A new family is a reader that fills ModelSpec's fields (its linears with their roles, norms,
+rope kind, quirks); the formulas never test `model_type`. Sources: transformers 5.23
+`models/<type>/modeling_<type>.py` and `configuration_<type>.py` for each family.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from ..specs.enums import MlpKind, NormKind
+from ..specs.errors import PlannerError
+from ..specs.model import LinearRole, LinearSpec, ModelSpec, QkNorm, RopeKind
+
+IN, OUT = LinearRole.INPUT, LinearRole.OUTPUT
+
+# peft's default target_modules per model_type when none are given
+# [peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING]
+PEFT_DEFAULT_TARGETS = {
+    "llama": ("q_proj", "v_proj"), "mistral": ("q_proj", "v_proj"), "mixtral": ("q_proj", "v_proj"),
+    "qwen2": ("q_proj", "v_proj"), "qwen3": ("q_proj", "v_proj"), "qwen3_moe": ("q_proj", "v_proj"),
+    "gemma": ("q_proj", "v_proj"), "gemma2": ("q_proj", "v_proj"), "gemma3_text": ("q_proj", "v_proj"),
+    "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
+    "gpt_neox": ("query_key_value",),
+}
+
+
+def _get(cfg: Mapping[str, Any], *keys: str, default: Any = None, required: bool = True) -> Any:
+    for key in keys:
+        if cfg.get(key) is not None:
+            return cfg[key]
+    if required and default is None:
+        raise PlannerError(f"config.json lacks '{keys[0]}' (model_type {cfg.get('model_type')!r}); "
+                           "pass the model's complete config.json")
+    return default
+
+
+def _max_positions(cfg: Mapping[str, Any]) -> int | None:
+    value = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    return int(value) if value else None
+
+
+def _llama_linears(h: int, a: int, kv: int, d: int, inter: int, qkv_bias: bool, o_bias: bool,
+                   mlp_bias: bool) -> tuple[LinearSpec, ...]:
+    return (
+        LinearSpec("q_proj", h, a * d, qkv_bias, "attn"),
+        LinearSpec("k_proj", h, kv * d, qkv_bias, "attn"),
+        LinearSpec("v_proj", h, kv * d, qkv_bias, "attn"),
+        LinearSpec("o_proj", a * d, h, o_bias, "attn", role=OUT),
+        LinearSpec("gate_proj", h, inter, mlp_bias, "mlp"),
+        LinearSpec("up_proj", h, inter, mlp_bias, "mlp"),
+        LinearSpec("down_proj", inter, h, mlp_bias, "mlp", role=OUT),
+    )
+
+
+# model_type -> norms per layer, q/k norm kind, attention bias rule, family quirks
+_LLAMA_LIKE: dict[str, dict[str, Any]] = {
+    "llama": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias="attention_bias", o_bias="attention_bias"),
+    "mistral": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False),
+    "qwen2": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=True, o_bias=False),
+    "qwen3": dict(norms=2, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias"),
+    # Gemma: RMSNorm scales by (1 + weight.float()) in fp32; embeddings times sqrt(hidden); ties by default
+    "gemma": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias="attention_bias", o_bias="attention_bias", gemma=True),
+    # Gemma-2: `_supports_sdpa = False` (its attention soft-capping has no SDPA path): users get eager
+    "gemma2": dict(norms=4, qk_norm=QkNorm.NONE, qkv_bias="attention_bias", o_bias="attention_bias", gemma=True,
+                   sdpa=False),
+    "gemma3_text": dict(norms=4, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias",
+                        gemma=True),
+    "olmo2": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias", post_norm=True),
+    "mixtral": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False),
+    "qwen3_moe": dict(norms=2, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias"),
+    "phi3": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False, fused=True),
+}
+
+
+def _bias(rule: Any, cfg: Mapping[str, Any]) -> bool:
+    return bool(cfg.get(rule, False)) if isinstance(rule, str) else bool(rule)
+
+
+def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    mt = cfg["model_type"]
+    rules = _LLAMA_LIKE[mt]
+    gemma = rules.get("gemma", False)
+    h = int(_get(cfg, "hidden_size"))
+    a = int(_get(cfg, "num_attention_heads"))
+    kv = int(_get(cfg, "num_key_value_heads", default=a))
+    d = int(cfg.get("head_dim") or h // a)
+    inter = int(_get(cfg, "intermediate_size"))
+    n_layers = int(_get(cfg, "num_hidden_layers"))
+    qkv_bias, o_bias = _bias(rules["qkv_bias"], cfg), _bias(rules["o_bias"], cfg)
+    mlp_bias = bool(cfg.get("mlp_bias", False))
+    dense = _llama_linears(h, a, kv, d, inter, qkv_bias, o_bias, mlp_bias)
+    if rules.get("fused"):  # Phi-3's fused projections: qkv_proj and gate_up_proj [modeling_phi3.py]
+        dense = (
+            LinearSpec("qkv_proj", h, (a + 2 * kv) * d, False, "attn"),
+            LinearSpec("o_proj", a * d, h, False, "attn", role=OUT),
+            LinearSpec("gate_up_proj", h, 2 * inter, False, "mlp"),
+            LinearSpec("down_proj", inter, h, False, "mlp", role=OUT),
+        )
+    qk = rules["qk_norm"]
+    qk_norm_size = {QkNorm.NONE: 0, QkNorm.PER_HEAD: 2 * d, QkNorm.FULL: a * d + kv * d}[qk]
+    moe = _moe_fields(cfg, n_layers, h, dense[:4])
+    return ModelSpec(
+        name=name, model_type=mt, n_layers=n_layers, hidden=h, n_heads=a, n_kv_heads=kv,
+        head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        # transformers' config classes default tie_word_embeddings to True for Gemma, else False
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", gemma)),
+        mlp_kind=MlpKind.GATED, norm_kind=NormKind.RMS, dense_linears=dense,
+        norms_per_layer=rules["norms"], qk_norm_size=qk_norm_size, qk_norm=qk,
+        final_logit_softcap=cfg.get("final_logit_softcapping"),
+        embed_scale=gemma, norm_fp32_scale=gemma, supports_sdpa=rules.get("sdpa", True),
+        post_norm=rules.get("post_norm", False),
+        dropout=float(cfg.get("resid_pdrop", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
+        peft_default_targets=PEFT_DEFAULT_TARGETS[mt], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg), **moe,
+    )
+
+
+def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,
+                attn: tuple[LinearSpec, ...]) -> dict[str, Any]:
+    """Experts held per MoE layer; transformers 5 fuses them into gate_up_proj and down_proj."""
+    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+    if experts == 0:
+        return {}
+    top_k = int(_get(cfg, "num_experts_per_tok"))
+    inter = int(cfg.get("moe_intermediate_size") or _get(cfg, "intermediate_size"))
+    step = int(cfg.get("decoder_sparse_step", 1) or 1)
+    only_mlp = set(cfg.get("mlp_only_layers") or [])
+    moe_layers = sum(1 for i in range(n_layers) if i not in only_mlp and (i + 1) % step == 0)
+    linears = attn + (
+        LinearSpec("gate_up_proj", h, 2 * inter, False, "mlp", experts=experts),
+        LinearSpec("down_proj", inter, h, False, "mlp", experts=experts, role=OUT),
+    )
+    return dict(moe_linears=linears, moe_layers=moe_layers, n_experts=experts, top_k=top_k,
+                moe_intermediate=inter)
+
+
+def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    h, a = int(_get(cfg, "n_embd", "hidden_size")), int(_get(cfg, "n_head", "num_attention_heads"))
+    inter = int(cfg.get("n_inner") or 4 * h)
+    linears = (  # Conv1D modules with biases [modeling_gpt2.py]
+        LinearSpec("c_attn", h, 3 * h, True, "attn"),
+        LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
+        LinearSpec("c_fc", h, inter, True, "mlp"),
+        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="gpt2", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
+        hidden=h, n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter,
+        vocab=int(_get(cfg, "vocab_size")), tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        mlp_kind=MlpKind.PLAIN, norm_kind=NormKind.LAYER, dense_linears=linears,
+        learned_positions=int(_get(cfg, "n_positions", "max_position_embeddings")), rope=RopeKind.NONE,
+        # gelu_new is written in python ops: x, tanh, 0.5x and 1+tanh are saved [activations.py NewGELUActivation]
+        act_saved_tensors=4,
+        dropout=float(cfg.get("resid_pdrop", 0.1)), attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["gpt2"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
+def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    inter = int(_get(cfg, "intermediate_size"))
+    bias = bool(cfg.get("attention_bias", True))
+    linears = (  # [modeling_gpt_neox.py]
+        LinearSpec("query_key_value", h, 3 * h, bias, "attn"),
+        LinearSpec("dense", h, h, bias, "attn", role=OUT),
+        LinearSpec("dense_h_to_4h", h, inter, True, "mlp"),
+        LinearSpec("dense_4h_to_h", inter, h, True, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="gpt_neox", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, rope=RopeKind.IN_ATTENTION,
+        parallel_residual=bool(cfg.get("use_parallel_residual", True)),
+        dropout=float(cfg.get("hidden_dropout", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["gpt_neox"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
+_READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
+    **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
+}
+SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
+
+
+def model_from_config(cfg: Mapping[str, Any], name: str | None = None) -> ModelSpec:
+    """ModelSpec from a parsed HF config.json; raises PlannerError for what it cannot read."""
+    if not isinstance(cfg, Mapping):
+        raise PlannerError("config.json must hold a JSON object")
+    if "text_config" in cfg and "model_type" in cfg and cfg["model_type"] not in SUPPORTED_MODEL_TYPES:
+        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", "")}
+    mt = cfg.get("model_type")
+    if not mt:
+        raise PlannerError("config.json has no 'model_type'; it is not a transformers model config")
+    reader = _READERS.get(mt)
+    if reader is None:
+        raise PlannerError(f"model_type {mt!r} is not supported yet; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return reader(name or str(cfg.get("_name_or_path") or mt), cfg)
