@@ -11,7 +11,8 @@ from .specs.params import ParamCounts, param_counts
 from .specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from .memory.result import MemoryEstimate
 from .specs.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup
-from .io.catalog import GpuSpec, all_gpus, resolve_gpu, resolve_model
+from .specs.gpu import GpuSpec
+from .io.catalog import all_gpus, resolve_gpu, resolve_model
 from .memory.estimate import estimate, fits
 from .speed.throughput import StepTime, step_time
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layers import ActivationBytes, activation_bytes, residual_dtype
-from ..io.catalog import GpuSpec, assumptions
+from ..io.catalog import assumptions
+from ..specs.gpu import GpuSpec
 from ..specs.enums import Component as C
 from ..specs.enums import Loss, Method, Phase, QuantType
 from ..specs.memo import per_model

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .layers import activation_bytes, residual_dtype
-from ..io.catalog import GpuSpec
+from ..specs.gpu import GpuSpec
 from .comm import communication_bytes, model_bytes
 from ..specs.engines import Engine, computes_without_autocast, engine_of, gather_dtype, reduce_dtype, shard_degree
 from ..specs.enums import Component as C

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..io.catalog import GpuSpec
+from ..specs.gpu import GpuSpec
 from ..specs.errors import PlannerError
 
 

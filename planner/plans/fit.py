@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..io.catalog import GpuSpec
+from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.estimate import estimate
 from ..specs.model import ModelSpec

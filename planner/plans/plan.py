@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..io.catalog import GpuSpec
+from ..specs.gpu import GpuSpec
 from .cost import ProviderCost, run_cost
 from ..specs.model import ModelSpec
 from ..memory.result import MemoryEstimate

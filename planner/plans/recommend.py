@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from ..io.catalog import GpuSpec, all_gpus, resolve_gpu
+from ..io.catalog import all_gpus, resolve_gpu
+from ..specs.gpu import GpuSpec
 from ..specs.enums import Method, Optimizer, Precision
 from ..specs.errors import PlannerError
 from ..memory.estimate import estimate

@@ -13,12 +13,12 @@ Constants and their sources: data/mfu.json.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..io.catalog import GpuSpec, _data_dir
+from ..io import catalog
+from ..specs.gpu import GpuSpec
 from ..specs.enums import DType, Optimizer, Precision
 from ..specs.errors import PlannerError
 from .flops import StepFlops, step_flops
@@ -30,10 +30,8 @@ from ..specs.setup import TrainingSetup
 FULL_BATCH_TOKENS = 4096   # tokens per micro-batch from which the family MFU holds (data/mfu.json)
 
 
-@lru_cache(maxsize=1)
 def mfu_defaults() -> dict[str, Any]:
-    with open(_data_dir() / "mfu.json") as f:
-        return json.load(f)
+    return catalog.mfu_constants()
 
 
 def _const(key: str) -> float:
@@ -44,36 +42,21 @@ def _const(key: str) -> float:
 def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
     """(MFU, source) from recorded step times on this GPU (data/measurements/*.json with a
     `timing` object), the median over records; None where none is recorded."""
-    from ..io.catalog import resolve_gpu, resolve_model
-
     values, files = [], []
-    for path in sorted((_data_dir() / "measurements").glob("*.json")):
-        with open(path) as f:
-            rec = json.load(f)
+    for name, rec in catalog.measurement_records():
         timing = rec.get("timing")
-        if not timing or resolve_gpu(rec["gpu"]).name != gpu_name:
+        if not timing or catalog.resolve_gpu(rec["gpu"]).name != gpu_name:
             continue
-        model = resolve_model(rec["setup"]["model"])
-        setup = _setup_from_record(rec["setup"])
+        model = catalog.resolve_model(rec["setup"]["model"])
+        setup = TrainingSetup.from_dict(rec["setup"])
         flops = step_flops(model, setup).hardware * setup.batch_size * setup.seq_len
-        gpu = resolve_gpu(gpu_name)
+        gpu = catalog.resolve_gpu(gpu_name)
         values.append(flops / (timing["step_time_s"] * gpu.peak_flops(_peak_dtype(gpu, setup.precision))))
-        files.append(path.name)
+        files.append(name)
     if not values:
         return None
     values.sort()
     return values[len(values) // 2], f"calibrated from {len(values)} recorded step time(s): {', '.join(files)}"
-
-
-def _setup_from_record(d: dict[str, Any]) -> TrainingSetup:
-    """The single-GPU setup of a timing record (keys as TrainingSetup.to_dict() writes them)."""
-    from ..specs.enums import Method
-    from ..specs.setup import Checkpointing
-
-    return TrainingSetup(method=Method(d.get("method", "full")), precision=Precision(d.get("precision", "bf16-mixed")),
-                         optimizer=Optimizer(d.get("optimizer", "adamw-fused")), batch_size=int(d["batch_size"]),
-                         seq_len=int(d["seq_len"]), grad_accum=int(d.get("grad_accum", 1)),
-                         checkpointing=Checkpointing(d.get("checkpointing", "full")))
 
 
 def _peak_dtype(gpu: GpuSpec, precision: Precision) -> str:

@@ -84,14 +84,14 @@ def test_multi_gpu_adds_communication_over_the_catalog_link():
 
 
 def test_calibration_from_a_recorded_step_time(tmp_path, monkeypatch):
+    from gpuplan.planner.io import catalog
     from gpuplan.planner.speed import throughput
 
     rec = {"gpu": "h100", "setup": {"model": "llama-3.2-1b", "method": "full", "batch_size": 4, "seq_len": 2048,
                                     "checkpointing": "none"}, "timing": {"step_time_s": 0.5}}
     (tmp_path / "measurements").mkdir()
     (tmp_path / "measurements" / "h100-run.json").write_text(json.dumps(rec))
-    (tmp_path / "mfu.json").write_text((throughput._data_dir() / "mfu.json").read_text())
-    monkeypatch.setattr(throughput, "_data_dir", lambda: tmp_path)
+    monkeypatch.setattr(catalog, "measurements_dir", lambda: tmp_path / "measurements")
     throughput.calibrated_mfu.cache_clear()
     try:
         a = mfu_for(resolve_gpu("h100"))

@@ -84,6 +84,7 @@ def test_a_run_that_fits_combines_allocator_nvml_and_tracker(tiny, fake_gpu, mon
 
 def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatch):
     """profile --output JSON of a GPU run, copied into data/measurements/, sets the MFU."""
+    from gpuplan.planner.io import catalog
     from gpuplan.planner.speed import throughput
     from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
     from gpuplan.planner.speed.flops import step_flops
@@ -98,7 +99,7 @@ def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatc
                     gpu="NVIDIA H100 80GB HBM3", timing={"step_time_s": step, "steps_timed": 3})
     (tmp_path / "measurements").mkdir()
     (tmp_path / "measurements" / "h100-run.json").write_text(json.dumps(m.to_dict()))
-    monkeypatch.setattr(throughput, "_data_dir", lambda: tmp_path)
+    monkeypatch.setattr(catalog, "measurements_dir", lambda: tmp_path / "measurements")
     throughput.calibrated_mfu.cache_clear()
     try:
         mfu, source = throughput.calibrated_mfu(gpu.name)
