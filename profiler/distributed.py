@@ -91,7 +91,7 @@ class ShardAwareTracker(StorageTracker):
             return
         old, component = entry
         new = allocator_bytes(nbytes)
-        # storages FSDP2 regrows are unsharded parameters: weights, as planner/sharding.py counts them
+        # storages FSDP2 regrows are unsharded parameters: weights, as planner/memory/sharded.py counts them
         self._live[key] = (new, Component.WEIGHTS)
         self.totals[component] -= old
         self.totals[Component.WEIGHTS] += new

@@ -9,6 +9,7 @@ import difflib
 import json
 import os
 import re
+from importlib.resources import files
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,6 @@ from .architectures import model_from_config
 @lru_cache(maxsize=1)
 def data_dir() -> Path:
     """data/ of the source tree (editable install) or gpuplan/data (wheel)."""
-    from importlib.resources import files
-
     return Path(str(files("gpuplan.data")))
 
 
@@ -81,7 +80,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _from_hub(repo_id: str) -> dict[str, Any]:
     """config.json of a hub repo; never executes remote code."""
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download   # lazily: an optional extra (gpuplan[hub])
     except ImportError:
         raise PlannerError(f"unknown model {repo_id!r}; to fetch it from the Hugging Face hub install "
                            "`pip install gpuplan[hub]`, or pass a local config.json") from None

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import Choice, Method
+from ..specs.enums import Choice
 from ..specs.engines import Engine, engine_of, gather_dtype, reduce_dtype, shard_degree
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.parallel import Offload, ParallelSpec
+from ..specs.resolved import resolve
 from ..specs.setup import Checkpointing, TrainingSetup
+from ..techniques import ADAPTERS, quantization
 from .slices import local_model
 
 
@@ -152,15 +154,13 @@ class ModelBytes:
 
 
 def model_bytes(model: ModelSpec, setup: TrainingSetup) -> ModelBytes:
-    """Per-GPU byte sizes the engine gathers and reduces (see planner/engines.py for the dtypes)."""
-    from ..specs.params import lora_params
-    from .states import _linear_inventory, quantized_bytes
-
+    """Per-GPU byte sizes the engine gathers and reduces (see planner/specs/engines.py for the dtypes)."""
     p = setup.parallel
     eng = engine_of(p)
     local = local_model(model, p)
     pc = param_counts(local)
-    if setup.method is Method.FULL:
+    rs = resolve(local, setup)
+    if rs.full:
         trainable = pc.total
         stored = setup.precision.weight_dtype
         g = gather_dtype(setup.precision, eng, stored).bytes
@@ -168,15 +168,15 @@ def model_bytes(model: ModelSpec, setup: TrainingSetup) -> ModelBytes:
         root = (pc.embedding + pc.lm_head + local.norm_params) * g
         grads = trainable * reduce_dtype(setup.precision, eng, stored).bytes
     else:
-        trainable = lora_params(local, setup)
-        frozen = setup.frozen_dtype
-        if setup.method is Method.QLORA:   # 4/8-bit storage is gathered as stored (FSDP-QLoRA)
-            linear, rows = _linear_inventory(local)
-            base = quantized_bytes(linear, rows, setup) + (pc.total - linear) * gather_dtype(
+        trainable = ADAPTERS[rs.adapters.kind].trainable_params(local, rs)
+        frozen = rs.frozen
+        if rs.quantized is not None:   # 4/8-bit storage is gathered as stored (FSDP-QLoRA)
+            linear, rows = quantization.linear_inventory(local)
+            base = quantization.quantized_bytes(linear, rows, rs.quantized) + (pc.total - linear) * gather_dtype(
                 setup.precision, eng, frozen).bytes
         else:
             base = pc.total * gather_dtype(setup.precision, eng, frozen).bytes
-        adapter = setup.adapter_dtype
+        adapter = rs.adapters.dtype
         gathered = base + trainable * gather_dtype(setup.precision, eng, adapter).bytes
         root = (pc.embedding + pc.lm_head + local.norm_params) * gather_dtype(setup.precision, eng, frozen).bytes
         grads = trainable * reduce_dtype(setup.precision, eng, adapter).bytes

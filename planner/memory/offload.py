@@ -19,12 +19,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..specs.engines import engine_of, shard_degree
-from ..specs.enums import Method, Precision
+from ..specs.enums import Precision
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, OffloadDevice, ParallelSpec
 from ..specs.setup import TrainingSetup
 from .slices import local_model
-from .states import states
+from ..specs.params import param_counts
+from .pieces import resolved_states, terms
 
 # offload_param: buffer_count 5, buffer_size 1e8 elements (16-bit); offload_optimizer: 4 buffers of
 # the largest fp32 sub-group, sub_group_size 1e9 elements by default -> bounded by the partition
@@ -43,27 +44,21 @@ def _per_gpu_host_states(model: ModelSpec, setup: TrainingSetup) -> int:
     n = shard_degree(p)
     m = local_model(model, p)
     single = replace(setup, parallel=ParallelSpec())
-    st = states(m, single)
+    rs, st, _ = terms(m, single)
     if eng.fsdp:   # sharded params, grads and optimizer state, as stored
         return (st.weights + st.gradients + st.optimizer_state) // n
     e16 = setup.precision.compute_dtype.bytes
     trainable = st.trainable_params
-    if setup.method is Method.QLORA:
+    if rs.quantized is not None:
         opt = st.optimizer_state
     else:
-        opt = states(m, replace(single, precision=Precision.FP32)).optimizer_state
+        opt = resolved_states(m, replace(single, precision=Precision.FP32)).optimizer_state
     fp32 = (4 * trainable if e16 < 4 else 0) + opt + 4 * trainable    # master, Adam, fp32 grads
     out = fp32 // n
     if p.offload is Offload.PARAMS:
-        weights16 = st.weights if setup.method is Method.QLORA else e16 * _params(m)
+        weights16 = st.weights if rs.quantized is not None else e16 * param_counts(m).total
         out += weights16 // n
     return out
-
-
-def _params(m: ModelSpec) -> int:
-    from ..specs.params import param_counts
-
-    return param_counts(m).total
 
 
 def host_bytes_per_node(model: ModelSpec, setup: TrainingSetup) -> int:

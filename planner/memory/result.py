@@ -48,7 +48,7 @@ class MemoryEstimate:
     setup: dict[str, Any]
     assumptions: tuple[Assumption, ...] = ()
     notes: tuple[str, ...] = field(default=())
-    # multi-GPU and offload (planner/sharding.py); single-GPU plans leave them at their defaults
+    # multi-GPU and offload (planner/memory/sharded.py); single-GPU plans leave them at their defaults
     host_bytes_per_node: int = 0                     # CPU RAM offload needs on each node
     nvme_bytes_per_node: int = 0                     # NVMe space ZeRO-Infinity needs on each node
     communication: Any = None                        # planner.comm.CommVolume per GPU per step

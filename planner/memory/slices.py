@@ -34,7 +34,7 @@ def local_model(model: ModelSpec, p: ParallelSpec) -> ModelSpec:
     """The largest pipeline stage's share of `model` on one tensor-parallel rank.
 
     It keeps the embedding and the lm_head (the first stage holds one, the last the other;
-    planner/sharding.py takes out what a stage does not hold).
+    planner/memory/sharded.py takes out what a stage does not hold).
     """
     if p.tp == 1 and p.pp == 1:
         return model

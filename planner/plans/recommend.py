@@ -9,8 +9,7 @@ The search: GPU type x count x sharding x method x precision x optimizer x check
 micro-batch (the largest that fits). Memory does not depend on the GPU type, so each setup is
 estimated once and its device total checked against every GPU; the micro-batch is found by
 bisection over the (monotone) totals of batch 1, 2, 4, ... Every fitting (setup, GPU, count) is
-timed (planner/throughput.py) and priced (planner/cost.py). Multi-GPU candidates appear only when
-the estimator honours ParallelSpec (probed: a 2-GPU FSDP estimate must differ from one GPU's).
+timed (planner/speed/throughput.py) and priced (planner/plans/cost.py).
 """
 from __future__ import annotations
 
@@ -130,18 +129,6 @@ def parallel_specs(count: int) -> list[ParallelSpec]:
             ParallelSpec(gpus=per_node, nodes=nodes, fsdp=Fsdp.FULL)]
 
 
-_SHARDED_PROBE: dict[str, bool] = {}
-
-
-def sharded_estimates_available(model: ModelSpec) -> bool:
-    """Whether estimate() gives per-GPU figures for sharded setups (issue 4 work): probed once."""
-    if model.name not in _SHARDED_PROBE:
-        one = estimate(model, TrainingSetup(batch_size=1, seq_len=128))
-        two = estimate(model, TrainingSetup(batch_size=1, seq_len=128, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL)))
-        _SHARDED_PROBE[model.name] = two.device_total_bytes < one.device_total_bytes
-    return _SHARDED_PROBE[model.name]
-
-
 class _Totals:
     """Device totals per setup, memoized: estimate() runs once per distinct setup."""
 
@@ -233,7 +220,7 @@ def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Total
     gpus = [resolve_gpu(g) for g in c.gpus] if c.gpus else all_gpus()
     if c.require_price:
         gpus = [g for g in gpus if any(not c.providers or p.provider in c.providers for p in g.prices)]
-    multi = c.max_gpus > 1 and sharded_estimates_available(model)
+    multi = c.max_gpus > 1
     plans, misses, considered = [], [], 0
     for base in _base_setups(model, c, space, multi):
         if base.peft:
@@ -356,9 +343,7 @@ def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constr
     totals = _Totals(model)
     plans, misses, considered = _search(model, c, space, totals, dataset_tokens, epochs)
     good = [p for p in plans if _qualifies(p, c)]
-    notes = []
-    if c.max_gpus > 1 and not sharded_estimates_available(model):
-        notes.append("multi-GPU plans left out: this version's memory estimate is single-GPU only")
+    notes: list[str] = []
     if not good:
         return Recommendation(None, None, (), considered, len(plans), 0, totals.count,
                               _closest(model, c, space, totals, plans, misses, dataset_tokens, epochs), tuple(notes))

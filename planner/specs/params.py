@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from .memo import per_model
 from .model import ModelSpec
-
-if TYPE_CHECKING:
-    from .setup import TrainingSetup
 
 
 @dataclass(frozen=True)
@@ -52,17 +47,3 @@ def _param_counts(m: ModelSpec) -> ParamCounts:
     embedding = (m.vocab + m.learned_positions) * m.hidden
     lm_head = 0 if m.tied_embeddings else m.vocab * m.hidden
     return ParamCounts(embedding, attention, mlp, norms, lm_head)
-
-
-def lora_params_per_layer(model: ModelSpec, setup: TrainingSetup, moe: bool = False) -> int:
-    """r * (in + out) for every adapted linear of one (dense or MoE) layer [Hu et al. 2021, Sec. 4.1]."""
-    targets = set(setup.lora_targets(model))
-    linears = model.moe_linears if moe else model.dense_linears
-    return sum(setup.lora.r * (lin.in_features + lin.out_features)
-               for lin in linears if lin.name in targets and lin.experts == 1)
-
-
-def lora_params(model: ModelSpec, setup: "TrainingSetup") -> int:
-    """Trainable LoRA parameters of the whole model."""
-    return (model.dense_layers * lora_params_per_layer(model, setup)
-            + model.moe_layers * lora_params_per_layer(model, setup, moe=True))

@@ -9,7 +9,7 @@ from typing import Any
 from .enums import Attention, Choice, DType, Loss, Method, Optimizer, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
-from .parallel import ParallelSpec
+from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 
 
 class Checkpointing(Choice):
@@ -143,8 +143,6 @@ class TrainingSetup:
     def from_dict(cls, d: dict[str, Any]) -> "TrainingSetup":
         """The inverse of `to_dict` (missing keys keep their defaults); raises PlannerError on
         unknown keys or values."""
-        from .parallel import Fsdp, Offload, OffloadDevice
-
         def build(kind: type, data: dict[str, Any], enums: dict[str, type]) -> Any:
             known = {f for f in kind.__dataclass_fields__}
             unknown = sorted(set(data) - known)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import Method
 from ..specs.model import ModelSpec
-from ..specs.setup import Checkpointing, TrainingSetup
+from ..specs.resolved import resolve
+from ..specs.setup import TrainingSetup
+from ..techniques import ADAPTERS, attention, checkpointing
 
 
 @dataclass(frozen=True)
@@ -57,30 +58,20 @@ def _layer_linear_weights(model: ModelSpec) -> float:
     return model.dense_layers * dense + model.moe_layers * (moe + router)
 
 
-def _adapter_weights(model: ModelSpec, setup: TrainingSetup) -> float:
-    """LoRA A and B weights per token over all layers: r (in + out) per adapted linear."""
-    targets = set(setup.lora_targets(model))
-    r = setup.lora.r
-    per_dense = sum(r * (lin.in_features + lin.out_features) for lin in model.dense_linears if lin.name in targets)
-    per_moe = sum(r * (lin.in_features + lin.out_features) for lin in model.moe_linears
-                  if lin.name in targets and lin.experts == 1)
-    return model.dense_layers * per_dense + model.moe_layers * per_moe
-
-
 def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     """FLOPs per token of forward, backward and recompute for `setup` (sequence length from it)."""
-    s, L, a, d = setup.seq_len, model.n_layers, model.n_heads, model.head_dim
+    rs = resolve(model, setup)
     W = _layer_linear_weights(model)
     head = model.vocab * model.hidden
-    attn = 4 * L * s * a * d                     # QK^T and AV forward [PaLM App. B: 12LHQT / 3]
-    adapters = _adapter_weights(model, setup) if setup.peft else 0.0
+    attn = attention.score_flops_per_token(model, setup.seq_len)
+    adapters = ADAPTERS[rs.adapters.kind].flop_weights(model, rs) if rs.adapters else 0.0
     forward = 2 * (W + head + adapters) + attn
-    if setup.method is Method.FULL:
+    if rs.full:
         backward = 2 * forward                   # input and weight gradients [Kaplan20 2.1]
     else:
         # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
         backward = 2 * (W + head) + 4 * adapters + 2 * attn
-    ckpt = setup.checkpointing is Checkpointing.FULL
-    recompute = 2 * (W + adapters) + attn if ckpt else 0.0
-    quantized = int(W) if setup.method is Method.QLORA else 0
+    ckpt = checkpointing.enabled(rs)
+    recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
+    quantized = int(W) if rs.quantized is not None else 0
     return StepFlops(forward, backward, recompute, quantized, (3 if ckpt else 2) if quantized else 0)

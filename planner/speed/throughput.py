@@ -23,8 +23,11 @@ from ..specs.enums import DType, Optimizer, Precision
 from ..specs.errors import PlannerError
 from .flops import StepFlops, step_flops
 from ..specs.model import ModelSpec
-from ..specs.parallel import Offload
+from ..specs.parallel import Offload, ParallelSpec
+from ..memory.comm import Link, communication_bytes
+from ..memory.pieces import resolved_states
 from ..memory.result import Assumption
+from ..techniques import optimizers
 from ..specs.setup import TrainingSetup
 
 FULL_BATCH_TOKENS = 4096   # tokens per micro-batch from which the family MFU holds (data/mfu.json)
@@ -119,40 +122,15 @@ class StepTime:
                 "assumptions": [a.__dict__ for a in self.assumptions]}
 
 
-def _optimizer_bytes_per_param(setup: TrainingSetup) -> float:
-    """Bytes the optimizer step streams per trainable parameter (reads and writes).
-
-    AdamW: read param, grad, m, v; write param, m, v [torch/optim/adamw.py _fused_adamw]; 8-bit
-    states are 1 byte each [bitsandbytes optim/optimizer.py]; SGD with momentum: p, g, buf read,
-    p, buf written; Adafactor keeps factored second moments (no full-size state) plus p and g.
-    """
-    w = setup.adapter_dtype.bytes if setup.peft else setup.precision.weight_dtype.bytes
-    o = setup.optimizer
-    state = 1 if o.eight_bit else 4
-    if o is Optimizer.SGD:
-        return 3 * w + 2 * state
-    if o is Optimizer.ADAFACTOR:
-        return 3 * w
-    if o is Optimizer.LION:
-        return 3 * w + 2 * state
-    return 3 * w + 4 * state
-
-
 @lru_cache(maxsize=65536)
 def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
     """The GPU-independent parts of a step time, memoized: recommend() times one setup on many GPUs.
 
     (FLOPs per token, trainable parameters, bytes per optimizer step over (intra-node, inter-node, host))."""
-    from ..memory.states import states
-
     fl = step_flops(model, setup)
-    trainable = states(model, setup.with_(parallel=type(setup.parallel)())).trainable_params
+    trainable = resolved_states(model, setup.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
         return fl, trainable, (0, 0, 0)
-    try:
-        from ..memory.comm import Link, communication_bytes
-    except ImportError:
-        raise PlannerError("multi-GPU step times need planner/comm.py (not present in this install)") from None
     vol = communication_bytes(model, setup)
     return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
                            vol.bytes_by(link=Link.HOST))
@@ -187,7 +165,8 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     dequant = (tokens_gpu // micro_tokens) * fl.quantized_weights / (p.tp * p.pp) * fl.dequant_passes \
         * _const("dequant_bytes_per_weight") / bw
     shard = dp if (p.zero >= 1 or p.fsdp.value != "none") else 1
-    opt_bytes = trainable / (p.tp * p.pp) / shard * _optimizer_bytes_per_param(setup)
+    w = setup.adapter_dtype.bytes if setup.peft else setup.precision.weight_dtype.bytes
+    opt_bytes = trainable / (p.tp * p.pp) / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
     if p.offload is not Offload.NONE:
         optimizer = opt_bytes / _const("cpu_adam_bytes_per_s")
     else:

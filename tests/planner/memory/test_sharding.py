@@ -6,7 +6,7 @@ from gpuplan.planner.io.catalog import resolve_model
 from gpuplan.planner.specs.params import param_counts
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.memory.slices import local_model
-from gpuplan.planner.memory.sharding import PREFETCH_BUCKET_PER_H2, REDUCE_BUCKET_PER_H2
+from gpuplan.planner.memory.sharded import PREFETCH_BUCKET_PER_H2, REDUCE_BUCKET_PER_H2
 
 
 @pytest.fixture(scope="module")

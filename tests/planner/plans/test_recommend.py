@@ -132,28 +132,18 @@ def test_to_dict_is_json():
     assert d["cheapest"]["usd"] == pytest.approx(r.cheapest.usd)
 
 
-def test_multi_gpu_candidates_when_sharded_estimates_exist(monkeypatch):
-    """The search over counts and sharding, with a stand-in estimator whose sharded figures divide
-    by the world size (until planner/estimate.py gives per-GPU figures itself)."""
-    from gpuplan.planner.plans import recommend as rmod
-
-    real = rmod.estimate
-
-    class Est:
-        def __init__(self, total):
-            self.device_total_bytes = total
-
-    def sharded(model, setup):
-        p = setup.parallel
-        total = real(model, setup.with_(parallel=type(p)())).device_total_bytes
-        return Est(total // p.world if (p.zero or p.fsdp.value != "none") else total)
-
-    monkeypatch.setattr(rmod, "estimate", sharded)
-    monkeypatch.setattr(rmod, "sharded_estimates_available", lambda m: True)
+def test_multi_gpu_candidates_from_the_per_gpu_estimates():
+    """The search over counts and sharding uses the estimator's own per-GPU figures."""
     c = Constraints(max_gpus=8, gpus=("h100-sxm-80gb",), methods=(Method.FULL,))
     r = recommend(resolve_model("qwen-2.5-7b"), TOKENS, 1.0, c, SPACE)
     counts = {p.gpus for p in r.plans}
     assert counts >= {2, 4, 8}
     assert r.fastest.gpus > 1 and r.fastest.step.communication > 0
+    def fsdp_batch(n: int) -> int:       # sharding wider frees memory for a larger micro-batch
+        return max(p.setup.batch_size for p in r.plans if p.gpus == n and p.setup.parallel.fsdp.value == "full"
+                   and p.setup.optimizer is Optimizer.ADAMW_FUSED and p.setup.checkpointing.value == "none"
+                   and p.setup.precision.value == "bf16-mixed")
+
+    assert fsdp_batch(8) > fsdp_batch(2)
     one = recommend(resolve_model("qwen-2.5-7b"), TOKENS, 1.0, Constraints(max_gpus=1, gpus=c.gpus, methods=c.methods), SPACE)
     assert one.cheapest is None or r.fastest.hours < one.fastest.hours

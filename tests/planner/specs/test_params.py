@@ -6,7 +6,7 @@ import pytest
 from gpuplan.planner import model_from_config, param_counts
 from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
 
-PRESETS = sorted(Path(__file__).resolve().parents[2].joinpath("data", "models").glob("*.json"))
+PRESETS = sorted(Path(__file__).resolve().parents[3].joinpath("data", "models").glob("*.json"))
 
 
 def test_golden_llama_counts():

@@ -15,7 +15,7 @@ from gpuplan.planner.io.catalog import resolve_model
 from gpuplan.planner.memory.estimate import estimate
 from gpuplan.planner.specs.setup import TrainingSetup
 
-MEASUREMENTS = Path(__file__).resolve().parents[2] / "data" / "measurements"
+MEASUREMENTS = Path(__file__).resolve().parents[3] / "data" / "measurements"
 RECORDS = sorted(MEASUREMENTS.glob("accuracy_*.json"))
 
 

@@ -1,0 +1,118 @@
+"""The terms every step layout combines: the setup resolved, its model states and activation
+bytes (memoized per model object and size-free setup), and the per-GPU `Pieces` of one micro-batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..specs.engines import Engine, computes_without_autocast, gather_dtype
+from ..specs.enums import Choice, Precision
+from ..specs.memo import per_model
+from ..specs.model import ModelSpec
+from ..specs.params import param_counts
+from ..specs.parallel import ParallelSpec
+from ..specs.resolved import Resolved, resolve
+from ..specs.setup import TrainingSetup
+from ..techniques import checkpointing, loss
+from .layers import ActivationBytes, activation_bytes
+from .states import States, states
+
+_TRUE = {Precision.BF16_MIXED: Precision.BF16_TRUE, Precision.FP16_MIXED: Precision.FP16_TRUE}
+_TERMS: dict[tuple, tuple] = {}
+_TERM_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in ("batch_size", "grad_accum"))
+
+
+def terms(model: ModelSpec, setup: TrainingSetup) -> tuple[Resolved, States, ActivationBytes]:
+    """resolve(), states() and activation_bytes(), which do not depend on batch size or
+    accumulation: memoized per model object and setup without them, so that sweeps (fit,
+    recommend, the dashboard's curves) compute them once."""
+    def make() -> tuple[Resolved, States, ActivationBytes]:
+        rs = resolve(model, setup)
+        return rs, states(model, rs), activation_bytes(model, rs)
+
+    return per_model(_TERMS, (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS), model, make)
+
+
+def resolved_states(model: ModelSpec, setup: TrainingSetup) -> States:
+    return terms(model, setup)[1]
+
+
+class Stage(Choice):
+    """Which pipeline stage a plan is for: the first holds the embedding and the most micro-batches
+    in flight, the last the lm_head and the logits [Narayanan et al. 2021, Sec. 2.2]."""
+
+    ALL = "all"        # no pipeline parallelism
+    FIRST = "first"
+    LAST = "last"
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The per-GPU building blocks every engine combines, in bytes (T tokens per micro-batch)."""
+
+    acts: int            # saved activations at the end of forward (checkpointed or not)
+    fwd_extra: int       # autocast weight copies alive at the end of forward
+    outside: int         # activations outside the layers (RoPE tables, final norm)
+    recompute: int       # one layer's recompute under checkpointing (its full activations)
+    layer_transient: int # backward workspace inside a layer
+    logit_fwd: int
+    logit_saved: int
+    logit_bwd: int
+    embed_grad: int      # embedding backward's (vocab, hidden) gradient buffers (full fine-tuning)
+    logit_grad16: int    # the logits' gradient in the compute dtype, what the lm_head's backward reads
+
+
+def compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
+    """The setup whose activations the engine produces: `*-true` where 16-bit params replace autocast."""
+    local = replace(setup, parallel=ParallelSpec())
+    if computes_without_autocast(setup.precision, eng):
+        local = replace(local, precision=_TRUE[setup.precision])
+    if setup.peft and (eng.fsdp or eng.deepspeed):
+        # the engine casts the adapters to the 16-bit dtype too, so peft casts no inputs up
+        local = replace(local, lora=replace(local.lora, adapter_dtype=local.precision.compute_dtype))
+    return local
+
+
+def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage.ALL) -> Pieces:
+    cs = compute_setup(setup, eng)
+    rs, _, act = terms(m, cs)
+    T, L = setup.batch_size * setup.seq_len, m.n_layers
+    ckpt = checkpointing.enabled(rs)
+    e, r = rs.compute.bytes, rs.residual.bytes
+    acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
+    # autocast weight copies (only DDP/single computes under autocast; see planner/memory/step.py)
+    fwd_extra = act.layer_copies + act.head_copy if (rs.full or not ckpt) else act.head_copy
+    lf, ls, lb = loss.loss_bytes(m, rs, T) if stage is not Stage.FIRST else (0, 0, 0)
+    embed = 0
+    if rs.full:
+        # tied: the lm_head's gradient, the embedding's, and their sum (measured in the simulated
+        # FSDP2 step, as the single-GPU step measured two)
+        w = gather_dtype(setup.precision, eng, setup.precision.weight_dtype).bytes if eng.fsdp or eng.deepspeed \
+            else setup.precision.weight_dtype.bytes
+        embed = (3 if m.tied_embeddings and stage is Stage.ALL else 1) * m.vocab * m.hidden * w
+    if stage is Stage.LAST:
+        embed = 0            # no embedding backward on the last stage
+    return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
+                  int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
+                  0 if stage is Stage.FIRST else int(T * e * m.vocab))
+
+
+def in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:
+    """Micro-batches whose activations a pipeline stage holds under 1F1B: min(pp, micro-batches) on the first."""
+    return min(setup.parallel.pp, setup.grad_accum) if stage is Stage.FIRST else 1
+
+
+def held(m: ModelSpec, stage: Stage) -> tuple[float, int, int]:
+    """(fraction of the slice's parameters this stage holds, its root-unit parameters, its lm_head's).
+
+    The first stage holds the embedding, the last the lm_head and final norm (a tied embedding is
+    copied to the last stage, as Megatron's shared embedding) [megatron/core/models/common/
+    language_module/language_module.py: setup_embeddings_and_output_layer].
+    """
+    pc = param_counts(m)
+    head = m.vocab * m.hidden
+    if stage is Stage.FIRST:
+        return (pc.total - pc.lm_head) / pc.total, pc.embedding, 0
+    if stage is Stage.LAST:
+        held_params = pc.total - pc.embedding + (head if m.tied_embeddings else 0)
+        return held_params / pc.total, head + m.norm_params, head
+    return 1.0, pc.embedding + pc.lm_head + m.norm_params, 0 if m.tied_embeddings else head

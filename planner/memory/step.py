@@ -1,0 +1,196 @@
+"""The one step builder: the live bytes of a steady-state training step per phase and component,
+on the most loaded GPU, for every engine. One GPU is the one-stage case; DDP and tensor/pipeline
+parallelism compose the same pieces; FSDP2 and ZeRO are the sharded layouts of memory/sharded.py.
+
+Phases [DESIGN.md, "The peak is per phase, not a sum"]: the forward (peak inside the loss), the
+backward (its start, the recompute of the last layer under checkpointing, and its end), and the
+optimizer step. Optimizer state is live throughout: the steady state from the second step on.
+
+- DDP: the single-GPU step plus its gradient buckets, a second copy of the gradients when
+  gradient_as_bucket_view=False (the default) [torch/nn/parallel/distributed.py].
+- TP/PP: the slice one GPU holds (memory/slices.py); 1F1B keeps min(pp, micro-batches)
+  micro-batches of activations on the first stage [Narayanan et al. 2021, Sec. 2.2].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..specs.engines import Engine, engine_of
+from ..specs.enums import Component as C
+from ..specs.enums import Phase
+from ..specs.model import ModelSpec
+from ..specs.parallel import ParallelSpec
+from ..specs.resolved import Resolved
+from ..specs.setup import TrainingSetup
+from ..techniques import attention, checkpointing, loss, quantization
+from .layers import ActivationBytes
+from .pieces import Stage, held, in_flight, pieces, terms
+from .result import Assumption
+from .sharded import fsdp_phases, zero_phases
+from .figures import worst_phases
+from .slices import local_model
+from .states import States
+
+# NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
+# and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
+# systems a communicator holds a few hundred MiB. Assumption, not calibrated here.
+NCCL_BUFFER_BYTES = 256 * 2**20
+
+Phases = dict[Phase, dict[C, int]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """The step's live bytes on the most loaded GPU, and what the figures need besides them."""
+
+    phases: Phases
+    notes: tuple[str, ...]
+    outside_allocator: int                 # bytes on the device the allocator does not count
+    assumptions: tuple[Assumption, ...] = ()
+    local: ModelSpec | None = None         # the TP/PP slice planned (None: the whole model, one GPU)
+
+
+def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: States,
+                      act: ActivationBytes) -> Phases:
+    """The live set of each phase of one GPU's step of `setup` (its sizes; the rest resolved in `rs`)."""
+    T = setup.batch_size * setup.seq_len
+    L = model.n_layers
+    ckpt = checkpointing.enabled(rs)
+    e, r = rs.compute.bytes, rs.residual.bytes
+    W, G, O = st.weights, st.gradients, st.optimizer_state
+    g_live = G if setup.grad_accum > 1 else 0          # accumulated gradients during later micro-batches
+    logit_fwd, logit_saved, logit_bwd = loss.loss_bytes(model, rs, T)
+
+    saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
+    acts = T * (L * saved_per_layer + act.outside)
+    head_copy = act.head_copy
+    all_copies = act.layer_copies + head_copy
+    adapters = act.adapter_copies          # cached by autocast through the forward, whatever checkpointing
+    # autocast caches copies of trainable weights until it exits; copies of frozen weights are
+    # only kept when a matmul saves them, which checkpointing prevents (the lm_head's excepted)
+    fwd_copies = all_copies if (rs.full or not ckpt) else head_copy
+    fwd_acts = acts + fwd_copies + adapters
+
+    phases: Phases = {}
+    phases[Phase.FORWARD] = {C.WEIGHTS: W, C.GRADIENTS: g_live, C.OPTIMIZER_STATE: O,
+                             C.ACTIVATIONS: fwd_acts, C.LOGITS: logit_fwd, C.TEMPORARIES: 0}
+
+    # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
+    layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
+    saved_head = act.head_copy_saved
+    bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
+    start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
+             C.TEMPORARIES: logit_bwd}
+    candidates = [start]
+    if ckpt:
+        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head,
+                           C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+    # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
+    # tied to the lm_head it is then added into the lm_head's, with a second such buffer
+    # (measured in the simulated step; aten/src/ATen/native/Embedding.cpp)
+    embed_grad = 0
+    if rs.full:
+        embed_grad = (2 if model.tied_embeddings else 1) * model.vocab * model.hidden * rs.trainable.bytes
+    candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad), C.ACTIVATIONS: T * act.outside,
+                       C.LOGITS: 0, C.TEMPORARIES: layer_transient + embed_grad})
+    worst = max(candidates, key=lambda c: sum(c.values()))
+    phases[Phase.BACKWARD] = {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **worst}
+    phases[Phase.OPTIMIZER] = {C.WEIGHTS: W, C.GRADIENTS: G, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: 0,
+                               C.LOGITS: 0, C.TEMPORARIES: st.optimizer_step_temporaries}
+    return {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
+
+
+def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st: States) -> list[str]:
+    """What the active techniques say about how they were modelled."""
+    notes = []
+    if st.optimizer_paged:
+        notes.append("paged optimizer state lives in CUDA unified memory: outside the allocator's figures, "
+                     "counted in device total (it can be evicted to host RAM under pressure)")
+    notes += loss.notes(rs)
+    notes += attention.notes(model, requested.attention, rs)
+    if model.moe_layers:
+        notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
+    moe_qlora = quantization.moe_fused_experts_note(model, rs)
+    if moe_qlora:
+        notes.append(moe_qlora)
+    return notes
+
+
+def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> Step:
+    """The one-GPU step (`setup` already as it runs on `model`)."""
+    rs, st, act = terms(model, setup)
+    phases = single_gpu_phases(model, setup, rs, st, act)
+    return Step(phases, tuple(technique_notes(model, requested, rs, st)), st.optimizer_paged)
+
+
+def _replicated_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                       stage: Stage = Stage.ALL) -> tuple[Phases, list[str]]:
+    """DDP or a single replica of a TP slice: the one-GPU step, plus DDP's gradient buckets;
+    a pipeline stage: the same pieces, composed for the parameters and micro-batches it holds."""
+    rs, st, _ = terms(m, setup)
+    if stage is Stage.ALL:
+        one = replace(setup, parallel=ParallelSpec()).for_model(m)
+        out = {ph: dict(comps) for ph, comps in single_gpu_step(m, one, one).phases.items()}
+    else:
+        out = _stage_phases(m, setup, eng, stage, st, rs)
+    bucket = st.gradients if eng is Engine.DDP else 0
+    if bucket:
+        frac = held(m, stage)[0] if rs.full else 1.0
+        for comps in out.values():
+            comps[C.GRADIENTS] += int(bucket * frac)
+    notes = []
+    if eng is Engine.DDP:
+        notes.append("DDP: gradient buckets hold a second copy of the gradients (gradient_as_bucket_view=False, "
+                     "the default)")
+    return out, notes
+
+
+def _stage_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage, st: States,
+                  rs: Resolved) -> Phases:
+    """One pipeline stage of a replicated (non-sharded) model, composed as the one-GPU step is."""
+    pz = pieces(m, setup, eng, stage)
+    frac = held(m, stage)[0]
+    k = in_flight(setup, stage)
+    W, O = int(st.weights * frac), int(st.optimizer_state * frac)
+    G = int(st.gradients * frac) if rs.full else st.gradients
+    g_live = G if setup.grad_accum > 1 else 0
+    acts = pz.acts * k
+
+    def phase(**c: int) -> dict:
+        return {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **c}
+
+    fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
+    bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd)]
+    if pz.recompute:
+        bwd.append(phase(g=g_live, a=acts, l=0, t=pz.recompute + pz.layer_transient))
+    bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))
+    opt = phase(g=G, a=0, l=0, t=int(st.optimizer_step_temporaries * frac))
+    return worst_phases(fwd, bwd, opt)
+
+
+def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
+    """The step of the most loaded GPU of a multi-GPU or offloaded job (`setup` validated, as it
+    runs on `model`)."""
+    p = setup.parallel
+    p.validate(model, setup.optimizer)
+    eng = engine_of(p)
+    m = local_model(model, p)
+    layout = fsdp_phases if eng.fsdp else zero_phases if eng.deepspeed else _replicated_phases
+    if p.pp == 1:
+        phases, notes = layout(m, setup, eng)
+    else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)
+        by_stage = {stage: layout(m, setup, eng, stage) for stage in (Stage.FIRST, Stage.LAST)}
+        stage = max(by_stage, key=lambda s: max(sum(c.values()) for c in by_stage[s][0].values()))
+        phases, notes = by_stage[stage]
+        notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
+    if p.tp > 1 or p.pp > 1:
+        notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
+                     f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")
+    if p.pp > 1:
+        notes.append(f"1F1B: the first stage holds {in_flight(setup, Stage.FIRST)} micro-batches of activations "
+                     "and the embedding, the last one micro-batch, the lm_head and the logits")
+    nccl = NCCL_BUFFER_BYTES if p.world > 1 else 0
+    nccl_assumption = Assumption("nccl_buffer_bytes", nccl, "bytes", "Assumption, not calibrated: NCCL_BUFFSIZE 4 MiB "
+                                 "per channel and peer [NCCL environment variables docs], a few hundred MiB per communicator")
+    return Step(phases, tuple(notes), nccl + terms(m, setup)[1].optimizer_paged, (nccl_assumption,), m)

@@ -1,0 +1,85 @@
+"""LoRA [Hu et al. 2021] as peft builds it: trainable low-rank A (in x r) and B (r x out) beside
+frozen linears. Owns the adapters' parameter counts, the bytes peft's forward saves, autocast's
+copies of fp32 adapters and the adapters' FLOPs [peft/tuners/lora/layer.py: Linear.forward]."""
+from __future__ import annotations
+
+from ..specs.enums import Attention, DType
+from ..specs.model import LinearRole, LinearSpec, ModelSpec
+from ..specs.resolved import Resolved
+from .quantization import base_linear_out_bytes
+
+
+def params_per_layer(model: ModelSpec, rs: Resolved, moe: bool = False) -> int:
+    """r * (in + out) for every adapted linear of one (dense or MoE) layer [Hu et al. 2021, Sec. 4.1]."""
+    a = rs.adapters
+    targets = set(a.targets)
+    linears = model.moe_linears if moe else model.dense_linears
+    return sum(a.r * (lin.in_features + lin.out_features)
+               for lin in linears if lin.name in targets and lin.experts == 1)
+
+
+def trainable_params(model: ModelSpec, rs: Resolved) -> int:
+    """Trainable LoRA parameters of the whole model."""
+    return (model.dense_layers * params_per_layer(model, rs)
+            + model.moe_layers * params_per_layer(model, rs, moe=True))
+
+
+def _input(rs: Resolved, lin: LinearSpec) -> tuple[DType, float]:
+    """(dtype of an adapted linear's input, bytes per token of that input not saved otherwise
+    when the base is frozen). Inputs: a norm's output (the residual's dtype), the attention
+    output (compute dtype; flash kernels save it themselves, eager's copy is o_proj's alone),
+    the MLP product (the base linears' output dtype)."""
+    e_dtype, r_dtype = rs.compute, rs.residual
+    if lin.role is LinearRole.INPUT:
+        return r_dtype, r_dtype.bytes * lin.in_features
+    if lin.block == "attn":
+        return e_dtype, (e_dtype.bytes * lin.in_features if rs.setup.attention is Attention.EAGER else 0)
+    o = base_linear_out_bytes(rs)
+    return (r_dtype if o == r_dtype.bytes else e_dtype), o * lin.in_features
+
+
+def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> float:
+    """Bytes per token peft's LoRA forward saves for the adapted linears of one layer.
+
+    peft casts the input to the adapter dtype (`_cast_input_dtype`, a no-op when it already has
+    it) and applies dropout (nn.Identity at 0); lora_A saves what it receives, cast again to 16
+    bit under autocast (again a no-op for 16-bit inputs); lora_B saves lora_A's output; dropout
+    keeps CUDA's bool mask [peft/tuners/lora/layer.py: Linear.forward]. Where no cast or dropout
+    makes a new tensor, lora_A saves the input itself: adapters sharing an input (a block's
+    INPUT linears: q/k/v, gate/up) save it once, and an input the step saves anyway costs nothing more.
+    """
+    ad = rs.adapters
+    targets = set(ad.targets)
+    e, autocast, a = rs.compute, rs.autocast, ad.dtype
+    x = e.bytes if autocast else a.bytes      # what lora_A saves when it is a new tensor
+    seen: set[object] = set()
+    total = 0.0
+    for lin in (m.moe_linears if moe else m.dense_linears):
+        if lin.name not in targets or lin.experts > 1:
+            continue
+        total += x * ad.r                                       # lora_B's input
+        in_dtype, uncounted = _input(rs, lin)
+        if ad.dropout > 0:
+            total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask
+        elif in_dtype is not a or (autocast and a is not e):
+            total += x * lin.in_features                        # its own cast copy
+        else:
+            key = lin.block if lin.role is LinearRole.INPUT else lin.name   # a block's INPUT linears share one
+            if key not in seen:
+                seen.add(key)
+                total += uncounted
+    return total
+
+
+def autocast_copies(m: ModelSpec, rs: Resolved) -> int:
+    """Bytes of autocast's cached 16-bit copies of fp32 adapters: trainable leaves, cached until
+    autocast exits [aten/src/ATen/autocast_mode.cpp cached_cast]."""
+    if rs.autocast and rs.adapters.dtype.bytes > rs.compute.bytes:
+        return int(rs.compute.bytes * trainable_params(m, rs))
+    return 0
+
+
+def flop_weights(model: ModelSpec, rs: Resolved) -> int:
+    """Adapter weights multiplied per token over all layers: A and B of every adapted linear
+    (6 r (in + out) FLOPs per token for forward and backward) [Hu et al. 2021]."""
+    return trainable_params(model, rs)
