@@ -1,0 +1,1 @@
+"""Readers of stored facts that are not model presets or the GPU catalog: published real-GPU runs."""
