@@ -71,7 +71,7 @@ def test_held_out_split_is_whole_sources_about_a_third():
     held = held_out_sources()
     assert held and held < {r.file for r in RUNS}
     share = sum(r.file in held for r in MAPPED) / len(MAPPED)
-    assert 0.25 <= share <= 0.45, share
+    assert 0.2 <= share <= 0.5, share
 
 
 def _bad(tmp_path, mutate):
