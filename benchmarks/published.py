@@ -1,0 +1,55 @@
+"""Memory: gpuplan's estimate against published real-GPU runs (data/published/), signed error per run.
+
+Each mapped run's published memory figure is compared with the estimate figure it measures:
+max_memory_allocated and torchtune's active bytes with peak_allocated_bytes, max_memory_reserved
+(and a peak that does not say which) with peak_reserved_bytes, nvidia-smi with device_total_bytes.
+error = (estimate - published) / published; negative means under. Tables: median and worst |error|
+by stack, method and figure, tuned and held-out sources apart (data/published/split.json); runs
+with features gpuplan does not model are counted as "flagged" and listed with those features.
+
+    python benchmarks/published.py            # print the tables (markdown)
+    python benchmarks/published.py --record   # also write data/published/errors_recorded.json (memory)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from _published_common import fmt, record, table
+
+from gpuplan.planner.plans.evidence import memory_errors
+
+GIB = 2**30
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", action="store_true", help="write today's errors to data/published/errors_recorded.json")
+    args = parser.parse_args()
+    rows = memory_errors()
+    by = lambda r: (r.run.stack, r.run.mapping["method"], r.kind.value)   # noqa: E731
+    print(f"# gpuplan memory estimate against {len(rows)} published figures of {len({r.run.id for r in rows})} mapped runs\n")
+    for held, title in ((False, "Tuned sources"), (True, "Held-out sources (split.json; never used for fitting)")):
+        part = [r for r in rows if r.held_out is held]
+        print(table(f"{title}: by stack, method and figure", part, by, ("stack", "method", "published figure")))
+    print(table("All sources: by figure compared", rows, lambda r: (r.kind.value, r.compared_with), ("published figure", "gpuplan figure")))
+    print(table("All sources: by stack", rows, lambda r: (r.run.stack,), ("stack",)))
+    print("\n**Every run** (`*`: has features gpuplan does not model, listed below the table)\n")
+    print("| run | source | held out | figure | compared with | published GiB | estimate GiB | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r.held_out, r.run.file, r.run.id, r.kind.value)):
+        print(f"| {r.run.id}{' *' if r.flagged else ''} | {r.run.file} | {'yes' if r.held_out else 'no'} | {r.kind.value} | "
+              f"{r.compared_with} | {r.published_bytes / GIB:.2f} | {r.estimate_bytes / GIB:.2f} | {fmt(r.error_pct, True)} |")
+    print("\n**Unmodelled features of the flagged runs**\n")
+    seen = set()
+    for r in rows:
+        if r.flagged and r.run.id not in seen:
+            seen.add(r.run.id)
+            print(f"- {r.run.id}: " + "; ".join(r.run.unmodelled))
+    if args.record:
+        print(f"\nrecorded {len(rows)} errors to {record('memory', rows)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
