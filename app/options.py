@@ -33,7 +33,11 @@ SETUP_OPTIONS = [
                  help="Gradient checkpointing of every decoder layer (TRL's default: on)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
-                 help="hf: full fp32 logits; chunked: fused linear cross-entropy (Liger, Unsloth)."),
+                 help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
+                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
+    click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
+                 help="Fraction of positions that carry a label (completion-only or assistant-only loss); "
+                      "--loss trl computes the LM head on those alone."),
     click.option("--lora-r", type=int, default=None, help="LoRA rank [peft default 8]."),
     click.option("--lora-alpha", type=float, default=None, help="LoRA alpha [peft default 8]."),
     click.option("--lora-dropout", type=float, default=None, help="LoRA dropout [peft default 0]."),
@@ -105,6 +109,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         batch_size=kw["batch_size"], seq_len=kw["seq_len"], grad_accum=kw["grad_accum"],
         checkpointing=Checkpointing.FULL if kw["grad_ckpt"] else Checkpointing.NONE,
         attention=Attention(kw["attn"]), loss=Loss(kw["loss"]), lora=lora, quant=quant,
+        loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw),
     ).validate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, computes_without_autocast, gather_dtype
-from ..specs.enums import Choice, Precision
+from ..specs.enums import Choice, Loss, Precision
 from ..specs.memo import per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
@@ -81,7 +81,7 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
     acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
     # autocast weight copies (only DDP/single computes under autocast; see planner/memory/step.py)
     fwd_extra = act.layer_copies + act.head_copy if (rs.full or not ckpt) else act.head_copy
-    lf, ls, lb = loss.loss_bytes(m, rs, T) if stage is not Stage.FIRST else (0, 0, 0)
+    lf, ls, lb = loss.loss_bytes(m, rs, T, setup.batch_size) if stage is not Stage.FIRST else (0, 0, 0)
     embed = 0
     if rs.full:
         # tied: the lm_head's gradient, the embedding's, and their sum (measured in the simulated
@@ -93,7 +93,7 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
         embed = 0            # no embedding backward on the last stage
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
                   int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
-                  0 if stage is Stage.FIRST else int(T * e * m.vocab))
+                  0 if stage is Stage.FIRST or setup.loss is Loss.TRL else int(T * e * m.vocab))
 
 
 def in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:

@@ -59,7 +59,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     e, r = rs.compute.bytes, rs.residual.bytes
     W, G, O = st.weights, st.gradients, st.optimizer_state
     g_live = G if setup.grad_accum > 1 else 0          # accumulated gradients during later micro-batches
-    logit_fwd, logit_saved, logit_bwd = loss.loss_bytes(model, rs, T)
+    logit_fwd, logit_saved, logit_bwd = loss.loss_bytes(model, rs, T, setup.batch_size)
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)

@@ -66,6 +66,7 @@ class TrainingSetup:
     checkpointing: Checkpointing = Checkpointing.FULL  # SFTConfig.gradient_checkpointing=True
     attention: Attention = Attention.SDPA
     loss: Loss = Loss.HF
+    loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -126,6 +127,8 @@ class TrainingSetup:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:
             raise PlannerError(f"LoRA dropout must be in [0, 1), got {self.lora.dropout}")
+        if not 0.0 < self.loss_token_fraction <= 1.0:
+            raise PlannerError(f"the loss-token fraction must be in (0, 1], got {self.loss_token_fraction}")
         if self.lora.alpha <= 0:
             raise PlannerError(f"LoRA alpha must be positive, got {self.lora.alpha}")
         if self.method is Method.QLORA and self.precision is Precision.FP32:
@@ -182,4 +185,6 @@ class TrainingSetup:
             d.pop("lora")
         if self.method is not Method.QLORA:
             d.pop("quant")
+        if self.loss is not Loss.TRL:
+            d.pop("loss_token_fraction")   # only TRL's fused LM head depends on it
         return d

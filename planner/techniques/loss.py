@@ -1,14 +1,23 @@
-"""The loss: transformers' ForCausalLMLoss over full fp32 logits, or a chunked fused linear
-cross-entropy (Liger, Unsloth, torchtune) that never builds them."""
+"""The loss: transformers' ForCausalLMLoss over full fp32 logits, a chunked fused linear
+cross-entropy (Liger, Unsloth, torchtune), or TRL's fused LM head: the last two never build them."""
 from __future__ import annotations
+
+import math
 
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
 
 
-def loss_bytes(m: ModelSpec, rs: Resolved, T: int) -> tuple[int, int, int]:
-    """Bytes of the loss for T tokens: (forward peak, saved at forward end, backward temporaries).
+# TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
+# _CHUNKED_LOGPROB_CHUNK_SIZE, TRL 1.16.0]: 4096 tokens x 32768 vocabulary columns per projection tile
+TRL_TOKEN_TILE = 4096
+TRL_VOCAB_TILE = 32768
+
+
+def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[int, int, int]:
+    """Bytes of the loss for T tokens in `sequences` sequences: (forward peak, saved at forward end,
+    backward temporaries).
 
     transformers ForCausalLMLoss: the 16-bit logits, `logits.float()` (a copy unless already fp32),
     log_softmax's fp32 output (saved); backward: the fp32 gradient of log_softmax's output and of
@@ -17,6 +26,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int) -> tuple[int, int, int]:
     V, e = m.vocab, rs.compute.bytes
     if rs.setup.loss is Loss.CHUNKED:
         return fused_linear_cross_entropy(m, rs, T)
+    if rs.setup.loss is Loss.TRL:
+        return trl_fused_lm_head(m, rs, T, sequences)
     upcast = 4 * V if e < 4 else 0
     softcap = 2 * e * V if m.final_logit_softcap else 0   # Gemma-2: tanh saved, div/mul transients
     fwd = e * V + upcast + 4 * V + softcap
@@ -48,7 +59,43 @@ def fused_linear_cross_entropy(m: ModelSpec, rs: Resolved, T: int) -> tuple[int,
     return grad_x + loss_1d + grad_w + chunk + temps + cast, grad_x + grad_w, 0
 
 
+def trl_fused_lm_head(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int, int, int]:
+    """TRL >= 1.15 SFTTrainer (`add_fused_lm_head`, `ChunkedLogProbFunction`) on CUDA with Triton,
+    modelled from TRL 1.16.0's source [trl/trainer/utils.py _fused_forward; trl/kernels/
+    chunked_logprob.py]: the backbone's last hidden state is shifted, only the N positions whose
+    label is not -100 are gathered (`hidden_states[mask]`, a copy) and projected through the lm_head
+    in (4096 x 32768) tiles of one reused buffer, folded in place by a Triton kernel; the (T, V)
+    logits never exist. N = loss_token_fraction x (T - sequences).
+
+    Forward, inside the function at a tile: the gathered hidden states and int64 targets (saved),
+    seven fp32 online-logsumexp vectors of N, the tile buffer in the compute dtype and, where the
+    dtypes differ, the tile's casts of the hidden chunk and of the lm_head slice (`.to(compute_dtype)`
+    per tile, never cached by autocast). Saved for backward: the gathered hidden states, targets,
+    log_z, entropy and the bool mask. Backward: fp32 accumulators of the hidden states' gradient
+    and, when the lm_head trains, its weight's (V, h), the tile buffer and casts again, then both
+    cast back to their parameter's dtype while the fp32 ones are alive.
+    """
+    h, V = m.hidden, m.vocab
+    x = rs.residual.bytes                        # the final norm's output, and the lm_head's dtype
+    c = rs.compute.bytes if rs.autocast else x   # torch.get_autocast_dtype under autocast, else hidden.dtype
+    positions = T - sequences
+    N = max(1, math.ceil(rs.setup.loss_token_fraction * positions))
+    rows = min(N, TRL_TOKEN_TILE)
+    tile = rows * TRL_VOCAB_TILE * c             # allocated at full width, whatever the vocabulary
+    casts = (rows * h * c + min(V, TRL_VOCAB_TILE) * h * c) if x != c else 0
+    gathered, targets, mask = N * h * x, 8 * N, positions
+    fwd = mask + gathered + targets + 7 * 4 * N + tile + casts
+    saved = mask + gathered + targets + 2 * 4 * N
+    grad_hidden = 4 * N * h + (N * h * x if x != 4 else 0)
+    grad_weight = (4 * V * h + (V * h * x if x != 4 else 0)) if rs.full else 0
+    bwd = 4 * N + grad_hidden + grad_weight + tile + casts
+    return int(fwd), int(saved), int(bwd)
+
+
 def notes(rs: Resolved) -> list[str]:
     if rs.setup.loss is Loss.CHUNKED:
         return ["chunked loss modelled after Liger's fused linear cross-entropy (not simulated)"]
+    if rs.setup.loss is Loss.TRL:
+        return [f"TRL >= 1.15 fused LM head modelled from TRL 1.16.0's source (not simulated); "
+                f"{rs.setup.loss_token_fraction:.0%} of positions carry a label"]
     return []

@@ -25,6 +25,8 @@ def weight_copies(m: ModelSpec, rs: Resolved) -> tuple[int, int, int]:
     head_live, head_saved = head, head
     if rs.setup.loss is Loss.CHUNKED:
         head_live, head_saved = (head if rs.full else 0), 0
+    elif rs.setup.loss is Loss.TRL:     # TRL casts lm_head slices itself (`.to`), autocast caches nothing
+        head_live, head_saved = 0, 0
     if rs.quantized is not None:
         return 0, head_live, head_saved
     pc = param_counts(m)
