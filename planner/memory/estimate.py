@@ -5,6 +5,8 @@ the most loaded GPU, and turns its live bytes into the three figures (memory/fig
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 from ..specs.engines import engine_of
 from ..specs.gpu import GpuSpec
 from ..specs.memo import per_model
@@ -22,6 +24,7 @@ from .step import parallel_step, single_gpu_step
 _SIZES = ("batch_size", "seq_len", "grad_accum")
 _DICTS: dict[tuple, tuple] = {}
 _DICT_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in _SIZES)
+_dict_key = attrgetter(*_DICT_FIELDS)
 
 
 def _setup_dict(model: ModelSpec, setup: TrainingSetup) -> dict:
@@ -31,7 +34,7 @@ def _setup_dict(model: ModelSpec, setup: TrainingSetup) -> dict:
         d["model"] = model.name
         return d
 
-    cached = per_model(_DICTS, (id(model),) + tuple(getattr(setup, f) for f in _DICT_FIELDS), model, make)
+    cached = per_model(_DICTS, (id(model), _dict_key(setup)), model, make)
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in cached.items()}
     for size in _SIZES:
         out[size] = getattr(setup, size)
@@ -46,7 +49,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     if setup.parallel.single_gpu:
         step = single_gpu_step(model, requested, setup)
         setup_dict = _setup_dict(model, setup)
-        trainable = terms(model, setup)[1].trainable_params
+        trainable = step.trainable_params
     else:
         step = parallel_step(model, setup)
         setup_dict = setup.to_dict(model)

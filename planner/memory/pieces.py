@@ -3,6 +3,7 @@ bytes (memoized per model object and size-free setup), and the per-GPU `Pieces` 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from ..specs.engines import Engine, computes_without_autocast, gather_dtype
 from ..specs.enums import Choice, Loss, Precision
@@ -19,6 +20,7 @@ from .states import States, states
 _TRUE = {Precision.BF16_MIXED: Precision.BF16_TRUE, Precision.FP16_MIXED: Precision.FP16_TRUE}
 _TERMS: dict[tuple, tuple] = {}
 _TERM_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in ("batch_size", "grad_accum"))
+_term_key = attrgetter(*_TERM_FIELDS)     # one C call: estimate() builds this key on every call
 
 
 def terms(model: ModelSpec, setup: TrainingSetup) -> tuple[Resolved, States, ActivationBytes]:
@@ -29,7 +31,7 @@ def terms(model: ModelSpec, setup: TrainingSetup) -> tuple[Resolved, States, Act
         rs = resolve(model, setup)
         return rs, states(model, rs), activation_bytes(model, rs)
 
-    return per_model(_TERMS, (id(model),) + tuple(getattr(setup, f) for f in _TERM_FIELDS), model, make)
+    return per_model(_TERMS, (id(model), _term_key(setup)), model, make)
 
 
 def resolved_states(model: ModelSpec, setup: TrainingSetup) -> States:

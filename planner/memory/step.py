@@ -48,6 +48,7 @@ class Step:
     outside_allocator: int                 # bytes on the device the allocator does not count
     assumptions: tuple[Assumption, ...] = ()
     local: ModelSpec | None = None         # the TP/PP slice planned (None: the whole model, one GPU)
+    trainable_params: int = 0              # of the one-GPU step's model
 
 
 def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: States,
@@ -121,7 +122,8 @@ def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingS
     """The one-GPU step (`setup` already as it runs on `model`)."""
     rs, st, act = terms(model, setup)
     phases = single_gpu_phases(model, setup, rs, st, act)
-    return Step(phases, tuple(technique_notes(model, requested, rs, st)), st.optimizer_paged)
+    return Step(phases, tuple(technique_notes(model, requested, rs, st)), st.optimizer_paged,
+                trainable_params=st.trainable_params)
 
 
 def _replicated_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
