@@ -7,14 +7,9 @@ from dataclasses import replace
 
 import click
 
-from gpuplan.planner.specs.enums import Method
 from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
-
-
-def _csv(text: str | None) -> tuple[str, ...] | None:
-    return tuple(t.strip().lower() for t in text.split(",") if t.strip()) if text else None
 
 
 @click.command()
@@ -53,32 +48,15 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
       gpuplan recommend --model llama-3.1-8b --dataset-tokens 100M --buy --kwh-price 0.30
     """
     from gpuplan.planner.io.catalog import resolve_model
-    from gpuplan.planner.plans.cost import parse_duration, parse_tokens, parse_usd
+    from gpuplan.planner.plans.cost import parse_tokens
     from gpuplan.planner.plans.purchase import Ownership, purchase_options
-    from gpuplan.planner.plans.recommend import Constraints, SearchSpace, recommend as run
+    from gpuplan.planner.plans.recommend import recommend as run, search_from_inputs
 
     try:
         load_gpu_catalogs(gpu_catalogs)
         m = resolve_model(model)
-        try:
-            method_list = tuple(Method(x) for x in _csv(methods) or ())
-        except ValueError:
-            raise PlannerError(f"--methods {methods!r}: choose from {', '.join(Method.values())}") from None
-        if gpu_names:
-            from gpuplan.planner.io.catalog import resolve_gpu
-
-            gpu_names_t = tuple(resolve_gpu(g).name for g in _csv(gpu_names))
-        else:
-            gpu_names_t = None
-        if seq_len < 1 or global_batch < 1:
-            raise PlannerError("--seq-len and --global-batch must be at least 1")
-        if mfu is not None and not 0 < mfu <= 1:
-            raise PlannerError(f"--mfu is a fraction of peak in (0, 1], got {mfu}")
-        c = Constraints(methods=method_list, max_gpus=max_gpus,
-                        deadline_s=parse_duration(deadline) if deadline else None,
-                        budget_usd=parse_usd(budget) if budget else None, providers=_csv(providers),
-                        gpus=gpu_names_t, spot=spot)
-        space = SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
+        c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpu_names, spot, seq_len,
+                                      global_batch, mfu)
         tokens = parse_tokens(dataset_tokens)
         rec = run(m, tokens, epochs, c, space)
         options = ()

@@ -43,15 +43,11 @@ def run_recommend(model_arg: str, tokens: str, epochs: float, methods: tuple[str
                   seq_len: int, global_batch: int):
     """The planner's Recommendation for these inputs (cached: a search takes about a second)."""
     from gpuplan.planner.io.catalog import resolve_model
-    from gpuplan.planner.plans.cost import parse_duration, parse_tokens, parse_usd
-    from gpuplan.planner.plans.recommend import Constraints, SearchSpace, recommend
+    from gpuplan.planner.plans.cost import parse_tokens
+    from gpuplan.planner.plans.recommend import recommend, search_from_inputs
 
-    c = Constraints(methods=tuple(Method(m) for m in methods), max_gpus=max_gpus,
-                    deadline_s=parse_duration(deadline) if deadline else None,
-                    budget_usd=parse_usd(budget) if budget else None,
-                    providers=providers or None, gpus=gpus or None, spot=spot)
-    return recommend(resolve_model(model_arg), parse_tokens(tokens), epochs, c,
-                     SearchSpace(seq_len=seq_len, global_batch=global_batch))
+    c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpus, spot, seq_len, global_batch)
+    return recommend(resolve_model(model_arg), parse_tokens(tokens), epochs, c, space)
 
 
 def plan_row(p, pareto: bool) -> dict[str, Any]:

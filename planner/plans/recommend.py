@@ -25,6 +25,7 @@ from ..specs.errors import PlannerError
 from ..memory.estimate import estimate
 from ..specs.model import ModelSpec
 from ..specs.parallel import Fsdp, ParallelSpec
+from .cost import parse_duration, parse_usd
 from .plan import Plan, make_plan
 from ..memory.result import GIB
 from ..specs.setup import Checkpointing, TrainingSetup
@@ -322,6 +323,36 @@ def _closest(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Tota
             best = min(spot, key=lambda p: p.usd)
             hints.append(Hint("spot", f"--spot: {best.describe()} qualifies at spot prices, ${best.usd:,.2f}", best))
     return tuple(hints)
+
+
+def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(x.strip().lower() for x in items if x and x.strip())
+
+
+def search_from_inputs(methods: str | Iterable[str] = "full,lora,qlora", max_gpus: int = 8,
+                       deadline: str | None = None, budget: str | None = None,
+                       providers: str | Iterable[str] | None = None, gpus: str | Iterable[str] | None = None,
+                       spot: bool = False, seq_len: int = 1024, global_batch: int = 64,
+                       mfu: float | None = None) -> tuple[Constraints, SearchSpace]:
+    """(Constraints, SearchSpace) from what a person types (the CLI's flags, the dashboard's fields):
+    comma lists or sequences of names, '48h', '$500'; raises PlannerError naming the bad input."""
+    try:
+        method_list = tuple(Method(x) for x in _names(methods))
+    except ValueError:
+        raise PlannerError(f"--methods {methods!r}: choose from {', '.join(Method.values())}") from None
+    if seq_len < 1 or global_batch < 1:
+        raise PlannerError("--seq-len and --global-batch must be at least 1")
+    if mfu is not None and not 0 < mfu <= 1:
+        raise PlannerError(f"--mfu is a fraction of peak in (0, 1], got {mfu}")
+    gpu_names = tuple(resolve_gpu(g).name for g in _names(gpus)) or None
+    c = Constraints(methods=method_list, max_gpus=max_gpus,
+                    deadline_s=parse_duration(deadline) if deadline and deadline.strip() else None,
+                    budget_usd=parse_usd(budget) if budget and budget.strip() else None,
+                    providers=_names(providers) or None, gpus=gpu_names, spot=spot)
+    return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
 
 
 def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constraints: Constraints | None = None,
