@@ -79,3 +79,20 @@ def render_parallel(est: MemoryEstimate, console: Console) -> None:
     comm.add_row("[bold]total[/]", "network", f"[bold]{gib(c.total)}[/]", "", "",
                  f"intra-node {gib(c.intra_node)}, inter-node {gib(c.inter_node)}, host {gib(c.host)} GiB")
     console.print(comm)
+
+
+def render_checkpoint(ckpt, console: Console) -> None:
+    """The checkpoint section: what each save writes, the disk the run keeps, time and memory."""
+    gib = 2**30
+    t = Table(title="Checkpoints")
+    t.add_column("file")
+    t.add_column("GiB per save", justify="right")
+    for name, size in ckpt.files.items():
+        t.add_row(name, f"{size / gib:,.2f}")
+    console.print(t)
+    console.print(f"{ckpt.bytes_per_checkpoint / gib:,.2f} GiB per checkpoint; {ckpt.checkpoints} saved, "
+                  f"{ckpt.kept} kept: {ckpt.bytes_on_disk_total / gib:,.1f} GiB on disk; "
+                  f"{ckpt.save_seconds:,.1f} s to write each (synchronous: the GPU waits); "
+                  f"save phase {ckpt.save_peak_bytes / gib:,.2f} GiB allocated per GPU")
+    for note in ckpt.notes:
+        console.print(f"  note: {note}")

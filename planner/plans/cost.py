@@ -63,6 +63,19 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2) or "h"]
 
 
+_BYTES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bandwidth(text: str | float) -> float:
+    """Bytes per second from '1.5GB/s', '800MB/s', '2 GiB/s' or a plain number of bytes per second."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kmgt]i?)?b?(?:/s)?\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise PlannerError(f"cannot read {text!r} as a bandwidth; write e.g. 1.5GB/s or 800MB/s")
+    return float(m.group(1)) * _BYTES[m.group(2) or ""]
+
+
 def parse_usd(text: str | float) -> float:
     """USD from '$500', '500', '1.2k'."""
     if isinstance(text, (int, float)):
