@@ -20,9 +20,19 @@ from .options import setup_from_options, setup_options
 @click.option("--max-steps", type=int, default=None, help="Optimizer steps of the run, to count checkpoints [one].")
 @click.option("--disk-bandwidth", default=None, help="Checkpoint write speed: 1.5GB/s, 800MB/s [2GB/s, a datacenter NVMe].")
 @click.option("--save-only-model", is_flag=True, help="Checkpoints without the optimizer state (HF save_only_model).")
+@click.option("--eval-batch-size", type=int, default=None, help="Plan the eval phase too, at this "
+              "per_device_eval_batch_size (HF default 8): no grads, the eval batch's logits.")
+@click.option("--eval-seq-len", type=int, default=None, help="Eval sequence length [--seq-len].")
+@click.option("--eval-accumulate-logits", is_flag=True, help="A compute_metrics without preprocess_logits_for_metrics: "
+              "Trainer keeps every eval step's logits on the GPU.")
+@click.option("--eval-accumulation-steps", type=int, default=None, help="eval_accumulation_steps: logits move to the "
+              "host after this many steps.")
+@click.option("--eval-batches", type=int, default=1, show_default=True, help="Batches one evaluation runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
 def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_total_limit: int | None,
-             max_steps: int | None, disk_bandwidth: str | None, save_only_model: bool, **kw) -> None:
+             max_steps: int | None, disk_bandwidth: str | None, save_only_model: bool, eval_batch_size: int | None,
+             eval_seq_len: int | None, eval_accumulate_logits: bool, eval_accumulation_steps: int | None,
+             eval_batches: int, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
 
     \b
@@ -48,14 +58,32 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
         elif any(v is not None for v in (save_total_limit, max_steps, disk_bandwidth)) or save_only_model:
             raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth and --save-only-model "
                                "describe checkpoints: add --save-steps N")
+        ev = None
+        if eval_batch_size is not None:
+            from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
+
+            ev = eval_estimate(model, setup, EvalPlan(eval_batch_size, eval_seq_len, eval_accumulate_logits,
+                                                      eval_accumulation_steps, eval_batches))
+        elif eval_seq_len is not None or eval_accumulate_logits or eval_accumulation_steps is not None:
+            raise PlannerError("--eval-seq-len, --eval-accumulate-logits and --eval-accumulation-steps describe "
+                               "the eval phase: add --eval-batch-size N")
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
+    phases = run_phases(est, ev, ckpt)
     fit_rows = [fits(est, g) for g in gpu_specs]
+    if len(phases) > 1:       # the run's peak over its phases decides the fit
+        phase, total = max(phases.items(), key=lambda kv: kv[1])
+        fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
+                     "phase": phase} for r in fit_rows]
     if as_json:
         out = est.to_dict()
         out["fits"] = fit_rows
         if ckpt is not None:
             out["checkpoint"] = ckpt.to_dict()
+        if ev is not None:
+            out["eval"] = ev.to_dict()
+        if len(phases) > 1:
+            out["run_phases"] = phases
         click.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
@@ -68,6 +96,35 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
         from .report import render_checkpoint
 
         render_checkpoint(ckpt, console)
+    if ev is not None:
+        console.print(f"eval phase: {ev.peak_allocated_bytes / 2**30:,.2f} GiB allocated "
+                      f"({phases['eval'] / 2**30:,.2f} GiB device total)")
+        for note in ev.notes:
+            console.print(f"  note: {note}")
+    if len(phases) > 1:
+        phase = max(phases, key=phases.get)
+        console.print(f"the run's peak is its {phase} phase: {phases[phase] / 2**30:,.2f} GiB device total"
+                      + (" (the fit above is checked against it)" if fit_rows else ""))
+
+
+def run_phases(est, ev, ckpt) -> dict[str, int]:
+    """Device total of each planned run phase (RunPhase values): the step always, eval and save
+    when asked for, each with the step's allocator slack and context added to its allocated bytes."""
+    from gpuplan.planner import RunPhase
+
+    extra = est.device_total_bytes - est.peak_allocated_bytes      # slack, context, outside the allocator
+    ratio = est.peak_reserved_bytes / est.peak_allocated_bytes if est.peak_allocated_bytes else 1.0
+    context = est.device_total_bytes - est.peak_reserved_bytes
+
+    def total(allocated: int) -> int:
+        return int(allocated * ratio) + context if extra else allocated
+
+    out = {RunPhase.STEP.value: est.device_total_bytes}
+    if ev is not None:
+        out[RunPhase.EVAL.value] = total(ev.peak_allocated_bytes)
+    if ckpt is not None:
+        out[RunPhase.SAVE.value] = total(ckpt.save_peak_bytes)
+    return out
 
 
 @click.command()

@@ -1,0 +1,95 @@
+"""The evaluation phase (RunPhase.EVAL) of an HF Trainer run: what one eval step allocates, and the
+usual eval out-of-memory, logits accumulated on the GPU across eval steps.
+
+Trainer.prediction_step runs `model(**inputs)` under `torch.no_grad()` and the training autocast
+[transformers/trainer.py prediction_step]: no activation is saved, so a layer's tensors die with
+it; the loss is computed as in training (16-bit logits, their fp32 upcast and log_softmax); the
+optimizer state stays allocated and the gradients are gone (`zero_grad(set_to_none=True)`).
+Under autocast the 16-bit copies of trainable fp32 weights are cached even without grad mode
+(`cached_cast` caches leaves that require grad [aten/src/ATen/autocast_mode.cpp]).
+With `compute_metrics` (and neither `prediction_loss_only` nor `preprocess_logits_for_metrics`),
+evaluation_loop keeps each step's logits and concatenates them on the GPU until
+`eval_accumulation_steps` moves them to the host [transformers/trainer.py evaluation_loop,
+trainer_pt_utils.EvalLoopContainer.add -> nested_concat]: at step k the k-1 earlier steps'
+logits and the k-step concatenation are alive together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..specs.enums import Component as C
+from ..specs.errors import PlannerError
+from ..specs.model import ModelSpec
+from ..specs.parallel import ParallelSpec
+from ..specs.setup import TrainingSetup
+from ..techniques import loss
+from .pieces import terms
+
+EVAL_BATCH_DEFAULT = 8     # TrainingArguments.per_device_eval_batch_size
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    batch_size: int = EVAL_BATCH_DEFAULT
+    seq_len: int | None = None                 # None: the training sequence length
+    accumulate_logits: bool = False            # compute_metrics without preprocess_logits_for_metrics
+    accumulation_steps: int | None = None      # eval_accumulation_steps (None: the whole evaluation on the GPU)
+    eval_batches: int = 1                      # batches one evaluation runs (eval samples / batch size)
+
+    def validate(self) -> "EvalPlan":
+        for name, value in (("--eval-batch-size", self.batch_size), ("--eval-batches", self.eval_batches),
+                            ("--eval-accumulation-steps", self.accumulation_steps or 1), ("--eval-seq-len", self.seq_len or 1)):
+            if value < 1:
+                raise PlannerError(f"{name} must be at least 1, got {value}")
+        return self
+
+
+@dataclass(frozen=True)
+class EvalEstimate:
+    peak_allocated_bytes: int
+    components: dict[C, int]
+    steps_on_gpu: int                          # eval steps whose logits are on the GPU at the peak
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return {"peak_allocated_bytes": self.peak_allocated_bytes,
+                "components": {c.value: v for c, v in self.components.items()},
+                "steps_on_gpu": self.steps_on_gpu, "notes": list(self.notes)}
+
+
+def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> EvalEstimate:
+    """Allocated bytes at the peak of an evaluation, on one GPU (the training setup's)."""
+    plan.validate()
+    if not setup.parallel.single_gpu:
+        raise PlannerError("the eval phase is planned for one GPU only for now; drop the multi-GPU flags")
+    s = plan.seq_len or setup.seq_len
+    es = setup.for_model(model).with_(batch_size=plan.batch_size, seq_len=s, grad_accum=1, parallel=ParallelSpec())
+    rs, st, act = terms(model, es)
+    T = plan.batch_size * s
+    e, r = rs.compute.bytes, rs.residual.bytes
+    # autocast caches copies of trainable fp32 weights only; frozen ones are cast per use and freed
+    copies = (act.layer_copies + act.head_copy if rs.full else 0) + act.adapter_copies
+    # the two widest moments: inside a layer (its input and output on the residual stream and the
+    # MLP's two intermediate tensors: nothing is saved for backward), and the loss, with the final
+    # hidden states and the input ids alive
+    layer = T * (2 * r * model.hidden + 2 * e * model.intermediate)
+    at_loss = T * (r * model.hidden + 8)
+    fwd_loss, _, _ = loss.loss_bytes(model, rs, T, plan.batch_size)
+    kept = T * model.vocab * e                 # one step's logits, as prediction_step returns them
+    steps = 0
+    if plan.accumulate_logits:
+        steps = min(plan.accumulation_steps or plan.eval_batches, plan.eval_batches)
+    # at the last step before a flush: the earlier steps' logits, plus this step's loss; the
+    # concatenation then holds old and new together (2k-1 steps' logits)
+    accumulated = max((steps - 1) * kept + fwd_loss, (2 * steps - 1) * kept) if steps else fwd_loss
+    if layer > at_loss + accumulated:
+        acts, logits = copies + layer, (steps - 1) * kept if steps else 0
+    else:
+        acts, logits = copies + at_loss, accumulated
+    comps = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
+             C.ACTIVATIONS: int(acts), C.LOGITS: int(logits), C.TEMPORARIES: 0}
+    notes = []
+    if steps:
+        notes.append(f"compute_metrics keeps {steps} eval steps' logits ({kept / 2**30:,.2f} GiB each) on the GPU; "
+                     "eval_accumulation_steps or preprocess_logits_for_metrics bounds it")
+    return EvalEstimate(sum(comps.values()), comps, steps, tuple(notes))
