@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import click
 
-from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
+from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -35,6 +35,11 @@ SETUP_OPTIONS = [
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
+    click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
+                 help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
+                      "needs --loss trl)."),
+    click.option("--precompute-ref-log-probs", is_flag=True, help="DPO: reference log-probs computed before "
+                 "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
                  help="Fraction of positions that carry a label (completion-only or assistant-only loss); "
                       "--loss trl computes the LM head on those alone."),
@@ -110,6 +115,8 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         checkpointing=Checkpointing.FULL if kw["grad_ckpt"] else Checkpointing.NONE,
         attention=Attention(kw["attn"]), loss=Loss(kw["loss"]), lora=lora, quant=quant,
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
+        objective=Objective(kw.get("objective") or "sft"),
+        precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw),
     ).validate()

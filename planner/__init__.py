@@ -3,7 +3,7 @@
 The names below are the planner's public API; everything else is reached through its subpackages.
 """
 from .specs.enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
-                    Precision, QuantType, RunPhase)
+                    Objective, Precision, QuantType, RunPhase)
 from .specs.errors import PlannerError
 from .specs.model import LinearSpec, ModelSpec
 from .io.architectures import model_from_config
@@ -18,7 +18,7 @@ from .speed.throughput import StepTime, step_time
 
 __all__ = [
     "Attention", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Optimizer", "Phase",
-    "Precision", "QuantType", "RunPhase", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
+    "Objective", "Precision", "QuantType", "RunPhase", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
     "ParamCounts", "param_counts", "Fsdp", "Offload", "OffloadDevice", "ParallelSpec", "MemoryEstimate",
     "Checkpointing", "LoraSpec", "QuantSpec", "TrainingSetup", "GpuSpec", "all_gpus", "resolve_gpu",
     "resolve_model", "estimate", "fits", "StepTime", "step_time",

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, loss, quantization
+from ..techniques import attention, checkpointing, loss, preference, quantization
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -121,9 +121,27 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
 def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> Step:
     """The one-GPU step (`setup` already as it runs on `model`)."""
     rs, st, act = terms(model, setup)
-    phases = single_gpu_phases(model, setup, rs, st, act)
-    return Step(phases, tuple(technique_notes(model, requested, rs, st)), st.optimizer_paged,
-                trainable_params=st.trainable_params)
+    k = preference.sequences_per_example(rs)
+    batch = setup.with_(batch_size=k * setup.batch_size) if k > 1 else setup
+    phases = single_gpu_phases(model, batch, rs, st, act)
+    ref_weights = preference.reference_weight_bytes(model, rs)
+    if ref_weights or k > 1:
+        phases = _with_reference(model, batch, rs, phases, ref_weights)
+    notes = technique_notes(model, requested, rs, st) + preference.notes(rs)
+    return Step(phases, tuple(notes), st.optimizer_paged, trainable_params=st.trainable_params)
+
+
+def _with_reference(model: ModelSpec, batch: TrainingSetup, rs: Resolved, phases: Phases, ref_weights: int) -> Phases:
+    """DPO: the reference weights in every phase, and the reference forward after the policy's,
+    while the policy's saved graph and its loss's saved tensors are alive."""
+    T = batch.batch_size * batch.seq_len
+    _, logit_saved, _ = loss.loss_bytes(model, rs, T, batch.batch_size)
+    out = {p: {**c, C.WEIGHTS: c[C.WEIGHTS] + ref_weights} for p, c in phases.items()}
+    fwd = out[Phase.FORWARD]
+    ref = {**fwd, C.LOGITS: logit_saved, C.TEMPORARIES: preference.reference_forward_bytes(model, rs, T, batch.batch_size)}
+    if sum(ref.values()) > sum(fwd.values()):
+        out[Phase.FORWARD] = ref
+    return out
 
 
 def _replicated_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,

@@ -107,6 +107,13 @@ class Loss(Choice):
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
 
 
+class Objective(Choice):
+    """What the training step optimizes (TRL's trainers)."""
+
+    SFT = "sft"    # next-token loss on one sequence per example (SFTTrainer, plain Trainer)
+    DPO = "dpo"    # DPOTrainer: chosen and rejected sequences in one batch, a frozen reference model
+
+
 class QuantType(Choice):
     NF4 = "nf4"
     FP4 = "fp4"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from .enums import Attention, Choice, DType, Loss, Method, Optimizer, Precision, QuantType
+from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -67,6 +67,8 @@ class TrainingSetup:
     attention: Attention = Attention.SDPA
     loss: Loss = Loss.HF
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
+    objective: Objective = Objective.SFT
+    precompute_ref_log_probs: bool = False            # DPO: reference log-probs computed before training
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -129,6 +131,11 @@ class TrainingSetup:
             raise PlannerError(f"LoRA dropout must be in [0, 1), got {self.lora.dropout}")
         if not 0.0 < self.loss_token_fraction <= 1.0:
             raise PlannerError(f"the loss-token fraction must be in (0, 1], got {self.loss_token_fraction}")
+        if self.objective is Objective.DPO and self.loss is not Loss.TRL:
+            raise PlannerError("TRL's DPOTrainer computes log-probs with its fused LM head: use --loss trl with "
+                               "--objective dpo")
+        if self.objective is Objective.DPO and not self.parallel.single_gpu:
+            raise PlannerError("--objective dpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.lora.alpha <= 0:
             raise PlannerError(f"LoRA alpha must be positive, got {self.lora.alpha}")
         if self.method is Method.QLORA and self.precision is Precision.FP32:
@@ -169,7 +176,7 @@ class TrainingSetup:
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
-                 "attention": Attention, "loss": Loss, "base_dtype": DType}
+                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel)
 
@@ -187,4 +194,7 @@ class TrainingSetup:
             d.pop("quant")
         if self.loss is not Loss.TRL:
             d.pop("loss_token_fraction")   # only TRL's fused LM head depends on it
+        if self.objective is Objective.SFT:
+            d.pop("objective")
+            d.pop("precompute_ref_log_probs")
         return d

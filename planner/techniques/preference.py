@@ -1,0 +1,52 @@
+"""Preference training (TRL >= 1.15 DPOTrainer), modelled from TRL 1.16.0's source
+[trl/trainer/dpo_trainer.py _compute_loss, __init__]: each example's chosen and rejected
+sequences run as one batch of 2b sequences through the policy, with TRL's fused LM head on the
+completion positions (`labels` are -100 on the prompt); then, under no_grad and while the
+policy's graph is alive, the reference forward on the same batch. The reference is the policy
+with its adapters disabled for peft (no extra weights), none with `precompute_ref_log_probs`,
+else a frozen copy loaded in the policy's dtype (`ref_model_init_kwargs["dtype"] = model.dtype`).
+Padded batches build an attention mask, whose cost is not modelled yet.
+"""
+from __future__ import annotations
+
+from ..specs.enums import Objective
+from ..specs.model import ModelSpec
+from ..specs.params import param_counts
+from ..specs.resolved import Resolved
+from . import loss
+
+
+def sequences_per_example(rs: Resolved) -> int:
+    return 2 if rs.setup.objective is Objective.DPO else 1
+
+
+def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
+    """A frozen reference model's weights, where DPO keeps one."""
+    s = rs.setup
+    if s.objective is not Objective.DPO or not rs.full or s.precompute_ref_log_probs:
+        return 0
+    return param_counts(m).total * rs.trainable.bytes
+
+
+def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> int:
+    """The no-grad reference forward's widest moment, on top of the policy's saved graph: a layer's
+    input and output and the MLP's two intermediates, or the fused head's forward on the final
+    hidden states; plus the reference log-probs it returns (fp32 per position)."""
+    s = rs.setup
+    if s.objective is not Objective.DPO or s.precompute_ref_log_probs:
+        return 0
+    e, r = rs.compute.bytes, rs.residual.bytes
+    layer = T * (2 * r * m.hidden + 2 * e * m.intermediate)
+    head = T * r * m.hidden + loss.trl_fused_lm_head(m, rs, T, sequences)[0]
+    return int(max(layer, head) + 4 * (T - sequences))
+
+
+def notes(rs: Resolved) -> list[str]:
+    s = rs.setup
+    if s.objective is not Objective.DPO:
+        return []
+    ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else
+           "the reference is the base with adapters disabled" if not rs.full else
+           "a frozen reference copy in the policy's dtype")
+    return [f"DPO modelled from TRL 1.16.0's source: chosen and rejected in one batch of "
+            f"{2 * s.batch_size} sequences, {ref}; the padding mask's cost is not modelled yet"]
