@@ -28,8 +28,10 @@ from .options import setup_from_options, setup_options
 @click.option("--eval-accumulation-steps", type=int, default=None, help="eval_accumulation_steps: logits move to the "
               "host after this many steps.")
 @click.option("--eval-batches", type=int, default=1, show_default=True, help="Batches one evaluation runs.")
+@click.option("--adapters", type=int, default=None, help="LoRA: adapters loaded on one base, trained one after "
+              "another in one process: adds their weights and, per --gpu, how many of this rank fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
-def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_total_limit: int | None,
+def estimate(adapters: int | None, gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_total_limit: int | None,
              max_steps: int | None, disk_bandwidth: str | None, save_only_model: bool, eval_batch_size: int | None,
              eval_seq_len: int | None, eval_accumulate_logits: bool, eval_accumulation_steps: int | None,
              eval_batches: int, **kw) -> None:
@@ -58,6 +60,17 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
         elif any(v is not None for v in (save_total_limit, max_steps, disk_bandwidth)) or save_only_model:
             raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth and --save-only-model "
                                "describe checkpoints: add --save-steps N")
+        resident = 0
+        if adapters is not None:
+            if not setup.peft or adapters < 1:
+                raise PlannerError("--adapters counts LoRA adapters on one base: use it with --method lora or qlora, "
+                                   "at least 1")
+            from gpuplan.planner.memory.pieces import terms
+            from gpuplan.planner.techniques import lora
+
+            rs = terms(model, setup)[0]
+            per_adapter = lora.resident_adapter_bytes(model, rs)
+            resident = (adapters - 1) * per_adapter
         ev = None
         if eval_batch_size is not None:
             from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
@@ -70,8 +83,15 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     phases = run_phases(est, ev, ckpt)
+    if resident:
+        phases = {k: v + resident for k, v in phases.items()}    # the others' weights stay loaded in every phase
     fit_rows = [fits(est, g) for g in gpu_specs]
-    if len(phases) > 1:       # the run's peak over its phases decides the fit
+    if adapters is not None:
+        from gpuplan.planner.techniques import lora
+
+        fit_rows = [{**r, "adapters_that_fit": lora.adapters_that_fit(est.device_total_bytes, r["memory_bytes"],
+                                                                       per_adapter)} for r in fit_rows]
+    if len(phases) > 1 or resident:       # the run's peak over its phases decides the fit
         phase, total = max(phases.items(), key=lambda kv: kv[1])
         fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
                      "phase": phase} for r in fit_rows]
@@ -82,8 +102,10 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
             out["checkpoint"] = ckpt.to_dict()
         if ev is not None:
             out["eval"] = ev.to_dict()
-        if len(phases) > 1:
+        if len(phases) > 1 or resident:
             out["run_phases"] = phases
+        if adapters is not None:
+            out["adapters"] = {"count": adapters, "bytes_per_adapter": per_adapter, "resident_bytes": resident}
         click.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
@@ -101,7 +123,13 @@ def estimate(gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_
                       f"({phases['eval'] / 2**30:,.2f} GiB device total)")
         for note in ev.notes:
             console.print(f"  note: {note}")
-    if len(phases) > 1:
+    if adapters is not None:
+        console.print(f"{adapters} adapters on one base: {resident / 2**30:,.2f} GiB for the {adapters - 1} not in "
+                      f"training ({per_adapter / 2**20:,.1f} MiB each); trained one after another, batches never mix "
+                      "adapters (peft's adapter_names is inference only)")
+        for r in fit_rows:
+            console.print(f"  {r['gpu']}: {r['adapters_that_fit']:,} adapters of this rank fit")
+    if len(phases) > 1 or resident:
         phase = max(phases, key=phases.get)
         console.print(f"the run's peak is its {phase} phase: {phases[phase] / 2**30:,.2f} GiB device total"
                       + (" (the fit above is checked against it)" if fit_rows else ""))

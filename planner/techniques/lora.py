@@ -83,3 +83,20 @@ def flop_weights(model: ModelSpec, rs: Resolved) -> int:
     """Adapter weights multiplied per token over all layers: A and B of every adapted linear
     (6 r (in + out) FLOPs per token for forward and backward) [Hu et al. 2021]."""
     return trainable_params(model, rs)
+
+
+def resident_adapter_bytes(m: ModelSpec, rs: Resolved) -> int:
+    """Weights of one more adapter loaded beside the trained one: peft keeps every added adapter's
+    A and B on the model (`add_adapter`), trainable or not; only the active adapter has gradients
+    and optimizer state while it trains (`set_adapter`) [peft/tuners/tuners_utils.py]."""
+    return trainable_params(m, rs) * rs.adapters.dtype.bytes
+
+
+def adapters_that_fit(step_device_total: int, capacity: int, per_adapter: int) -> int:
+    """How many adapters of one rank fit on a GPU trained one after another in one process: the
+    step with one adapter, plus the others' weights resident (0: not even one). Batches mixing
+    adapters are inference only in peft (`adapter_names` raises in training mode), so adapters
+    trained together in one batch are not modelled."""
+    if step_device_total > capacity:
+        return 0
+    return 1 + (capacity - step_device_total) // per_adapter if per_adapter else 1

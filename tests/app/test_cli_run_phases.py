@@ -31,3 +31,15 @@ def test_eval_flags_without_an_eval_batch_are_refused():
 def test_save_phase_joins_the_run_phases():
     d = json.loads(_run("-m", "qwen-2.5-0.5b", "--save-steps", "100", "--json").stdout)
     assert set(d["run_phases"]) == {"step", "save"} and d["run_phases"]["save"] < d["run_phases"]["step"]
+
+
+def test_adapters_on_one_base():
+    d = json.loads(_run("-m", "llama-3.1-8b", "--method", "lora", "--lora-r", "16", "-b", "2", "-s", "1024",
+                        "--adapters", "10", "--gpu", "a100-80gb", "--json").stdout)
+    per = 32 * 16 * ((4096 + 4096) + (4096 + 1024)) * 4          # q_proj and v_proj, fp32 adapters
+    assert d["adapters"] == {"count": 10, "bytes_per_adapter": per, "resident_bytes": 9 * per}
+    assert d["run_phases"]["step"] == d["device_total_bytes"] + 9 * per
+    fit = d["fits"][0]
+    assert fit["adapters_that_fit"] == 1 + (fit["memory_bytes"] - d["device_total_bytes"]) // per
+    bad = _run("-m", "llama-3.1-8b", "--adapters", "3")
+    assert bad.exit_code == 2 and "--method lora" in bad.output
