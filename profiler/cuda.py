@@ -14,10 +14,7 @@ from typing import Callable
 
 import torch
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner import Component, ModelSpec, Phase, PlannerError, TrainingSetup
 
 from .build import build
 from .hooks import attributed

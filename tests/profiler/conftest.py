@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from gpuplan.planner.model import ModelSpec, model_from_config
+from gpuplan.planner import ModelSpec, model_from_config
 
 # A two-layer Llama with grouped-query attention: every piece of the real architecture, 107 k params.
 TINY_LLAMA = {

@@ -6,9 +6,7 @@ import json
 import pytest
 import torch
 
-from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.errors import PlannerError
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner import Component, Phase, PlannerError, TrainingSetup
 from gpuplan.profiler import cuda, nvml
 from gpuplan.profiler.measurement import Measurement
 
@@ -84,8 +82,7 @@ def test_a_run_that_fits_combines_allocator_nvml_and_tracker(tiny, fake_gpu, mon
 
 def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatch):
     """profile --output JSON of a GPU run, copied into data/measurements/, sets the MFU."""
-    from gpuplan.planner import throughput
-    from gpuplan.planner.catalog import resolve_gpu, resolve_model
+    from gpuplan.planner import resolve_gpu, resolve_model, throughput
     from gpuplan.planner.flops import step_flops
 
     model = resolve_model("llama-3.2-1b")

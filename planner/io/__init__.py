@@ -1,0 +1,1 @@
+"""gpuplan.planner.io: what the planner reads and writes in other tools' vocabulary (no torch)."""
