@@ -17,4 +17,6 @@ class Device(Choice):
 
     @property
     def verb(self) -> str:
-        return {Device.SIMULATE: "simulating", Device.CPU: "running on the CPU", Device.CUDA: "running on the GPU"}[self]
+        """What a progress line says the run is doing."""
+        return {Device.SIMULATE: "simulating", Device.CPU: "running on the CPU",
+                Device.CUDA: "running on the GPU"}[self]

@@ -170,7 +170,8 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     eng = engine_of(setup.parallel)
     policy = MixedPrecisionPolicy()
     if computes_without_autocast(setup.precision, eng):
-        policy = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype], reduce_dtype=torch.float32)
+        policy = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype],
+                                      reduce_dtype=torch.float32)
     reshard = eng is not Engine.FSDP_GRAD_OP
     for layer in decoder_layers(lm):
         fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard)

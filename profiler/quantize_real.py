@@ -42,4 +42,3 @@ def quantize_real(lm: nn.Module, setup: TrainingSetup, device: torch.device) -> 
             lm, use_gradient_checkpointing=setup.checkpointing is Checkpointing.FULL,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     return lm
-
