@@ -20,9 +20,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.specs.enums import Component
-from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner import Component, estimate, resolve_model
+from gpuplan.profiler import Device
 from gpuplan.profiler.matrix import (MATRIX, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
                                      select, summarize)
 from gpuplan.profiler.report import write_json_atomic
@@ -39,14 +38,15 @@ def component_errors(result: Result, top: int = 2) -> str:
 
 
 def environment(device: str) -> dict[str, str]:
+    """The library versions (and GPU) of a recorded run. Imported here: `--from-record` needs no torch."""
+    import peft
     import torch
     import transformers
-    import peft
 
     env = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__,
            "peft": peft.__version__, "python": platform.python_version(), "date": dt.date.today().isoformat()}
     try:
-        import bitsandbytes
+        import bitsandbytes   # optional: recorded when installed
         env["bitsandbytes"] = bitsandbytes.__version__
     except ImportError:
         pass
@@ -54,7 +54,7 @@ def environment(device: str) -> dict[str, str]:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda"] = str(torch.version.cuda)
         try:
-            import pynvml
+            import pynvml   # optional (nvidia-ml-py)
             pynvml.nvmlInit()
             env["driver"] = str(pynvml.nvmlSystemGetDriverVersion())
         except Exception:  # noqa: BLE001  (the driver version is informative only)
@@ -76,7 +76,7 @@ def recorded(path: Path) -> list[Result]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["simulate", "cpu", "cuda"], default="simulate")
+    parser.add_argument("--device", choices=Device.values(), default=Device.SIMULATE.value)
     parser.add_argument("--family", action="append", help="only these families (repeatable)")
     parser.add_argument("--max-params", type=float, default=None, help="skip models larger than this")
     parser.add_argument("--match", default=None, help="only cases whose name contains this")
@@ -98,7 +98,7 @@ def main() -> int:
         results = recorded(args.from_record)
         args.record = False
     else:
-        results = list(run(cases, args.device, progress))
+        results = list(run(cases, Device(args.device), progress))
     if args.markdown:
         print("| family | setup | estimate GiB | profiled GiB | error | largest component gaps |")
         print("|---|---|---:|---:|---:|---|")

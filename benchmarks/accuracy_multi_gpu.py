@@ -22,6 +22,10 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from gpuplan.planner import (Checkpointing, Fsdp, LoraSpec, Method, ParallelSpec, Precision, TrainingSetup, estimate,
+                             resolve_model)
+from gpuplan.profiler import Device, measure
+
 GIB = 2**30
 
 
@@ -81,11 +85,6 @@ CASES = [
 def run_case(case: Case) -> tuple[Case, int, int, float]:
     """(case, simulated peak, estimated peak, seconds); runs in its own process (one fake world each)."""
     warnings.simplefilter("ignore")
-    from gpuplan.planner import Checkpointing, LoraSpec, Method, Precision, TrainingSetup, estimate
-    from gpuplan.planner.io.catalog import resolve_model
-    from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
-    from gpuplan.profiler.distributed import simulate_distributed
-
     m = resolve_model(case.model)
     setup = TrainingSetup(
         method=Method(case.method), batch_size=case.batch, seq_len=case.seq, grad_accum=case.grad_accum,
@@ -94,7 +93,7 @@ def run_case(case: Case) -> tuple[Case, int, int, float]:
         parallel=ParallelSpec(gpus=case.world, nodes=case.nodes, fsdp=Fsdp(case.fsdp)),
     )
     start = time.perf_counter()
-    sim = simulate_distributed(m, setup).peak_allocated_bytes
+    sim = measure(m, setup, Device.SIMULATE).peak_allocated_bytes   # multi-GPU: profiler/distributed.py
     est = estimate(m, setup).peak_allocated_bytes
     return case, sim, est, time.perf_counter() - start
 

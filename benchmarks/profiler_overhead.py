@@ -23,9 +23,7 @@ import warnings
 
 import torch
 
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.specs.enums import Optimizer, Phase, Precision
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Optimizer, Phase, Precision, TrainingSetup, resolve_model
 from gpuplan.profiler.build import build
 from gpuplan.profiler.hooks import ModuleAttribution
 from gpuplan.profiler.step import run_steps

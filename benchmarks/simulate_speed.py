@@ -17,9 +17,7 @@ import warnings
 
 import torch
 
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner import ModelSpec, model_from_config
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import ModelSpec, PlannerError, TrainingSetup, model_from_config, resolve_model
 from gpuplan.profiler.simulate import simulate
 
 GIB = 2**30
@@ -38,8 +36,6 @@ FALLBACK = {
 
 def load(name: str) -> tuple[ModelSpec, str]:
     """The model and where its numbers came from."""
-    from gpuplan.planner.io.catalog import resolve_model
-
     try:
         return resolve_model(name), "preset"
     except PlannerError:

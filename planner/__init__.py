@@ -2,24 +2,26 @@
 
 The names below are the planner's public API; everything else is reached through its subpackages.
 """
-from .specs.enums import (Attention, Component, DType, Loss, Method, MlpKind, NormKind, Optimizer, Phase,
-                    Objective, Precision, QuantType, RunPhase)
+from .specs.enums import (Attention, Choice, Component, DType, Loss, Method, MlpKind, NormKind, Objective,
+                          Optimizer, Phase, Precision, QuantType, RunPhase)
 from .specs.errors import PlannerError
 from .specs.model import LinearSpec, ModelSpec
 from .io.architectures import model_from_config
 from .specs.params import ParamCounts, param_counts
 from .specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from .memory.result import MemoryEstimate
-from .specs.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from .specs.engines import Engine, computes_without_autocast, engine_of
+from .memory.result import MemoryEstimate, figures_dict
+from .specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 from .specs.gpu import GpuSpec
 from .io.catalog import all_gpus, resolve_gpu, resolve_model
 from .memory.estimate import estimate, fits
 from .speed.throughput import StepTime, step_time
 
 __all__ = [
-    "Attention", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Optimizer", "Phase",
-    "Objective", "Precision", "QuantType", "RunPhase", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
-    "ParamCounts", "param_counts", "Fsdp", "Offload", "OffloadDevice", "ParallelSpec", "MemoryEstimate",
-    "Checkpointing", "LoraSpec", "QuantSpec", "TrainingSetup", "GpuSpec", "all_gpus", "resolve_gpu",
-    "resolve_model", "estimate", "fits", "StepTime", "step_time",
+    "Attention", "Choice", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Objective", "Optimizer",
+    "Phase", "Precision", "QuantType", "RunPhase", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
+    "ParamCounts", "param_counts", "Fsdp", "Offload", "OffloadDevice", "ParallelSpec", "Engine",
+    "computes_without_autocast", "engine_of", "MemoryEstimate", "figures_dict", "ALL_LINEAR", "Checkpointing",
+    "LoraSpec", "QuantSpec", "TrainingSetup", "GpuSpec", "all_gpus", "resolve_gpu", "resolve_model", "estimate",
+    "fits", "StepTime", "step_time",
 ]

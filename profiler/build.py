@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import transformers
+from transformers.optimization import Adafactor
 
-from gpuplan.planner.specs.enums import Attention, DType, Method, Optimizer
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
+from gpuplan.planner.io.hf_vocabulary import hf_attention_name
 
-TORCH_DTYPES = {DType.FP32: torch.float32, DType.BF16: torch.bfloat16, DType.FP16: torch.float16}
-HF_ATTENTION = {Attention.SDPA: "sdpa", Attention.EAGER: "eager", Attention.FLASH: "sdpa"}
+from .dtypes import TORCH_DTYPES
+from .kernels.attention import register
 
 
 @dataclass
@@ -28,23 +29,25 @@ class Built:
     notes: list[str]
 
 
-def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
-    import transformers
+def hf_attn_implementation(attention: Attention) -> str:
+    """The `attn_implementation` a real (not simulated) run uses for `attention`: flash-attn 2 where
+    the package is installed, else SDPA (whose CUDA flash backend saves the same tensors)."""
+    if attention is Attention.FLASH and importlib.util.find_spec("flash_attn") is None:
+        return hf_attention_name(Attention.SDPA)
+    return hf_attention_name(attention)
 
+
+def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
     cfg = copy.deepcopy(dict(model.hf_config))  # transformers edits rope_scaling in place
     model_type = cfg.pop("model_type")
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
     config = transformers.AutoConfig.for_model(model_type, **cfg)
     setup = setup.for_model(model)   # Gemma-2: eager attention, as transformers runs it
-    if simulated:  # CUDA kernels' memory behaviour, not the CPU kernels' [profiler/kernels.py]
-        from .kernels import register
-
-        config._attn_implementation = register()[setup.attention.value]
+    if simulated:  # CUDA kernels' memory behaviour, not the CPU kernels' [profiler/kernels/attention.py]
+        config._attn_implementation = register()[setup.attention]
     else:
-        config._attn_implementation = HF_ATTENTION[setup.attention]
-        if setup.attention is Attention.FLASH and importlib.util.find_spec("flash_attn") is not None:
-            config._attn_implementation = "flash_attention_2"
+        config._attn_implementation = hf_attn_implementation(setup.attention)
     config.use_cache = False
     return config
 
@@ -56,8 +59,6 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     `target`: the real device the model will run on; QLoRA weights are then quantized onto it by
     bitsandbytes itself (without it, a stand-in that runs under fake tensors takes their place).
     """
-    import transformers
-
     notes: list[str] = []
     config = hf_config(model, setup, simulated)
     load_dtype = TORCH_DTYPES[setup.frozen_dtype if setup.peft else setup.precision.weight_dtype]
@@ -72,11 +73,11 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "
                      "backend, which saves the same tensors)")
     if setup.method is Method.QLORA and target is not None:
-        from .quantize_real import quantize_real   # real bitsandbytes on a real device
+        from .quantize_real import quantize_real   # lazy: bitsandbytes is loaded for QLoRA only
 
         lm = quantize_real(lm, setup, target)
     elif setup.method is Method.QLORA:
-        from .quantize import quantize_for_qlora  # a faithful stand-in under FakeTensorMode
+        from .kernels.bnb_linear import quantize_for_qlora  # lazy: bitsandbytes is loaded for QLoRA only
 
         lm = quantize_for_qlora(lm, model, setup)
         notes.append("bitsandbytes weights replaced by a byte-exact stand-in")
@@ -90,7 +91,7 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
 
 
 def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> torch.nn.Module:
-    import peft
+    import peft   # lazy: peft (which imports bitsandbytes) is loaded for adapter methods only
 
     targets = setup.lora_targets(model)
     cfg = peft.LoraConfig(
@@ -116,10 +117,8 @@ def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Op
     if kind is Optimizer.SGD:
         return torch.optim.SGD(params, lr=1e-5, momentum=0.9, foreach=True)
     if kind is Optimizer.ADAFACTOR:
-        from transformers.optimization import Adafactor
-
         return Adafactor(params, lr=1e-5, scale_parameter=False, relative_step=False)
-    from .bnb_optim import bnb_optimizer
+    from .kernels.bnb_optim import bnb_optimizer   # lazy: bitsandbytes is loaded for its optimizers only
 
     return bnb_optimizer(params, kind, model=lm)
 
@@ -170,9 +169,9 @@ def initialize(lm: torch.nn.Module) -> None:
         for t in list(lm.parameters()) + list(lm.buffers()):
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 t.normal_(0.0, 0.02)
-        if not peft_model:   # peft is imported only for peft models (it imports bitsandbytes)
+        if not peft_model:
             return
-        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import LoraLayer   # lazy: peft (which imports bitsandbytes) for peft models only
 
         for module in lm.modules():
             if isinstance(module, LoraLayer):

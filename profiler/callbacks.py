@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner import PlannerError, estimate
 
 from .compare import FIGURES, Row
 from .report import write_json_atomic
@@ -139,7 +139,7 @@ class GpuplanCallback(TrainerCallback):
             return out
         try:
             spec, setup = setup_from_trainer(model, args, self.seq_len or None)
-            est = _estimate(spec, setup)
+            est = estimate(spec, setup)
         except PlannerError as e:
             out["notes"].append(f"no estimate: {e}")
             return out
@@ -147,10 +147,3 @@ class GpuplanCallback(TrainerCallback):
         out["estimate"] = est.to_dict()
         out["comparison"] = [Row(f, getattr(est, f), measured[f]).to_dict() for f in FIGURES]
         return out
-
-
-def _estimate(spec, setup):
-    """The planner's MemoryEstimate (imported here: the callback must load without the planner's estimate)."""
-    from gpuplan.planner.memory.estimate import estimate
-
-    return estimate(spec, setup)

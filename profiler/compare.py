@@ -3,12 +3,12 @@ and phase. Positive error: the estimate is above what was measured (safe side)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpuplan.planner.specs.enums import Component, Phase
-from gpuplan.planner.memory.result import MemoryEstimate
+from gpuplan.planner import Component, MemoryEstimate, Phase
 
-from .measurement import Measurement
+if TYPE_CHECKING:   # compare() only reads a Measurement's fields: this module stays free of torch
+    from .measurement import Measurement
 
 FIGURES = ("peak_allocated_bytes", "peak_reserved_bytes", "device_total_bytes")
 WHOLE_RUN = (Component.ALLOCATOR_SLACK, Component.CUDA_CONTEXT)   # not per phase: from `.components`

@@ -3,7 +3,7 @@
 The CPU has no allocator statistics, so the StorageTracker counts the bytes, as under simulate().
 What it adds over simulate() is proof that the step really runs and that fake and real tensors
 take the same bytes. Two differences are expected, both by design: simulate() stands in for the
-CUDA attention kernels (profiler/kernels.py) while this runs the CPU's, and a kernel's internal
+CUDA attention kernels (profiler/kernels/attention.py) while this runs the CPU's, and a kernel's internal
 workspace (at::empty inside the C++ kernel) is invisible to a dispatch mode on a real device.
 With eager attention the two agree to the byte (tests/profiler/test_cpu.py).
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import ModelSpec, TrainingSetup
 
 from .build import build
 from .measurement import Measurement

@@ -14,10 +14,7 @@ from typing import Callable
 
 import torch
 
-from gpuplan.planner.specs.enums import Component, Phase
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Component, ModelSpec, Phase, PlannerError, TrainingSetup
 
 from .build import build
 from .hooks import attributed

@@ -24,19 +24,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue as queues
+import tempfile
+from dataclasses import replace
 from typing import Any, Iterator
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.testing._internal.distributed.fake_pg import FakeStore   # registers the "fake" backend
 from torch.utils._pytree import tree_iter
 
-from gpuplan.planner.specs.engines import Engine, computes_without_autocast, engine_of
-from gpuplan.planner.specs.enums import Component, Phase
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.parallel import Offload, ParallelSpec
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import (Component, Engine, ModelSpec, Offload, ParallelSpec, Phase, PlannerError, TrainingSetup,
+                             computes_without_autocast, engine_of)
 
-from .build import TORCH_DTYPES, Built, autocast_for, build_model, build_optimizer
+from .build import Built, autocast_for, build, build_model, build_optimizer
+from .device import Device
+from .dtypes import TORCH_DTYPES
 from .measurement import Measurement, from_tracker
 from .step import run_steps
 from .tracker import StorageTracker, allocator_bytes
@@ -55,8 +62,6 @@ def _local(t: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _is_fake(t: torch.Tensor) -> bool:
-    from torch._subclasses.fake_tensor import FakeTensor
-
     return isinstance(t, FakeTensor)
 
 
@@ -162,16 +167,15 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     """fully_shard every decoder layer, then the root, as accelerate's FSDP2 TRANSFORMER_BASED_WRAP does,
     passing the same reshard_after_forward to both [accelerate/utils/fsdp_utils.py: fsdp2_prepare_model].
     """
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     eng = engine_of(setup.parallel)
-    mp = MixedPrecisionPolicy()
+    policy = MixedPrecisionPolicy()
     if computes_without_autocast(setup.precision, eng):
-        mp = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype], reduce_dtype=torch.float32)
+        policy = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype],
+                                      reduce_dtype=torch.float32)
     reshard = eng is not Engine.FSDP_GRAD_OP
     for layer in decoder_layers(lm):
-        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
-    fully_shard(lm, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+        fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard)
+    fully_shard(lm, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard)
     return lm
 
 
@@ -195,8 +199,6 @@ def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh
         tracker = ShardAwareTracker(lm)
         with tracker, follow_resizes(tracker):
             run_steps(built, setup, tracker, steps)
-    import torch.distributed as dist
-
     notes = list(notes) + [f"FSDP2 {eng.value}: rank {dist.get_rank()} of {setup.parallel.world}"]
     result = from_tracker(tracker, model, setup, device=label, notes=notes)
     result.collectives = list(tracker.collectives)   # the last step's, for checking planner/comm.py
@@ -214,10 +216,6 @@ def mesh_shape(p: ParallelSpec) -> tuple[tuple[int, ...], tuple[str, ...] | None
 def fake_world(world: int, shape: tuple[int, ...] | None = None,
                names: tuple[str, ...] | None = None) -> Iterator[Any]:
     """A fake process group of `world` ranks (this process is rank 0) and its CPU mesh (1-D by default)."""
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.testing._internal.distributed.fake_pg import FakeStore
-
     if dist.is_initialized():
         raise RuntimeError("a process group is already initialized in this process")
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world)
@@ -229,8 +227,6 @@ def fake_world(world: int, shape: tuple[int, ...] | None = None,
 
 def simulate_distributed(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> Measurement:
     """Per-GPU peak of rank 0 of an FSDP2 job of `setup.parallel.world` ranks, simulated on one CPU."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     setup.validate()
     setup.parallel.validate(model)
     _check_supported(setup)
@@ -255,10 +251,6 @@ def ddp_step(model: ModelSpec, setup: TrainingSetup, steps: int, label: str) -> 
     """This rank's Measurement of `steps` DDP steps with real CPU tensors (gloo), as HF accelerate
     wraps the model: DistributedDataParallel with its defaults (25 MiB buckets,
     gradient_as_bucket_view=False) [torch/nn/parallel/distributed.py]."""
-    import torch.distributed as dist
-
-    from .build import build
-
     built = build(model, replace_parallel(setup), torch.device("cpu"))
     tracker = ShardAwareTracker(built.model)
     with tracker, follow_resizes(tracker):
@@ -271,17 +263,12 @@ def ddp_step(model: ModelSpec, setup: TrainingSetup, steps: int, label: str) -> 
 
 def replace_parallel(setup: TrainingSetup) -> TrainingSetup:
     """The same setup on one GPU (what each DDP rank builds before wrapping)."""
-    from dataclasses import replace
-
     return replace(setup, parallel=ParallelSpec())
 
 
 
 def _gloo_worker(rank: int, world: int, store_path: str, model: ModelSpec, setup: TrainingSetup, steps: int,
                  queue) -> None:
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
-
     # a file store: no TCP port to pick, so concurrent runs (parallel test sessions) cannot collide
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
     try:
@@ -299,15 +286,9 @@ def _gloo_worker(rank: int, world: int, store_path: str, model: ModelSpec, setup
 
 def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: float = 120) -> list[Measurement]:
     """Real FSDP2 or DDP steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
-    import queue as queues
-
-    import torch.multiprocessing as mp
-
     setup.validate()
     setup.parallel.validate(model)
     _check_supported(setup, real=True)
-    import tempfile
-
     world = setup.parallel.world
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -334,14 +315,14 @@ def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: fl
     return [out[r] for r in range(world)]
 
 
-def measure_distributed(model: ModelSpec, setup: TrainingSetup, device: str, steps: int = 2,
+def measure_distributed(model: ModelSpec, setup: TrainingSetup, device: Device, steps: int = 2,
                         per_module: bool = False) -> Measurement:
     """`gpuplan profile` with a multi-GPU setup: rank 0's Measurement (simulate, or cpu with gloo)."""
     if per_module:
         raise PlannerError("--per-module is not available for multi-GPU profiles yet")
-    if device == "simulate":
+    if device is Device.SIMULATE:
         return simulate_distributed(model, setup, steps)
-    if device == "cpu":
+    if device is Device.CPU:
         return run_gloo(model, setup, steps)[0]
     raise PlannerError("multi-GPU runs on GPUs go through torchrun (one process per GPU), not --device cuda; "
                        "use --device simulate for any size, or --device cpu for a small model with gloo")

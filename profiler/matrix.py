@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.specs.enums import Component
-from gpuplan.planner.memory.estimate import estimate
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Component, TrainingSetup, estimate, param_counts, resolve_model
+
+from .compare import compare
+from .device import Device
+from .run import measure
 
 # accuracy targets [issue 3]: median |error| <= 2%, worst |error| <= 5%, no under-estimate below -3%
 TARGET_MEDIAN_PCT, TARGET_WORST_PCT, TARGET_UNDER_PCT = 2.0, 5.0, -3.0
@@ -153,23 +154,13 @@ class Result:
                 "seconds": round(self.seconds, 1), "error": self.error}
 
 
-def run_case(case: Case, device: str = "simulate") -> Result:
+def run_case(case: Case, device: Device = Device.SIMULATE) -> Result:
     """Estimate and profile one case; a profiler failure is recorded in `error`, never raised."""
-    from .compare import compare
-    from .simulate import simulate
-
     model, setup = resolve_model(case.model), case.training_setup()
     est = estimate(model, setup)
     start = time.perf_counter()
     try:
-        if device == "simulate":
-            measured = simulate(model, setup)
-        elif device == "cpu":
-            from .cpu import measure_cpu
-            measured = measure_cpu(model, setup)
-        else:
-            from .cuda import measure_cuda
-            measured = measure_cuda(model, setup)
+        measured = measure(model, setup, device)
     except Exception as exc:  # noqa: BLE001  (the matrix reports what failed and goes on)
         return Result(case, est.peak_allocated_bytes, None, seconds=time.perf_counter() - start,
                       error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
@@ -183,8 +174,6 @@ def run_case(case: Case, device: str = "simulate") -> Result:
 def select(cases: Iterable[Case], families: set[str] | None = None, max_params: float | None = None,
            match: str | None = None) -> list[Case]:
     """Cases of the given families, models up to `max_params` parameters, names containing `match`."""
-    from gpuplan.planner.specs.params import param_counts
-
     out = []
     for case in cases:
         if families and case.family not in families:
@@ -197,7 +186,7 @@ def select(cases: Iterable[Case], families: set[str] | None = None, max_params: 
     return out
 
 
-def run(cases: list[Case], device: str = "simulate",
+def run(cases: list[Case], device: Device = Device.SIMULATE,
         progress: Callable[[int, int, Result], None] | None = None) -> Iterator[Result]:
     for i, case in enumerate(cases, 1):
         result = run_case(case, device)

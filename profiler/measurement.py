@@ -4,10 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuplan.planner.specs.enums import Component, Phase
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.memory.result import figures_dict
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Component, ModelSpec, Phase, TrainingSetup, figures_dict
 
 from .tracker import StorageTracker
 

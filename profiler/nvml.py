@@ -21,7 +21,7 @@ SAMPLE_INTERVAL_S = 0.005   # a sample costs ~0.1 ms of NVML time; 5 ms catches 
 def _nvml_reader(device: torch.device) -> tuple[Callable[[], int], str | None] | None:
     """A function returning used bytes from NVML, and a note on what it counts; None without NVML."""
     try:
-        import pynvml
+        import pynvml   # optional (nvidia-ml-py): without it, cudaMemGetInfo answers
 
         pynvml.nvmlInit()
         index = device.index or 0

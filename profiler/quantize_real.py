@@ -1,6 +1,6 @@
 """QLoRA with the real bitsandbytes, for real devices (`--device cuda`, `--device cpu`).
 
-The module surgery is the same as the stand-in's (profiler/quantize.py): transformers' own
+The module surgery is the same as the stand-in's (profiler/kernels/bnb_linear.py): transformers' own
 bitsandbytes quantizer replaces the linears on the meta model. Then, layer by layer, each
 quantized weight is created with random values in the checkpoint dtype on the host and handed
 to bitsandbytes, which quantizes it as it moves to the device (`Params4bit.to` ->
@@ -9,19 +9,19 @@ with a checkpoint's tensors. Everything else stays on meta for build.materialize
 """
 from __future__ import annotations
 
+import bitsandbytes as bnb
 import torch
+from peft import prepare_model_for_kbit_training
 from torch import nn
+from transformers.quantizers.auto import AutoHfQuantizer
 
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Checkpointing, TrainingSetup
+
+from .kernels.bnb_linear import bnb_config
 
 
 def quantize_real(lm: nn.Module, setup: TrainingSetup, device: torch.device) -> nn.Module:
     """from_pretrained(quantization_config=...) [+ prepare_model_for_kbit_training], real weights."""
-    import bitsandbytes as bnb
-    from transformers.quantizers.auto import AutoHfQuantizer
-
-    from .quantize import bnb_config
-
     dtype = lm.dtype
     quantizer = AutoHfQuantizer.from_config(bnb_config(setup), pre_quantized=False)
     quantizer.preprocess_model(lm, dtype=dtype, device_map=None)   # replace_with_bnb_linear, on meta
@@ -38,24 +38,7 @@ def quantize_real(lm: nn.Module, setup: TrainingSetup, device: torch.device) -> 
     lm.hf_quantizer = quantizer
     quantizer.postprocess_model(lm)
     if setup.precision.autocast:
-        from peft import prepare_model_for_kbit_training
-
         lm = prepare_model_for_kbit_training(
             lm, use_gradient_checkpointing=setup.checkpointing is Checkpointing.FULL,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     return lm
-
-
-def quant_state_tensors(lm: nn.Module) -> list[torch.Tensor]:
-    """Tensors bitsandbytes keeps beside quantized weights (absmax, code, nested state, SCB): held on
-    the device with the weights but neither parameters nor buffers."""
-    out: list[torch.Tensor] = []
-    for p in lm.parameters():
-        qs = getattr(p, "quant_state", None)
-        for state in (qs, getattr(qs, "state2", None)):
-            if state is not None:
-                out.extend(v for v in vars(state).values() if isinstance(v, torch.Tensor))
-        scb = getattr(p, "SCB", None)
-        if isinstance(scb, torch.Tensor):
-            out.append(scb)
-    return out

@@ -4,11 +4,10 @@ from __future__ import annotations
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import ModelSpec, TrainingSetup
 
 from .build import build
-from .kernels import cuda_dropout
+from .kernels.dropout import cuda_dropout
 from .measurement import Measurement
 from .step import tracked_run
 

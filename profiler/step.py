@@ -13,16 +13,28 @@ import time
 
 import torch
 
-from gpuplan.planner.specs.enums import Component, Loss, Phase
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
 
 from .build import Built
-from .chunked_loss import chunked_loss
+from .kernels.chunked_loss import chunked_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
-from .quantize_real import quant_state_tensors
 from .tracker import NullTracker, StorageTracker
+
+
+def quant_state_tensors(lm: torch.nn.Module) -> list[torch.Tensor]:
+    """Tensors bitsandbytes keeps beside quantized weights (absmax, code, nested state, SCB): held on
+    the device with the weights but neither parameters nor buffers."""
+    out: list[torch.Tensor] = []
+    for p in lm.parameters():
+        qs = getattr(p, "quant_state", None)
+        for state in (qs, getattr(qs, "state2", None)):
+            if state is not None:
+                out.extend(v for v in vars(state).values() if isinstance(v, torch.Tensor))
+        scb = getattr(p, "SCB", None)
+        if isinstance(scb, torch.Tensor):
+            out.append(scb)
+    return out
 
 
 def _host_step_counters(opt: torch.optim.Optimizer) -> bool:

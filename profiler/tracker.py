@@ -18,7 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_iter
 
-from gpuplan.planner.specs.enums import Component, Phase
+from gpuplan.planner import Component, Phase
 
 # The caching allocator rounds every block up to a multiple of 512 bytes
 # [c10/cuda/CUDACachingAllocator.cpp: kMinBlockSize = 512, round_size()].

@@ -6,25 +6,11 @@ from typing import Any
 
 import torch
 
-from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Optimizer, Precision, QuantType
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner import ModelSpec, model_from_config
-from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner import (ALL_LINEAR, Attention, Checkpointing, Loss, LoraSpec, Method, ModelSpec, PlannerError,
+                             Precision, QuantSpec, QuantType, TrainingSetup, model_from_config)
+from gpuplan.planner.io.hf_vocabulary import HF_ATTENTION, HF_OPTIM
 
-# TrainingArguments.optim (transformers OptimizerNames values) -> gpuplan optimizer
-# [transformers/training_args.py OptimizerNames; trainer.py get_optimizer_cls_and_kwargs]
-HF_OPTIMIZERS = {
-    "adamw_torch": Optimizer.ADAMW,
-    "adamw_torch_fused": Optimizer.ADAMW_FUSED,
-    "adamw_8bit": Optimizer.ADAMW_8BIT,
-    "adamw_bnb_8bit": Optimizer.ADAMW_8BIT,
-    "paged_adamw_8bit": Optimizer.PAGED_ADAMW_8BIT,
-    "paged_adamw_32bit": Optimizer.PAGED_ADAMW,
-    "adafactor": Optimizer.ADAFACTOR,
-    "lion_32bit": Optimizer.LION,
-}
-HF_ATTENTION = {"sdpa": Attention.SDPA, "eager": Attention.EAGER, "flash_attention_2": Attention.FLASH}
-TORCH_TO_DTYPE = {torch.float32: DType.FP32, torch.bfloat16: DType.BF16, torch.float16: DType.FP16}
+from .dtypes import DTYPE_OF
 
 
 def _precision(trainable_dtype: torch.dtype, args: Any) -> Precision:
@@ -46,7 +32,7 @@ def _lora(model: torch.nn.Module, adapter_dtype: torch.dtype) -> LoraSpec:
     if isinstance(targets, str):
         targets = (ALL_LINEAR,) if targets == ALL_LINEAR else (targets,)
     return LoraSpec(r=int(cfg.r), alpha=float(cfg.lora_alpha), dropout=float(cfg.lora_dropout),
-                    targets=tuple(sorted(targets or ())), adapter_dtype=TORCH_TO_DTYPE.get(adapter_dtype))
+                    targets=tuple(sorted(targets or ())), adapter_dtype=DTYPE_OF.get(adapter_dtype))
 
 
 def _quant(base: torch.nn.Module) -> QuantSpec | None:
@@ -74,8 +60,8 @@ def setup_from_trainer(model: torch.nn.Module, args: Any, seq_len: int | None) -
     """(ModelSpec, TrainingSetup) of a Trainer run; raises PlannerError saying what cannot be mapped."""
     spec = model_spec_of(model)
     optim = str(getattr(args.optim, "value", args.optim))
-    if optim not in HF_OPTIMIZERS:
-        raise PlannerError(f"optim={optim!r} has no gpuplan model; supported: {', '.join(HF_OPTIMIZERS)}")
+    if optim not in HF_OPTIM:
+        raise PlannerError(f"optim={optim!r} has no gpuplan model; supported: {', '.join(HF_OPTIM)}")
     seq_len = seq_len or getattr(args, "max_length", None) or getattr(args, "max_seq_length", None)
     if not seq_len:
         raise PlannerError("sequence length unknown: no batch seen and no max_length in the arguments")
@@ -94,7 +80,7 @@ def setup_from_trainer(model: torch.nn.Module, args: Any, seq_len: int | None) -
     setup = TrainingSetup(
         method=method,
         precision=precision,
-        optimizer=HF_OPTIMIZERS[optim],
+        optimizer=HF_OPTIM[optim],
         batch_size=int(args.per_device_train_batch_size),
         seq_len=int(seq_len),
         grad_accum=int(args.gradient_accumulation_steps),
@@ -103,6 +89,6 @@ def setup_from_trainer(model: torch.nn.Module, args: Any, seq_len: int | None) -
         loss=Loss.CHUNKED if getattr(args, "use_liger_kernel", False) else Loss.HF,
         lora=_lora(model, trainable[0].dtype) if peft else LoraSpec(),
         quant=quant or QuantSpec(),
-        base_dtype=TORCH_TO_DTYPE.get(frozen[0].dtype) if peft and frozen and not quant else None,
+        base_dtype=DTYPE_OF.get(frozen[0].dtype) if peft and frozen and not quant else None,
     )
     return spec, setup.validate()

@@ -3,14 +3,14 @@ estimate vs measured per component, the per-module table and the memory timeline
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import streamlit as st
 
 from gpuplan.app import charts
 from gpuplan.app.profile_tables import FIGURE_LABELS, fmt, group_modules, unit_for
-from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner import PlannerError
+from gpuplan.profiler import Device, measure, profile_json
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
 from .state import Param, Params
@@ -44,22 +44,17 @@ def parse_profile(data: bytes) -> dict[str, Any]:
 
 
 def simulate_payload(model_arg: str, kw: dict[str, Any], steps: int, per_module: bool, status) -> dict[str, Any]:
-    """What `gpuplan profile --device simulate --compare` prints as JSON, via the CLI's own runner."""
-    bar = status.progress(0.0, text="importing torch, transformers and peft...")
-    status.update(label="importing torch, transformers and peft...")
-    from gpuplan.app.cli_profile import Device, _run
-
+    """What `gpuplan profile --device simulate --compare` prints as JSON: the same measure() and JSON."""
     spec, setup = build_setup(model_arg, kw)
-    label = f"simulating {steps} steps of {spec.name} under FakeTensorMode, then estimating to compare..."
-    bar.progress(0.3, text=label)
-    status.update(label=label)
-    start = time.perf_counter()
-    payload = _run(Device.SIMULATE, spec, setup, steps,
-                   {"compare": True, "find_max_batch": False, "per_module": per_module})
+    bar = status.progress(0.0, text="starting...")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(fraction, text=message)
+        status.update(label=message, state="complete" if fraction >= 1.0 else "running")
+
+    result = measure(spec, setup, Device.SIMULATE, steps=steps, per_module=per_module, progress=progress)
+    payload = profile_json(spec, setup, result, with_estimate=True)
     payload["model"] = spec.name
-    done = f"simulated {spec.name}: {steps} steps in {time.perf_counter() - start:.1f} s"
-    bar.progress(1.0, text=done)
-    status.update(label=done, state="complete")
     return payload
 
 

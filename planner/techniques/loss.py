@@ -37,7 +37,7 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
 
 def fused_linear_cross_entropy(m: ModelSpec, rs: Resolved, T: int) -> tuple[int, int, int]:
     """Liger's fused linear cross-entropy [liger_kernel/ops/fused_linear_cross_entropy.py; simulated
-    by profiler/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
+    by profiler/kernels/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
     `rows` ~ T*h/V tokens (a power of two), so the (T, V) logits never exist.
 
     Forward: the input gradient (T, h) and, when the lm_head trains, its weight gradient (V, h),

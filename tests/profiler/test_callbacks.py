@@ -8,9 +8,8 @@ import pytest
 import torch
 import transformers
 
-from gpuplan.planner.specs.enums import Attention, DType, Method, Optimizer, Precision
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.setup import Checkpointing
+from gpuplan.planner import Attention, Checkpointing, DType, Method, Optimizer, PlannerError, Precision
+from gpuplan.planner.io.hf_vocabulary import HF_OPTIM
 from gpuplan.profiler.callbacks import REPORT_NAME, GpuplanCallback, StepMemory
 from gpuplan.profiler.trainer_setup import setup_from_trainer
 
@@ -56,6 +55,16 @@ def test_16_bit_weights_are_true_precision(tmp_path, tiny_hf):
     lm = tiny_hf().to(torch.bfloat16)
     _, setup = setup_from_trainer(lm, _args(tmp_path, bf16=True), seq_len=128)
     assert setup.precision is Precision.BF16_TRUE and setup.checkpointing is Checkpointing.NONE
+
+
+TRANSFORMERS_OPTIM = {m.value for m in transformers.training_args.OptimizerNames}
+
+
+@pytest.mark.parametrize("optim", sorted(n for n in HF_OPTIM if n in TRANSFORMERS_OPTIM))
+def test_every_hf_optimizer_name_of_the_vocabulary_maps(tmp_path, tiny_hf, optim):
+    """The callback reads the one table --from-config reads (`sgd` was refused here before)."""
+    _, setup = setup_from_trainer(tiny_hf(), _args(tmp_path, optim=optim), seq_len=16)
+    assert setup.optimizer is HF_OPTIM[optim]
 
 
 def test_unmappable_run_reports_why_instead_of_failing(tmp_path, tiny_hf):

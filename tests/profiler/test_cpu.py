@@ -4,9 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpuplan.planner.specs.enums import Attention, Method, Phase, Precision
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Attention, Checkpointing, Method, Phase, PlannerError, Precision, TrainingSetup
 from gpuplan.profiler.build import build
 from gpuplan.profiler.cpu import measure_cpu
 from gpuplan.profiler.simulate import simulate
@@ -30,7 +28,7 @@ def test_simulate_equals_cpu_to_the_byte(tiny, setup):
 
 
 def test_simulate_and_cpu_differ_at_most_by_the_attention_kernels(tiny):
-    """With SDPA, simulate() stands in for the CUDA flash kernel (profiler/kernels.py) while the CPU
+    """With SDPA, simulate() stands in for the CUDA flash kernel (profiler/kernels/attention.py) while the CPU
     runs its own, whose workspace is internal to C++ and unseen. The difference is bounded by the
     stand-in's backward transients of one layer: fp32 dq accumulator, fp32 softmax_d, and the
     per-query-head dk, dv of grouped-query attention."""

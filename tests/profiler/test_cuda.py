@@ -6,9 +6,7 @@ import json
 import pytest
 import torch
 
-from gpuplan.planner.specs.enums import Component, Phase
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner import Component, Phase, PlannerError, TrainingSetup
 from gpuplan.profiler import cuda, nvml
 from gpuplan.profiler.measurement import Measurement
 
@@ -84,9 +82,9 @@ def test_a_run_that_fits_combines_allocator_nvml_and_tracker(tiny, fake_gpu, mon
 
 def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatch):
     """profile --output JSON of a GPU run, copied into data/measurements/, sets the MFU."""
+    from gpuplan.planner import resolve_gpu, resolve_model
     from gpuplan.planner.io import catalog
     from gpuplan.planner.speed import throughput
-    from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
     from gpuplan.planner.speed.flops import step_flops
 
     model = resolve_model("llama-3.2-1b")

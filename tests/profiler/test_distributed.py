@@ -2,12 +2,10 @@
 import pytest
 import torch
 
-from gpuplan.planner import Component, Phase, PlannerError, TrainingSetup, estimate
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
+from gpuplan.planner import (Component, Fsdp, ParallelSpec, Phase, PlannerError, TrainingSetup, estimate,
+                             param_counts, resolve_model)
 from gpuplan.profiler.build import build_model, build_optimizer
 from gpuplan.profiler.distributed import fake_world, run_gloo, shard, simulate_distributed
-from gpuplan.planner.specs.params import param_counts
 from gpuplan.profiler.tracker import ALLOCATOR_ROUNDING, allocator_bytes
 
 

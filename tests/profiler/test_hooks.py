@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner.specs.enums import Component, Method, Phase
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Checkpointing, Component, Method, Phase, TrainingSetup
 from gpuplan.profiler.build import build
 from gpuplan.profiler.hooks import ROOT, attributed
 from gpuplan.profiler.simulate import simulate

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpuplan.planner.specs.enums import Component, Optimizer, Phase, Precision
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Checkpointing, Component, Optimizer, Phase, Precision, TrainingSetup
 from gpuplan.profiler.build import build_model
 from gpuplan.profiler.simulate import simulate
 from gpuplan.profiler.tracker import StorageTracker, allocator_bytes

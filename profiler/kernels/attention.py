@@ -1,4 +1,5 @@
-"""Byte-exact stand-ins for CUDA attention and dropout kernels, used only under FakeTensorMode.
+"""Byte-exact stand-ins for the CUDA attention kernels (SDPA's flash backend, flash-attn 2), used only
+under FakeTensorMode.
 
 On a CPU, torch's SDPA with grouped-query attention takes a different kernel from CUDA's
 (it expands K/V to every head and builds a causal mask), so simulating the CPU kernel would
@@ -7,10 +8,11 @@ flash kernels do; under fake tensors no arithmetic happens, so only shapes and d
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from gpuplan.planner import Attention
 
 
 class _FlashAttention(torch.autograd.Function):
@@ -71,42 +73,15 @@ def sdpa_standin(module, query, key, value, attention_mask, dropout=0.0, scaling
                  is_causal=None, **kwargs):
     """transformers' sdpa_attention_forward on CUDA (flash backend, native GQA): it copies the
     output with `.transpose(1, 2).contiguous()` [transformers/integrations/sdpa_attention.py]."""
-    if attention_mask is not None:  # a real mask (sliding window, padding): CUDA runs the
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward  # efficient kernel
-
+    if attention_mask is not None:  # a real mask (sliding window, padding): CUDA runs the efficient kernel
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     out = _FlashAttention.apply(*_autocast(query, key, value))
     return out.transpose(1, 2).contiguous(), None
 
 
-@contextlib.contextmanager
-def cuda_dropout() -> Iterator[None]:
-    """Dropout as CUDA runs it: the fused kernel keeps a bool mask (`aten.native_dropout`).
-
-    On a CPU tensor `F.dropout` takes `_dropout_impl`, which keeps the mask in the input's dtype
-    (2-4x the bytes) [aten/src/ATen/native/Dropout.cpp: is_fused_kernel_acceptable is CUDA-only].
-    `torch.nn.functional.dropout` is swapped (not intercepted by a mode) so that checkpointing's
-    recompute inside backward takes the same path as the forward.
-    """
-    original = torch.nn.functional.dropout
-
-    def dropout(input, p=0.5, training=True, inplace=False):
-        if training and 0 < p < 1 and not inplace and input.numel() > 0:
-            return torch.native_dropout(input, p, True)[0]
-        return original(input, p, training, inplace)
-
-    torch.nn.functional.dropout = dropout
-    try:
-        yield
-    finally:
-        torch.nn.functional.dropout = original
-
-
-def register() -> dict[str, str]:
+def register() -> dict[Attention, str]:
     """Registers the stand-ins with transformers; returns gpuplan attention -> HF implementation name."""
-    from transformers import AttentionInterface
-
     AttentionInterface.register("gpuplan_sdpa", sdpa_standin)
     AttentionInterface.register("gpuplan_flash", flash_attention_standin)
-    return {"sdpa": "gpuplan_sdpa", "flash": "gpuplan_flash", "eager": "eager"}
+    return {Attention.SDPA: "gpuplan_sdpa", Attention.FLASH: "gpuplan_flash", Attention.EAGER: "eager"}

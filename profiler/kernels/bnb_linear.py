@@ -57,16 +57,17 @@ import pathlib
 from dataclasses import dataclass
 from typing import Callable
 
+import bitsandbytes as bnb  # the stand-ins subclass its modules
 import torch
+from peft import prepare_model_for_kbit_training
 from torch import nn
+from transformers import BitsAndBytesConfig
+from transformers.pytorch_utils import Conv1D
+from transformers.quantizers.auto import AutoHfQuantizer
 
-from gpuplan.planner.specs.enums import DType, QuantType
-from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner import Checkpointing, ModelSpec, QuantType, TrainingSetup
 
-import bitsandbytes as bnb  # noqa: E402  (the stand-ins subclass its modules)
-
-_TORCH_DTYPES = {DType.FP32: torch.float32, DType.BF16: torch.bfloat16, DType.FP16: torch.float16}
+from ..dtypes import TORCH_DTYPES
 
 BLOCKSIZE_4BIT = 64        # Params4bit's default blocksize [bitsandbytes/nn/modules.py Params4bit.__new__]
 NESTED_BLOCKSIZE = 256     # double quant: quantize_blockwise(absmax - offset, blocksize=256) [functional.py quantize_4bit]
@@ -455,26 +456,20 @@ class Linear8bitLt(bnb.nn.Linear8bitLt):
 # ------------------------------------------------------------------------------------------------
 def bnb_config(setup: TrainingSetup):
     """The BitsAndBytesConfig of the standard QLoRA recipe for this setup."""
-    from transformers import BitsAndBytesConfig
-
     if setup.quant.quant_type is QuantType.INT8:
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=setup.quant.quant_type.value,
         bnb_4bit_use_double_quant=setup.quant.double_quant,
-        bnb_4bit_compute_dtype=_TORCH_DTYPES[setup.precision.compute_dtype])
+        bnb_4bit_compute_dtype=TORCH_DTYPES[setup.precision.compute_dtype])
 
 
 def _linear_like(module: nn.Module) -> bool:
-    from transformers.pytorch_utils import Conv1D
-
     return type(module) is nn.Linear or isinstance(module, Conv1D)
 
 
 def quantize_for_qlora(lm: nn.Module, model_spec: ModelSpec | None, setup: TrainingSetup) -> nn.Module:
     """from_pretrained(quantization_config=...) [+ prepare_model_for_kbit_training] on a meta model."""
-    from transformers.quantizers.auto import AutoHfQuantizer
-
     config = bnb_config(setup)
     # what the checkpoint's linears hold before quantization: their dtype (quant_state.dtype) and bias
     before = {name: (m.weight.dtype, m.bias) for name, m in lm.named_modules() if _linear_like(m)}
@@ -504,8 +499,6 @@ def quantize_for_qlora(lm: nn.Module, model_spec: ModelSpec | None, setup: Train
     if setup.precision.autocast:
         # TRL / the QLoRA notebooks: every non-quantized 16-bit parameter upcast to fp32, base frozen.
         # Checkpointing is then enabled by build_model exactly as for the other methods.
-        from peft import prepare_model_for_kbit_training
-
         lm = prepare_model_for_kbit_training(
             lm, use_gradient_checkpointing=setup.checkpointing is Checkpointing.FULL,
             gradient_checkpointing_kwargs={"use_reentrant": False})

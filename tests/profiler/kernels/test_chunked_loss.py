@@ -1,11 +1,10 @@
-"""profiler/chunked_loss.py: the fused linear cross-entropy computes the real loss and gradients,
+"""profiler/kernels/chunked_loss.py: the fused linear cross-entropy computes the real loss and gradients,
 and never materializes the (tokens, vocab) logits."""
 import pytest
 import torch
 
-from gpuplan.planner.specs.enums import Component, Loss, Method, Phase
-from gpuplan.planner.specs.setup import TrainingSetup
-from gpuplan.profiler.chunked_loss import FusedLinearCrossEntropy, chunk_rows
+from gpuplan.planner import Component, Loss, Method, Phase, TrainingSetup
+from gpuplan.profiler.kernels.chunked_loss import FusedLinearCrossEntropy, chunk_rows
 from gpuplan.profiler.simulate import simulate
 
 

@@ -1,4 +1,4 @@
-"""The QLoRA stand-in (profiler/quantize.py) against real bitsandbytes on CPU.
+"""The QLoRA stand-in (profiler/kernels/bnb_linear.py) against real bitsandbytes on CPU.
 
 (a) is the real recipe: a tiny bf16 checkpoint loaded with `from_pretrained(quantization_config=
 BitsAndBytesConfig(...), device_map="cpu")` (bitsandbytes >= 0.48 quantizes on CPU), then
@@ -39,10 +39,12 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 bnb = pytest.importorskip("bitsandbytes")
 
-from gpuplan.planner import Component, Method, Optimizer, Phase, Precision, QuantType, model_from_config  # noqa: E402
-from gpuplan.planner.specs.setup import Checkpointing, LoraSpec, QuantSpec, TrainingSetup  # noqa: E402
-from gpuplan.profiler import quantize as Q  # noqa: E402
-from gpuplan.profiler.build import HF_ATTENTION, Built, TORCH_DTYPES, _apply_lora, autocast_for, build_model, materialize  # noqa: E402
+from gpuplan.planner import (Checkpointing, Component, LoraSpec, Method, Optimizer, Phase, Precision,  # noqa: E402
+                             QuantSpec, QuantType, TrainingSetup, model_from_config)
+from gpuplan.profiler.build import (Built, _apply_lora, autocast_for, build_model, hf_attn_implementation,  # noqa: E402
+                                    materialize)
+from gpuplan.profiler.dtypes import TORCH_DTYPES  # noqa: E402
+from gpuplan.profiler.kernels import bnb_linear as Q  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402
 from gpuplan.profiler.step import run_steps  # noqa: E402
 from gpuplan.profiler.tracker import StorageTracker, allocator_bytes  # noqa: E402
@@ -120,7 +122,7 @@ def real_model(path, setup: TrainingSetup, lora: bool = True, cfg: dict = TINY) 
             path, quantization_config=Q.bnb_config(setup), dtype=TORCH_DTYPES[setup.precision.compute_dtype],
             device_map="cpu")
         lm.config.use_cache = False
-        lm.config._attn_implementation = HF_ATTENTION[setup.attention]
+        lm.config._attn_implementation = hf_attn_implementation(setup.attention)
         lm.train()
         if setup.precision.autocast:
             lm = peft.prepare_model_for_kbit_training(

@@ -1,4 +1,4 @@
-"""profiler/bnb_optim.py against the optimizers HF Trainer really builds (bitsandbytes on CPU).
+"""profiler/kernels/bnb_optim.py against the optimizers HF Trainer really builds (bitsandbytes on CPU).
 
 bitsandbytes >= 0.48 runs its 8-bit and 32-bit optimizers on CPU (backends/cpu/ops.py
 _optimizer_update_8bit_blockwise_cpu / _optimizer_update_32bit_cpu), so (a) is
@@ -26,9 +26,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 transformers = pytest.importorskip("transformers")
 bnb = pytest.importorskip("bitsandbytes")
 
-from gpuplan.planner import Component, Method, Optimizer, Phase, model_from_config  # noqa: E402
-from gpuplan.planner.specs.setup import TrainingSetup  # noqa: E402
-from gpuplan.profiler import bnb_optim  # noqa: E402
+from gpuplan.planner import Component, Method, Optimizer, Phase, TrainingSetup, model_from_config  # noqa: E402
+from gpuplan.profiler.kernels import bnb_optim  # noqa: E402
 from gpuplan.profiler.build import build, materialize  # noqa: E402
 from gpuplan.profiler.simulate import simulate  # noqa: E402
 from gpuplan.profiler.tracker import allocator_bytes  # noqa: E402

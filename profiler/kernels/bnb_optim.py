@@ -39,13 +39,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import bitsandbytes as bnb
 import torch
-from torch import nn
-
-from gpuplan.planner.specs.enums import Optimizer
-
-import bitsandbytes as bnb  # noqa: E402
 from bitsandbytes.optim.optimizer import GlobalOptimManager
+from torch import nn
+from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+from gpuplan.planner import Optimizer
 
 PAGED_MIN_NUMEL = 1e5     # Optimizer8bit.get_state_buffer: `p.numel() < 1e5` stays in device memory
 
@@ -82,8 +82,6 @@ class _CudaLike:
             self.mng.register_module_override(module, "weight", {"optim_bits": 32})
 
     def fill_qmap(self) -> None:
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
-
         with unset_fake_temporarily():
             super().fill_qmap()
 
