@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping, TypeVar
 
-from .. import Attention, DType, Optimizer
+from ..specs.enums import Attention, DType, Optimizer
 
 V = TypeVar("V")
 
