@@ -35,6 +35,11 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
     if as_json:
         out = est.to_dict()
         out["fits"] = fit_rows
+        from .from_config import from_config_block
+
+        block = from_config_block(click.get_current_context(silent=True))
+        if block is not None:
+            out["from_config"] = block
         click.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console

@@ -15,7 +15,8 @@ def test_axolotl_qlora():
     assert c.options == {"method": "qlora", "precision": "bf16-mixed", "batch_size": 2, "seq_len": 4096, "grad_accum": 4,
                          "lora_r": 32, "lora_alpha": 16.0, "lora_dropout": 0.05, "grad_ckpt": True,
                          "optimizer": "paged-adamw", "lora_targets": "all-linear", "attn": "flash"}
-    assert "datasets" in c.ignored and "learning_rate" in c.ignored and "micro_batch_size" in c.used
+    assert "datasets" in c.no_effect and "learning_rate" in c.no_effect and "micro_batch_size" in c.used
+    assert not c.refused and not c.unknown
 
 
 def test_trl_sft_json():
@@ -23,7 +24,7 @@ def test_trl_sft_json():
     assert c.format == "hf" and c.model == "Qwen/Qwen2.5-0.5B"
     assert c.options["method"] == "lora" and c.options["batch_size"] == 4 and c.options["seq_len"] == 2048
     assert c.options["lora_targets"] == "q_proj,k_proj,v_proj,o_proj"
-    assert set(c.ignored) == {"learning_rate", "logging_steps", "num_train_epochs", "output_dir", "report_to"}
+    assert set(c.no_effect) == {"learning_rate", "logging_steps", "num_train_epochs", "output_dir", "report_to"}
 
 
 def test_torchtune_lora():
@@ -53,8 +54,8 @@ def test_unknown_format_and_missing_file(tmp_path):
         read_config(str(tmp_path / "nope.yaml"))
 
 
-def test_deepspeed_is_refused_clearly(tmp_path):
+def test_missing_deepspeed_file_says_where_it_looked(tmp_path):
     f = tmp_path / "a.yaml"
     f.write_text("base_model: x\nmicro_batch_size: 1\ndeepspeed: zero3.json\n")
-    with pytest.raises(PlannerError, match="deepspeed is set"):
+    with pytest.raises(PlannerError, match="DeepSpeed config zero3.json not found"):
         read_config(str(f))
