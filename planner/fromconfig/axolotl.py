@@ -12,7 +12,7 @@ from typing import Any
 
 from . import ConfigSetup
 from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, refused
+from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
 SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
 
@@ -180,7 +180,36 @@ TABLE: dict[str, KeyRule] = {
     "ddp_find_unused_parameters": modelled("a graph walk after forward: no extra memory"),
     "ddp": modelled("DDP across the GPUs of the launcher (--gpus)"),
     "world_size": modelled("--gpus (the launcher's world size)"),
+    "optim_target_modules": refused("GaLore / APOLLO projections of chosen modules"),
+    "trl": refused("TRL settings of preference / RL training (rl:)"),
+    "vllm": refused("a vLLM engine beside the training model"),
+    "gemma4_hybrid_attn_impl": refused("Gemma-4 hybrid attention kernels"),
+    "large_head_attention": refused("large-head attention kernels"),
+    "flash_attn_d512": refused("flash attention for head dim 512"),
+    "use_eaft": refused("the EAFT loss"),
+    **read_only_with("model_quantization_config", ["model_quantization_config_kwargs"]),
+    **read_only_with("relora", ["relora_prune_ratio", "relora_prune_method", "relora_cpu_offload"]),
+    **read_only_with("optimizer: dion", ["dion_lr", "dion_momentum", "dion_rank_fraction", "dion_rank_multiple_of"]),
+    **read_only_with("optimizer: qgalore", [
+        "qgalore_rank", "qgalore_update_proj_gap", "qgalore_scale", "qgalore_proj_type", "qgalore_proj_quant",
+        "qgalore_proj_bits", "qgalore_proj_group_size", "qgalore_cos_threshold", "qgalore_gamma_proj",
+        "qgalore_queue_size"]),
+    **read_only_with("lisa_n_layers", ["lisa_step_interval", "lisa_layers_attribute"]),
+    **read_only_with("rl", ["dpo_use_logits_to_keep", "dpo_generate_during_eval", "dpo_norm_loss", "rpo_alpha",
+                            "center_rewards_coefficient", "num_labels", "dpo_use_weighting", "dpo_label_smoothing",
+                            "precompute_ref_log_probs", "dpo_use_liger_kernel", "dpo_padding_free", "dpo_loss_type",
+                            "dpo_loss_weights", "kto_desirable_weight", "kto_undesirable_weight"]),
+    **read_only_with("flex_attention", ["flex_attn_compile_kwargs"]),
+    **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
+    **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
+    **read_only_with("use_eaft", ["eaft_alpha", "eaft_k"]),
+    **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
+    **read_only_with("fp32_norms", ["fp32_norm_classes"]),
+    **read_only_with("sequence_parallel_degree / context_parallel_size", ["heads_k_stride", "ring_attn_func"]),
+    **read_only_with("torch_compile", ["torch_compile_backend", "torch_compile_mode", "torch_compile_options"]),
     # --- no effect on per-GPU memory or step time ---
+    **no_effect("post-training quantization (axolotl quantize runs after training)", ["quantization"]),
+    **no_effect("a library path", ["torchdistx_path"]),
     **no_effect("data: datasets, prompt formats, preparation, splits", [
         "datasets", "test_datasets", "dataset_prepared_path", "val_set_size", "shuffle_merged_datasets",
         "shuffle_before_merging_datasets", "dataset_shard_num", "dataset_shard_idx", "skip_prepare_dataset",

@@ -242,7 +242,7 @@ FSDP_TABLE: dict[str, KeyRule] = {
     "reshard_after_forward": modelled("FSDP2: true: --fsdp full; false: --fsdp grad-op"),
     "offload_params": modelled("true: --offload params (CPUOffloadPolicy)"),
     "cpu_offload": modelled("true: --offload params"),
-    "activation_checkpointing": modelled("true: --grad-ckpt"),
+    "activation_checkpointing": modelled("true: --grad-ckpt (false: the trainer's gradient_checkpointing decides)"),
     "auto_wrap_policy": modelled("TRANSFORMER_BASED_WRAP: one unit per decoder layer, as planned"),
     "transformer_layer_cls_to_wrap": modelled("the decoder layer class: one unit per layer, as planned"),
     "backward_prefetch": modelled("BACKWARD_PRE: the next layer gathered during backward, as planned"),
@@ -320,7 +320,10 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
             else:
                 rep.set(name, "no offload")
         elif k == "activation_checkpointing":
-            o.use(name, "grad_ckpt", bool(on(v)))
+            if on(v):
+                o.use(name, "grad_ckpt", True)
+            else:
+                rep.set(name, "false: the trainer's gradient_checkpointing decides")
         elif k == "auto_wrap_policy" and str(v) not in _WRAP_OK:
             rep.refuse(name, v, "wrapping other than one unit per decoder layer", "use TRANSFORMER_BASED_WRAP")
         elif k == "backward_prefetch" and str(v).upper() not in ("BACKWARD_PRE", "BACKWARDPREFETCH.BACKWARD_PRE"):

@@ -22,7 +22,7 @@ from gpuplan.planner import PlannerError
 from . import ConfigSetup
 from . import hf
 from .common import Options, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, refused
+from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
 SCHEMA = "hiyouga/LLaMA-Factory@ff6d4d12 src/llamafactory/hparams/"
 _PACKING = "packing changes the attention mask and the tokens per micro-batch"
@@ -110,6 +110,25 @@ _OWN: dict[str, KeyRule] = {
     "enable_torch_profiler": refused("the profiler's active steps run slower and hold traces", lambda v: v is True),
     "compute_accuracy": refused("token accuracy keeps the argmax of every logit", lambda v: v is True),
     "streaming": refused("streamed datasets", lambda v: v is True),
+    "use_asft_loss": refused("the ASFT loss"),
+    "use_dft_loss": refused("the DFT loss"),
+    "use_eaft_loss": refused("the EAFT loss"),
+    "compute_dtype": modelled("set by LLaMA-Factory from bf16/fp16 (hparams/parser.py), read there"),
+    **read_only_with("use_asft_loss / use_eaft_loss", ["asft_alpha", "eaft_alpha"]),
+    **read_only_with("a multimodal model (vision/audio inputs)", [
+        "audio_sampling_rate", "crop_to_patches", "image_do_pan_and_scan", "use_audio_in_video",
+        "freeze_language_model", "freeze_multi_modal_projector", "freeze_vision_tower"]),
+    **read_only_with("use_hyper_parallel / use_megatron_bridge", ["hyper_parallel_args", "megatron_bridge_args"]),
+    **read_only_with("stage: ppo/rm/dpo/kto", ["ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
+                                               "ppo_whiten_rewards", "pref_bco_weight", "ref_model_adapters",
+                                               "reward_model_adapters", "reward_model_type"]),
+    **no_effect("the inference backend of chat/predict runs", ["infer_backend"]),
+    **{k: modelled(f"read only with {k.split('_')[0]} on (refused)") for k in (
+        "galore_target", "galore_rank", "galore_update_interval", "galore_scale", "galore_proj_type",
+        "galore_layerwise", "apollo_target", "apollo_rank", "apollo_update_interval", "apollo_scale",
+        "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front",
+        "badam_mode", "badam_start_block", "badam_switch_mode", "badam_switch_interval", "badam_update_ratio",
+        "badam_mask_mode", "badam_verbose", "pissa_iter")},
     **no_effect("data: datasets, templates, splits, preprocessing (not the sequence length: cutoff_len)", [
         "dataset", "dataset_dir", "eval_dataset", "template", "train_on_prompt", "mask_history", "buffer_size",
         "mix_strategy", "interleave_probs", "overwrite_cache", "preprocessing_batch_size", "preprocessing_num_workers",

@@ -56,6 +56,11 @@ def no_effect(note: str, keys: Iterable[str]) -> dict[str, KeyRule]:
     return {k: KeyRule(Rule.NO_EFFECT, note) for k in keys}
 
 
+def read_only_with(parent: str, keys: Iterable[str]) -> dict[str, KeyRule]:
+    """{key: MODELLED rule} for settings of a technique that `parent` switches on (and that is refused)."""
+    return {k: KeyRule(Rule.MODELLED, f"read only with {parent}, which is refused") for k in keys}
+
+
 def lookup(table: Mapping[str, KeyRule], key: str) -> KeyRule | None:
     """The rule for `key`: its own entry, else the nearest `prefix.*` entry above it."""
     if key in table:

@@ -118,8 +118,8 @@ def _builder(component: str, rep: Report) -> tuple[str | None, str]:
     name = m.group(3) if m else component
     method = {"lora_": "lora", "qlora_": "qlora"}.get((m.group(2) if m else "") or "", "full")
     if name not in BUILDERS:
-        rep.refuse("model._component_", component, f"the builder {name} maps to no gpuplan preset (torchtune "
-                   f"{VERSION} builders mapped: {', '.join(sorted(BUILDERS))})",
+        rep.refuse("model._component_", component, f"the builder {name} maps to no gpuplan preset (mapped: "
+                   f"torchtune {VERSION}'s llama2/3/3.1/3.2/3.3, gemma_7b, gemma2, phi3_mini, phi4 and qwen2_5 builders)",
                    "give --model with a preset or a config.json")
         return None, method
     return BUILDERS[name], method
