@@ -172,6 +172,9 @@ def read_config(path: str, accelerate: str | None = None) -> ConfigSetup:
     if "gpus_per_node" in acc.options:   # the launcher's count beats the default the training file implied
         opts["gpus_per_node"] = acc.options["gpus_per_node"]
     notes = tuple(n for n in cfg.notes if not n.startswith("planned per GPU of") or "gpus_per_node" not in acc.options)
+    notes += tuple(f"{k}: the training config's {cfg.options[k]} over the accelerate config's {v} (HF Trainer "
+                   "reads its own arguments first)" for k, v in acc.options.items()
+                   if k in cfg.options and cfg.options[k] != v and k != "gpus_per_node")
     pre = "accelerate:"
     return ConfigSetup(cfg.format, cfg.model, opts, {**cfg.used, **{pre + k: v for k, v in acc.used.items()}},
                        cfg.no_effect + tuple(pre + k for k in acc.no_effect),

@@ -107,6 +107,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     for k in todo:
         if k not in rep.used and k not in rep.no_effect and k not in rep.unknown and \
                 not any(r.startswith(f"{k}:") for r in rep.refused):
-            rep.set(k, "read" if kind in ("DEEPSPEED", "FSDP") or not k.startswith(("deepspeed", "fsdp")) else
+            rep.set(k, f"{kind}: " + ("one GPU per process" if kind in ("NO", "MULTI_GPU") else
+                                      f"its {kind.lower()}_config read") if k == "distributed_type" else
+                    TABLE[k].note if kind in ("DEEPSPEED", "FSDP") or not k.startswith(("deepspeed", "fsdp")) else
                     f"not read: distributed_type is {kind}")
     return ConfigSetup.of("accelerate", None, o, rep)

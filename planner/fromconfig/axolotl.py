@@ -34,6 +34,8 @@ TABLE: dict[str, KeyRule] = {
     "lora_target_modules": modelled("--lora-targets"),
     "lora_target_linear": modelled("true: --lora-targets all-linear"),
     "micro_batch_size": modelled("--batch-size"),
+    "batch_size": modelled("without gradient_accumulation_steps: --grad-accum batch_size / micro_batch_size "
+                           "(axolotl divides by the GPU count too) [utils/config normalize_config]"),
     "sequence_len": modelled("--seq-len"),
     "gradient_accumulation_steps": modelled("--grad-accum"),
     "gradient_checkpointing": modelled("true/false: --grad-ckpt/--no-grad-ckpt; offload/offload_disk refused"),
@@ -236,7 +238,7 @@ TABLE: dict[str, KeyRule] = {
         "lr_div_factor", "lr_groups", "adam_epsilon", "adam_epsilon2", "adam_beta1", "adam_beta2", "adam_beta3",
         "max_grad_norm", "warmup_steps", "warmup_ratio", "loraplus_lr_ratio", "loraplus_lr_embedding",
         "jagged_restart_steps", "jagged_restart_warmup_steps", "jagged_restart_anneal_steps", "num_epochs",
-        "max_steps", "batch_size", "dpo_beta", "rl_beta", "orpo_alpha", "simpo_gamma", "cpo_alpha", "seed"]),
+        "max_steps", "dpo_beta", "rl_beta", "orpo_alpha", "simpo_gamma", "cpo_alpha", "seed"]),
     **no_effect("logging, tracking and profiling", [
         "use_wandb", "wandb_name", "wandb_run_id", "wandb_mode", "wandb_project", "wandb_entity", "wandb_watch",
         "wandb_log_model", "use_mlflow", "mlflow_tracking_uri", "mlflow_experiment_name", "mlflow_run_name",
@@ -311,6 +313,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
                            ("gradient_accumulation_steps", "grad_accum", int)):
         if get(key) is not None:
             o.use(key, opt, conv(d[key]))
+    if get("batch_size") is not None and get("gradient_accumulation_steps") is None:
+        o.use("batch_size", "grad_accum", max(1, int(d["batch_size"]) // int(d.get("micro_batch_size") or 1)))
     if adapter in ("lora", "qlora"):
         for key, opt, conv in (("lora_r", "lora_r", int), ("lora_alpha", "lora_alpha", float),
                                ("lora_dropout", "lora_dropout", float)):

@@ -221,7 +221,7 @@ def read_deepspeed(value: Any, base: Path, o: Options, key: str) -> int | None:
             use("optimizer.type", "optimizer", "adamw")
     for k in todo:
         if f"{key}:{k}" not in rep.used:
-            rep.set(f"{key}:{k}", DEEPSPEED_TABLE[k].note if k in DEEPSPEED_TABLE else "read")
+            rep.set(f"{key}:{k}", "auto: HF Trainer fills it" if flat[k] == "auto" else DEEPSPEED_TABLE[k].note)
     tb, mb, ga = (flat.get(k) for k in ("train_batch_size", "train_micro_batch_size_per_gpu",
                                          "gradient_accumulation_steps"))
     if all(isinstance(v, int) and v > 0 for v in (tb, mb, ga)) and tb % (mb * ga) == 0:

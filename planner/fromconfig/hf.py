@@ -33,6 +33,10 @@ TABLE: dict[str, KeyRule] = {
     "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
                                               "[torch/utils/checkpoint.py]"),
     "activation_checkpointing": modelled("true: --grad-ckpt (FSDP activation checkpointing)"),
+    "activation_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved"),
+    **{k: modelled("eval-phase output handling: after the training step gpuplan plans (eval batch refused when "
+                   "larger than training's)") for k in ("eval_do_concat_batches", "eval_use_gather_object",
+                                                      "batch_eval_metrics")},
     "optim": modelled("--optimizer (transformers OptimizerNames)"),
     "bf16": modelled("true: --precision bf16-mixed (autocast); with a bf16 full model: bf16-true"),
     "fp16": modelled("true: --precision fp16-mixed"),
@@ -136,10 +140,9 @@ TABLE: dict[str, KeyRule] = {
         "restore_callback_states_from_checkpoint"]),
     **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
         "eval_strategy", "evaluation_strategy", "eval_steps", "eval_delay", "prediction_loss_only", "eval_on_start",
-        "eval_do_concat_batches", "eval_use_gather_object", "include_for_metrics", "include_inputs_for_metrics",
-        "batch_eval_metrics", "do_train", "do_eval", "do_predict"]),
+        "include_for_metrics", "include_inputs_for_metrics", "do_train", "do_eval", "do_predict"]),
     **no_effect("process-level switches: timeouts, cache clearing, accelerator plumbing", [
-        "ddp_timeout", "torch_empty_cache_steps", "accelerator_config", "activation_checkpointing_kwargs"]),
+        "ddp_timeout", "torch_empty_cache_steps", "accelerator_config"]),
 }
 
 # the keys of TRL's ModelConfig / SFTConfig / ScriptArguments (not of TrainingArguments itself)

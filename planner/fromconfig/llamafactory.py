@@ -116,7 +116,8 @@ _OWN: dict[str, KeyRule] = {
     "compute_dtype": modelled("set by LLaMA-Factory from bf16/fp16 (hparams/parser.py), read there"),
     **read_only_with("use_asft_loss / use_eaft_loss", ["asft_alpha", "eaft_alpha"]),
     **read_only_with("a multimodal model (vision/audio inputs)", [
-        "audio_sampling_rate", "crop_to_patches", "image_do_pan_and_scan", "use_audio_in_video",
+        "audio_sampling_rate", "crop_to_patches", "image_do_pan_and_scan", "use_audio_in_video", "image_max_pixels",
+        "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen",
         "freeze_language_model", "freeze_multi_modal_projector", "freeze_vision_tower"]),
     **read_only_with("use_hyper_parallel / use_megatron_bridge", ["hyper_parallel_args", "megatron_bridge_args"]),
     **read_only_with("stage: ppo/rm/dpo/kto", ["ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
@@ -134,8 +135,7 @@ _OWN: dict[str, KeyRule] = {
         "mix_strategy", "interleave_probs", "overwrite_cache", "preprocessing_batch_size", "preprocessing_num_workers",
         "max_samples", "eval_num_beams", "ignore_pad_token_for_loss", "val_size", "eval_on_each_dataset",
         "tokenized_path", "data_shared_file_system", "default_system", "enable_thinking", "preserve_thinking",
-        "tool_format", "media_dir", "split_special_tokens", "use_fast_tokenizer", "image_max_pixels",
-        "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen", "cache_dir",
+        "tool_format", "media_dir", "split_special_tokens", "use_fast_tokenizer", "cache_dir",
         "disable_shuffling"]),
     **no_effect("model source, hubs and loading switches", [
         "model_revision", "trust_remote_code", "hf_hub_token", "ms_hub_token", "om_hub_token", "low_cpu_mem_usage",

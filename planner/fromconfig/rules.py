@@ -6,7 +6,7 @@ framework's own schema. A rule is one of three kinds:
 - MODELLED: the key maps to a setup option (or is read to decide one); `note` says which.
 - REFUSED: the key switches on something memory-relevant that gpuplan does not model yet; when its
   value switches it on, the read stops with one line naming the key and why (`note`). When the
-  value leaves it off (`sample_packing: false`), the key is reported as used: off, as planned.
+  value leaves it off (`sample_packing: false`), the key is reported as used ("false: as gpuplan plans").
 - NO_EFFECT: logging, data paths, schedule, seeds, saving: no effect on per-GPU memory or step
   time. Nothing memory-relevant may be here (tests/planner/test_fromconfig_corpus.py checks the
   corpus against a list of memory words).
@@ -81,6 +81,12 @@ def show(value: Any) -> str:
         return "false"
     if value is None:
         return "null"
+    if isinstance(value, (list, tuple)):
+        items = [show(v) for v in value]
+        return "[" + ", ".join(items[:3]) + (f", ... ({len(items)} items)]" if len(items) > 3 else "]")
+    if isinstance(value, Mapping):
+        items = [f"{k}: {show(v)}" for k, v in value.items()]
+        return "{" + ", ".join(items[:3]) + (", ...}" if len(items) > 3 else "}")
     return str(value)
 
 
@@ -120,7 +126,7 @@ class Report:
                 if rule.active(value):
                     self.refuse(key, value, rule.note, rule.fix)
                 else:
-                    self.used[key] = f"off ({show(value)}), as gpuplan plans"
+                    self.used[key] = f"{show(value)}: as gpuplan plans"
             else:
                 todo.append(key)
         return todo

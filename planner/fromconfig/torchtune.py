@@ -66,6 +66,9 @@ TABLE: dict[str, KeyRule] = {
     "fsdp_cpu_offload": modelled("true: --fsdp full --offload params (the distributed recipes' FSDP2)"),
     "fsdp.cpu_offload": modelled("true: --fsdp full --offload params"),
     "device": modelled("cuda: the GPU planned; cpu refused"),
+    "optimizer.amsgrad": refused("AMSGrad keeps a third state (max_exp_avg_sq) per parameter"),
+    "optimizer.momentum": refused("SGD without momentum keeps no momentum buffer; gpuplan's SGD has one",
+                                  lambda v: v in (0, 0.0)),
     "model.apply_lora_to_output": refused("LoRA on the output projection (lm_head) is not planned"),
     "model.use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
     "dataset.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
@@ -103,8 +106,7 @@ TABLE: dict[str, KeyRule] = {
         "tokenizer.path", "tokenizer.merges_file", "tokenizer.merges_path", "tokenizer.vocab_path",
         "tokenizer.prompt_template", "tokenizer.special_tokens_path"]),
     **no_effect("optimizer hyperparameters, schedule and clipping (scalars)", [
-        "optimizer.lr", "optimizer.weight_decay", "optimizer.betas", "optimizer.eps", "optimizer.momentum",
-        "optimizer.amsgrad", "lr_scheduler.*", "clip_grad_norm", "epochs", "max_steps_per_epoch", "seed"]),
+        "optimizer.lr", "optimizer.weight_decay", "optimizer.betas", "optimizer.eps", "lr_scheduler.*", "clip_grad_norm", "epochs", "max_steps_per_epoch", "seed"]),
     **no_effect("checkpoint paths, saving and resuming (host-side)", [
         "output_dir", "checkpointer.*", "resume_from_checkpoint", "save_adapter_weights_only", "low_cpu_ram"]),
     **no_effect("logging and profiling switches (the profiler is refused when enabled)", [
