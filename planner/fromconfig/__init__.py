@@ -165,9 +165,10 @@ def read_config(path: str, accelerate: str | None = None) -> ConfigSetup:
     from .accelerate import read as read_accelerate
 
     acc_path = _file(accelerate)
-    acc = read_accelerate(_parse(acc_path), str(acc_path))
-    if acc.format != Format.ACCELERATE.value:
+    data = _parse(acc_path)
+    if detect(data) is not Format.ACCELERATE:
         raise PlannerError(f"--accelerate-config {accelerate} is not an accelerate config (no distributed_type)")
+    acc = read_accelerate(data, str(acc_path))
     opts = {**acc.options, **cfg.options}
     if "gpus_per_node" in acc.options:   # the launcher's count beats the default the training file implied
         opts["gpus_per_node"] = acc.options["gpus_per_node"]

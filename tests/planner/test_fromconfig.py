@@ -59,3 +59,149 @@ def test_missing_deepspeed_file_says_where_it_looked(tmp_path):
     f.write_text("base_model: x\nmicro_batch_size: 1\ndeepspeed: zero3.json\n")
     with pytest.raises(PlannerError, match="DeepSpeed config zero3.json not found"):
         read_config(str(f))
+
+
+# --- the key tables' rules, one behaviour each -----------------------------------------------------------
+import json  # noqa: E402
+
+from gpuplan.planner.fromconfig import docs  # noqa: E402
+
+
+def _yaml(tmp_path, text, name="c.yaml"):
+    f = tmp_path / name
+    f.write_text(text)
+    return str(f)
+
+
+def test_unknown_key_is_listed_apart_not_as_no_effect(tmp_path):
+    c = read_config(_yaml(tmp_path, "base_model: x\nmicro_batch_size: 1\nmy_new_flag: true\nlearning_rate: 1e-4\n"))
+    assert c.unknown == ("my_new_flag",) and "my_new_flag" not in c.no_effect and "learning_rate" in c.no_effect
+
+
+def test_refused_key_stops_with_one_line_and_off_value_is_used(tmp_path):
+    on = read_config(_yaml(tmp_path, "base_model: x\nsample_packing: true\n"))
+    assert on.refused == ("sample_packing: true is not modelled yet (packing changes the attention mask and the "
+                          "tokens per micro-batch); remove it to plan the rest",)
+    with pytest.raises(PlannerError, match=r"c\.yaml: sample_packing: true is not modelled yet"):
+        on.check()
+    off = read_config(_yaml(tmp_path, "base_model: x\nsample_packing: false\n"))
+    assert not off.refused and off.used["sample_packing"] == "false: as gpuplan plans"
+
+
+def test_deepspeed_json_relative_to_the_config_and_inline(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "z.json").write_text(json.dumps({
+        "zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/x"},
+                              "offload_optimizer": {"device": "nvme"}, "reduce_bucket_size": "auto"},
+        "train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 4}))
+    c = read_config(_yaml(tmp_path, "base_model: x\ndeepspeed: ds/z.json\n"))
+    assert c.options == {"zero": 3, "offload": "params", "offload_device": "nvme", "batch_size": 2, "grad_accum": 4,
+                         "gpus_per_node": 8}
+    assert "train_batch_size / (micro-batch x accumulation)" in c.notes[0]
+    assert "deepspeed:zero_optimization.offload_param.nvme_path" in c.no_effect
+    inline = read_config(_yaml(tmp_path, json.dumps({
+        "model_name_or_path": "x", "deepspeed": {"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"},
+                                                                       "reduce_bucket_size": 5e8}}}), "t.json"))
+    assert inline.options["zero"] == 2 and inline.options["offload"] == "optimizer"
+    assert inline.refused == ("deepspeed:zero_optimization.reduce_bucket_size: 500000000.0 is not modelled yet "
+                              "(gpuplan plans HF Trainer's \"auto\" bucket sizes: reduce h*h, prefetch 0.9*h*h, "
+                              "persistence 10*h [planner/sharding.py]); set it to auto",)
+
+
+def test_fsdp_blocks_of_hf_and_axolotl(tmp_path):
+    c = read_config(_yaml(tmp_path, "model_name_or_path: x\nper_device_train_batch_size: 1\n"
+                                    "fsdp: hybrid_shard auto_wrap offload\nfsdp_config:\n  backward_prefetch: "
+                                    "backward_pre\n  activation_checkpointing: true\n"))
+    assert c.options == {"batch_size": 1, "fsdp": "hybrid", "offload": "params", "grad_ckpt": True, "gpus_per_node": 8,
+                         "nodes": 2}
+    assert any("planned on 2 nodes" in n for n in c.notes)
+    a = read_config(_yaml(tmp_path, "base_model: x\nfsdp_version: 2\nfsdp_config:\n  reshard_after_forward: false\n"
+                                    "  offload_params: false\n  auto_wrap_policy: SIZE_BASED_WRAP\n"))
+    assert a.options["fsdp"] == "grad-op" and "offload" not in a.options
+    assert a.refused == ("fsdp_config.auto_wrap_policy: SIZE_BASED_WRAP is not modelled yet (wrapping other than one "
+                         "unit per decoder layer); use TRANSFORMER_BASED_WRAP",)
+
+
+def test_accelerate_config_gives_the_gpu_count_under_the_training_config(tmp_path):
+    acc = _yaml(tmp_path, "distributed_type: DEEPSPEED\nnum_processes: 16\nnum_machines: 2\nmixed_precision: fp16\n"
+                          "deepspeed_config:\n  zero_stage: 2\n  offload_optimizer_device: cpu\n", "acc.yaml")
+    c = read_config(str(FX / "trl_sft.json"), accelerate=acc)
+    assert c.options["gpus_per_node"] == 8 and c.options["nodes"] == 2 and c.options["zero"] == 2
+    assert c.options["offload"] == "optimizer" and c.options["precision"] == "bf16-mixed"   # the trainer's bf16 wins
+    assert any(n.startswith("precision: the training config's bf16-mixed over the accelerate config's fp16-mixed")
+               for n in c.notes)
+    assert c.used["accelerate:num_processes"] == "--gpus-per-node 8"
+    with pytest.raises(PlannerError, match="is not an accelerate config"):
+        read_config(str(FX / "trl_sft.json"), accelerate=str(FX / "trl_sft.json"))
+
+
+def test_torchtune_null_max_seq_len_builders_and_phi3_names(tmp_path):
+    c = read_config(_yaml(tmp_path, "model:\n  _component_: torchtune.models.phi3.lora_phi3_mini\n"
+                                    "  lora_attn_modules: [q_proj, k_proj, output_proj]\n  apply_lora_to_mlp: true\n"
+                                    "tokenizer:\n  max_seq_len: null\nloss:\n  _component_: "
+                                    "torchtune.modules.loss.LinearCrossEntropyLoss\n"))
+    assert c.model == "phi-3-mini-4k-instruct" and c.options["lora_targets"] == "qkv_proj,o_proj,gate_up_proj,down_proj"
+    assert c.options["loss"] == "chunked" and "torchtune 0.6.1 recipe semantics" in c.used["model._component_"]
+    assert c.refused == ("tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its "
+                         "longest sample); give the length to plan for, or --seq-len",)
+    q = read_config(_yaml(tmp_path, "model:\n  _component_: torchtune.models.qwen2_5.qwen2_5_7b_instruct\n"))
+    assert q.model == "qwen-2.5-7b" and q.options["method"] == "full"
+    bad = read_config(_yaml(tmp_path, "model:\n  _component_: torchtune.models.qwen3.qwen3_8b\n"))
+    assert bad.model is None and bad.refused[0].startswith("model._component_: torchtune.models.qwen3.qwen3_8b is not "
+                                                           "modelled yet (the builder qwen3_8b maps to no gpuplan preset")
+
+
+def test_llamafactory_freeze_oft_special_tokens_and_8bit(tmp_path):
+    base = "model_name_or_path: x\nstage: sft\ncutoff_len: 1024\n"
+    assert read_config(_yaml(tmp_path, base + "finetuning_type: oft\n")).refused == (
+        "finetuning_type: oft is not modelled yet (OFT adapters (orthogonal fine-tuning)); use lora",)
+    assert read_config(_yaml(tmp_path, base + "finetuning_type: freeze\n")).refused[0].startswith(
+        "finetuning_type: freeze is not modelled yet (freeze tuning")
+    assert read_config(_yaml(tmp_path, base + "new_special_tokens_config: t.yaml\n")).refused == (
+        "new_special_tokens_config: t.yaml is not modelled yet (new special tokens add embedding and lm_head rows); "
+        "remove it to plan the rest",)
+    c = read_config(_yaml(tmp_path, base + "finetuning_type: lora\nquantization_bit: 8\nlora_rank: 4\npure_bf16: true\n"))
+    assert c.options == {"method": "qlora", "quant_type": "int8", "precision": "bf16-mixed", "adapter_dtype": "bf16",
+                         "seq_len": 1024, "lora_r": 4, "lora_alpha": 8.0, "lora_targets": "all-linear", "grad_ckpt": True}
+
+
+def test_unsloth_reads_literals_only_and_never_runs_the_file(tmp_path):
+    f = tmp_path / "train.py"
+    f.write_text("raise SystemExit('never run')\nfrom unsloth import FastLanguageModel, is_bfloat16_supported\n"
+                 "max_seq_length = 4096\n"
+                 "model, tok = FastLanguageModel.from_pretrained(model_name='unsloth/Llama-3.2-1B', "
+                 "max_seq_length=max_seq_length, load_in_4bit=False)\n"
+                 "model = FastLanguageModel.get_peft_model(model, r=8, use_gradient_checkpointing=True, "
+                 "target_modules=['q_proj', 'v_proj'])\n"
+                 "args = SFTConfig(per_device_train_batch_size=4, bf16=is_bfloat16_supported(), optim='adamw_8bit')\n"
+                 "if False:\n    FastLanguageModel.from_pretrained(model_name='other')\n")
+    c = read_config(str(f))
+    assert c.model == "unsloth/Llama-3.2-1B" and not c.refused
+    assert c.options == {"method": "lora", "precision": "bf16-mixed", "base_dtype": "bf16", "loss": "chunked",
+                         "lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.0, "lora_targets": "q_proj,v_proj",
+                         "grad_ckpt": True, "seq_len": 4096, "batch_size": 4, "optimizer": "adamw-8bit"}
+    assert c.unknown == ("SFTConfig.bf16 = is_bfloat16_supported() (not a literal: not read)",)
+
+
+def test_docs_are_generated_from_the_tables():
+    doc = Path(__file__).resolve().parents[2] / "docs" / "readme" / "from-config.md"
+    assert doc.read_text() == docs.render(), "regenerate: python -m gpuplan.planner.fromconfig.docs > " + str(doc)
+
+
+def test_every_transformers_training_argument_has_a_rule():
+    """The fields of the installed transformers' TrainingArguments, read from its source (importing it takes
+    seconds), each have a rule in hf.TABLE."""
+    import ast
+    import importlib.util
+
+    from gpuplan.planner.fromconfig import hf
+
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or spec.origin is None:
+        pytest.skip("transformers is not installed")
+    tree = ast.parse((Path(spec.origin).parent / "training_args.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainingArguments")
+    fields = [s.target.id for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+    assert len(fields) > 100
+    missing = [f for f in fields if f not in hf.TABLE]
+    assert not missing, f"TrainingArguments fields with no rule in hf.TABLE: {missing}"
