@@ -47,6 +47,9 @@ def targets(value: Any) -> str | None:
     return ",".join(str(v) for v in value)
 
 
+_FLAGS = {"gpus_per_node": "--gpus"}   # option names whose CLI flag is spelled otherwise (app/options.py)
+
+
 class Options(dict):
     """The setup options a read sets (app/options.py names), with the report of which key set them."""
 
@@ -57,7 +60,7 @@ class Options(dict):
     def use(self, key: str, opt: str, value: Any) -> None:
         """Config key `key` set option `opt` to `value`: for the setup and for the "used" report."""
         self[opt] = value
-        flag = f"--{opt.replace('_', '-')}"
+        flag = _FLAGS.get(opt, f"--{opt.replace('_', '-')}")
         if isinstance(value, bool):
             flag = flag if value else "--no-" + flag[2:]
             self.report.set(key, flag)
@@ -89,8 +92,10 @@ DEEPSPEED_TABLE: dict[str, KeyRule] = {
     "zero_optimization.offload_optimizer.device": modelled("cpu/nvme: --offload optimizer --offload-device; none: no offload"),
     "zero_optimization.offload_param.device": modelled("cpu/nvme: --offload params --offload-device; none: no offload"),
     "zero_optimization.offload_optimizer.ratio": refused("a partial optimizer offload ratio", lambda v: v != 1),
-    "zero_optimization.overlap_comm": modelled("one reduce bucket planned; DeepSpeed's second ipg buffer "
-                                               "(stage_1_and_2.py) is h*h 16-bit elements more"),
+    "zero_optimization.overlap_comm": modelled("stage 1/2: planned with one reduce bucket; DeepSpeed double-buffers "
+                                               "it (stage_1_and_2.py backward: \"Use double buffers to avoid data "
+                                               "access conflict when overlap_comm is enabled\"): h*h 16-bit "
+                                               "elements more than planned"),
     "zero_optimization.contiguous_gradients": modelled("gradients copied into the reduce bucket as it fills: planned"),
     "zero_optimization.reduce_bucket_size": refused(_BUCKET, _not_auto, "set it to auto"),
     "zero_optimization.stage3_prefetch_bucket_size": refused(_BUCKET, _not_auto, "set it to auto"),

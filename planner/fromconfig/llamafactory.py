@@ -7,9 +7,12 @@ Seq2SeqTrainingArguments), as in its examples/train_lora, train_qlora, train_ful
 commit ff6d4d12 (after v0.9.5). Out of scope: the v1 format (examples/v1: `model:` with `peft_config`,
 `dist_config`, `kernel_config` blocks), refused with one line.
 
-Semantics taken from LLaMA-Factory: the model is loaded in the compute dtype that bf16/fp16 pick
-(model/loader.py via hparams/parser.py `compute_dtype`); trainable parameters are upcast to fp32
-unless pure_bf16 (model/adapter.py `cast_trainable_params_to_fp32`); gradient checkpointing is on
+Semantics taken from LLaMA-Factory: the model is loaded with torch_dtype="auto", the checkpoint's own
+dtype (model/loader.py; 16-bit for the presets' checkpoints), and bf16/fp16 pick the autocast dtype
+(hparams/parser.py `compute_dtype`); trainable parameters are upcast to fp32 unless pure_bf16, BAdam, or
+ZeRO-3 without quantization, where they stay fp32 from loading (model/adapter.py
+`cast_trainable_params_to_fp32`, init_adapter: "DeepSpeed ZeRO3 detected, remaining trainable params in
+float32"); gradient checkpointing is on
 unless disable_gradient_checkpointing (model/model_utils/checkpointing.py); lora_alpha defaults to
 2 x lora_rank and lora_target "all" means every linear layer (hparams/finetuning_args.py).
 """

@@ -130,7 +130,7 @@ def test_accelerate_config_gives_the_gpu_count_under_the_training_config(tmp_pat
     assert c.options["offload"] == "optimizer" and c.options["precision"] == "bf16-mixed"   # the trainer's bf16 wins
     assert any(n.startswith("precision: the training config's bf16-mixed over the accelerate config's fp16-mixed")
                for n in c.notes)
-    assert c.used["accelerate:num_processes"] == "--gpus-per-node 8"
+    assert c.used["accelerate:num_processes"] == "--gpus 8"
     with pytest.raises(PlannerError, match="is not an accelerate config"):
         read_config(str(FX / "trl_sft.json"), accelerate=str(FX / "trl_sft.json"))
 
