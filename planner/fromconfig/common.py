@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from gpuplan.planner import PlannerError
 
@@ -340,10 +340,3 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
     if "fsdp" not in o and (flat.get("version") or version):
         o.use(cfg_key, "fsdp", "full")   # FSDP2 without a strategy: reshard_after_forward defaults to True
 
-
-def refuse_values(rep: Report, key: str, value: Any, allowed: Callable[[Any], bool], why: str, fix: str) -> bool:
-    """Refuse `key: value` unless allowed(value); True when refused."""
-    if not allowed(value):
-        rep.refuse(key, value, why, fix)
-        return True
-    return False

@@ -80,6 +80,10 @@ GET_PEFT_MODEL: dict[str, KeyRule] = {
     "qat_scheme": refused("quantization-aware training"),
     "target_parameters": refused("LoRA on raw parameters (MoE experts) is not planned"),
     "use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
+    "finetune_vision_layers": refused("adapters on a vision tower (vision inputs)"),
+    "finetune_language_layers": modelled("true (the default): adapters on the language model"),
+    "finetune_attention_modules": modelled("true: --lora-targets += q_proj,k_proj,v_proj,o_proj (FastModel)"),
+    "finetune_mlp_modules": modelled("true: --lora-targets += gate_proj,up_proj,down_proj (FastModel)"),
     **no_effect("seeds and scratch paths", ["random_state", "temporary_location", "ensure_weight_tying"]),
 }
 SFT_TRAINER: dict[str, KeyRule] = {
@@ -89,8 +93,12 @@ SFT_TRAINER: dict[str, KeyRule] = {
     **no_effect("data and the objects the trainer is given", _OBJECTS + [
         "dataset_text_field", "dataset_num_proc", "dataset_kwargs"]),
 }
+# UnslothTrainingArguments adds embedding_learning_rate to TrainingArguments [unsloth/trainer.py]
+_UNSLOTH_ARGS = {**hf.TABLE, **no_effect("the embeddings' learning rate (a scalar)", ["embedding_learning_rate"])}
 TABLES = {"from_pretrained": FROM_PRETRAINED, "get_peft_model": GET_PEFT_MODEL, "SFTTrainer": SFT_TRAINER,
-          "SFTConfig": hf.TABLE, "TrainingArguments": hf.TABLE}
+          "SFTConfig": hf.TABLE, "TrainingArguments": _UNSLOTH_ARGS}
+_CALLS = {"SFTTrainer": "SFTTrainer", "UnslothTrainer": "SFTTrainer", "SFTConfig": "SFTConfig",
+          "TrainingArguments": "TrainingArguments", "UnslothTrainingArguments": "TrainingArguments"}
 
 _LOADERS = {"FastLanguageModel", "FastModel"}
 _DTYPES = {"torch.bfloat16": "bf16", "torch.float16": "fp16", "bfloat16": "bf16", "float16": "fp16",
@@ -174,7 +182,7 @@ def read_file(p: Path) -> ConfigSetup:
                                    "FastLanguageModel text fine-tuning")
             key = ("from_pretrained" if owner in _LOADERS and fn == "from_pretrained" else
                    "get_peft_model" if owner in _LOADERS and fn == "get_peft_model" else
-                   fn if owner == "" and fn in ("SFTTrainer", "SFTConfig", "TrainingArguments") else None)
+                   _CALLS[fn] if owner == "" and fn in _CALLS else None)
             if key is None or key in calls:
                 continue
             kw: dict[str, Any] = {}
@@ -262,9 +270,21 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
               float(peft.get("lora_alpha", 16)))
         o.use("get_peft_model.lora_dropout" if "lora_dropout" in peft else "get_peft_model", "lora_dropout",
               float(peft.get("lora_dropout", 0.0)))
-        t = targets(peft.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                "down_proj"]))
-        o.use("get_peft_model.target_modules" if "target_modules" in peft else "get_peft_model", "lora_targets", t)
+        attn, mlp = ["q_proj", "k_proj", "v_proj", "o_proj"], ["gate_proj", "up_proj", "down_proj"]
+        if "target_modules" not in peft and any(k in peft for k in ("finetune_attention_modules",
+                                                                    "finetune_mlp_modules")):
+            # FastModel.get_peft_model picks the projections from its finetune_* switches (both on by default)
+            mods = (attn if on(peft.get("finetune_attention_modules", True)) else []) + \
+                   (mlp if on(peft.get("finetune_mlp_modules", True)) else [])
+            tkey = "get_peft_model.finetune_attention_modules"
+        else:
+            mods, tkey = peft.get("target_modules", attn + mlp), "get_peft_model.target_modules"
+        whole = [m for m in (mods if isinstance(mods, list) else []) if m in ("embed_tokens", "lm_head")]
+        if whole:
+            rep.refuse("get_peft_model.target_modules", ", ".join(whole), "embed_tokens / lm_head in target_modules "
+                       "are trained in full (Unsloth makes them modules_to_save)", "remove them to plan the rest")
+            mods = [m for m in mods if m not in whole]
+        o.use(tkey if tkey.split(".", 1)[1] in peft else "get_peft_model", "lora_targets", targets(mods))
         if peft.get("bias", "none") != "none":
             rep.refuse("get_peft_model.bias", peft["bias"], "trained biases", "use bias = \"none\"")
     gc_src = ("get_peft_model", peft) if peft is not None else ("from_pretrained", fp)
@@ -305,7 +325,6 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
     for call, kw in lit.items():
         for k in kw:
             name = f"{call}.{k}"
-            if call not in ("SFTConfig", "TrainingArguments") and name not in rep.used and \
-                    not any(r.startswith(f"{name}:") for r in rep.refused):
-                rep.set(name, TABLES[call][k].note)
+            if call not in ("SFTConfig", "TrainingArguments"):
+                rep.fallback(name, kw[k], TABLES[call][k].note)
     return ConfigSetup.of("unsloth", model, o, rep, implied_gpus=ngpus, notes=tuple(notes))

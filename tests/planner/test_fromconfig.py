@@ -205,3 +205,26 @@ def test_every_transformers_training_argument_has_a_rule():
     assert len(fields) > 100
     missing = [f for f in fields if f not in hf.TABLE]
     assert not missing, f"TrainingArguments fields with no rule in hf.TABLE: {missing}"
+
+
+def test_unsloth_fastmodel_switches_and_embedding_targets(tmp_path):
+    f = tmp_path / "cpt.py"
+    f.write_text("from unsloth import FastModel\n"
+                 "m, t = FastModel.from_pretrained(model_name='unsloth/gemma-3-4b-it', load_in_4bit=True)\n"
+                 "m = FastModel.get_peft_model(m, finetune_vision_layers=False, finetune_mlp_modules=False, r=4,\n"
+                 "    use_gradient_checkpointing=False)\n")
+    c = read_config(str(f))
+    assert c.options["lora_targets"] == "q_proj,k_proj,v_proj,o_proj" and c.options["grad_ckpt"] is False
+    assert c.used["get_peft_model.finetune_vision_layers"] == "false: as gpuplan plans"
+    g = tmp_path / "emb.py"
+    g.write_text("m, t = FastLanguageModel.from_pretrained(model_name='x')\n"
+                 "m = FastLanguageModel.get_peft_model(m, target_modules=['q_proj', 'embed_tokens', 'lm_head'],\n"
+                 "    use_gradient_checkpointing=True)\n"
+                 "trainer = UnslothTrainer(args=UnslothTrainingArguments(embedding_learning_rate=1e-5, "
+                 "per_device_train_batch_size=2))\n")
+    c = read_config(str(g))
+    assert c.options["lora_targets"] == "q_proj" and c.options["batch_size"] == 2
+    assert c.refused == ("get_peft_model.target_modules: embed_tokens, lm_head is not modelled yet (embed_tokens / "
+                         "lm_head in target_modules are trained in full (Unsloth makes them modules_to_save)); "
+                         "remove them to plan the rest",)
+    assert "TrainingArguments.embedding_learning_rate" in c.no_effect

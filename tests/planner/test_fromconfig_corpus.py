@@ -386,8 +386,9 @@ EXPECTED: dict[str, Expect] = {
         dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/v1_train_lora_sft.yaml': Expect(error=(
-        "LLaMA-Factory's v1 config format (model/peft_config/dist_config, examples/v1) is not read yet; gpuplan "
-        "reads the classic format of src/llamafactory/hparams (finetuning_type, lora_rank, cutoff_len, ...)")),
+        "LLaMA-Factory's v1 config format (model/peft_config/dist_config, examples/v1) is not read yet; "
+         'gpuplan reads the classic format of src/llamafactory/hparams (finetuning_type, lora_rank, '
+         'cutoff_len, ...)')),
     'torchtune/gemma2-2B_lora_single_device.yaml': Expect(
         'torchtune', 'gemma-2-2b',
         dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
@@ -509,6 +510,16 @@ EXPECTED: dict[str, Expect] = {
              'checkpointing offloads each checkpointed layer input to host memory); set '
              "use_gradient_checkpointing = True to plan HF's",
         ]),
+    'unsloth/Gemma3_4B.py': Expect(
+        'unsloth', "unknown model 'unsloth/gemma-3-4b-it'",
+        dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=8, lora_alpha=8.0, lora_dropout=0.0,
+             lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
+             grad_accum=4, optimizer='adamw-8bit'),
+        refused=[
+            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
+             'checkpointing offloads each checkpointed layer input to host memory); set '
+             "use_gradient_checkpointing = True to plan HF's",
+        ]),
     'unsloth/Llama3.1_8B-Alpaca.ipynb': Expect(
         'unsloth', 'llama-3.1-8b',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
@@ -535,6 +546,19 @@ EXPECTED: dict[str, Expect] = {
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
              grad_accum=4, optimizer='adamw-8bit'),
         refused=[
+            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
+             'checkpointing offloads each checkpointed layer input to host memory); set '
+             "use_gradient_checkpointing = True to plan HF's",
+        ]),
+    'unsloth/Mistral_v0.3_7B-CPT.py': Expect(
+        'unsloth', 'mistral-7b-v0.3',
+        dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=128, lora_alpha=32.0, lora_dropout=0.0,
+             lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
+             grad_accum=8, optimizer='adamw-8bit'),
+        refused=[
+            'get_peft_model.target_modules: embed_tokens, lm_head is not modelled yet (embed_tokens / lm_head '
+             'in target_modules are trained in full (Unsloth makes them modules_to_save)); remove them to plan '
+             'the rest',
             "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
              'checkpointing offloads each checkpointed layer input to host memory); set '
              "use_gradient_checkpointing = True to plan HF's",
