@@ -62,6 +62,7 @@ TABLE: dict[str, KeyRule] = {
     "eval_batch_size": modelled("eval without gradients at <= micro_batch_size stays below the step's peak; "
                                 "larger refused"),
     "device": modelled("cuda / a GPU index: the GPU planned"),
+    "eval_sequence_len": modelled("eval at <= sequence_len stays below the step's peak; longer refused"),
     # --- memory-relevant, not modelled yet: refused while on ---
     "sample_packing": refused(_PACKING),
     "eval_sample_packing": refused(_PACKING),
@@ -223,7 +224,7 @@ TABLE: dict[str, KeyRule] = {
         "sample_packing_group_size", "sample_packing_bin_size", "sample_packing_sequentially",
         "sample_packing_mp_start_method", "streaming_multipack_buffer_size", "pretrain_multipack_buffer_size",
         "role_boundaries", "image_resize_algorithm", "pose_split_on_token_ids", "pose_max_context_len",
-        "pose_num_chunks", "eval_sequence_len", "dataloader_pin_memory", "dataloader_num_workers",
+        "pose_num_chunks", "dataloader_pin_memory", "dataloader_num_workers",
         "dataloader_prefetch_factor", "dataloader_drop_last", "fix_untrained_tokens", "mean_resizing_embeddings"]),
     **no_effect("tokenizer class and loading switches", [
         "tokenizer_type", "tokenizer_config", "tokenizer_use_fast", "tokenizer_legacy",
@@ -366,6 +367,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if eb is not None and int(eb) > int(d.get("micro_batch_size") or 1):
         rep.refuse("eval_batch_size", eb, "eval at a larger batch than training can peak above the step "
                    "(logits of the eval batch)", f"set it to {d.get('micro_batch_size') or 1} or less")
+    el = get("eval_sequence_len")
+    if el is not None and int(el) > int(d.get("sequence_len") or 0):
+        rep.refuse("eval_sequence_len", el, "eval at a longer sequence than training can peak above the step "
+                   "(logits of the eval batch)", f"set it to {d.get('sequence_len')} or less")
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
