@@ -1,9 +1,10 @@
 """accelerate launcher config YAML (`accelerate config` / `accelerate launch --config_file`) -> the GPU
 count, DeepSpeed or FSDP settings and mixed precision.
 
-Key table: accelerate's `ClusterConfig` [huggingface/accelerate src/accelerate/commands/config/config_args.py]
-and the plugin fields its `deepspeed_config` / `fsdp_config` blocks fill
-[src/accelerate/utils/dataclasses.py DeepSpeedPlugin, FullyShardedDataParallelPlugin], accelerate 1.x.
+Key table: accelerate's `BaseConfig` / `ClusterConfig` [src/accelerate/commands/config/config_args.py,
+accelerate 1.15; tests/planner/test_fromconfig.py checks it against the installed accelerate] and the
+plugin fields its `deepspeed_config` / `fsdp_config` blocks fill [src/accelerate/utils/dataclasses.py
+DeepSpeedPlugin, FullyShardedDataParallelPlugin].
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ TABLE: dict[str, KeyRule] = {
     "parallelism_config.*": refused("accelerate's N-D parallelism (context / tensor parallel) is not read yet",
                                     lambda v: v not in (None, 1, "1")),
     "fp8_config.*": refused("FP8 training"),
+    "deepspeed_config.deepspeed_moe_layer_cls_names": refused("ZeRO-3 leaf modules (MoE blocks gathered whole)"),
     "ipex_config.*": refused("Intel IPEX"),
     **no_effect("save-time gathers go to host memory", ["deepspeed_config.zero3_save_16bit_model"]),
     **no_effect("gradient clipping threshold (a scalar)", ["deepspeed_config.gradient_clipping"]),
@@ -42,7 +44,7 @@ TABLE: dict[str, KeyRule] = {
     **no_effect("launcher plumbing: ranks, addresses, rendezvous, TPU/MPI settings", [
         "compute_environment", "debug", "machine_rank", "main_training_function", "rdzv_backend", "same_network",
         "tpu_env", "tpu_use_cluster", "tpu_use_sudo", "tpu_name", "tpu_zone", "main_process_ip",
-        "main_process_port", "gpu_ids", "enable_cpu_affinity", "deepspeed_config.deepspeed_multinode_launcher",
+        "main_process_port", "gpu_ids", "enable_cpu_affinity", "tpu_vm", "deepspeed_config.deepspeed_multinode_launcher",
         "deepspeed_config.deepspeed_hostfile", "mpirun_config.*", "commands", "command_file"]),
     **no_effect("bf16 downcast of XLA tensors (TPU only)", ["downcast_bf16"]),
 }

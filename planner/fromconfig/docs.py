@@ -22,7 +22,7 @@ on the command line override the file. Formats (detected from the content):
 | torchtune | recipe YAML (`tune run RECIPE --config FILE`) | torchtune 0.6.1, its last release: torchtune is no longer actively maintained |
 | LLaMA-Factory | YAML (`llamafactory-cli train FILE`), the classic `src/llamafactory/hparams` format; the v1 format (`examples/v1`) is refused | commit ff6d4d12 (after v0.9.5) |
 | Unsloth | `.py` scripts and `.ipynb` notebooks, read with `ast`, never run | Unsloth 2026.8.19 |
-| accelerate | `accelerate launch --config_file` YAML, as `--from-config` or `--accelerate-config` | accelerate 1.x |
+| accelerate | `accelerate launch --config_file` YAML, as `--from-config` or `--accelerate-config` | accelerate 1.15 |
 
 Every key the file holds gets one of three rules, listed below per format:
 

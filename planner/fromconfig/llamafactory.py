@@ -151,7 +151,8 @@ _OWN: dict[str, KeyRule] = {
         "profiler_warmup_steps", "profiler_active_steps", "profiler_repeat", "profiler_record_shapes",
         "profiler_profile_memory", "profiler_with_stack", "profile_modules"]),
     **no_effect("evaluation schedule and generation settings of predict runs", [
-        "predict_with_generate", "generation_max_length", "generation_num_beams", "early_stopping_steps"]),
+        "predict_with_generate", "generation_max_length", "generation_num_beams", "generation_config",
+        "sortish_sampler", "early_stopping_steps"]),
     **no_effect("process-level switches: Ray workers, rendezvous", [
         "ray_num_workers", "ray_init_kwargs", "master_addr", "master_port"]),
 }

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import ConfigSetup
 from .common import Options, mapped
-from .rules import KeyRule, Report, flatten, modelled, no_effect, refused
+from .rules import KeyRule, Report, flatten, modelled, no_effect, read_only_with, refused
 
 VERSION = "0.6.1"
 SEMANTICS = f"torchtune {VERSION} recipe semantics"
@@ -101,6 +101,18 @@ TABLE: dict[str, KeyRule] = {
     "model.image_size": refused("vision inputs"),
     "tokenizer.image_size": refused("vision inputs"),
     "enable_kv_cache": refused("a KV cache (generation)", lambda v: v is True),
+    "quantizer": refused("quantization-aware training (or a post-training quantization recipe)", lambda v: v is not None),
+    "tasks": refused("an evaluation recipe (eleuther_eval), not a training run"),
+    "max_new_tokens": refused("a generation recipe, not a training run"),
+    "prompt.*": refused("a generation recipe, not a training run"),
+    **read_only_with("the PPO recipe's policy_model / reward_and_value_model", [
+        "forward_batch_size", "gamma", "kl_coeff", "lmbda", "loss.value_clip_range", "loss.value_coeff",
+        "loss.epsilon", "min_response_length", "num_steps", "penalise_no_eos", "ppo_batch_size", "ppo_epochs",
+        "reward_penalty", "whiten_rewards", "stop_token_ids", "temperature", "top_k", "max_generated_tokens",
+        "ref_policy_checkpointer.*", "reward_checkpointer.*", "value_checkpointer.*"]),
+    **read_only_with("ref_checkpointer (preference training)", ["loss.beta"]),
+    **read_only_with("teacher_model (knowledge distillation)", ["teacher_checkpointer.*"]),
+    **read_only_with("tasks (an evaluation recipe)", ["limit", "max_seq_length"]),
     **no_effect("data: dataset sources, splits, templates, collation, shuffling", [
         "dataset.*", "datasets", "collate_fn", "dataloader.*", "shuffle", "tokenizer._component_",
         "tokenizer.path", "tokenizer.merges_file", "tokenizer.merges_path", "tokenizer.vocab_path",

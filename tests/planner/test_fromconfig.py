@@ -228,3 +228,38 @@ def test_unsloth_fastmodel_switches_and_embedding_targets(tmp_path):
                          "lm_head in target_modules are trained in full (Unsloth makes them modules_to_save)); "
                          "remove them to plan the rest",)
     assert "TrainingArguments.embedding_learning_rate" in c.no_effect
+
+
+def test_every_accelerate_config_field_has_a_rule():
+    """BaseConfig / ClusterConfig fields of the installed accelerate, read from its source."""
+    import ast
+    import importlib.util
+
+    from gpuplan.planner.fromconfig import accelerate
+    from gpuplan.planner.fromconfig.rules import lookup
+
+    spec = importlib.util.find_spec("accelerate")
+    if spec is None or spec.origin is None:
+        pytest.skip("accelerate is not installed")
+    tree = ast.parse((Path(spec.origin).parent / "commands" / "config" / "config_args.py").read_text())
+    fields = [s.target.id for c in tree.body if isinstance(c, ast.ClassDef) and c.name in ("BaseConfig", "ClusterConfig")
+              for s in c.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+    assert len(fields) > 20
+    # a block (deepspeed_config, fsdp_config ...) is read key by key: its keys have rules
+    missing = [f for f in fields if lookup(accelerate.TABLE, f) is None and
+               not any(k.startswith(f + ".") for k in accelerate.TABLE)]
+    assert not missing, f"accelerate config fields with no rule: {missing}"
+
+
+@pytest.mark.parametrize("fmt", ["axolotl", "llamafactory", "torchtune"])
+def test_every_schema_key_of_the_pinned_release_has_a_rule(fmt):
+    """The keys of axolotl's schema, LLaMA-Factory's hparams and torchtune 0.6.1's recipes (names taken with ast
+    from the pinned commits: fixtures/fromconfig_schema_keys.json) each have a rule in that reader's table."""
+    from gpuplan.planner.fromconfig import axolotl, llamafactory, torchtune
+    from gpuplan.planner.fromconfig.rules import lookup
+
+    table = {"axolotl": axolotl.TABLE, "llamafactory": llamafactory.TABLE, "torchtune": torchtune.TABLE}[fmt]
+    keys = json.loads((FX / "fromconfig_schema_keys.json").read_text())[fmt]["keys"]
+    assert len(keys) > 150
+    missing = [k for k in keys if lookup(table, k) is None]
+    assert not missing, f"{fmt} keys with no rule: {missing}"
