@@ -291,6 +291,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         else:
             rep.refuse(akey, attn, f"the {attn} attention kernel", "use flash_attention_2, sdpa or eager")
     ngpus = trainer_args(d, todo, o, path)
+    if method == "lora" and load in ("bf16", "fp16") and o.get("zero") == 3:
+        # TRL passes autocast_adapter_dtype=False to get_peft_model under ZeRO-3 with a non-quantized base:
+        # the adapters stay in the base dtype [trl/trainer/sft_trainer.py, v1.9.0, TRL issue #6089]
+        o.use(dkey, "adapter_dtype", load)
     model = get("model_name_or_path")
     if model:
         rep.set("model_name_or_path", f"--model {model}")

@@ -263,3 +263,11 @@ def test_every_schema_key_of_the_pinned_release_has_a_rule(fmt):
     assert len(keys) > 150
     missing = [k for k in keys if lookup(table, k) is None]
     assert not missing, f"{fmt} keys with no rule: {missing}"
+
+
+def test_trl_keeps_lora_adapters_in_the_base_dtype_under_zero3(tmp_path):
+    base = {"model_name_or_path": "x", "use_peft": True, "dtype": "bfloat16", "bf16": True}
+    z3 = read_config(_yaml(tmp_path, json.dumps({**base, "deepspeed": {"zero_optimization": {"stage": 3}}}), "a.json"))
+    assert z3.options["adapter_dtype"] == "bf16" and z3.options["base_dtype"] == "bf16"
+    z2 = read_config(_yaml(tmp_path, json.dumps({**base, "deepspeed": {"zero_optimization": {"stage": 2}}}), "b.json"))
+    assert "adapter_dtype" not in z2.options
