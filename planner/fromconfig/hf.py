@@ -75,6 +75,12 @@ TABLE: dict[str, KeyRule] = {
     "no_cuda": refused("CPU training", lambda v: v is True),
     # --- memory-relevant, not modelled yet ---
     "packing": refused(_PACKING),
+    # a tokenizer to clone the template from adds its special tokens: embedding rows, and lm_head in full for PEFT
+    # [trl/trainer/sft_trainer.py: clone_chat_template unless the path is a .jinja/.j2 file]
+    "chat_template_path": refused("cloning another tokenizer's chat template adds its tokens (embedding rows; "
+                                  "lm_head trained in full with PEFT)",
+                                  lambda v: v is not None and not str(v).endswith((".jinja", ".j2")),
+                                  "give a .jinja file to plan the rest"),
     "eval_packing": refused(_PACKING),
     "padding_free": refused("padding-free batches change the tokens per micro-batch"),
     "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
@@ -114,7 +120,7 @@ TABLE: dict[str, KeyRule] = {
     **no_effect("data: datasets, splits, text fields, templates, preprocessing", [
         "dataset_name", "dataset_config", "dataset_train_split", "dataset_test_split", "dataset_streaming",
         "dataset_mixture", "datasets", "dataset_text_field", "dataset_kwargs", "dataset_num_proc", "dataset_batch_size",
-        "dataset_splits", "dataset_configs", "dataset_path", "chat_template", "chat_template_path", "eos_token",
+        "dataset_splits", "dataset_configs", "dataset_path", "chat_template", "eos_token",
         "pad_token", "truncation_mode", "shuffle_dataset", "remove_unused_columns", "label_names",
         "length_column_name", "group_by_length", "train_sampling_strategy", "dataloader_drop_last",
         "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
