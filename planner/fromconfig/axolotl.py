@@ -58,7 +58,11 @@ TABLE: dict[str, KeyRule] = {
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [schemas/fsdp.py]"),
     "fsdp_version": modelled("1 or 2: planned with FSDP2's shards"),
     "pad_to_sequence_len": modelled("every micro-batch sequence_len long: gpuplan plans the full length anyway"),
-    "special_tokens": modelled("pad/bos/eos/unk roles naming tokens the vocabulary has: no new embedding rows"),
+    # axolotl raises for an adapter run whose new special token (other than pad) lacks lora_modules_to_save
+    # [loaders/tokenizer.py: "Please set lora_modules_to_save ... when using an adapter and changing the special
+    # tokens"]; lora_modules_to_save is refused, so an adapter run that gets here names tokens the vocabulary has
+    "special_tokens": modelled("pad/bos/eos/unk roles: tokens assumed in the vocabulary (no new rows; a new one "
+                               "adds one embedding and one lm_head row)"),
     "eval_batch_size": modelled("eval without gradients at <= micro_batch_size stays below the step's peak; "
                                 "larger refused"),
     "device": modelled("cuda / a GPU index: the GPU planned"),
@@ -362,7 +366,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             rep.refuse("special_tokens", ", ".join(extra), "added special tokens add embedding and lm_head rows",
                        "name only pad/bos/eos/unk tokens the vocabulary has")
         else:
-            rep.set("special_tokens", "roles of tokens assumed in the vocabulary: no new rows")
+            rep.set("special_tokens", "roles of tokens assumed in the vocabulary: no new rows (axolotl refuses new "
+                    "ones for adapter runs without lora_modules_to_save)")
     eb = get("eval_batch_size")
     if eb is not None and int(eb) > int(d.get("micro_batch_size") or 1):
         rep.refuse("eval_batch_size", eb, "eval at a larger batch than training can peak above the step "
