@@ -213,7 +213,8 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
     rep = Report("unsloth")
     o = Options(rep)
     notes = [f"Unsloth {VERSION} semantics; Unsloth's fused LoRA and Triton RMSNorm/RoPE kernels are planned as "
-             "HF's modules (they save fewer activations), its fused cross-entropy as --loss chunked"]
+             "HF's modules (they save fewer activations), its fused cross-entropy as --loss chunked; the adapters in "
+             "gpuplan's default dtype for the method (Unsloth's own choice is not read)"]
     lit: dict[str, dict[str, Any]] = {}
     for call, kw in calls.items():
         table = TABLES[call]
