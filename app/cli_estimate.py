@@ -106,6 +106,11 @@ def estimate(adapters: int | None, gpus: tuple[str, ...], as_json: bool, save_st
             out["run_phases"] = phases
         if adapters is not None:
             out["adapters"] = {"count": adapters, "bytes_per_adapter": per_adapter, "resident_bytes": resident}
+        from .from_config import from_config_block
+
+        block = from_config_block(click.get_current_context(silent=True))
+        if block is not None:
+            out["from_config"] = block
         click.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console

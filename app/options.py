@@ -22,7 +22,11 @@ SETUP_OPTIONS = [
     click.option("--model", "-m", default=None, help="Preset name (gpuplan models), a config.json path, or a hub id."),
     click.option("--from-config", default=None, type=click.Path(dir_okay=False),
                  help="Your training config (axolotl YAML, HF TrainingArguments/TRL SFTConfig JSON or YAML, "
-                      "torchtune YAML); flags given explicitly override its values."),
+                      "torchtune YAML, LLaMA-Factory YAML, Unsloth .py/.ipynb, accelerate YAML); flags given "
+                      "explicitly override its values."),
+    click.option("--accelerate-config", default=None, type=click.Path(dir_okay=False),
+                 help="Your `accelerate launch --config_file` YAML: GPU count, DeepSpeed or FSDP settings "
+                      "(under --from-config's values)."),
     click.option("--method", type=_choice(Method), default=_D.method.value, show_default=True),
     click.option("--precision", type=_choice(Precision), default=_D.precision.value, show_default=True),
     click.option("--optimizer", type=_choice(Optimizer), default=_D.optimizer.value, show_default=True),

@@ -1,81 +1,391 @@
-"""axolotl YAML [axolotl docs/config-reference.qmd] -> setup options."""
+"""axolotl YAML -> setup options.
+
+The key table follows axolotl's own config schema, `src/axolotl/utils/schemas/` (config.py
+AxolotlInputConfig and the mixins it inherits: model.py, peft.py, training.py, integrations.py,
+fsdp.py, deprecated.py) and the plugin arguments under `src/axolotl/integrations/*/args.py`, as of
+axolotl-ai-cloud/axolotl commit 067b021c (after v0.18.0).
+"""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..specs.errors import PlannerError
 from . import ConfigSetup
-from .common import collector, optimizer, precision, refuse_sharding, targets
+from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
+from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
-# keys that do not change per-GPU memory or step time (data, logging, schedule, saving)
-IGNORED_OK = {"datasets", "dataset_prepared_path", "val_set_size", "output_dir", "learning_rate", "lr_scheduler",
-              "warmup_steps", "warmup_ratio", "weight_decay", "logging_steps", "save_steps", "eval_steps", "evals_per_epoch",
-              "saves_per_epoch", "wandb_project", "wandb_entity", "wandb_name", "wandb_log_model", "wandb_watch",
-              "hub_model_id", "special_tokens", "tokenizer_type", "model_type", "seed", "train_on_inputs",
-              "group_by_length", "chat_template", "strict", "resume_from_checkpoint", "local_rank", "debug",
-              "early_stopping_patience", "max_grad_norm", "lora_model_dir", "lora_fan_in_fan_out", "pad_to_sequence_len",
-              "sample_packing", "eval_sample_packing", "tokenizer_config", "trust_remote_code", "is_llama_derived_model",
-              "xformers_attention", "gradient_checkpointing_kwargs", "shuffle_merged_datasets", "tf32"}
+SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
+
+_PACKING = "packing changes the attention mask and the tokens per micro-batch"
+_NOT_CAUSAL_LM = "only decoder language-model fine-tuning (SFT) is planned"
+
+TABLE: dict[str, KeyRule] = {
+    # --- the setup gpuplan plans [schemas/model.py, peft.py, training.py, config.py] ---
+    "base_model": modelled("--model"),
+    "base_model_config": modelled("--model (the config.json the architecture is read from)"),
+    "model_type": modelled("AutoModelForCausalLM (the class gpuplan plans); other classes refused"),
+    "type_of_model": modelled("AutoModelForCausalLM (the class gpuplan plans); other classes refused"),
+    "adapter": modelled("lora: --method lora; qlora: --method qlora; absent: --method full"),
+    "load_in_4bit": modelled("with adapter lora/qlora: --method qlora"),
+    "load_in_8bit": modelled("with an adapter: --method qlora --quant-type int8"),
+    "lora_r": modelled("--lora-r"),
+    "lora_alpha": modelled("--lora-alpha"),
+    "lora_dropout": modelled("--lora-dropout"),
+    "lora_target_modules": modelled("--lora-targets"),
+    "lora_target_linear": modelled("true: --lora-targets all-linear"),
+    "micro_batch_size": modelled("--batch-size"),
+    "batch_size": modelled("without gradient_accumulation_steps: --grad-accum batch_size / micro_batch_size "
+                           "(axolotl divides by the GPU count too) [utils/config normalize_config]"),
+    "sequence_len": modelled("--seq-len"),
+    "gradient_accumulation_steps": modelled("--grad-accum"),
+    "gradient_checkpointing": modelled("true/false: --grad-ckpt/--no-grad-ckpt; offload/offload_disk refused"),
+    "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
+                                              "[torch/utils/checkpoint.py]"),
+    "optimizer": modelled("--optimizer (transformers OptimizerNames)"),
+    "bf16": modelled("true/auto: full: --precision bf16-true (axolotl loads bf16 weights); LoRA: bf16-mixed "
+                     "with --base-dtype bf16"),
+    "fp16": modelled("true: as bf16, in fp16"),
+    "tf32": modelled("bf16/fp16 runs: matmuls are 16-bit, TF32 does not apply; with fp32 training refused"),
+    "flash_attention": modelled("true: --attn flash"),
+    "sdp_attention": modelled("true: --attn sdpa"),
+    "eager_attention": modelled("true: --attn eager"),
+    "attn_implementation": modelled("flash_attention_2: flash; sdpa; eager; others refused"),
+    "liger_fused_linear_cross_entropy": modelled("true: --loss chunked [integrations/liger/args.py]"),
+    "cut_cross_entropy": modelled("true: --loss chunked [integrations/cut_cross_entropy/args.py]"),
+    "plugins": modelled("the plugins whose keys are read here (liger, cut_cross_entropy); others refused"),
+    "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
+    "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
+    "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [schemas/fsdp.py]"),
+    "fsdp_version": modelled("1 or 2: planned with FSDP2's shards"),
+    "pad_to_sequence_len": modelled("every micro-batch sequence_len long: gpuplan plans the full length anyway"),
+    # axolotl raises for an adapter run whose new special token (other than pad) lacks lora_modules_to_save
+    # [loaders/tokenizer.py: "Please set lora_modules_to_save ... when using an adapter and changing the special
+    # tokens"]; lora_modules_to_save is refused, so an adapter run that gets here names tokens the vocabulary has
+    "special_tokens": modelled("pad/bos/eos/unk roles: tokens assumed in the vocabulary (no new rows; a new one "
+                               "adds one embedding and one lm_head row)"),
+    "eval_batch_size": modelled("eval without gradients at <= micro_batch_size stays below the step's peak; "
+                                "larger refused"),
+    "device": modelled("cuda / a GPU index: the GPU planned"),
+    "eval_sequence_len": modelled("eval at <= sequence_len stays below the step's peak; longer refused"),
+    # --- memory-relevant, not modelled yet: refused while on ---
+    "sample_packing": refused(_PACKING),
+    "eval_sample_packing": refused(_PACKING),
+    "multipack_real_batches": refused(_PACKING),
+    "pretrain_multipack_attn": refused(_PACKING),
+    "pretraining_sample_concatenation": refused(_PACKING),
+    "batch_flattening": refused("padding-free batches change the tokens per micro-batch"),
+    "max_packed_sequence_len": refused(_PACKING),
+    "activation_offloading": refused("activation offloading moves saved activations to host memory"),
+    "layer_offloading": refused("layer offloading moves parameters to host memory between uses"),
+    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
+    "peft_use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
+    "peft_use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
+    "lora_modules_to_save": refused("modules_to_save trains full copies of those modules (and their optimizer state)"),
+    "peft_trainable_token_indices": refused("trainable token rows keep a delta of the embedding rows"),
+    "lora_target_parameters": refused("LoRA on raw parameters (MoE experts) is not planned"),
+    "lora_rank_pattern": refused("per-module ranks differ from --lora-r"),
+    "lora_alpha_pattern": modelled("per-module alpha scales the update only: the same parameters and bytes"),
+    "peft_layers_to_transform": refused("adapters on a subset of layers"),
+    "peft_layers_pattern": refused("adapters on a subset of layers"),
+    "peft_layer_replication": refused("layer replication adds decoder layers"),
+    "peft": refused("a nested PEFT block (LoftQ init) is not read yet"),
+    "peft_autocast_adapter_dtype": refused("adapters kept in the base dtype instead of peft's fp32",
+                                           lambda v: v is False),
+    "embeddings_skip_upcast": refused("embeddings left in 16-bit instead of PEFT's fp32 upcast"),
+    "unfrozen_parameters": refused("training a regex-chosen subset of parameters (freeze tuning)"),
+    "tokens": refused("new tokens add embedding and lm_head rows (resize_token_embeddings)"),
+    "added_tokens_overrides": refused("token overrides can resize the embeddings"),
+    "resize_token_embeddings_to_32x": refused("resizing the vocabulary to a multiple of 32 adds rows"),
+    "shrink_embeddings": refused("shrinking the vocabulary removes rows"),
+    "sequence_parallel_degree": refused("sequence parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
+    "context_parallel_size": refused("context parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
+    "tensor_parallel_size": refused("axolotl's DTensor tensor parallelism is not planned from a config yet "
+                                    "(give --tp)", lambda v: v not in (None, 1)),
+    "dp_shard_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
+    "dp_replicate_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
+    "expert_parallel_size": refused("expert parallelism", lambda v: v not in (None, 1)),
+    "tiled_mlp": refused("tiled MLP (ALST) computes the MLP in sequence shards"),
+    "lora_mlp_kernel": refused("axolotl's LoRA MLP kernels fuse the adapter math and save fewer activations"),
+    "lora_qkv_kernel": refused("axolotl's LoRA QKV kernels fuse the adapter math and save fewer activations"),
+    "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
+    "lora_embedding_kernel": refused("axolotl's LoRA embedding kernel"),
+    "liger_rms_norm": refused("Liger's RMSNorm kernel saves different activations than HF's"),
+    "liger_rms_norm_gated": refused("Liger's gated RMSNorm kernel"),
+    "liger_rope": refused("Liger's RoPE kernel works in place"),
+    "liger_glu_activation": refused("Liger's SwiGLU kernel recomputes the activation in backward"),
+    "liger_swiglu": refused("Liger's SwiGLU kernel recomputes the activation in backward"),
+    "liger_layer_norm": refused("Liger's LayerNorm kernel"),
+    "liger_cross_entropy": refused("Liger's cross-entropy still builds the full logits; only the fused linear one "
+                                   "(liger_fused_linear_cross_entropy) is planned"),
+    "liger_use_token_scaling": refused("Liger token scaling"),
+    "chunked_cross_entropy": refused("chunked cross-entropy over full logits (not fused with lm_head)"),
+    "flash_attn_cross_entropy": refused("flash-attn's cross-entropy kernel"),
+    "flash_attn_fuse_mlp": refused("flash-attn's fused MLP"),
+    "flash_attn_rms_norm": refused("flash-attn's RMSNorm kernel"),
+    "xformers_attention": refused("xformers memory-efficient attention"),
+    "flex_attention": refused("flex attention"),
+    "sage_attention": refused("SageAttention (8-bit attention)"),
+    "flash_optimum": refused("BetterTransformer attention"),
+    "s2_attention": refused("shifted-sparse attention"),
+    "sdpa_varlen": refused("varlen attention of packed rows"),
+    "fused_attn_kernel": refused("fused q/k norm + RoPE kernel"),
+    "scaling_softmax": refused("scaled softmax attention"),
+    "use_kernels": refused("hub kernels (MegaBlocks ...)"),
+    "experts_implementation": refused("an MoE expert kernel other than HF's"),
+    "quantize_moe_experts": refused("quantized MoE experts"),
+    "llama4_linearized_experts": refused("linearized Llama-4 experts"),
+    "use_scattermoe": refused("ScatterMoE kernels"),
+    "use_sonicmoe": refused("SonicMoE kernels"),
+    "fp8": refused("FP8 training (torchao)"),
+    "fp8_enable_fsdp_float8_all_gather": refused("FP8 all-gather"),
+    "fp32_norms": refused("norms kept in fp32 under FSDP2"),
+    "bfloat16": refused("pure bf16 (no autocast) loading"),
+    "float16": refused("pure fp16 (no autocast) loading"),
+    "float32": refused("an explicit fp32 load"),
+    "gptq": refused("GPTQ-quantized base weights"),
+    "model_quantization_config": refused("MXFP4 / FP8 model quantization"),
+    "bnb_config_kwargs": refused("custom bitsandbytes quantization settings (gpuplan plans nf4 + double quant)"),
+    "use_onebitllms": refused("1.58-bit training"),
+    "qat": refused("quantization-aware training fake-quantizes weights and activations"),
+    "relora": refused("ReLoRA"),
+    "lisa_n_layers": refused("LISA trains a changing subset of layers"),
+    "spectrum_top_fraction": refused("Spectrum trains a subset of layers"),
+    "spectrum_model_name": refused("Spectrum trains a subset of layers"),
+    "mora": refused("MoRA adapters"),
+    "use_mora": refused("MoRA adapters"),
+    "neftune_noise_alpha": refused("NEFTune adds a noise tensor to the embeddings"),
+    "noisy_embedding_alpha": refused("NEFTune adds a noise tensor to the embeddings"),
+    "use_pose": refused("PoSE position skipping"),
+    "rope_scaling": refused("RoPE scaling overrides the model's config"),
+    "overrides_of_model_config": refused("overrides of the model's config.json change the architecture planned"),
+    "model_config": refused("overrides of the model's config.json change the architecture planned"),
+    "overrides_of_model_kwargs": refused("from_pretrained keyword overrides"),
+    "model_kwargs": refused("from_pretrained keyword overrides"),
+    "rl": refused(f"preference / RL training (a reference model, pairs of sequences); {_NOT_CAUSAL_LM}"),
+    "reward_model": refused(_NOT_CAUSAL_LM),
+    "process_reward_model": refused(_NOT_CAUSAL_LM),
+    "trainer_cls": refused("a custom trainer class"),
+    "kd_trainer": refused("knowledge distillation keeps teacher logits"),
+    "diffusion": refused("diffusion language-model training"),
+    "ebft": refused("EBFT training"),
+    "dynamic_checkpoint": refused("dynamic activation checkpointing"),
+    "selective_checkpointing": refused("selective activation checkpointing"),
+    "deepcompile": refused("DeepSpeed DeepCompile"),
+    "gpu_memory_limit": refused("a per-GPU memory cap for a device map"),
+    "max_memory": refused("a per-GPU memory cap for a device map"),
+    "device_map": refused("a device map (model split across GPUs / CPU)", lambda v: v not in (None, "auto", 0, "cuda")),
+    "lora_on_cpu": refused("LoRA loading on CPU"),
+    "auto_find_batch_size": refused("the batch size is halved after an OOM: give micro_batch_size"),
+    "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
+    "streaming": refused("streamed pretraining data is packed"),
+    "pretraining_dataset": refused("pretraining datasets are packed"),
+    "image_size": refused("vision inputs"),
+    "processor_type": refused("multimodal processors (vision/audio inputs)"),
+    "freeze_mm_modules": refused("multimodal models"),
+    "ddp_bucket_cap_mb": refused("DDP gradient buckets of a custom size", lambda v: v not in (None, 25)),
+    "ddp_broadcast_buffers": modelled("buffer broadcast: no extra gradient memory"),
+    "ddp_find_unused_parameters": modelled("a graph walk after forward: no extra memory"),
+    "ddp": modelled("DDP across the GPUs of the launcher (--gpus)"),
+    "world_size": modelled("--gpus (the launcher's world size)"),
+    "optim_target_modules": refused("GaLore / APOLLO projections of chosen modules"),
+    "trl": refused("TRL settings of preference / RL training (rl:)"),
+    "vllm": refused("a vLLM engine beside the training model"),
+    "gemma4_hybrid_attn_impl": refused("Gemma-4 hybrid attention kernels"),
+    "large_head_attention": refused("large-head attention kernels"),
+    "flash_attn_d512": refused("flash attention for head dim 512"),
+    "use_eaft": refused("the EAFT loss"),
+    **read_only_with("model_quantization_config", ["model_quantization_config_kwargs"]),
+    **read_only_with("relora", ["relora_prune_ratio", "relora_prune_method", "relora_cpu_offload"]),
+    **read_only_with("optimizer: dion", ["dion_lr", "dion_momentum", "dion_rank_fraction", "dion_rank_multiple_of"]),
+    **read_only_with("optimizer: qgalore", [
+        "qgalore_rank", "qgalore_update_proj_gap", "qgalore_scale", "qgalore_proj_type", "qgalore_proj_quant",
+        "qgalore_proj_bits", "qgalore_proj_group_size", "qgalore_cos_threshold", "qgalore_gamma_proj",
+        "qgalore_queue_size"]),
+    **read_only_with("lisa_n_layers", ["lisa_step_interval", "lisa_layers_attribute"]),
+    **read_only_with("rl", ["dpo_use_logits_to_keep", "dpo_generate_during_eval", "dpo_norm_loss", "rpo_alpha",
+                            "center_rewards_coefficient", "num_labels", "dpo_use_weighting", "dpo_label_smoothing",
+                            "precompute_ref_log_probs", "dpo_use_liger_kernel", "dpo_padding_free", "dpo_loss_type",
+                            "dpo_loss_weights", "kto_desirable_weight", "kto_undesirable_weight"]),
+    **read_only_with("flex_attention", ["flex_attn_compile_kwargs"]),
+    **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
+    **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
+    **read_only_with("use_eaft", ["eaft_alpha", "eaft_k"]),
+    **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
+    **read_only_with("fp32_norms", ["fp32_norm_classes"]),
+    **read_only_with("sequence_parallel_degree / context_parallel_size", ["heads_k_stride", "ring_attn_func"]),
+    **read_only_with("torch_compile", ["torch_compile_backend", "torch_compile_mode", "torch_compile_options"]),
+    # --- no effect on per-GPU memory or step time ---
+    **no_effect("post-training quantization (axolotl quantize runs after training)", ["quantization"]),
+    **no_effect("a library path", ["torchdistx_path"]),
+    **no_effect("data: datasets, prompt formats, preparation, splits", [
+        "datasets", "test_datasets", "dataset_prepared_path", "val_set_size", "shuffle_merged_datasets",
+        "shuffle_before_merging_datasets", "dataset_shard_num", "dataset_shard_idx", "skip_prepare_dataset",
+        "num_dataset_shards_to_save", "dataset_processes", "dataset_num_proc", "dataset_exact_deduplication",
+        "dataset_keep_in_memory", "push_dataset_to_hub", "train_on_inputs", "group_by_length", "chat_template",
+        "chat_template_jinja", "chat_template_kwargs", "eot_tokens", "default_system_message", "is_preprocess",
+        "preprocess_iterable", "total_num_tokens", "total_supervised_tokens", "sample_packing_eff_est",
+        "excess_length_strategy", "min_sample_len", "max_prompt_len", "curriculum_sampling", "remove_unused_columns",
+        "sample_packing_group_size", "sample_packing_bin_size", "sample_packing_sequentially",
+        "sample_packing_mp_start_method", "streaming_multipack_buffer_size", "pretrain_multipack_buffer_size",
+        "role_boundaries", "image_resize_algorithm", "pose_split_on_token_ids", "pose_max_context_len",
+        "pose_num_chunks", "dataloader_pin_memory", "dataloader_num_workers",
+        "dataloader_prefetch_factor", "dataloader_drop_last", "fix_untrained_tokens", "mean_resizing_embeddings"]),
+    **no_effect("tokenizer class and loading switches", [
+        "tokenizer_type", "tokenizer_config", "tokenizer_use_fast", "tokenizer_legacy",
+        "tokenizer_use_mistral_common", "tokenizer_save_jinja_files", "processor_kwargs", "trust_remote_code",
+        "hf_use_auth_token", "revision_of_model", "low_cpu_mem_usage", "experimental_skip_move_to_device",
+        "cls_model_config", "is_falcon_derived_model", "is_llama_derived_model", "is_mistral_derived_model",
+        "is_qwen_derived_model", "lora_model_dir", "lora_fan_in_fan_out", "peft_init_lora_weights",
+        "peft_ensure_weight_tying", "qlora_sharded_model_loading", "reinit_weights", "strict"]),
+    **no_effect("optimizer hyperparameters and learning-rate schedule (scalars)", [
+        "learning_rate", "embedding_lr", "embedding_lr_scale", "weight_decay", "optim_args", "lr_scheduler",
+        "lr_scheduler_kwargs", "lr_quadratic_warmup", "cosine_min_lr_ratio", "cosine_constant_lr_ratio",
+        "lr_div_factor", "lr_groups", "adam_epsilon", "adam_epsilon2", "adam_beta1", "adam_beta2", "adam_beta3",
+        "max_grad_norm", "warmup_steps", "warmup_ratio", "loraplus_lr_ratio", "loraplus_lr_embedding",
+        "jagged_restart_steps", "jagged_restart_warmup_steps", "jagged_restart_anneal_steps", "num_epochs",
+        "max_steps", "dpo_beta", "rl_beta", "orpo_alpha", "simpo_gamma", "cpo_alpha", "seed"]),
+    **no_effect("logging, tracking and profiling", [
+        "use_wandb", "wandb_name", "wandb_run_id", "wandb_mode", "wandb_project", "wandb_entity", "wandb_watch",
+        "wandb_log_model", "use_mlflow", "mlflow_tracking_uri", "mlflow_experiment_name", "mlflow_run_name",
+        "hf_mlflow_log_artifacts", "use_comet", "comet_api_key", "comet_workspace", "comet_project_name",
+        "comet_experiment_key", "comet_mode", "comet_online", "comet_experiment_config", "use_trackio",
+        "trackio_project_name", "trackio_run_name", "trackio_space_id", "use_otel_metrics", "otel_metrics_host",
+        "otel_metrics_port", "use_swanlab", "swanlab_project", "swanlab_experiment_name", "swanlab_mode",
+        "logging_steps", "use_tensorboard", "profiler_steps", "profiler_steps_start", "include_tokens_per_second",
+        "include_tkps", "loss_watchdog_threshold", "loss_watchdog_patience", "debug", "local_rank"]),
+    **no_effect("saving, hub upload and resuming (host-side)", [
+        "output_dir", "hub_model_id", "hub_strategy", "hub_revision", "save_safetensors", "save_steps",
+        "saves_per_epoch", "save_strategy", "save_total_limit", "save_first_step", "save_only_model",
+        "resume_from_checkpoint", "auto_resume_from_checkpoints", "early_stopping_patience",
+        "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "merge_lora", "merge_method",
+        "fsdp_final_state_dict_type", "axolotl_config_path"]),
+    **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
+        "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy", "do_causal_lm_eval",
+        "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split", "eval_table_size",
+        "eval_max_new_tokens", "generate_samples", "num_generation_samples", "generation_max_new_tokens",
+        "generation_temperature", "generation_top_p", "generation_top_k", "generation_prompt_ratio",
+        "generation_do_sample"]),
+    **no_effect("process-level switches: timeouts, garbage collection, the Gradio demo, Ray workers", [
+        "ddp_timeout", "gc_steps", "gc_collect_steps", "torch_empty_cache_steps", "gradio_title", "gradio_share",
+        "gradio_server_name", "gradio_server_port", "gradio_max_new_tokens", "gradio_temperature", "use_ray",
+        "ray_run_name", "ray_num_workers", "resources_per_worker", "accelerator_config"]),
+}
+
+_ATTN = {"flash_attention_2": "flash", "flash_attention": "flash", "sdpa": "sdpa", "eager": "eager"}
+_PLUGINS = {"axolotl.integrations.liger.LigerPlugin", "axolotl.integrations.liger.plugin.LigerPlugin",
+            "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"}
+_ROLES = {"pad_token", "bos_token", "eos_token", "unk_token"}
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
-    o, used, use = collector()
+    rep = Report("axolotl")
+    todo = set(rep.classify(TABLE, d))
+    o = Options(rep)
 
-    adapter = d.get("adapter")
+    def get(k: str) -> Any:
+        return d.get(k) if k in todo else None
+
+    adapter = get("adapter")
     if adapter not in (None, "lora", "qlora"):
-        raise PlannerError(f"{path}: adapter: {adapter!r} is not modelled (lora and qlora are)")
-    if d.get("load_in_8bit") and adapter:
-        use("load_in_8bit", "method", "qlora")
-        o["quant_type"] = "int8"
-        used["load_in_8bit"] += " --quant-type int8"
-    elif adapter == "qlora" or (adapter == "lora" and d.get("load_in_4bit")):
-        use("adapter", "method", "qlora")
+        rep.refuse("adapter", adapter, "adapters other than lora and qlora", "use lora or qlora")
+    if adapter and get("load_in_8bit"):
+        o.use("load_in_8bit", "method", "qlora")
+        o.use("load_in_8bit", "quant_type", "int8")
+    elif adapter == "qlora" or (adapter == "lora" and get("load_in_4bit")):
+        o.use("adapter" if adapter == "qlora" else "load_in_4bit", "method", "qlora")
     elif adapter == "lora":
-        use("adapter", "method", "lora")
+        o.use("adapter", "method", "lora")
     elif "adapter" in d:
-        use("adapter", "method", "full")
+        o.use("adapter", "method", "full")
+    method = o.get("method", "full")
+    if method == "full" and (get("load_in_4bit") or get("load_in_8bit")):
+        rep.refuse("load_in_4bit" if get("load_in_4bit") else "load_in_8bit", True,
+                   "training quantized weights without an adapter", "add adapter: qlora")
     # axolotl loads the model in bf16/fp16 when `bf16`/`fp16` is set (torch_dtype) and lets the Trainer
     # autocast [axolotl loaders/model.py]: full fine-tuning then trains 16-bit weights and states
     # (gpuplan's *-true); LoRA keeps a 16-bit frozen base with fp32 adapters under autocast.
-    method = o.get("method", "full")
-    half = d.get("bf16") in (True, "auto", "true") or bool(d.get("fp16"))
-    prec = precision(d.get("bf16") in (True, "auto", "true"), d.get("fp16"), mixed=method != "full")
+    bf16, fp16 = on(get("bf16")), on(get("fp16"))
+    prec = precision(bf16, fp16, mixed=method != "full")
     if prec:
-        use("bf16" if d.get("bf16") else "fp16", "precision", prec)
-        if method == "lora" and half:
-            o["base_dtype"] = prec.split("-")[0]
-            used["bf16" if d.get("bf16") else "fp16"] += f" --base-dtype {o['base_dtype']}"
+        key = "bf16" if bf16 else "fp16"
+        o.use(key, "precision", prec)
+        if method == "lora":
+            o.use(key, "base_dtype", prec.split("-")[0])
+    elif get("tf32") and on(get("tf32")):
+        rep.refuse("tf32", get("tf32"), "TF32 matmuls under fp32 training run at TF32 speed, which the step time "
+                   "does not model", "set it false, or bf16: true")
     for key, opt, conv in (("micro_batch_size", "batch_size", int), ("sequence_len", "seq_len", int),
-                           ("gradient_accumulation_steps", "grad_accum", int), ("lora_r", "lora_r", int),
-                           ("lora_alpha", "lora_alpha", float), ("lora_dropout", "lora_dropout", float)):
-        if d.get(key) is not None:
-            if opt.startswith("lora") and not adapter:
-                continue
-            use(key, opt, conv(d[key]))
-    if "gradient_checkpointing" in d:
-        use("gradient_checkpointing", "grad_ckpt", bool(d["gradient_checkpointing"]))
-    if d.get("optimizer"):
-        use("optimizer", "optimizer", optimizer(d["optimizer"], "optimizer", path))
-    if adapter:
-        if d.get("lora_target_linear"):
-            use("lora_target_linear", "lora_targets", "all-linear")
-        elif targets(d.get("lora_target_modules")):
-            use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
-    if d.get("flash_attention"):
-        use("flash_attention", "attn", "flash")
-    elif d.get("sdp_attention"):
-        use("sdp_attention", "attn", "sdpa")
-    elif d.get("eager_attention"):
-        use("eager_attention", "attn", "eager")
-    if d.get("liger_fused_linear_cross_entropy") or d.get("cut_cross_entropy"):
-        key = "liger_fused_linear_cross_entropy" if d.get("liger_fused_linear_cross_entropy") else "cut_cross_entropy"
-        use(key, "loss", "chunked")
-    refuse_sharding(d, ("deepspeed", "fsdp", "fsdp_config"), path)
-    model = d.get("base_model")
+                           ("gradient_accumulation_steps", "grad_accum", int)):
+        if get(key) is not None:
+            o.use(key, opt, conv(d[key]))
+    if get("batch_size") is not None and get("gradient_accumulation_steps") is None:
+        o.use("batch_size", "grad_accum", max(1, int(d["batch_size"]) // int(d.get("micro_batch_size") or 1)))
+    if adapter in ("lora", "qlora"):
+        for key, opt, conv in (("lora_r", "lora_r", int), ("lora_alpha", "lora_alpha", float),
+                               ("lora_dropout", "lora_dropout", float)):
+            if get(key) is not None:
+                o.use(key, opt, conv(d[key]))
+        if get("lora_target_linear"):
+            o.use("lora_target_linear", "lora_targets", "all-linear")
+        elif targets(get("lora_target_modules")):
+            o.use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
+    gc = get("gradient_checkpointing")
+    if "gradient_checkpointing" in todo:
+        if isinstance(gc, str) and gc.lower().startswith("offload"):
+            rep.refuse("gradient_checkpointing", gc, "checkpointed activations offloaded to host memory or disk",
+                       "set it true")
+        else:
+            o.use("gradient_checkpointing", "grad_ckpt", bool(on(gc)))
+    if get("optimizer"):
+        o.use("optimizer", "optimizer", optimizer(d["optimizer"], "optimizer", path))
+    attn = get("attn_implementation")
+    if attn:
+        if attn in _ATTN:
+            o.use("attn_implementation", "attn", _ATTN[attn])
+        else:
+            rep.refuse("attn_implementation", attn, f"the {attn} attention kernel",
+                       "use flash_attention_2, sdpa or eager")
+    for key, value in (("flash_attention", "flash"), ("sdp_attention", "sdpa"), ("eager_attention", "eager")):
+        if on(get(key)) and "attn" not in o:
+            o.use(key, "attn", value)
+    for key in ("liger_fused_linear_cross_entropy", "cut_cross_entropy"):
+        if on(get(key)):
+            o.use(key, "loss", "chunked")
+    if get("plugins"):
+        other = [p for p in d["plugins"] if p not in _PLUGINS]
+        if other:
+            rep.refuse("plugins", ", ".join(other), "plugins whose keys gpuplan's axolotl table does not read",
+                       "remove them to plan the rest")
+    for key in ("model_type", "type_of_model"):
+        if get(key) and d[key] not in ("AutoModelForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
+            rep.refuse(key, d[key], _NOT_CAUSAL_LM, "use AutoModelForCausalLM")
+    st = get("special_tokens")
+    if isinstance(st, dict):
+        extra = sorted(set(st) - _ROLES)
+        if extra:
+            rep.refuse("special_tokens", ", ".join(extra), "added special tokens add embedding and lm_head rows",
+                       "name only pad/bos/eos/unk tokens the vocabulary has")
+        else:
+            rep.set("special_tokens", "roles of tokens assumed in the vocabulary: no new rows (axolotl refuses new "
+                    "ones for adapter runs without lora_modules_to_save)")
+    eb = get("eval_batch_size")
+    if eb is not None and int(eb) > int(d.get("micro_batch_size") or 1):
+        rep.refuse("eval_batch_size", eb, "eval at a larger batch than training can peak above the step "
+                   "(logits of the eval batch)", f"set it to {d.get('micro_batch_size') or 1} or less")
+    el = get("eval_sequence_len")
+    if el is not None and int(el) > int(d.get("sequence_len") or 0):
+        rep.refuse("eval_sequence_len", el, "eval at a longer sequence than training can peak above the step "
+                   "(logits of the eval batch)", f"set it to {d.get('sequence_len')} or less")
+    ngpus = None
+    if get("deepspeed"):
+        ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
+    if get("fsdp") or get("fsdp_config") or get("fsdp_version"):
+        read_fsdp(fsdp_words(get("fsdp")), get("fsdp_config"), o, "fsdp", "fsdp_config", version=get("fsdp_version"))
+    if get("world_size"):
+        o.use("world_size", "gpus_per_node", int(d["world_size"]))
+    model = get("base_model")
     if model:
-        used["base_model"] = f"--model {model}"
-    consumed = set(used) | {"adapter", "load_in_4bit", "load_in_8bit", "bf16", "fp16", "lora_r", "lora_alpha",
-                            "lora_dropout", "lora_target_modules", "lora_target_linear", "flash_attention",
-                            "sdp_attention", "eager_attention"}
-    ignored = tuple(sorted(k for k in d if k not in consumed))
-    return ConfigSetup("axolotl", model, o, used, ignored)
+        rep.set("base_model", f"--model {model}")
+    for k in todo:
+        rep.fallback(k, d[k], "no adapter: not read" if k.startswith("lora_") and method == "full" else TABLE[k].note)
+    return ConfigSetup.of("axolotl", model, o, rep, implied_gpus=ngpus)

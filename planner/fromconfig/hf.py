@@ -1,62 +1,311 @@
-"""HF `TrainingArguments` / TRL `SFTConfig` (+ TRL `ModelConfig` keys of `trl sft --config`), JSON or YAML
-[transformers/training_args.py; trl/trainer/sft_config.py; trl/trainer/model_config.py] -> setup options."""
+"""HF `TrainingArguments` / TRL `SFTConfig` (+ TRL `ModelConfig` and `ScriptArguments` keys of
+`trl sft --config`, + alignment-handbook's data keys), JSON or YAML -> setup options.
+
+Key table: the dataclass fields of transformers 5.24 `TrainingArguments` (transformers/training_args.py;
+4.x names that 5.x dropped are listed too), TRL v1.9.0 (commit f2cd5771) `SFTConfig`
+(trl/trainer/sft_config.py), `ModelConfig` (trl/trainer/model_config.py) and `ScriptArguments`
+(trl/scripts/utils.py); tests/planner/test_fromconfig.py checks the table against the installed
+transformers' TrainingArguments fields.
+"""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..specs.errors import PlannerError
 from . import ConfigSetup
-from .common import collector, mapped, optimizer, precision, refuse_sharding, targets
+from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
+from .rules import KeyRule, Report, modelled, no_effect, on, refused
+
+SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
+
+_PACKING = "packing changes the attention mask and the tokens per micro-batch"
+_EVAL_BATCH = "eval without gradients at <= the training micro-batch stays below the step's peak; larger refused"
+
+TABLE: dict[str, KeyRule] = {
+    # --- mapped [TrainingArguments, SFTConfig, ModelConfig] ---
+    "model_name_or_path": modelled("--model"),
+    "per_device_train_batch_size": modelled("--batch-size"),
+    "per_gpu_train_batch_size": modelled("--batch-size (4.x name)"),
+    "gradient_accumulation_steps": modelled("--grad-accum"),
+    "max_length": modelled("--seq-len (SFTConfig: sequences truncated to it)"),
+    "max_seq_length": modelled("--seq-len (SFTConfig's name before TRL 0.20)"),
+    "gradient_checkpointing": modelled("--grad-ckpt / --no-grad-ckpt"),
+    "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
+                                              "[torch/utils/checkpoint.py]"),
+    "activation_checkpointing": modelled("true: --grad-ckpt (FSDP activation checkpointing)"),
+    "activation_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved"),
+    **{k: modelled("eval-phase output handling: after the training step gpuplan plans (eval batch refused when "
+                   "larger than training's)") for k in ("eval_do_concat_batches", "eval_use_gather_object",
+                                                      "batch_eval_metrics")},
+    "optim": modelled("--optimizer (transformers OptimizerNames)"),
+    "bf16": modelled("true: --precision bf16-mixed (autocast); with a bf16 full model: bf16-true"),
+    "fp16": modelled("true: --precision fp16-mixed"),
+    "tf32": modelled("bf16/fp16 runs: matmuls are 16-bit, TF32 does not apply; with fp32 training refused"),
+    "use_peft": modelled("true: --method lora (qlora with load_in_4bit/8bit)"),
+    "load_in_4bit": modelled("with use_peft: --method qlora"),
+    "load_in_8bit": modelled("with use_peft: --method qlora --quant-type int8"),
+    "bnb_4bit_quant_type": modelled("--quant-type"),
+    "use_bnb_nested_quant": modelled("--double-quant"),
+    "bnb_4bit_quant_storage": modelled("uint8 (bitsandbytes' default storage) as planned; others refused"),
+    "lora_r": modelled("--lora-r"),
+    "lora_alpha": modelled("--lora-alpha"),
+    "lora_dropout": modelled("--lora-dropout"),
+    "lora_target_modules": modelled("--lora-targets"),
+    "lora_task_type": modelled("CAUSAL_LM (the task planned); others refused"),
+    "use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
+    "attn_implementation": modelled("flash_attention_2: --attn flash; sdpa; eager; others refused"),
+    "dtype": modelled("the load dtype: bfloat16/float16: full: --precision *-true; LoRA: --base-dtype; "
+                      "float32: as planned; auto refused"),
+    "torch_dtype": modelled("as dtype (the name before transformers 4.56)"),
+    "use_liger_kernel": modelled("true: --loss chunked when liger_kernel_config leaves only the fused linear "
+                                 "cross-entropy on; else refused"),
+    "liger_kernel_config": modelled("the Liger kernels use_liger_kernel switches on"),
+    "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
+    "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
+    "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [training_args.py]"),
+    "fsdp_transformer_layer_cls_to_wrap": modelled("one FSDP unit per decoder layer, as planned (4.x name)"),
+    "per_device_eval_batch_size": modelled(_EVAL_BATCH),
+    "per_gpu_eval_batch_size": modelled(_EVAL_BATCH),
+    "use_cache": modelled("false in training: no KV cache is kept (as planned); true refused"),
+    "model_init_kwargs": modelled("from_pretrained kwargs: dtype and attn_implementation read; others refused"),
+    "ddp_find_unused_parameters": modelled("a graph walk after forward: no extra memory"),
+    "ddp_broadcast_buffers": modelled("buffer broadcast: no extra gradient memory"),
+    "ddp_backend": modelled("nccl: the collective backend planned"),
+    "use_cpu": refused("CPU training", lambda v: v is True),
+    "no_cuda": refused("CPU training", lambda v: v is True),
+    # --- memory-relevant, not modelled yet ---
+    "packing": refused(_PACKING),
+    # a tokenizer to clone the template from adds its special tokens: embedding rows, and lm_head in full for PEFT
+    # [trl/trainer/sft_trainer.py: clone_chat_template unless the path is a .jinja/.j2 file]
+    "chat_template_path": refused("cloning another tokenizer's chat template adds its tokens (embedding rows; "
+                                  "lm_head trained in full with PEFT)",
+                                  lambda v: v is not None and not str(v).endswith((".jinja", ".j2")),
+                                  "give a .jinja file to plan the rest"),
+    "eval_packing": refused(_PACKING),
+    "padding_free": refused("padding-free batches change the tokens per micro-batch"),
+    "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
+    "activation_offloading": refused("activation offloading moves saved activations to host memory"),
+    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
+    "torch_compile_backend": refused("torch.compile"),
+    "torch_compile_mode": refused("torch.compile"),
+    "torchdynamo": refused("torch.compile"),
+    "use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
+    "lora_modules_to_save": refused("modules_to_save trains full copies of those modules (and their optimizer state)"),
+    "lora_target_parameters": refused("LoRA on raw parameters (MoE experts) is not planned"),
+    "neftune_noise_alpha": refused("NEFTune adds a noise tensor to the embeddings"),
+    "auto_find_batch_size": refused("the batch size is halved after an OOM: give per_device_train_batch_size"),
+    "parallelism_config": refused("accelerate N-D parallelism (context / tensor parallel)"),
+    "bf16_full_eval": refused("eval in pure bf16 (eval phase not modelled)"),
+    "fp16_full_eval": refused("eval in pure fp16 (eval phase not modelled)"),
+    "eval_accumulation_steps": refused("eval predictions accumulated on the GPU (eval phase not modelled)"),
+    "ddp_bucket_cap_mb": refused("DDP gradient buckets of a custom size", lambda v: v not in (None, 25)),
+    "ddp_static_graph": refused("DDP static graph", lambda v: v is True),
+    "fsdp_min_num_params": refused("size-based FSDP wrapping makes units other than one decoder layer",
+                                   lambda v: v not in (None, 0)),
+    "label_smoothing_factor": refused("label smoothing builds a second fp32 logits-sized term in the loss",
+                                      lambda v: v not in (None, 0, 0.0)),
+    "loss_type": refused("a loss other than negative log-likelihood", lambda v: v not in (None, "nll")),
+    "router_aux_loss_coef": modelled("MoE router loss weight (a scalar)"),
+    "assistant_only_loss": modelled("loss masked to assistant tokens: the same logits and loss bytes"),
+    "completion_only_loss": modelled("loss masked to completion tokens: the same logits and loss bytes"),
+    "optim_target_modules": refused("GaLore / APOLLO projections of chosen modules"),
+    "average_tokens_across_devices": modelled("loss normalization (a scalar all-reduce)"),
+    "half_precision_backend": refused("apex AMP", lambda v: v == "apex"),
+    "fp16_backend": refused("apex AMP", lambda v: v == "apex"),
+    "sharded_ddp": refused("FairScale sharded DDP", lambda v: v not in (None, "", [], False)),
+    "use_ipex": refused("Intel IPEX"),
+    "jit_mode_eval": refused("TorchScript eval"),
+    "tpu_num_cores": refused("TPU training"),
+    # --- no effect on per-GPU memory or step time ---
+    **no_effect("data: datasets, splits, text fields, templates, preprocessing", [
+        "dataset_name", "dataset_config", "dataset_train_split", "dataset_test_split", "dataset_streaming",
+        "dataset_mixture", "datasets", "dataset_text_field", "dataset_kwargs", "dataset_num_proc", "dataset_batch_size",
+        "dataset_splits", "dataset_configs", "dataset_path", "chat_template", "eos_token",
+        "pad_token", "truncation_mode", "shuffle_dataset", "remove_unused_columns", "label_names",
+        "length_column_name", "group_by_length", "train_sampling_strategy", "dataloader_drop_last",
+        "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+        "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "dataloader_in_order",
+        "preprocessing_num_workers", "truncation_side", "auto_insert_empty_system_msg", "text_column",
+        "ignore_bias_buffers", "data_seed", "data_dir", "data_files", "max_train_samples", "max_eval_samples"]),
+    **no_effect("model source and loading switches", [
+        "model_revision", "trust_remote_code", "tokenizer_name_or_path", "hub_token", "use_auth_token"]),
+    **no_effect("optimizer hyperparameters and learning-rate schedule (scalars)", [
+        "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "optim_args",
+        "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "num_train_epochs",
+        "max_steps", "seed", "full_determinism", "ignore_data_skip"]),
+    **no_effect("logging, tracking and reporting", [
+        "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node", "logging_nan_inf_filter",
+        "include_num_input_tokens_seen", "include_tokens_per_second", "log_level", "log_level_replica",
+        "disable_tqdm", "report_to", "run_name", "project", "trackio_space_id", "trackio_bucket_id",
+        "trackio_static_space_id", "logging_dir", "skip_memory_metrics", "debug", "local_rank"]),
+    **no_effect("saving, hub upload and resuming (host-side)", [
+        "output_dir", "overwrite_output_dir", "save_only_model", "save_strategy", "save_steps", "save_on_each_node",
+        "save_total_limit", "save_safetensors", "enable_jit_checkpoint", "push_to_hub", "hub_private_repo",
+        "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision", "load_best_model_at_end",
+        "metric_for_best_model", "greater_is_better", "resume_from_checkpoint",
+        "restore_callback_states_from_checkpoint"]),
+    **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
+        "eval_strategy", "evaluation_strategy", "eval_steps", "eval_delay", "prediction_loss_only", "eval_on_start",
+        "include_for_metrics", "include_inputs_for_metrics", "do_train", "do_eval", "do_predict"]),
+    **no_effect("process-level switches: timeouts, cache clearing, accelerator plumbing", [
+        "ddp_timeout", "torch_empty_cache_steps", "accelerator_config"]),
+}
+
+# the keys of TRL's ModelConfig / SFTConfig / ScriptArguments (not of TrainingArguments itself)
+TRL_KEYS = frozenset({
+    "model_name_or_path", "max_length", "max_seq_length", "use_peft", "load_in_4bit", "load_in_8bit",
+    "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_target_modules", "lora_task_type", "use_rslora", "attn_implementation", "dtype", "torch_dtype",
+    "model_init_kwargs", "packing", "eval_packing", "padding_free", "pad_to_multiple_of", "activation_offloading",
+    "use_dora", "lora_modules_to_save", "lora_target_parameters", "loss_type", "router_aux_loss_coef",
+    "assistant_only_loss", "completion_only_loss", "dataset_name", "dataset_config", "dataset_train_split",
+    "dataset_test_split", "dataset_streaming", "dataset_mixture", "datasets", "dataset_text_field", "dataset_kwargs",
+    "dataset_num_proc", "dataset_batch_size", "chat_template", "chat_template_path", "eos_token", "pad_token",
+    "truncation_mode", "shuffle_dataset", "model_revision", "trust_remote_code", "use_cache"})
+
+_ATTN = {"flash_attention_2": "flash", "sdpa": "sdpa", "eager": "eager"}
+_DTYPE = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "fp16": "fp16", "float32": "fp32", "fp32": "fp32"}
+
+
+def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> int | None:
+    """Map the TrainingArguments keys every HF-Trainer-based format shares (batch, accumulation,
+    checkpointing, optimizer, Liger, cache, eval batch, DeepSpeed, FSDP); returns the GPU count a
+    DeepSpeed config implies, or None."""
+    rep = o.report
+
+    def get(k: str) -> Any:
+        return d.get(k) if k in todo else None
+
+    for key, opt in (("per_device_train_batch_size", "batch_size"), ("per_gpu_train_batch_size", "batch_size"),
+                     ("gradient_accumulation_steps", "grad_accum")):
+        if get(key) is not None:
+            o.use(key, opt, int(d[key]))
+    for key in ("gradient_checkpointing", "activation_checkpointing"):
+        if key in todo and (key == "gradient_checkpointing" or on(d[key])):
+            o.use(key, "grad_ckpt", bool(on(d[key])))
+    if get("optim"):
+        o.use("optim", "optimizer", optimizer(d["optim"], "optim", path))
+    if on(get("use_liger_kernel")):
+        kc = get("liger_kernel_config") or {}
+        # liger_kernel's apply_liger_kernel_to_* defaults: rope, rms_norm, swiglu/geglu, layer_norm and
+        # fused_linear_cross_entropy on, cross_entropy off [liger_kernel/transformers/monkey_patch.py]
+        switched = [k for k in ("rope", "rms_norm", "swiglu", "geglu", "layer_norm", "cross_entropy")
+                    if kc.get(k, k != "cross_entropy")]
+        if switched:
+            rep.refuse("use_liger_kernel", True, f"Liger's {', '.join(switched)} kernels change saved activations "
+                       "(only its fused linear cross-entropy is planned)",
+                       "set liger_kernel_config to leave only fused_linear_cross_entropy on")
+        else:
+            o.use("use_liger_kernel", "loss", "chunked")
+    if on(get("use_cache")):
+        rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
+    for key in ("per_device_eval_batch_size", "per_gpu_eval_batch_size"):
+        eb = get(key)
+        if eb is not None and int(eb) > int(o.get("batch_size") or 8):
+            rep.refuse(key, eb, "eval at a larger batch than training can peak above the step (eval phase not "
+                       "modelled)", f"set it to {o.get('batch_size') or 8} or less")
+    ngpus = None
+    if get("deepspeed"):
+        ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
+    if get("fsdp"):
+        fcfg = get("fsdp_config")
+        if isinstance(fcfg, str):
+            rep.refuse("fsdp_config", fcfg, "an fsdp_config JSON file path is not read yet", "inline it")
+            fcfg = None
+        read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
+    return ngpus
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
-    o, used, use = collector()
+    rep = Report("hf")
+    todo = set(rep.classify(TABLE, d))
+    o = Options(rep)
 
-    peft = bool(d.get("use_peft"))
-    if d.get("load_in_4bit") or d.get("load_in_8bit"):
+    def get(k: str) -> Any:
+        return d.get(k) if k in todo else None
+
+    peft = on(get("use_peft"))
+    if get("load_in_4bit") or get("load_in_8bit"):
+        key = "load_in_4bit" if get("load_in_4bit") else "load_in_8bit"
         if not peft:
-            raise PlannerError(f"{path}: load_in_4bit/load_in_8bit without use_peft: true trains quantized "
-                               "weights, which gpuplan does not model; set use_peft: true (QLoRA)")
-        use("load_in_4bit" if d.get("load_in_4bit") else "load_in_8bit", "method", "qlora")
-        if d.get("load_in_8bit"):
-            o["quant_type"] = "int8"
-        if d.get("bnb_4bit_quant_type"):
-            use("bnb_4bit_quant_type", "quant_type", str(d["bnb_4bit_quant_type"]))
-        if "use_bnb_nested_quant" in d:
-            use("use_bnb_nested_quant", "double_quant", bool(d["use_bnb_nested_quant"]))
+            rep.refuse(key, True, "training quantized weights without an adapter", "set use_peft: true (QLoRA)")
+        else:
+            o.use(key, "method", "qlora")
+            if get("load_in_8bit"):
+                o.use(key, "quant_type", "int8")
+            if get("bnb_4bit_quant_type"):
+                o.use("bnb_4bit_quant_type", "quant_type", str(d["bnb_4bit_quant_type"]))
+            if get("use_bnb_nested_quant") is not None:
+                o.use("use_bnb_nested_quant", "double_quant", bool(on(d["use_bnb_nested_quant"])))
     elif peft:
-        use("use_peft", "method", "lora")
-    prec = precision(d.get("bf16"), d.get("fp16"))
-    if prec:
-        use("bf16" if d.get("bf16") else "fp16", "precision", prec)
-    seq_key = next((k for k in ("max_length", "max_seq_length") if d.get(k) is not None), None)
+        o.use("use_peft", "method", "lora")
+    method = o.get("method", "full")
+    if get("bnb_4bit_quant_storage") not in (None, "uint8"):
+        rep.refuse("bnb_4bit_quant_storage", d["bnb_4bit_quant_storage"], "4-bit weights stored in a wider dtype",
+                   "use uint8")
+    mik = get("model_init_kwargs") or {}
+    if not isinstance(mik, dict):
+        mik = {}
+    dkey = next((k for k in ("dtype", "torch_dtype") if get(k) is not None), None)
+    dval = d[dkey] if dkey else mik.get("dtype", mik.get("torch_dtype"))
+    dkey = dkey or ("model_init_kwargs" if dval is not None else None)
+    other = sorted(set(mik) - {"dtype", "torch_dtype", "attn_implementation", "revision", "trust_remote_code",
+                               "use_cache"})
+    if other:
+        rep.refuse("model_init_kwargs", ", ".join(other), "from_pretrained keyword arguments gpuplan does not read",
+                   "remove them to plan the rest")
+    load = None
+    if dval is not None:
+        load = _DTYPE.get(str(dval).replace("torch.", ""))
+        if load is None:
+            rep.refuse(dkey, dval, "the checkpoint's own dtype (auto) is not read from the preset",
+                       "give bfloat16, float16 or float32")
+    bf16, fp16 = on(get("bf16")), on(get("fp16"))
+    # HF Trainer autocasts under bf16/fp16=True [training_args.py]; the weights keep the load dtype: a
+    # bf16-loaded full model trains bf16 weights, gradients and AdamW states (gpuplan's bf16-true).
+    if method == "full" and load in ("bf16", "fp16"):
+        o.use(dkey, "precision", f"{load}-true")
+    else:
+        prec = precision(bf16, fp16)
+        if prec:
+            o.use("bf16" if bf16 else "fp16", "precision", prec)
+        if load in ("bf16", "fp16") and method == "lora":
+            o.use(dkey, "base_dtype", load)
+        elif load and dkey not in rep.used:
+            rep.set(dkey, f"{load} load: as planned" if method != "qlora" else
+                    f"{load}: QLoRA's compute dtype for the 4-bit base")
+    if not (bf16 or fp16) and on(get("tf32")) and "precision" not in o:
+        rep.refuse("tf32", d["tf32"], "TF32 matmuls under fp32 training run at TF32 speed, which the step time "
+                   "does not model", "set it false, or bf16: true")
+    seq_key = next((k for k in ("max_length", "max_seq_length") if get(k) is not None), None)
     if seq_key:
-        use(seq_key, "seq_len", int(d[seq_key]))
-    for key, opt, conv in (("per_device_train_batch_size", "batch_size", int),
-                           ("gradient_accumulation_steps", "grad_accum", int)):
-        if d.get(key) is not None:
-            use(key, opt, conv(d[key]))
-    if "gradient_checkpointing" in d:
-        use("gradient_checkpointing", "grad_ckpt", bool(d["gradient_checkpointing"]))
-    if d.get("optim"):
-        use("optim", "optimizer", optimizer(d["optim"], "optim", path))
-    if peft:
+        o.use(seq_key, "seq_len", int(d[seq_key]))
+    if method != "full":
         for key, opt, conv in (("lora_r", "lora_r", int), ("lora_alpha", "lora_alpha", float),
                                ("lora_dropout", "lora_dropout", float)):
-            if d.get(key) is not None:
-                use(key, opt, conv(d[key]))
-        if targets(d.get("lora_target_modules")):
-            use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
-    attn = d.get("attn_implementation")
+            if get(key) is not None:
+                o.use(key, opt, conv(d[key]))
+        if targets(get("lora_target_modules")):
+            o.use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
+    if get("lora_task_type") not in (None, "CAUSAL_LM"):
+        rep.refuse("lora_task_type", d["lora_task_type"], "only causal-LM adapters are planned", "use CAUSAL_LM")
+    attn = get("attn_implementation") or mik.get("attn_implementation")
     if attn:
-        amap = {"flash_attention_2": "flash", "sdpa": "sdpa", "eager": "eager"}
-        use("attn_implementation", "attn", mapped(amap, attn, "attn_implementation", path))
-    if d.get("use_liger_kernel"):
-        use("use_liger_kernel", "loss", "chunked")
-    refuse_sharding(d, ("deepspeed", "fsdp"), path)
-    model = d.get("model_name_or_path")
+        akey = "attn_implementation" if get("attn_implementation") else "model_init_kwargs"
+        if attn in _ATTN:
+            o.use(akey, "attn", _ATTN[attn])
+        else:
+            rep.refuse(akey, attn, f"the {attn} attention kernel", "use flash_attention_2, sdpa or eager")
+    ngpus = trainer_args(d, todo, o, path)
+    if method == "lora" and load in ("bf16", "fp16") and o.get("zero") == 3:
+        # TRL passes autocast_adapter_dtype=False to get_peft_model under ZeRO-3 with a non-quantized base:
+        # the adapters stay in the base dtype [trl/trainer/sft_trainer.py, v1.9.0, TRL issue #6089]
+        o.use(dkey, "adapter_dtype", load)
+    model = get("model_name_or_path")
     if model:
-        used["model_name_or_path"] = f"--model {model}"
-    consumed = set(used) | {"load_in_4bit", "load_in_8bit", "bf16", "fp16", "use_peft", "lora_r", "lora_alpha",
-                            "lora_dropout", "lora_target_modules", "max_length", "max_seq_length"}
-    return ConfigSetup("hf", model, o, used, tuple(sorted(k for k in d if k not in consumed)))
+        rep.set("model_name_or_path", f"--model {model}")
+    for k in todo:
+        rep.fallback(k, d[k], "no adapter (use_peft unset): not read"
+                     if k.startswith(("lora_", "bnb_", "use_bnb")) and method == "full" else
+                     "fsdp unset: not read" if k == "fsdp_config" and not get("fsdp") else TABLE[k].note)
+    return ConfigSetup.of("hf", model, o, rep, implied_gpus=ngpus)

@@ -1,0 +1,116 @@
+"""accelerate launcher config YAML (`accelerate config` / `accelerate launch --config_file`) -> the GPU
+count, DeepSpeed or FSDP settings and mixed precision.
+
+Key table: accelerate's `BaseConfig` / `ClusterConfig` [src/accelerate/commands/config/config_args.py,
+accelerate 1.15; tests/planner/test_fromconfig.py checks it against the installed accelerate] and the
+plugin fields its `deepspeed_config` / `fsdp_config` blocks fill [src/accelerate/utils/dataclasses.py
+DeepSpeedPlugin, FullyShardedDataParallelPlugin].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import ConfigSetup
+from .common import Options, read_deepspeed, read_fsdp
+from .rules import KeyRule, Report, modelled, no_effect, refused
+
+TABLE: dict[str, KeyRule] = {
+    "distributed_type": modelled("NO: one GPU; MULTI_GPU: DDP; DEEPSPEED: deepspeed_config; FSDP: fsdp_config; "
+                                 "others refused"),
+    "num_processes": modelled("processes in all: --gpus (per node) x --nodes"),
+    "num_machines": modelled("--nodes"),
+    "mixed_precision": modelled("bf16: --precision bf16-mixed; fp16: fp16-mixed; no: fp32; fp8 refused"),
+    "deepspeed_config.zero_stage": modelled("--zero"),
+    "deepspeed_config.offload_optimizer_device": modelled("cpu/nvme: --offload optimizer --offload-device"),
+    "deepspeed_config.offload_param_device": modelled("cpu/nvme: --offload params --offload-device"),
+    "deepspeed_config.deepspeed_config_file": modelled("a DeepSpeed JSON: read as `deepspeed` is"),
+    "deepspeed_config.gradient_accumulation_steps": modelled("--grad-accum (when the training config gives none)"),
+    "deepspeed_config.zero3_init_flag": modelled("ZeRO-3 init partitions at load: planned"),
+    "fsdp_config.*": modelled("FSDP plugin fields: read as HF fsdp_config is (common.py FSDP_TABLE)"),
+    "use_cpu": refused("CPU training", lambda v: v is True),
+    "dynamo_config.*": refused("torch.compile (TorchDynamo) changes saved activations and temporaries",
+                               lambda v: str(v).upper() not in ("NO", "NONE", "FALSE", "")),
+    "megatron_lm_config.*": refused("Megatron-LM through accelerate"),
+    "parallelism_config.*": refused("accelerate's N-D parallelism (context / tensor parallel) is not read yet",
+                                    lambda v: v not in (None, 1, "1")),
+    "fp8_config.*": refused("FP8 training"),
+    "deepspeed_config.deepspeed_moe_layer_cls_names": refused("ZeRO-3 leaf modules (MoE blocks gathered whole)"),
+    "ipex_config.*": refused("Intel IPEX"),
+    **no_effect("save-time gathers go to host memory", ["deepspeed_config.zero3_save_16bit_model"]),
+    **no_effect("gradient clipping threshold (a scalar)", ["deepspeed_config.gradient_clipping"]),
+    **no_effect("host-side offload paths", ["deepspeed_config.offload_optimizer_nvme_path",
+                                            "deepspeed_config.offload_param_nvme_path"]),
+    **no_effect("launcher plumbing: ranks, addresses, rendezvous, TPU/MPI settings", [
+        "compute_environment", "debug", "machine_rank", "main_training_function", "rdzv_backend", "same_network",
+        "tpu_env", "tpu_use_cluster", "tpu_use_sudo", "tpu_name", "tpu_zone", "main_process_ip",
+        "main_process_port", "gpu_ids", "enable_cpu_affinity", "tpu_vm", "deepspeed_config.deepspeed_multinode_launcher",
+        "deepspeed_config.deepspeed_hostfile", "mpirun_config.*", "commands", "command_file"]),
+    **no_effect("bf16 downcast of XLA tensors (TPU only)", ["downcast_bf16"]),
+}
+_PREC = {"bf16": "bf16-mixed", "fp16": "fp16-mixed"}
+
+
+def read(d: dict[str, Any], path: str) -> ConfigSetup:
+    rep = Report("accelerate")
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    todo = set(rep.classify(TABLE, flat))
+    o = Options(rep)
+    kind = str(d.get("distributed_type", "NO")).upper().replace("DISTRIBUTEDTYPE.", "")
+    if kind not in ("NO", "MULTI_GPU", "DEEPSPEED", "FSDP"):
+        rep.refuse("distributed_type", kind, f"accelerate's {kind} backend", "use MULTI_GPU, DEEPSPEED or FSDP")
+    nodes = int(d.get("num_machines") or 1)
+    procs = int(d.get("num_processes") or 1)
+    if "num_machines" in todo:
+        o.use("num_machines", "nodes", nodes)
+    if "num_processes" in todo:
+        if procs % nodes:
+            rep.refuse("num_processes", procs, f"{procs} processes do not split evenly over {nodes} machines",
+                       "give a multiple of num_machines")
+        else:
+            o.use("num_processes", "gpus_per_node", procs // nodes)
+    mp = str(d.get("mixed_precision", "no")).lower()
+    if "mixed_precision" in todo:
+        if mp in _PREC:
+            o.use("mixed_precision", "precision", _PREC[mp])
+        elif mp == "fp8":
+            rep.refuse("mixed_precision", mp, "FP8 training", "use bf16")
+        else:
+            o.use("mixed_precision", "precision", "fp32")
+    ds = d.get("deepspeed_config") or {}
+    if kind == "DEEPSPEED":
+        if ds.get("deepspeed_config_file"):
+            read_deepspeed(ds["deepspeed_config_file"], Path(path).parent, o, "deepspeed_config.deepspeed_config_file")
+        else:
+            inline = {"zero_optimization": {"stage": int(ds.get("zero_stage", 0))}}
+            for which in ("optimizer", "param"):
+                dev = ds.get(f"offload_{which}_device")
+                if dev is not None:
+                    inline["zero_optimization"][f"offload_{which}"] = {"device": dev}
+            read_deepspeed(inline, Path(path).parent, o, "deepspeed_config")
+            o.report.used.pop("deepspeed_config:zero_optimization.stage", None)
+            for which in ("optimizer", "param"):
+                moved = o.report.used.pop(f"deepspeed_config:zero_optimization.offload_{which}.device", None)
+                if moved:
+                    rep.set(f"deepspeed_config.offload_{which}_device", moved)
+            rep.set("deepspeed_config.zero_stage", f"--zero {o.get('zero', 0)}")
+        if ds.get("gradient_accumulation_steps") not in (None, "auto"):
+            o.use("deepspeed_config.gradient_accumulation_steps", "grad_accum", int(ds["gradient_accumulation_steps"]))
+    if kind == "FSDP":
+        fc = d.get("fsdp_config") or {}
+        rep.used = {k: v for k, v in rep.used.items() if not k.startswith("fsdp_config.")}
+        read_fsdp(["full_shard"] if not any(k.endswith(("sharding_strategy", "reshard_after_forward")) for k in fc)
+                  else [], fc, o, "distributed_type", "fsdp_config")
+    for k in todo:
+        if k not in rep.used and k not in rep.no_effect and k not in rep.unknown and \
+                not any(r.startswith(f"{k}:") for r in rep.refused):
+            rep.set(k, f"{kind}: " + ("one GPU per process" if kind in ("NO", "MULTI_GPU") else
+                                      f"its {kind.lower()}_config read") if k == "distributed_type" else
+                    TABLE[k].note if kind in ("DEEPSPEED", "FSDP") or not k.startswith(("deepspeed", "fsdp")) else
+                    f"not read: distributed_type is {kind}")
+    return ConfigSetup.of("accelerate", None, o, rep)
