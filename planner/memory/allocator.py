@@ -209,9 +209,17 @@ class OutOfMemory:
         return (self.capacity or 0) - self.allocated
 
     @property
+    def cached_free(self) -> int:
+        """Reserved but unallocated: free pieces of segments the allocator could not release."""
+        return self.reserved - self.allocated
+
+    @property
     def fragmentation(self) -> bool:
-        """The request would fit in the free bytes, but in no one free piece of them."""
-        return self.free_total >= self.rounded and self.largest_free_block < self.rounded
+        """The free bytes (cached and the device's) would hold the request, but no one piece
+        does: part of them is cached in split segments. With nothing cached, the OOM is the
+        device's (less left than the segment the request needs), not fragmentation."""
+        return (self.free_total >= self.rounded and self.largest_free_block < self.rounded
+                and self.cached_free > 0)
 
     def __str__(self) -> str:
         kind = "fragmentation: enough free bytes, no piece large enough" if self.fragmentation else "too little memory"
@@ -670,10 +678,11 @@ class ReplayResult:
     peak_reserved: int
     peak_requested: int
     largest_free_at_peak_reserved: int
+    peak_reserved_at: str            # label of the last MARK before reserved last rose to its peak
     oom: OutOfMemory | None
     oom_at_event: int | None
     stats: Stats
-    largest_free: list[tuple[int, int]] = field(default_factory=list)   # (event index, largest free block)
+    largest_free: list[tuple[int, str, int]] = field(default_factory=list)   # (event, label, bytes)
     segment_log: list[tuple[str, int]] | None = None
 
     @property
@@ -690,16 +699,17 @@ def replay(events, config: AllocatorConfig | str | None = None, capacity: int | 
            record_segments: bool = False) -> ReplayResult:
     """Replays `events` (an iterable of Event) through a fresh CachingAllocator.
 
-    The replay stops at the first OOM. `largest_free_every` > 0 samples the largest cached free
-    block every that many events (and at each MARK).
+    The replay stops at the first OOM. The largest cached free block is sampled at every MARK
+    and, if `largest_free_every` > 0, every that many events.
     """
     if not isinstance(config, AllocatorConfig):
         config = AllocatorConfig.parse(config)
     alloc = CachingAllocator(config, capacity, memory_fraction, record_segments)
+    reserved = alloc.stats.reserved
     handles: dict[int, int] = {}
-    oom, at, samples = None, None, []
+    oom, at, samples, label, peak_label = None, None, [], "", ""
     for n, e in enumerate(events):
-        op = e.op
+        op, before = e.op, reserved.peak
         try:
             if op is Op.MALLOC:
                 handles[e.key] = alloc.malloc(e.size, e.stream or 0)
@@ -713,11 +723,16 @@ def replay(events, config: AllocatorConfig | str | None = None, capacity: int | 
                 alloc.empty_cache()
             elif op is Op.RESET_PEAKS:
                 alloc.reset_peaks()
+                peak_label = label
+            elif op is Op.MARK:
+                label = e.label
         except AllocatorOOM as exc:
             oom, at = exc.oom, n
             break
-        if largest_free_every and (op is Op.MARK or n % largest_free_every == 0):
-            samples.append((n, alloc.largest_free_block()))
+        if reserved.peak > before:
+            peak_label = label
+        if op is Op.MARK or (largest_free_every and n % largest_free_every == 0):
+            samples.append((n, label, alloc.largest_free_block()))
     s = alloc.stats
     return ReplayResult(s.allocated.peak, s.reserved.peak, s.requested.peak, s.largest_free_at_peak_reserved,
-                        oom, at, s, samples, alloc.segment_log)
+                        peak_label, oom, at, s, samples, alloc.segment_log)

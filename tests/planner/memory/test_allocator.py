@@ -357,3 +357,12 @@ def test_replay_reports_peaks_since_the_last_reset_and_the_oom_event():
 def test_replay_size_zero_allocates_nothing():
     r = replay([Event(Op.MALLOC, 1, 0), Event(Op.FREE, 1)])
     assert (r.peak_allocated, r.peak_reserved) == (0, 0)
+
+
+def test_oom_for_want_of_a_whole_segment_is_not_fragmentation():
+    a = CachingAllocator(capacity=MiB)
+    with pytest.raises(AllocatorOOM) as err:
+        a.malloc(64 * KiB)                         # 64 KiB would fit in 1 MiB; its 2 MiB segment does not
+    oom = err.value.oom
+    assert oom.alloc_size == 2 * MiB and oom.free_total == MiB and oom.cached_free == 0
+    assert not oom.fragmentation

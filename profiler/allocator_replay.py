@@ -1,0 +1,85 @@
+"""simulate_reserved(): a simulated training step's storage allocations replayed through the CUDA
+caching allocator model, for the reserved memory a real run would hold.
+
+The step is `profiler/simulate.py`'s (the real HF model and loop under FakeTensorMode); the
+StorageTracker logs every storage allocation and free in order (profiler/tracker.py,
+`log_events`), and `gpuplan.planner.memory.allocator.replay` feeds them to the allocator.
+
+What the log cannot show (so neither can the replay): memory kernels take without a tensor
+(cuBLAS/cuDNN workspaces, pass them as `persistent`), the CUDA context, other streams (the step
+runs on one stream), and host tensors the tracker counts until it is told they live on the host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from gpuplan.planner.memory.alloc_config import AllocatorConfig
+from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
+from gpuplan.planner.model import ModelSpec
+from gpuplan.planner.setup import TrainingSetup
+
+from .build import build
+from .kernels import cuda_dropout
+from .step import run_steps
+from .tracker import StorageTracker
+
+
+@dataclass
+class SimulatedEvents:
+    """A simulated run's allocation log and the tracker's own peak (its breakdown by phase too)."""
+    events: list[Event]
+    tracker_peak_allocated: int
+    tracker_phase_peaks: dict[str, int] = field(default_factory=dict)
+
+
+def simulated_events(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> SimulatedEvents:
+    """The allocation log of `steps` simulated steps; peaks reset before the last (steady state)."""
+    setup.validate()
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    built = build(model, setup, torch.device("cpu"), fake)
+    with cuda_dropout(), fake:
+        tracker = StorageTracker(log_events=True)
+        with tracker:
+            run_steps(built, setup, tracker, steps)
+    events = list(tracker.events or [])
+    return SimulatedEvents(events, tracker.peak.total, {p.value: pk.total for p, pk in tracker.peaks.items()})
+
+
+def replay_events(sim: SimulatedEvents, config: AllocatorConfig | str | None = None, capacity: int | None = None,
+                  persistent: Sequence[int] = ()) -> ReplayResult:
+    """Replays a simulated log; `persistent`: allocations made first and never freed (workspaces)."""
+    head = [Event(Op.MALLOC, -1 - i, size) for i, size in enumerate(persistent)]
+    return replay(head + sim.events, config, capacity)
+
+
+def simulate_reserved(model: ModelSpec, setup: TrainingSetup, config: AllocatorConfig | str | None = None,
+                      capacity: int | None = None, steps: int = 2,
+                      persistent: Sequence[int] = ()) -> tuple[int, int, dict[str, Any]]:
+    """(peak allocated, peak reserved, details) in bytes of a simulated steady-state step on the
+    caching allocator configured by `config` (a PYTORCH_CUDA_ALLOC_CONF string or AllocatorConfig).
+
+    Peak allocated is the allocator's own figure (block sizes, as torch.cuda.max_memory_allocated
+    reports): it exceeds the tracker's 512-rounded sum where a large-pool block is handed out
+    without splitting off a remainder of 1 MiB or less. `capacity` gives the OOM verdict in details.
+    """
+    sim = simulated_events(model, setup, steps)
+    result = replay_events(sim, config, capacity, persistent)
+    details = {
+        "tracker_peak_allocated_bytes": sim.tracker_peak_allocated,
+        "peak_requested_bytes": result.peak_requested,
+        "largest_free_block_at_peak_reserved_bytes": result.largest_free_at_peak_reserved,
+        "peak_reserved_phase": result.peak_reserved_at,
+        "segments_at_peak": result.stats.segments.peak,
+        "alloc_retries": result.stats.num_alloc_retries,
+        "events": len(sim.events),
+        "fits": result.fits,
+        "oom": None if result.oom is None else str(result.oom),
+        "oom_fragmentation": None if result.oom is None else result.oom.fragmentation,
+        "largest_free_block_at_marks": [(label, size) for _, label, size in result.largest_free],
+        "config": (config if isinstance(config, AllocatorConfig) else AllocatorConfig.parse(config)).to_conf(),
+    }
+    return result.peak_allocated, result.peak_reserved, details
