@@ -22,7 +22,8 @@ ROUNDUP_INTERVALS = 16
 _INTERVAL_START_LOG2 = 20
 
 # keys torch accepts that do not change device memory (pinned host memory, lock behaviour)
-_NO_EFFECT_BOOL = ("release_lock_on_cudamalloc", "pinned_use_cuda_host_register", "pinned_use_background_threads")
+_NO_EFFECT_BOOL = ("release_lock_on_cudamalloc", "pinned_use_cuda_host_register", "pinned_use_background_threads",
+                   "graph_capture_record_stream_reuse")
 _NO_EFFECT_INT = ("pinned_num_register_threads",)
 _KNOWN = ("max_split_size_mb", "max_non_split_rounding_mb", "garbage_collection_threshold",
           "roundup_power2_divisions", "expandable_segments", "backend") + _NO_EFFECT_BOOL + _NO_EFFECT_INT
