@@ -1,6 +1,7 @@
 """Reserved memory of accuracy-matrix setups, from the caching allocator model. Prints a table.
 
     python benchmarks/allocator.py [--max-params 2e9] [--match TEXT] [--limit 10] [--all]
+    python benchmarks/allocator.py --sweep llama-3.2-1b      # one model, full and LoRA, 4 token counts
 
 Each setup (profiler/matrix.py MATRIX, smallest models first; without --all, the first case of
 each model and method) is simulated once (the real step
@@ -23,10 +24,17 @@ import warnings
 from gpuplan.planner.catalog import resolve_model
 from gpuplan.planner.params import param_counts
 from gpuplan.profiler.allocator_replay import replay_events, simulated_events
-from gpuplan.profiler.matrix import MATRIX, select
+from gpuplan.profiler.matrix import MATRIX, Case, select
 
 GIB = 2**30
 CONFIGS = ("", "expandable_segments:True", "max_split_size_mb:128")
+SWEEP_SHAPES = ((1, 256), (2, 256), (4, 512), (4, 2048))
+SWEEP_SETUPS = ({}, {"method": "lora"})
+
+
+def sweep_cases(model: str) -> list[Case]:
+    """`model` under full fine-tuning and LoRA (gpuplan's defaults) at a few batch x sequence shapes."""
+    return [Case("sweep", model, setup, b, s) for setup in SWEEP_SETUPS for b, s in SWEEP_SHAPES]
 
 
 def main() -> None:
@@ -35,11 +43,16 @@ def main() -> None:
     parser.add_argument("--match", default=None, help="only cases whose name contains this")
     parser.add_argument("--limit", type=int, default=10, help="at most this many cases (default 10)")
     parser.add_argument("--all", action="store_true", help="every case, not one per model and method")
+    parser.add_argument("--sweep", metavar="MODEL", default=None,
+                        help="instead of the matrix: MODEL, full and LoRA, at b x s = 1x256, 2x256, 4x512, 4x2048")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    cases = select(MATRIX, max_params=args.max_params, match=args.match)
-    cases.sort(key=lambda c: param_counts(resolve_model(c.model)).total)
-    if not args.all:
+    if args.sweep:
+        cases = sweep_cases(args.sweep)
+    else:
+        cases = select(MATRIX, max_params=args.max_params, match=args.match)
+        cases.sort(key=lambda c: param_counts(resolve_model(c.model)).total)
+    if not args.all and not args.sweep:
         seen: set[tuple[str, str]] = set()
         cases = [c for c in cases if not ((c.model, c.setup.get("method", "full")) in seen
                                           or seen.add((c.model, c.setup.get("method", "full"))))]
