@@ -1,9 +1,12 @@
 """simulate_reserved(): a simulated training step's storage allocations replayed through the CUDA
 caching allocator model, for the reserved memory a real run would hold.
 
-The step is `profiler/simulate.py`'s (the real HF model and loop under FakeTensorMode); the
-StorageTracker logs every storage allocation and free in order (profiler/tracker.py,
-`log_events`), and `gpuplan.planner.memory.allocator.replay` feeds them to the allocator.
+The step is `profiler/simulate.py`'s (the real HF model and loop under FakeTensorMode), or for
+FSDP2 setups rank 0 of `profiler/distributed.py`'s; the tracker logs every storage allocation and
+free in order (profiler/tracker.py, `log_events`), and `gpuplan.planner.memory.allocator.replay`
+feeds them to the allocator. FSDP2's in-place `resize_` of unsharded parameters is logged as the
+free of the old bytes and the allocation of the new (one of the two is always 0 in FSDP2;
+a CUDA resize between two non-zero sizes allocates before it frees, which this order reverses).
 
 What the log cannot show (so neither can the replay): memory kernels take without a tensor
 (cuBLAS/cuDNN workspaces, pass them as `persistent`), the CUDA context, other streams (the step
@@ -11,6 +14,7 @@ runs on one stream), and host tensors the tracker counts until it is told they l
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -22,7 +26,8 @@ from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
 from gpuplan.planner.model import ModelSpec
 from gpuplan.planner.setup import TrainingSetup
 
-from .build import build
+from .build import Built, autocast_for, build, build_model, build_optimizer
+from .distributed import ShardAwareTracker
 from .kernels import cuda_dropout
 from .step import run_steps
 from .tracker import StorageTracker
@@ -38,6 +43,8 @@ class SimulatedEvents:
 
 def simulated_events(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> SimulatedEvents:
     """The allocation log of `steps` simulated steps; peaks reset before the last (steady state)."""
+    if setup.parallel.world > 1:
+        return simulated_events_fsdp(model, setup, steps)
     setup.validate()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
@@ -47,6 +54,47 @@ def simulated_events(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> 
             run_steps(built, setup, tracker, steps)
     events = list(tracker.events or [])
     return SimulatedEvents(events, tracker.peak.total, {p.value: pk.total for p, pk in tracker.peaks.items()})
+
+
+class _LoggingShardAwareTracker(ShardAwareTracker):
+    """profiler/distributed.py's tracker, with the event log, following FSDP2's in-place resizes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        self.events = []
+
+    def resized(self, storage: torch.UntypedStorage, nbytes: int) -> None:
+        known = storage._cdata in self._live
+        super().resized(storage, nbytes)      # an unknown storage is _add-ed (and logged) there
+        if known:
+            self.events += [Event(Op.FREE, storage._cdata), Event(Op.MALLOC, storage._cdata, nbytes)]
+
+
+def simulated_events_fsdp(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> SimulatedEvents:
+    """The allocation log of rank 0 of an FSDP2 job, simulated as `simulate_distributed` does.
+    Mirrors profiler/distributed.py fsdp_step, whose tracker is built inside it
+    (TODO(lead): let fsdp_step take a tracker, and drop this copy)."""
+    from gpuplan.planner.engines import computes_without_autocast
+
+    from .distributed import _check_supported, fake_world, follow_resizes, mesh_shape, shard  # TODO(lead): export
+
+    setup.validate()
+    setup.parallel.validate(model)
+    eng = _check_supported(setup)
+    device = torch.device("cpu")
+    with fake_world(setup.parallel.world, *mesh_shape(setup.parallel)) as mesh:
+        lm, notes = build_model(model, setup, torch.device("meta"), simulated=True)
+        shard(lm, setup, mesh)
+        autocast = autocast_for(setup, device)
+        if computes_without_autocast(setup.precision, eng):
+            autocast = contextlib.nullcontext
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            lm.to_empty(device=device)
+            built = Built(lm, build_optimizer(lm, setup), autocast, device, notes)
+            tracker = _LoggingShardAwareTracker(lm)
+            with tracker, follow_resizes(tracker):
+                run_steps(built, setup, tracker, steps)
+    return SimulatedEvents(list(tracker.events), tracker.peak.total, {p.value: pk.total for p, pk in tracker.peaks.items()})
 
 
 def replay_events(sim: SimulatedEvents, config: AllocatorConfig | str | None = None, capacity: int | None = None,

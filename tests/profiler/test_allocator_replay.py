@@ -32,11 +32,11 @@ def sim(tiny_model, setup):
 
 
 def test_replay_allocated_peak_equals_the_trackers(tiny_model, setup, sim):
-    allocated, reserved, details = simulate_reserved(tiny_model, setup)
-    assert allocated == simulate(tiny_model, setup).peak_allocated_bytes   # an independent simulate() run
-    assert allocated == details["tracker_peak_allocated_bytes"] == sim.tracker_peak_allocated
-    assert reserved >= allocated and reserved % (2 * MiB) == 0
-    assert details["fits"] and details["events"] == len(sim.events)
+    result = replay_events(sim)
+    assert result.peak_allocated == simulate(tiny_model, setup).peak_allocated_bytes   # an independent run
+    assert result.peak_allocated == sim.tracker_peak_allocated
+    assert result.peak_reserved >= result.peak_allocated and result.peak_reserved % (2 * MiB) == 0
+    assert result.fits and result.peak_reserved_at in {"forward", "backward", "optimizer"}
 
 
 def test_the_log_is_the_trackers_ledger(sim):
@@ -64,3 +64,14 @@ def test_configs_and_capacity_change_the_verdict(sim):
     assert not tight.fits and not tight.oom.fragmentation
     workspace = replay_events(sim, persistent=[32 * MiB])    # a cuBLAS workspace on Hopper
     assert workspace.peak_allocated == default.peak_allocated + 32 * MiB
+
+
+def test_fsdp2_replay_follows_in_place_resizes(tiny_model):
+    from gpuplan.planner.parallel import Fsdp, ParallelSpec
+    from gpuplan.profiler.distributed import simulate_distributed
+
+    setup = TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
+    allocated, reserved, details = simulate_reserved(tiny_model, setup, "expandable_segments:True")
+    assert allocated == simulate_distributed(tiny_model, setup).peak_allocated_bytes
+    assert allocated == details["tracker_peak_allocated_bytes"] and reserved >= allocated
+    assert details["fits"] and details["config"] == "expandable_segments:True"
