@@ -228,6 +228,24 @@ class OutOfMemory:
                 f"reserved but unallocated, largest free block {self.largest_free_block / MiB:.2f} MiB")
 
 
+@dataclass
+class SegmentInfo:
+    """One segment as torch.cuda.memory_snapshot() lists it: its blocks (size, allocated) in address order."""
+    address: int
+    stream: int
+    small: bool
+    expandable: bool
+    blocks: list[tuple[int, bool]] = field(default_factory=list)
+
+    @property
+    def total_size(self) -> int:
+        return sum(size for size, _ in self.blocks)
+
+    @property
+    def allocated_size(self) -> int:
+        return sum(size for size, allocated in self.blocks if allocated)
+
+
 class AllocatorOOM(RuntimeError):
     def __init__(self, oom: OutOfMemory) -> None:
         super().__init__(str(oom))
@@ -342,6 +360,22 @@ class CachingAllocator:
 
     def size_of(self, handle: int) -> int:
         return self.active[handle].size
+
+    def segments(self) -> list["SegmentInfo"]:
+        """The segments the allocator holds, by address; an expandable segment counts as one per
+        contiguous mapped range [CCA: snapshot]."""
+        pools = (self.small, self.large)
+        blocks = list(self.active.values()) + [b for p in pools for b in p.blocks.blocks + p.unmapped.blocks]
+        out = []
+        for head in blocks:
+            if not head.mapped or (head.prev is not None and head.prev.mapped):
+                continue
+            seg, b = SegmentInfo(head.ptr, head.stream, head.small, head.segment is not None), head
+            while b is not None and b.mapped:
+                seg.blocks.append((b.size, b.allocated))
+                b = b.next
+            out.append(seg)
+        return sorted(out, key=lambda s: s.address)
 
     # --- events across streams ----------------------------------------------------------------
     def _insert_events(self, block: _Block) -> None:          # insert_events

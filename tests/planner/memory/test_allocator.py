@@ -366,3 +366,52 @@ def test_oom_for_want_of_a_whole_segment_is_not_fragmentation():
     oom = err.value.oom
     assert oom.alloc_size == 2 * MiB and oom.free_total == MiB and oom.cached_free == 0
     assert not oom.fragmentation
+
+
+# --- invariants under random sequences ----------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_SIZES = st.one_of(st.integers(1, MiB), st.integers(MiB + 1, 10 * MiB), st.integers(10 * MiB, 300 * MiB))
+_OPS = st.lists(st.one_of(st.tuples(st.just("malloc"), _SIZES, st.integers(0, 1)),
+                          st.tuples(st.just("free"), st.integers(0, 10**6), st.just(0)),
+                          st.tuples(st.just("record"), st.integers(0, 10**6), st.integers(0, 2)),
+                          st.tuples(st.just("sync"), st.integers(0, 2), st.just(0)),
+                          st.tuples(st.just("empty"), st.just(0), st.just(0))), max_size=60)
+
+
+def _check(a: CachingAllocator) -> None:
+    segments = a.segments()
+    assert sum(s.total_size for s in segments) == a.stats.reserved.current
+    assert sum(s.allocated_size for s in segments) == a.stats.allocated.current
+    assert all(s.total_size % (2 * MiB) == 0 for s in segments)        # segments and pages: 2 MiB multiples
+    if a.capacity is not None:
+        assert a.stats.reserved.current <= a.capacity
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=_OPS, conf=st.sampled_from(["", "expandable_segments:True", "max_split_size_mb:64",
+                                       "roundup_power2_divisions:4"]),
+       capacity=st.sampled_from([None, 256 * MiB]))
+def test_segments_account_for_reserved_and_everything_comes_back(ops, conf, capacity):
+    a = CachingAllocator(AllocatorConfig.parse(conf), capacity=capacity)
+    live: list[int] = []
+    for op, x, stream in ops:
+        if op == "malloc":
+            try:
+                live.append(a.malloc(x, stream))
+            except AllocatorOOM as err:
+                assert capacity is not None          # (expandable segments map pages, not alloc_size)
+                assert err.oom.alloc_size > capacity - err.oom.reserved or a.config.expandable_segments
+        elif op == "free" and live:
+            a.free(live.pop(x % len(live)))
+        elif op == "record" and live:
+            a.record_stream(live[x % len(live)], stream)
+        elif op == "sync":
+            a.synchronize(x)
+        elif op == "empty":
+            a.empty_cache()
+        _check(a)
+    for h in live:
+        a.free(h)
+    a.empty_cache()
+    assert a.stats.allocated.current == 0 and a.stats.reserved.current == 0 and a.segments() == []
