@@ -365,7 +365,9 @@ class CachingAllocator:
         """The segments the allocator holds, by address; an expandable segment counts as one per
         contiguous mapped range [CCA: snapshot]."""
         pools = (self.small, self.large)
-        blocks = list(self.active.values()) + [b for p in pools for b in p.blocks.blocks + p.unmapped.blocks]
+        pending = {id(b): b for queue in self.events.values() for _, b in queue}   # freed, awaiting events
+        blocks = (list(self.active.values()) + list(pending.values())
+                  + [b for p in pools for b in p.blocks.blocks + p.unmapped.blocks])
         out = []
         for head in blocks:
             if not head.mapped or (head.prev is not None and head.prev.mapped):
