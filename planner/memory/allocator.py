@@ -307,6 +307,7 @@ class CachingAllocator:
                          and self._alloc_block(pool, rounded, alloc_size, stream, retry=True)))
         if not block:
             self.stats.num_ooms += 1
+            self._at_new_peak = False
             limit = self.allowed_maximum if self.set_fraction else self.capacity
             raise AllocatorOOM(OutOfMemory(size, rounded, alloc_size, self.stats.allocated.current,
                                            self.stats.reserved.current, limit, self.largest_free_block()))
