@@ -6,11 +6,14 @@ FSDP2 setups rank 0 of `profiler/distributed.py`'s; the tracker logs every stora
 free in order (profiler/tracker.py, `log_events`), and `gpuplan.planner.memory.allocator.replay`
 feeds them to the allocator. FSDP2's in-place `resize_` of unsharded parameters is logged as the
 free of the old bytes and the allocation of the new (one of the two is always 0 in FSDP2;
-a CUDA resize between two non-zero sizes allocates before it frees, which this order reverses).
+a CUDA resize between two non-zero sizes allocates before it frees, which this order reverses),
+and its side streams are followed (all-gather and reduce-scatter buffers live in their own pools).
 
 What the log cannot show (so neither can the replay): memory kernels take without a tensor
-(cuBLAS/cuDNN workspaces, pass them as `persistent`), the CUDA context, other streams (the step
-runs on one stream), and host tensors the tracker counts until it is told they live on the host.
+(cuBLAS/cuDNN workspaces, pass them as `persistent`), the CUDA context, NCCL's own buffers, the
+timing of other streams (a block is reusable as soon as it is freed: FSDP2 holds its collective
+buffers until the consuming stream waited, and calls no record_stream), and host tensors the
+tracker counts until it is told they live on the host.
 """
 from __future__ import annotations
 
@@ -57,17 +60,26 @@ def simulated_events(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> 
 
 
 class _LoggingShardAwareTracker(ShardAwareTracker):
-    """profiler/distributed.py's tracker, with the event log, following FSDP2's in-place resizes."""
+    """profiler/distributed.py's tracker with the event log: it follows FSDP2's in-place resizes and
+    the stream each storage is allocated on. FSDP2 allocates its all-gather buffers under
+    `device_handle.stream(all_gather_copy_in_stream)` and its reduce-scatter outputs (the sharded
+    gradients) under `reduce_scatter_stream` [torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py:
+    foreach_all_gather, foreach_reduce]; on the CPU, `torch.cpu.stream` really switches
+    `torch.cpu.current_stream()`, so the log can name the stream as CUDA's allocator would see it."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__(model)
         self.events = []
+        self._streams = {id(torch.cpu.current_stream()): 0}
+
+    def stream_id(self) -> int:
+        return self._streams.setdefault(id(torch.cpu.current_stream()), len(self._streams))
 
     def resized(self, storage: torch.UntypedStorage, nbytes: int) -> None:
         known = storage._cdata in self._live
         super().resized(storage, nbytes)      # an unknown storage is _add-ed (and logged) there
         if known:
-            self.events += [Event(Op.FREE, storage._cdata), Event(Op.MALLOC, storage._cdata, nbytes)]
+            self.events += [Event(Op.FREE, storage._cdata), Event(Op.MALLOC, storage._cdata, nbytes, self.stream_id())]
 
 
 def simulated_events_fsdp(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> SimulatedEvents:

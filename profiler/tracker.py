@@ -65,12 +65,17 @@ class StorageTracker(TorchDispatchMode):
             return
         nbytes = allocator_bytes(storage.nbytes())
         if self.events is not None:
-            self.events.append(Event(Op.MALLOC, key, storage.nbytes()))
+            self.events.append(Event(Op.MALLOC, key, storage.nbytes(), self.stream_id()))
         self._live[key] = (nbytes, component)
         self.totals[component] += nbytes
         self.current += nbytes
         weakref.finalize(storage, self._free, key)
         self._update_peak()
+
+    def stream_id(self) -> int:
+        """The stream new storages are allocated on, for the event log: one stream (0) unless a
+        subclass knows better (profiler/allocator_replay.py does for FSDP2's streams)."""
+        return 0
 
     def _update_peak(self) -> None:
         peak = self.peaks[self.phase]

@@ -75,3 +75,14 @@ def test_fsdp2_replay_follows_in_place_resizes(tiny_model):
     assert allocated == simulate_distributed(tiny_model, setup).peak_allocated_bytes
     assert allocated == details["tracker_peak_allocated_bytes"] and reserved >= allocated
     assert details["fits"] and details["config"] == "expandable_segments:True"
+
+
+def test_fsdp2_collective_buffers_are_logged_on_their_own_streams(tiny_model):
+    from gpuplan.planner.parallel import Fsdp, ParallelSpec
+    from gpuplan.profiler.allocator_replay import simulated_events_fsdp
+
+    setup = TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
+    sim = simulated_events_fsdp(tiny_model, setup)
+    streams = {e.stream for e in sim.events if e.op is Op.MALLOC}
+    assert streams == {0, 1, 2}     # default, all-gather copy-in, reduce-scatter
+    assert replay_events(sim).peak_allocated == sim.tracker_peak_allocated
