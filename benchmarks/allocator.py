@@ -22,8 +22,7 @@ import sys
 import time
 import warnings
 
-from gpuplan.planner.catalog import resolve_model
-from gpuplan.planner.params import param_counts
+from gpuplan.planner import param_counts, resolve_model
 from gpuplan.profiler.allocator_replay import replay_events, simulated_events
 from gpuplan.profiler.matrix import MATRIX, Case, select
 

@@ -26,8 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gpuplan.planner.memory.alloc_config import AllocatorConfig
 from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
-from gpuplan.planner.model import ModelSpec
-from gpuplan.planner.setup import TrainingSetup
+from gpuplan.planner import ModelSpec, TrainingSetup
 
 from .build import Built, autocast_for, build, build_model, build_optimizer
 from .distributed import ShardAwareTracker
@@ -86,7 +85,7 @@ def simulated_events_fsdp(model: ModelSpec, setup: TrainingSetup, steps: int = 2
     """The allocation log of rank 0 of an FSDP2 job, simulated as `simulate_distributed` does.
     Mirrors profiler/distributed.py fsdp_step, whose tracker is built inside it
     (TODO(lead): let fsdp_step take a tracker, and drop this copy)."""
-    from gpuplan.planner.engines import computes_without_autocast
+    from gpuplan.planner.engines import computes_without_autocast   # TODO(lead): export
 
     from .distributed import _check_supported, fake_world, follow_resizes, mesh_shape, shard  # TODO(lead): export
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpuplan.planner.errors import PlannerError
+from gpuplan.planner import PlannerError
 from gpuplan.planner.memory.alloc_config import AllocatorConfig
 from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
 

@@ -67,7 +67,7 @@ def test_configs_and_capacity_change_the_verdict(sim):
 
 
 def test_fsdp2_replay_follows_in_place_resizes(tiny_model):
-    from gpuplan.planner.parallel import Fsdp, ParallelSpec
+    from gpuplan.planner import Fsdp, ParallelSpec
     from gpuplan.profiler.distributed import simulate_distributed
 
     setup = TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
@@ -78,7 +78,7 @@ def test_fsdp2_replay_follows_in_place_resizes(tiny_model):
 
 
 def test_fsdp2_collective_buffers_are_logged_on_their_own_streams(tiny_model):
-    from gpuplan.planner.parallel import Fsdp, ParallelSpec
+    from gpuplan.planner import Fsdp, ParallelSpec
     from gpuplan.profiler.allocator_replay import simulated_events_fsdp
 
     setup = TrainingSetup(batch_size=2, seq_len=32, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
