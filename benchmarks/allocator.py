@@ -3,6 +3,7 @@
     python benchmarks/allocator.py [--max-params 2e9] [--match TEXT] [--limit 10] [--all]
     python benchmarks/allocator.py --sweep llama-3.2-1b      # one model, full and LoRA, 4 token counts
     python benchmarks/allocator.py --sweep llama-3.2-1b --fsdp 8   # the same as rank 0 of FSDP2 (full shard)
+    python benchmarks/allocator.py --sweep llama-3.1-8b --fsdp 8 --shapes 1x512,2x1024
 
 Each setup (profiler/matrix.py MATRIX, smallest models first; without --all, the first case of
 each model and method) is simulated once (the real step
@@ -32,11 +33,18 @@ SWEEP_SHAPES = ((1, 256), (2, 256), (4, 512), (4, 2048))
 SWEEP_SETUPS = ({}, {"method": "lora"})
 
 
-def sweep_cases(model: str, fsdp_world: int = 1) -> list[Case]:
+def sweep_cases(model: str, fsdp_world: int = 1, shapes=SWEEP_SHAPES) -> list[Case]:
     """`model` under full fine-tuning and LoRA (gpuplan's defaults) at a few batch x sequence shapes,
     on one GPU or as rank 0 of an FSDP2 full-shard job of `fsdp_world` GPUs."""
     par = {"parallel": {"gpus": fsdp_world, "fsdp": "full"}} if fsdp_world > 1 else {}
-    return [Case("sweep", model, {**setup, **par}, b, s) for setup in SWEEP_SETUPS for b, s in SWEEP_SHAPES]
+    return [Case("sweep", model, {**setup, **par}, b, s) for setup in SWEEP_SETUPS for b, s in shapes]
+
+
+def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((int(b), int(s)) for b, s in (item.split("x") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BxS[,BxS...] such as 1x512,2x1024, got {text!r}") from None
 
 
 def main() -> None:
@@ -49,10 +57,12 @@ def main() -> None:
                         help="instead of the matrix: MODEL, full and LoRA, at b x s = 1x256, 2x256, 4x512, 4x2048")
     parser.add_argument("--fsdp", metavar="WORLD", type=int, default=1,
                         help="with --sweep: rank 0 of an FSDP2 full-shard job of WORLD GPUs")
+    parser.add_argument("--shapes", type=_shapes, default=SWEEP_SHAPES,
+                        help="with --sweep: batch x sequence shapes, e.g. 1x512,2x1024")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.sweep:
-        cases = sweep_cases(args.sweep, args.fsdp)
+        cases = sweep_cases(args.sweep, args.fsdp, args.shapes)
     else:
         cases = select(MATRIX, max_params=args.max_params, match=args.match)
         cases.sort(key=lambda c: param_counts(resolve_model(c.model)).total)
