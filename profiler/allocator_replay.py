@@ -3,7 +3,7 @@ caching allocator model, for the reserved memory a real run would hold.
 
 The step is `profiler/simulate.py`'s (the real HF model and loop under FakeTensorMode), or for
 FSDP2 setups rank 0 of `profiler/distributed.py`'s; the tracker logs every storage allocation and
-free in order (profiler/tracker.py, `log_events`), and `gpuplan.planner.memory.allocator.replay`
+free in order (profiler/tracker.py, `log_events`), and `gpuplan.planner.memory.replay.replay`
 feeds them to the allocator. FSDP2's in-place `resize_` of unsharded parameters is logged as the
 free of the old bytes and the allocation of the new (one of the two is always 0 in FSDP2;
 a CUDA resize between two non-zero sizes allocates before it frees, which this order reverses),
@@ -24,9 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner.memory.alloc_config import AllocatorConfig
-from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
 from gpuplan.planner import ModelSpec, TrainingSetup
+from gpuplan.planner.memory.alloc_config import AllocatorConfig
+from gpuplan.planner.memory.replay import Event, Op, ReplayResult, replay
 
 from .build import Built, autocast_for, build, build_model, build_optimizer
 from .distributed import ShardAwareTracker
@@ -54,8 +54,7 @@ def simulated_events(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> 
         tracker = StorageTracker(log_events=True)
         with tracker:
             run_steps(built, setup, tracker, steps)
-    events = list(tracker.events or [])
-    return SimulatedEvents(events, tracker.peak.total, {p.value: pk.total for p, pk in tracker.peaks.items()})
+    return _result(tracker)
 
 
 class _LoggingShardAwareTracker(ShardAwareTracker):
@@ -105,7 +104,12 @@ def simulated_events_fsdp(model: ModelSpec, setup: TrainingSetup, steps: int = 2
             tracker = _LoggingShardAwareTracker(lm)
             with tracker, follow_resizes(tracker):
                 run_steps(built, setup, tracker, steps)
-    return SimulatedEvents(list(tracker.events), tracker.peak.total, {p.value: pk.total for p, pk in tracker.peaks.items()})
+    return _result(tracker)
+
+
+def _result(tracker: StorageTracker) -> SimulatedEvents:
+    return SimulatedEvents(list(tracker.events or []), tracker.peak.total,
+                           {p.value: pk.total for p, pk in tracker.peaks.items()})
 
 
 def replay_events(sim: SimulatedEvents, config: AllocatorConfig | str | None = None, capacity: int | None = None,

@@ -27,7 +27,7 @@ from typing import Any
 
 from gpuplan.planner import PlannerError
 from gpuplan.planner.memory.alloc_config import AllocatorConfig
-from gpuplan.planner.memory.allocator import Event, Op, ReplayResult, replay
+from gpuplan.planner.memory.replay import Event, Op, ReplayResult, replay
 
 _SEGMENT_UP = ("segment_alloc", "segment_map")
 _SEGMENT_DOWN = ("segment_free", "segment_unmap")

@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_iter
 
 from gpuplan.planner.enums import Component, Phase
-from gpuplan.planner.memory.allocator import Event, Op
+from gpuplan.planner.memory.replay import Event, Op
 
 # The caching allocator rounds every block up to a multiple of 512 bytes
 # [c10/cuda/CUDACachingAllocator.cpp: kMinBlockSize = 512, round_size()].

@@ -2,11 +2,12 @@
 
 Every rule follows `DeviceCachingAllocator` in c10/cuda/CUDACachingAllocator.cpp at pytorch/pytorch
 commit eb42ad6eca0ce61e7c581212b4bf32f991425571 (cited below as [CCA: function]); the
-configuration keys follow c10/core/AllocatorConfig.cpp (see alloc_config.py). It replays
+configuration keys follow c10/core/AllocatorConfig.cpp (see alloc_config.py). It takes
 `malloc(size, stream)`, `free(handle)`, `record_stream(handle, stream)`, `synchronize(stream)`
-and `empty_cache()` and keeps the allocator's own statistics: allocated bytes (block sizes, what
-`torch.cuda.max_memory_allocated` reports), reserved bytes (segments, `max_memory_reserved`),
-the largest cached free block (`cacheInfo`), and an out-of-memory verdict for a capacity.
+and `empty_cache()` (replay.py replays logs of them) and keeps the allocator's own statistics:
+allocated bytes (block sizes, what `torch.cuda.max_memory_allocated` reports), reserved bytes
+(segments, `max_memory_reserved`), the largest cached free block (`cacheInfo`), and an
+out-of-memory verdict for a capacity.
 
 Known limitations: device addresses are made up (a bump pointer, 2 MiB aligned), so the choice
 between two free blocks of the same size and stream may differ from a real run where the real
@@ -20,7 +21,6 @@ import bisect
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
 
 from .alloc_config import LARGE_BUFFER, SIZE_MAX, AllocatorConfig
 
@@ -63,26 +63,6 @@ def allocation_size(size: int) -> int:
     if size < MIN_LARGE_ALLOC:
         return LARGE_BUFFER
     return ROUND_LARGE * (-(-size // ROUND_LARGE))
-
-
-class Op(Enum):
-    """One event of an allocation log (profiler/tracker.py writes them, the replays read them)."""
-    MALLOC = "malloc"
-    FREE = "free"
-    RECORD_STREAM = "record_stream"
-    SYNCHRONIZE = "synchronize"
-    EMPTY_CACHE = "empty_cache"
-    RESET_PEAKS = "reset_peaks"      # torch.cuda.reset_peak_memory_stats()
-    MARK = "mark"                    # a label (the step driver's phase), no effect on memory
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    op: Op
-    key: int = 0          # which allocation (any int the log chooses; freed keys may come back)
-    size: int = 0         # MALLOC: bytes requested, before the allocator rounds them
-    stream: int | None = 0
-    label: str = ""
 
 
 class _Segment:
@@ -706,70 +686,3 @@ class CachingAllocator:
                     total_age -= age(block)
                     count -= 1
                     self._release_block(block, pool)
-
-
-@dataclass
-class ReplayResult:
-    """What a replayed log left: the allocator's peaks since the last RESET_PEAKS, and an OOM verdict."""
-    peak_allocated: int
-    peak_reserved: int
-    peak_requested: int
-    largest_free_at_peak_reserved: int
-    peak_reserved_at: str            # label of the last MARK before reserved last rose to its peak
-    oom: OutOfMemory | None
-    oom_at_event: int | None
-    stats: Stats
-    largest_free: list[tuple[int, str, int]] = field(default_factory=list)   # (event, label, bytes)
-    segment_log: list[tuple[str, int]] | None = None
-
-    @property
-    def fits(self) -> bool:
-        return self.oom is None
-
-    @property
-    def reserved_over_allocated(self) -> float:
-        return self.peak_reserved / self.peak_allocated if self.peak_allocated else 0.0
-
-
-def replay(events, config: AllocatorConfig | str | None = None, capacity: int | None = None,
-           memory_fraction: float | None = None, largest_free_every: int = 0,
-           record_segments: bool = False) -> ReplayResult:
-    """Replays `events` (an iterable of Event) through a fresh CachingAllocator.
-
-    The replay stops at the first OOM. The largest cached free block is sampled at every MARK
-    and, if `largest_free_every` > 0, every that many events.
-    """
-    if not isinstance(config, AllocatorConfig):
-        config = AllocatorConfig.parse(config)
-    alloc = CachingAllocator(config, capacity, memory_fraction, record_segments)
-    reserved = alloc.stats.reserved
-    handles: dict[int, int] = {}
-    oom, at, samples, label, peak_label = None, None, [], "", ""
-    for n, e in enumerate(events):
-        op, before = e.op, reserved.peak
-        try:
-            if op is Op.MALLOC:
-                handles[e.key] = alloc.malloc(e.size, e.stream or 0)
-            elif op is Op.FREE:
-                alloc.free(handles.pop(e.key))
-            elif op is Op.RECORD_STREAM:
-                alloc.record_stream(handles[e.key], e.stream or 0)
-            elif op is Op.SYNCHRONIZE:
-                alloc.synchronize(e.stream)
-            elif op is Op.EMPTY_CACHE:
-                alloc.empty_cache()
-            elif op is Op.RESET_PEAKS:
-                alloc.reset_peaks()
-                peak_label = label
-            elif op is Op.MARK:
-                label = e.label
-        except AllocatorOOM as exc:
-            oom, at = exc.oom, n
-            break
-        if reserved.peak > before:
-            peak_label = label
-        if op is Op.MARK or (largest_free_every and n % largest_free_every == 0):
-            samples.append((n, label, alloc.largest_free_block()))
-    s = alloc.stats
-    return ReplayResult(s.allocated.peak, s.reserved.peak, s.requested.peak, s.largest_free_at_peak_reserved,
-                        peak_label, oom, at, s, samples, alloc.segment_log)

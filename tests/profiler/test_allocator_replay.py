@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gpuplan.planner import TrainingSetup, model_from_config
-from gpuplan.planner.memory.allocator import Op
+from gpuplan.planner.memory.replay import Op
 from gpuplan.profiler.allocator_replay import replay_events, simulate_reserved, simulated_events
 from gpuplan.profiler.simulate import simulate
 from gpuplan.profiler.tracker import allocator_bytes

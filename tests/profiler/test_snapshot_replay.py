@@ -8,7 +8,7 @@ import pytest
 
 from gpuplan.planner import PlannerError
 from gpuplan.profiler.snapshot_replay import compare_snapshot, load_snapshot, trace_events
-from gpuplan.planner.memory.allocator import Op
+from gpuplan.planner.memory.replay import Op
 
 MiB = 2**20
 A, B, C = 0x7F0000000000, 0x7F0000200000, 0x7F0001600000     # segment addresses as cudaMalloc gave them

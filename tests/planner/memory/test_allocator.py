@@ -6,9 +6,9 @@ import pytest
 
 from gpuplan.planner.memory.alloc_config import AllocatorConfig
 from gpuplan.planner.memory.allocator import (
-    AllocatorOOM, CachingAllocator, Event, Op, allocation_size, replay, round_size,
-    roundup_power2_next_division,
+    AllocatorOOM, CachingAllocator, allocation_size, round_size, roundup_power2_next_division,
 )
+from gpuplan.planner.memory.replay import Event, Op, replay
 
 MiB = 2**20
 KiB = 2**10
