@@ -138,7 +138,7 @@ def follow_resizes(tracker: ShardAwareTracker) -> Iterator[None]:
         torch.UntypedStorage.resize_ = original
 
 
-def _check_supported(setup: TrainingSetup, real: bool = False) -> Engine:
+def check_supported(setup: TrainingSetup, real: bool = False) -> Engine:
     p = setup.parallel
     eng = engine_of(p)
     if eng is Engine.DDP and not real:
@@ -182,7 +182,7 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
 def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
               fake_mode: contextlib.AbstractContextManager | None, steps: int, label: str) -> Measurement:
     """Builds, shards and runs `steps` steps on this rank; the tracked Measurement of this rank."""
-    eng = _check_supported(setup, real=fake_mode is None)
+    eng = check_supported(setup, real=fake_mode is None)
     lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
     shard(lm, setup, mesh)
     autocast = autocast_for(setup, device)
@@ -229,7 +229,7 @@ def simulate_distributed(model: ModelSpec, setup: TrainingSetup, steps: int = 2)
     """Per-GPU peak of rank 0 of an FSDP2 job of `setup.parallel.world` ranks, simulated on one CPU."""
     setup.validate()
     setup.parallel.validate(model)
-    _check_supported(setup)
+    check_supported(setup)
     with fake_world(setup.parallel.world, *mesh_shape(setup.parallel)) as mesh:
         return fsdp_step(model, setup, torch.device("cpu"), mesh, FakeTensorMode(allow_non_fake_inputs=True),
                          steps, f"simulate (FSDP2, {setup.parallel.world} ranks)")
@@ -288,7 +288,7 @@ def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: fl
     """Real FSDP2 or DDP steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
     setup.validate()
     setup.parallel.validate(model)
-    _check_supported(setup, real=True)
+    check_supported(setup, real=True)
     world = setup.parallel.world
     ctx = mp.get_context("spawn")
     results = ctx.Queue()

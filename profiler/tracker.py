@@ -5,6 +5,11 @@ It is exact only because it counts *storages* (views share one), follows their d
 weak references, and is told by the step driver which phase it is in. Works on real CPU tensors
 and under FakeTensorMode (fake storages report their would-be size).
 
+With `log_events`, it also keeps `events`: every storage allocation and free in order, with the
+bytes the CUDA caching allocator would be asked for (`storage.nbytes()`, before its rounding),
+plus the phase marks and peak resets, as `gpuplan.planner.memory.allocator.Event`s for
+`profiler/allocator_replay.py` to replay through the simulated allocator.
+
 Known limitations: storages resized in place (FSDP2's `resize_(0)`) are not followed; memory
 allocated outside torch (bitsandbytes paged optimizers use cudaMallocManaged) is invisible.
 """
@@ -19,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_iter
 
 from gpuplan.planner import Component, Phase
+from gpuplan.planner.memory.replay import Event, Op
 
 # The caching allocator rounds every block up to a multiple of 512 bytes
 # [c10/cuda/CUDACachingAllocator.cpp: kMinBlockSize = 512, round_size()].
@@ -41,8 +47,9 @@ class PhasePeak:
 class StorageTracker(TorchDispatchMode):
     """A dispatch mode that sees every op's outputs and keeps a ledger of live storages."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_events: bool = False) -> None:
         super().__init__()
+        self.events: list[Event] | None = [] if log_events else None
         self._live: dict[int, tuple[int, Component]] = {}   # storage key -> (bytes, component)
         self.totals: dict[Component, int] = {c: 0 for c in Component.tensor_components()}
         self.current = 0
@@ -57,11 +64,18 @@ class StorageTracker(TorchDispatchMode):
         if key in self._live:
             return
         nbytes = allocator_bytes(storage.nbytes())
+        if self.events is not None:
+            self.events.append(Event(Op.MALLOC, key, storage.nbytes(), self.stream_id()))
         self._live[key] = (nbytes, component)
         self.totals[component] += nbytes
         self.current += nbytes
         weakref.finalize(storage, self._free, key)
         self._update_peak()
+
+    def stream_id(self) -> int:
+        """The stream new storages are allocated on, for the event log: one stream (0) unless a
+        subclass knows better (profiler/allocator_replay.py does for FSDP2's streams)."""
+        return 0
 
     def _update_peak(self) -> None:
         peak = self.peaks[self.phase]
@@ -72,6 +86,8 @@ class StorageTracker(TorchDispatchMode):
     def _free(self, key: int) -> None:
         entry = self._live.pop(key, None)
         if entry is not None:
+            if self.events is not None:
+                self.events.append(Event(Op.FREE, key))
             nbytes, component = entry
             self.totals[component] -= nbytes
             self.current -= nbytes
@@ -100,12 +116,16 @@ class StorageTracker(TorchDispatchMode):
         """The step driver says where it is: new storages get `component` until the next mark."""
         self.phase = phase
         self.default_component = component
+        if self.events is not None:
+            self.events.append(Event(Op.MARK, label=phase.value))
         self.timeline.append((phase.value, self.current))
         self._update_peak()
 
     def reset_peaks(self) -> None:
         self.peaks = {p: PhasePeak() for p in Phase}
         self.timeline = []
+        if self.events is not None:
+            self.events.append(Event(Op.RESET_PEAKS))
 
     # --- dispatch -----------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
