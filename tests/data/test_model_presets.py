@@ -30,7 +30,7 @@ REQUIRED = {"name": str, "hf_id": str, "aliases": list, "source": str, "as_of": 
 OPTIONAL = {"notes": str, "alias_sources": dict}
 # where the config numbers were seen: the hub page, or a stored copy in a GitHub repository at a commit
 SOURCE_RE = re.compile(r"^https://(huggingface\.co/[\w.-]+/[\w.-]+/|github\.com/[\w.-]+/[\w.-]+/blob/[0-9a-f]{40}/)\S+")
-SAMPLE_ONE_IN = 4
+SAMPLE_ONE_IN = 6
 
 # Published parameter counts (tied lm_head counted once).
 GOLDEN_PARAMS = {
