@@ -27,7 +27,10 @@ def count_on_meta(config: dict) -> tuple[str, int]:
     config = copy.deepcopy(config)   # transformers 5 rewrites rope dicts it is given
     cfg = transformers.AutoConfig.for_model(config["model_type"], **{k: v for k, v in config.items() if k != "model_type"})
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
+        try:
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+        except ValueError:   # multimodal wrappers (llava) are image-text-to-text classes
+            model = transformers.AutoModelForImageTextToText.from_config(cfg)
     try:
         return type(model).__name__, sum(p.numel() for p in model.parameters())
     finally:
