@@ -33,15 +33,22 @@ def _key(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def _model_index() -> dict[str, Path]:
-    index: dict[str, Path] = {}
+    """Normalized name -> preset file, for every name, hub id and alias in data/models/*.json.
+
+    A hub id also answers without its org (`Llama-3.2-1B-Instruct`) and under another org
+    (`NousResearch/Meta-Llama-3-8B-Instruct`), but only when that bare name belongs to one
+    preset; Instruct/chat variants resolve only where a preset lists them as aliases."""
+    full: dict[str, Path] = {}
+    bare: dict[str, set[Path]] = {}
     for path in sorted((data_dir() / "models").glob("*.json")):
         with open(path) as f:
             preset = json.load(f)
-        keys = [preset["name"], preset.get("hf_id", ""), *preset.get("aliases", [])]
-        for k in keys:
+        for k in [preset["name"], preset.get("hf_id", ""), *preset.get("aliases", [])]:
             if k:
-                index[_key(k)] = path
-                index[_key(k.split("/")[-1])] = index.get(_key(k.split("/")[-1]), path)
+                full.setdefault(_key(k), path)
+                bare.setdefault(_key(k.split("/")[-1]), set()).add(path)
+    index = {k: next(iter(paths)) for k, paths in bare.items() if len(paths) == 1}
+    index.update(full)   # an exact name or alias wins over a bare one
     return index
 
 
