@@ -1,0 +1,1 @@
+"""gpuplan.planner.io: the file formats gpuplan reads and writes (measurement records)."""
