@@ -1,0 +1,63 @@
+"""The hook inside a training process: one step line per call under a watch, nothing outside one."""
+import json
+
+import pytest
+import torch
+
+from gpuplan.planner import Checkpointing, TrainingSetup, model_from_config
+from gpuplan.profiler.watch import hook
+from gpuplan.profiler.watch.schema import ENV_DIR, SCHEMA, Tail, step_file
+
+TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 256, "max_position_embeddings": 128}
+
+
+@pytest.fixture
+def watched(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setattr(hook, "_writer", None)
+    yield tmp_path
+    if hook._writer is not None:
+        hook._writer.file.close()
+    monkeypatch.setattr(hook, "_writer", None)
+
+
+def test_outside_a_watch_the_hook_does_nothing(monkeypatch):
+    monkeypatch.delenv(ENV_DIR, raising=False)
+    monkeypatch.setattr(hook, "_writer", None)
+    assert hook.step(tokens=10) is None and hook.report_setup(TrainingSetup()) is None and hook._writer is None
+
+
+def test_steps_are_written_with_time_tokens_and_cpu_memory(watched):
+    import os
+
+    hook.start()
+    a = hook.step(tokens=64)
+    b = hook.step(tokens=64, peak_reserved_bytes=123)
+    lines = Tail(step_file(watched, os.getpid())).read()
+    assert [x["kind"] for x in lines] == ["process", "step", "step"] and all(x["schema"] == SCHEMA for x in lines)
+    assert lines[0]["rank"] == 3 and lines[0]["device"] == "cpu" and lines[0]["torch"] == torch.__version__
+    assert (a["step"], b["step"], a["tokens"], b["rank"]) == (1, 2, 64, 3)
+    assert a["step_time_s"] >= 0 and b["step_time_s"] >= 0
+    assert a["rss_bytes"] > 0 and a["peak_rss_bytes"] > 0 and a["device"] == "cpu"
+    assert b["peak_reserved_bytes"] == 123 and lines[2] == b
+
+
+def test_report_setup_carries_the_models_config(watched):
+    spec = model_from_config(TINY, name="tiny-llama")
+    setup = TrainingSetup(batch_size=2, seq_len=32, checkpointing=Checkpointing.NONE)
+    obj = hook.report_setup(setup, spec)
+    assert obj["model"] == "tiny-llama" and obj["model_config"]["hidden_size"] == 64
+    assert TrainingSetup.from_dict(obj["setup"]) == setup.with_(base_dtype=setup.base_weight_dtype)
+
+
+def test_tail_reads_only_complete_lines(tmp_path):
+    path = tmp_path / "steps-1.jsonl"
+    t = Tail(path)
+    assert t.read() == []   # not there yet
+    path.write_text(json.dumps({"schema": SCHEMA, "kind": "step", "step": 1}) + "\n" + '{"schema": "gpu')
+    assert [x["step"] for x in t.read()] == [1]
+    with open(path, "a") as f:
+        f.write('plan.watch-sample/1", "kind": "step", "step": 2}\nnot json\n')
+    assert [x["step"] for x in t.read()] == [2] and t.read() == []
