@@ -54,18 +54,34 @@ def _env_int(name: str) -> int | None:
         return None
 
 
+_broken: str | None = None   # the watch's folder could not be written: the hook stays off, the run goes on
+
+
 def _get_writer() -> _Writer | None:
     """The writer for this process, created at the first call under a watch (None outside one).
     A forked child (a DataLoader worker) gets its own pid, so its own file."""
-    global _writer
+    global _writer, _broken
     folder = os.environ.get(ENV_DIR)
-    if not folder:
+    if not folder or _broken == folder:
         return None
     if _writer is None or _writer.pid != os.getpid():
-        _writer = _Writer(folder)
-        _writer.write(line(Kind.PROCESS, time.time(), pid=_writer.pid, rank=_writer.rank,
-                           local_rank=_writer.local_rank, **_torch_facts()))
+        try:
+            _writer = _Writer(folder)
+            _writer.write(line(Kind.PROCESS, time.time(), pid=_writer.pid, rank=_writer.rank,
+                               local_rank=_writer.local_rank, **_torch_facts()))
+        except OSError:   # the watch ended and removed its folder: a monitor never stops the training
+            _writer, _broken = None, folder
     return _writer
+
+
+def _safe_write(w: _Writer, obj: dict[str, Any]) -> dict[str, Any] | None:
+    global _writer, _broken
+    try:
+        w.write(obj)
+        return obj
+    except (OSError, ValueError):   # ValueError: the file was closed
+        _writer, _broken = None, os.environ.get(ENV_DIR)
+        return None
 
 
 def _cuda_device():
@@ -120,8 +136,7 @@ def step(tokens: int | None = None, **figures: Any) -> dict[str, Any] | None:
                    step_time_s=None if w.last_t is None else round(now - w.last_t, 6),
                    tokens=None if tokens is None else int(tokens), **measured)
         w.last_t = now
-        w.write(obj)
-        return obj
+        return _safe_write(w, obj)
 
 
 def start() -> None:
@@ -144,5 +159,4 @@ def report_setup(setup: Any, model: Any = None, model_name: str | None = None) -
         obj = line(Kind.SETUP, time.time(), pid=w.pid, rank=w.rank,
                    model=model_name or getattr(model, "name", None), model_config=config,
                    setup=setup.to_dict(model) if model is not None else setup.to_dict())
-        w.write(obj)
-        return obj
+        return _safe_write(w, obj)

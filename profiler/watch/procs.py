@@ -2,7 +2,8 @@
 spawn one worker per rank), each with its resident memory and, where its environment is readable,
 its RANK and LOCAL_RANK. Linux only; `root` may point at a fake /proc for tests.
 
-Files read (proc(5)): /proc/<pid>/stat (field 4: ppid), /proc/<pid>/statm (field 2: resident pages),
+Files read (proc(5)): /proc/<pid>/task/<tid>/children (where the kernel has it; else every
+/proc/<pid>/stat's field 4, the ppid), /proc/<pid>/statm (field 2: resident pages),
 /proc/<pid>/environ (NUL-separated), /proc/<pid>/cmdline, /proc/<pid>/status (VmHWM).
 """
 from __future__ import annotations
@@ -56,11 +57,39 @@ class ProcTree:
 
     def pids(self) -> list[int]:
         """The root and all its descendants, root first."""
+        out, todo = [], [self.pid]
+        children = self._children_files
+        table = None if children else self._parent_table()
+        while todo:
+            pid = todo.pop(0)
+            out.append(pid)
+            todo.extend(sorted(self._children_of(pid)) if children else sorted(table.get(pid, [])))
+        return out
+
+    @property
+    def _children_files(self) -> bool:
+        """Whether /proc/<pid>/task/<tid>/children exists (Linux >= 3.5 with CONFIG_PROC_CHILDREN): a walk
+        down the tree then reads a few files instead of every process's stat."""
+        return (self.root / str(self.pid) / "task" / str(self.pid) / "children").exists()
+
+    def _children_of(self, pid: int) -> list[int]:
+        out: list[int] = []
+        try:
+            tasks = os.listdir(self.root / str(pid) / "task")
+        except OSError:
+            return out
+        for tid in tasks:
+            raw = _read(self.root / str(pid) / "task" / tid / "children") or b""
+            out.extend(int(x) for x in raw.split())
+        return out
+
+    def _parent_table(self) -> dict[int, list[int]]:
+        """ppid -> pids, from every /proc/<pid>/stat (where the children files are missing)."""
         children: dict[int, list[int]] = {}
         try:
             entries = os.listdir(self.root)
         except OSError:
-            return [self.pid]
+            return children
         for name in entries:
             if not name.isdigit():
                 continue
@@ -70,12 +99,7 @@ class ProcTree:
                     children.setdefault(parent_of(stat), []).append(int(name))
                 except (ValueError, IndexError):
                     continue
-        out, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop(0)
-            out.append(pid)
-            todo.extend(sorted(children.get(pid, [])))
-        return out
+        return children
 
     def rank_of(self, pid: int) -> tuple[int | None, int | None]:
         if pid not in self._ranks:

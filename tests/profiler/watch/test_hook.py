@@ -61,3 +61,15 @@ def test_tail_reads_only_complete_lines(tmp_path):
     with open(path, "a") as f:
         f.write('plan.watch-sample/1", "kind": "step", "step": 2}\nnot json\n')
     assert [x["step"] for x in t.read()] == [2] and t.read() == []
+
+
+def test_a_gone_watch_never_stops_the_training(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "removed-by-the-watch"))
+    monkeypatch.setattr(hook, "_writer", None)
+    monkeypatch.setattr(hook, "_broken", None)
+    assert hook.step(tokens=1) is None and hook.step(tokens=1) is None   # no folder: off, no exception
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    assert hook.step(tokens=1)["step"] == 1
+    hook._writer.file.close()                                            # the file went away under the hook
+    assert hook.step(tokens=1) is None
+    monkeypatch.setattr(hook, "_writer", None)

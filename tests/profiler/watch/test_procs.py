@@ -57,3 +57,13 @@ def test_the_real_tree_sees_a_grandchild():
 def test_own_memory():
     assert rss_bytes() > 0 and peak_rss_bytes() >= rss_bytes() - PAGE_BYTES * 64
     assert rss_bytes(os.getpid()) > 0
+
+
+def test_the_children_files_are_walked_where_the_kernel_has_them(tmp_path):
+    for pid, ppid in ((10, 1), (11, 10), (12, 11), (20, 1)):
+        _proc(tmp_path, pid, ppid, 100)
+    for pid, kids in ((10, "11"), (11, "12 "), (12, "")):
+        (tmp_path / str(pid) / "task" / str(pid)).mkdir(parents=True)
+        (tmp_path / str(pid) / "task" / str(pid) / "children").write_text(kids)
+    (tmp_path / "11" / "stat").write_bytes(b"11 (python) S 99 1 1")   # a wrong ppid: the walk must not read it
+    assert ProcTree(10, tmp_path).pids() == [10, 11, 12]

@@ -1,0 +1,131 @@
+"""What `gpuplan watch` costs the run it watches: prints a table (not a test; no timing assertions).
+
+    python benchmarks/watch_overhead.py [--steps 60] [--repeats 3]
+
+1. The step time of a real CPU training loop (a 4-layer MLP, ~0.1 s a step, calling the watch hook
+   once per step) run plain and under `gpuplan watch` at 1 s and 0.1 s intervals, alternating runs
+   (plain, watched, watched, plain again) so that machine load drifts hit all alike; median over the
+   steps of all repeats. The second plain row is the noise floor: a difference below it is no cost.
+2. The sampler's own cost per sample in the watcher process (the /proc tree, NVML: the real one
+   where a GPU is present, else the tests' fake) and the hook's cost per call inside the run.
+The goal (issue "Watch a real run live"): under 1% of step time at the default 1 s interval.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def workload(steps: int) -> None:
+    """The watched run: prints one JSON list of step seconds (timed here, not by the hook)."""
+    import torch
+
+    from gpuplan.profiler.watch import hook
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    dims = 1024
+    model = torch.nn.Sequential(*[m for _ in range(4) for m in (torch.nn.Linear(dims, dims), torch.nn.GELU())])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(256, dims)
+    times = []
+    hook.start()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = model(x).square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        hook.step(tokens=x.shape[0])
+        times.append(time.perf_counter() - t0)
+    print(json.dumps(times))
+
+
+def _run(cmd: list[str]) -> list[float]:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("[")))
+
+
+def step_overhead(steps: int, repeats: int) -> list[tuple[str, float, int]]:
+    me = [sys.executable, __file__, "--workload", str(steps)]
+    # "plain, again" is the noise floor: what two identical runs differ by on this machine now
+    configs = {"plain": None, "watch, 1 s interval": 1.0, "watch, 0.1 s interval": 0.1, "plain, again": None}
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for name, interval in configs.items():
+                if interval is None:
+                    cmd = me
+                else:
+                    cmd = [sys.executable, "-m", "gpuplan", "watch", "--no-live", "--interval", str(interval),
+                           "-o", f"{tmp}/w{r}.jsonl", "--", *me]
+                times[name] += _run(cmd)[2:]   # the first steps warm up the allocator and caches
+    return [(name, statistics.median(v), len(v)) for name, v in times.items()]
+
+
+def sampler_cost(samples: int = 200) -> list[tuple[str, float]]:
+    sys.path.insert(0, str(ROOT / "tests" / "profiler" / "watch"))
+    from gpuplan.profiler.watch import hook
+    from gpuplan.profiler.watch.nvml import NvmlSampler
+    from gpuplan.profiler.watch.procs import ProcTree
+
+    tree = ProcTree(os.getpid())
+    t0 = time.perf_counter()
+    for _ in range(samples):
+        procs = tree.processes()
+    proc_s = (time.perf_counter() - t0) / samples
+    real = NvmlSampler()
+    if real.available:
+        nvml, label = real, f"NVML sample ({len(real.names)} GPU, real: {real.names[0]})"
+    else:
+        from fake_nvml import H100, FakeNvml
+
+        nvml, label = NvmlSampler(FakeNvml([H100])), "NVML sample (1 GPU, the tests' fake: no GPU here)"
+    pids = [p.pid for p in procs]
+    t0 = time.perf_counter()
+    for _ in range(samples):
+        nvml.sample(pids)
+    nvml_s = (time.perf_counter() - t0) / samples
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GPUPLAN_WATCH_DIR"] = tmp
+        hook.step(tokens=1)
+        t0 = time.perf_counter()
+        for _ in range(samples):
+            hook.step(tokens=1)
+        hook_s = (time.perf_counter() - t0) / samples
+        hook._writer.file.close()
+        del os.environ["GPUPLAN_WATCH_DIR"]
+    return [(f"/proc tree ({len(os.listdir('/proc'))} /proc entries, {len(procs)} in the tree)", proc_s),
+            (label, nvml_s), ("hook.step() in the run (CPU: /proc/self reads, one line written)", hook_s)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    if a.workload is not None:
+        return workload(a.workload)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    rows = step_overhead(a.steps, a.repeats)
+    base = rows[0][1]
+    print("\n| run | median step | vs plain | steps |\n|---|---:|---:|---:|")
+    for name, med, n in rows:
+        print(f"| {name} | {med * 1e3:.1f} ms | {(med / base - 1) * 100:+.2f}% | {n} |")
+    print("\n| per sample / per call | time | share of a 1 s interval |\n|---|---:|---:|")
+    for name, s in sampler_cost():
+        print(f"| {name} | {s * 1e3:.3f} ms | {s / 1.0 * 100:.3f}% |")
+
+
+if __name__ == "__main__":
+    main()
