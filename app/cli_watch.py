@@ -38,7 +38,7 @@ def _expected(options: dict[str, Any], estimate_from: str | None, gpu_name: str 
     return expected_for(spec, setup, options.get("model") or spec.name, source, catalog_gpu(gpu_name), max_seq_len)
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command()
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--pid", type=int, default=None, help="Attach to a running training process instead of starting one.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,

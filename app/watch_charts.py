@@ -34,6 +34,7 @@ class RunSeries:
     peak_allocated_bytes: list[int | None] = field(default_factory=list)
     peak_reserved_bytes: list[int | None] = field(default_factory=list)
     allocated_bytes: list[int | None] = field(default_factory=list)
+    peak_rss_bytes: list[int | None] = field(default_factory=list)   # CPU steps: the process's high-water mark
     tokens_per_s: list[float | None] = field(default_factory=list)
     expected: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
@@ -88,6 +89,7 @@ def run_series(path: str | Path, name: str | None = None) -> RunSeries:
             r.peak_allocated_bytes.append(s.get("peak_allocated_bytes"))
             r.peak_reserved_bytes.append(s.get("peak_reserved_bytes"))
             r.allocated_bytes.append(s.get("allocated_bytes"))
+            r.peak_rss_bytes.append(s.get("peak_rss_bytes"))
             tps = s["tokens"] / s["step_time_s"] if s.get("tokens") and s.get("step_time_s") else None
             r.tokens_per_s.append(tps)
     return r
@@ -130,16 +132,18 @@ def memory_over_time(runs: Sequence[RunSeries]) -> go.Figure:
 
 def step_memory(runs: Sequence[RunSeries]) -> go.Figure:
     """Per step: the allocator's peak reserved and allocated, and the allocated bytes between steps
-    (flat in a steady run; rising is a leak), against each run's estimated peaks."""
+    (flat in a steady run; rising is a leak), against each run's estimated peaks; a CPU run's steps
+    have no allocator figures and show the process's peak RSS instead."""
     values = [v for r in runs for v in (*r.peak_reserved_bytes, *r.peak_allocated_bytes, *r.allocated_bytes,
-                                         (r.expected or {}).get("peak_reserved_bytes"))]
+                                         *r.peak_rss_bytes, (r.expected or {}).get("peak_reserved_bytes"))]
     unit = unit_for(values)
     fig = go.Figure()
     for i, r in enumerate(runs):
         color = COLORS[i % len(COLORS)]
         for label, ys, dash in (("peak reserved", r.peak_reserved_bytes, None),
                                 ("peak allocated", r.peak_allocated_bytes, "dash"),
-                                ("allocated between steps", r.allocated_bytes, "dot")):
+                                ("allocated between steps", r.allocated_bytes, "dot"),
+                                ("peak RSS (CPU)", r.peak_rss_bytes, "dashdot")):
             if any(v is not None for v in ys):
                 fig.add_trace(go.Scatter(x=r.step, y=_scaled(ys, unit), name=f"{r.name}: {label}", mode="lines+markers",
                                          line=dict(color=color, dash=dash)))
@@ -147,7 +151,7 @@ def step_memory(runs: Sequence[RunSeries]) -> go.Figure:
         if est is not None and any(v is not None for v in r.peak_reserved_bytes):
             fig.add_hline(y=est / unit[1], line_dash="dash", line_color=color, line_width=1,
                           annotation_text=f"{r.name} estimated peak reserved {est / unit[1]:.2f} {unit[0]}")
-    return _layout(fig, "Memory per step (allocator)", "step", unit[0])
+    return _layout(fig, "Memory per step", "step", unit[0])
 
 
 def speed(runs: Sequence[RunSeries]) -> go.Figure:
