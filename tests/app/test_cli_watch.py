@@ -149,3 +149,38 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, args, message):
     result = CliRunner().invoke(cli, ["watch", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+LAUNCHER = """
+import os, subprocess, sys
+worker = '''
+import time
+from gpuplan.profiler.watch import hook
+hook.start()
+for _ in range(4):
+    time.sleep(0.3)
+    hook.step(tokens=100)
+'''
+procs = [subprocess.Popen([sys.executable, '-c', worker], env={**os.environ, 'RANK': str(r), 'LOCAL_RANK': str(r)})
+         for r in (0, 1)]
+sys.exit(max(p.wait() for p in procs))
+"""
+
+
+def test_a_launcher_s_workers_are_followed_one_file_per_rank(tmp_path, monkeypatch):
+    """As torchrun does: a launcher process starts one worker per rank (RANK / LOCAL_RANK in its environment)."""
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([], init_error=True))
+    out = tmp_path / "ranks.jsonl"
+    result = CliRunner().invoke(cli, ["watch", "--interval", "0.1", "-o", str(out), "--", sys.executable, "-c", LAUNCHER])
+    assert result.exit_code == 0, result.output
+    objs = _objs(out)
+    ranks_seen = {p["rank"] for o in objs if o["kind"] == "sample" for p in o["processes"]}
+    assert {0, 1} <= ranks_seen and None in ranks_seen          # the launcher has no RANK
+    steps = [o for o in objs if o["kind"] == "step"]
+    assert sorted((s["rank"], s["step"]) for s in steps) == [(r, s) for r in (0, 1) for s in (1, 2, 3, 4)]
+    assert len({s["pid"] for s in steps}) == 2                  # one step file per worker
+    m = objs[-1]["measured"]
+    assert m["steps"] == 4 and m["steps_timed"] == 3
+    per_rank = [sum(s["tokens"] for s in steps if s["rank"] == r and s["step"] >= 2) /
+                sum(s["step_time_s"] for s in steps if s["rank"] == r and s["step"] >= 2) for r in (0, 1)]
+    assert m["tokens_per_s"] == pytest.approx(sum(per_rank))    # the run's tokens/s: both ranks
