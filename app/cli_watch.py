@@ -60,10 +60,14 @@ def _expected(options: dict[str, Any], estimate_from: str | None, gpu_name: str 
 @click.option("--steps-dir", type=click.Path(file_okay=False), default=None,
               help="With --pid: the GPUPLAN_WATCH_DIR the run was started with (its step lines).")
 @click.option("--live/--no-live", default=None, help="The live terminal view [on when stderr is a terminal].")
+@click.option("--log", type=click.Path(dir_okay=False), default=None,
+              help="The run's output to this file [with the live view: the output's name + .log; without it: "
+                   "the terminal].")
 @setup_options
 def watch(command: tuple[str, ...], pid: int | None, interval: float, output: str | None, record: str | None,
           estimate_from: str | None, gpu_name: str | None, max_seq_len: int | None, leak_steps: int | None,
-          oom_margin: float | None, steps_dir: str | None, live: bool | None, **options: Any) -> None:
+          oom_margin: float | None, steps_dir: str | None, live: bool | None, log: str | None,
+          **options: Any) -> None:
     """Watch a real training run live: memory, speed and GPU state against gpuplan's estimate.
 
     Starts COMMAND (after --) with GPUPLAN_WATCH_DIR set, or attaches to --pid, and samples it every
@@ -102,13 +106,16 @@ def watch(command: tuple[str, ...], pid: int | None, interval: float, output: st
 
                 resolve_gpu(gpu_name)   # raises with the catalog's suggestions
         expected = _expected(dict(options), estimate_from, gpu_name or _nvml_gpu0(), max_seq_len)
+        err = Console(stderr=True, highlight=False)
+        use_live = err.is_terminal if live is None else live
+        if log is None and use_live and command:   # the live view owns the terminal: the run writes to a file
+            log = str(out.with_name(out.stem + ".log"))
         session = Session(WatchConfig(
             output=out, command=list(command) or None, pid=pid, interval_s=interval,
             steps_dir=Path(steps_dir) if steps_dir else None, expected=expected, gpu=gpu, max_seq_len=max_seq_len,
             leak_steps=leak_steps or analysis.LEAK_STEPS,
-            oom_margin=analysis.OOM_MARGIN_FRACTION if oom_margin is None else oom_margin))
-        err = Console(stderr=True, highlight=False)
-        use_live = err.is_terminal if live is None else live
+            oom_margin=analysis.OOM_MARGIN_FRACTION if oom_margin is None else oom_margin,
+            log=Path(log) if log and command else None))
         if use_live:
             with LiveView(err) as view:
                 state = session.run(on_update=view.update)
@@ -119,9 +126,10 @@ def watch(command: tuple[str, ...], pid: int | None, interval: float, output: st
         raise UserError(str(e)) from None
     written = write_watch_record(record_path, state, driver=session.nvml.driver(),
                                  cuda_driver=session.nvml.cuda_driver(), alloc_conf=session.alloc_conf,
-                                 files={"samples": str(out)})
+                                 files={"samples": str(out), **({"log": log} if log and command else {})})
     print_summary(Console(highlight=False), state)
-    click.echo(f"samples: {out}" + (f"\nrecord: {written}" if written else ""), err=True)
+    click.echo(f"samples: {out}" + (f"\nrecord: {written}" if written else "")
+               + (f"\nthe run's output: {log}" if log and command else ""), err=True)
     if state.exit_code:   # a run killed by signal N (Popen: -N) exits 128 + N, as a shell reports it
         sys.exit(state.exit_code if state.exit_code > 0 else 128 - state.exit_code)
 

@@ -43,6 +43,8 @@ class WatchConfig:
     max_seq_len: int | None = None
     leak_steps: int = analysis.LEAK_STEPS
     oom_margin: float = analysis.OOM_MARGIN_FRACTION
+    log: Path | None = None                # launch mode: the run's stdout and stderr go here (the live view
+                                           # owns the terminal); None: they stay on the terminal
 
 
 @dataclass
@@ -65,6 +67,18 @@ class WatchState:
     exit_code: int | None = None
     ended_t: float | None = None
     summary: dict[str, Any] | None = None
+    log: Path | None = None
+
+    def log_tail(self, n: int = 5) -> list[str]:
+        """The last `n` lines of the run's output, where it goes to a log file."""
+        if self.log is None:
+            return []
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+                return [x.decode(errors="replace") for x in f.read().splitlines()[-n:]]
+        except OSError:
+            return []
 
     @property
     def peak_run_memory(self) -> int | None:
@@ -104,10 +118,18 @@ class Session:
         self._own_steps_dir = Path(tempfile.mkdtemp(prefix="gpuplan-watch-"))
         env = {**os.environ, ENV_DIR: str(self._own_steps_dir)}
         self.alloc_conf = env.get("PYTORCH_CUDA_ALLOC_CONF", "")
+        out = None
+        if self.config.log is not None:
+            self.config.log.parent.mkdir(parents=True, exist_ok=True)
+            out = open(self.config.log, "wb")
         try:
-            return subprocess.Popen(self.config.command, env=env)
+            return subprocess.Popen(self.config.command, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT if out else None)
         except OSError as e:
             raise PlannerError(f"cannot start {self.config.command[0]!r}: {e.strerror}") from None
+        finally:
+            if out is not None:
+                out.close()   # the child holds its own descriptor
 
     @property
     def steps_dir(self) -> Path | None:
@@ -118,7 +140,7 @@ class Session:
         mode = "launch" if c.command else "attach"
         target = " ".join(c.command) if c.command else f"pid {c.pid}"
         st = WatchState(mode=mode, target=target, started_t=self.clock(), interval_s=c.interval_s,
-                        gpu_names=list(self.nvml.names), expected=c.expected)
+                        gpu_names=list(self.nvml.names), expected=c.expected, log=c.log if c.command else None)
         if not self.nvml.available:
             st.note(self.nvml.reason)
         if mode == "attach":

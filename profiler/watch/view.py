@@ -112,6 +112,10 @@ def render(state: WatchState) -> Group:
             parts.append(Text(w.message, style="bold red"))
     for n in state.notes:
         parts.append(Text(n, style="dim"))
+    tail = state.log_tail()
+    if tail:
+        parts.append(Text(f"the run's output ({state.log}):", style="bold"))
+        parts.extend(Text(x, style="dim") for x in tail)
     if state.exit_code is not None:
         parts.append(Text(f"the run exited with status {state.exit_code}", style="bold"))
     return Group(*parts)

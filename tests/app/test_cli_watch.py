@@ -127,11 +127,15 @@ def test_without_nvml_or_torch_the_setup_comes_from_the_hook(tmp_path, monkeypat
 
 def test_the_runs_exit_status_is_the_watchs(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([], init_error=True))
-    result = CliRunner().invoke(cli, ["watch", "--interval", "0.1", "-o", str(tmp_path / "x.jsonl"), "--",
-                                      sys.executable, "-c", "raise SystemExit(3)"])
+    result = CliRunner().invoke(cli, ["watch", "--interval", "0.1", "-o", str(tmp_path / "x.jsonl"), "--log",
+                                      str(tmp_path / "x.log"), "--", sys.executable, "-c",
+                                      "import sys; print('to stdout'); print('to stderr', file=sys.stderr); sys.exit(3)"])
     assert result.exit_code == 3
     summary = _objs(tmp_path / "x.jsonl")[-1]
     assert summary["exit_code"] == 3 and any("no step lines" in n for n in summary["notes"])
+    assert sorted((tmp_path / "x.log").read_text().split("\n")) == ["", "to stderr", "to stdout"]
+    record = json.loads((tmp_path / "x.record.json").read_text())
+    assert record["files"] == {"samples": str(tmp_path / "x.jsonl"), "log": str(tmp_path / "x.log")}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -184,3 +188,13 @@ def test_a_launcher_s_workers_are_followed_one_file_per_rank(tmp_path, monkeypat
     per_rank = [sum(s["tokens"] for s in steps if s["rank"] == r and s["step"] >= 2) /
                 sum(s["step_time_s"] for s in steps if s["rank"] == r and s["step"] >= 2) for r in (0, 1)]
     assert m["tokens_per_s"] == pytest.approx(sum(per_rank))    # the run's tokens/s: both ranks
+
+
+def test_the_live_view_sends_the_runs_output_to_a_log(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([], init_error=True))
+    out = tmp_path / "live.jsonl"
+    result = CliRunner().invoke(cli, ["watch", "--live", "--interval", "0.1", "-o", str(out), "--",
+                                      sys.executable, "-c", "print('hello from the run')"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "live.log").read_text() == "hello from the run\n"   # default: the output's name + .log
+    assert "gpuplan watch" in result.stderr and "hello from the run" in result.stderr   # the view's last frame

@@ -89,6 +89,19 @@ def test_attached_watch_samples_folds_steps_and_warns(tmp_path):
     assert record["timing"] is None and any("not recorded as timing" in n for n in record["notes"])   # not a preset
 
 
+def test_the_live_view_shows_the_end_of_the_runs_output(tmp_path):
+    code = "import sys; [print(f'line {i}') for i in range(9)]; sys.exit(1)"
+    cfg = WatchConfig(output=tmp_path / "r.jsonl", command=[sys.executable, "-c", code], interval_s=0.1,
+                      log=tmp_path / "r.log")
+    state = Session(cfg, nvml=FakeNvml([])).run()
+    assert state.exit_code == 1 and state.log_tail(3) == ["line 6", "line 7", "line 8"]
+    console = Console(record=True, width=100)
+    console.print(render(state))
+    text = console.export_text()
+    assert "the run's output" in text and "line 4" in text and "line 3" not in text
+    assert "the run exited with status 1" in text
+
+
 def test_a_target_that_is_not_there_is_one_clear_error(tmp_path):
     import pytest
 
