@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +169,10 @@ class Session:
         self._write(line(Kind.START, state.started_t, mode=state.mode, command=c.command, pid=root,
                          interval_s=c.interval_s, gpus=state.gpu_names, driver=self.nvml.driver(),
                          expected=None if c.expected is None else c.expected.to_dict(), notes=list(state.notes)))
+        previous = None
+        if proc is not None and threading.current_thread() is threading.main_thread():
+            # `kill <watch>` stops the run too (a launched run is the watch's to end), and the watch concludes
+            previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
             while True:
                 self._tick(state, tree)
@@ -189,6 +195,9 @@ class Session:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     state.exit_code = proc.wait()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         self._tick(state, tree, final=True)
         state.ended_t = self.clock()
         self._conclude(state)

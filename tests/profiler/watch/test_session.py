@@ -102,6 +102,23 @@ def test_the_live_view_shows_the_end_of_the_runs_output(tmp_path):
     assert "the run exited with status 1" in text
 
 
+def test_sigterm_to_the_watch_ends_the_run_and_the_watch_concludes(tmp_path):
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = WatchConfig(output=tmp_path / "t.jsonl", command=[sys.executable, "-c", "import time; time.sleep(60)"],
+                      interval_s=0.1)
+    sent = []
+
+    def kill_the_watch(state):   # from the first update on, the watch's handler is in place
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+    state = Session(cfg, nvml=FakeNvml([])).run(on_update=kill_the_watch)
+    assert state.exit_code == -signal.SIGTERM and state.summary["exit_code"] == -signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before           # the handler is the watch's only while it runs
+
+
 def test_a_target_that_is_not_there_is_one_clear_error(tmp_path):
     import pytest
 
