@@ -74,6 +74,9 @@ class NvmlSampler:
         self._reasons = reason_names(self.nvml)
         self._event_reasons = (getattr(self.nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
                                or getattr(self.nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+        # read once, while NVML is open: the record is written after close()
+        self._driver = _text(self._call(getattr(self.nvml, "nvmlSystemGetDriverVersion", None)))
+        self._cuda_driver = self._call(getattr(self.nvml, "nvmlSystemGetCudaDriverVersion", None))
 
     def _call(self, fn: Callable[..., Any] | None, *args: Any) -> Any:
         if fn is None:
@@ -84,11 +87,11 @@ class NvmlSampler:
             return None
 
     def driver(self) -> str | None:
-        return _text(self._call(getattr(self.nvml, "nvmlSystemGetDriverVersion", None))) if self.available else None
+        return self._driver if self.available else None
 
     def cuda_driver(self) -> str | None:
         """The CUDA version the driver supports ("12.8"), nvmlSystemGetCudaDriverVersion's 12080."""
-        v = self._call(getattr(self.nvml, "nvmlSystemGetCudaDriverVersion", None)) if self.available else None
+        v = self._cuda_driver if self.available else None
         return None if v is None else f"{v // 1000}.{(v % 1000) // 10}"
 
     def sample(self, pids: Iterable[int]) -> tuple[list[dict[str, Any]], list[str]]:

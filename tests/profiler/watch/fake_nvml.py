@@ -27,6 +27,7 @@ class FakeNvml(types.ModuleType):
         super().__init__("pynvml")
         self.devices, self.processes, self.unsupported, self.init_error = devices, processes, set(unsupported), init_error
         self.calls = 0
+        self.initialized = False
         prefix = "nvmlClocksThrottleReason" if old_names else "nvmlClocksEventReason"
         # bit values as nvidia-ml-py 13.615 defines them (pynvml.py)
         for name, bit in (("GpuIdle", 0x1), ("ApplicationsClocksSetting", 0x2), ("SwPowerCap", 0x4),
@@ -41,15 +42,18 @@ class FakeNvml(types.ModuleType):
 
     def _check(self, name: str) -> None:
         self.calls += 1
+        if not self.initialized:   # as the real library: every call after nvmlShutdown fails
+            raise NVMLError(f"{name}: Uninitialized")
         if name in self.unsupported:
             raise NVMLError(f"{name}: Not Supported")
 
     def nvmlInit(self):
         if self.init_error:
             raise NVMLError("NVML Shared Library Not Found")
+        self.initialized = True
 
     def nvmlShutdown(self):
-        pass
+        self.initialized = False
 
     def nvmlDeviceGetCount(self):
         return len(self.devices)
@@ -61,9 +65,11 @@ class FakeNvml(types.ModuleType):
         return self.devices[h]["name"].encode()   # bytes, as older nvidia-ml-py returns
 
     def nvmlSystemGetDriverVersion(self):
+        self._check("nvmlSystemGetDriverVersion")
         return "580.65.06"
 
     def nvmlSystemGetCudaDriverVersion(self):
+        self._check("nvmlSystemGetCudaDriverVersion")
         return 12080
 
     def nvmlDeviceGetMemoryInfo(self, h):

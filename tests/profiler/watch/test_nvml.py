@@ -72,6 +72,7 @@ def test_without_nvml_the_sampler_says_why(monkeypatch):
     assert not s.available and "nvidia-ml-py is not installed" in s.reason
 
 
-def test_driver_and_cuda_versions():
+def test_driver_and_cuda_versions_outlive_close():
     s = NvmlSampler(FakeNvml([H100]))
+    s.close()   # the watch writes its record after closing NVML (the fake, as NVML, then refuses every call)
     assert (s.driver(), s.cuda_driver()) == ("580.65.06", "12.8")
