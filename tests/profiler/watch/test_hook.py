@@ -1,5 +1,7 @@
 """The hook inside a training process: one step line per call under a watch, nothing outside one."""
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -30,8 +32,6 @@ def test_outside_a_watch_the_hook_does_nothing(monkeypatch):
 
 
 def test_steps_are_written_with_time_tokens_and_cpu_memory(watched):
-    import os
-
     hook.start()
     a = hook.step(tokens=64)
     b = hook.step(tokens=64, peak_reserved_bytes=123)
@@ -73,3 +73,54 @@ def test_a_gone_watch_never_stops_the_training(tmp_path, monkeypatch):
     hook._writer.file.close()                                            # the file went away under the hook
     assert hook.step(tokens=1) is None
     monkeypatch.setattr(hook, "_writer", None)
+
+
+class _FakeCuda:
+    """torch.cuda as the hook sees it in a GPU process (no GPU here): allocator figures and a peak reset."""
+
+    def __init__(self):
+        self.resets, self.peak = 0, 7 * 2**30
+
+    def is_available(self):
+        return True
+
+    def is_initialized(self):
+        return True
+
+    def current_device(self):
+        return 1
+
+    def get_device_name(self, d):
+        return "NVIDIA H100 80GB HBM3"
+
+    def memory_allocated(self, d):
+        return 5 * 2**30
+
+    def memory_reserved(self, d):
+        return 8 * 2**30
+
+    def max_memory_allocated(self, d):
+        return self.peak
+
+    def max_memory_reserved(self, d):
+        return 9 * 2**30
+
+    def reset_peak_memory_stats(self, d):
+        self.resets += 1
+        self.peak = 5 * 2**30
+
+
+def test_on_a_gpu_the_hook_reads_the_allocator_and_resets_its_peaks(watched, monkeypatch):
+    from types import SimpleNamespace
+
+    cuda = _FakeCuda()
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, __version__="2.13.0+cu128",
+                                                              version=SimpleNamespace(cuda="12.8")))
+    a = hook.step(tokens=8192)
+    b = hook.step(tokens=8192)
+    assert (a["device"], a["allocated_bytes"], a["reserved_bytes"]) == ("cuda:1", 5 * 2**30, 8 * 2**30)
+    assert a["peak_allocated_bytes"] == 7 * 2**30 and a["peak_reserved_bytes"] == 9 * 2**30
+    assert b["peak_allocated_bytes"] == 5 * 2**30 and cuda.resets == 2    # each step's peak is its own
+    assert "rss_bytes" not in a
+    process = Tail(step_file(watched, os.getpid())).read()[0]
+    assert (process["device"], process["device_name"], process["cuda"]) == ("cuda:1", "NVIDIA H100 80GB HBM3", "12.8")
