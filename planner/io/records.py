@@ -21,8 +21,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+# TODO(lead): on main's layout these are ..specs.enums, ..specs.errors, .catalog (io level) and ..specs.setup
+from ..catalog import resolve_gpu
 from ..enums import RunPhase
 from ..errors import PlannerError
+from ..setup import TrainingSetup
 
 SCHEMA = "gpuplan.record/1"
 SCHEMA_PREFIX = "gpuplan.record/"
@@ -63,8 +66,6 @@ def environment(gpu_name: str, gpu_count: int = 1, driver: str | None = None, cu
 def catalog_gpu_name(nvml_name: str) -> str:
     """The gpuplan catalog name of a device (`NVIDIA H100 80GB HBM3` -> `h100-sxm-80gb`), or the
     NVML name itself where the catalog does not know it."""
-    from ..catalog import resolve_gpu
-
     try:
         return resolve_gpu(nvml_name).name
     except PlannerError:
@@ -198,8 +199,6 @@ def validate_record(d: Any, where: str) -> None:
 
 def _check_setup(setup: Any, model: str | None, fail) -> None:
     """`setup` must be what TrainingSetup.to_dict() writes (TrainingSetup.from_dict reads it back)."""
-    from ..setup import TrainingSetup
-
     if not isinstance(setup, dict):
         fail("setup", f"must be an object or null, not {type(setup).__name__}")
     if model is not None and setup.get("model") != model:
@@ -215,8 +214,6 @@ def _check_setup(setup: Any, model: str | None, fail) -> None:
 def _check_calibratable(d: Mapping[str, Any], fail) -> None:
     """A record with `timing` calibrates the time model's MFU (planner/throughput.py calibrated_mfu),
     which resolves `gpu` in the catalog and `setup.model` as a model: both must be there."""
-    from ..catalog import resolve_gpu
-
     try:
         name = resolve_gpu(d["gpu"]).name
     except PlannerError:

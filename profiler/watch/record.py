@@ -83,3 +83,6 @@ def write_watch_record(path: Path, state: WatchState, **kw: Any) -> Path | None:
     except PlannerError as e:   # a setup the record cannot hold: the watch's JSON lines still stand
         state.note(f"no record written: {e}")
         return None
+    except OSError as e:        # an unwritable --record path: said in one line, never a traceback
+        state.note(f"no record written to {path}: {e.strerror}")
+        return None

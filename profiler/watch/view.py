@@ -142,7 +142,7 @@ def print_summary(console: Console, state: WatchState) -> None:
                   + ("" if s["exit_code"] is None else f"; exit status {s['exit_code']}"))
     for w in s["warnings"]:
         console.print(Text(w, style="bold red"))
-    for n in s["notes"]:
+    for n in state.notes:   # the summary's notes, and any added since (the record's)
         console.print(Text(n, style="dim"))
 
 

@@ -198,3 +198,12 @@ def test_the_live_view_sends_the_runs_output_to_a_log(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "live.log").read_text() == "hello from the run\n"   # default: the output's name + .log
     assert "gpuplan watch" in result.stderr and "hello from the run" in result.stderr   # the view's last frame
+
+
+def test_an_unwritable_record_path_is_one_note(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([], init_error=True))
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(cli, ["watch", "--interval", "0.1", "-o", str(tmp_path / "r.jsonl"), "--record",
+                                      str(tmp_path / "a-file" / "rec.json"), "--", sys.executable, "-c", "pass"])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "no record written to" in " ".join(result.stdout.split()) and "record:" not in result.stderr
