@@ -8,6 +8,8 @@
    steps of all repeats. The second plain row is the noise floor: a difference below it is no cost.
 2. The sampler's own cost per sample in the watcher process (the /proc tree, NVML: the real one
    where a GPU is present, else the tests' fake) and the hook's cost per call inside the run.
+3. The CPU time the watch process spends per second of wall time (utime + stime from /proc),
+   which machine load does not inflate: the most the watch can take from a run it shares cores with.
 The goal (issue "Watch a real run live"): under 1% of step time at the default 1 s interval.
 """
 from __future__ import annotations
@@ -108,6 +110,28 @@ def sampler_cost(samples: int = 200) -> list[tuple[str, float]]:
             (label, nvml_s), ("hook.step() in the run (CPU: /proc/self reads, one line written)", hook_s)]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (proc(5): /proc/<pid>/stat fields 14 and 15, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watcher_cpu(interval: float, seconds: float = 10.0) -> float:
+    """CPU seconds the watch process itself spends per wall second, watching `sleep` (startup excluded):
+    CPU time, so other jobs' load does not inflate it as it does wall-clock step times."""
+    with tempfile.TemporaryDirectory() as tmp:
+        w = subprocess.Popen([sys.executable, "-m", "gpuplan", "watch", "--no-live", "--interval", str(interval),
+                              "-o", f"{tmp}/w.jsonl", "--", "sleep", str(seconds + 6)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4)   # imports and the first samples
+        c0, t0 = _cpu_seconds(w.pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = _cpu_seconds(w.pid), time.monotonic()
+        w.wait()
+    return (c1 - c0) / (t1 - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", type=int, default=None, help=argparse.SUPPRESS)
@@ -125,6 +149,9 @@ def main() -> None:
     print("\n| per sample / per call | time | share of a 1 s interval |\n|---|---:|---:|")
     for name, s in sampler_cost():
         print(f"| {name} | {s * 1e3:.3f} ms | {s / 1.0 * 100:.3f}% |")
+    print("\n| the watch process (CPU time, watching `sleep`) | share of one core |\n|---|---:|")
+    for interval in (1.0, 0.1):
+        print(f"| --interval {interval:g} | {watcher_cpu(interval) * 100:.2f}% |")
 
 
 if __name__ == "__main__":
