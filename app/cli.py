@@ -26,6 +26,9 @@ def _register() -> None:
     from . import cli_dashboard   # imports only click: streamlit is loaded by the started server
 
     cli.add_command(cli_dashboard.dashboard)
+    from . import cli_watch   # the sampler imports no torch; the run it watches brings its own
+
+    cli.add_command(cli_watch.watch)
     try:
         from . import cli_profile
     except ImportError:  # the profiler's CLI module is optional while it is being built

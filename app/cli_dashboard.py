@@ -32,7 +32,7 @@ def streamlit_argv(port: int, host: str, headless: bool) -> list[str]:
 @click.option("--host", default="localhost", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--headless", is_flag=True, help="Do not open a browser (servers, tests).")
 def dashboard(port: int, host: str, headless: bool) -> None:
-    """Open the dashboard in the browser: estimate, compare, recommend, profile, GPU catalog.
+    """Open the dashboard in the browser: estimate, compare, recommend, profile, watch, GPU catalog.
 
     \b
     Example:

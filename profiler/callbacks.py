@@ -8,6 +8,9 @@ Per optimizer step it records the allocator's peaks on a GPU (`max_memory_alloca
 which has no allocator statistics, the process's peak resident memory (VmHWM, reset each step
 where Linux allows). At train end it builds the run's gpuplan setup from the model and
 TrainingArguments, estimates it, and writes the comparison with the measured steady state.
+
+Under `gpuplan watch` (GPUPLAN_WATCH_DIR set) it also writes each step, with the tokens the model saw,
+through the watch's hook (profiler/watch/hook.py), and reports the run's setup once, at the first step.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from gpuplan.planner import PlannerError, estimate
 from .compare import FIGURES, Row
 from .report import write_json_atomic
 from .trainer_setup import setup_from_trainer
+from .watch import hook as watch_hook
+from .watch.schema import ENV_DIR
 
 REPORT_NAME = "gpuplan_memory.json"
 
@@ -68,23 +73,31 @@ class GpuplanCallback(TrainerCallback):
         self.steps: list[StepMemory] = []
         self.device: torch.device | None = None
         self.seq_len = 0                     # longest input_ids seen
+        self.step_tokens = 0                 # input_ids elements in training forwards since the last step end
         self._hook = None
+        self._watched = False                # under `gpuplan watch`: steps go to its hook too
+        self._setup_reported = False
 
     # --- what the model sees --------------------------------------------------------------
     def _see_inputs(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         if isinstance(ids, torch.Tensor) and ids.dim() == 2:
             self.seq_len = max(self.seq_len, int(ids.shape[1]))
+            if module.training:   # evaluation forwards are no training tokens
+                self.step_tokens += int(ids.numel())
 
     def _cuda(self) -> bool:
         return self.device is not None and self.device.type == "cuda"
 
     # --- Trainer events -------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.steps, self.seq_len = [], 0
+        self.steps, self.seq_len, self.step_tokens = [], 0, 0
         if model is not None:
             self.device = next(model.parameters()).device
             self._hook = model.register_forward_pre_hook(self._see_inputs, with_kwargs=True)
+        self._watched, self._setup_reported = bool(os.environ.get(ENV_DIR)), False
+        if self._watched:
+            watch_hook.start()
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self._cuda():
@@ -102,6 +115,21 @@ class GpuplanCallback(TrainerCallback):
         else:
             row.process_peak_rss_bytes = _peak_rss_bytes()
         self.steps.append(row)
+        if self._watched:
+            self._to_watch(row, args, kwargs.get("model"))
+
+    def _to_watch(self, row: StepMemory, args: Any, model: torch.nn.Module | None) -> None:
+        """The step (and, once, the run's setup) to `gpuplan watch`, through its hook."""
+        if not self._setup_reported and model is not None:
+            self._setup_reported = True
+            try:
+                spec, setup = setup_from_trainer(model, args, self.seq_len or None)
+                watch_hook.report_setup(setup, spec)
+            except PlannerError:   # the watch says it has no estimate; the run goes on
+                pass
+        watch_hook.step(tokens=self.step_tokens or None, peak_allocated_bytes=row.peak_allocated_bytes,
+                        peak_reserved_bytes=row.peak_reserved_bytes)
+        self.step_tokens = 0
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self._hook is not None:

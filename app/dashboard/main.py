@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from gpuplan.app.dashboard import page_compare, page_estimate, page_gpus, page_profile, page_recommend, state
+from gpuplan.app.dashboard import (page_compare, page_estimate, page_gpus, page_profile, page_recommend, page_watch,
+                                  state)
 from gpuplan.planner.specs.errors import PlannerError
 
 PAGES = {
@@ -14,6 +15,7 @@ PAGES = {
     "compare": ("Compare", page_compare.compare_ui),
     "recommend": ("Recommend", page_recommend.recommend_ui),
     "profile": ("Profile", page_profile.profile_ui),
+    "watch": ("Watch", page_watch.watch_ui),
     "gpus": ("GPUs", page_gpus.gpus_ui),
 }
 DEFAULT_PAGE = "estimate"

@@ -221,3 +221,29 @@ def test_gpus_page_filters(server, browser, tmp_path):
     h100s = sum("h100" in g["name"] for g in _gpu_catalog()["gpus"])
     _wait(browser, lambda d: f"{h100s} of {total} GPUs" in captions(d) and "q=h100" in d.current_url, "the filter")
     _shot(browser, tmp_path, "gpus")
+
+
+def _watch_lines(first: int, last: int) -> str:
+    """Sample lines of a `gpuplan watch` file (schema gpuplan.watch-sample/1), GPU memory rising 1 GiB a second."""
+    from gpuplan.profiler.watch.schema import Kind, line
+
+    rows = [] if first > 1 else [line(Kind.START, 0.0, mode="launch", command=["python", "train.py"], pid=7,
+                                      expected=None, notes=[])]
+    for s in range(first, last + 1):
+        gpu = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_total_bytes": 80 * GIB,
+               "run_memory_bytes": (20 + s) * GIB, "run_memory_source": "process", "utilization_pct": 90}
+        rows.append(line(Kind.SAMPLE, float(s), gpus=[gpu], processes=[], rss_bytes=GIB, notes=[]))
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_watch_page_follows_a_growing_file(server, browser, tmp_path):
+    """The page re-reads the file on its own (st.fragment run_every): new samples appear with no input."""
+    path = tmp_path / "run.jsonl"
+    path.write_text(_watch_lines(1, 3))
+    _open(browser, f"{server}/?page=watch&runs={path}&refresh=1", "Watch")
+    _wait(browser, lambda d: _metric(d, "peak GPU memory (NVML)") == "23.00 GiB", "the first samples' peak")
+    with open(path, "a") as f:
+        f.write(_watch_lines(4, 7))
+    _wait(browser, lambda d: _metric(d, "peak GPU memory (NVML)") == "27.00 GiB", "the appended samples' peak")
+    _wait(browser, lambda d: "Memory over time" in _plot_titles(d), "the memory chart")
+    _shot(browser, tmp_path, "watch")

@@ -89,3 +89,32 @@ def test_gpu_steps_record_the_allocator(monkeypatch):
         callback.on_step_end(None, SimpleNamespace(global_step=step), None)
     assert callback.measured() == {"peak_allocated_bytes": 3 * 2**30, "peak_reserved_bytes": 4 * 2**30,
                                    "device_total_bytes": 5 * 2**30, "process_peak_rss_bytes": None}
+
+
+def test_under_gpuplan_watch_the_callback_writes_steps_and_the_setup(tmp_path, tiny_hf, monkeypatch):
+    """With GPUPLAN_WATCH_DIR set (as `gpuplan watch` sets it), each optimizer step goes to the watch's
+    step file with the training tokens it saw, and the run's setup is reported once."""
+    import os
+
+    from gpuplan.profiler.watch import hook
+    from gpuplan.profiler.watch.schema import ENV_DIR, Tail, step_file
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    monkeypatch.setattr(hook, "_writer", None)
+    data = [{"input_ids": torch.randint(0, 256, (16,)), "labels": torch.randint(0, 256, (16,))} for _ in range(8)]
+    args = _args(tmp_path / "out", gradient_accumulation_steps=2)
+    try:
+        transformers.Trainer(model=tiny_hf(), args=args, train_dataset=data, callbacks=[GpuplanCallback()]).train()
+    finally:
+        if hook._writer is not None:
+            hook._writer.file.close()
+        monkeypatch.setattr(hook, "_writer", None)
+    lines = Tail(step_file(tmp_path, os.getpid())).read()
+    assert [x["kind"] for x in lines] == ["process", "setup", "step", "step", "step"]
+    setup = lines[1]
+    assert setup["setup"]["batch_size"] == 2 and setup["setup"]["grad_accum"] == 2 and setup["setup"]["seq_len"] == 16
+    assert setup["model_config"]["hidden_size"] == 64
+    steps = lines[2:]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert all(s["tokens"] == 2 * 2 * 16 for s in steps)            # micro-batch x accumulation x sequence
+    assert all(s["device"] == "cpu" and s["peak_rss_bytes"] > 0 for s in steps)   # CPU: RSS, no allocator
