@@ -30,7 +30,7 @@ from gpuplan.planner.memory.replay import Event, Op, ReplayResult, replay
 
 from .build import Built, autocast_for, build, build_model, build_optimizer
 from .distributed import ShardAwareTracker
-from .kernels import cuda_dropout
+from .kernels.dropout import cuda_dropout
 from .step import run_steps
 from .tracker import StorageTracker
 

@@ -55,7 +55,7 @@ class NvmlSampler:
         self.names: list[str] = []
         try:
             if self.nvml is None:
-                import pynvml
+                import pynvml  # lazy: nvidia-ml-py is optional (the profile extra); absent, the sampler says so
 
                 self.nvml = pynvml
             self.nvml.nvmlInit()
