@@ -17,7 +17,7 @@ from gpuplan.planner.fromconfig import accelerate, axolotl, hf, llamafactory, re
 from gpuplan.planner.fromconfig.common import DEEPSPEED_TABLE, FSDP_TABLE
 from gpuplan.planner.fromconfig.rules import Rule
 
-CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "configs"
 SOURCES = json.loads((CORPUS / "SOURCES.json").read_text())
 FILES = sorted(str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*")
                if p.is_file() and p.name != "SOURCES.json" and p.suffix != ".json")
@@ -136,7 +136,7 @@ EXPECTED: dict[str, Expect] = {
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=False,
              optimizer='adamw-8bit')),
     'axolotl/bigstral-ds-zero3.yaml': Expect(
-        'axolotl', "unknown model 'mistral-community/Mixtral-8x22B-v0.1'",
+        'axolotl', "mixtral-8x22b",
         dict(precision='bf16-true', batch_size=1, seq_len=2048, grad_accum=1, grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash', zero=3, offload='params', offload_device='cpu', gpus_per_node=8),
         refused=[
@@ -151,7 +151,7 @@ EXPECTED: dict[str, Expect] = {
              '(resize_token_embeddings)); remove it to plan the rest',
         ]),
     'axolotl/gemma-3-1b-qlora.yml': Expect(
-        'axolotl', "unknown model 'google/gemma-3-1b-it'",
+        'axolotl', "gemma-3-1b",
         dict(method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
              lora_alpha=16.0, lora_dropout=0.0, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
              attn='flash'),
@@ -188,7 +188,7 @@ EXPECTED: dict[str, Expect] = {
              'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-instruct-lora-8b.yml': Expect(
-        'axolotl', "unknown model 'NousResearch/Meta-Llama-3-8B-Instruct'",
+        'axolotl', "llama-3-8b",
         dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4,
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash')),
@@ -257,7 +257,7 @@ EXPECTED: dict[str, Expect] = {
              'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/mistral-lora.yml': Expect(
-        'axolotl', "unknown model 'mistralai/Mistral-7B-v0.1'",
+        'axolotl', "mistral-7b-v0.1",
         dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=8192, grad_accum=4,
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash'),
@@ -300,10 +300,10 @@ EXPECTED: dict[str, Expect] = {
         'hf', 'smollm-2-1.7b',
         dict(precision='bf16-true', seq_len=8192, attn='flash', batch_size=4, grad_accum=4, grad_ckpt=True)),
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_full.yaml': Expect(
-        'hf', "unknown model 'mistralai/Mistral-7B-v0.1'",
+        'hf', "mistral-7b-v0.1",
         dict(precision='bf16-true', seq_len=2048, attn='flash', batch_size=16, grad_accum=1, grad_ckpt=True)),
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_qlora.yaml': Expect(
-        'hf', "unknown model 'mistralai/Mistral-7B-v0.1'",
+        'hf', "mistral-7b-v0.1",
         dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=16, lora_alpha=16.0, lora_dropout=0.05,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', attn='flash', batch_size=4,
              grad_accum=2, grad_ckpt=True),
@@ -327,22 +327,22 @@ EXPECTED: dict[str, Expect] = {
         'accelerate', None,
         dict(nodes=1, gpus_per_node=2, precision='bf16-mixed', fsdp='full')),
     'llamafactory/fsdp_qlora_llama3_lora_sft-v0.9.3.yaml': Expect(
-        'llamafactory', "unknown model 'meta-llama/Meta-Llama-3-8B-Instruct'",
+        'llamafactory', "llama-3-8b",
         dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/galore_llama3_full_sft-v0.9.3.yaml': Expect(
-        'llamafactory', "unknown model 'meta-llama/Meta-Llama-3-8B-Instruct'",
+        'llamafactory', "llama-3-8b",
         dict(method='full', precision='bf16-true', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=1),
         refused=[
             'use_galore: true is not modelled yet (GaLore projects the gradients and keeps projected '
              'optimizer states); remove it to plan the rest',
         ]),
     'llamafactory/llama3_full_sft-v0.9.3.yaml': Expect(
-        'llamafactory', "unknown model 'meta-llama/Meta-Llama-3-8B-Instruct'",
+        'llamafactory', "llama-3-8b",
         dict(method='full', precision='bf16-mixed', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=2,
              zero=3, gpus_per_node=8)),
     'llamafactory/llama3_lora_sft-v0.9.3.yaml': Expect(
-        'llamafactory', "unknown model 'meta-llama/Meta-Llama-3-8B-Instruct'",
+        'llamafactory', "llama-3-8b",
         dict(method='lora', precision='bf16-mixed', base_dtype='bf16', seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/llama_pro_llama3_freeze_sft-v0.9.3.yaml': Expect(
@@ -526,7 +526,7 @@ EXPECTED: dict[str, Expect] = {
              "use_gradient_checkpointing = True to plan HF's",
         ]),
     'unsloth/Llama3.2_1B_and_3B-Conversational.ipynb': Expect(
-        'unsloth', "unknown model 'unsloth/Llama-3.2-3B-Instruct'",
+        'unsloth', "llama-3.2-3b",
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
              grad_accum=4, optimizer='adamw-8bit'),

@@ -6,7 +6,7 @@ import pytest
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.fromconfig import read_config
 
-FX = Path(__file__).parent / "fixtures"
+FX = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_axolotl_qlora():
@@ -184,7 +184,7 @@ def test_unsloth_reads_literals_only_and_never_runs_the_file(tmp_path):
 
 
 def test_docs_are_generated_from_the_tables():
-    doc = Path(__file__).resolve().parents[2] / "docs" / "readme" / "from-config.md"
+    doc = Path(__file__).resolve().parents[3] / "docs" / "readme" / "from-config.md"
     assert doc.read_text() == docs.render(), "regenerate: python -m gpuplan.planner.fromconfig.docs > " + str(doc)
 
 

@@ -1,4 +1,4 @@
-"""Tiny models shared by the profiler tests: each step runs in milliseconds on a CPU."""
+"""Tiny models shared by the tests (profiler, app): each step runs in milliseconds on a CPU."""
 from __future__ import annotations
 
 import json
