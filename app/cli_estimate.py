@@ -8,7 +8,7 @@ import click
 
 from gpuplan.planner.errors import PlannerError
 
-from .options import setup_from_options, setup_options
+from .options import setup_from_options, setup_notes, setup_options
 
 
 @click.command()
@@ -32,8 +32,10 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = [fits(est, g) for g in gpu_specs]
+    notes = setup_notes(model, setup)
     if as_json:
         out = est.to_dict()
+        out["notes"] = [*out["notes"], *notes]
         out["fits"] = fit_rows
         click.echo(json.dumps(out, indent=2))
         return
@@ -41,7 +43,7 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
 
     from .report import render_estimate
 
-    render_estimate(est, fit_rows, Console())
+    render_estimate(est, fit_rows, Console(), extra_notes=notes)
 
 
 @click.command()

@@ -69,9 +69,13 @@ def setup_options(func: Callable) -> Callable:
 def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     """(ModelSpec, validated TrainingSetup) from the flags; raises PlannerError on bad input."""
     from gpuplan.planner.catalog import resolve_model
+    from gpuplan.planner.io.files import read_text
+    from gpuplan.planner.io.validate import context_check
 
     from .from_config import merge_config
 
+    if kw.get("from_config"):
+        read_text(kw["from_config"], "--from-config file")   # binary / not UTF-8: one line, before the parser
     kw = merge_config(kw)
     if not kw.get("model"):
         raise PlannerError("--model is required (or a --from-config file that names the model)")
@@ -111,7 +115,16 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if setup.peft:
         setup.lora_targets(model)  # raises for targets that match no module
     setup.parallel.validate(model, setup.optimizer)
+    context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions
     return model, setup
+
+
+def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:
+    """What the user should know beyond the estimate's own notes: custom code not run (auto_map), a
+    sequence past the trained context (RoPE models; whether rope_scaling is set)."""
+    from gpuplan.planner.io.validate import config_notes, context_check
+
+    return config_notes(model.hf_config) + context_check(model, setup.seq_len)
 
 
 def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:

@@ -14,7 +14,8 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / GIB:,.2f}"
 
 
-def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console) -> None:
+def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console,
+                    extra_notes: list[str] = ()) -> None:
     s = est.setup
     console.print(f"[bold]{s['model']}[/]  {est.params.total / 1e9:.2f} B params, "
                   f"{est.trainable_params / 1e6:,.1f} M trainable  |  {s['method']}, {s['precision']}, "
@@ -53,7 +54,7 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     for a in est.assumptions:
         value = gib(a.value) + " GiB" if a.unit == "bytes" else f"{a.value} ({a.unit})"
         console.print(f"[dim]  {a.name} = {value}: {a.source}[/]")
-    for note in est.notes:
+    for note in [*est.notes, *extra_notes]:
         console.print(f"[dim]  note: {note}[/]")
 
 

@@ -156,9 +156,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         path = path / "config.json"
     if not path.is_file():
         raise PlannerError(f"no config.json at {path}")
+    from .io.files import read_text   # bytes decoded with a clear error (binary, not UTF-8)
+
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(read_text(path, "config.json"))
     except json.JSONDecodeError as e:
         raise PlannerError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
 
@@ -218,15 +219,17 @@ def add_gpu_catalog(path: str) -> None:
 
 
 def _read_user_gpus(path: str) -> list[dict[str, Any]]:
+    from .io.files import read_text   # bytes decoded with a clear error (binary, not UTF-8)
+
     p = Path(os.path.expanduser(path))
     if not p.is_file():
         raise PlannerError(f"GPU catalog file {path} does not exist")
-    text = p.read_text()
+    text = read_text(p, "GPU catalog file")
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml   # lazily: only user YAML files need it
+            from .io.files import load_yaml   # 5.0e14 is a number, as in JSON
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             data = json.loads(text)
     except Exception as e:  # JSON or YAML syntax: one line with the parser's message
@@ -235,6 +238,10 @@ def _read_user_gpus(path: str) -> list[dict[str, Any]]:
     if not isinstance(gpus, list) or not all(isinstance(g, dict) and g.get("name") for g in gpus):
         raise PlannerError(f"GPU catalog file {path} must hold {{\"gpus\": [{{\"name\": ..., ...}}]}} "
                            "(fields as in data/README.md)")
+    from .io.validate import validate_gpu_entry   # types and units of every field, one line per problem
+
+    for g in gpus:
+        validate_gpu_entry(g, path)
     return gpus
 
 

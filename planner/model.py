@@ -222,6 +222,9 @@ def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
 
 def model_from_config(cfg: Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """ModelSpec from a parsed HF config.json; raises PlannerError for what it cannot read."""
+    from .io.validate import validate_model_config   # types, signs and shapes of every field read below
+
+    validate_model_config(cfg)
     if not isinstance(cfg, Mapping):
         raise PlannerError("config.json must hold a JSON object")
     if "text_config" in cfg and "model_type" in cfg and cfg["model_type"] not in SUPPORTED_MODEL_TYPES:
