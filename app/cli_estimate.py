@@ -8,24 +8,36 @@ import click
 
 from gpuplan.planner.errors import PlannerError
 
+from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_notes, setup_options
+
+CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits, 2: bad input)
 
 
 @click.command()
 @setup_options
 @click.option("--gpu", "gpus", multiple=True, help="GPU to check the fit against (repeatable): rtx-4090, h100, a100-40gb...")
+@gpu_catalog_option
+@click.option("--check", is_flag=True,
+              help=f"For scripts: exit {CHECK_FAILED} when the setup does not fit a --gpu (0 when every one fits, 2 on bad input).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
-def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
+def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, as_json: bool, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
+    A --gpu it does not fit says by how much, and the cheapest knobs that make it fit.
+
+    \b
+    Exit status: 0; 2 for bad input; with --check, 3 when a --gpu does not fit.
 
     \b
     Example:
       gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 4 --seq-len 4096 --gpu rtx-4090
+      gpuplan estimate -m llama-3.1-8b --method lora --gpu a10g --check || echo "does not fit"
     """
     from gpuplan.planner.catalog import resolve_gpu
     from gpuplan.planner.estimate import estimate as run_estimate, fits
 
     try:
+        load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
         est = run_estimate(model, setup)
@@ -38,12 +50,32 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
         out["notes"] = [*out["notes"], *notes]
         out["fits"] = fit_rows
         click.echo(json.dumps(out, indent=2))
-        return
-    from rich.console import Console
+    else:
+        from .console import make_console
+        from .report import render_estimate
 
-    from .report import render_estimate
+        console = make_console()
+        render_estimate(est, fit_rows, console, extra_notes=notes)
+        for gpu in (g for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
+            _why_not(model, setup, gpu, console)
+    if check and not all(row["fits"] for row in fit_rows):
+        if as_json:
+            click.echo(f"does not fit: {', '.join(r['gpu'] for r in fit_rows if not r['fits'])}", err=True)
+        raise SystemExit(CHECK_FAILED)
 
-    render_estimate(est, fit_rows, Console(), extra_notes=notes)
+
+def _why_not(model, setup, gpu, console) -> None:
+    """By how much the setup misses `gpu`, and what makes it fit (planner.fit, memory-only knobs)."""
+    from gpuplan.planner.fit import fit as run_fit
+
+    from .cli_fit import knob_lines
+
+    r = run_fit(model, setup, gpu, memory_only=True)
+    gib = 2**30
+    console.print(f"[red]{setup.method.value} does not fit {gpu.name}[/] by {(r.device_total_bytes - gpu.memory_bytes) / gib:,.2f} "
+                  f"GiB (needs {r.device_total_bytes / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB).", highlight=False)
+    for line in knob_lines(r):
+        console.print("  " + line, highlight=False, markup=False)
 
 
 @click.command()

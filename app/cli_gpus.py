@@ -14,10 +14,24 @@ gpu_catalog_option = click.option(
 
 
 def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
+    """Overlay the --gpu-catalog files for this command only: when the command ends (in-process
+    callers: tests, the README generator) the catalog is as before."""
     from gpuplan.planner.catalog import add_gpu_catalog
 
+    ctx = click.get_current_context(silent=True)
     for p in paths:
         add_gpu_catalog(p)
+        if ctx is not None:
+            ctx.call_on_close(lambda p=p: _remove_gpu_catalog(p))
+
+
+def _remove_gpu_catalog(path: str) -> None:
+    from gpuplan.planner import catalog   # TODO(lead): export a remove_gpu_catalog(path) from the catalog
+
+    if path in catalog._user_gpu_files:
+        catalog._user_gpu_files.remove(path)
+        catalog._gpu_catalog.cache_clear()
+        catalog._gpu_index.cache_clear()
 
 
 @click.command()

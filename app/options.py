@@ -45,7 +45,10 @@ SETUP_OPTIONS = [
     click.option("--quant-type", type=_choice(QuantType), default=None, help="QLoRA weights [nf4]."),
     click.option("--double-quant/--no-double-quant", default=None, help="QLoRA double quantization [on]."),
     # multi-GPU and offload (planner/parallel.py); defaults: one GPU, nothing sharded
-    click.option("--gpus", "gpus_per_node", type=int, default=1, show_default=True, help="GPUs per node."),
+    click.option("--gpus-per-node", "gpus_per_node", type=int, default=1, show_default=True,
+                 help="GPUs per node (data-parallel, ZeRO/FSDP or TP/PP ranks on each node)."),
+    click.option("--gpus", "gpus_legacy", type=int, default=None, hidden=True,
+                 help="Deprecated spelling of --gpus-per-node."),
     click.option("--nodes", type=int, default=1, show_default=True),
     click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
                  help="DeepSpeed ZeRO stage (0: plain DDP when more than one GPU)."),
@@ -77,6 +80,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if kw.get("from_config"):
         read_text(kw["from_config"], "--from-config file")   # binary / not UTF-8: one line, before the parser
     kw = merge_config(kw)
+    kw = _legacy_gpus(kw)
     if not kw.get("model"):
         raise PlannerError("--model is required (or a --from-config file that names the model)")
 
@@ -117,6 +121,23 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     setup.parallel.validate(model, setup.optimizer)
     context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions
     return model, setup
+
+
+def _legacy_gpus(kw: dict[str, Any]) -> dict[str, Any]:
+    """--gpus N (the old spelling of --gpus-per-node) still works, with a one-line note on stderr."""
+    legacy = kw.pop("gpus_legacy", None)
+    if legacy is None:
+        return kw
+    click.echo("note: --gpus N is deprecated in estimate/fit/profile (it is a count per node): "
+               "use --gpus-per-node N", err=True)
+    ctx = click.get_current_context(silent=True)
+    from click.core import ParameterSource
+
+    if ctx is not None and ctx.get_parameter_source("gpus_per_node") is ParameterSource.COMMANDLINE \
+            and kw.get("gpus_per_node") != legacy:
+        raise PlannerError(f"--gpus {legacy} and --gpus-per-node {kw['gpus_per_node']} disagree; give only "
+                           "--gpus-per-node")
+    return {**kw, "gpus_per_node": legacy}
 
 
 def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:

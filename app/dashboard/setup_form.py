@@ -81,7 +81,8 @@ def _field(opt: click.Option) -> Field | None:
     return None
 
 
-FIELDS: list[Field] = [f for f in (_field(_click_option(o)) for o in SETUP_OPTIONS if _click_option(o).name != "model") if f]
+FIELDS: list[Field] = [f for f in (_field(_click_option(o)) for o in SETUP_OPTIONS
+                                     if _click_option(o).name != "model" and not _click_option(o).hidden) if f]
 
 
 def setup_params(scope: str, overrides: dict[str, Any] | None = None) -> Params:

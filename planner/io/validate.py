@@ -247,7 +247,7 @@ def validate_gpu_entry(entry: Any, path: str, new: bool = False) -> None:
     for f in _STRING_FIELDS:
         _string(entry.get(f), f, where)
     aliases = entry.get("aliases")
-    if aliases is not None and (not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases)):
+    if "aliases" in entry and (not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases)):
         raise PlannerError(f"{where}: aliases is {_show(aliases)}; it must be a list of names")
     if "memory_bytes" in entry:
         _number(entry["memory_bytes"], "memory_bytes", where, "memory_bytes")
