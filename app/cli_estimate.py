@@ -79,11 +79,39 @@ def _why_not(model, setup, gpu, console) -> None:
 
 
 @click.command()
-def models() -> None:
-    """List the bundled model presets."""
-    from gpuplan.planner.catalog import load_preset, model_names
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as a JSON list.")
+def models(as_json: bool) -> None:
+    """List the bundled model presets: architecture (family, layers, hidden size, attention heads /
+    key-value heads, vocabulary, MoE experts) and exact parameter count.
 
+    \b
+    Example:
+      gpuplan models
+      gpuplan models --json
+    """
+    from gpuplan.planner.catalog import load_preset, model_names, resolve_model
+
+    rows = []
     for name in model_names():
-        preset = load_preset(name)
-        click.echo(f"{name:28s} {preset['params_total'] / 1e9:8.2f} B  {preset['hf_id']}")
+        preset, m = load_preset(name), resolve_model(name)
+        rows.append({"name": name, "hf_id": preset.get("hf_id"), "family": m.model_type, "layers": m.n_layers,
+                     "hidden": m.hidden, "heads": m.n_heads, "kv_heads": m.n_kv_heads, "head_dim": m.head_dim,
+                     "intermediate": m.intermediate, "vocab": m.vocab, "experts": m.n_experts, "top_k": m.top_k,
+                     "tied_embeddings": m.tied_embeddings, "params_total": preset["params_total"],
+                     "context": m.hf_config.get("max_position_embeddings") or m.hf_config.get("n_positions")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
 
+    from .console import make_console, print_table
+
+    t = Table(title=f"{len(rows)} model presets (data/models/; config numbers from each hf_id's config.json)",
+              title_justify="left")
+    for col in ("model", "family", "layers", "hidden", "heads/kv", "experts", "vocab", "context", "params", "hf_id"):
+        t.add_column(col, justify="left" if col in ("model", "family", "hf_id") else "right")
+    for r in rows:
+        t.add_row(r["name"], r["family"], str(r["layers"]), f"{r['hidden']:,}", f"{r['heads']}/{r['kv_heads']}",
+                  f"{r['experts']} top-{r['top_k']}" if r["experts"] else "-", f"{r['vocab']:,}",
+                  f"{r['context']:,}" if r["context"] else "-", f"{r['params_total'] / 1e9:.2f} B", r["hf_id"] or "-")
+    print_table(make_console(), t, drop_order=("hf_id", "context", "experts", "family"))

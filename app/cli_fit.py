@@ -56,15 +56,25 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
             click.echo("  " + line)
 
 
+def _smaller_batch(max_batch: int, sequences: int) -> str:
+    """The micro-batch and accumulation that keep the optimizer step's sequences: the largest divisor
+    of them that fits, unless it is under half the largest micro-batch that fits (then round up)."""
+    d = max(k for k in range(1, max_batch + 1) if sequences % k == 0)
+    if 2 * d >= max_batch:
+        return (f"fits at --batch-size {d} --grad-accum {sequences // d} (the same {sequences} sequences per "
+                f"optimizer step; the largest micro-batch that fits is {max_batch})")
+    accum = -(-sequences // max_batch)
+    return (f"fits at --batch-size {max_batch} --grad-accum {accum} ({max_batch * accum} sequences per optimizer "
+            f"step instead of {sequences})")
+
+
 def knob_lines(r) -> list[str]:
     """What makes a setup that does not fit fit: a smaller micro-batch (same tokens per step), then the
     knobs that buy more than that (planner.fit memory_only: none that change the task or nothing)."""
     gib, s = 2**30, r.setup
     lines = []
     if 0 < r.max_batch < s.batch_size:
-        accum = -(-s.batch_size * s.grad_accum // r.max_batch)
-        lines.append(f"fits at --batch-size {r.max_batch} --grad-accum {accum} ({r.max_batch_total_bytes / gib:.2f} GiB; "
-                     f"{r.max_batch * accum} sequences per optimizer step; as given {s.batch_size * s.grad_accum})")
+        lines.append(_smaller_batch(r.max_batch, s.batch_size * s.grad_accum))
     if r.knobs:
         lines.append("knobs that make it fit" + (f" at a micro-batch above {r.max_batch}" if r.max_batch else "")
                      + " (most tokens/s first):")

@@ -5,7 +5,6 @@ ignored when matching, and an unknown name gets the closest known names in its e
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -136,10 +135,9 @@ def model_names() -> list[str]:
 
 
 def _suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(_key(name), choices, n=5, cutoff=0.5)
-    if not close:
-        close = [c for c in choices if _key(name).split("-")[0] in c][:5]
-    return f"; did you mean: {', '.join(close)}?" if close else ""
+    from .io.suggest import did_you_mean   # prefix, then shared tokens, then edit distance
+
+    return did_you_mean(name, choices)
 
 
 def load_preset(name: str) -> dict[str, Any]:

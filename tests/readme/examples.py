@@ -9,7 +9,7 @@ A generated example is an HTML comment naming the command, then a fenced block w
 
 The command is run in-process through click's CliRunner (no subprocess: the whole file takes about
 a second), from the repository root, with stdout not a terminal (as when piped) and COLUMNS=100.
-Only stdout is shown; `| head -N` keeps its first N lines (the one pipe understood). With
+Only stdout is shown; `| head -N` keeps its first N lines, `| tail -N` its last (the pipes understood). With
 `2>&1` stderr is appended after stdout (CliRunner keeps the two apart, so they are not interleaved).
 What is inherently variable is normalized before comparing, and only that: elapsed times
 (`12.3 s elapsed`) and ISO dates written by the run itself (`as of 2026-12-01`), see `normalize`.
@@ -56,15 +56,15 @@ def examples(path: Path, text: str | None = None) -> list[Example]:
 def parse(command: str) -> tuple[list[str], int | None, bool]:
     """(argv after `gpuplan`, head lines or None, stderr too); raises ValueError for what is not understood."""
     head = None
-    m = re.search(r"\s*\|\s*head\s+-n?\s*(\d+)\s*$", command)
+    m = re.search(r"\s*\|\s*(head|tail)\s+-n?\s*(\d+)\s*$", command)
     if m:
-        head, command = int(m[1]), command[: m.start()]
+        head, command = (int(m[2]) if m[1] == "head" else -int(m[2])), command[: m.start()]
     with_stderr = command.rstrip().endswith("2>&1")
     if with_stderr:
         command = command.rstrip()[: -len("2>&1")]
     argv = shlex.split(command)
     if not argv or argv[0] != "gpuplan" or any(a in ("|", ">", "<", ";", "&&") for a in argv):
-        raise ValueError(f"an example runs one `gpuplan ...` command (optionally `| head -N`): {command!r}")
+        raise ValueError(f"an example runs one `gpuplan ...` command (optionally `| head -N` or `| tail -N`): {command!r}")
     return argv[1:], head, with_stderr
 
 
@@ -83,7 +83,7 @@ def invoke(command: str) -> tuple[int, str]:
     cwd = os.getcwd()
     os.chdir(ROOT)          # example paths (examples/axolotl.yaml) are relative to the repository root
     try:
-        r = CliRunner().invoke(cli, argv, env={"COLUMNS": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"})
+        r = CliRunner().invoke(cli, argv, prog_name="gpuplan", env={"COLUMNS": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"})
     finally:
         os.chdir(cwd)
     if r.exception is not None and not isinstance(r.exception, SystemExit):
@@ -91,7 +91,7 @@ def invoke(command: str) -> tuple[int, str]:
     out = r.stdout + (r.stderr if with_stderr else "")
     lines = [ln.rstrip() for ln in out.splitlines()]
     if head is not None:
-        lines = lines[:head]
+        lines = lines[:head] if head > 0 else lines[head:]
     return r.exit_code, "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ def test_normalize_only_touches_variable_text():
 
 def test_parse_refuses_what_it_cannot_run():
     assert examples.parse("gpuplan gpus | head -3") == (["gpus"], 3, False)
+    assert examples.parse("gpuplan fit -m x 2>&1 | tail -1") == (["fit", "-m", "x"], -1, True)
     with pytest.raises(ValueError):
         examples.parse("gpuplan gpus | grep h100")
 
