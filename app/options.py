@@ -77,8 +77,8 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
 
     from .from_config import merge_config
 
-    if kw.get("from_config"):
-        read_text(kw["from_config"], "--from-config file")   # binary / not UTF-8: one line, before the parser
+    if kw.get("from_config"):   # binary / not UTF-8, then value types: one line each, before the format readers
+        _check_training_config(kw["from_config"], read_text(kw["from_config"], "--from-config file"))
     kw = merge_config(kw)
     kw = _legacy_gpus(kw)
     if not kw.get("model"):
@@ -121,6 +121,29 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     setup.parallel.validate(model, setup.optimizer)
     context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions
     return model, setup
+
+
+def _check_training_config(path: str, text: str) -> None:
+    from gpuplan.planner.io.validate import validate_training_config
+
+    try:
+        if str(path).endswith(".json"):
+            import json
+
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception:   # a syntax error: the config reader reports it with line and column
+        return
+    from gpuplan.planner.fromconfig import detect
+
+    try:
+        fmt = detect(data) if isinstance(data, dict) else None
+    except PlannerError:
+        return          # an unknown format: the reader says so
+    validate_training_config(data, path, fmt)
 
 
 def _legacy_gpus(kw: dict[str, Any]) -> dict[str, Any]:

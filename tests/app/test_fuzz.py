@@ -222,3 +222,45 @@ def test_mutated_gpu_catalog(tmp_path_factory, entry, command):
             "recommend": ["recommend", "-m", "smollm-2-135m", "--dataset-tokens", "1M", "--max-gpus", "1",
                           "--methods", "lora"]}[command]
     invoke([*argv, "--gpu-catalog", str(p)], ok={0, 1, 2} if command == "recommend" else OK_EXITS)
+
+
+TRAIN_FIXTURES = Path(__file__).parents[1] / "planner" / "fixtures"
+
+
+def _load_fixture(name: str) -> dict:
+    import yaml
+
+    text = (TRAIN_FIXTURES / name).read_text()
+    return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+
+
+TRAIN_BASES = {name: _load_fixture(name) for name in ("axolotl_qlora.yaml", "trl_sft.json", "torchtune_lora.yaml")}
+
+
+@st.composite
+def mutated_training_config(draw):
+    name = draw(st.sampled_from(sorted(TRAIN_BASES)))
+    cfg = json.loads(json.dumps(TRAIN_BASES[name]))
+    for _ in range(draw(st.integers(1, 3))):
+        node = cfg
+        if isinstance(cfg.get("model"), dict) and draw(st.booleans()):
+            node = cfg["model"]
+        key = draw(st.sampled_from(sorted(node)))
+        if draw(st.integers(0, 3)) == 0:
+            node.pop(key)
+        else:
+            node[key] = draw(st.one_of(junk, st.sampled_from(["auto", "all-linear", "adamw_8bit", "lora"])))
+    return name, cfg
+
+
+@budget(60)
+@given(case=mutated_training_config())
+def test_mutated_from_config(tmp_path_factory, case):
+    import yaml
+
+    name, cfg = case
+    p = tmp_path_factory.mktemp("train") / name
+    p.write_text(json.dumps(cfg) if name.endswith(".json") else yaml.safe_dump(cfg))
+    r = invoke(["estimate", "--from-config", str(p), "-m", "qwen-2.5-0.5b", "-s", "512", "--json"])
+    if r.exit_code == 0:
+        check_estimate_json(json.loads(r.stdout))

@@ -148,3 +148,26 @@ def test_yaml_exponent_floats_are_numbers():
 
     assert load_yaml("a: 5.0e14\nb: 1e3\nc: '5e14'\nd: 12\ne: 1.5\nf: 1.0.0") == {
         "a": 5e14, "b": 1000.0, "c": "5e14", "d": 12, "e": 1.5, "f": "1.0.0"}
+
+
+def test_training_config_value_types():
+    from gpuplan.planner.io.validate import validate_training_config
+
+    validate_training_config({"base_model": "x", "micro_batch_size": 2, "optimizer": "adamw_8bit", "bf16": "auto"},
+                             "a.yaml", "axolotl")
+    validate_training_config({"model": {"_component_": "t.lora_llama3_1_8b", "lora_rank": 8},
+                              "optimizer": {"_component_": "torch.optim.AdamW"}}, "t.yaml", "torchtune")
+    for data, fmt, words in (
+            ({"micro_batch_size": "big"}, "axolotl", ["micro_batch_size is 'big'", "whole number"]),
+            ({"sequence_len": -3}, "axolotl", ["sequence_len is -3"]),
+            ({"base_model": 7}, "axolotl", ["base_model is 7", "text"]),
+            ({"optimizer": {"_component_": "x"}}, "axolotl", ["optimizer", "text"]),
+            ({"lora_dropout": 1.5}, "hf", ["lora_dropout", "[0, 1)"]),
+            ({"per_device_train_batch_size": [1]}, "hf", ["per_device_train_batch_size"]),
+            ({"gradient_checkpointing": "yes"}, "hf", ["gradient_checkpointing", "true or false"]),
+            ({"model": {"_component_": "x"}, "tokenizer": "t"}, "torchtune", ["tokenizer is 't'", "mapping"]),
+            ({"model": {"_component_": "x", "lora_rank": "8"}}, "torchtune", ["model.lora_rank"]),
+    ):
+        with pytest.raises(PlannerError) as e:
+            validate_training_config(data, "f.yaml", fmt)
+        assert "--from-config file f.yaml" in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
