@@ -72,8 +72,9 @@ def _why_not(model, setup, gpu, console) -> None:
 
     r = run_fit(model, setup, gpu, memory_only=True)
     gib = 2**30
-    console.print(f"[red]{setup.method.value} does not fit {gpu.name}[/] by {(r.device_total_bytes - gpu.memory_bytes) / gib:,.2f} "
-                  f"GiB (needs {r.device_total_bytes / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB).", highlight=False)
+    per_gpu = " per GPU" if not setup.parallel.single_gpu else ""
+    console.print(f"[red]Does not fit {gpu.name}[/] by {(r.device_total_bytes - gpu.memory_bytes) / gib:,.2f} GiB (needs "
+                  f"{r.device_total_bytes / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB{per_gpu}).", highlight=False)
     for line in knob_lines(r):
         console.print("  " + line, highlight=False, markup=False)
 

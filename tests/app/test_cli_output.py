@@ -85,10 +85,10 @@ def test_estimate_tables_in_80_columns(terminal80):
 def test_estimate_says_by_how_much_and_what_fits():
     r = run("estimate", "-m", "llama-3.1-8b", "--method", "qlora", "-b", "8", "-s", "2048", "--gpu", "rtx-4090")
     assert r.exit_code == 0
-    assert "does not fit rtx-4090 by 18.93 GiB" in r.stdout
+    assert "Does not fit rtx-4090 by 18.93 GiB (needs 42.92 of 23.99 GiB)" in r.stdout
     assert "fits at --batch-size 2 --grad-accum 4 (the same 8 sequences per optimizer step; the largest " \
            "micro-batch that fits is 3)" in r.stdout
-    assert "--loss chunked" in r.stdout and "--seq-len" not in r.stdout.split("does not fit")[1]
+    assert "--loss chunked" in r.stdout and "--seq-len" not in r.stdout.split("Does not fit")[1]
 
 
 def test_check_exit_status():
