@@ -81,6 +81,10 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
             gpu_names_t = None
         if seq_len < 1 or global_batch < 1:
             raise PlannerError("--seq-len and --global-batch must be at least 1")
+        from gpuplan.planner.io.validate import config_notes, context_check
+
+        for note in config_notes(m.hf_config) + context_check(m, seq_len):   # GPT-2 past its positions: refused
+            click.echo(f"note: {note}", err=True)
         if mfu is not None and not 0 < mfu <= 1:
             raise PlannerError(f"--mfu is a fraction of peak in (0, 1], got {mfu}")
         c = Constraints(methods=method_list, max_gpus=max_gpus,

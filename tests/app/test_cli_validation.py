@@ -85,3 +85,10 @@ def test_auto_map_note(tmp_path):
     p.write_text(json.dumps({**TINY, "auto_map": {"AutoModelForCausalLM": "m.X"}}))
     r = run("estimate", "-m", str(p), "--json")
     assert r.exit_code == 0 and any("custom code" in n for n in json.loads(r.stdout)["notes"])
+
+
+def test_recommend_refuses_gpt2_past_its_positions_and_notes_rope():
+    line = error_line(run("recommend", "-m", "gpt-2-small", "--dataset-tokens", "1M", "-s", "2048"))
+    assert "learned positions" in line
+    r = run("recommend", "-m", "qwen-2.5-0.5b", "--dataset-tokens", "1M", "-s", "65536", "--max-gpus", "1", "--json")
+    assert r.exit_code in (0, 1) and "trained context of 32,768" in r.stderr

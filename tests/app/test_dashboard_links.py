@@ -74,3 +74,14 @@ def test_log_sweep_labels_at_most_eight_ticks():
     ticks = list(fig.layout.xaxis.tickvals)
     assert fig.layout.xaxis.type == "log" and 2 <= len(ticks) <= charts.MAX_TICKS and set(ticks) <= set(xs)
     assert list(fig.layout.xaxis.ticktext)[:2] == ["64", "256"] and fig.layout.xaxis.ticktext[-1].endswith("k")
+
+
+def test_sweep_leaves_gpt2_past_its_positions_out():
+    from gpuplan.app.dashboard.page_compare import sweep
+    from gpuplan.planner import TrainingSetup, estimate
+    from gpuplan.planner.catalog import resolve_model
+
+    m = resolve_model("gpt-2-small")
+    s = TrainingSetup(batch_size=1)
+    (points,) = sweep(m, [("a", s, estimate(m, s))], "seq_len", [512, 1024, 2048]).values()
+    assert [y is None for _, y in points] == [False, False, True]
