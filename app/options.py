@@ -124,7 +124,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
 
 
 def _check_training_config(path: str, text: str) -> None:
-    from gpuplan.planner.io.validate import validate_training_config
+    from gpuplan.planner.io.training_config import validate_training_config
 
     try:
         if str(path).endswith(".json"):

@@ -151,7 +151,7 @@ def test_yaml_exponent_floats_are_numbers():
 
 
 def test_training_config_value_types():
-    from gpuplan.planner.io.validate import validate_training_config
+    from gpuplan.planner.io.training_config import validate_training_config
 
     validate_training_config({"base_model": "x", "micro_batch_size": 2, "optimizer": "adamw_8bit", "bf16": "auto"},
                              "a.yaml", "axolotl")
