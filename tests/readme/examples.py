@@ -8,9 +8,10 @@ A generated example is an HTML comment naming the command, then a fenced block w
     ```
 
 The command is run in-process through click's CliRunner (no subprocess: the whole file takes about
-a second), from the repository root, with stdout not a terminal (as when piped) and COLUMNS=100.
-Only stdout is shown; `| head -N` keeps its first N lines, `| tail -N` its last (the pipes understood). With
-`2>&1` stderr is appended after stdout (CliRunner keeps the two apart, so they are not interleaved).
+a second), from the repository root, with stdout not a terminal (as when piped: tables at their
+natural width, prose lines unwrapped). Only stdout is shown; `| head -N` keeps its first N lines,
+`| tail -N` its last (the pipes understood). With `2>&1` stderr is appended after stdout (CliRunner
+keeps the two apart, so they are not interleaved).
 What is inherently variable is normalized before comparing, and only that: elapsed times
 (`12.3 s elapsed`) and ISO dates written by the run itself (`as of 2026-12-01`), see `normalize`.
 
