@@ -7,6 +7,7 @@ models of tests) for the axes.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -88,7 +89,22 @@ def sweep_lines(x_title: str, series: Mapping[str, Sequence[tuple[int, int | Non
                         hovertemplate=f"{name}<br>{x_title} %{{x}}: %{{y:.2f}} {unit[0]}<extra></extra>")
     _capacity_lines(fig, capacities, unit)
     fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
+    if log_x:   # plotly labels every 2 and 5 of each decade on a log axis: label the swept values, at most 8
+        xs = sorted({x for points in series.values() for x, _ in points if x and x > 0})
+        ticks = xs[:: -(-len(xs) // MAX_TICKS)] if xs else []
+        fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[_count(v) for v in ticks])
     return _layout(fig, f"Device total vs {x_title}", unit[0])
+
+
+MAX_TICKS = 8
+
+
+def _count(v: float) -> str:
+    """Tick text of a count: 512, 2k, 32k, 1M (binary-sized values, as sequence lengths are)."""
+    for div, suffix in ((1 << 20, "M"), (1 << 10, "k")):
+        if v >= div and v % div == 0:
+            return f"{v // div:g}{suffix}"
+    return f"{v:g}"
 
 
 def compare_bars(comparison: Mapping[str, Any]) -> go.Figure:
@@ -130,7 +146,15 @@ def pareto_scatter(plans: Sequence[Mapping[str, Any]], x: str, y: str, label: st
     fig.add_scatter(name="Pareto front", x=[p[x] for p in front], y=[p[y] for p in front], mode="lines+markers",
                     text=[p[label] for p in front], marker=dict(color="#EF553B", size=10),
                     hovertemplate="%{text}<br>%{x:.3g}, %{y:.3g}<extra></extra>")
-    fig.update_xaxes(title=x_title)
+    # hours and dollars span decades (1 GPU for days to 64 for minutes): log axes, opened on the
+    # frontier (padded by a factor of 2; double-click or "autoscale" shows every plan)
+    fig.update_xaxes(title=x_title, type="log")
+    fig.update_yaxes(type="log")
+    if front:
+        for axis, key in ((fig.update_xaxes, x), (fig.update_yaxes, y)):
+            values = [p[key] for p in front if p[key] and p[key] > 0]
+            if values:
+                axis(range=[math.log10(min(values) / 2), math.log10(max(values) * 2)])
     return _layout(fig, f"{y_title} vs {x_title}", y_title=y_title)
 
 

@@ -31,7 +31,10 @@ def streamlit_argv(port: int, host: str, headless: bool) -> list[str]:
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.option("--host", default="localhost", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--headless", is_flag=True, help="Do not open a browser (servers, tests).")
-def dashboard(port: int, host: str, headless: bool) -> None:
+@click.option("--gpu-catalog", "gpu_catalogs", multiple=True, type=click.Path(dir_okay=False),
+              help="Your own GPU file (JSON/YAML, as data/gpus.json), for every page (repeatable; also "
+                   "$GPUPLAN_GPU_CATALOG).")
+def dashboard(port: int, host: str, headless: bool, gpu_catalogs: tuple[str, ...]) -> None:
     """Open the dashboard in the browser: estimate, compare, recommend, profile, watch, GPU catalog.
 
     \b
@@ -44,6 +47,18 @@ def dashboard(port: int, host: str, headless: bool) -> None:
     except ImportError as e:
         raise UserError(f"the dashboard needs streamlit and plotly ({e.name} is missing): "
                         "pip install 'gpuplan[app]'") from None
+    if gpu_catalogs:   # checked here (one line, exit 2), then handed to the server as the catalog's env var
+        from gpuplan.planner.io.catalog import GPU_CATALOG_ENV
+        from gpuplan.planner.specs.errors import PlannerError
+
+        from .cli_gpus import load_gpu_catalogs
+
+        try:
+            load_gpu_catalogs(gpu_catalogs)
+        except PlannerError as e:
+            raise UserError(str(e)) from None
+        paths = [os.path.abspath(os.path.expanduser(c)) for c in gpu_catalogs]
+        os.environ[GPU_CATALOG_ENV] = os.pathsep.join([*filter(None, [os.environ.get(GPU_CATALOG_ENV)]), *paths])
     click.echo(f"gpuplan dashboard on http://{host}:{port}  (Ctrl-C stops it)", err=True)
     argv = streamlit_argv(port, host, headless)
     os.execv(argv[0], argv)   # Streamlit's process replaces this one: signals reach it directly

@@ -8,164 +8,122 @@ import click
 
 from gpuplan.planner.specs.errors import PlannerError
 
-from .options import setup_from_options, setup_options
+from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
+from .options import setup_from_options, setup_notes, setup_options
+from .run_options import NAMES as RUN_NAMES, add_json, fit_rows_for_run, plan_run, render, run_options
+
+CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits, 2: bad input)
 
 
 @click.command()
 @setup_options
 @click.option("--gpu", "gpus", multiple=True, help="GPU to check the fit against (repeatable): rtx-4090, h100, a100-40gb...")
-@click.option("--save-steps", type=int, default=None, help="Checkpoint every N optimizer steps: adds what each "
-              "save writes, the disk the run keeps, the save time and the save phase's memory.")
-@click.option("--save-total-limit", type=int, default=None, help="Checkpoints kept on disk [all].")
-@click.option("--max-steps", type=int, default=None, help="Optimizer steps of the run, to count checkpoints [one].")
-@click.option("--disk-bandwidth", default=None, help="Checkpoint write speed: 1.5GB/s, 800MB/s [2GB/s, a datacenter NVMe].")
-@click.option("--save-only-model", is_flag=True, help="Checkpoints without the optimizer state (HF save_only_model).")
-@click.option("--eval-batch-size", type=int, default=None, help="Plan the eval phase too, at this "
-              "per_device_eval_batch_size (HF default 8): no grads, the eval batch's logits.")
-@click.option("--eval-seq-len", type=int, default=None, help="Eval sequence length [--seq-len].")
-@click.option("--eval-accumulate-logits", is_flag=True, help="A compute_metrics without preprocess_logits_for_metrics: "
-              "Trainer keeps every eval step's logits on the GPU.")
-@click.option("--eval-accumulation-steps", type=int, default=None, help="eval_accumulation_steps: logits move to the "
-              "host after this many steps.")
-@click.option("--eval-batches", type=int, default=1, show_default=True, help="Batches one evaluation runs.")
-@click.option("--adapters", type=int, default=None, help="LoRA: adapters loaded on one base, trained one after "
-              "another in one process: adds their weights and, per --gpu, how many of this rank fit.")
+@gpu_catalog_option
+@click.option("--check", is_flag=True,
+              help=f"For scripts: exit {CHECK_FAILED} when the setup does not fit a --gpu (0 when every one fits, 2 on bad input).")
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
-def estimate(adapters: int | None, gpus: tuple[str, ...], as_json: bool, save_steps: int | None, save_total_limit: int | None,
-             max_steps: int | None, disk_bandwidth: str | None, save_only_model: bool, eval_batch_size: int | None,
-             eval_seq_len: int | None, eval_accumulate_logits: bool, eval_accumulation_steps: int | None,
-             eval_batches: int, **kw) -> None:
+def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, as_json: bool, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
+    A --gpu it does not fit says by how much, and the cheapest knobs that make it fit.
+
+    \b
+    Exit status: 0; 2 for bad input; with --check, 3 when a --gpu does not fit.
 
     \b
     Example:
       gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 4 --seq-len 4096 --gpu rtx-4090
+      gpuplan estimate -m llama-3.1-8b --method lora --gpu a10g --check || echo "does not fit"
     """
     from gpuplan.planner.io.catalog import resolve_gpu
     from gpuplan.planner.memory.estimate import estimate as run_estimate, fits
 
+    run_kw = {k: kw.pop(k) for k in RUN_NAMES}
     try:
+        load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
         est = run_estimate(model, setup)
-        ckpt = None
-        if save_steps is not None:
-            from gpuplan.planner.memory.checkpoints import DEFAULT_DISK_BYTES_PER_S, SavePlan, checkpoint_estimate
-            from gpuplan.planner.plans.cost import parse_bandwidth
-
-            plan = SavePlan(save_steps, save_total_limit, max_steps,
-                            parse_bandwidth(disk_bandwidth) if disk_bandwidth else DEFAULT_DISK_BYTES_PER_S,
-                            save_only_model)
-            ckpt = checkpoint_estimate(model, setup, plan)
-        elif any(v is not None for v in (save_total_limit, max_steps, disk_bandwidth)) or save_only_model:
-            raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth and --save-only-model "
-                               "describe checkpoints: add --save-steps N")
-        resident = 0
-        if adapters is not None:
-            if not setup.peft or adapters < 1:
-                raise PlannerError("--adapters counts LoRA adapters on one base: use it with --method lora or qlora, "
-                                   "at least 1")
-            from gpuplan.planner.memory.pieces import terms
-            from gpuplan.planner.techniques import lora
-
-            rs = terms(model, setup)[0]
-            per_adapter = lora.resident_adapter_bytes(model, rs)
-            resident = (adapters - 1) * per_adapter
-        ev = None
-        if eval_batch_size is not None:
-            from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
-
-            ev = eval_estimate(model, setup, EvalPlan(eval_batch_size, eval_seq_len, eval_accumulate_logits,
-                                                      eval_accumulation_steps, eval_batches))
-        elif eval_seq_len is not None or eval_accumulate_logits or eval_accumulation_steps is not None:
-            raise PlannerError("--eval-seq-len, --eval-accumulate-logits and --eval-accumulation-steps describe "
-                               "the eval phase: add --eval-batch-size N")
+        run = plan_run(model, setup, run_kw)
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
-    phases = run_phases(est, ev, ckpt)
-    if resident:
-        phases = {k: v + resident for k, v in phases.items()}    # the others' weights stay loaded in every phase
-    fit_rows = [fits(est, g) for g in gpu_specs]
-    if adapters is not None:
-        from gpuplan.planner.techniques import lora
-
-        fit_rows = [{**r, "adapters_that_fit": lora.adapters_that_fit(est.device_total_bytes, r["memory_bytes"],
-                                                                       per_adapter)} for r in fit_rows]
-    if len(phases) > 1 or resident:       # the run's peak over its phases decides the fit
-        phase, total = max(phases.items(), key=lambda kv: kv[1])
-        fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
-                     "phase": phase} for r in fit_rows]
+    fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
+    notes = setup_notes(model, setup)
     if as_json:
         out = est.to_dict()
+        out["notes"] = [*out["notes"], *notes]
         out["fits"] = fit_rows
-        if ckpt is not None:
-            out["checkpoint"] = ckpt.to_dict()
-        if ev is not None:
-            out["eval"] = ev.to_dict()
-        if len(phases) > 1 or resident:
-            out["run_phases"] = phases
-        if adapters is not None:
-            out["adapters"] = {"count": adapters, "bytes_per_adapter": per_adapter, "resident_bytes": resident}
+        add_json(run, est, out)
         from .from_config import from_config_block
 
         block = from_config_block(click.get_current_context(silent=True))
         if block is not None:
             out["from_config"] = block
         click.echo(json.dumps(out, indent=2))
-        return
-    from rich.console import Console
+    else:
+        from .console import make_console
+        from .report import render_estimate
 
-    from .report import render_estimate
-
-    console = Console()
-    render_estimate(est, fit_rows, console)
-    if ckpt is not None:
-        from .report import render_checkpoint
-
-        render_checkpoint(ckpt, console)
-    if ev is not None:
-        console.print(f"eval phase: {ev.peak_allocated_bytes / 2**30:,.2f} GiB allocated "
-                      f"({phases['eval'] / 2**30:,.2f} GiB device total)")
-        for note in ev.notes:
-            console.print(f"  note: {note}")
-    if adapters is not None:
-        console.print(f"{adapters} adapters on one base: {resident / 2**30:,.2f} GiB for the {adapters - 1} not in "
-                      f"training ({per_adapter / 2**20:,.1f} MiB each); trained one after another, batches never mix "
-                      "adapters (peft's adapter_names is inference only)")
-        for r in fit_rows:
-            console.print(f"  {r['gpu']}: {r['adapters_that_fit']:,} adapters of this rank fit")
-    if len(phases) > 1 or resident:
-        phase = max(phases, key=phases.get)
-        console.print(f"the run's peak is its {phase} phase: {phases[phase] / 2**30:,.2f} GiB device total"
-                      + (" (the fit above is checked against it)" if fit_rows else ""))
+        console = make_console()
+        render_estimate(est, fit_rows, console, extra_notes=notes)
+        render(run, est, fit_rows, console)
+        for gpu in (g for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
+            _why_not(model, setup, gpu, console)
+    if check and not all(row["fits"] for row in fit_rows):
+        if as_json:
+            click.echo(f"does not fit: {', '.join(r['gpu'] for r in fit_rows if not r['fits'])}", err=True)
+        raise SystemExit(CHECK_FAILED)
 
 
-def run_phases(est, ev, ckpt) -> dict[str, int]:
-    """Device total of each planned run phase (RunPhase values): the step always, eval and save
-    when asked for, each with the step's allocator slack and context added to its allocated bytes."""
-    from gpuplan.planner import RunPhase
+def _why_not(model, setup, gpu, console) -> None:
+    """By how much the setup misses `gpu`, and what makes it fit (planner.fit, memory-only knobs)."""
+    from gpuplan.planner.plans.fit import fit as run_fit
 
-    extra = est.device_total_bytes - est.peak_allocated_bytes      # slack, context, outside the allocator
-    ratio = est.peak_reserved_bytes / est.peak_allocated_bytes if est.peak_allocated_bytes else 1.0
-    context = est.device_total_bytes - est.peak_reserved_bytes
+    from .cli_fit import knob_lines
 
-    def total(allocated: int) -> int:
-        return int(allocated * ratio) + context if extra else allocated
-
-    out = {RunPhase.STEP.value: est.device_total_bytes}
-    if ev is not None:
-        out[RunPhase.EVAL.value] = total(ev.peak_allocated_bytes)
-    if ckpt is not None:
-        out[RunPhase.SAVE.value] = total(ckpt.save_peak_bytes)
-    return out
+    r = run_fit(model, setup, gpu, memory_only=True)
+    gib = 2**30
+    per_gpu = " per GPU" if not setup.parallel.single_gpu else ""
+    console.print(f"[red]Does not fit {gpu.name}[/] by {(r.device_total_bytes - gpu.memory_bytes) / gib:,.2f} GiB (needs "
+                  f"{r.device_total_bytes / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB{per_gpu}).", highlight=False)
+    for line in knob_lines(r):
+        console.print("  " + line, highlight=False, markup=False)
 
 
 @click.command()
-def models() -> None:
-    """List the bundled model presets."""
-    from gpuplan.planner.io.catalog import load_preset, model_names
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as a JSON list.")
+def models(as_json: bool) -> None:
+    """List the bundled model presets: architecture (family, layers, hidden size, attention heads /
+    key-value heads, vocabulary, MoE experts) and exact parameter count.
 
+    \b
+    Example:
+      gpuplan models
+      gpuplan models --json
+    """
+    from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
+
+    rows = []
     for name in model_names():
-        preset = load_preset(name)
-        click.echo(f"{name:28s} {preset['params_total'] / 1e9:8.2f} B  {preset['hf_id']}")
+        preset, m = load_preset(name), resolve_model(name)
+        rows.append({"name": name, "hf_id": preset.get("hf_id"), "family": m.model_type, "layers": m.n_layers,
+                     "hidden": m.hidden, "heads": m.n_heads, "kv_heads": m.n_kv_heads, "head_dim": m.head_dim,
+                     "intermediate": m.intermediate, "vocab": m.vocab, "experts": m.n_experts, "top_k": m.top_k,
+                     "tied_embeddings": m.tied_embeddings, "params_total": preset["params_total"],
+                     "context": m.hf_config.get("max_position_embeddings") or m.hf_config.get("n_positions")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
 
+    from .console import make_console, print_table
+
+    t = Table(title=f"{len(rows)} model presets (data/models/; config numbers from each hf_id's config.json)",
+              title_justify="left")
+    for col in ("model", "family", "layers", "hidden", "heads/kv", "experts", "vocab", "context", "params", "hf_id"):
+        t.add_column(col, justify="left" if col in ("model", "family", "hf_id") else "right")
+    for r in rows:
+        t.add_row(r["name"], r["family"], str(r["layers"]), f"{r['hidden']:,}", f"{r['heads']}/{r['kv_heads']}",
+                  f"{r['experts']} top-{r['top_k']}" if r["experts"] else "-", f"{r['vocab']:,}",
+                  f"{r['context']:,}" if r["context"] else "-", f"{r['params_total'] / 1e9:.2f} B", r["hf_id"] or "-")
+    print_table(make_console(), t, drop_order=("hf_id", "context", "experts", "family"))

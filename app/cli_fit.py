@@ -32,7 +32,7 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         load_gpu_catalogs(gpu_catalogs)
         gpu = resolve_gpu(gpu_name)
         model, setup = setup_from_options(**kw)
-        r = run_fit(model, setup, gpu)
+        r = run_fit(model, setup, gpu, memory_only=True)
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     if as_json:
@@ -52,12 +52,37 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"
                + (f"; at micro-batch 1: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > 1 else ""))
     if not r.fits:
-        if r.knobs:
-            click.echo("  cheapest knobs that make it fit (most tokens/s first):")
-            for k in r.knobs:
-                flags = " ".join(f"{f} {v}" if v != "on" else f for f, v in k.changes)
-                click.echo(f"    {flags:45s} micro-batch {k.batch_size:4d}  {k.device_total_bytes / gib:6.2f} GiB  "
-                           f"{k.tokens_per_s:,.0f} tokens/s")
-        else:
-            click.echo("  no combination of up to three knobs fits this GPU: use a larger GPU or several "
-                       "(gpuplan recommend --model ... --max-gpus N)")
+        for line in knob_lines(r):
+            click.echo("  " + line)
+
+
+def _smaller_batch(max_batch: int, sequences: int) -> str:
+    """The micro-batch and accumulation that keep the optimizer step's sequences: the largest divisor
+    of them that fits, unless it is under half the largest micro-batch that fits (then round up)."""
+    d = max(k for k in range(1, max_batch + 1) if sequences % k == 0)
+    if 2 * d >= max_batch:
+        return (f"fits at --batch-size {d} --grad-accum {sequences // d} (the same {sequences} sequences per "
+                f"optimizer step; the largest micro-batch that fits is {max_batch})")
+    accum = -(-sequences // max_batch)
+    return (f"fits at --batch-size {max_batch} --grad-accum {accum} ({max_batch * accum} sequences per optimizer "
+            f"step instead of {sequences})")
+
+
+def knob_lines(r) -> list[str]:
+    """What makes a setup that does not fit fit: a smaller micro-batch (same tokens per step), then the
+    knobs that buy more than that (planner.fit memory_only: none that change the task or nothing)."""
+    gib, s = 2**30, r.setup
+    lines = []
+    if 0 < r.max_batch < s.batch_size:
+        lines.append(_smaller_batch(r.max_batch, s.batch_size * s.grad_accum))
+    if r.knobs:
+        lines.append("knobs that make it fit" + (f" at a micro-batch above {r.max_batch}" if r.max_batch else "")
+                     + " (most tokens/s first):")
+        for k in r.knobs:
+            flags = " ".join(f"{f} {v}" if v != "on" else f for f, v in k.changes)
+            lines.append(f"  {flags:45s} micro-batch {k.batch_size:4d}  {k.device_total_bytes / gib:6.2f} GiB  "
+                         f"{k.tokens_per_s:,.0f} tokens/s")
+    elif not r.max_batch:
+        lines.append("no combination of up to three knobs fits this GPU: use a larger GPU or several "
+                     "(gpuplan recommend --model ... --max-gpus N)")
+    return lines

@@ -14,10 +14,24 @@ gpu_catalog_option = click.option(
 
 
 def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
+    """Overlay the --gpu-catalog files for this command only: when the command ends (in-process
+    callers: tests, the README generator) the catalog is as before."""
     from gpuplan.planner.io.catalog import add_gpu_catalog
 
+    ctx = click.get_current_context(silent=True)
     for p in paths:
         add_gpu_catalog(p)
+        if ctx is not None:
+            ctx.call_on_close(lambda p=p: _remove_gpu_catalog(p))
+
+
+def _remove_gpu_catalog(path: str) -> None:
+    from gpuplan.planner import catalog   # TODO(lead): export a remove_gpu_catalog(path) from the catalog
+
+    if path in catalog._user_gpu_files:
+        catalog._user_gpu_files.remove(path)
+        catalog._gpu_catalog.cache_clear()
+        catalog._gpu_index.cache_clear()
 
 
 @click.command()
@@ -43,13 +57,14 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([g.raw for g in specs], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from .console import make_console, print_table
+
+    console = make_console()
     t = Table(title="GPU catalog (dense peak TFLOP/s; memory as nvidia-smi reports it)", title_justify="left")
     for col in ("GPU", "GiB", "bf16", "fp16", "fp32", "fp8", "TB/s", "link GB/s", "W", "buy $"):
-        t.add_column(col, justify="left" if col == "GPU" else "right", no_wrap=True)
+        t.add_column(col, justify="left" if col == "GPU" else "right")
 
     def tf(x: float | None) -> str:
         return f"{x / 1e12:,.0f}" if x else "-"
@@ -60,17 +75,17 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
                   tf(f.get("fp8")), f"{g.memory_bandwidth / 1e12:.2f}",
                   f"{g.interconnect_kind} {g.interconnect_bandwidth / 1e9:.0f}", str(g.power_watts),
                   f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-")
-    console.print(t)
+    print_table(console, t, drop_order=("fp8", "fp16", "W", "buy $", "fp32", "link GB/s"))
     if prices:
         pt = Table(title="$/GPU-hour: on-demand (spot) per provider, cheapest first; * = verified against a dated "
                          "public price table", title_justify="left")
-        pt.add_column("GPU", no_wrap=True)
+        pt.add_column("GPU")
         pt.add_column("prices")
         for g in specs:
             pt.add_row(g.name, ", ".join(f"{p.provider} {p.usd_per_hour:.2f}"
                                          + (f" ({p.spot_usd_per_hour:.2f})" if p.spot_usd_per_hour else "")
                                          + ("*" if p.verified else "")
                                          for p in sorted(g.prices, key=lambda p: p.usd_per_hour)))
-        console.print(pt)
+        print_table(console, pt, wrap=("prices",))
     click.echo("Sources and dates per figure: gpuplan gpus --json (source, as_of); unstarred prices are "
                "recalled list prices, not verified.", err=True)

@@ -21,7 +21,9 @@ from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 @click.option("--deadline", default=None, help="Wall-clock limit: 48h, 2d, 90m.")
 @click.option("--budget", default=None, help="Dollar limit for the whole run: 500, $1.2k.")
 @click.option("--providers", default=None, help="Comma list of clouds allowed (default: all in the catalog).")
-@click.option("--gpus", "gpu_names", default=None, help="Comma list of GPU types allowed (default: all).")
+@click.option("--gpu-types", "gpu_names", default=None,
+              help="Comma list of GPU types allowed (default: all): rtx-4090,l40s,h100.")
+@click.option("--gpus", "gpu_names_legacy", default=None, hidden=True, help="Deprecated spelling of --gpu-types.")
 @click.option("--spot", is_flag=True, help="Price at spot rates where the catalog records one.")
 @click.option("--seq-len", "-s", type=int, default=1024, show_default=True, help="Tokens per sequence (packed).")
 @click.option("--global-batch", type=int, default=64, show_default=True,
@@ -34,7 +36,8 @@ from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 @gpu_catalog_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_gpus: int, deadline: str | None,
-              budget: str | None, providers: str | None, gpu_names: str | None, spot: bool, seq_len: int,
+              budget: str | None, providers: str | None, gpu_names: str | None, gpu_names_legacy: str | None,
+              spot: bool, seq_len: int,
               global_batch: int, mfu: float | None, top: int, buy: bool, kwh_price: float | None,
               utilization: float | None, gpu_catalogs: tuple[str, ...], as_json: bool) -> None:
     """Search GPU type x count x sharding x method x precision x optimizer x checkpointing x
@@ -52,11 +55,21 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
     from gpuplan.planner.plans.purchase import Ownership, purchase_options
     from gpuplan.planner.plans.recommend import recommend as run, search_from_inputs
 
+    if gpu_names_legacy is not None:
+        click.echo("note: recommend --gpus is deprecated (estimate/fit use --gpus-per-node for a count): "
+                   "use --gpu-types a,b,c", err=True)
+        if gpu_names is not None and gpu_names != gpu_names_legacy:
+            raise click.UsageError("--gpus and --gpu-types disagree; give only --gpu-types")
+        gpu_names = gpu_names_legacy
     try:
         load_gpu_catalogs(gpu_catalogs)
         m = resolve_model(model)
         c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpu_names, spot, seq_len,
                                       global_batch, mfu)
+        from gpuplan.planner.io.validate import config_notes, context_check
+
+        for note in config_notes(m.hf_config) + context_check(m, seq_len):   # GPT-2 past its positions: refused
+            click.echo(f"note: {note}", err=True)
         tokens = parse_tokens(dataset_tokens)
         rec = run(m, tokens, epochs, c, space)
         options = ()
@@ -76,11 +89,10 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
             out["ownership_assumptions"] = [a.__dict__ for a in own.assumptions()]
         click.echo(json.dumps(out, indent=2, default=str))
         return
-    from rich.console import Console
-
+    from .console import make_console
     from .recommend_report import render_purchase, render_recommendation
 
-    console = Console()
+    console = make_console()
     render_recommendation(rec, m.name, tokens, epochs, console, top)
     if buy and rec.cheapest is not None:
         render_purchase(options, rec.cheapest, own, console)

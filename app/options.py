@@ -58,7 +58,10 @@ SETUP_OPTIONS = [
     click.option("--quant-type", type=_choice(QuantType), default=None, help="QLoRA weights [nf4]."),
     click.option("--double-quant/--no-double-quant", default=None, help="QLoRA double quantization [on]."),
     # multi-GPU and offload (planner/parallel.py); defaults: one GPU, nothing sharded
-    click.option("--gpus", "gpus_per_node", type=int, default=1, show_default=True, help="GPUs per node."),
+    click.option("--gpus-per-node", "gpus_per_node", type=int, default=1, show_default=True,
+                 help="GPUs per node (data-parallel, ZeRO/FSDP or TP/PP ranks on each node)."),
+    click.option("--gpus", "gpus_legacy", type=int, default=None, hidden=True,
+                 help="Deprecated spelling of --gpus-per-node."),
     click.option("--nodes", type=int, default=1, show_default=True),
     click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
                  help="DeepSpeed ZeRO stage (0: plain DDP when more than one GPU)."),
@@ -82,10 +85,15 @@ def setup_options(func: Callable) -> Callable:
 def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     """(ModelSpec, validated TrainingSetup) from the flags; raises PlannerError on bad input."""
     from gpuplan.planner.io.catalog import resolve_model
+    from gpuplan.planner.io.files import read_text
+    from gpuplan.planner.io.validate import context_check
 
     from .from_config import merge_config
 
+    if kw.get("from_config"):   # binary / not UTF-8, then value types: one line each, before the format readers
+        _check_training_config(kw["from_config"], read_text(kw["from_config"], "--from-config file"))
     kw = merge_config(kw)
+    kw = _legacy_gpus(kw)
     if not kw.get("model"):
         raise PlannerError("--model is required (or a --from-config file that names the model)")
 
@@ -127,7 +135,56 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if setup.peft:
         setup.lora_targets(model)  # raises for targets that match no module
     setup.parallel.validate(model, setup.optimizer)
+    context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions
     return model, setup
+
+
+def _check_training_config(path: str, text: str) -> None:
+    from gpuplan.planner.io.training_config import validate_training_config
+
+    try:
+        if str(path).endswith(".json"):
+            import json
+
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception:   # a syntax error: the config reader reports it with line and column
+        return
+    from gpuplan.planner.fromconfig import detect
+
+    try:
+        fmt = detect(data) if isinstance(data, dict) else None
+    except PlannerError:
+        return          # an unknown format: the reader says so
+    validate_training_config(data, path, fmt)
+
+
+def _legacy_gpus(kw: dict[str, Any]) -> dict[str, Any]:
+    """--gpus N (the old spelling of --gpus-per-node) still works, with a one-line note on stderr."""
+    legacy = kw.pop("gpus_legacy", None)
+    if legacy is None:
+        return kw
+    click.echo("note: --gpus N is deprecated in estimate/fit/profile (it is a count per node): "
+               "use --gpus-per-node N", err=True)
+    ctx = click.get_current_context(silent=True)
+    from click.core import ParameterSource
+
+    if ctx is not None and ctx.get_parameter_source("gpus_per_node") is ParameterSource.COMMANDLINE \
+            and kw.get("gpus_per_node") != legacy:
+        raise PlannerError(f"--gpus {legacy} and --gpus-per-node {kw['gpus_per_node']} disagree; give only "
+                           "--gpus-per-node")
+    return {**kw, "gpus_per_node": legacy}
+
+
+def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:
+    """What the user should know beyond the estimate's own notes: custom code not run (auto_map), a
+    sequence past the trained context (RoPE models; whether rope_scaling is set)."""
+    from gpuplan.planner.io.validate import config_notes, context_check
+
+    return config_notes(model.hf_config) + context_check(model, setup.seq_len)
 
 
 def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:

@@ -116,12 +116,14 @@ def render(p: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     if p.get("fits") is False:
         console.print("[bold red]does not fit[/bold red] on this GPU: figures are up to the failing allocation")
-    console.print(figures_table(p))
-    console.print(phases_table(p))
+    from .console import print_table   # no cell cut: piped at natural width, narrow terminals drop columns
+
+    print_table(console, figures_table(p))
+    print_table(console, phases_table(p))
     if "comparison" in p:
-        console.print(compare_table(p["comparison"]))
+        print_table(console, compare_table(p["comparison"]))
     if p.get("per_module"):
-        console.print(modules_table(p["per_module"]))
+        print_table(console, modules_table(p["per_module"]), drop_order=("type", "copies"))
     if "max_batch_size" in p:
         console.print(f"largest micro-batch that fits: [bold]{p['max_batch_size']}[/bold] "
                       f"(seq len {p['setup'].get('seq_len')})")

@@ -8,6 +8,8 @@ from gpuplan.planner.plans.plan import Plan
 from gpuplan.planner.plans.purchase import Ownership, PurchaseOption
 from gpuplan.planner.plans.recommend import Recommendation
 
+from .console import print_table
+
 GIB = 2**30
 
 
@@ -46,7 +48,7 @@ def render_recommendation(rec: Recommendation, model: str, tokens: int, epochs: 
         t.add_row(f"{p.hours:,.2f}", f"{p.usd:,.2f}", p.best.provider if p.best else "-", f"{p.step.tokens_per_s:,.0f}",
                   f"{p.gpus}x {p.gpu.name}", s.method.value, s.precision.value, s.optimizer.value,
                   s.checkpointing.value, f"{s.batch_size} x {s.seq_len}", f"{p.device_total_bytes / GIB:.1f}")
-    console.print(t)
+    print_table(console, t, drop_order=("ckpt", "tokens/s", "optimizer", "precision", "provider", "GiB"))
     console.print("[dim]Assumptions (time model, data/mfu.json):[/]")
     for a in rec.cheapest.step.assumptions:
         console.print(f"[dim]  {a.name} = {a.value}: {a.source}[/]")
@@ -64,7 +66,7 @@ def render_purchase(options: tuple[PurchaseOption, ...], rented: Plan, own: Owne
                   f"{o.energy_usd_per_run:,.2f}",
                   f"{o.break_even_runs:,.1f}" if o.break_even_runs is not None else "never",
                   f"{o.break_even_days:,.0f}" if o.break_even_days is not None else "-")
-    console.print(t)
+    print_table(console, t, drop_order=("energy $/run", "hours/run", "break-even days"))
     if options and options[0].break_even_runs is not None:
         o = options[0]
         console.print(f"Buy {o.plan.gpus}x {o.plan.gpu.name} if you will run this job more than "

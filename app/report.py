@@ -9,12 +9,15 @@ from rich.table import Table
 from gpuplan.planner.specs.enums import Component, Phase
 from gpuplan.planner.memory.result import GIB, MemoryEstimate
 
+from .console import print_table
+
 
 def gib(nbytes: float) -> str:
     return f"{nbytes / GIB:,.2f}"
 
 
-def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console) -> None:
+def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console,
+                    extra_notes: list[str] = ()) -> None:
     s = est.setup
     console.print(f"[bold]{s['model']}[/]  {est.params.total / 1e9:.2f} B params, "
                   f"{est.trainable_params / 1e6:,.1f} M trainable  |  {s['method']}, {s['precision']}, "
@@ -28,7 +31,7 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     for c in Component.tensor_components():
         table.add_row(c.value, *(gib(est.phase_components[p][c]) for p in Phase))
     table.add_row("[bold]allocated[/]", *(f"[bold]{gib(est.phases[p])}[/]" for p in Phase))
-    console.print(table)
+    print_table(console, table)
 
     figures = Table(title="The three figures at the peak (GiB)", title_justify="left")
     figures.add_column("figure")
@@ -37,7 +40,7 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     figures.add_row("peak allocated", gib(est.peak_allocated_bytes), "torch.cuda.max_memory_allocated()")
     figures.add_row("peak reserved", gib(est.peak_reserved_bytes), "torch.cuda.max_memory_reserved()")
     figures.add_row("[bold]device total[/]", f"[bold]{gib(est.device_total_bytes)}[/]", "nvidia-smi")
-    console.print(figures)
+    print_table(console, figures, drop_order=("what reports it",))
     if est.communication is not None:
         render_parallel(est, console)
 
@@ -48,12 +51,12 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
         for row in fit_rows:
             verdict = "[green]yes[/]" if row["fits"] else "[red]no[/]"
             fit.add_row(row["gpu"], gib(row["memory_bytes"]), verdict, gib(row["headroom_bytes"]))
-        console.print(fit)
+        print_table(console, fit)
     console.print("[dim]Assumptions:[/]")
     for a in est.assumptions:
         value = gib(a.value) + " GiB" if a.unit == "bytes" else f"{a.value} ({a.unit})"
         console.print(f"[dim]  {a.name} = {value}: {a.source}[/]")
-    for note in est.notes:
+    for note in [*est.notes, *extra_notes]:
         console.print(f"[dim]  note: {note}[/]")
 
 
@@ -69,7 +72,7 @@ def render_parallel(est: MemoryEstimate, console: Console) -> None:
     host.add_column("GiB", justify="right")
     host.add_row("CPU RAM for offload", gib(est.host_bytes_per_node))
     host.add_row("NVMe for offload", gib(est.nvme_bytes_per_node))
-    console.print(host)
+    print_table(console, host)
     comm = Table(title="Communication per GPU per optimizer step (GiB sent)", title_justify="left")
     for col in ("collective", "link", "GiB", "calls", "group", "what"):
         comm.add_column(col, justify="right" if col in ("GiB", "calls", "group") else "left")
@@ -78,7 +81,7 @@ def render_parallel(est: MemoryEstimate, console: Console) -> None:
     c = est.communication
     comm.add_row("[bold]total[/]", "network", f"[bold]{gib(c.total)}[/]", "", "",
                  f"intra-node {gib(c.intra_node)}, inter-node {gib(c.inter_node)}, host {gib(c.host)} GiB")
-    console.print(comm)
+    print_table(console, comm, drop_order=("group", "calls"), wrap=("what",))
 
 
 def render_checkpoint(ckpt, console: Console) -> None:

@@ -26,7 +26,11 @@ def main() -> None:
     state.begin_run()
     st.sidebar.title("gpuplan")
     st.sidebar.caption("Will this fine-tuning setup fit, how fast, and what is the cheapest way to run it?")
-    page = state.choose_page({slug: title for slug, (title, _) in PAGES.items()}, DEFAULT_PAGE)
+    titles = {slug: title for slug, (title, _) in PAGES.items()}
+    page = state.choose_page(titles, DEFAULT_PAGE)
+    unknown = state.unknown_page_message(titles, DEFAULT_PAGE)
+    if unknown:
+        st.warning(unknown)
     try:
         PAGES[page][1]()
     except PlannerError as e:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from gpuplan.app import charts
 from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.io.validate import context_check
 from gpuplan.planner.memory.estimate import estimate, fits
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
@@ -58,7 +59,9 @@ def sweep(model, setups, field: str, values: list[int]) -> dict[str, list[tuple[
         points = []
         for v in values:
             try:
-                points.append((v, estimate(model, setup.with_(**{field: v})).device_total_bytes))
+                varied = setup.with_(**{field: v})
+                context_check(model, varied.seq_len)   # GPT-2 past its learned positions: no point
+                points.append((v, estimate(model, varied).device_total_bytes))
             except PlannerError:
                 points.append((v, None))
         series[name] = points

@@ -4,22 +4,24 @@ from __future__ import annotations
 import streamlit as st
 
 from gpuplan.app import charts
+from gpuplan.app.options import setup_notes
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.memory.estimate import estimate, fits
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
-from .widgets import figure_ui, gib, gpu_params, gpus_ui, json_download, show_problems
+from .widgets import figure_ui, gib, gpu_params, gpus_ui, json_download, metrics_ui, show_problems
 
 SCOPE = "estimate"
 
 
 def figures_ui(est) -> None:
-    cols = st.columns(4)
-    cols[0].metric("peak allocated", gib(est.peak_allocated_bytes), help="torch.cuda.max_memory_allocated()")
-    cols[1].metric("peak reserved", gib(est.peak_reserved_bytes), help="torch.cuda.max_memory_reserved()")
-    cols[2].metric("device total", gib(est.device_total_bytes), help="what nvidia-smi shows; decides the fit")
-    cols[3].metric("parameters", f"{est.params.total / 1e9:.2f} B",
-                   delta=f"{est.trainable_params / 1e6:,.1f} M trainable", delta_color="off")
+    metrics_ui([
+        ("peak allocated", gib(est.peak_allocated_bytes), {"help": "torch.cuda.max_memory_allocated()"}),
+        ("peak reserved", gib(est.peak_reserved_bytes), {"help": "torch.cuda.max_memory_reserved()"}),
+        ("device total", gib(est.device_total_bytes), {"help": "what nvidia-smi shows; decides the fit"}),
+        ("parameters", f"{est.params.total / 1e9:.2f} B",
+         {"delta": f"{est.trainable_params / 1e6:,.1f} M trainable", "delta_color": "off"}),
+    ])
 
 
 def fit_rows(est, gpus) -> list[dict]:
@@ -27,12 +29,12 @@ def fit_rows(est, gpus) -> list[dict]:
              "headroom": gib(r["headroom_bytes"])} for g, r in ((g, fits(est, g)) for g in gpus)]
 
 
-def assumptions_ui(est) -> None:
+def assumptions_ui(est, extra_notes: list[str] = ()) -> None:
     with st.expander("Assumptions and notes", expanded=False):
         for a in est.assumptions:
             value = gib(a.value) if a.unit == "bytes" else f"{a.value} ({a.unit})"
             st.markdown(f"- **{a.name}** = {value}: {a.source}")
-        for note in est.notes:
+        for note in [*est.notes, *extra_notes]:
             st.markdown(f"- note: {note}")
         st.json(est.setup, expanded=False)
 
@@ -63,6 +65,9 @@ def estimate_ui() -> None:
         rows = fit_rows(est, gpus)
         if rows:
             st.dataframe(rows, hide_index=True, key="estimate.fit_table")
-        assumptions_ui(est)
+        notes = setup_notes(model, setup)
+        for note in notes:
+            st.warning(note)
+        assumptions_ui(est, notes)
         json_download({**est.to_dict(), "fits": [fits(est, g) for g in gpus]}, "estimate",
                       "Download estimate (JSON, as `gpuplan estimate --json`)")

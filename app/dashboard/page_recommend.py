@@ -14,7 +14,7 @@ from gpuplan.planner.specs.errors import PlannerError
 from .page_gpus import to_csv
 from .setup_form import model_params, model_ui
 from .state import Param, Params
-from .widgets import figure_ui, gib, json_download, show_problems
+from .widgets import figure_ui, gib, json_download, metrics_ui, show_problems
 
 SCOPE = "recommend"
 TABLES = {"frontier": "Pareto frontier", "all": "every qualifying plan"}
@@ -80,12 +80,13 @@ def _inputs(pp: Params) -> None:
 
 def _best_ui(title: str, p) -> None:
     st.markdown(f"**{title}**: {p.describe()}")
-    cols = st.columns(4)
-    cols[0].metric(f"{title}: time", f"{p.hours:,.2f} h")
-    cols[1].metric(f"{title}: cost", f"${p.usd:,.2f}", help=f"at {p.best.provider}" if p.best else None)
-    cols[2].metric(f"{title}: tokens/s", f"{p.step.tokens_per_s:,.0f}")
-    cols[3].metric(f"{title}: memory per GPU", gib(p.device_total_bytes), delta=f"{gib(p.headroom_bytes)} free",
-                   delta_color="off")
+    metrics_ui([
+        (f"{title}: time", f"{p.hours:,.2f} h", {}),
+        (f"{title}: cost", f"${p.usd:,.2f}", {"help": f"at {p.best.provider}" if p.best else None}),
+        (f"{title}: tokens/s", f"{p.step.tokens_per_s:,.0f}", {}),
+        (f"{title}: memory per GPU", gib(p.device_total_bytes),
+         {"delta": f"{gib(p.headroom_bytes)} free", "delta_color": "off"}),
+    ], per_row=4)
     st.caption(p.why)
 
 

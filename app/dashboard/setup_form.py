@@ -81,7 +81,8 @@ def _field(opt: click.Option) -> Field | None:
     return None
 
 
-FIELDS: list[Field] = [f for f in (_field(_click_option(o)) for o in SETUP_OPTIONS if _click_option(o).name != "model") if f]
+FIELDS: list[Field] = [f for f in (_field(_click_option(o)) for o in SETUP_OPTIONS
+                                     if _click_option(o).name != "model" and not _click_option(o).hidden) if f]
 
 
 def setup_params(scope: str, overrides: dict[str, Any] | None = None) -> Params:
@@ -107,6 +108,16 @@ def _upload_path(upload) -> str:
     return str(path)
 
 
+def _preset_named(name: object) -> str | None:
+    """The canonical preset a link's model names through an alias or another spelling (qwen2.5-7b)."""
+    from gpuplan.planner.io.catalog import load_preset
+
+    try:
+        return load_preset(str(name))["name"] if name else None
+    except KeyError:
+        return None
+
+
 def model_ui(mp: Params, container=st) -> tuple[str | None, ModelSpec | None]:
     """(the --model value, its ModelSpec), or (None, None) with the reason shown inline."""
     source = container.radio("Model from", list(MODEL_SOURCES), key=mp.key("model_source"),
@@ -114,8 +125,14 @@ def model_ui(mp: Params, container=st) -> tuple[str | None, ModelSpec | None]:
     key = mp.key("model")
     if source == "preset":
         names = model_names()
-        if st.session_state.get(key) not in names:
-            st.session_state[key] = DEFAULT_MODEL
+        asked = st.session_state.get(key)
+        if asked not in names:
+            st.session_state[key] = _preset_named(asked) or DEFAULT_MODEL
+            if st.session_state[key] == DEFAULT_MODEL and asked not in (None, "", DEFAULT_MODEL):
+                from gpuplan.planner.io.suggest import did_you_mean
+
+                container.warning(f"The link's model {asked!r} is not a preset{did_you_mean(str(asked), names)} "
+                                  f"Showing {DEFAULT_MODEL} instead; pick the model below.")
         name = container.selectbox("Model preset", names, key=key, help="`gpuplan models` lists them")
     elif source == "path":
         name = container.text_input("config.json path (file or folder)", key=key).strip()

@@ -127,4 +127,15 @@ def choose_page(pages: dict[str, str], default: str, on_change: Callable[[], Non
     if "page" not in st.session_state:
         raw = st.query_params.get("page", default)
         st.session_state["page"] = raw if raw in slugs else default
+        if raw not in slugs:
+            st.session_state["_unknown_page"] = raw
     return st.sidebar.radio("Page", slugs, key="page", format_func=pages.__getitem__, on_change=on_change)
+
+
+def unknown_page_message(pages: dict[str, str], default: str) -> str | None:
+    """For the first run of a link with an unknown ?page=: what it asked for and what is shown instead."""
+    raw = st.session_state.pop("_unknown_page", None)
+    if raw is None:
+        return None
+    return (f"The link's page {raw!r} does not exist (pages: {', '.join(pages)}); showing "
+            f"{pages[default]} instead.")

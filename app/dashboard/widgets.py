@@ -46,3 +46,22 @@ def gpus_ui(gp: Params, container=st) -> list:
 def show_problems(problems: list[str]) -> None:
     for p in problems:
         st.warning(p)
+
+
+# Streamlit's metric value is one line cut with an ellipsis when its column is narrow
+# (`text-overflow: ellipsis` on [data-testid="stMetricValue"]): let it shrink with the window instead.
+METRIC_CSS = """<style>
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] > div {
+  overflow: visible !important; text-overflow: clip !important; white-space: nowrap !important;
+  font-size: clamp(1.1rem, 1.9vw, 2.0rem) !important;
+}
+</style>"""
+
+
+def metrics_ui(tiles: list[tuple[str, str, dict]], per_row: int = 2, container=st) -> None:
+    """Metric tiles (label, value, st.metric kwargs), `per_row` to a row so that number and unit stay whole."""
+    container.markdown(METRIC_CSS, unsafe_allow_html=True)
+    for start in range(0, len(tiles), per_row):
+        cols = container.columns(per_row)
+        for col, (label, value, kw) in zip(cols, tiles[start:start + per_row]):
+            col.metric(label, value, **kw)

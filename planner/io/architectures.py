@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from ..specs.enums import MlpKind, NormKind
 from ..specs.errors import PlannerError
 from ..specs.model import LinearRole, LinearSpec, ModelSpec, QkNorm, RopeKind
+from .validate import validate_model_config
 
 IN, OUT = LinearRole.INPUT, LinearRole.OUTPUT
 
@@ -191,6 +192,7 @@ SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 
 def model_from_config(cfg: Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """ModelSpec from a parsed HF config.json; raises PlannerError for what it cannot read."""
+    validate_model_config(cfg, SUPPORTED_MODEL_TYPES)
     if not isinstance(cfg, Mapping):
         raise PlannerError("config.json must hold a JSON object")
     if "text_config" in cfg and "model_type" in cfg and cfg["model_type"] not in SUPPORTED_MODEL_TYPES:

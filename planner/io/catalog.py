@@ -5,7 +5,6 @@ ignored when matching, and an unknown name gets the closest known names in its e
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -18,6 +17,9 @@ from ..specs.errors import PlannerError
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from .architectures import model_from_config
+from .files import load_yaml, read_text
+from .suggest import did_you_mean
+from .validate import validate_gpu_entry
 
 
 
@@ -57,10 +59,7 @@ def model_names() -> list[str]:
 
 
 def _suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(_key(name), choices, n=5, cutoff=0.5)
-    if not close:
-        close = [c for c in choices if _key(name).split("-")[0] in c][:5]
-    return f"; did you mean: {', '.join(close)}?" if close else ""
+    return did_you_mean(name, choices)
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -78,8 +77,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PlannerError(f"no config.json at {path}")
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(read_text(path, "config.json"))
     except json.JSONDecodeError as e:
         raise PlannerError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
 
@@ -142,12 +140,10 @@ def _read_user_gpus(path: str) -> list[dict[str, Any]]:
     p = Path(os.path.expanduser(path))
     if not p.is_file():
         raise PlannerError(f"GPU catalog file {path} does not exist")
-    text = p.read_text()
+    text = read_text(p, "GPU catalog file")
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml   # lazily: only user YAML files need it
-
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             data = json.loads(text)
     except Exception as e:  # JSON or YAML syntax: one line with the parser's message
@@ -156,6 +152,8 @@ def _read_user_gpus(path: str) -> list[dict[str, Any]]:
     if not isinstance(gpus, list) or not all(isinstance(g, dict) and g.get("name") for g in gpus):
         raise PlannerError(f"GPU catalog file {path} must hold {{\"gpus\": [{{\"name\": ..., ...}}]}} "
                            "(fields as in data/README.md)")
+    for g in gpus:
+        validate_gpu_entry(g, path)
     return gpus
 
 

@@ -80,6 +80,9 @@ class FitResult:
                 "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs]}
 
 
+TASK_KNOBS = ("--seq-len",)   # knobs that change what is trained, not how: never a memory fix
+
+
 def _knobs(setup: TrainingSetup) -> list[tuple[str, str, dict[str, Any]]]:
     """Single changes that lower memory, each as (flag, value, TrainingSetup fields)."""
     out = []
@@ -115,8 +118,11 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
     return (b, total(b)) if b > 0 else (0, total(1))
 
 
-def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5) -> FitResult:
-    """FitResult of `setup` on `gpu` (one GPU as setup.parallel says)."""
+def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5,
+        memory_only: bool = False) -> FitResult:
+    """FitResult of `setup` on `gpu` (one GPU as setup.parallel says). memory_only: offer only knobs
+    that keep the task (no --seq-len halving) and that buy something a smaller micro-batch does not
+    (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits)."""
     setup.validate()
     given = estimate(model, setup).device_total_bytes
     mem = gpu.memory_bytes
@@ -137,13 +143,16 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
     knobs: tuple[KnobOption, ...] = ()
     if given > mem:
-        knobs = _cheapest_knobs(model, setup, gpu, max_knob_options)
+        floor = min(max(max_b, 0), setup.batch_size) if memory_only else 0   # the setup alone reaches this
+        knobs = _cheapest_knobs(model, setup, gpu, max_knob_options, memory_only, floor)
     return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs)
 
 
-def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int) -> tuple[KnobOption, ...]:
-    """Single knobs, then pairs, that fit at some micro-batch; ranked by tokens/s after the change."""
-    singles = _knobs(setup)
+def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int, memory_only: bool = False,
+                    floor: int = 0) -> tuple[KnobOption, ...]:
+    """Single knobs, then pairs, that fit at some micro-batch above `floor`; ranked by tokens/s after
+    the change. memory_only drops the knobs that change the task (TASK_KNOBS)."""
+    singles = [k for k in _knobs(setup) if not (memory_only and k[0] in TASK_KNOBS)]
     found: list[KnobOption] = []
     for size in (1, 2, 3):
         for combo in itertools.combinations(singles, size):
@@ -161,8 +170,8 @@ def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit:
                 b, total = _try(model, s, gpu)
             except PlannerError:
                 continue     # an impossible combination (QLoRA in fp32, 8-bit Adam with ZeRO offload, ...)
-            if b == 0:
-                continue
+            if b <= floor:
+                continue     # no fit, or no better than a smaller micro-batch of the setup as it is
             grown = s.with_(batch_size=b, grad_accum=max(1, setup.batch_size * setup.grad_accum // b))
             tps = step_time(model, grown, gpu).tokens_per_s
             found.append(KnobOption(tuple((c[0], c[1]) for c in combo), b, total, tps))

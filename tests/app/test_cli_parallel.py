@@ -34,11 +34,11 @@ def test_fsdp_table_shows_per_gpu_host_and_communication():
 
 
 def test_json_adds_keys_and_keeps_the_single_gpu_ones():
-    single = json.loads(run("estimate", "-m", "llama-3.1-8b", "--json").output)
+    single = json.loads(run("estimate", "-m", "llama-3.1-8b", "--json").stdout)
     r = run("estimate", "-m", "llama-3.1-70b", "--gpus", "8", "--nodes", "2", "--zero", "3", "--offload", "params",
             "-b", "1", "-s", "4096", "--json")
     assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
+    d = json.loads(r.stdout)
     assert set(d) >= set(single) | {"host_bytes_per_node", "nvme_bytes_per_node", "communication"}
     assert d["setup"]["engine"] == "zero-3" and d["setup"]["parallel"]["nodes"] == 2
     assert d["host_bytes_per_node"] > 500 * 2**30          # 18 bytes x 70.6 B params / 2 nodes
@@ -52,7 +52,7 @@ def test_worked_example_fsdp_vs_zero3_offload_on_8_h100():
         r = run("estimate", "-m", "llama-3.1-70b", "--gpus", "8", "-b", "1", "-s", "4096", "--gpu", "h100", "--json",
                 *flags)
         assert r.exit_code == 0, r.output
-        d = json.loads(r.output)
+        d = json.loads(r.stdout)
         return d["fits"][0]["fits"], d["device_total_bytes"]
     fits_fsdp, fsdp = total("--fsdp", "full")
     fits_z3, z3 = total("--zero", "3", "--offload", "optimizer")

@@ -20,7 +20,7 @@ def test_recommend_json(run):
     r = run("recommend", "--model", "qwen2.5-1.5b", "--dataset-tokens", "50M", "--epochs", "2", "--max-gpus", "1",
             "--gpus", "rtx-4090,l4,a100-40gb", "--json")
     assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
+    d = json.loads(r.stdout)
     assert d["cheapest"]["usd"] <= d["fastest"]["usd"]
     assert d["fastest"]["hours"] <= d["cheapest"]["hours"]
     assert d["cheapest"]["gpu"] in {"rtx-4090", "l4", "a100-sxm-40gb"}

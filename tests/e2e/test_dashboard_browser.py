@@ -122,6 +122,18 @@ def _metric(driver, label: str) -> str | None:
     return None
 
 
+CUT_METRICS = """return Array.from(document.querySelectorAll('[data-testid="stMetricValue"]')).filter(el =>
+  [el, ...el.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1) || el.innerText.includes('\u2026')
+).map(el => el.innerText);"""
+
+
+def _metrics_whole(driver) -> None:
+    """No metric tile cuts its number or unit: no ellipsis, nothing wider than its box."""
+    values = [m.text for m in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
+    assert values and not any("\u2026" in v for v in values), values
+    assert driver.execute_script(CUT_METRICS) == [], "metric values cut"
+
+
 def _open(driver, url: str, title: str) -> None:
     driver.get(url)
     headings = '[data-testid="stHeading"]'   # st.header
@@ -161,6 +173,7 @@ def test_estimate_page(server, browser, tmp_path):
     _wait(browser, lambda d: _metric(d, "device total") == f"{small / GIB:,.2f} GiB", "the batch-2 device total")
     _wait(browser, lambda d: "batch_size=2" in d.current_url, "the batch size in the URL")
     _wait(browser, lambda d: "Memory by component and phase" in _plot_titles(d), "the stacked bar chart")
+    _metrics_whole(browser)
     _shot(browser, tmp_path, "estimate")
 
 
@@ -194,6 +207,7 @@ def test_recommend_page(server, browser, tmp_path):
     rec = recommend(resolve_model("qwen-2.5-0.5b"), 50_000_000, 1.0, Constraints(gpus=("rtx-4090", "h100-sxm-80gb")))
     _wait(browser, lambda d: _metric(d, "Cheapest: cost") == f"${rec.cheapest.usd:,.2f}", "the cheapest plan's cost")
     _wait(browser, lambda d: any("Cost" in t or "USD" in t for t in _plot_titles(d)), "the Pareto scatter")
+    _metrics_whole(browser)
     _shot(browser, tmp_path, "recommend")
     _type_into(browser, "budget (USD)", "0.01")
     _wait(browser, lambda d: "No plan meets these constraints" in d.page_source and "budget=0.01" in d.current_url,
@@ -247,3 +261,25 @@ def test_watch_page_follows_a_growing_file(server, browser, tmp_path):
     _wait(browser, lambda d: _metric(d, "peak GPU memory (NVML)") == "27.00 GiB", "the appended samples' peak")
     _wait(browser, lambda d: "Memory over time" in _plot_titles(d), "the memory chart")
     _shot(browser, tmp_path, "watch")
+
+
+def test_metrics_whole_in_a_narrow_window(server, browser, tmp_path):
+    """A 70B full fine-tune on 8 GPUs has four-digit GiB figures; at 1000 px they still show whole."""
+    browser.set_window_size(1000, 1200)
+    try:
+        _open(browser, f"{server}/?model=llama-3.1-405b&batch_size=64&seq_len=8192", "Estimate")
+        expected = estimate(resolve_model("llama-3.1-405b"), TrainingSetup(batch_size=64, seq_len=8192))
+        _wait(browser, lambda d: _metric(d, "device total") == f"{expected.device_total_bytes / GIB:,.2f} GiB",
+              "the 405B device total")
+        _metrics_whole(browser)
+        _shot(browser, tmp_path, "estimate-narrow")
+    finally:
+        browser.set_window_size(1600, 1200)
+
+
+def test_a_link_with_an_unknown_model_or_page_says_so(server, browser):
+    _open(browser, f"{server}/?model=qwen2.5-7", "Estimate")
+    _wait(browser, lambda d: "is not a preset" in d.page_source and "qwen-2.5-7b" in d.page_source,
+          "the unknown-model warning")
+    _open(browser, f"{server}/?page=nope", "Estimate")
+    _wait(browser, lambda d: "does not exist" in d.page_source, "the unknown-page warning")

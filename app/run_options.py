@@ -1,0 +1,150 @@
+"""The run-phase options of `gpuplan estimate`: checkpoints (save), the eval phase and several
+adapters on one base, and the run's phases joined into one peak that decides the fit."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+from gpuplan.planner import PlannerError, RunPhase
+
+RUN_OPTIONS = [
+    click.option("--save-steps", type=int, default=None, help="Checkpoint every N optimizer steps: adds what each "
+                 "save writes, the disk the run keeps, the save time and the save phase's memory."),
+    click.option("--save-total-limit", type=int, default=None, help="Checkpoints kept on disk [all]."),
+    click.option("--max-steps", type=int, default=None, help="Optimizer steps of the run, to count checkpoints [one]."),
+    click.option("--disk-bandwidth", default=None, help="Checkpoint write speed: 1.5GB/s, 800MB/s [2GB/s, a datacenter NVMe]."),
+    click.option("--save-only-model", is_flag=True, help="Checkpoints without the optimizer state (HF save_only_model)."),
+    click.option("--eval-batch-size", type=int, default=None, help="Plan the eval phase too, at this "
+                 "per_device_eval_batch_size (HF default 8): no grads, the eval batch's logits."),
+    click.option("--eval-seq-len", type=int, default=None, help="Eval sequence length [--seq-len]."),
+    click.option("--eval-accumulate-logits", is_flag=True, help="A compute_metrics without "
+                 "preprocess_logits_for_metrics: Trainer keeps every eval step's logits on the GPU."),
+    click.option("--eval-accumulation-steps", type=int, default=None, help="eval_accumulation_steps: logits move to "
+                 "the host after this many steps."),
+    click.option("--eval-batches", type=int, default=1, show_default=True, help="Batches one evaluation runs."),
+    click.option("--adapters", type=int, default=None, help="LoRA: adapters loaded on one base, trained one after "
+                 "another in one process: adds their weights and, per --gpu, how many of this rank fit."),
+]
+NAMES = ("save_steps", "save_total_limit", "max_steps", "disk_bandwidth", "save_only_model", "eval_batch_size",
+         "eval_seq_len", "eval_accumulate_logits", "eval_accumulation_steps", "eval_batches", "adapters")
+
+
+def run_options(func: Callable) -> Callable:
+    for option in reversed(RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+@dataclass
+class RunPlan:
+    """The run phases asked for beside the step, and what they add."""
+
+    checkpoint: Any = None           # planner.memory.checkpoints.CheckpointEstimate
+    eval: Any = None                 # planner.memory.evaluation.EvalEstimate
+    adapters: int | None = None
+    per_adapter: int = 0
+    resident: int = 0                # bytes of the adapters not in training
+
+    def phases(self, est) -> dict[str, int]:
+        """Device total of each planned run phase (RunPhase values): the step always, eval and save
+        when asked for, each with the step's allocator slack and context added to its allocated bytes."""
+        ratio = est.peak_reserved_bytes / est.peak_allocated_bytes if est.peak_allocated_bytes else 1.0
+        context = est.device_total_bytes - est.peak_reserved_bytes
+
+        def total(allocated: int) -> int:
+            return int(allocated * ratio) + context
+
+        out = {RunPhase.STEP.value: est.device_total_bytes}
+        if self.eval is not None:
+            out[RunPhase.EVAL.value] = total(self.eval.peak_allocated_bytes)
+        if self.checkpoint is not None:
+            out[RunPhase.SAVE.value] = total(self.checkpoint.save_peak_bytes)
+        return {k: v + self.resident for k, v in out.items()}   # the other adapters stay loaded in every phase
+
+    @property
+    def any(self) -> bool:
+        return self.checkpoint is not None or self.eval is not None or self.adapters is not None
+
+
+def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
+    """RunPlan from the options; raises PlannerError for options that describe a phase not asked for."""
+    from gpuplan.planner.memory.checkpoints import DEFAULT_DISK_BYTES_PER_S, SavePlan, checkpoint_estimate
+    from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
+    from gpuplan.planner.memory.pieces import terms
+    from gpuplan.planner.plans.cost import parse_bandwidth
+    from gpuplan.planner.techniques import lora
+
+    run = RunPlan()
+    if kw["save_steps"] is not None:
+        bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S
+        run.checkpoint = checkpoint_estimate(model, setup, SavePlan(kw["save_steps"], kw["save_total_limit"],
+                                                                    kw["max_steps"], bandwidth, kw["save_only_model"]))
+    elif any(kw[k] is not None for k in ("save_total_limit", "max_steps", "disk_bandwidth")) or kw["save_only_model"]:
+        raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth and --save-only-model "
+                           "describe checkpoints: add --save-steps N")
+    if kw["adapters"] is not None:
+        if not setup.peft or kw["adapters"] < 1:
+            raise PlannerError("--adapters counts LoRA adapters on one base: use it with --method lora or qlora, "
+                               "at least 1")
+        run.adapters = kw["adapters"]
+        run.per_adapter = lora.resident_adapter_bytes(model, terms(model, setup)[0])
+        run.resident = (run.adapters - 1) * run.per_adapter
+    if kw["eval_batch_size"] is not None:
+        run.eval = eval_estimate(model, setup, EvalPlan(kw["eval_batch_size"], kw["eval_seq_len"],
+                                                        kw["eval_accumulate_logits"], kw["eval_accumulation_steps"],
+                                                        kw["eval_batches"]))
+    elif kw["eval_seq_len"] is not None or kw["eval_accumulate_logits"] or kw["eval_accumulation_steps"] is not None:
+        raise PlannerError("--eval-seq-len, --eval-accumulate-logits and --eval-accumulation-steps describe "
+                           "the eval phase: add --eval-batch-size N")
+    return run
+
+
+def fit_rows_for_run(run: RunPlan, est, fit_rows: list[dict]) -> list[dict]:
+    """The fit rows checked against the run's peak (and, with --adapters, how many fit)."""
+    from gpuplan.planner.techniques import lora
+
+    if run.adapters is not None:
+        fit_rows = [{**r, "adapters_that_fit": lora.adapters_that_fit(est.device_total_bytes, r["memory_bytes"],
+                                                                       run.per_adapter)} for r in fit_rows]
+    if run.any:
+        phase, total = max(run.phases(est).items(), key=lambda kv: kv[1])
+        fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
+                     "phase": phase} for r in fit_rows]
+    return fit_rows
+
+
+def add_json(run: RunPlan, est, out: dict) -> None:
+    if run.checkpoint is not None:
+        out["checkpoint"] = run.checkpoint.to_dict()
+    if run.eval is not None:
+        out["eval"] = run.eval.to_dict()
+    if run.any:
+        out["run_phases"] = run.phases(est)
+    if run.adapters is not None:
+        out["adapters"] = {"count": run.adapters, "bytes_per_adapter": run.per_adapter, "resident_bytes": run.resident}
+
+
+def render(run: RunPlan, est, fit_rows: list[dict], console) -> None:
+    gib = 2**30
+    if run.checkpoint is not None:
+        from .report import render_checkpoint
+
+        render_checkpoint(run.checkpoint, console)
+    phases = run.phases(est)
+    if run.eval is not None:
+        console.print(f"eval phase: {run.eval.peak_allocated_bytes / gib:,.2f} GiB allocated "
+                      f"({phases['eval'] / gib:,.2f} GiB device total)")
+        for note in run.eval.notes:
+            console.print(f"  note: {note}")
+    if run.adapters is not None:
+        console.print(f"{run.adapters} adapters on one base: {run.resident / gib:,.2f} GiB for the {run.adapters - 1} "
+                      f"not in training ({run.per_adapter / 2**20:,.1f} MiB each); trained one after another, batches "
+                      "never mix adapters (peft's adapter_names is inference only)")
+        for r in fit_rows:
+            console.print(f"  {r['gpu']}: {r['adapters_that_fit']:,} adapters of this rank fit")
+    if run.any:
+        phase = max(phases, key=phases.get)
+        console.print(f"the run's peak is its {phase} phase: {phases[phase] / gib:,.2f} GiB device total"
+                      + (" (the fit above is checked against it)" if fit_rows else ""))
