@@ -70,6 +70,42 @@ def write_constants(rows) -> str:
     return str(path)
 
 
+def _same_setup(r, drop: str) -> tuple:
+    """A run's setup with one dimension (method or GPU) left out, for ranking pairs within a source."""
+    m = {k: v for k, v in r.run.mapping.items() if k not in ("method", "lora", "quant", "base_dtype", "precision")}
+    return (r.run.file, r.run.gpu_count, r.micro_batch_tokens, None if drop == "gpu" else r.run.gpu_catalog,
+            None if drop == "method" else r.method, json.dumps(m, sort_keys=True))
+
+
+def rankings(rows, drop: str, label) -> str:
+    """Pairs of runs of one source that differ only in `drop` (method, or GPU type): does gpuplan's
+    out-of-sample tokens/s order them as the published figures do? Pairs whose published figures
+    differ by less than 10% are counted apart (inside the model's error bands)."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(_same_setup(r, drop), []).append(r)
+    out = [f"\n**Ranking by {drop}: pairs of runs of one source differing only in {drop}**\n",
+           f"| pair ({drop}) | pairs | same order | same order, published gap >= 10% | pairs with gap >= 10% |",
+           "|---|---|---|---|---|"]
+    tally: dict[str, list[int]] = {}
+    for g in groups.values():
+        for i, a in enumerate(g):
+            for b in g[i + 1:]:
+                if label(a) == label(b):
+                    continue
+                lo, hi = sorted((a, b), key=label)
+                same = (lo.published_tokens_per_s > hi.published_tokens_per_s) == (lo.oos_tokens_per_s > hi.oos_tokens_per_s)
+                wide = abs(lo.published_tokens_per_s / hi.published_tokens_per_s - 1) >= 0.10
+                t = tally.setdefault(f"{label(lo)} vs {label(hi)}", [0, 0, 0, 0])
+                t[0] += 1
+                t[1] += same
+                t[2] += same and wide
+                t[3] += wide
+    for k, (n, same, same_wide, wide) in sorted(tally.items()):
+        out.append(f"| {k} | {n} | {same} | {same_wide} | {wide} |")
+    return "\n".join(out) + "\n"
+
+
 def headline(rows) -> str:
     part = [r for r in rows if r.time_class != "distorting" and r.micro_batch_tokens >= 2048]
     errs = [abs(r.error_pct) for r in part]
@@ -100,6 +136,8 @@ def main() -> int:
     print(table("Without time-distorting features: by micro-batch tokens", fit_rows,
                 lambda r: (tokens_bucket(r.micro_batch_tokens),), ("micro-batch tokens per GPU",)))
     print(table("Without time-distorting features: by GPU count", fit_rows, lambda r: (str(r.run.gpu_count),), ("GPUs",)))
+    print(rankings(rows, "method", lambda r: r.method))
+    print(rankings(rows, "gpu", lambda r: r.run.gpu_catalog))
     print(table("By class of unmodelled features", rows, lambda r: (r.time_class,), ("class",)))
     print(table("With time-distorting features (reported apart): by source", [r for r in rows if r.time_class == "distorting"],
                 lambda r: (r.run.file,), ("source",)))
