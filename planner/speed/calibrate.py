@@ -7,7 +7,8 @@ A sample is one measured run: its `Columns` (planner/speed/throughput.py: the st
 constants), its GPU family, its source and the measured step seconds. The model is linear in the
 inverse efficiencies and the launch costs,
 
-    t = g / e_gemm[family] + m / e_mem + d / e_dequant + L t_layer + A t_adapter + X t_expert + t_step + exposed comm,
+    t = g / e_gemm[family] + m / e_mem + d / e_dequant + L t_layer + A t_adapter + X t_expert + t_step
+        + max(network - overlap busy, (1 - eta) network) + offload,
 
 so the fit is a non-negative least squares of the relative error (t_pred / t_meas - 1), solved by
 the normal equations with an active set, re-weighted (Huber, 15 %) so that one odd run does not
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .throughput import Columns, TimeConstants, assemble
+from .throughput import Columns, TimeConstants, assemble, exposed_comm
 
 MIN_FAMILY_RUNS = 5
 HUBER = 0.15
@@ -77,19 +78,28 @@ def _gauss(A: list[list[float]], b: list[float]) -> list[float]:
     return [M[i][n] / M[i][i] if M[i][i] else 0.0 for i in range(n)]
 
 
-def _design(s: Sample, fam_index: dict[str, int], c: TimeConstants) -> list[float]:
+def _design(s: Sample, fam_index: dict[str, int], c: TimeConstants) -> tuple[list[float], float]:
+    """(the sample's row at unit constants, its fixed seconds): in the regime where the never-overlapped
+    share of the collectives sets the exposed time, that time is network x (1 - overlap efficiency),
+    linear in the efficiency (its column is -network); otherwise the exposed time is fixed by the busy time."""
     col = s.columns
     g = [0.0] * len(fam_index)
     g[fam_index[s.family] if s.family in fam_index else fam_index["*"]] = col.gemm + col.attention / c.attention_ratio
-    return g + [col.memory, col.dequant, col.layer_passes, col.adapter_calls, 1.0, col.expert_calls]
+    busy = sum(assemble(col, c, c.efficiency(s.family)[0])[:5])
+    exposed = exposed_comm(col, c, busy)
+    floor = col.network > 0 and exposed == (1 - c.overlap_efficiency) * col.network and exposed > 0
+    row = g + [col.memory, col.dequant, col.layer_passes, col.adapter_calls, 1.0, col.expert_calls,
+               -col.network if floor else 0.0]
+    return row, (col.network if floor else exposed) + col.offload
 
 
 def _lower(k: int) -> list[float]:
     """Bounds: no efficiency above MAX_EFFICIENCY of the datasheet (inverse efficiency >= 1 / it), launch costs >= 0."""
-    return [1 / MAX_EFFICIENCY] * (k + 2) + [0.0, 0.0, 0.0, 0.0]
+    return [1 / MAX_EFFICIENCY] * (k + 2) + [0.0, 0.0, 0.0, 0.0, 0.0]
 
 
-def _constants(x: list[float], fams: list[str], c: TimeConstants, cross: float | None) -> TimeConstants:
+def _constants(x: list[float], fams: list[str], c: TimeConstants, cross: float | None,
+               any_floor: bool = True) -> TimeConstants:
     k = len(fams)
     inv = lambda v, old: 1.0 / v if v > 0 else old        # noqa: E731  a zero column keeps the old value
     eff = {f: inv(x[i], c.cross_family) for i, f in enumerate(fams)}
@@ -97,7 +107,8 @@ def _constants(x: list[float], fams: list[str], c: TimeConstants, cross: float |
     return replace(c, gemm_efficiency=tuple(sorted((f, v) for f, v in eff.items() if f != "*")),
                    cross_family=cross_value, memory_efficiency=inv(x[k], c.memory_efficiency),
                    dequant_efficiency=inv(x[k + 1], c.dequant_efficiency), per_layer_pass_s=x[k + 2],
-                   per_adapter_call_s=x[k + 3], per_step_s=x[k + 4], per_expert_call_s=x[k + 5], error_bands=())
+                   per_adapter_call_s=x[k + 3], per_step_s=x[k + 4], per_expert_call_s=x[k + 5],
+                   overlap_efficiency=min(1.0, x[k + 6]) if any_floor else c.overlap_efficiency, error_bands=())
 
 
 def _fit(samples: list[Sample], base: TimeConstants, fams: list[str], cross: float | None) -> TimeConstants:
@@ -107,11 +118,11 @@ def _fit(samples: list[Sample], base: TimeConstants, fams: list[str], cross: flo
     for _ in range(8):
         rows, y = [], []
         for s in samples:
-            *_, exposed = assemble(s.columns, c, c.efficiency(s.family)[0])
-            rows.append([v / s.measured_s for v in _design(s, index, c)])
-            y.append(1.0 - (exposed + s.columns.offload) / s.measured_s)
+            row, fixed = _design(s, index, c)
+            rows.append([v / s.measured_s for v in row])
+            y.append(1.0 - fixed / s.measured_s)
         x = _solve(rows, y, w, _lower(len(fams)))
-        c = _constants(x, fams, c, cross)
+        c = _constants(x, fams, c, cross, any(r[-1] for r in rows))
         resid = [sum(a * b for a, b in zip(r, x)) - yi for r, yi in zip(rows, y)]
         w = [1.0 if abs(r) <= HUBER else HUBER / abs(r) for r in resid]
     return c
@@ -122,7 +133,8 @@ def fit(samples: list[Sample], base: TimeConstants) -> TimeConstants:
     family's own where it has MIN_FAMILY_RUNS runs, with the shared constants refitted alongside."""
     if not samples:
         raise ValueError("no samples to fit")
-    pooled = _fit(samples, replace(base, gemm_efficiency=()), ["*"], None)
+    # the overlap efficiency starts at one half: from 1 no run would sit in the regime that informs it
+    pooled = _fit(samples, replace(base, gemm_efficiency=(), overlap_efficiency=0.5), ["*"], None)
     counts: dict[str, int] = {}
     for s in samples:
         counts[s.family] = counts.get(s.family, 0) + 1

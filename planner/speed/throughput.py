@@ -10,10 +10,13 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
     memory    = (a x (M x bytes per token + weight bytes) + optimizer bytes) / (bandwidth x e_mem)
     dequant   = a x QLoRA weights x passes x 2.5625 B / (bandwidth x e_dequant)
     overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
-    comm      = max(0, collective seconds - overlap x busy)   (links from planner/speed/links.py)
+    comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
+                (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
     offload   = host copies + the CPU optimizer's pass over its state
 
-busy = gemm + memory + dequant + overhead. The constants (e_*, t_*) are fitted on published runs
+busy = gemm + memory + dequant + overhead. GEMM shape enters through the operand bytes: a GEMM of M
+tokens x (K, N) moves e M (K + N) + w K N bytes for 2 M K N FLOPs, so small micro-batches and narrow
+layers are memory-bound (roofline terms added, not maxed, since their kernels do not overlap perfectly). The constants (e_*, t_*) are fitted on published runs
 (data/mfu.json names them and the runs); peak FLOP/s and bandwidths come from the GPU catalog.
 Attention FLOPs take the causal saving of flash kernels (planner/speed/flops.py).
 """
@@ -64,6 +67,7 @@ class TimeConstants:
     per_adapter_call_s: float                        # launch cost of one LoRA branch's pass
     per_step_s: float                                # per optimizer step (optimizer launch, zero_grad, loader)
     per_expert_call_s: float = 0.0                   # one MoE expert's pass (gather, GEMMs, index_add launches)
+    overlap_efficiency: float = 1.0                  # share of the collectives that can hide behind compute
     attention_ratio: float = 0.7                     # flash kernel throughput over GEMM throughput
     error_bands: tuple[tuple[str, float, float, int], ...] = field(default=(), compare=False)
 
@@ -99,7 +103,7 @@ class TimeConstants:
                              float(f["memory_efficiency"]["value"]), float(f["dequant_efficiency"]["value"]),
                              float(f["per_layer_pass_s"]["value"]), float(f["per_adapter_call_s"]["value"]),
                              float(f["per_step_s"]["value"]), float(f["per_expert_call_s"]["value"]),
-                             float(d["fixed"]["attention_ratio"]["value"]), bands)
+                             float(f["overlap_efficiency"]["value"]), float(d["fixed"]["attention_ratio"]["value"]), bands)
 
     @staticmethod
     def load() -> "TimeConstants":
@@ -285,8 +289,13 @@ def assemble(cols: Columns, c: TimeConstants, e_gemm: float) -> tuple[float, flo
     overhead = (cols.layer_passes * c.per_layer_pass_s + cols.adapter_calls * c.per_adapter_call_s
                 + cols.expert_calls * c.per_expert_call_s + c.per_step_s)
     busy = compute + memory + optimizer + dequant + overhead
-    exposed = max(0.0, cols.network - cols.overlap * busy)
-    return compute, memory, optimizer, dequant, overhead, exposed
+    return compute, memory, optimizer, dequant, overhead, exposed_comm(cols, c, busy)
+
+
+def exposed_comm(cols: Columns, c: TimeConstants, busy: float) -> float:
+    """Collective seconds not hidden: what the overlappable busy time cannot cover, and at least the
+    share (1 - overlap_efficiency) that never overlaps (first gathers, last buckets, contention)."""
+    return max(0.0, cols.network - cols.overlap * busy, (1 - c.overlap_efficiency) * cols.network)
 
 
 def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float | None = None,

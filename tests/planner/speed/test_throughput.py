@@ -23,7 +23,7 @@ def test_every_fitted_constant_names_its_runs_and_fixed_ones_a_source():
                 "per_expert_call_s"):
         assert f[key]["runs"] and f[key]["source"], key
     n_runs = len(f["gemm_efficiency"]["cross_family"]["runs"])
-    n_constants = len(f["gemm_efficiency"]["families"]) + 1 + 6
+    n_constants = len(f["gemm_efficiency"]["families"]) + 1 + 7
     assert n_constants * 5 <= n_runs            # at most one constant per ~five runs of evidence
     for v in d["fixed"].values():
         assert v["source"]
@@ -157,3 +157,18 @@ def test_calibration_from_a_recorded_step_time(tmp_path, monkeypatch):
         assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 989.4e12), rel=1e-3)
     finally:
         throughput.calibrated_mfu.cache_clear()
+
+
+def test_exposed_communication_never_below_the_share_that_cannot_overlap():
+    from dataclasses import replace
+
+    from gpuplan.planner.speed.throughput import exposed_comm
+
+    m = resolve_model("llama-3.1-8b")
+    cols = time_columns(m, TrainingSetup(batch_size=1, seq_len=512, parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL)),
+                        resolve_gpu("h100-pcie-80gb"))
+    c = replace(TimeConstants.load(), overlap_efficiency=0.6)
+    assert exposed_comm(cols, c, busy=1e9) == pytest.approx(0.4 * cols.network)          # long busy time: the floor
+    assert exposed_comm(cols, c, busy=0.0) == pytest.approx(cols.network)                # nothing to hide behind
+    mid = 0.5 * cols.network
+    assert exposed_comm(cols, c, busy=mid) == pytest.approx(max(cols.network - cols.overlap * mid, 0.4 * cols.network))
