@@ -17,6 +17,11 @@ being its size in bytes:
 - LoRA branch per adapted linear [peft/tuners/lora/layer.py Linear.forward]: dropout (at p > 0 a
   copy and a bool mask), cast of x to the adapter dtype when they differ, lora_A reads x, lora_B
   writes N, the scaling and the add to the base output read 2N and write N.
+- HF eager attention (eager_attention_forward): the (b, a, s, s) scores are written by QK^T, scaled,
+  masked, softmaxed in fp32, cast back and read by the AV matmul: ~ a s (8e + 8) bytes per token
+  forward, every pair of the causal square (eager masks after the matmul); the flash kernels keep
+  scores on chip (their cost is FLOPs, planner/speed/flops.py).
+- Residual and attention dropout at p > 0: a read, a write and a bool mask per element.
 - Loss (transformers ForCausalLMLoss): logits (V) upcast to fp32, log_softmax, nll; backward the
   softmax gradient and the cast back: ~ (3e + 28) V bytes per token; a chunked fused loss (Liger,
   torchtune chunked CE) reads and writes each chunk once in fp32: ~ (2e + 8) V.
@@ -28,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..specs.enums import Loss, MlpKind
+from ..specs.enums import Attention, Loss, MlpKind
 from ..specs.model import LinearSpec, ModelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import TrainingSetup
@@ -55,8 +60,10 @@ def _per_token(m: ModelSpec, lin: LinearSpec) -> float:
     return m.top_k if lin.experts > 1 else 1
 
 
-def _layer_bytes_forward(m: ModelSpec, linears: tuple[LinearSpec, ...], moe: bool, e: int, r: int) -> float:
-    """Element-wise and GEMM-operand bytes per token of one decoder layer's forward."""
+def _layer_bytes_forward(m: ModelSpec, linears: tuple[LinearSpec, ...], moe: bool, e: int, r: int,
+                         eager_scores: int) -> float:
+    """Element-wise and GEMM-operand bytes per token of one decoder layer's forward; `eager_scores`
+    is the score row length eager attention materializes per head (0 for flash kernels)."""
     h = m.hidden
     I = m.moe_intermediate * m.top_k if moe else m.intermediate
     A, K = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim
@@ -65,7 +72,9 @@ def _layer_bytes_forward(m: ModelSpec, linears: tuple[LinearSpec, ...], moe: boo
     act = (5 if m.mlp_kind is MlpKind.GATED else 2) * I * e
     rope = ROPE_PASSES * (A + K) * e
     operands = sum((lin.in_features + lin.out_features) * _per_token(m, lin) for lin in linears) * e
-    return norms + residual + act + rope + operands
+    scores = m.n_heads * eager_scores * (8 * e + 8 + (2 * e + 1 if m.attention_dropout > 0 else 0))
+    dropout = 2 * (2 * e + 1) * h if m.dropout > 0 else 0
+    return norms + residual + act + rope + operands + scores + dropout
 
 
 def _adapter_bytes_forward(m: ModelSpec, rs, linears: tuple[LinearSpec, ...]) -> tuple[float, int]:
@@ -97,11 +106,12 @@ def step_traffic(model: ModelSpec, setup: TrainingSetup) -> Traffic:
     e, r = rs.compute.bytes, rs.residual.bytes
     recompute = checkpointing.recompute_flop_share(rs)
     per_pass = 1 + BACKWARD_FACTOR + recompute
+    eager = setup.seq_len if rs.setup.attention is Attention.EAGER else 0
     layers_bytes, adapted, weights = 0.0, 0, 0.0
     for linears, moe, count in ((m.dense_linears, False, m.dense_layers), (m.moe_linears, True, m.moe_layers)):
         if not count:
             continue
-        fwd = _layer_bytes_forward(m, linears, moe, e, r)
+        fwd = _layer_bytes_forward(m, linears, moe, e, r, eager)
         ad_fwd, n = _adapter_bytes_forward(m, rs, linears)
         layers_bytes += count * (fwd + ad_fwd) * per_pass
         adapted += count * n

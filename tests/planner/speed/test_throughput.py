@@ -172,3 +172,17 @@ def test_exposed_communication_never_below_the_share_that_cannot_overlap():
     assert exposed_comm(cols, c, busy=0.0) == pytest.approx(cols.network)                # nothing to hide behind
     mid = 0.5 * cols.network
     assert exposed_comm(cols, c, busy=mid) == pytest.approx(max(cols.network - cols.overlap * mid, 0.4 * cols.network))
+
+
+def test_eager_attention_moves_its_scores_through_memory():
+    """Eager writes and reads the (a, s, s) scores (~ a s (8e + 8) bytes per token and layer forward, 2x backward,
+    again in recompute) and computes every pair of the causal square; SDPA keeps them on chip."""
+    from gpuplan.planner.specs.enums import Attention
+
+    m = resolve_model("llama-3.2-1b")
+    s = 2048
+    sdpa = step_traffic(m, TrainingSetup(seq_len=s))
+    eager = step_traffic(m, TrainingSetup(seq_len=s, attention=Attention.EAGER))
+    assert eager.bytes_per_token - sdpa.bytes_per_token == pytest.approx(m.n_layers * m.n_heads * s * (8 * 2 + 8) * 4)
+    g = resolve_gpu("a100-80gb")
+    assert step_time(m, TrainingSetup(seq_len=s, attention=Attention.EAGER), g).total > step_time(m, TrainingSetup(seq_len=s), g).total
