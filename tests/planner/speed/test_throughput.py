@@ -186,3 +186,29 @@ def test_eager_attention_moves_its_scores_through_memory():
     assert eager.bytes_per_token - sdpa.bytes_per_token == pytest.approx(m.n_layers * m.n_heads * s * (8 * 2 + 8) * 4)
     g = resolve_gpu("a100-80gb")
     assert step_time(m, TrainingSetup(seq_len=s, attention=Attention.EAGER), g).total > step_time(m, TrainingSetup(seq_len=s), g).total
+
+
+def test_narrow_layers_and_small_micro_batches_reach_less_of_the_peak():
+    """GEMM shape: operand and weight bytes per FLOP grow as the hidden size or the tokens per micro-batch shrink."""
+    g = resolve_gpu("a100-80gb")
+    wide = step_time(resolve_model("llama-3.1-8b"), TrainingSetup(batch_size=4, seq_len=1024), g)
+    narrow = step_time(resolve_model("smollm-2-135m"), TrainingSetup(batch_size=4, seq_len=1024), g)
+    assert narrow.achieved_mfu < wide.achieved_mfu
+    small = step_time(resolve_model("llama-3.1-8b"), TrainingSetup(batch_size=1, seq_len=256), g)
+    assert small.achieved_mfu < wide.achieved_mfu
+
+
+def test_offload_is_host_copies_plus_the_cpu_optimizer():
+    from gpuplan.planner.memory.comm import Link, communication_bytes
+    from gpuplan.planner.specs.parallel import Offload
+    from gpuplan.planner.techniques.optimizers import streamed_bytes_per_param
+
+    m, g = resolve_model("llama-3.2-1b"), resolve_gpu("a100-80gb")
+    s = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=4, zero=2, offload=Offload.OPTIMIZER))
+    cols = time_columns(m, s, g)
+    host = communication_bytes(m, s).bytes_by(link=Link.HOST)
+    params = 1_235_814_400                                   # Llama-3.2-1B, every weight trains; ZeRO-2 shards the state 4 ways
+    opt = params / 4 * streamed_bytes_per_param(s.optimizer, s.precision.weight_dtype.bytes)
+    assert cols.offload == pytest.approx(opt / links.host_memory().effective + host / links.gpu_host_link(g).effective,
+                                         rel=1e-3)
+    assert cols.optimizer == 0.0
