@@ -22,8 +22,11 @@ CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits
 @click.option("--check", is_flag=True,
               help=f"For scripts: exit {CHECK_FAILED} when the setup does not fit a --gpu (0 when every one fits, 2 on bad input).")
 @run_options
+@click.option("--dataset-tokens", default=None, help="With --gpu: tokens per epoch (200M, 1.5B) for hours and dollars.")
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="With --dataset-tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
-def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, as_json: bool, **kw) -> None:
+def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, dataset_tokens: str | None,
+             epochs: float, as_json: bool, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
     A --gpu it does not fit says by how much, and the cheapest knobs that make it fit.
 
@@ -34,9 +37,12 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     Example:
       gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 4 --seq-len 4096 --gpu rtx-4090
       gpuplan estimate -m llama-3.1-8b --method lora --gpu a10g --check || echo "does not fit"
+      gpuplan estimate --model llama-3.1-8b --method lora --gpu a100-80gb --dataset-tokens 200M --epochs 2
     """
     from gpuplan.planner.io.catalog import resolve_gpu
     from gpuplan.planner.memory.estimate import estimate as run_estimate, fits
+    from gpuplan.planner.plans.cost import parse_tokens
+    from gpuplan.planner.plans.plan import time_report
 
     run_kw = {k: kw.pop(k) for k in RUN_NAMES}
     try:
@@ -45,6 +51,10 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         gpu_specs = [resolve_gpu(g) for g in gpus]
         est = run_estimate(model, setup)
         run = plan_run(model, setup, run_kw)
+        tokens = parse_tokens(dataset_tokens) if dataset_tokens else None
+        if (tokens is not None and tokens <= 0) or epochs <= 0:
+            raise PlannerError("--dataset-tokens and --epochs must be positive")
+        times = [time_report(model, setup, g, tokens, epochs) for g in gpu_specs]
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
@@ -52,7 +62,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]
-        out["fits"] = fit_rows
+        out["fits"] = [{**row, "time": tm} for row, tm in zip(fit_rows, times)]
         add_json(run, est, out)
         from .from_config import from_config_block
 
@@ -62,10 +72,11 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         click.echo(json.dumps(out, indent=2))
     else:
         from .console import make_console
-        from .report import render_estimate
+        from .report import render_estimate, render_time
 
         console = make_console()
         render_estimate(est, fit_rows, console, extra_notes=notes)
+        render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
         for gpu in (g for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
             _why_not(model, setup, gpu, console)

@@ -99,3 +99,26 @@ def render_checkpoint(ckpt, console: Console) -> None:
                   f"save phase {ckpt.save_peak_bytes / gib:,.2f} GiB allocated per GPU")
     for note in ckpt.notes:
         console.print(f"  note: {note}")
+
+
+def render_time(fit_rows: list[dict[str, Any]], times: list[dict[str, Any]], console: Console) -> None:
+    """Step time, tokens/s and (with --dataset-tokens) hours and dollars per GPU, each with its
+    cross-validated range (planner/plans/plan.py time_report)."""
+    if not times:
+        return
+    table = Table(title="Time (ranges: cross-validated error of the GPU family and method)", title_justify="left")
+    for col in ("GPU", "GPUs", "step s", "tokens/s", "tokens/s range", "hours", "hours range", "cheapest $", "$ range"):
+        table.add_column(col, justify="left" if col == "GPU" else "right")
+    for row, tm in zip(fit_rows, times):
+        lo, hi = tm["tokens_per_s_range"]
+        hours = hrange = usd = urange = "-"
+        if "hours" in tm:
+            hours = f"{tm['hours']:,.2f}"
+            hrange = f"{tm['hours_range'][0]:,.2f}-{tm['hours_range'][1]:,.2f}"
+            if tm["costs"]:
+                c = tm["costs"][0]
+                usd = f"{c['usd']:,.2f} ({c['provider']})"
+                urange = f"{c['usd_range'][0]:,.2f}-{c['usd_range'][1]:,.2f}"
+        table.add_row(row["gpu"], str(tm["gpus"]), f"{tm['step_time_s']:.3f}", f"{tm['tokens_per_s']:,.0f}",
+                      f"{lo:,.0f}-{hi:,.0f}", hours, hrange, usd, urange)
+    console.print(table)

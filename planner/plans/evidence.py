@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 
 from ..io.catalog import resolve_gpu, resolve_model
 from ..memory.estimate import estimate
-from ..speed.throughput import step_time
+from ..speed.calibrate import Sample, fit, loso, predict
+from ..speed.throughput import TimeConstants, step_time, time_columns
 
 from ..io.published import FigureKind, PublishedRun, held_out_sources, load_published
 
@@ -41,9 +42,43 @@ class MemoryError_:
         return bool(self.run.unmodelled)
 
 
+# Unmodelled features that change a run's time in ways the time model cannot represent: such runs
+# are never fitted on and are reported apart. Matched as substrings of the run's `unmodelled` lines.
+TIME_DISTORTING = (
+    ("torch.compile", "compiled kernels (no compile knob in TrainingSetup yet)"),
+    ("power limited", "power-limited cards on a PCIe rig without NVLink"),
+    ("eval generation", "generation during evaluation counted in the run's time"),
+    ("activation offloading", "activation copies to the host"),
+    ("optimizer_in_bwd", "optimizer step fused into the backward"),
+    ("CPU offload", "the optimizer on the CPU copy"),
+    ("settings that differ", "settings not stated"),
+    ("DoRA", "DoRA's weight-norm work in every forward"),
+    ("empty_cache", "the allocator emptied every few steps"),
+)
+# Features the model does not represent but that change kernels, not the work: fitted on, reported apart.
+TIME_MILD = (
+    ("fused-ops-and-kernels", "Triton fused LoRA, norm, RoPE and loss kernels"),
+    ("packed dataset", "packed sequences (per-document masks)"),
+    ("padding with a mask", "padded batches (mean length used)"),
+    ("NF4 path", "torchao NF4 dequantization"),
+)
+
+
+def time_class(run: PublishedRun) -> str:
+    """'distorting', 'mild' or 'clean': how far the run's unmodelled features bear on its time."""
+    lines = " | ".join(run.unmodelled)
+    if any(k in lines for k, _ in TIME_DISTORTING):
+        return "distorting"
+    if any(k in lines for k, _ in TIME_MILD):
+        return "mild"
+    return "clean"
+
+
 @dataclass(frozen=True)
 class TimeError:
-    """One published throughput (over all GPUs) against gpuplan's step_time tokens/s."""
+    """One published throughput (over all GPUs) against gpuplan's tokens/s: with today's constants
+    (`estimate_tokens_per_s`) and out of sample (`oos_tokens_per_s`: constants fitted without the
+    run's source; for a held-out source, fitted on every tuned source)."""
 
     run: PublishedRun
     published_tokens_per_s: float   # global: a per-GPU figure times the GPU count
@@ -51,18 +86,30 @@ class TimeError:
     micro_batch_tokens: int         # batch x seq_len of the setup the time model saw (per GPU)
     gpu_family: str
     held_out: bool
+    oos_tokens_per_s: float = 0.0
+    time_class: str = "clean"
 
     @property
     def key(self) -> str:
         return self.run.id
 
     @property
+    def method(self) -> str:
+        return self.run.mapping["method"]
+
+    @property
     def error_pct(self) -> float:
+        """Out-of-sample error (the headline): (oos - published) / published."""
+        return 100.0 * (self.oos_tokens_per_s - self.published_tokens_per_s) / self.published_tokens_per_s
+
+    @property
+    def fitted_error_pct(self) -> float:
+        """Error under today's constants (fitted on this run where its source is tuned)."""
         return 100.0 * (self.estimate_tokens_per_s - self.published_tokens_per_s) / self.published_tokens_per_s
 
     @property
     def flagged(self) -> bool:
-        return bool(self.run.unmodelled)
+        return self.time_class != "clean"
 
 
 def _mapped(runs: Iterable[PublishedRun] | None) -> list[PublishedRun]:
@@ -81,21 +128,76 @@ def memory_errors(runs: Iterable[PublishedRun] | None = None) -> list[MemoryErro
     return rows
 
 
-def time_errors(runs: Iterable[PublishedRun] | None = None) -> list[TimeError]:
-    """Every mapped run with a published tokens/s on a catalog GPU, against step_time's tokens/s."""
-    held = held_out_sources()
-    rows = []
-    for run in _mapped(runs):
-        fig = run.figure(FigureKind.TOKENS_PER_S)
-        if fig is None or run.gpu_catalog is None:
-            continue
-        published = fig.value * (run.gpu_count if fig.scope == "per_gpu" else 1)
+def _time_runs(runs: Iterable[PublishedRun] | None) -> list[PublishedRun]:
+    return [r for r in _mapped(runs) if r.figure(FigureKind.TOKENS_PER_S) is not None and r.gpu_catalog is not None]
+
+
+def _published_tps(run: PublishedRun) -> float:
+    fig = run.figure(FigureKind.TOKENS_PER_S)
+    return fig.value * (run.gpu_count if fig.scope == "per_gpu" else 1)
+
+
+def time_samples(runs: Iterable[PublishedRun] | None = None) -> list[Sample]:
+    """Every mapped run with a published tokens/s, as a calibration sample (measured step seconds per GPU)."""
+    out = []
+    for run in _time_runs(runs):
         gpu = resolve_gpu(run.gpu_catalog)
         setup = run.time_setup()
-        st = step_time(resolve_model(run.model), setup, gpu)
-        rows.append(TimeError(run, published, st.tokens_per_s, setup.batch_size * setup.seq_len, gpu.architecture,
-                              run.file in held))
+        cols = time_columns(resolve_model(run.model), setup, gpu)
+        out.append(Sample(run.id, run.file, gpu.architecture, run.mapping["method"], cols,
+                          cols.tokens_per_step / _published_tps(run)))
+    return out
+
+
+def fit_samples(samples: list[Sample], runs: Iterable[PublishedRun] | None = None) -> list[Sample]:
+    """The samples the constants are fitted on: tuned sources, no time-distorting feature."""
+    held = held_out_sources()
+    by_id = {r.id: r for r in _time_runs(runs)}
+    return [s for s in samples if s.source not in held and time_class(by_id[s.id]) != "distorting"]
+
+
+def fitted_constants(runs: Iterable[PublishedRun] | None = None) -> tuple[TimeConstants, list[Sample]]:
+    """(constants fitted on every fit sample, those samples)."""
+    samples = fit_samples(time_samples(runs), runs)
+    return fit(samples, TimeConstants.load()), samples
+
+
+def time_errors(runs: Iterable[PublishedRun] | None = None) -> list[TimeError]:
+    """Every mapped run with a published tokens/s on a catalog GPU: today's and out-of-sample tokens/s.
+
+    Out of sample: a tuned source's runs are predicted by constants fitted on the other tuned sources
+    (leave one source out); a held-out source's by the constants fitted on every tuned source."""
+    held = held_out_sources()
+    runs_l = _time_runs(runs)
+    samples = time_samples(runs_l)
+    train = fit_samples(samples, runs_l)
+    base = TimeConstants.load()
+    all_fit = fit(train, base) if train else base
+    tuned_eval = [s for s in samples if s.source not in held]
+    oos = loso(train, base, tuned_eval) if len({s.source for s in train}) > 1 else {}
+    rows = []
+    for run, s in zip(runs_l, samples):
+        seconds = oos.get(s.id) if s.source not in held else predict(s, all_fit)
+        if seconds is None:            # a tuned source with no fit sample of its own: fitted without it anyway
+            seconds = predict(s, fit([t for t in train if t.source != s.source], base)) if any(
+                t.source != s.source for t in train) else predict(s, base)
+        setup = run.time_setup()
+        st = step_time(resolve_model(run.model), setup, resolve_gpu(run.gpu_catalog))
+        rows.append(TimeError(run, _published_tps(run), st.tokens_per_s, setup.batch_size * setup.seq_len,
+                              s.family, run.file in held, s.columns.tokens_per_step / seconds, time_class(run)))
     return rows
+
+
+def error_bands(rows: list[TimeError]) -> dict[str, dict[str, Any]]:
+    """{"family|method", "*|method", "*|*": {lo, hi, runs}}: the lowest and highest out-of-sample
+    signed error (a fraction) of the runs without a time-distorting feature, per group."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r.time_class == "distorting":
+            continue
+        for key in (f"{r.gpu_family}|{r.method}", f"*|{r.method}", "*|*"):
+            groups.setdefault(key, []).append(r.error_pct / 100)
+    return {k: {"lo": round(min(v), 4), "hi": round(max(v), 4), "runs": len(v)} for k, v in sorted(groups.items())}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Plan: one way to run a fine-tuning job: setup + GPU type + count + memory + time + dollars.
 
 API: `make_plan(model, setup, gpu, dataset_tokens, epochs, est, providers=None, mfu=None) -> Plan`;
+`time_report(model, setup, gpu, dataset_tokens=None, epochs=1.0) -> dict` (what `estimate --gpu` adds);
 `Plan.to_dict()` is the JSON/records form (the CLI's `--json` and the dashboard's rows).
 """
 from __future__ import annotations
@@ -43,6 +44,19 @@ class Plan:
     @property
     def hours(self) -> float:
         return self.seconds / 3600
+
+    @property
+    def hours_range(self) -> tuple[float, float]:
+        """[lo, hi] hours from the cross-validated tokens/s range of this GPU family and method."""
+        lo, hi = self.step.tokens_per_s_range
+        return self.dataset_tokens * self.epochs / hi / 3600, self.dataset_tokens * self.epochs / lo / 3600
+
+    @property
+    def usd_range(self) -> tuple[float, float] | None:
+        """[lo, hi] dollars at the cheapest allowed provider; None where none rents this GPU."""
+        if self.best is None:
+            return None
+        return self.usd * self.hours_range[0] / self.hours, self.usd * self.hours_range[1] / self.hours
 
     @property
     def gpu_hours(self) -> float:
@@ -88,7 +102,9 @@ class Plan:
             "headroom_bytes": self.headroom_bytes,
             "step": self.step.to_dict(), "tokens_per_s": self.step.tokens_per_s,
             "dataset_tokens": self.dataset_tokens, "epochs": self.epochs,
-            "hours": self.hours, "gpu_hours": self.gpu_hours,
+            "hours": self.hours, "gpu_hours": self.gpu_hours, "hours_range": list(self.hours_range),
+            "tokens_per_s_range": list(self.step.tokens_per_s_range),
+            "usd_range": list(self.usd_range) if self.usd_range else None,
             "usd": self.usd if b else None, "provider": b.provider if b else None, "spot": self.spot,
             "costs": [c.to_dict() for c in self.costs],
             "why": self.why, "notes": list(self.notes),
@@ -104,3 +120,28 @@ def make_plan(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_toke
     hours = dataset_tokens * epochs / st.tokens_per_s / 3600
     return Plan(model.name, setup, gpu, setup.parallel.world, total, st, dataset_tokens, epochs,
                 run_cost(gpu, setup.parallel.world, hours, providers), spot)
+
+
+def time_report(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_tokens: int | None = None,
+                epochs: float = 1.0, providers: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Step time and tokens/s of `setup` on `gpu` (world size from setup.parallel), each with its
+    cross-validated range; with `dataset_tokens`, hours and dollars per provider with theirs."""
+    st = step_time(model, setup, gpu)
+    lo_tps, hi_tps = st.tokens_per_s_range
+    out: dict[str, Any] = {
+        "step_time_s": st.total, "step_time_s_range": list(st.total_range),
+        "tokens_per_s": st.tokens_per_s, "tokens_per_s_range": [lo_tps, hi_tps],
+        "tokens_per_s_per_gpu": st.tokens_per_s / st.gpus, "gpus": st.gpus,
+        "error_band": list(st.band), "error_band_source": st.band_source,
+        "parts_s": {"compute": st.compute, "memory_bound": st.memory_bound, "dequant": st.dequant,
+                    "optimizer": st.optimizer, "overhead": st.overhead, "communication": st.communication,
+                    "offload": st.offload},
+    }
+    if dataset_tokens:
+        tokens = dataset_tokens * epochs
+        hours = tokens / st.tokens_per_s / 3600
+        hours_range = [tokens / hi_tps / 3600, tokens / lo_tps / 3600]
+        out.update({"dataset_tokens": dataset_tokens, "epochs": epochs, "hours": hours, "hours_range": hours_range,
+                    "costs": [{**c.to_dict(), "usd_range": [c.usd * hours_range[0] / hours, c.usd * hours_range[1] / hours]}
+                              for c in run_cost(gpu, st.gpus, hours, providers)]})
+    return out

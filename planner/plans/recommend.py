@@ -270,6 +270,25 @@ def _why_fastest(best: Plan, others: list[Plan]) -> str:
     return f"shortest time: {best.hours:.2f} h at {best.step.tokens_per_s:,.0f} tokens/s for ${best.usd:,.2f}{tail}"
 
 
+def _within_range(cheapest: Plan, fastest: Plan, good: list[Plan]) -> list[str]:
+    """Notes where the runner-up lies inside the winner's cross-validated range: the time model
+    cannot tell them apart, so the ranking between them is not settled by it."""
+    notes = []
+    runner = min((p for p in good if _different(p, cheapest)), key=lambda p: p.usd, default=None)
+    rng = cheapest.usd_range
+    if runner and rng and runner.usd <= rng[1]:
+        notes.append(f"cheapest: the next cheapest ({runner.describe()}, ${runner.usd:,.2f}) is within the cheapest's "
+                     f"cost range ${rng[0]:,.2f}-${rng[1]:,.2f} (cross-validated time error of {cheapest.gpu.architecture} "
+                     f"{cheapest.setup.method.value}); either may be cheaper in practice")
+    runner = min((p for p in good if _different(p, fastest)), key=lambda p: p.hours, default=None)
+    lo, hi = fastest.hours_range
+    if runner and runner.hours <= hi:
+        notes.append(f"fastest: the next fastest ({runner.describe()}, {runner.hours:.2f} h) is within the fastest's "
+                     f"time range {lo:.2f}-{hi:.2f} h (cross-validated time error of {fastest.gpu.architecture} "
+                     f"{fastest.setup.method.value}); either may be faster in practice")
+    return notes
+
+
 def _closest(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Totals, plans: list[Plan],
              misses: list, dataset_tokens: int, epochs: float) -> tuple[Hint, ...]:
     """When nothing qualifies: the knobs that get closest, each with what it would give."""
@@ -380,6 +399,7 @@ def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constr
                               _closest(model, c, space, totals, plans, misses, dataset_tokens, epochs), tuple(notes))
     cheapest = min(good, key=lambda p: (p.usd, p.hours))
     fastest = min(good, key=lambda p: (p.hours, p.usd))
+    notes += _within_range(cheapest, fastest, good)
     frontier = tuple(replace(p, why=f"on the time-cost frontier: no plan is both faster than {p.hours:.2f} h "
                                     f"and cheaper than ${p.usd:,.2f}") for p in pareto_frontier(good))
     return Recommendation(replace(cheapest, why=_why_cheapest(cheapest, good)),

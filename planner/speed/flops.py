@@ -6,8 +6,14 @@ Conventions, as in the papers the MFU figures come from:
 - A matmul of an (m, k) by (k, n) matrix is 2mkn FLOPs; a linear layer costs 2 x weights per token
   forward, and backward twice that: input gradient + weight gradient [Kaplan20 Sec. 2.1: C ~ 6N].
 - Attention scores (QK^T and AV) are 2 x 2 x s x heads x head_dim per token and layer forward,
-  counted without the causal mask's saving [PaLM, Chowdhery22 App. B: 6N + 12 L H Q T]; the
-  backward is twice the forward.
+  counted without the causal mask's saving in `model` [PaLM, Chowdhery22 App. B: 6N + 12 L H Q T]
+  (the MFU convention papers quote); the backward is twice the forward. What the GPU executes
+  (`hardware`, `attention`) takes the causal saving where the kernel skips masked blocks: flash
+  kernels (SDPA's flash backend with is_causal, flash-attn 2 with causal=True) compute only the
+  s (s + 1) / 2 unmasked query-key pairs of a causal mask, i.e. (s + 1) / 2s of the full count
+  [Dao23 FlashAttention-2 Sec. 3.1.1: blocks above the diagonal are skipped; the diagonal blocks'
+  masked half is computed and discarded, which this count leaves out]. HF eager attention
+  multiplies the full (s, s) score matrix and masks it afterwards: no saving.
 - Under full activation checkpointing every decoder layer's forward runs again in the backward
   [Narayanan21 Sec. 3.5, eq. 3: 96 B s l h^2 (1 + s/6h + V/16lh), i.e. four forward passes].
 - LoRA/QLoRA: frozen linears compute only the input gradient (no weight-gradient GEMM); the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..specs.enums import Attention
 from ..specs.model import ModelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import TrainingSetup
@@ -35,6 +42,13 @@ class StepFlops:
     recompute: float        # the decoder layers' forward again under checkpointing
     quantized_weights: int  # weights QLoRA dequantizes in each pass (0 otherwise)
     dequant_passes: int     # passes that dequantize them: forward, backward, recompute
+    attention: float = 0.0      # score FLOPs executed over all passes (causal saving applied)
+    causal_saving: float = 0.0  # score FLOPs per token the causal kernel skips, all passes
+
+    @property
+    def linear(self) -> float:
+        """Executed GEMM FLOPs per token (linears, adapters, LM head), all passes."""
+        return self.hardware - self.attention
 
     @property
     def model(self) -> float:
@@ -43,8 +57,8 @@ class StepFlops:
 
     @property
     def hardware(self) -> float:
-        """FLOPs the GPU executes per token, recompute included (HFU's numerator)."""
-        return self.forward + self.backward + self.recompute
+        """FLOPs the GPU executes per token, recompute included, the causal saving taken (HFU's numerator)."""
+        return self.forward + self.backward + self.recompute - self.causal_saving
 
 
 def _layer_linear_weights(model: ModelSpec) -> float:
@@ -56,6 +70,21 @@ def _layer_linear_weights(model: ModelSpec) -> float:
         moe += lin.weight_count * share
     router = model.n_experts * model.hidden
     return model.dense_layers * dense + model.moe_layers * (moe + router)
+
+
+def _stored_linear_weights(model: ModelSpec) -> int:
+    """Weights stored in all decoder-layer linears, every expert counted."""
+    dense = sum(lin.weight_count for lin in model.dense_linears)
+    moe = sum(lin.weight_count for lin in model.moe_linears)
+    return model.dense_layers * dense + model.moe_layers * moe
+
+
+def causal_fraction(attention_impl: Attention, s: int) -> float:
+    """Share of the (s, s) score FLOPs a causal kernel executes: (s + 1) / 2s for the flash
+    kernels (SDPA, flash-attn 2), 1 for HF eager (it masks after the full matmul)."""
+    if attention_impl is Attention.EAGER:
+        return 1.0
+    return (s + 1) / (2 * s)
 
 
 def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
@@ -73,5 +102,10 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
         backward = 2 * (W + head) + 4 * adapters + 2 * attn
     ckpt = checkpointing.enabled(rs)
     recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
-    quantized = int(W) if rs.quantized is not None else 0
-    return StepFlops(forward, backward, recompute, quantized, (3 if ckpt else 2) if quantized else 0)
+    # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert
+    # of an MoE layer included (transformers loops over the experts; any expert a token reaches runs)
+    quantized = _stored_linear_weights(model) if rs.quantized is not None else 0
+    passes = 3 + checkpointing.recompute_flop_share(rs)        # forward, backward (2x), recompute
+    keep = causal_fraction(rs.setup.attention, setup.seq_len)
+    return StepFlops(forward, backward, recompute, quantized, (3 if ckpt else 2) if quantized else 0,
+                     attention=passes * attn * keep, causal_saving=passes * attn * (1 - keep))

@@ -1,50 +1,131 @@
-"""Step time and tokens/s of one training setup on one GPU type: compute, memory-bound extras,
-communication and offload traffic, with every assumption it used.
+"""Step time and tokens/s of one training setup on one GPU type, by part, with every assumption.
 
-API: `step_time(model, setup, gpu, mfu=None) -> StepTime`; `mfu_defaults()`; `calibrated_mfu(gpu)`.
+API: `step_time(model, setup, gpu, mfu=None, constants=None) -> StepTime`; `time_columns(...)`
+(the parts before the fitted constants multiply them: what the fit in planner/speed/calibrate.py
+reads); `TimeConstants.load()` (data/mfu.json).
 
-    compute   = tokens per GPU x executed FLOPs per token / (peak x MFU x small-batch factor)
-    dequant   = QLoRA weights x passes x bytes per weight / (bandwidth x efficiency)
-    optimizer = trainable params x bytes the update streams / (bandwidth x efficiency), once per step
-    comm      = sum over planner/comm.py's terms of bytes / (link bandwidth x link efficiency),
-                not overlapped with compute unless data/mfu.json's `comm_overlap` says otherwise
-    offload   = host copies over PCIe + the CPU optimizer's pass over its state
-Constants and their sources: data/mfu.json.
+Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` micro-batches:
+
+    gemm      = a x M x (GEMM FLOPs + attention FLOPs / attention_ratio) / (peak x e_gemm[family])
+    memory    = (a x (M x bytes per token + weight bytes) + optimizer bytes) / (bandwidth x e_mem)
+    dequant   = a x QLoRA weights x passes x 2.5625 B / (bandwidth x e_dequant)
+    overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
+    comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
+                (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
+    offload   = host copies + the CPU optimizer's pass over its state
+
+busy = gemm + memory + dequant + overhead. GEMM shape enters through the operand bytes: a GEMM of M
+tokens x (K, N) moves e M (K + N) + w K N bytes for 2 M K N FLOPs, so small micro-batches and narrow
+layers are memory-bound (roofline terms added, not maxed, since their kernels do not overlap perfectly). The constants (e_*, t_*) are fitted on published runs
+(data/mfu.json names them and the runs); peak FLOP/s and bandwidths come from the GPU catalog.
+Attention FLOPs take the causal saving of flash kernels (planner/speed/flops.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from ..io import catalog
-from ..specs.gpu import GpuSpec
-from ..specs.enums import DType, Optimizer, Precision
-from ..specs.errors import PlannerError
-from .flops import StepFlops, step_flops
-from ..specs.model import ModelSpec
-from ..specs.parallel import Offload, ParallelSpec
 from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states
 from ..memory.result import Assumption
-from ..techniques import optimizers
+from ..specs.engines import Engine, engine_of
+from ..specs.enums import DType, Method, Precision
+from ..specs.gpu import GpuSpec
+from ..specs.model import ModelSpec
+from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import TrainingSetup
+from ..techniques import optimizers
+from . import links
+from .flops import StepFlops, step_flops
+from .kernels import step_traffic
 
-FULL_BATCH_TOKENS = 4096   # tokens per micro-batch from which the family MFU holds (data/mfu.json)
+DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit: 0.5 B packed + 1/16 B absmax in, 2 B bf16 out
+# Overlap of collectives with compute [Li et al. 2020, PyTorch DDP, Sec. 3.2.3: gradient buckets
+# all-reduce during backward; Zhao et al. 2023, PyTorch FSDP, Sec. 3.3: forward and backward
+# prefetch of the next unit's all-gather]: DDP/ZeRO-1/2 hide behind the backward (2/3 of the
+# busy time without recompute), FSDP/ZeRO-3 behind the whole step.
+OVERLAP_BACKWARD = 2 / 3
+OVERLAP_FULL = 1.0
 
 
 def mfu_defaults() -> dict[str, Any]:
+    """data/mfu.json as stored."""
     return catalog.mfu_constants()
 
 
-def _const(key: str) -> float:
-    return float(mfu_defaults()[key]["value"])
+@dataclass(frozen=True)
+class TimeConstants:
+    """The fitted constants of the time model (data/mfu.json `fitted`)."""
+
+    gemm_efficiency: tuple[tuple[str, float], ...]   # (family, fraction of dense peak), fitted families only
+    cross_family: float                              # fraction of peak for families with too few runs
+    memory_efficiency: float                         # fraction of datasheet bandwidth, memory-bound kernels
+    dequant_efficiency: float                        # the same for bitsandbytes 4-bit dequantization
+    per_layer_pass_s: float                          # launch cost of one decoder layer's pass
+    per_adapter_call_s: float                        # launch cost of one LoRA branch's pass
+    per_step_s: float                                # per optimizer step (optimizer launch, zero_grad, loader)
+    per_expert_call_s: float = 0.0                   # one MoE expert's pass (gather, GEMMs, index_add launches)
+    overlap_efficiency: float = 1.0                  # share of the collectives that can hide behind compute
+    attention_ratio: float = 0.7                     # flash kernel throughput over GEMM throughput
+    error_bands: tuple[tuple[str, float, float, int], ...] = field(default=(), compare=False)
+
+    def efficiency(self, family: str) -> tuple[float, bool]:
+        """(GEMM efficiency, fitted for this family) for a GPU family."""
+        for fam, v in self.gemm_efficiency:
+            if fam == family:
+                return v, True
+        return self.cross_family, False
+
+    def band(self, family: str, method: str) -> tuple[float, float, int, str]:
+        """(lowest, highest signed tokens/s error, runs, group) of the cross-validated errors that
+        apply to this family and method: the family x method group where it has 5 runs or more,
+        else the method over all families, else all runs; a family without a fitted constant
+        widens the band by half."""
+        bands = {k: (lo, hi, n) for k, lo, hi, n in self.error_bands}
+        fitted = self.efficiency(family)[1]
+        for key in ((f"{family}|{method}",) if fitted else ()) + (f"*|{method}", "*|*"):
+            if key in bands and bands[key][2] >= 5:
+                lo, hi, n = bands[key]
+                if not fitted:
+                    lo, hi = lo * 1.5, hi * 1.5
+                return lo, hi, n, key
+        return -0.5, 1.0, 0, "none recorded"
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "TimeConstants":
+        f = d["fitted"]
+        fams = tuple(sorted((k, float(v["value"])) for k, v in f["gemm_efficiency"]["families"].items()))
+        bands = tuple(sorted((k, float(v["lo"]), float(v["hi"]), int(v["runs"]))
+                             for k, v in d.get("error_bands", {}).get("groups", {}).items()))
+        return TimeConstants(fams, float(f["gemm_efficiency"]["cross_family"]["value"]),
+                             float(f["memory_efficiency"]["value"]), float(f["dequant_efficiency"]["value"]),
+                             float(f["per_layer_pass_s"]["value"]), float(f["per_adapter_call_s"]["value"]),
+                             float(f["per_step_s"]["value"]), float(f["per_expert_call_s"]["value"]),
+                             float(f["overlap_efficiency"]["value"]), float(d["fixed"]["attention_ratio"]["value"]), bands)
+
+    @staticmethod
+    def load() -> "TimeConstants":
+        return _loaded()
+
+
+@lru_cache(maxsize=1)
+def _loaded() -> TimeConstants:
+    return TimeConstants.from_json(mfu_defaults())
+
+
+def _peak_dtype(gpu: GpuSpec, precision: Precision) -> str:
+    dt = precision.compute_dtype
+    if dt is DType.FP32:
+        return "fp32"   # torch leaves TF32 matmuls off by default (allow_tf32=False since 1.12)
+    return dt.value
 
 
 @lru_cache(maxsize=64)
 def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
-    """(MFU, source) from recorded step times on this GPU (data/measurements/*.json with a
-    `timing` object), the median over records; None where none is recorded."""
+    """(GEMM efficiency, source) from recorded step times on this GPU (data/measurements/*.json with a
+    `timing` object): executed FLOPs over (step time x peak), the median; None where none is recorded."""
     values, files = [], []
     for name, rec in catalog.measurement_records():
         timing = rec.get("timing")
@@ -62,71 +143,42 @@ def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
     return values[len(values) // 2], f"calibrated from {len(values)} recorded step time(s): {', '.join(files)}"
 
 
-def _peak_dtype(gpu: GpuSpec, precision: Precision) -> str:
-    dt = precision.compute_dtype
-    if dt is DType.FP32:
-        return "fp32"   # torch leaves TF32 matmuls off by default (allow_tf32=False since 1.12)
-    return dt.value
-
-
-def mfu_for(gpu: GpuSpec) -> Assumption:
-    """The MFU used for `gpu`: calibrated if step times are recorded, else the family default."""
+def mfu_for(gpu: GpuSpec, constants: TimeConstants | None = None) -> Assumption:
+    """The GEMM efficiency used for `gpu`: calibrated if step times are recorded, else the fitted family
+    constant, else the cross-family one."""
     cal = calibrated_mfu(gpu.name)
     if cal is not None:
-        return Assumption("mfu", round(cal[0], 4), "fraction of peak", cal[1])
-    fam = mfu_defaults()["families"].get(gpu.architecture) or mfu_defaults()["families"]["unknown"]
-    return Assumption("mfu", fam["value"], "fraction of peak", f"{gpu.architecture} default: {fam['source']}")
-
-
-def small_batch_factor(tokens: int) -> float:
-    """GEMM efficiency of a micro-batch of `tokens` relative to a well-fed one (data/mfu.json)."""
-    h = _const("small_batch_half_tokens")
-    return min(1.0, (tokens / (tokens + h)) * ((FULL_BATCH_TOKENS + h) / FULL_BATCH_TOKENS))
+        return Assumption("gemm_efficiency", round(cal[0], 4), "fraction of peak", cal[1])
+    c = constants or TimeConstants.load()
+    value, fitted = c.efficiency(gpu.architecture)
+    why = (f"{gpu.architecture}: fitted on published runs (data/mfu.json)" if fitted else
+           f"{gpu.architecture}: too few published runs, the cross-family constant (data/mfu.json)")
+    return Assumption("gemm_efficiency", value, "fraction of peak", why)
 
 
 @dataclass(frozen=True)
-class StepTime:
-    """Seconds of one optimizer step (all micro-batches) on each GPU, by part."""
+class Columns:
+    """Seconds of one optimizer step per GPU at unit constants (efficiency 1, 1 s per launch)."""
 
-    compute: float
-    dequant: float
-    optimizer: float
-    communication: float       # exposed (not hidden behind compute)
-    offload: float
-    tokens_per_step: int       # over all GPUs
-    gpus: int                  # the world size
+    gemm: float          # FLOPs / peak (attention / attention_ratio applied by the caller)
+    attention: float     # attention FLOPs / peak
+    memory: float        # bytes / bandwidth, element-wise + operands + optimizer
+    optimizer: float     # the optimizer's share of `memory`
+    dequant: float       # bytes / bandwidth, QLoRA dequantization
+    layer_passes: float  # decoder-layer passes per GPU per step
+    adapter_calls: float
+    expert_calls: float
+    network: float       # collective seconds at the links' effective bandwidth
+    overlap: float       # share of busy time collectives hide behind
+    offload: float       # host copies and the CPU optimizer, seconds
+    tokens_per_step: int
     flops: StepFlops
-    mfu: float                 # the MFU used (before the small-batch factor)
-    peak_flops: float          # per GPU, in the precision's compute dtype
-    assumptions: tuple[Assumption, ...]
-
-    @property
-    def total(self) -> float:
-        return self.compute + self.dequant + self.optimizer + self.communication + self.offload
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens_per_step / self.total
-
-    @property
-    def achieved_mfu(self) -> float:
-        """Model FLOPs (no recompute) per second over the GPUs' peak: the figure papers quote."""
-        return self.tokens_per_s * self.flops.model / (self.peak_flops * self.gpus)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"step_time_s": self.total, "compute_s": self.compute, "dequant_s": self.dequant,
-                "optimizer_s": self.optimizer, "communication_s": self.communication, "offload_s": self.offload,
-                "tokens_per_step": self.tokens_per_step, "tokens_per_s": self.tokens_per_s,
-                "model_flops_per_token": self.flops.model, "hardware_flops_per_token": self.flops.hardware,
-                "mfu_assumed": self.mfu, "mfu_achieved": self.achieved_mfu,
-                "assumptions": [a.__dict__ for a in self.assumptions]}
+    peak: float
 
 
 @lru_cache(maxsize=65536)
 def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
-    """The GPU-independent parts of a step time, memoized: recommend() times one setup on many GPUs.
-
-    (FLOPs per token, trainable parameters, bytes per optimizer step over (intra-node, inter-node, host))."""
+    """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
     trainable = resolved_states(model, setup.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
@@ -136,55 +188,142 @@ def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int
                            vol.bytes_by(link=Link.HOST))
 
 
-def _comm_seconds(gpu: GpuSpec, volume: tuple[int, int, int]) -> tuple[float, float]:
-    """(network seconds, host-copy seconds) per optimizer step from planner/comm.py's volumes."""
-    intra, inter_bytes, host_bytes = volume
-    if not (intra or inter_bytes or host_bytes):
-        return 0.0, 0.0
-    eff = _const("link_efficiency")
-    inter = float(gpu.raw.get("inter_node_bytes_per_s") or _const("inter_node_bytes_per_s"))
-    net = intra / (gpu.interconnect_bandwidth * eff) + inter_bytes / (inter * eff)
-    return net, host_bytes / (gpu.host_bandwidth * eff)
-
-
-def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float | None = None) -> StepTime:
-    """StepTime of one optimizer step (grad_accum micro-batches on each of the world's GPUs)."""
+def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Columns:
+    """The step's parts before the fitted constants scale them (see the module docstring)."""
     p = setup.parallel
-    fl, trainable, volume = _setup_terms(model, setup)
-    micro_tokens = setup.batch_size * setup.seq_len
-    dp = max(p.dp, 1)
-    tokens_gpu = micro_tokens * setup.grad_accum          # tokens each data-parallel rank sees
-    dtype = _peak_dtype(gpu, setup.precision)
-    peak = gpu.peak_flops(dtype)
-    used = mfu_for(gpu) if mfu is None else Assumption("mfu", mfu, "fraction of peak", "given (--mfu)")
-    factor = small_batch_factor(micro_tokens)
-    # TP splits every GEMM over tp GPUs, PP the layers over pp stages (bubble not modelled: 1F1B
-    # with many micro-batches; noted in assumptions)
-    compute = tokens_gpu * fl.hardware / (p.tp * p.pp) / (peak * used.value * factor)
-    bw = gpu.memory_bandwidth * _const("memory_bound_efficiency")
-    dequant = (tokens_gpu // micro_tokens) * fl.quantized_weights / (p.tp * p.pp) * fl.dequant_passes \
-        * _const("dequant_bytes_per_weight") / bw
-    shard = dp if (p.zero >= 1 or p.fsdp.value != "none") else 1
+    fl, trainable, (intra, inter, host) = _setup_terms(model, setup)
+    tr = step_traffic(model, setup)
+    M = setup.batch_size * setup.seq_len
+    a = setup.grad_accum
+    split = p.tp * p.pp       # TP splits every GEMM, PP the layers (1F1B bubble not modelled)
+    peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
+    bw = gpu.memory_bandwidth
+    gemm = a * M * fl.linear / split / peak
+    attention = a * M * fl.attention / split / peak
+    shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
     w = setup.adapter_dtype.bytes if setup.peft else setup.precision.weight_dtype.bytes
-    opt_bytes = trainable / (p.tp * p.pp) / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
+    opt_bytes = trainable / split / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
+    offload = 0.0
     if p.offload is not Offload.NONE:
-        optimizer = opt_bytes / _const("cpu_adam_bytes_per_s")
+        offload += opt_bytes / links.host_memory().effective
+        opt_seconds = 0.0
     else:
-        optimizer = opt_bytes / bw
-    net, host = _comm_seconds(gpu, volume)
-    exposed = net * (1 - _const("comm_overlap"))
-    a = mfu_defaults()
+        opt_seconds = opt_bytes / bw
+    memory = a * (M * tr.bytes_per_token + tr.weight_bytes) / split / bw + opt_seconds
+    dequant = a * fl.quantized_weights * fl.dequant_passes * DEQUANT_BYTES_PER_WEIGHT / split / bw
+    network = 0.0
+    if intra or inter or host:
+        network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
+        offload += host / links.gpu_host_link(gpu).effective
+    eng = engine_of(p)
+    overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP) \
+        else OVERLAP_BACKWARD
+    return Columns(gemm, attention, memory, opt_seconds, dequant, a * tr.layer_passes / p.pp,
+                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds of one optimizer step (all micro-batches) on each GPU, by part."""
+
+    compute: float             # GEMMs and attention at the GEMM efficiency
+    dequant: float
+    optimizer: float
+    communication: float       # exposed (not hidden behind compute)
+    offload: float
+    tokens_per_step: int       # over all GPUs
+    gpus: int                  # the world size
+    flops: StepFlops
+    mfu: float                 # the GEMM efficiency used
+    peak_flops: float          # per GPU, in the precision's compute dtype
+    assumptions: tuple[Assumption, ...]
+    memory_bound: float = 0.0  # element-wise kernels, GEMM operands, LoRA branches, loss (optimizer apart)
+    overhead: float = 0.0      # fixed launch costs: layers, adapters, the step
+    band: tuple[float, float] = (0.0, 0.0)   # signed tokens/s error range of this family x method (cross-validated)
+    band_source: str = ""
+
+    @property
+    def total(self) -> float:
+        return (self.compute + self.memory_bound + self.dequant + self.optimizer + self.overhead
+                + self.communication + self.offload)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.total
+
+    @property
+    def tokens_per_s_range(self) -> tuple[float, float]:
+        """[lo, hi] tokens/s: what the published runs of this family and method would have
+        measured given the cross-validated errors (published = predicted / (1 + error))."""
+        lo, hi = self.band
+        return self.tokens_per_s / (1 + hi), self.tokens_per_s / (1 + lo)
+
+    @property
+    def total_range(self) -> tuple[float, float]:
+        lo, hi = self.tokens_per_s_range
+        return self.tokens_per_step / hi, self.tokens_per_step / lo
+
+    @property
+    def achieved_mfu(self) -> float:
+        """Model FLOPs (PaLM convention, no recompute) per second over the GPUs' peak: the figure papers quote."""
+        return self.tokens_per_s * self.flops.model / (self.peak_flops * self.gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step_time_s": self.total, "compute_s": self.compute, "dequant_s": self.dequant,
+                "optimizer_s": self.optimizer, "communication_s": self.communication, "offload_s": self.offload,
+                "tokens_per_step": self.tokens_per_step, "tokens_per_s": self.tokens_per_s,
+                "model_flops_per_token": self.flops.model, "hardware_flops_per_token": self.flops.hardware,
+                "mfu_assumed": self.mfu, "mfu_achieved": self.achieved_mfu,
+                "memory_bound_s": self.memory_bound, "overhead_s": self.overhead,
+                "step_time_s_range": list(self.total_range), "tokens_per_s_range": list(self.tokens_per_s_range),
+                "error_band": list(self.band), "error_band_source": self.band_source,
+                "assumptions": [a.__dict__ for a in self.assumptions]}
+
+
+def assemble(cols: Columns, c: TimeConstants, e_gemm: float) -> tuple[float, float, float, float, float, float]:
+    """(compute, memory_bound, optimizer, dequant, overhead, exposed communication) seconds."""
+    compute = (cols.gemm + cols.attention / c.attention_ratio) / e_gemm
+    memory = (cols.memory - cols.optimizer) / c.memory_efficiency
+    optimizer = cols.optimizer / c.memory_efficiency
+    dequant = cols.dequant / c.dequant_efficiency
+    overhead = (cols.layer_passes * c.per_layer_pass_s + cols.adapter_calls * c.per_adapter_call_s
+                + cols.expert_calls * c.per_expert_call_s + c.per_step_s)
+    busy = compute + memory + optimizer + dequant + overhead
+    return compute, memory, optimizer, dequant, overhead, exposed_comm(cols, c, busy)
+
+
+def exposed_comm(cols: Columns, c: TimeConstants, busy: float) -> float:
+    """Collective seconds not hidden: what the overlappable busy time cannot cover, and at least the
+    share (1 - overlap_efficiency) that never overlaps (first gathers, last buckets, contention)."""
+    return max(0.0, cols.network - cols.overlap * busy, (1 - c.overlap_efficiency) * cols.network)
+
+
+def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float | None = None,
+              constants: TimeConstants | None = None) -> StepTime:
+    """StepTime of one optimizer step (grad_accum micro-batches on each of the world's GPUs);
+    `mfu` overrides the GEMM efficiency (`--mfu`), `constants` the fitted ones (cross-validation)."""
+    c = constants or TimeConstants.load()
+    cols = time_columns(model, setup, gpu)
+    used = mfu_for(gpu, c) if mfu is None else Assumption("gemm_efficiency", mfu, "fraction of peak", "given (--mfu)")
+    compute, memory, optimizer, dequant, overhead, exposed = assemble(cols, c, used.value)
+    method = setup.method.value if isinstance(setup.method, Method) else str(setup.method)
+    lo, hi, n, group = c.band(gpu.architecture, method)
     notes = [used,
-             Assumption("small_batch_factor", round(factor, 3), "fraction", a["small_batch_half_tokens"]["source"]),
-             Assumption("memory_bound_efficiency", _const("memory_bound_efficiency"), "fraction",
-                        a["memory_bound_efficiency"]["source"])]
-    if fl.quantized_weights:
-        notes.append(Assumption("dequant_bytes_per_weight", _const("dequant_bytes_per_weight"), "bytes",
-                                a["dequant_bytes_per_weight"]["source"]))
-    if not p.single_gpu:
-        notes += [Assumption("comm_overlap", _const("comm_overlap"), "fraction", a["comm_overlap"]["source"]),
-                  Assumption("link_efficiency", _const("link_efficiency"), "fraction", a["link_efficiency"]["source"])]
-    if p.pp > 1:
+             Assumption("memory_efficiency", c.memory_efficiency, "fraction of bandwidth", "fitted (data/mfu.json)"),
+             Assumption("per_layer_pass_s", c.per_layer_pass_s, "s", "fitted (data/mfu.json)"),
+             Assumption("attention_ratio", c.attention_ratio, "fraction of GEMM throughput", "data/mfu.json fixed"),
+             Assumption("error_band", [round(lo, 4), round(hi, 4)], "signed tokens/s error",
+                        f"cross-validated errors of {group} ({n} runs), data/mfu.json")]
+    if cols.adapter_calls:
+        notes.append(Assumption("per_adapter_call_s", c.per_adapter_call_s, "s", "fitted (data/mfu.json)"))
+    if cols.dequant:
+        notes.append(Assumption("dequant_efficiency", c.dequant_efficiency, "fraction of bandwidth", "fitted (data/mfu.json)"))
+    if not setup.parallel.single_gpu:
+        peer = links.gpu_peer_link(gpu)
+        notes += [Assumption("comm_overlap", round(cols.overlap, 4), "fraction of busy time",
+                             "DDP buckets overlap the backward, FSDP prefetch the whole step (Li et al. 2020; Zhao et al. 2023)"),
+                  Assumption("link_efficiency", peer.efficiency, "fraction", peer.source)]
+    if setup.parallel.pp > 1:
         notes.append(Assumption("pipeline_bubble", 0, "fraction", "not modelled (1F1B with many micro-batches)"))
-    return StepTime(compute, dequant, optimizer, exposed, host, tokens_gpu * dp, p.world, fl, used.value, peak,
-                    tuple(notes))
+    return StepTime(compute, dequant, optimizer, exposed, cols.offload, cols.tokens_per_step, setup.parallel.world,
+                    cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group)

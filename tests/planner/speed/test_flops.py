@@ -16,7 +16,7 @@ def test_full_no_ckpt_is_palm_6n_plus_attention():
     pc = param_counts(m)
     N = pc.attention + pc.mlp + m.vocab * m.hidden   # no biases or q/k norms in Llama-2
     assert f.model == 6 * N + 12 * m.n_layers * m.n_heads * m.head_dim * T
-    assert f.hardware == f.model
+    assert f.hardware == f.model - f.causal_saving
     # hand count of one layer: q,k,v,o 4 h^2 + gate,up,down 3 h i = 4*4096^2 + 3*4096*11008
     assert pc.attention + pc.mlp == 32 * (4 * 4096**2 + 3 * 4096 * 11008)
 
@@ -26,7 +26,7 @@ def test_full_ckpt_is_narayanan_eq3():
     m = resolve_model("gpt-2-xl")
     s, l, h, V = 1024, m.n_layers, m.hidden, m.vocab
     f = step_flops(m, TrainingSetup(seq_len=s, checkpointing=Checkpointing.FULL))
-    assert f.hardware == pytest.approx(96 * s * l * h**2 * (1 + s / (6 * h) + V / (16 * l * h)) / s, rel=1e-12)
+    assert f.hardware + f.causal_saving == pytest.approx(96 * s * l * h**2 * (1 + s / (6 * h) + V / (16 * l * h)) / s, rel=1e-12)
 
 
 def test_lora_skips_weight_gradients():
@@ -71,3 +71,18 @@ def test_lora_rank_raises_flops():
     lo = step_flops(m, TrainingSetup(method=Method.LORA, lora=LoraSpec(r=8)))
     hi = step_flops(m, TrainingSetup(method=Method.LORA, lora=LoraSpec(r=64)))
     assert hi.model > lo.model
+
+
+def test_causal_flash_kernels_compute_half_the_scores_plus_the_diagonal():
+    """Executed score FLOPs under a causal mask: s (s + 1) / 2 of s^2 query-key pairs with flash kernels,
+    every pair with eager (it masks after the matmul)."""
+    from gpuplan.planner.specs.enums import Attention
+
+    m = resolve_model("llama-2-7b")
+    T = 4096
+    full_scores = 12 * m.n_layers * m.n_heads * m.head_dim * T        # forward + backward, PaLM's count
+    sdpa = step_flops(m, TrainingSetup(seq_len=T, checkpointing=Checkpointing.NONE))
+    assert sdpa.attention == pytest.approx(full_scores * (T + 1) / (2 * T))
+    assert sdpa.model - sdpa.hardware == pytest.approx(full_scores * (T - 1) / (2 * T))
+    eager = step_flops(m, TrainingSetup(seq_len=T, checkpointing=Checkpointing.NONE, attention=Attention.EAGER))
+    assert eager.attention == full_scores and eager.hardware == eager.model
