@@ -26,12 +26,9 @@ def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
 
 
 def _remove_gpu_catalog(path: str) -> None:
-    from gpuplan.planner import catalog   # TODO(lead): export a remove_gpu_catalog(path) from the catalog
+    from gpuplan.planner.io.catalog import remove_gpu_catalog
 
-    if path in catalog._user_gpu_files:
-        catalog._user_gpu_files.remove(path)
-        catalog._gpu_catalog.cache_clear()
-        catalog._gpu_index.cache_clear()
+    remove_gpu_catalog(path)
 
 
 @click.command()

@@ -92,7 +92,7 @@ def render_checkpoint(ckpt, console: Console) -> None:
     t.add_column("GiB per save", justify="right")
     for name, size in ckpt.files.items():
         t.add_row(name, f"{size / gib:,.2f}")
-    console.print(t)
+    print_table(console, t)
     console.print(f"{ckpt.bytes_per_checkpoint / gib:,.2f} GiB per checkpoint; {ckpt.checkpoints} saved, "
                   f"{ckpt.kept} kept: {ckpt.bytes_on_disk_total / gib:,.1f} GiB on disk; "
                   f"{ckpt.save_seconds:,.1f} s to write each (synchronous: the GPU waits); "
@@ -121,4 +121,4 @@ def render_time(fit_rows: list[dict[str, Any]], times: list[dict[str, Any]], con
                 urange = f"{c['usd_range'][0]:,.2f}-{c['usd_range'][1]:,.2f}"
         table.add_row(row["gpu"], str(tm["gpus"]), f"{tm['step_time_s']:.3f}", f"{tm['tokens_per_s']:,.0f}",
                       f"{lo:,.0f}-{hi:,.0f}", hours, hrange, usd, urange)
-    console.print(table)
+    print_table(console, table, drop_order=("$ range", "hours range", "tokens/s range", "GPUs", "step s"))

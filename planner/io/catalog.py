@@ -136,6 +136,14 @@ def add_gpu_catalog(path: str) -> None:
         raise
 
 
+def remove_gpu_catalog(path: str) -> None:
+    """Undo add_gpu_catalog(path): the catalog as before that file (a no-op if it was not added)."""
+    if path in _user_gpu_files:
+        _user_gpu_files.remove(path)
+        _gpu_catalog.cache_clear()
+        _gpu_index.cache_clear()
+
+
 def _read_user_gpus(path: str) -> list[dict[str, Any]]:
     p = Path(os.path.expanduser(path))
     if not p.is_file():

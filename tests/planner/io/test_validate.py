@@ -6,7 +6,7 @@ import json
 import pytest
 
 from gpuplan.planner import PlannerError, model_from_config
-from gpuplan.planner.io.catalog import _data_dir, load_preset, model_names, resolve_model
+from gpuplan.planner.io.catalog import data_dir, load_preset, model_names, resolve_model
 from gpuplan.planner.io.files import read_text
 from gpuplan.planner.io.validate import (config_notes, context_check, validate_gpu_entry,
                                          validate_model_config)
@@ -21,7 +21,7 @@ def test_every_preset_config_passes():
 
 
 def test_every_catalog_gpu_passes():
-    for g in json.loads((_data_dir() / "gpus.json").read_text())["gpus"]:
+    for g in json.loads((data_dir() / "gpus.json").read_text())["gpus"]:
         validate_gpu_entry(g, "data/gpus.json", new=True)
 
 

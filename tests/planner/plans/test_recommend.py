@@ -12,7 +12,7 @@ from gpuplan.planner.memory.estimate import estimate
 from gpuplan.planner.plans.plan import make_plan
 from gpuplan.planner.plans.recommend import Constraints, SearchSpace, pareto_frontier, recommend
 from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
-from gpuplan.planner.speed.throughput import time_columns   # TODO(lead): export (or assert on a StepTime field)
+from gpuplan.planner.speed.throughput import time_columns
 
 MODEL = resolve_model("qwen-2.5-1.5b")
 GPUS = ("rtx-4090", "l4", "a100-sxm-40gb", "t4")
