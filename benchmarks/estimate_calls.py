@@ -12,7 +12,7 @@ for s in sweep: estimate(m, s)
 distinct = [TrainingSetup(method=me, precision=p, optimizer=o, checkpointing=c, seq_len=s, batch_size=2)
             for me, p, o, c, s in itertools.product(Method, [Precision.BF16_MIXED, Precision.BF16_TRUE],
                                                     [Optimizer.ADAMW, Optimizer.ADAMW_8BIT], Checkpointing, range(256, 2560, 256))]
-for name, work in (("sweep", lambda: [estimate(m, s) for s in sweep]), ("distinct", lambda: [estimate(resolve_model("llama-3.1-8b"), s) for s in distinct])):
+for name, work in (("sweep", lambda: [estimate(m, s) for s in sweep]), ("distinct", lambda: [estimate(m, s) for s in distinct])):
     pr = cProfile.Profile(); pr.enable(); work(); pr.disable()
     st = pstats.Stats(pr); n = len(sweep) if name == "sweep" else len(distinct)
     print(sys.argv[1], name, f"{st.total_calls / n:.0f} calls per estimate")
