@@ -46,7 +46,9 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     click.echo(f"  as given: {r.device_total_bytes / gib:.2f} GiB device total: {verdict} "
                f"(headroom {(gpu.memory_bytes - r.device_total_bytes) / gib:+.2f} GiB)")
     if r.max_batch:
-        click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB)")
+        click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB, "
+                   f"no headroom); with a {r.margin:.0%} safety margin: {r.safe_max_batch or 'none'}")
+        click.echo(f"    (the margin is {r.margin_source})")
     else:
         click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")
     click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"

@@ -7,6 +7,7 @@ Memory grows with batch and sequence length (tests/planner/test_fit.py), so both
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
+from .evidence import memory_errors
 
 MAX_BATCH = 4096
 SEQ_STEP = 64          # sequence lengths are searched in multiples of this
@@ -67,6 +69,9 @@ class FitResult:
     max_seq_len: int                        # at the setup's micro-batch (0: none)
     max_seq_len_batch1: int                 # at micro-batch 1
     knobs: tuple[KnobOption, ...] = field(default=())   # when the setup does not fit: best first
+    safe_max_batch: int = 0                 # the largest micro-batch that leaves `margin` of the GPU free
+    margin: float = 0.0                     # fraction of the GPU kept free (safety_margin)
+    margin_source: str = ""
 
     @property
     def fits(self) -> bool:
@@ -77,7 +82,9 @@ class FitResult:
                 "device_total_bytes": self.device_total_bytes, "headroom_bytes": self.gpu.memory_bytes - self.device_total_bytes,
                 "max_batch_size": self.max_batch, "max_batch_device_total_bytes": self.max_batch_total_bytes,
                 "max_seq_len": self.max_seq_len, "max_seq_len_batch_1": self.max_seq_len_batch1,
-                "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs]}
+                "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs],
+                "safe_max_batch_size": self.safe_max_batch, "safety_margin": self.margin,
+                "safety_margin_source": self.margin_source}
 
 
 TASK_KNOBS = ("--seq-len",)   # knobs that change what is trained, not how: never a memory fix
@@ -118,6 +125,29 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
     return (b, total(b)) if b > 0 else (0, total(1))
 
 
+@lru_cache(maxsize=8)
+def safety_margin(method: Method) -> tuple[float, str]:
+    """(fraction of the GPU to keep free, where it comes from): how far published real runs of this
+    method on the HF stack measured above gpuplan's device figure (data/published, planner/plans/
+    evidence.py). The worst under-estimate among runs with nothing unmodelled; with fewer than two
+    such runs, the median under-estimate of all of them (their packing, padding or evaluation is
+    part of that gap, and the source says so); 0 where the estimate is not below the runs."""
+    rows = [r for r in memory_errors() if r.run.stack == "hf" and r.compared_with == "device_total_bytes"
+            and r.run.setup().method is method]
+    clean = [r.error_pct for r in rows if not r.flagged]
+    if len(clean) >= 2:
+        under = -min(clean)
+        what = f"the worst under-estimate of {len(clean)} published HF-stack {method.value} runs (nvidia-smi)"
+    elif rows:
+        errors = sorted(r.error_pct for r in rows)
+        under = -errors[len(errors) // 2]
+        what = (f"the median under-estimate of {len(rows)} published HF-stack {method.value} runs (nvidia-smi), "
+                "most with features gpuplan does not model yet (packing, padding, evaluation)")
+    else:
+        return 0.0, f"no published HF-stack {method.value} run to take a margin from"
+    return max(under, 0.0) / 100, what
+
+
 def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5,
         memory_only: bool = False) -> FitResult:
     """FitResult of `setup` on `gpu` (one GPU as setup.parallel says). memory_only: offer only knobs
@@ -134,6 +164,8 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
         return totals[b]
 
     max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
+    margin, margin_source = safety_margin(setup.method)
+    safe_b = _largest(lambda b: total_b(b) <= mem * (1 - margin), 1, max(max_b, 1)) if max_b > 0 else 0
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
@@ -145,7 +177,8 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     if given > mem:
         floor = min(max(max_b, 0), setup.batch_size) if memory_only else 0   # the setup alone reaches this
         knobs = _cheapest_knobs(model, setup, gpu, max_knob_options, memory_only, floor)
-    return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs)
+    return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs,
+                     max(safe_b, 0), margin, margin_source)
 
 
 def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int, memory_only: bool = False,

@@ -58,3 +58,19 @@ def test_fitting_setup_has_no_knobs():
 def test_to_dict():
     d = fit(M, TrainingSetup(method=Method.QLORA), G).to_dict()
     assert d["gpu"] == "rtx-4090" and d["max_batch_size"] >= 1 and "knobs" in d
+
+
+def test_fit_reports_a_safety_margin_from_the_published_runs():
+    """The largest micro-batch with headroom for the measured error of this kind of setup: never
+    larger than the zero-headroom one, and the margin says where it comes from."""
+    from gpuplan.planner.plans.fit import safety_margin
+
+    m, gpu = resolve_model("llama-3.1-8b"), resolve_gpu("rtx-4090")
+    r = fit(m, TrainingSetup(method=Method.QLORA, seq_len=2048), gpu)
+    margin, source = safety_margin(Method.QLORA)
+    assert r.margin == margin and 0 < margin < 0.5 and "published HF-stack qlora runs" in source
+    assert 0 < r.safe_max_batch <= r.max_batch
+    total = estimate(m, TrainingSetup(method=Method.QLORA, seq_len=2048, batch_size=r.safe_max_batch)).device_total_bytes
+    assert total <= gpu.memory_bytes * (1 - margin)
+    d = r.to_dict()
+    assert d["safe_max_batch_size"] == r.safe_max_batch and d["safety_margin_source"] == source
