@@ -6,6 +6,8 @@ app/profile_tables.py.
 """
 from __future__ import annotations
 
+import time
+
 import json
 from typing import Any
 
@@ -15,6 +17,7 @@ from gpuplan.planner import PlannerError
 from gpuplan.profiler import Device, measure, profile_json
 from gpuplan.profiler.report import write_json_atomic
 
+from .progress import warnings_once
 from .options import setup_from_options, setup_options
 
 
@@ -43,10 +46,11 @@ def _run(device: Device, spec, setup, steps: int | None, flags: dict[str, bool])
     """Runs what the flags ask for; returns the JSON payload (Measurement keys plus extras)."""
     log = _stderr()
     steps = steps or device.default_steps
-    with log.status(f"{device.verb}: {spec.name}, {steps} steps") as status:
-        def progress(fraction: float, message: str) -> None:
+    start = time.monotonic()
+    with warnings_once(log), log.status(f"{device.verb}: {spec.name}, {steps} steps") as status:
+        def progress(fraction: float, message: str) -> None:   # elapsed time on every update
             if fraction < 1.0:
-                status.update(message)
+                status.update(f"{message} ({time.monotonic() - start:.0f} s elapsed)")
             else:
                 log.print(message)
 

@@ -22,13 +22,9 @@ from rich.console import Console
 
 
 @contextmanager
-def step_progress(total: int, label: str, file: TextIO | None = None) -> Iterator[Callable[[str], None]]:
-    """Yields advance(detail): call it after each of `total` steps."""
-    out = file if file is not None else sys.stderr
-    console = Console(file=out, stderr=file is None)
-    start = time.monotonic()
+def warnings_once(console: Console) -> Iterator[None]:
+    """Python warnings raised inside print above a live display, each distinct message once."""
     seen: set[str] = set()
-    done = 0
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         text = f"{category.__name__}: {message}"
@@ -39,6 +35,18 @@ def step_progress(total: int, label: str, file: TextIO | None = None) -> Iterato
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = show_warning
+        yield
+
+
+@contextmanager
+def step_progress(total: int, label: str, file: TextIO | None = None) -> Iterator[Callable[[str], None]]:
+    """Yields advance(detail): call it after each of `total` steps."""
+    out = file if file is not None else sys.stderr
+    console = Console(file=out, stderr=file is None)
+    start = time.monotonic()
+    done = 0
+
+    with warnings_once(console):
         if console.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                        TimeElapsedColumn)
