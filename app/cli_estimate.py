@@ -23,12 +23,13 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
       gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 4 --seq-len 4096 --gpu rtx-4090
     """
     from gpuplan.planner.io.catalog import resolve_gpu
-    from gpuplan.planner.memory.estimate import estimate as run_estimate, fits
+    from gpuplan.planner.memory.estimate import fits
+    from gpuplan.profiler.answer import estimate_or_simulate   # imports torch only to simulate
 
     try:
         model, setup = setup_from_options(**kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
-        est = run_estimate(model, setup)
+        est, source = estimate_or_simulate(model, setup)
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = [fits(est, g) for g in gpu_specs]
@@ -41,7 +42,10 @@ def estimate(gpus: tuple[str, ...], as_json: bool, **kw) -> None:
 
     from .report import render_estimate
 
-    render_estimate(est, fit_rows, Console())
+    console = Console()
+    render_estimate(est, fit_rows, console)
+    console.print(f"answered by: {source.value}" + ("" if source.value == "closed-form" else
+                                                     " (no closed form; see the notes)"))
 
 
 @click.command()

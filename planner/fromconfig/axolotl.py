@@ -61,6 +61,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             use("lora_target_linear", "lora_targets", "all-linear")
         elif targets(d.get("lora_target_modules")):
             use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
+        if d.get("peft_use_dora"):     # axolotl passes it to LoraConfig(use_dora=...)
+            use("peft_use_dora", "use_dora", True)
+        if targets(d.get("lora_modules_to_save")):
+            use("lora_modules_to_save", "modules_to_save", targets(d["lora_modules_to_save"]))
     if d.get("flash_attention"):
         use("flash_attention", "attn", "flash")
     elif d.get("sdp_attention"):

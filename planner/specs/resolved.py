@@ -88,6 +88,8 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if lora.use_dora and lora.dropout > 0:
         raise NoClosedForm("DoRA with lora_dropout > 0 (peft's second base matmul on the dropped input) has no "
                            "closed form")
+    if lora.use_dora and setup.method is Method.QLORA:
+        raise NoClosedForm("QDoRA (DoRA on a 4/8-bit base) has no closed form checked against the simulator")
     names = setup.lora_targets(model)
     outer = _outer(names)
     if lora.use_dora and outer:
