@@ -92,8 +92,10 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
 def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> torch.nn.Module:
     import peft
 
-    from .peft_config import peft_config   # LoRA's knobs, or any peft method's config
+    from .peft_config import dequantize_standins, peft_config   # LoRA's knobs, or any peft method's config
 
+    if setup.method is Method.QLORA:
+        dequantize_standins()   # QDoRA's weight norm reads the dequantized base weight
     lm = peft.get_peft_model(lm, peft_config(model, setup), autocast_adapter_dtype=True)
     adapter = TORCH_DTYPES[setup.adapter_dtype]
     for name, p in lm.named_parameters():

@@ -87,3 +87,25 @@ def peft_config(model: ModelSpec, setup: TrainingSetup):
         use_dora=lora.use_dora, modules_to_save=list(lora.modules_to_save) or None,
         ensure_weight_tying=lora.ensure_weight_tying, task_type="CAUSAL_LM",
     )
+
+
+def dequantize_standins() -> None:
+    """Lets peft's DoRA dequantize the bitsandbytes stand-ins (profiler/quantize.py) as it
+    dequantizes real 4-bit layers: peft reads Params4bit by class name, which the stand-ins' weights
+    are not [peft/utils/integrations.py dequantize_module_weight]. Other modules go to peft's own
+    function. Idempotent; affects stand-in modules only."""
+    import peft.tuners.lora.dora as dora
+
+    from .quantize import Linear4bit
+
+    original = dora.dequantize_module_weight
+    if getattr(original, "gpuplan_standins", False):
+        return
+
+    def dequantize_module_weight(module):
+        if isinstance(module, Linear4bit):
+            return module.dequantized()
+        return original(module)
+
+    dequantize_module_weight.gpuplan_standins = True
+    dora.dequantize_module_weight = dequantize_module_weight

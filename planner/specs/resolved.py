@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 
 from .engines import Engine, engine_of
-from .enums import Choice, DType, Method
+from .enums import Choice, DType, Method, QuantType
 from .errors import NoClosedForm, PlannerError
 from .model import ModelSpec
 from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, QuantSpec, TrainingSetup
@@ -88,8 +88,8 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if lora.use_dora and lora.dropout > 0:
         raise NoClosedForm("DoRA with lora_dropout > 0 (peft's second base matmul on the dropped input) has no "
                            "closed form")
-    if lora.use_dora and setup.method is Method.QLORA:
-        raise NoClosedForm("QDoRA (DoRA on a 4/8-bit base) has no closed form checked against the simulator")
+    if lora.use_dora and setup.method is Method.QLORA and setup.quant.quant_type is QuantType.INT8:
+        raise NoClosedForm("DoRA on an 8-bit base has no closed form checked against the simulator (QDoRA on 4 bit has)")
     names = setup.lora_targets(model)
     outer = _outer(names)
     if lora.use_dora and outer:

@@ -15,11 +15,13 @@ from ..specs.resolved import Resolved
 from .quantization import base_linear_out_bytes
 
 # Per token and adapted linear, DoRA's forward saves for backward the inputs of its two muls by the
-# magnitude scale: the base output (`(mag_norm_scale - 1) * base_result`) and lora_B's output
-# (`mag_norm_scale * lora_result`) [peft/tuners/lora/dora.py DoraLinearLayer.forward]. Under
-# autocast one more out-sized compute-dtype tensor is kept: measured in the simulated step, not traced
-# to its op (bf16-mixed 6, bf16-true 6, fp32 8 bytes per output element and token:
-# tests/profiler/test_peft_methods.py).
+# magnitude scale: the base output (`(mag_norm_scale - 1) * base_result`: the compute dtype, or the
+# residual's for bitsandbytes layers) and lora_B's output (`mag_norm_scale * lora_result`: the compute
+# dtype under autocast, else the adapters') [peft/tuners/lora/dora.py DoraLinearLayer.forward]. With
+# fp32 adapters under autocast one more out-sized compute-dtype tensor is kept: measured in the
+# simulated step, not traced to its op. Bytes per output element and token measured (slope over
+# three (b, s) points against plain LoRA, no checkpointing): bf16-mixed 6, bf16-true 6, fp32 8,
+# QDoRA (nf4, bf16 adapters, bf16-mixed) 6; each is what the terms below give.
 
 
 def _adapted(m: ModelSpec, rs: Resolved, moe: bool = False):
@@ -42,5 +44,5 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
     e = rs.compute.bytes
     base = base_linear_out_bytes(rs)
     lora_out = e if rs.autocast else rs.adapters.dtype.bytes
-    autocast_extra = e if rs.autocast else 0
+    autocast_extra = e if rs.autocast and rs.adapters.dtype.bytes > e else 0     # fp32 magnitudes under autocast
     return (base + lora_out + autocast_extra) * sum(lin.out_features for lin in _adapted(m, rs, moe))

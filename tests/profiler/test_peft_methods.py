@@ -10,8 +10,10 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from gpuplan.planner import Attention, Checkpointing, Method, PlannerError, TrainingSetup, estimate  # noqa: E402
+from gpuplan.planner import (Attention, Checkpointing, Method, PlannerError, QuantSpec, QuantType,  # noqa: E402
+                             TrainingSetup, estimate)
 from gpuplan.planner.io.catalog import resolve_model  # noqa: E402
+from gpuplan.planner import Component, Phase, Precision  # noqa: E402
 from gpuplan.planner.specs.enums import Source  # noqa: E402
 from gpuplan.planner.specs.errors import NoClosedForm  # noqa: E402
 from gpuplan.planner.specs.setup import LoraSpec, PeftSpec  # noqa: E402
@@ -59,6 +61,7 @@ PEAKS = [
     ("dora-no-ckpt", dict(lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
     ("modules-to-save", dict(lora=LoraSpec(modules_to_save=("embed_tokens", "lm_head")))),
     ("embedding-lora", dict(lora=LoraSpec(targets=("q_proj", "v_proj", "embed_tokens", "lm_head")))),
+    ("qdora-no-ckpt", dict(method=Method.QLORA, lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
 ]
 
 
@@ -67,6 +70,23 @@ def test_closed_form_within_one_percent_of_simulation(name, kw):
     m, s = resolve_model(SMALL), LORA.with_(**kw)
     est, sim = estimate(m, s).peak_allocated_bytes, simulate(m, s).peak_allocated_bytes
     assert abs(est - sim) / sim < 0.01, (est, sim)
+
+
+@pytest.mark.parametrize("kw,per_token", [
+    (dict(), 9216), (dict(precision=Precision.BF16_TRUE), 9216), (dict(precision=Precision.FP32), 12288),
+    (dict(method=Method.QLORA), 9216),
+])
+def test_dora_saved_bytes_per_token_match_the_simulated_slope(kw, per_token):
+    """DoRA's extra saved bytes per token (4 layers, q 256 + v 128 outputs), as the simulated step's
+    slope over batch sizes 2 and 4 measured them (recorded in techniques/dora.py)."""
+    m = resolve_model(SMALL)
+
+    def extra(b: int) -> int:
+        s = LORA.with_(checkpointing=NO_CKPT, batch_size=b, **kw)
+        dora = estimate(m, s.with_(lora=LoraSpec(use_dora=True))).phase_components[Phase.FORWARD]
+        return dora[Component.ACTIVATIONS] - estimate(m, s).phase_components[Phase.FORWARD][Component.ACTIVATIONS]
+
+    assert (extra(4) - extra(2)) / 512 == per_token
 
 
 def test_dora_is_not_plain_lora():
@@ -80,7 +100,7 @@ def test_dora_is_not_plain_lora():
 # --- the planner says what it lacks; the dispatcher simulates it -----------------------------------
 @pytest.mark.parametrize("setup,words", [
     (LORA.with_(adapter=PeftSpec.of("IA3", {})), "IA3"),
-    (LORA.with_(method=Method.QLORA, lora=LoraSpec(use_dora=True)), "QDoRA"),
+    (LORA.with_(method=Method.QLORA, lora=LoraSpec(use_dora=True), quant=QuantSpec(QuantType.INT8)), "8-bit"),
     (LORA.with_(lora=LoraSpec(use_dora=True, dropout=0.1)), "dropout"),
     (LORA.with_(adapter=PeftSpec.of("LORA", {"r": 8, "rank_pattern": {"q_proj": 4}})), "rank_pattern"),
 ])
