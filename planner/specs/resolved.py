@@ -18,6 +18,7 @@ from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, 
 
 class AdapterKind(Choice):
     LORA = "lora"        # peft LoraConfig [Hu et al. 2021], DoRA [Liu et al. 2024] as its use_dora
+    IA3 = "ia3"          # peft IA3Config [Liu et al. 2022]
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,14 @@ class AdapterSpec:
     embedding_lora: tuple[str, ...] = ()
     saved_copies: tuple[str, ...] = ()
     tied_copies: bool = False
+    feedforward: tuple[str, ...] = ()   # IA3: linears whose input (not output) is scaled
 
 
 # adapter_config.json fields that change values, not bytes: read by nothing below [peft/tuners/lora/
 # config.py LoraConfig: init_lora_weights (initial values), use_rslora (the scaling), fan_in_fan_out
 # (Conv1D's transposed layout), megatron_core / qalora_group_size (read only with megatron_config /
 # use_qalora), layers_pattern (read only with layers_to_transform)]
-_INERT = {"LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
+_INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"}, "LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
                    "layers_pattern"}}
 _UNSET = (None, False, {}, [], (), "none")
 
@@ -65,6 +67,30 @@ def _lora_from_peft(model: ModelSpec, p: PeftSpec) -> LoraSpec:
                     ensure_weight_tying=bool(p.get("ensure_weight_tying")))
 
 
+def _ia3(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec:
+    """AdapterSpec of an IA3 adapter_config.json; NoClosedForm naming what it cannot model."""
+    p = setup.adapter
+    if setup.method is Method.QLORA:
+        raise NoClosedForm("IA3 on a 4/8-bit base has no closed form (its saved bytes there differ from the "
+                           "simulated step's by 2 bytes per feed-forward input element)")
+    for key, value in p.options:
+        if key not in {"target_modules", "feedforward_modules"} | _INERT["IA3"] and value not in _UNSET:
+            raise NoClosedForm(f"IA3 {key}={value!r} has no closed form")
+    targets, ff = p.get("target_modules"), p.get("feedforward_modules")
+    if not targets or isinstance(targets, str) or isinstance(ff, str):
+        raise NoClosedForm("IA3 without an explicit target_modules / feedforward_modules list (peft's per-model "
+                           "defaults, or a regular expression) has no closed form")
+    ff = tuple(ff or ())
+    names = {lin.name for lin in model.dense_linears + model.moe_linears if lin.experts == 1}
+    unknown = [t for t in tuple(targets) + ff if t not in names]
+    if unknown:
+        raise PlannerError(f"IA3 target(s) {', '.join(unknown)} match no linear module of {model.name}; "
+                           f"choose from {', '.join(sorted(names))}")
+    if not set(ff) <= set(targets):
+        raise PlannerError("IA3 feedforward_modules must be a subset of target_modules [peft IA3Config]")
+    return AdapterSpec(AdapterKind.IA3, 0, 0.0, 0.0, tuple(targets), setup.adapter_dtype, feedforward=ff)
+
+
 def _outer(names: tuple[str, ...]) -> tuple[str, ...]:
     """("embedding", "head") for the embedding / lm_head names among `names`."""
     return tuple(part for part, known in (("embedding", EMBEDDING_NAMES), ("head", HEAD_NAMES))
@@ -78,6 +104,8 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
         return None
     lora = setup.lora
     if setup.adapter is not None:
+        if setup.adapter.peft_type == "IA3":
+            return _ia3(model, setup)
         if setup.adapter.peft_type != "LORA":
             raise NoClosedForm(f"peft method {setup.adapter.peft_type} has no closed form in the planner")
         lora = _lora_from_peft(model, setup.adapter)

@@ -55,7 +55,7 @@ def optimizer_shapes(model: ModelSpec, rs: Resolved) -> tuple[int, tuple[int, in
     return largest, (rows, cols)
 
 
-def _input(rs: Resolved, lin: LinearSpec) -> tuple[DType, float]:
+def linear_input(rs: Resolved, lin: LinearSpec) -> tuple[DType, float]:
     """(dtype of an adapted linear's input, bytes per token of that input not saved otherwise
     when the base is frozen). Inputs: a norm's output (the residual's dtype), the attention
     output (compute dtype; flash kernels save it themselves, eager's copy is o_proj's alone),
@@ -89,7 +89,7 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
         if lin.name not in targets or lin.experts > 1:
             continue
         total += x * ad.r                                       # lora_B's input
-        in_dtype, uncounted = _input(rs, lin)
+        in_dtype, uncounted = linear_input(rs, lin)
         if ad.dropout > 0:
             total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask
         elif in_dtype is not a or (autocast and a is not e):

@@ -51,13 +51,13 @@ def test_lora_adapter_config_is_answered_by_the_closed_form(tmp_path):
 
 def test_other_peft_types_are_simulated(tmp_path):
     pytest.importorskip("peft")
-    cfg = write(tmp_path, {"peft_type": "IA3", "task_type": "CAUSAL_LM", "target_modules": ["v_proj", "down_proj"],
-                           "feedforward_modules": ["down_proj"]})
+    cfg = write(tmp_path, {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 8,
+                           "prompt_tuning_init": "RANDOM", "peft_version": "0.21.2"})
     code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64", "--json")
     assert code == 0, out
     d = json.loads(out)
-    assert d["source"] == "simulated" and d["params"]["trainable"] == 320
-    assert "IA3" in d["notes"][0]
+    assert d["source"] == "simulated" and d["params"]["trainable"] == 8 * 64
+    assert "PROMPT_TUNING" in d["notes"][0]
 
 
 @pytest.mark.parametrize("args,words", [
@@ -79,6 +79,14 @@ def test_bad_adapter_config_one_line(tmp_path, cfg, words):
     pytest.importorskip("peft")
     code, out = run("-m", SMALL, "--peft-config", write(tmp_path, cfg))
     assert code == 2 and words in out and "Traceback" not in out, out
+
+
+def test_ia3_adapter_config_is_closed_form(tmp_path):
+    cfg = write(tmp_path, {"peft_type": "IA3", "target_modules": ["q_proj", "v_proj", "down_proj"],
+                           "feedforward_modules": ["down_proj"], "init_ia3_weights": True})
+    code, out = run("-m", SMALL, "--peft-config", cfg, "--json")
+    assert code == 0 and "source" not in json.loads(out)
+    assert json.loads(out)["params"]["trainable"] == 4 * (256 + 128 + 1024)
 
 
 def test_peft_config_with_lora_flags_is_refused(tmp_path):

@@ -45,6 +45,16 @@ COUNTS = [
 ]
 
 
+IA3_COUNTS = [("qwen-2.5-1.5b", {"target_modules": ["q_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]},
+               301_056)]
+
+
+@pytest.mark.parametrize("model,fields,expected", IA3_COUNTS)
+def test_ia3_parameters_are_peft_s(model, fields, expected):
+    m, s = resolve_model(model), LORA.with_(adapter=PeftSpec.of("IA3", fields))
+    assert estimate(m, s).trainable_params == answer.trainable_params(m, s) == expected
+
+
 @pytest.mark.parametrize("case", COUNTS, ids=lambda c: f"{c[0]}-{c[1]}")
 def test_trainable_parameters_are_peft_s(case):
     model, lora, *expected = case
@@ -56,12 +66,17 @@ def test_trainable_parameters_are_peft_s(case):
 
 
 # --- peak allocated: closed form within 1% of the simulated step -----------------------------------
+IA3_FIELDS = {"target_modules": ["q_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"],
+              "init_ia3_weights": True, "fan_in_fan_out": False}
 PEAKS = [
     ("dora", dict(lora=LoraSpec(use_dora=True))),
     ("dora-no-ckpt", dict(lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
     ("modules-to-save", dict(lora=LoraSpec(modules_to_save=("embed_tokens", "lm_head")))),
     ("embedding-lora", dict(lora=LoraSpec(targets=("q_proj", "v_proj", "embed_tokens", "lm_head")))),
     ("qdora-no-ckpt", dict(method=Method.QLORA, lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
+    ("ia3", dict(adapter=PeftSpec.of("IA3", IA3_FIELDS))),
+    ("ia3-no-ckpt", dict(adapter=PeftSpec.of("IA3", IA3_FIELDS), checkpointing=NO_CKPT)),
+    ("ia3-bf16-true", dict(adapter=PeftSpec.of("IA3", IA3_FIELDS), checkpointing=NO_CKPT, precision=Precision.BF16_TRUE)),
 ]
 
 
@@ -99,7 +114,9 @@ def test_dora_is_not_plain_lora():
 
 # --- the planner says what it lacks; the dispatcher simulates it -----------------------------------
 @pytest.mark.parametrize("setup,words", [
-    (LORA.with_(adapter=PeftSpec.of("IA3", {})), "IA3"),
+    (LORA.with_(adapter=PeftSpec.of("IA3", {})), "IA3 without an explicit target_modules"),
+    (LORA.with_(adapter=PeftSpec.of("PROMPT_TUNING", {"num_virtual_tokens": 8})), "PROMPT_TUNING"),
+    (LORA.with_(method=Method.QLORA, adapter=PeftSpec.of("IA3", IA3_FIELDS)), "4/8-bit"),
     (LORA.with_(method=Method.QLORA, lora=LoraSpec(use_dora=True), quant=QuantSpec(QuantType.INT8)), "8-bit"),
     (LORA.with_(lora=LoraSpec(use_dora=True, dropout=0.1)), "dropout"),
     (LORA.with_(adapter=PeftSpec.of("LORA", {"r": 8, "rank_pattern": {"q_proj": 4}})), "rank_pattern"),
@@ -120,12 +137,11 @@ def test_lora_adapter_config_maps_to_the_closed_form():
 
 def test_simulated_path_and_its_cache(cache, monkeypatch):
     m, s = resolve_model(TINY), TrainingSetup(method=Method.LORA, batch_size=2, seq_len=64,
-                                              adapter=PeftSpec.of("IA3", {"target_modules": ["v_proj", "down_proj"],
-                                                                          "feedforward_modules": ["down_proj"]}))
+                                              adapter=PeftSpec.of("PROMPT_TUNING", {"num_virtual_tokens": 8}))
     est, source = answer.estimate_or_simulate(m, s)
     assert source is Source.SIMULATED and est.source is Source.SIMULATED
     assert est.to_dict()["source"] == "simulated"
-    assert est.trainable_params == 2 * (32 + 128)      # v_proj out (2 kv heads x 16) + down_proj in, per layer
+    assert est.trainable_params == 8 * 64              # virtual tokens x hidden
     assert est.peak_allocated_bytes == simulate(m, s).peak_allocated_bytes
     assert len(list(cache.glob("*.json"))) == 1
 
@@ -142,7 +158,7 @@ def test_without_the_profile_extra_one_line_names_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(PlannerError, match=r"gpuplan\[profile\]"):
-        answer.estimate_or_simulate(resolve_model(SMALL), LORA.with_(adapter=PeftSpec.of("IA3", {})))
+        answer.estimate_or_simulate(resolve_model(SMALL), LORA.with_(adapter=PeftSpec.of("PREFIX_TUNING", {})))
 
 
 def test_setup_dict_round_trip_keeps_the_peft_fields():
