@@ -10,7 +10,7 @@ bytes DoRA's forward saves for backward.
 """
 from __future__ import annotations
 
-from ..specs.model import ModelSpec
+from ..specs.model import LinearRole, LinearSpec, ModelSpec
 from ..specs.resolved import Resolved
 from .quantization import base_linear_out_bytes
 
@@ -18,10 +18,11 @@ from .quantization import base_linear_out_bytes
 # magnitude scale: the base output (`(mag_norm_scale - 1) * base_result`: the compute dtype, or the
 # residual's for bitsandbytes layers) and lora_B's output (`mag_norm_scale * lora_result`: the compute
 # dtype under autocast, else the adapters') [peft/tuners/lora/dora.py DoraLinearLayer.forward]. With
-# fp32 adapters under autocast one more out-sized compute-dtype tensor is kept: measured in the
-# simulated step, not traced to its op. Bytes per output element and token measured (slope over
-# three (b, s) points against plain LoRA, no checkpointing): bf16-mixed 6, bf16-true 6, fp32 8,
-# QDoRA (nf4, bf16 adapters, bf16-mixed) 6; each is what the terms below give.
+# fp32 adapters under autocast the attention's input projections (q, k, v) keep one more out-sized
+# compute-dtype tensor: measured in the simulated step, not traced to its op. Bytes per output
+# element and token measured (slope over batch sizes 2 and 4 against plain LoRA, no checkpointing,
+# small qwen2 config): bf16-mixed q/k/v 6, o/gate/up/down 4; bf16-true (q, v) 6; fp32 (q, v) 8;
+# QDoRA (nf4, bf16 adapters, bf16-mixed; q, v) 6; each is what the terms below give.
 
 
 def _adapted(m: ModelSpec, rs: Resolved, moe: bool = False):
@@ -44,5 +45,10 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
     e = rs.compute.bytes
     base = base_linear_out_bytes(rs)
     lora_out = e if rs.autocast else rs.adapters.dtype.bytes
-    autocast_extra = e if rs.autocast and rs.adapters.dtype.bytes > e else 0     # fp32 magnitudes under autocast
-    return (base + lora_out + autocast_extra) * sum(lin.out_features for lin in _adapted(m, rs, moe))
+    extra = e if rs.autocast and rs.adapters.dtype.bytes > e else 0     # fp32 magnitudes under autocast
+    return sum((base + lora_out + (extra if _attention_input(lin) else 0)) * lin.out_features
+               for lin in _adapted(m, rs, moe))
+
+
+def _attention_input(lin: LinearSpec) -> bool:
+    return lin.block == "attn" and lin.role is LinearRole.INPUT

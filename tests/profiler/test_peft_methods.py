@@ -71,6 +71,7 @@ IA3_FIELDS = {"target_modules": ["q_proj", "v_proj", "down_proj"], "feedforward_
 PEAKS = [
     ("dora", dict(lora=LoraSpec(use_dora=True))),
     ("dora-no-ckpt", dict(lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
+    ("dora-all-linear-no-ckpt", dict(lora=LoraSpec(use_dora=True, targets=("all-linear",)), checkpointing=NO_CKPT)),
     ("modules-to-save", dict(lora=LoraSpec(modules_to_save=("embed_tokens", "lm_head")))),
     ("embedding-lora", dict(lora=LoraSpec(targets=("q_proj", "v_proj", "embed_tokens", "lm_head")))),
     ("qdora-no-ckpt", dict(method=Method.QLORA, lora=LoraSpec(use_dora=True), checkpointing=NO_CKPT)),
