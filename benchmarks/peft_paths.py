@@ -20,13 +20,14 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["GPUPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpuplan-bench-")
     warnings.simplefilter("ignore")
-    from gpuplan.planner import Method, TrainingSetup, estimate, resolve_model
+    from gpuplan.planner import Checkpointing, Method, TrainingSetup, estimate, resolve_model
     from gpuplan.planner.specs.setup import LoraSpec, PeftSpec
     from gpuplan.profiler.answer import estimate_or_simulate, fitted
 
     m = resolve_model(args.model)
     dora = TrainingSetup(method=Method.LORA, batch_size=args.b, seq_len=args.s, lora=LoraSpec(use_dora=True))
-    prompt = dora.with_(lora=LoraSpec(), adapter=PeftSpec.of("PROMPT_TUNING", {"num_virtual_tokens": 20}))
+    prompt = dora.with_(lora=LoraSpec(), checkpointing=Checkpointing.NONE,
+                        adapter=PeftSpec.of("PREFIX_TUNING", {"num_virtual_tokens": 20}))
     rows = []
 
     def timed(name: str, fn) -> object:
@@ -36,7 +37,7 @@ def main() -> None:
         return out
 
     timed("closed form (DoRA)", lambda: estimate(m, dora))
-    timed("simulated, first (prompt tuning)", lambda: estimate_or_simulate(m, prompt))
+    timed("simulated, first (prefix tuning)", lambda: estimate_or_simulate(m, prompt))
     timed("simulated, cached", lambda: estimate_or_simulate(m, prompt))
     fit = timed("sweep fit, built (7 simulations)", lambda: fitted(m, prompt))
     timed("sweep fit, from the cache", lambda: fitted(m, prompt))

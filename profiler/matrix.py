@@ -140,6 +140,8 @@ PEFT_MATRIX: tuple[Case, ...] = (
     Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "lora": {"modules_to_save": ["embed_tokens", "lm_head"]}}),
     Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "lora": {"targets": ["q_proj", "v_proj", "embed_tokens", "lm_head"]}}),
     Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "adapter": IA3_QWEN2, **NO_CKPT}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "adapter": {"peft_type": "PROMPT_TUNING",
+                                                                 "options": {"num_virtual_tokens": 20}}}),
     Case("llama", "llama-3.2-1b", {"method": "lora", "lora": {"use_dora": True, "targets": ["all-linear"]}, **NO_CKPT}),
 )
 

@@ -19,6 +19,7 @@ from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, 
 class AdapterKind(Choice):
     LORA = "lora"        # peft LoraConfig [Hu et al. 2021], DoRA [Liu et al. 2024] as its use_dora
     IA3 = "ia3"          # peft IA3Config [Liu et al. 2022]
+    PROMPT_TUNING = "prompt-tuning"   # peft PromptTuningConfig [Lester et al. 2021]
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,20 @@ class AdapterSpec:
     saved_copies: tuple[str, ...] = ()
     tied_copies: bool = False
     feedforward: tuple[str, ...] = ()   # IA3: linears whose input (not output) is scaled
+    virtual_tokens: int = 0             # prompt tuning: embeddings prepended to every sequence
 
 
 # adapter_config.json fields that change values, not bytes: read by nothing below [peft/tuners/lora/
 # config.py LoraConfig: init_lora_weights (initial values), use_rslora (the scaling), fan_in_fan_out
 # (Conv1D's transposed layout), megatron_core / qalora_group_size (read only with megatron_config /
 # use_qalora), layers_pattern (read only with layers_to_transform)]
-_INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"}, "LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
+_INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"},
+          # the prompt's initial values, and the model's sizes peft fills in itself
+          # [peft/peft_model.py _prepare_prompt_learning_config]
+          "PROMPT_TUNING": {"prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
+                            "tokenizer_kwargs", "num_layers", "num_attention_heads", "token_dim",
+                            "num_transformer_submodules"},
+          "LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
                    "layers_pattern"}}
 _UNSET = (None, False, {}, [], (), "none")
 
@@ -91,6 +99,25 @@ def _ia3(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec:
     return AdapterSpec(AdapterKind.IA3, 0, 0.0, 0.0, tuple(targets), setup.adapter_dtype, feedforward=ff)
 
 
+def virtual_tokens(setup: TrainingSetup) -> int:
+    """Positions prompt tuning prepends to every sequence (0 for every other setup)."""
+    a = setup.adapter
+    if a is None or a.peft_type != "PROMPT_TUNING" or setup.method is Method.FULL:
+        return 0
+    return int(a.get("num_virtual_tokens") or 0)
+
+
+def _prompt(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec:
+    p = setup.adapter
+    for key, value in p.options:
+        if key not in {"num_virtual_tokens"} | _INERT["PROMPT_TUNING"] and value not in _UNSET:
+            raise NoClosedForm(f"prompt tuning {key}={value!r} has no closed form")
+    n = virtual_tokens(setup)
+    if n < 1:
+        raise PlannerError("prompt tuning needs num_virtual_tokens >= 1")
+    return AdapterSpec(AdapterKind.PROMPT_TUNING, 0, 0.0, 0.0, (), setup.adapter_dtype, virtual_tokens=n)
+
+
 def _outer(names: tuple[str, ...]) -> tuple[str, ...]:
     """("embedding", "head") for the embedding / lm_head names among `names`."""
     return tuple(part for part, known in (("embedding", EMBEDDING_NAMES), ("head", HEAD_NAMES))
@@ -106,6 +133,8 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if setup.adapter is not None:
         if setup.adapter.peft_type == "IA3":
             return _ia3(model, setup)
+        if setup.adapter.peft_type == "PROMPT_TUNING":
+            return _prompt(model, setup)
         if setup.adapter.peft_type != "LORA":
             raise NoClosedForm(f"peft method {setup.adapter.peft_type} has no closed form in the planner")
         lora = _lora_from_peft(model, setup.adapter)

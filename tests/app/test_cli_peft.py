@@ -51,13 +51,13 @@ def test_lora_adapter_config_is_answered_by_the_closed_form(tmp_path):
 
 def test_other_peft_types_are_simulated(tmp_path):
     pytest.importorskip("peft")
-    cfg = write(tmp_path, {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 8,
-                           "prompt_tuning_init": "RANDOM", "peft_version": "0.21.2"})
-    code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64", "--json")
+    cfg = write(tmp_path, {"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 8,
+                           "prefix_projection": False, "peft_version": "0.21.2"})
+    code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64", "--no-grad-ckpt", "--json")
     assert code == 0, out
     d = json.loads(out)
-    assert d["source"] == "simulated" and d["params"]["trainable"] == 8 * 64
-    assert "PROMPT_TUNING" in d["notes"][0]
+    assert d["source"] == "simulated" and d["params"]["trainable"] == 8 * 2 * 2 * 32
+    assert "PREFIX_TUNING" in d["notes"][0]
 
 
 @pytest.mark.parametrize("args,words", [
