@@ -114,6 +114,21 @@ def _simulated_record(model: ModelSpec, setup: TrainingSetup) -> dict[str, Any]:
             "notes": list(sim.notes)}
 
 
+def _run_simulation(model: ModelSpec, setup: TrainingSetup, reason: str) -> dict[str, Any]:
+    """_simulated_record, with the simulator's own failure turned into one line."""
+    try:
+        return _simulated_record(model, setup)
+    except PlannerError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (any library error becomes the user's one line)
+        from torch._subclasses.fake_tensor import DataDependentOutputException
+
+        why = (f"its code reads tensor values ({exc}), which FakeTensorMode cannot give"
+               if isinstance(exc, DataDependentOutputException) else
+               f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        raise PlannerError(f"{reason or 'this setup'}, and the simulator cannot run it: {why}") from None
+
+
 def _estimate_from(model: ModelSpec, setup: TrainingSetup, phases: dict[Phase, dict[Component, int]],
                    trainable: int, notes: list[str], source: Source) -> MemoryEstimate:
     fig = peak_figures(phases)
@@ -135,7 +150,7 @@ def simulated_estimate(model: ModelSpec, setup: TrainingSetup, reason: str = "")
     key = cache_key(model, setup, "simulate")
     record = _read(key)
     if record is None:
-        record = _simulated_record(model, setup)
+        record = _run_simulation(model, setup, reason)
         _write(key, record)
     notes = [f"simulated (no closed form: {reason})" if reason else "simulated"] + record["notes"]
     return _estimate_from(model, setup, _phases_from_json(record["phase_components"]), record["trainable"], notes,

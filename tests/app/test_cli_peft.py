@@ -93,3 +93,11 @@ def test_peft_config_with_lora_flags_is_refused(tmp_path):
     cfg = write(tmp_path, {"peft_type": "LORA", "r": 8})
     code, out = run("-m", SMALL, "--peft-config", cfg, "--use-dora")
     assert code == 2 and "--peft-config gives the adapter's own fields" in out
+
+
+def test_a_method_the_simulator_cannot_run_is_one_line(tmp_path):
+    pytest.importorskip("peft")
+    cfg = write(tmp_path, {"peft_type": "LOHA", "r": 8, "target_modules": ["q_proj", "v_proj"]})
+    code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64")
+    assert code == 2 and "LOHA has no closed form" in out and "FakeTensorMode cannot give" in out
+    assert "Traceback" not in out
