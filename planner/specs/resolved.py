@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-
 from .engines import Engine, engine_of
 from .enums import Choice, DType, Method, QuantType
 from .errors import NoClosedForm, PlannerError
@@ -45,7 +44,7 @@ class AdapterSpec:
 # adapter_config.json fields that change values, not bytes: read by nothing below [peft/tuners/lora/
 # config.py LoraConfig: init_lora_weights (initial values), use_rslora (the scaling), fan_in_fan_out
 # (Conv1D's transposed layout), megatron_core / qalora_group_size (read only with megatron_config /
-# use_qalora), layers_pattern (read only with layers_to_transform)]
+# use_qalora), layers_pattern (read only with layers_to_transform), alpha_pattern (per-module scaling)]
 _INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"},
           # the prompt's initial values, and the model's sizes peft fills in itself
           # [peft/peft_model.py _prepare_prompt_learning_config]
@@ -53,11 +52,11 @@ _INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"},
                             "tokenizer_kwargs", "num_layers", "num_attention_heads", "token_dim",
                             "num_transformer_submodules"},
           "LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
-                   "layers_pattern"}}
+                   "layers_pattern", "alpha_pattern"}}
 _UNSET = (None, False, {}, [], (), "none")
 
 
-def _lora_from_peft(model: ModelSpec, p: PeftSpec) -> LoraSpec:
+def _lora_from_peft(p: PeftSpec) -> LoraSpec:
     """LoraSpec of a LORA adapter_config.json; NoClosedForm naming a field it cannot model."""
     read = {"r", "lora_alpha", "lora_dropout", "target_modules", "use_dora", "modules_to_save",
             "ensure_weight_tying"}
@@ -137,7 +136,7 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
             return _prompt(model, setup)
         if setup.adapter.peft_type != "LORA":
             raise NoClosedForm(f"peft method {setup.adapter.peft_type} has no closed form in the planner")
-        lora = _lora_from_peft(model, setup.adapter)
+        lora = _lora_from_peft(setup.adapter)
         setup = replace(setup, lora=lora, adapter=None)
     unknown = [n for n in lora.modules_to_save if n not in EMBEDDING_NAMES + HEAD_NAMES]
     if unknown:

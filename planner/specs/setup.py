@@ -67,12 +67,25 @@ EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
 HEAD_NAMES = ("lm_head", "embed_out")
 
 
+class FrozenDict(tuple):
+    """A JSON object made hashable: its sorted (key, value) pairs (told apart from a list)."""
+
+
 def _frozen(v: Any) -> Any:
-    """A JSON value made hashable: lists as tuples, dicts as sorted (key, value) tuples."""
+    """A JSON value made hashable: lists as tuples, objects as FrozenDicts."""
     if isinstance(v, dict):
-        return tuple(sorted((k, _frozen(x)) for k, x in v.items()))
+        return FrozenDict(sorted((k, _frozen(x)) for k, x in v.items()))
     if isinstance(v, (list, tuple)):
         return tuple(_frozen(x) for x in v)
+    return v
+
+
+def _thawed(v: Any) -> Any:
+    """The JSON value `_frozen` was made from."""
+    if isinstance(v, FrozenDict):
+        return {k: _thawed(x) for k, x in v}
+    if isinstance(v, tuple):
+        return [_thawed(x) for x in v]
     return v
 
 
@@ -94,7 +107,7 @@ class PeftSpec:
         return dict(self.options).get(key, default)
 
     def options_dict(self) -> dict[str, Any]:
-        return {k: _plain(v) for k, v in self.options}
+        return {k: _thawed(v) for k, v in self.options}
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,18 @@ def test_without_the_profile_extra_one_line_names_it(monkeypatch):
         answer.estimate_or_simulate(resolve_model(SMALL), LORA.with_(adapter=PeftSpec.of("PREFIX_TUNING", {})))
 
 
+def test_rank_pattern_is_simulated_with_peft_itself():
+    m = resolve_model(TINY)
+    s = TrainingSetup(method=Method.LORA, batch_size=2, seq_len=64, adapter=PeftSpec.of(
+        "LORA", {"r": 8, "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"q_proj": 4}}))
+    assert s.adapter.options_dict()["rank_pattern"] == {"q_proj": 4}
+    est, source = answer.estimate_or_simulate(m, s)
+    assert source is Source.SIMULATED
+    assert est.trainable_params == 2 * (4 * (64 + 64) + 8 * (64 + 32))   # q at r 4, v at r 8, two layers
+
+
 def test_setup_dict_round_trip_keeps_the_peft_fields():
-    s = LORA.with_(adapter=PeftSpec.of("PREFIX_TUNING", {"num_virtual_tokens": 20, "prefix_projection": False}))
+    s = LORA.with_(adapter=PeftSpec.of("LORA", {"r": 4, "rank_pattern": {"q_proj": 2}, "target_modules": ["q_proj"]}))
     assert TrainingSetup.from_dict(s.to_dict()).to_dict() == s.to_dict()
     assert TrainingSetup.from_dict(s.to_dict()).adapter == s.adapter
     d = LORA.with_(lora=LoraSpec(use_dora=True, modules_to_save=("lm_head",)))
