@@ -10,7 +10,7 @@ from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_notes, setup_options
-from .run_options import NAMES as RUN_NAMES, add_json, fit_rows_for_run, plan_run, render, run_options
+from .run_options import NAMES as RUN_NAMES, add_json, fit_rows_for_run, plan_run, plan_run_refused, render, run_options
 
 CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits, 2: bad input)
 
@@ -40,21 +40,23 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
       gpuplan estimate --model llama-3.1-8b --method lora --gpu a100-80gb --dataset-tokens 200M --epochs 2
     """
     from gpuplan.planner.io.catalog import resolve_gpu
-    from gpuplan.planner.memory.estimate import estimate as run_estimate, fits
+    from gpuplan.planner.memory.estimate import fits
     from gpuplan.planner.plans.cost import parse_tokens
     from gpuplan.planner.plans.plan import time_report
+    from gpuplan.profiler.answer import estimate_or_simulate   # imports torch only to simulate
 
     run_kw = {k: kw.pop(k) for k in RUN_NAMES}
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
-        est = run_estimate(model, setup)
-        run = plan_run(model, setup, run_kw)
+        est, source = estimate_or_simulate(model, setup)
+        closed = source.value == "closed-form"
+        run = plan_run(model, setup, run_kw) if closed else plan_run_refused(run_kw)
         tokens = parse_tokens(dataset_tokens) if dataset_tokens else None
         if (tokens is not None and tokens <= 0) or epochs <= 0:
             raise PlannerError("--dataset-tokens and --epochs must be positive")
-        times = [time_report(model, setup, g, tokens, epochs) for g in gpu_specs]
+        times = [time_report(model, setup, g, tokens, epochs) for g in gpu_specs] if closed else []
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
@@ -62,7 +64,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]
-        out["fits"] = [{**row, "time": tm} for row, tm in zip(fit_rows, times)]
+        out["fits"] = [{**row, "time": tm} for row, tm in zip(fit_rows, times)] if times else fit_rows
         add_json(run, est, out)
         from .from_config import from_config_block
 
@@ -78,6 +80,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         render_estimate(est, fit_rows, console, extra_notes=notes)
         render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
+        console.print(f"answered by: {source.value}" + ("" if closed else " (no closed form; see the notes)"))
         for gpu in (g for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
             _why_not(model, setup, gpu, console)
     if check and not all(row["fits"] for row in fit_rows):

@@ -12,6 +12,8 @@ from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, Paralle
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 _D = TrainingSetup()
+# --method spellings that are LoRA's with a knob set: (method, use_dora)
+METHOD_ALIASES = {"dora": (Method.LORA, True), "qdora": (Method.QLORA, True)}
 
 
 def _choice(enum) -> click.Choice:
@@ -27,7 +29,9 @@ SETUP_OPTIONS = [
     click.option("--accelerate-config", default=None, type=click.Path(dir_okay=False),
                  help="Your `accelerate launch --config_file` YAML: GPU count, DeepSpeed or FSDP settings "
                       "(under --from-config's values)."),
-    click.option("--method", type=_choice(Method), default=_D.method.value, show_default=True),
+    click.option("--method", type=click.Choice(Method.values() + list(METHOD_ALIASES), case_sensitive=False),
+                 default=_D.method.value, show_default=True,
+                 help="dora = lora with --use-dora, qdora = qlora with --use-dora."),
     click.option("--precision", type=_choice(Precision), default=_D.precision.value, show_default=True),
     click.option("--optimizer", type=_choice(Optimizer), default=_D.optimizer.value, show_default=True),
     click.option("--batch-size", "-b", type=int, default=_D.batch_size, show_default=True, help="Micro-batch per GPU."),
@@ -55,6 +59,11 @@ SETUP_OPTIONS = [
                  help="[LoRA: fp32 as peft does; QLoRA: bf16 as TRL does]"),
     click.option("--base-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                  help="Frozen base weights of LoRA [the precision's weight dtype: fp32 for *-mixed]."),
+    click.option("--use-dora", is_flag=True, default=False, help="DoRA: LoraConfig(use_dora=True)."),
+    click.option("--modules-to-save", default=None,
+                 help="Comma list of modules trained in full beside LoRA (peft modules_to_save), e.g. embed_tokens,lm_head."),
+    click.option("--peft-config", default=None, type=click.Path(dir_okay=False),
+                 help="peft's adapter_config.json (any peft_type); LoRA maps to the closed form, others are simulated."),
     click.option("--quant-type", type=_choice(QuantType), default=None, help="QLoRA weights [nf4]."),
     click.option("--double-quant/--no-double-quant", default=None, help="QLoRA double quantization [on]."),
     # multi-GPU and offload (planner/parallel.py); defaults: one GPU, nothing sharded
@@ -97,7 +106,23 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if not kw.get("model"):
         raise PlannerError("--model is required (or a --from-config file that names the model)")
 
-    method = Method(kw["method"])
+    name = kw["method"].lower()
+    method, use_dora = METHOD_ALIASES[name] if name in METHOD_ALIASES else (Method(name), False)
+    use_dora = use_dora or bool(kw.get("use_dora"))
+    modules_to_save = tuple(t.strip() for t in (kw.get("modules_to_save") or "").split(",") if t.strip())
+    adapter = None
+    if kw.get("peft_config"):
+        from gpuplan.profiler.peft_config import read_adapter_config
+
+        adapter = read_adapter_config(kw["peft_config"])
+        if method is Method.FULL:
+            method = Method.LORA   # an adapter config trains adapters; --method qlora puts them on a 4/8-bit base
+        if use_dora or modules_to_save or any(kw.get(k) is not None for k in ("lora_r", "lora_alpha", "lora_dropout",
+                                                                              "lora_targets")):
+            raise PlannerError("--peft-config gives the adapter's own fields; drop --lora-*/--use-dora/"
+                               "--modules-to-save (or edit the adapter_config.json)")
+    if method is Method.FULL and (use_dora or modules_to_save):
+        raise PlannerError("--use-dora / --modules-to-save are LoRA options: add --method lora (or qlora)")
     lora_flags = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")
                   if kw.get(k) is not None]
     if method is Method.FULL and lora_flags:
@@ -116,6 +141,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         dropout=kw["lora_dropout"] if kw.get("lora_dropout") is not None else LoraSpec.dropout,
         targets=targets,
         adapter_dtype=DType(kw["adapter_dtype"]) if kw.get("adapter_dtype") else None,
+        use_dora=use_dora, modules_to_save=modules_to_save,
     )
     quant = QuantSpec(
         quant_type=QuantType(kw["quant_type"]) if kw.get("quant_type") else QuantSpec.quant_type,
@@ -130,9 +156,9 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         objective=Objective(kw.get("objective") or "sft"),
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
-        parallel=parallel_from_options(kw),
+        parallel=parallel_from_options(kw), adapter=adapter,
     ).validate()
-    if setup.peft:
+    if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module
     setup.parallel.validate(model, setup.optimizer)
     context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions

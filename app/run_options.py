@@ -101,6 +101,15 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     return run
 
 
+def plan_run_refused(kw: dict[str, Any]) -> RunPlan:
+    """A setup the simulator answered: the run phases need the closed form's terms."""
+    asked = [f"--{k.replace('_', '-')}" for k in ("save_steps", "eval_batch_size", "adapters") if kw.get(k) is not None]
+    if asked:
+        raise PlannerError(f"{', '.join(asked)} need a closed form of this setup, and it has none (the simulator "
+                           "answered its step): plan the run's other phases without them")
+    return RunPlan()
+
+
 def fit_rows_for_run(run: RunPlan, est, fit_rows: list[dict]) -> list[dict]:
     """The fit rows checked against the run's peak (and, with --adapters, how many fit)."""
     from gpuplan.planner.techniques import lora

@@ -93,12 +93,11 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
 def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> torch.nn.Module:
     import peft   # lazy: peft (which imports bitsandbytes) is loaded for adapter methods only
 
-    targets = setup.lora_targets(model)
-    cfg = peft.LoraConfig(
-        r=setup.lora.r, lora_alpha=setup.lora.alpha, lora_dropout=setup.lora.dropout,
-        target_modules=list(targets), task_type="CAUSAL_LM",
-    )
-    lm = peft.get_peft_model(lm, cfg, autocast_adapter_dtype=True)
+    from .peft_config import dequantize_standins, peft_config   # LoRA's knobs, or any peft method's config
+
+    if setup.method is Method.QLORA:
+        dequantize_standins()   # QDoRA's weight norm reads the dequantized base weight
+    lm = peft.get_peft_model(lm, peft_config(model, setup), autocast_adapter_dtype=True)
     adapter = TORCH_DTYPES[setup.adapter_dtype]
     for name, p in lm.named_parameters():
         if p.requires_grad and p.dtype != adapter:

@@ -78,9 +78,9 @@ TABLE: dict[str, KeyRule] = {
     "activation_offloading": refused("activation offloading moves saved activations to host memory"),
     "layer_offloading": refused("layer offloading moves parameters to host memory between uses"),
     "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
-    "peft_use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
+    "peft_use_dora": modelled("--use-dora: DoRA's magnitude vectors and weight-norm activations (planner/techniques/dora.py)"),
     "peft_use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
-    "lora_modules_to_save": refused("modules_to_save trains full copies of those modules (and their optimizer state)"),
+    "lora_modules_to_save": modelled("--modules-to-save: trainable full copies of those modules and their optimizer state"),
     "peft_trainable_token_indices": refused("trainable token rows keep a delta of the embedding rows"),
     "lora_target_parameters": refused("LoRA on raw parameters (MoE experts) is not planned"),
     "lora_rank_pattern": refused("per-module ranks differ from --lora-r"),
@@ -329,6 +329,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use("lora_target_linear", "lora_targets", "all-linear")
         elif targets(get("lora_target_modules")):
             o.use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
+        if on(get("peft_use_dora")):     # axolotl passes it to LoraConfig(use_dora=...)
+            o.use("peft_use_dora", "use_dora", True)
+        if targets(get("lora_modules_to_save")):
+            o.use("lora_modules_to_save", "modules_to_save", targets(d["lora_modules_to_save"]))
     gc = get("gradient_checkpointing")
     if "gradient_checkpointing" in todo:
         if isinstance(gc, str) and gc.lower().startswith("offload"):

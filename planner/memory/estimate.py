@@ -5,6 +5,7 @@ the most loaded GPU, and turns its live bytes into the three figures (memory/fig
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from operator import attrgetter
 
 from ..specs.engines import engine_of
@@ -13,6 +14,7 @@ from ..specs.memo import per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
+from ..specs.resolved import virtual_tokens
 from ..specs.setup import TrainingSetup
 from .comm import communication_bytes
 from .figures import peak_figures
@@ -46,6 +48,9 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     (the most loaded one) for multi-GPU and offloaded setups."""
     setup.validate()
     requested, setup = setup, setup.for_model(model)
+    prompt = virtual_tokens(setup)
+    if prompt:   # prompt tuning: the frozen model runs on s + n positions (techniques/prompt.py)
+        setup = replace(setup, seq_len=setup.seq_len + prompt)
     if setup.parallel.single_gpu:
         step = single_gpu_step(model, requested, setup)
         setup_dict = _setup_dict(model, setup)
@@ -56,6 +61,10 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["model"] = model.name
         setup_dict["engine"] = engine_of(setup.parallel).value
         trainable = terms(model, setup.with_(parallel=ParallelSpec()))[1].trainable_params
+    if prompt:
+        setup_dict["seq_len"] = requested.seq_len
+        step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
+                                                 f"{requested.seq_len} + {prompt} positions long",))
     fig = peak_figures(step.phases, outside_allocator=step.outside_allocator)
     extra = {}
     if not setup.parallel.single_gpu:

@@ -131,6 +131,8 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale).kept
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
+    if adapter:
+        outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..specs.enums import Component, Phase
+from ..specs.enums import Component, Phase, Source
 from ..specs.params import ParamCounts
 
 GIB = 2**30
@@ -52,6 +52,8 @@ class MemoryEstimate:
     host_bytes_per_node: int = 0                     # CPU RAM offload needs on each node
     nvme_bytes_per_node: int = 0                     # NVMe space ZeRO-Infinity needs on each node
     communication: Any = None                        # planner.comm.CommVolume per GPU per step
+    # which path answered: "closed-form" (this planner) or "simulated" (gpuplan.profiler.answer)
+    source: Source = Source.CLOSED_FORM
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` schema (documented in README.md)."""
@@ -64,6 +66,7 @@ class MemoryEstimate:
             "assumptions": [{"name": a.name, "value": a.value, "unit": a.unit, "source": a.source}
                             for a in self.assumptions],
             "notes": list(self.notes),
+            "source": self.source.value,      # which path answered: closed-form, simulated or fitted
             **({"host_bytes_per_node": self.host_bytes_per_node, "nvme_bytes_per_node": self.nvme_bytes_per_node,
                 "communication": self.communication.to_dict()} if self.communication is not None else {}),
         }

@@ -35,9 +35,9 @@ def states(model: ModelSpec, rs: Resolved) -> States:
         layer_bytes = layer_weights * dtype.bytes
     else:
         dtype = rs.adapters.dtype
-        trainable = ADAPTERS[rs.adapters.kind].trainable_params(model, rs)
-        largest = max((lin.in_features for lin in model.dense_linears), default=0) * rs.adapters.r
-        shapes = (trainable // (2 * rs.adapters.r), 2 * rs.adapters.r)
+        adapter = ADAPTERS[rs.adapters.kind]
+        trainable = adapter.trainable_params(model, rs)
+        largest, shapes = adapter.optimizer_shapes(model, rs)
         frozen = rs.frozen.bytes
         if rs.quantized is not None:
             linear_weights, rows = quantization.linear_inventory(model)
@@ -48,7 +48,7 @@ def states(model: ModelSpec, rs: Resolved) -> States:
             weights = total * frozen
             layer_bytes = layer_weights * frozen
         weights += trainable * dtype.bytes
-    embedding = pc.embedding if rs.full else 0
+    embedding = pc.embedding if rs.full else ADAPTERS[rs.adapters.kind].embedding_params(model, rs)
     state, paged, temp = optimizers.state_bytes(rs.setup.optimizer, trainable, dtype, largest, shapes, embedding)
     return States(
         weights=int(weights), gradients=int(trainable * dtype.bytes), optimizer_state=state,

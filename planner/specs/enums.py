@@ -163,3 +163,11 @@ class Component(Choice):
     def tensor_components(cls) -> list["Component"]:
         return [cls.WEIGHTS, cls.GRADIENTS, cls.OPTIMIZER_STATE, cls.ACTIVATIONS,
                 cls.LOGITS, cls.TEMPORARIES]
+
+
+class Source(Choice):
+    """Which path answered a memory question [DESIGN.md, "Two paths to one answer"]."""
+
+    CLOSED_FORM = "closed-form"   # the planner's formulas
+    SIMULATED = "simulated"       # gpuplan.profiler.simulate: the real model and peft method under FakeTensorMode
+    FITTED = "fitted"             # c0 + c1 b s + c2 b s^2 fitted to a few simulations (gpuplan.profiler.answer)

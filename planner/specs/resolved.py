@@ -6,16 +6,19 @@ full = neither, lora = adapters, qlora = adapters on a quantized base.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .engines import Engine, engine_of
-from .enums import Choice, DType, Method
+from .enums import Choice, DType, Method, QuantType
+from .errors import NoClosedForm, PlannerError
 from .model import ModelSpec
-from .setup import QuantSpec, TrainingSetup
+from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, QuantSpec, TrainingSetup
 
 
 class AdapterKind(Choice):
-    LORA = "lora"        # peft LoraConfig [Hu et al. 2021]
+    LORA = "lora"        # peft LoraConfig [Hu et al. 2021], DoRA [Liu et al. 2024] as its use_dora
+    IA3 = "ia3"          # peft IA3Config [Liu et al. 2022]
+    PROMPT_TUNING = "prompt-tuning"   # peft PromptTuningConfig [Lester et al. 2021]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,132 @@ class AdapterSpec:
     dropout: float
     targets: tuple[str, ...]   # linear names adapted in each layer (peft's defaults filled in)
     dtype: DType               # the adapters' (trainable) dtype
+    use_dora: bool = False     # DoRA's magnitude vectors and per-forward weight norms (techniques/dora.py)
+    # outside the decoder layers (techniques/outer.py): LoRA on the embedding / lm_head, and
+    # modules_to_save's full trainable copies ("embedding", "head"); `tied_copies`: one copy shared
+    embedding_lora: tuple[str, ...] = ()
+    saved_copies: tuple[str, ...] = ()
+    tied_copies: bool = False
+    feedforward: tuple[str, ...] = ()   # IA3: linears whose input (not output) is scaled
+    virtual_tokens: int = 0             # prompt tuning: embeddings prepended to every sequence
+
+
+# adapter_config.json fields that change values, not bytes: read by nothing below [peft/tuners/lora/
+# config.py LoraConfig: init_lora_weights (initial values), use_rslora (the scaling), fan_in_fan_out
+# (Conv1D's transposed layout), megatron_core / qalora_group_size (read only with megatron_config /
+# use_qalora), layers_pattern (read only with layers_to_transform), alpha_pattern (per-module scaling)]
+_INERT = {"IA3": {"init_ia3_weights", "fan_in_fan_out"},
+          # the prompt's initial values, and the model's sizes peft fills in itself
+          # [peft/peft_model.py _prepare_prompt_learning_config]
+          "PROMPT_TUNING": {"prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
+                            "tokenizer_kwargs", "num_layers", "num_attention_heads", "token_dim",
+                            "num_transformer_submodules"},
+          "LORA": {"init_lora_weights", "use_rslora", "fan_in_fan_out", "megatron_core", "qalora_group_size",
+                   "layers_pattern", "alpha_pattern"}}
+_UNSET = (None, False, {}, [], (), "none")
+
+
+def _lora_from_peft(p: PeftSpec) -> LoraSpec:
+    """LoraSpec of a LORA adapter_config.json; NoClosedForm naming a field it cannot model."""
+    read = {"r", "lora_alpha", "lora_dropout", "target_modules", "use_dora", "modules_to_save",
+            "ensure_weight_tying"}
+    for key, value in p.options:
+        if key not in read and key not in _INERT["LORA"] and value not in _UNSET:
+            raise NoClosedForm(f"LoRA {key}={value!r} has no closed form")
+    targets = p.get("target_modules")
+    if isinstance(targets, str):
+        if targets != ALL_LINEAR:
+            raise NoClosedForm(f"LoRA target_modules as a regular expression ({targets!r}) has no closed form")
+        targets = (ALL_LINEAR,)
+    return LoraSpec(r=int(p.get("r", 8)), alpha=float(p.get("lora_alpha", 8)), dropout=float(p.get("lora_dropout", 0.0)),
+                    targets=tuple(targets or ()), use_dora=bool(p.get("use_dora")),
+                    modules_to_save=tuple(p.get("modules_to_save") or ()),
+                    ensure_weight_tying=bool(p.get("ensure_weight_tying")))
+
+
+def _ia3(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec:
+    """AdapterSpec of an IA3 adapter_config.json; NoClosedForm naming what it cannot model."""
+    p = setup.adapter
+    if setup.method is Method.QLORA:
+        raise NoClosedForm("IA3 on a 4/8-bit base has no closed form (its saved bytes there differ from the "
+                           "simulated step's by 2 bytes per feed-forward input element)")
+    for key, value in p.options:
+        if key not in {"target_modules", "feedforward_modules"} | _INERT["IA3"] and value not in _UNSET:
+            raise NoClosedForm(f"IA3 {key}={value!r} has no closed form")
+    targets, ff = p.get("target_modules"), p.get("feedforward_modules")
+    if not targets or isinstance(targets, str) or isinstance(ff, str):
+        raise NoClosedForm("IA3 without an explicit target_modules / feedforward_modules list (peft's per-model "
+                           "defaults, or a regular expression) has no closed form")
+    ff = tuple(ff or ())
+    names = {lin.name for lin in model.dense_linears + model.moe_linears if lin.experts == 1}
+    unknown = [t for t in tuple(targets) + ff if t not in names]
+    if unknown:
+        raise PlannerError(f"IA3 target(s) {', '.join(unknown)} match no linear module of {model.name}; "
+                           f"choose from {', '.join(sorted(names))}")
+    if not set(ff) <= set(targets):
+        raise PlannerError("IA3 feedforward_modules must be a subset of target_modules [peft IA3Config]")
+    return AdapterSpec(AdapterKind.IA3, 0, 0.0, 0.0, tuple(targets), setup.adapter_dtype, feedforward=ff)
+
+
+def virtual_tokens(setup: TrainingSetup) -> int:
+    """Positions prompt tuning prepends to every sequence (0 for every other setup)."""
+    a = setup.adapter
+    if a is None or a.peft_type != "PROMPT_TUNING" or setup.method is Method.FULL:
+        return 0
+    return int(a.get("num_virtual_tokens") or 0)
+
+
+def _prompt(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec:
+    p = setup.adapter
+    for key, value in p.options:
+        if key not in {"num_virtual_tokens"} | _INERT["PROMPT_TUNING"] and value not in _UNSET:
+            raise NoClosedForm(f"prompt tuning {key}={value!r} has no closed form")
+    n = virtual_tokens(setup)
+    if n < 1:
+        raise PlannerError("prompt tuning needs num_virtual_tokens >= 1")
+    return AdapterSpec(AdapterKind.PROMPT_TUNING, 0, 0.0, 0.0, (), setup.adapter_dtype, virtual_tokens=n)
+
+
+def _outer(names: tuple[str, ...]) -> tuple[str, ...]:
+    """("embedding", "head") for the embedding / lm_head names among `names`."""
+    return tuple(part for part, known in (("embedding", EMBEDDING_NAMES), ("head", HEAD_NAMES))
+                 if any(n in known for n in names))
+
+
+def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
+    """The adapters `setup` trains on `model` (None: full fine-tuning); NoClosedForm for a peft method
+    or option the planner does not model."""
+    if setup.method is Method.FULL:
+        return None
+    lora = setup.lora
+    if setup.adapter is not None:
+        if setup.adapter.peft_type == "IA3":
+            return _ia3(model, setup)
+        if setup.adapter.peft_type == "PROMPT_TUNING":
+            return _prompt(model, setup)
+        if setup.adapter.peft_type != "LORA":
+            raise NoClosedForm(f"peft method {setup.adapter.peft_type} has no closed form in the planner")
+        lora = _lora_from_peft(setup.adapter)
+        setup = replace(setup, lora=lora, adapter=None)
+    unknown = [n for n in lora.modules_to_save if n not in EMBEDDING_NAMES + HEAD_NAMES]
+    if unknown:
+        raise NoClosedForm(f"modules_to_save {', '.join(unknown)} has no closed form (embed_tokens and lm_head have)")
+    if lora.use_dora and lora.dropout > 0:
+        raise NoClosedForm("DoRA with lora_dropout > 0 (peft's second base matmul on the dropped input) has no "
+                           "closed form")
+    if lora.use_dora and setup.method is Method.QLORA and setup.quant.quant_type is QuantType.INT8:
+        raise NoClosedForm("DoRA on an 8-bit base has no closed form checked against the simulator (QDoRA on 4 bit has)")
+    names = setup.lora_targets(model)
+    outer = _outer(names)
+    if lora.use_dora and outer:
+        raise NoClosedForm("DoRA on the embedding or lm_head has no closed form")
+    inner = tuple(n for n in names if n not in EMBEDDING_NAMES + HEAD_NAMES)
+    saved = _outer(lora.modules_to_save)
+    if set(saved) & set(outer):
+        raise PlannerError("a module cannot be both a LoRA target and in modules_to_save: peft wraps it once")
+    tied = model.tied_embeddings and lora.ensure_weight_tying and len(saved) == 2
+    return AdapterSpec(AdapterKind.LORA, lora.r, lora.alpha, lora.dropout, inner, setup.adapter_dtype,
+                       lora.use_dora, outer, saved, tied)
 
 
 @dataclass(frozen=True)
@@ -54,13 +183,10 @@ class Resolved:
 
 
 def resolve(model: ModelSpec, setup: TrainingSetup) -> Resolved:
-    """Resolved for `setup` on `model`; raises PlannerError for LoRA targets that match nothing."""
+    """Resolved for `setup` on `model`; raises PlannerError for LoRA targets that match nothing,
+    NoClosedForm for a peft method or option without a closed form."""
     setup = setup.for_model(model)
-    adapters = None
-    if setup.method is not Method.FULL:
-        lora = setup.lora
-        adapters = AdapterSpec(AdapterKind.LORA, lora.r, lora.alpha, lora.dropout, setup.lora_targets(model),
-                               setup.adapter_dtype)
+    adapters = adapter_spec(model, setup)
     quantized = setup.quant if setup.method is Method.QLORA else None
     base = setup.base_weight_dtype
     return Resolved(model, setup, adapters, quantized, engine_of(setup.parallel), setup.precision.compute_dtype,

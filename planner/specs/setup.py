@@ -45,6 +45,69 @@ class LoraSpec:
     dropout: float = 0.0
     targets: tuple[str, ...] = ()        # () = peft's default for the model; ("all-linear",) = all
     adapter_dtype: DType | None = None   # None: fp32 (peft autocast_adapter_dtype); bf16 for QLoRA (TRL)
+    # DoRA [Liu et al. 2024]: LoraConfig(use_dora=True), a magnitude vector per adapted linear and the
+    # weight norm of the (dequantized) merged weight in every forward [peft/tuners/lora/dora.py]
+    use_dora: bool = False
+    # LoraConfig.modules_to_save: full trainable copies of these modules beside the frozen originals
+    # [peft/utils/other.py ModulesToSaveWrapper]; on a tied model embed_tokens and lm_head make two
+    # copies unless ensure_weight_tying=True
+    modules_to_save: tuple[str, ...] = ()
+    ensure_weight_tying: bool = False
+
+    def is_plain(self) -> bool:
+        """No LoRA variant or extra trainable module: what every setup before them was."""
+        return not (self.use_dora or self.modules_to_save or self.ensure_weight_tying)
+
+
+# LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
+_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
+# module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
+# Embedding; lm_head is an nn.Linear], as transformers names them in the families gpuplan reads
+EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
+HEAD_NAMES = ("lm_head", "embed_out")
+
+
+class FrozenDict(tuple):
+    """A JSON object made hashable: its sorted (key, value) pairs (told apart from a list)."""
+
+
+def _frozen(v: Any) -> Any:
+    """A JSON value made hashable: lists as tuples, objects as FrozenDicts."""
+    if isinstance(v, dict):
+        return FrozenDict(sorted((k, _frozen(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_frozen(x) for x in v)
+    return v
+
+
+def _thawed(v: Any) -> Any:
+    """The JSON value `_frozen` was made from."""
+    if isinstance(v, FrozenDict):
+        return {k: _thawed(x) for k, x in v}
+    if isinstance(v, tuple):
+        return [_thawed(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class PeftSpec:
+    """A peft config beyond LoraSpec's knobs, as peft's adapter_config.json holds it: the PEFT type
+    (peft.PeftType's value: "IA3", "PREFIX_TUNING", "BOFT", ...) and its fields. The set of types is
+    the installed peft's, so it is checked where peft is at hand (gpuplan.profiler.peft_config), not
+    here. Fields peft fills itself (base_model_name_or_path, revision, task_type...) are dropped."""
+
+    peft_type: str
+    options: tuple[tuple[str, Any], ...] = ()   # sorted (field, hashable JSON value) pairs
+
+    @classmethod
+    def of(cls, peft_type: str, options: dict[str, Any]) -> "PeftSpec":
+        return cls(peft_type.upper(), tuple(sorted((k, _frozen(v)) for k, v in options.items())))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def options_dict(self) -> dict[str, Any]:
+        return {k: _thawed(v) for k, v in self.options}
 
 
 @dataclass(frozen=True)
@@ -73,6 +136,7 @@ class TrainingSetup:
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
     parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
+    adapter: PeftSpec | None = None   # a peft method other than LoraSpec's (method lora: on a 16-bit base, qlora: 4/8 bit)
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -100,12 +164,13 @@ class TrainingSetup:
         return self.frozen_dtype if self.peft else self.precision.weight_dtype
 
     def lora_targets(self, model: ModelSpec) -> tuple[str, ...]:
-        """Linear names LoRA adapts in each layer; raises PlannerError if a name matches nothing."""
+        """Linear names LoRA adapts in each layer (and embed_tokens / lm_head, where targeted);
+        raises PlannerError if a name matches nothing."""
         names = [lin.name for lin in model.dense_linears + model.moe_linears if lin.experts == 1]
         if self.lora.targets == (ALL_LINEAR,):
             return tuple(dict.fromkeys(names))
         targets = self.lora.targets or model.peft_default_targets
-        unknown = [t for t in targets if t not in names]
+        unknown = [t for t in targets if t not in names and t not in EMBEDDING_NAMES + HEAD_NAMES]
         if unknown or not targets:
             raise PlannerError(
                 f"LoRA target(s) {', '.join(unknown) or '(none)'} match no linear module of {model.name}; "
@@ -141,6 +206,12 @@ class TrainingSetup:
         if self.method is Method.QLORA and self.precision is Precision.FP32:
             raise PlannerError("QLoRA stores weights in 4/8 bit and computes in 16 bit; "
                                "use --precision bf16-mixed (default), fp16-mixed, bf16-true or fp16-true")
+        if self.method is Method.FULL and (self.adapter is not None or not self.lora.is_plain()):
+            raise PlannerError("a peft method (--peft-config, --use-dora, --modules-to-save) trains adapters on a "
+                               "frozen base: use --method lora (or qlora for a 4/8-bit base)")
+        if self.adapter is not None and not self.lora.is_plain():
+            raise PlannerError(f"--use-dora / --modules-to-save are LoRA knobs; the {self.adapter.peft_type} config "
+                               "given takes its own fields (put modules_to_save in its adapter_config.json)")
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
@@ -173,20 +244,32 @@ class TrainingSetup:
         d = {k: v for k, v in d.items() if k != "model"}
         lora = build(LoraSpec, d.pop("lora", {}) or {}, {"adapter_dtype": DType})
         quant = build(QuantSpec, d.pop("quant", {}) or {}, {"quant_type": QuantType})
+        adapter = d.pop("adapter", None)
+        if adapter is not None:
+            if not isinstance(adapter, dict) or not isinstance(adapter.get("peft_type"), str):
+                raise PlannerError("adapter: expected {\"peft_type\": ..., \"options\": {...}}")
+            adapter = PeftSpec.of(adapter["peft_type"], adapter.get("options") or {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
         setup = build(cls, d, enums)
-        return replace(setup, lora=lora, quant=quant, parallel=parallel)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
         d = _plain(self)
         d["base_dtype"] = self.base_weight_dtype.value
+        for key, default in _LORA_EXTRAS.items():
+            if d["lora"][key] == default:
+                d["lora"].pop(key)
+        if self.adapter is None:
+            d.pop("adapter")
+        else:
+            d["adapter"] = {"peft_type": self.adapter.peft_type, "options": self.adapter.options_dict()}
         if self.peft:
             d["lora"]["adapter_dtype"] = self.adapter_dtype.value
-            if model is not None:
+            if model is not None and self.adapter is None:
                 d["lora"]["targets"] = list(self.lora_targets(model))
         else:
             d.pop("lora")

@@ -93,13 +93,15 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     W = _layer_linear_weights(model)
     head = model.vocab * model.hidden
     attn = attention.score_flops_per_token(model, setup.seq_len)
-    adapters = ADAPTERS[rs.adapters.kind].flop_weights(model, rs) if rs.adapters else 0.0
+    adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
+    adapters = adapter.flop_weights(model, rs) if adapter else 0.0
+    trained_frozen = adapter.extra_weight_grad_weights(model, rs) if adapter else 0   # e.g. a trained lm_head copy
     forward = 2 * (W + head + adapters) + attn
     if rs.full:
         backward = 2 * forward                   # input and weight gradients [Kaplan20 2.1]
     else:
         # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
-        backward = 2 * (W + head) + 4 * adapters + 2 * attn
+        backward = 2 * (W + head) + 4 * adapters + 2 * attn + 2 * trained_frozen
     ckpt = checkpointing.enabled(rs)
     recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
     # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert

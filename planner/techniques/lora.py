@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..specs.enums import Attention, DType
 from ..specs.model import LinearRole, LinearSpec, ModelSpec
 from ..specs.resolved import Resolved
+from . import dora, outer
 from .quantization import base_linear_out_bytes
 
 
@@ -18,13 +19,43 @@ def params_per_layer(model: ModelSpec, rs: Resolved, moe: bool = False) -> int:
                for lin in linears if lin.name in targets and lin.experts == 1)
 
 
-def trainable_params(model: ModelSpec, rs: Resolved) -> int:
-    """Trainable LoRA parameters of the whole model."""
+def layer_params(model: ModelSpec, rs: Resolved) -> int:
+    """LoRA's A and B matrices in all decoder layers."""
     return (model.dense_layers * params_per_layer(model, rs)
             + model.moe_layers * params_per_layer(model, rs, moe=True))
 
 
-def _input(rs: Resolved, lin: LinearSpec) -> tuple[DType, float]:
+def trainable_params(model: ModelSpec, rs: Resolved) -> int:
+    """Trainable parameters of the whole model: the layers' A and B, DoRA's magnitude vectors, and
+    the LoRA adapters and trained copies outside the layers (techniques/outer.py)."""
+    magnitudes = (model.dense_layers * dora.params_per_layer(model, rs)
+                  + model.moe_layers * dora.params_per_layer(model, rs, moe=True))
+    return layer_params(model, rs) + magnitudes + outer.params(model, rs)
+
+
+def embedding_params(model: ModelSpec, rs: Resolved) -> int:
+    """Trainable nn.Embedding weights (HF Trainer keeps 32-bit 8-bit-optimizer states for them):
+    a trained copy of the embedding."""
+    return model.vocab * model.hidden if "embedding" in rs.adapters.saved_copies and not rs.adapters.tied_copies else 0
+
+
+def optimizer_shapes(model: ModelSpec, rs: Resolved) -> tuple[int, tuple[int, int]]:
+    """(elements of the largest trainable tensor, summed (rows, cols) of the trainable tensors as
+    2-D matrices), what factored optimizers (Adafactor) size their state by. LoRA's A and B as
+    (trainable / 2r) x 2r; a 1-D magnitude vector is its own row; each V x H copy adds V rows, H cols."""
+    r = rs.adapters.r
+    largest = max((lin.in_features for lin in model.dense_linears), default=0) * r
+    rows, cols = layer_params(model, rs) // (2 * r), 2 * r
+    rows += trainable_params(model, rs) - layer_params(model, rs) - outer.params(model, rs)   # magnitudes
+    n_copies = 1 if rs.adapters.tied_copies else len(rs.adapters.saved_copies)
+    rows += n_copies * model.vocab + len(rs.adapters.embedding_lora) * (model.vocab + model.hidden)
+    cols += n_copies * model.hidden + len(rs.adapters.embedding_lora) * r
+    if n_copies:
+        largest = max(largest, model.vocab * model.hidden)
+    return largest, (rows, cols)
+
+
+def linear_input(rs: Resolved, lin: LinearSpec) -> tuple[DType, float]:
     """(dtype of an adapted linear's input, bytes per token of that input not saved otherwise
     when the base is frozen). Inputs: a norm's output (the residual's dtype), the attention
     output (compute dtype; flash kernels save it themselves, eager's copy is o_proj's alone),
@@ -58,7 +89,7 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
         if lin.name not in targets or lin.experts > 1:
             continue
         total += x * ad.r                                       # lora_B's input
-        in_dtype, uncounted = _input(rs, lin)
+        in_dtype, uncounted = linear_input(rs, lin)
         if ad.dropout > 0:
             total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask
         elif in_dtype is not a or (autocast and a is not e):
@@ -68,21 +99,35 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
             if key not in seen:
                 seen.add(key)
                 total += uncounted
-    return total
+    return total + dora.saved_bytes_per_layer(m, rs, moe)
+
+
+def outside_bytes_per_token(m: ModelSpec, rs: Resolved) -> float:
+    """Bytes per token saved outside the decoder layers (techniques/outer.py)."""
+    return outer.saved_bytes_per_token(m, rs)
 
 
 def autocast_copies(m: ModelSpec, rs: Resolved) -> int:
     """Bytes of autocast's cached 16-bit copies of fp32 adapters: trainable leaves, cached until
     autocast exits [aten/src/ATen/autocast_mode.cpp cached_cast]."""
     if rs.autocast and rs.adapters.dtype.bytes > rs.compute.bytes:
-        return int(rs.compute.bytes * trainable_params(m, rs))
+        # DoRA's magnitudes meet only element-wise ops, which autocast does not cast
+        return int(rs.compute.bytes * layer_params(m, rs)) + outer.autocast_copies(m, rs)
     return 0
 
 
 def flop_weights(model: ModelSpec, rs: Resolved) -> int:
     """Adapter weights multiplied per token over all layers: A and B of every adapted linear
     (6 r (in + out) FLOPs per token for forward and backward) [Hu et al. 2021]."""
-    return trainable_params(model, rs)
+    a = rs.adapters
+    head = a.r * (model.hidden + model.vocab) if "head" in a.embedding_lora else 0
+    embed = a.r * model.hidden if "embedding" in a.embedding_lora else 0    # after_A @ B; the lookup is free
+    return layer_params(model, rs) + head + embed
+
+
+def extra_weight_grad_weights(model: ModelSpec, rs: Resolved) -> int:
+    """Frozen-base weights whose weight gradient is computed nonetheless (2 FLOPs per token each)."""
+    return outer.extra_weight_grad_flop_weights(model, rs)
 
 
 def resident_adapter_bytes(m: ModelSpec, rs: Resolved) -> int:

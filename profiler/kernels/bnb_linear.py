@@ -288,6 +288,11 @@ class Linear4bit(bnb.nn.Linear4bit):
             nested_absmax=self.nested_absmax if nested else None,
             nested_code=self.nested_quant_map if nested else None)
 
+    def dequantized(self) -> torch.Tensor:
+        """bnb.functional.dequantize_4bit(weight, quant_state): the (out, in) weight in the dtype it was
+        quantized from, as peft's dequantize_module_weight returns it for DoRA's weight norm."""
+        return _dequantize_4bit(self.weight, self._quant_state())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # bnb.nn.Linear4bit.forward
         inp_dtype = x.dtype
