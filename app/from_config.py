@@ -35,6 +35,8 @@ def merge_config(kw: dict[str, Any]) -> dict[str, Any]:
     def explicit(name: str) -> bool:
         if ctx is None:
             return False
+        if name == "gpus_per_node" and kw.get("gpus_legacy") is not None:   # the deprecated --gpus spelling
+            return True
         src = ctx.get_parameter_source(name)
         return src in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
