@@ -15,7 +15,7 @@ import click
 
 from gpuplan.planner import PlannerError
 from gpuplan.profiler import Device, measure, profile_json
-from gpuplan.profiler.report import write_json_atomic
+from gpuplan.planner.io.files import write_json_atomic
 
 from .progress import warnings_once
 from .options import setup_from_options, setup_options

@@ -24,7 +24,7 @@ from gpuplan.planner import Component, estimate, resolve_model
 from gpuplan.profiler import Device
 from gpuplan.profiler.matrix import (MATRIX, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
                                      select, summarize)
-from gpuplan.profiler.report import write_json_atomic
+from gpuplan.planner.io.files import write_json_atomic
 
 MIB = 2**20
 DATA = Path(__file__).resolve().parent.parent / "data" / "measurements"

@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from gpuplan.planner import PlannerError, estimate
 
 from .compare import FIGURES, Row
-from .report import write_json_atomic
+from gpuplan.planner.io.files import write_json_atomic
 from .trainer_setup import setup_from_trainer
 from .watch import hook as watch_hook
 from .watch.schema import ENV_DIR

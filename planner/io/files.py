@@ -2,9 +2,12 @@
 clear one-line PlannerError instead of a UnicodeDecodeError."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..specs.errors import PlannerError
 
@@ -52,3 +55,18 @@ def load_yaml(text: str) -> object:
         "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
         list("-+0123456789."))
     return yaml.load(text, Loader=Loader)   # noqa: S506 (a SafeLoader subclass)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Writes `data` as JSON to `path` via a temporary file and os.replace: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

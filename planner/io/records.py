@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from enum import Enum
 from importlib import metadata
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .catalog import resolve_gpu
+from .files import write_json_atomic
 from ..specs.enums import RunPhase
 from ..specs.errors import PlannerError
 from ..specs.setup import TrainingSetup
@@ -229,16 +229,7 @@ def write_record(path: str | os.PathLike, d: Mapping[str, Any]) -> Path:
     """Validates `d` and writes it to `path` via a temporary file and os.replace (never half a file)."""
     path = Path(path)
     validate_record(d, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(d, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_json_atomic(path, d)
     return path
 
 

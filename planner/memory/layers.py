@@ -81,7 +81,7 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
 def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     """GPT-2 / GPT-NeoX layer: LayerNorm, plain MLP with GELU, biases, dropout."""
     e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
-    h, I, a = m.hidden, m.intermediate, m.n_heads
+    h, I = m.hidden, m.intermediate
     ln_kept = r * h + 8                            # layer_norm saves its input, mean and rstd
     ln_dw = e * h if autocast and r == 4 else r * h
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)

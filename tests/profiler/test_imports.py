@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILER = ROOT / "profiler"
 PACKAGE = "gpuplan.profiler"
 TORCH_FREE = ["gpuplan.profiler", "gpuplan.profiler.device", "gpuplan.profiler.run", "gpuplan.profiler.compare",
-              "gpuplan.profiler.matrix", "gpuplan.profiler.report", "gpuplan.planner.io.hf_vocabulary",
+              "gpuplan.profiler.matrix", "gpuplan.planner.io.hf_vocabulary",
               "gpuplan.app.cli_profile", "gpuplan.app.cli"]
 # modules outside profiler/ that belong to it and follow the same rule on function-body imports
 ALSO_CHECKED = [ROOT / "app" / "cli_profile.py", ROOT / "app" / "dashboard" / "page_profile.py"]
