@@ -17,9 +17,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import cli_estimate
+    from . import cli_estimate   # each command module once, at registration
 
-    from . import cli_fit, cli_gpus, cli_recommend
+    from . import cli_fit, cli_gpus, cli_recommend   # each command module once, at registration
 
     for command in (cli_estimate.estimate, cli_estimate.models, cli_gpus.gpus, cli_recommend.recommend, cli_fit.fit):
         cli.add_command(command)
@@ -29,10 +29,8 @@ def _register() -> None:
     from . import cli_watch   # the sampler imports no torch; the run it watches brings its own
 
     cli.add_command(cli_watch.watch)
-    try:
-        from . import cli_profile
-    except ImportError:  # the profiler's CLI module is optional while it is being built
-        return
+    from . import cli_profile   # each command module once, at registration (it imports no torch)
+
     cli.add_command(cli_profile.profile)
 
 

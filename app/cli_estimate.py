@@ -11,6 +11,16 @@ from gpuplan.planner.specs.errors import PlannerError
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_notes, setup_options
 from .run_options import NAMES as RUN_NAMES, add_json, fit_rows_for_run, plan_run, plan_run_refused, render, run_options
+from gpuplan.planner.io.catalog import resolve_gpu
+from gpuplan.planner.memory.estimate import fits
+from gpuplan.planner.plans.cost import parse_tokens
+from gpuplan.planner.plans.plan import time_report
+from .from_config import from_config_block
+from .report import render_estimate, render_time
+from gpuplan.planner.plans.fit import fit as run_fit
+from .cli_fit import knob_lines
+from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
+from rich.table import Table
 
 CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits, 2: bad input)
 
@@ -39,10 +49,6 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
       gpuplan estimate -m llama-3.1-8b --method lora --gpu a10g --check || echo "does not fit"
       gpuplan estimate --model llama-3.1-8b --method lora --gpu a100-80gb --dataset-tokens 200M --epochs 2
     """
-    from gpuplan.planner.io.catalog import resolve_gpu
-    from gpuplan.planner.memory.estimate import fits
-    from gpuplan.planner.plans.cost import parse_tokens
-    from gpuplan.planner.plans.plan import time_report
     from gpuplan.profiler.answer import estimate_or_simulate   # imports torch only to simulate
 
     run_kw = {k: kw.pop(k) for k in RUN_NAMES}
@@ -66,15 +72,13 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         out["notes"] = [*out["notes"], *notes]
         out["fits"] = [{**row, "time": tm} for row, tm in zip(fit_rows, times)] if times else fit_rows
         add_json(run, est, out)
-        from .from_config import from_config_block
 
         block = from_config_block(click.get_current_context(silent=True))
         if block is not None:
             out["from_config"] = block
         click.echo(json.dumps(out, indent=2))
     else:
-        from .console import make_console
-        from .report import render_estimate, render_time
+        from .console import make_console   # at call time: tests swap the console
 
         console = make_console()
         render_estimate(est, fit_rows, console, extra_notes=notes)
@@ -91,9 +95,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
 
 def _why_not(model, setup, gpu, console) -> None:
     """By how much the setup misses `gpu`, and what makes it fit (planner.fit, memory-only knobs)."""
-    from gpuplan.planner.plans.fit import fit as run_fit
 
-    from .cli_fit import knob_lines
 
     r = run_fit(model, setup, gpu, memory_only=True)
     gib = 2**30
@@ -115,7 +117,6 @@ def models(as_json: bool) -> None:
       gpuplan models
       gpuplan models --json
     """
-    from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
 
     rows = []
     for name in model_names():
@@ -128,9 +129,8 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
 
-    from .console import make_console, print_table
+    from .console import make_console, print_table   # at call time: tests swap the console
 
     t = Table(title=f"{len(rows)} model presets (data/models/; config numbers from each hf_id's config.json)",
               title_justify="left")

@@ -10,6 +10,8 @@ from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_options
+from gpuplan.planner.io.catalog import resolve_gpu
+from gpuplan.planner.plans.fit import fit as run_fit
 
 
 @click.command()
@@ -25,9 +27,6 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     Example:
       gpuplan fit --model llama-3.1-8b --gpu rtx-4090 --method qlora
     """
-    from gpuplan.planner.io.catalog import resolve_gpu
-    from gpuplan.planner.plans.fit import fit as run_fit
-
     try:
         load_gpu_catalogs(gpu_catalogs)
         gpu = resolve_gpu(gpu_name)

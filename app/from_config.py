@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from gpuplan.planner.fromconfig import read_config
+from click.core import ParameterSource
 
 FROM_CONFIG_META = "gpuplan.from_config"
 _LORA_ONLY = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype", "quant_type",
@@ -22,9 +24,7 @@ def merge_config(kw: dict[str, Any]) -> dict[str, Any]:
     path, acc = kw.get("from_config"), kw.get("accelerate_config")
     if not path and not acc:
         return kw
-    from click.core import ParameterSource
 
-    from gpuplan.planner.fromconfig import read_config
 
     if path:
         cfg = read_config(path, accelerate=acc).check()

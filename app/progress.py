@@ -49,7 +49,7 @@ def step_progress(total: int, label: str, file: TextIO | None = None) -> Iterato
     with warnings_once(console):
         if console.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
+                                       TimeElapsedColumn)   # lazy: the live display loads only in a terminal
 
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=console,

@@ -15,13 +15,16 @@ from .page_gpus import to_csv
 from .setup_form import model_params, model_ui
 from .state import Param, Params
 from .widgets import figure_ui, gib, json_download, metrics_ui, show_problems
+from gpuplan.planner.io.catalog import all_gpus
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.plans.cost import parse_tokens
+from gpuplan.planner.plans.recommend import recommend, search_from_inputs
 
 SCOPE = "recommend"
 TABLES = {"frontier": "Pareto frontier", "all": "every qualifying plan"}
 
 
 def _providers() -> list[str]:
-    from gpuplan.planner.io.catalog import all_gpus
 
     return sorted({p.provider for g in all_gpus() for p in g.prices})
 
@@ -42,9 +45,6 @@ def run_recommend(model_arg: str, tokens: str, epochs: float, methods: tuple[str
                   deadline: str, budget: str, providers: tuple[str, ...], gpus: tuple[str, ...], spot: bool,
                   seq_len: int, global_batch: int):
     """The planner's Recommendation for these inputs (cached: a search takes about a second)."""
-    from gpuplan.planner.io.catalog import resolve_model
-    from gpuplan.planner.plans.cost import parse_tokens
-    from gpuplan.planner.plans.recommend import recommend, search_from_inputs
 
     c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpus, spot, seq_len, global_batch)
     return recommend(resolve_model(model_arg), parse_tokens(tokens), epochs, c, space)

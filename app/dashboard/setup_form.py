@@ -20,6 +20,8 @@ from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, LoraSpec, QuantSpec, TrainingSetup
 
 from .state import Param, Params
+from gpuplan.planner.io.catalog import load_preset
+from gpuplan.planner.io.suggest import did_you_mean
 
 DEFAULT_CHOICE = "default"   # a Choice option whose CLI default is None: leave it to the planner
 # Widget defaults for CLI options that default to None (the planner fills them in); taken from the
@@ -110,7 +112,6 @@ def _upload_path(upload) -> str:
 
 def _preset_named(name: object) -> str | None:
     """The canonical preset a link's model names through an alias or another spelling (qwen2.5-7b)."""
-    from gpuplan.planner.io.catalog import load_preset
 
     try:
         return load_preset(str(name))["name"] if name else None
@@ -129,7 +130,6 @@ def model_ui(mp: Params, container=st) -> tuple[str | None, ModelSpec | None]:
         if asked not in names:
             st.session_state[key] = _preset_named(asked) or DEFAULT_MODEL
             if st.session_state[key] == DEFAULT_MODEL and asked not in (None, "", DEFAULT_MODEL):
-                from gpuplan.planner.io.suggest import did_you_mean
 
                 container.warning(f"The link's model {asked!r} is not a preset{did_you_mean(str(asked), names)} "
                                   f"Showing {DEFAULT_MODEL} instead; pick the model below.")

@@ -46,7 +46,7 @@ def test_lora_adapter_config_is_answered_by_the_closed_form(tmp_path):
     code, out = run("-m", SMALL, "--peft-config", cfg)
     assert code == 0 and "answered by: closed-form" in out
     code, out = run("-m", SMALL, "--peft-config", cfg, "--json")
-    assert code == 0 and "source" not in json.loads(out)      # closed form: the schema as before
+    assert code == 0 and json.loads(out)["source"] == "closed-form"
 
 
 def test_other_peft_types_are_simulated(tmp_path):
@@ -85,7 +85,7 @@ def test_ia3_adapter_config_is_closed_form(tmp_path):
     cfg = write(tmp_path, {"peft_type": "IA3", "target_modules": ["q_proj", "v_proj", "down_proj"],
                            "feedforward_modules": ["down_proj"], "init_ia3_weights": True})
     code, out = run("-m", SMALL, "--peft-config", cfg, "--json")
-    assert code == 0 and "source" not in json.loads(out)
+    assert code == 0 and json.loads(out)["source"] == "closed-form"
     assert json.loads(out)["params"]["trainable"] == 4 * (256 + 128 + 1024)
 
 

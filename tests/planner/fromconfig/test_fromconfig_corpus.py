@@ -223,12 +223,10 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', 'llama-3-8b',
         dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4,
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
-             optimizer='adamw-8bit', attn='flash'),
+             optimizer='adamw-8bit', attn='flash', modules_to_save='embed_tokens,lm_head'),
         refused=[
             'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
              'micro-batch); remove it to plan the rest',
-            'lora_modules_to_save: [embed_tokens, lm_head] is not modelled yet (modules_to_save trains full '
-             'copies of those modules (and their optimizer state)); remove it to plan the rest',
         ]),
     'axolotl/llama-3-qlora-1b.yml': Expect(
         'axolotl', 'llama-3.2-1b',
