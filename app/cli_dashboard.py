@@ -6,9 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-from gpuplan.planner.io.catalog import GPU_CATALOG_ENV
-from gpuplan.planner.specs.errors import PlannerError
-from .cli_gpus import load_gpu_catalogs
 
 SCRIPT = Path(__file__).parent / "dashboard" / "main.py"
 
@@ -51,7 +48,10 @@ def dashboard(port: int, host: str, headless: bool, gpu_catalogs: tuple[str, ...
         raise UserError(f"the dashboard needs streamlit and plotly ({e.name} is missing): "
                         "pip install 'gpuplan[app]'") from None
     if gpu_catalogs:   # checked here (one line, exit 2), then handed to the server as the catalog's env var
+        from gpuplan.planner.io.catalog import GPU_CATALOG_ENV   # lazy: each command loads what it needs (fast start)
+        from gpuplan.planner.specs.errors import PlannerError   # lazy: each command loads what it needs (fast start)
 
+        from .cli_gpus import load_gpu_catalogs   # lazy: each command loads what it needs (fast start)
 
         try:
             load_gpu_catalogs(gpu_catalogs)

@@ -11,16 +11,6 @@ from gpuplan.planner.specs.errors import PlannerError
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_notes, setup_options
 from .run_options import NAMES as RUN_NAMES, add_json, fit_rows_for_run, plan_run, plan_run_refused, render, run_options
-from gpuplan.planner.io.catalog import resolve_gpu
-from gpuplan.planner.memory.estimate import fits
-from gpuplan.planner.plans.cost import parse_tokens
-from gpuplan.planner.plans.plan import time_report
-from .from_config import from_config_block
-from .report import render_estimate, render_time
-from gpuplan.planner.plans.fit import fit as run_fit
-from .cli_fit import knob_lines
-from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model
-from rich.table import Table
 
 CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits, 2: bad input)
 
@@ -49,14 +39,17 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
       gpuplan estimate -m llama-3.1-8b --method lora --gpu a10g --check || echo "does not fit"
       gpuplan estimate --model llama-3.1-8b --method lora --gpu a100-80gb --dataset-tokens 200M --epochs 2
     """
-    from gpuplan.profiler.answer import estimate_or_simulate   # imports torch only to simulate
+    from gpuplan.planner.io.catalog import resolve_gpu   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.memory.estimate import fits   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.cost import parse_tokens   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.plan import time_report   # lazy: each command loads what it needs (fast start)
 
     run_kw = {k: kw.pop(k) for k in RUN_NAMES}
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
-        est, source = estimate_or_simulate(model, setup)
+        est, source = _estimate(model, setup)
         closed = source.value == "closed-form"
         run = plan_run(model, setup, run_kw) if closed else plan_run_refused(run_kw)
         tokens = parse_tokens(dataset_tokens) if dataset_tokens else None
@@ -72,6 +65,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         out["notes"] = [*out["notes"], *notes]
         out["fits"] = [{**row, "time": tm} for row, tm in zip(fit_rows, times)] if times else fit_rows
         add_json(run, est, out)
+        from .from_config import from_config_block   # lazy: each command loads what it needs (fast start)
 
         block = from_config_block(click.get_current_context(silent=True))
         if block is not None:
@@ -79,6 +73,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         click.echo(json.dumps(out, indent=2))
     else:
         from .console import make_console   # at call time: tests swap the console
+        from .report import render_estimate, render_time   # lazy: rich loads only to print tables
 
         console = make_console()
         render_estimate(est, fit_rows, console, extra_notes=notes)
@@ -93,9 +88,24 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         raise SystemExit(CHECK_FAILED)
 
 
+def _estimate(model, setup):
+    """(MemoryEstimate, Source): the closed form, or the simulator where the planner has none."""
+    from gpuplan.planner import NoClosedForm, Source   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.memory.estimate import estimate as run_estimate   # lazy: each command loads what it needs (fast start)
+
+    try:
+        return run_estimate(model, setup), Source.CLOSED_FORM
+    except NoClosedForm:
+        from gpuplan.profiler.answer import estimate_or_simulate   # lazy: torch loads only to simulate
+
+        return estimate_or_simulate(model, setup)
+
+
 def _why_not(model, setup, gpu, console) -> None:
     """By how much the setup misses `gpu`, and what makes it fit (planner.fit, memory-only knobs)."""
+    from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
 
+    from .cli_fit import knob_lines   # lazy: each command loads what it needs (fast start)
 
     r = run_fit(model, setup, gpu, memory_only=True)
     gib = 2**30
@@ -117,6 +127,7 @@ def models(as_json: bool) -> None:
       gpuplan models
       gpuplan models --json
     """
+    from gpuplan.planner.io.catalog import load_preset, model_names, resolve_model   # lazy: each command loads what it needs (fast start)
 
     rows = []
     for name in model_names():
@@ -129,6 +140,7 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    from rich.table import Table   # lazy: rich loads only to print tables
 
     from .console import make_console, print_table   # at call time: tests swap the console
 

@@ -10,8 +10,6 @@ from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 from .options import setup_from_options, setup_options
-from gpuplan.planner.io.catalog import resolve_gpu
-from gpuplan.planner.plans.fit import fit as run_fit
 
 
 @click.command()
@@ -27,6 +25,9 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     Example:
       gpuplan fit --model llama-3.1-8b --gpu rtx-4090 --method qlora
     """
+    from gpuplan.planner.io.catalog import resolve_gpu   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
+
     try:
         load_gpu_catalogs(gpu_catalogs)
         gpu = resolve_gpu(gpu_name)

@@ -6,10 +6,6 @@ import json
 import click
 
 from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.io.catalog import add_gpu_catalog
-from gpuplan.planner.io.catalog import remove_gpu_catalog
-from gpuplan.planner.io.catalog import all_gpus
-from rich.table import Table
 
 gpu_catalog_option = click.option(
     "--gpu-catalog", "gpu_catalogs", multiple=True, type=click.Path(dir_okay=False),
@@ -20,6 +16,7 @@ gpu_catalog_option = click.option(
 def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
     """Overlay the --gpu-catalog files for this command only: when the command ends (in-process
     callers: tests, the README generator) the catalog is as before."""
+    from gpuplan.planner.io.catalog import add_gpu_catalog   # lazy: each command loads what it needs (fast start)
 
     ctx = click.get_current_context(silent=True)
     for p in paths:
@@ -29,6 +26,7 @@ def load_gpu_catalogs(paths: tuple[str, ...]) -> None:
 
 
 def _remove_gpu_catalog(path: str) -> None:
+    from gpuplan.planner.io.catalog import remove_gpu_catalog   # lazy: each command loads what it needs (fast start)
 
     remove_gpu_catalog(path)
 
@@ -46,6 +44,7 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
       gpuplan gpus
       gpuplan gpus --gpu-catalog my-prices.yaml
     """
+    from gpuplan.planner.io.catalog import all_gpus   # lazy: each command loads what it needs (fast start)
 
     try:
         load_gpu_catalogs(gpu_catalogs)
@@ -55,8 +54,9 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([g.raw for g in specs], indent=2))
         return
+    from rich.table import Table   # lazy: each command loads what it needs (fast start)
 
-    from .console import make_console, print_table   # at call time: tests swap the console
+    from .console import make_console, print_table   # lazy: each command loads what it needs (fast start)
 
     console = make_console()
     t = Table(title="GPU catalog (dense peak TFLOP/s; memory as nvidia-smi reports it)", title_justify="left")

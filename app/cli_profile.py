@@ -17,7 +17,6 @@ from gpuplan.planner import PlannerError
 from gpuplan.profiler import Device, measure, profile_json
 from gpuplan.planner.io.files import write_json_atomic
 
-from .progress import warnings_once
 from .options import setup_from_options, setup_options
 
 
@@ -44,6 +43,8 @@ def _max_batch(spec, setup, steps: int, log) -> int:
 
 def _run(device: Device, spec, setup, steps: int | None, flags: dict[str, bool]) -> dict:
     """Runs what the flags ask for; returns the JSON payload (Measurement keys plus extras)."""
+    from .progress import warnings_once   # lazy: rich's live display loads only to profile
+
     log = _stderr()
     steps = steps or device.default_steps
     start = time.monotonic()

@@ -10,12 +10,6 @@ import click
 from gpuplan.planner.specs.errors import PlannerError
 
 from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.plans.cost import parse_tokens
-from gpuplan.planner.plans.purchase import Ownership, purchase_options
-from gpuplan.planner.plans.recommend import recommend as run, search_from_inputs
-from .recommend_report import render_purchase, render_recommendation
-from gpuplan.planner.io.validate import config_notes, context_check
 
 
 @click.command()
@@ -56,6 +50,10 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
       gpuplan recommend --model llama-3.1-70b --dataset-tokens 1B --max-gpus 16 --deadline 48h --methods full,lora
       gpuplan recommend --model llama-3.1-8b --dataset-tokens 100M --buy --kwh-price 0.30
     """
+    from gpuplan.planner.io.catalog import resolve_model   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.cost import parse_tokens   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.purchase import Ownership, purchase_options   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.recommend import recommend as run, search_from_inputs   # lazy: each command loads what it needs (fast start)
 
     if gpu_names_legacy is not None:
         click.echo("note: recommend --gpus is deprecated (estimate/fit use --gpus-per-node for a count): "
@@ -68,6 +66,7 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
         m = resolve_model(model)
         c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpu_names, spot, seq_len,
                                       global_batch, mfu)
+        from gpuplan.planner.io.validate import config_notes, context_check   # lazy: each command loads what it needs (fast start)
 
         for note in config_notes(m.hf_config) + context_check(m, seq_len):   # GPT-2 past its positions: refused
             click.echo(f"note: {note}", err=True)
@@ -90,7 +89,8 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
             out["ownership_assumptions"] = [a.__dict__ for a in own.assumptions()]
         click.echo(json.dumps(out, indent=2, default=str))
         return
-    from .console import make_console   # at call time: tests swap the console
+    from .console import make_console   # lazy: each command loads what it needs (fast start)
+    from .recommend_report import render_purchase, render_recommendation   # lazy: each command loads what it needs (fast start)
 
     console = make_console()
     render_recommendation(rec, m.name, tokens, epochs, console, top)

@@ -15,9 +15,6 @@ import click
 from gpuplan.planner import PlannerError
 
 from .options import setup_options
-from .options import setup_from_options
-from gpuplan.planner import resolve_gpu
-from rich.console import Console
 
 
 class UserError(click.ClickException):
@@ -28,8 +25,9 @@ class UserError(click.ClickException):
 
 def _expected(options: dict[str, Any], estimate_from: str | None, gpu_name: str | None, max_seq_len: int | None):
     """The Expected from the setup flags, or None where neither --model nor a config was given."""
-    from gpuplan.profiler.watch.expect import catalog_gpu, expected_for   # lazy: the profiler (and torch) load only for this command
+    from gpuplan.profiler.watch.expect import catalog_gpu, expected_for   # lazy: each command loads what it needs (fast start)
 
+    from .options import setup_from_options   # lazy: each command loads what it needs (fast start)
 
     if estimate_from:
         options["from_config"] = estimate_from
@@ -84,12 +82,13 @@ def watch(command: tuple[str, ...], pid: int | None, interval: float, output: st
       gpuplan watch --estimate-from my.yaml --output run.jsonl -- accelerate launch train.py
       gpuplan watch --pid 12345
     """
+    from rich.console import Console   # lazy: each command loads what it needs (fast start)
 
-    from gpuplan.profiler.watch import analysis   # lazy: the profiler (and torch) load only for this command
-    from gpuplan.profiler.watch.expect import catalog_gpu   # lazy: the profiler (and torch) load only for this command
-    from gpuplan.profiler.watch.record import write_watch_record   # lazy: the profiler (and torch) load only for this command
-    from gpuplan.profiler.watch.session import Session, WatchConfig   # lazy: the profiler (and torch) load only for this command
-    from gpuplan.profiler.watch.view import LiveView, print_summary   # lazy: the profiler (and torch) load only for this command
+    from gpuplan.profiler.watch import analysis   # lazy: each command loads what it needs (fast start)
+    from gpuplan.profiler.watch.expect import catalog_gpu   # lazy: each command loads what it needs (fast start)
+    from gpuplan.profiler.watch.record import write_watch_record   # lazy: each command loads what it needs (fast start)
+    from gpuplan.profiler.watch.session import Session, WatchConfig   # lazy: each command loads what it needs (fast start)
+    from gpuplan.profiler.watch.view import LiveView, print_summary   # lazy: each command loads what it needs (fast start)
 
     if bool(command) == (pid is not None):
         raise UserError("give the training command after -- (gpuplan watch -- python train.py), or --pid PID")
@@ -103,6 +102,7 @@ def watch(command: tuple[str, ...], pid: int | None, interval: float, output: st
         if gpu_name:
             gpu = catalog_gpu(gpu_name)
             if gpu is None:
+                from gpuplan.planner import resolve_gpu   # lazy: each command loads what it needs (fast start)
 
                 resolve_gpu(gpu_name)   # raises with the catalog's suggestions
         expected = _expected(dict(options), estimate_from, gpu_name or _nvml_gpu0(), max_seq_len)
@@ -136,7 +136,7 @@ def watch(command: tuple[str, ...], pid: int | None, interval: float, output: st
 
 def _nvml_gpu0() -> str | None:
     """GPU 0's NVML name (for the time model), or None without NVML."""
-    from gpuplan.profiler.watch.nvml import NvmlSampler   # lazy: the profiler (and torch) load only for this command
+    from gpuplan.profiler.watch.nvml import NvmlSampler   # lazy: each command loads what it needs (fast start)
 
     s = NvmlSampler()
     try:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from gpuplan.planner.fromconfig import read_config
-from click.core import ParameterSource
 
 FROM_CONFIG_META = "gpuplan.from_config"
 _LORA_ONLY = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype", "quant_type",
@@ -24,7 +22,9 @@ def merge_config(kw: dict[str, Any]) -> dict[str, Any]:
     path, acc = kw.get("from_config"), kw.get("accelerate_config")
     if not path and not acc:
         return kw
+    from click.core import ParameterSource   # lazy: each command loads what it needs (fast start)
 
+    from gpuplan.planner.fromconfig import read_config   # lazy: each command loads what it needs (fast start)
 
     if path:
         cfg = read_config(path, accelerate=acc).check()

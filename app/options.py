@@ -10,14 +10,6 @@ from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
-from gpuplan.planner.io.catalog import resolve_model
-from gpuplan.planner.io.files import read_text
-from .from_config import merge_config
-from gpuplan.planner.io.training_config import validate_training_config
-from gpuplan.planner.fromconfig import detect
-from gpuplan.planner.io.validate import config_notes, context_check
-import json
-from click.core import ParameterSource
 
 _D = TrainingSetup()
 # --method spellings that are LoRA's with a knob set: (method, use_dora)
@@ -101,7 +93,11 @@ def setup_options(func: Callable) -> Callable:
 
 def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     """(ModelSpec, validated TrainingSetup) from the flags; raises PlannerError on bad input."""
+    from gpuplan.planner.io.catalog import resolve_model   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.io.files import read_text   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.io.validate import context_check   # lazy: each command loads what it needs (fast start)
 
+    from .from_config import merge_config   # lazy: each command loads what it needs (fast start)
 
     if kw.get("from_config"):   # binary / not UTF-8, then value types: one line each, before the format readers
         _check_training_config(kw["from_config"], read_text(kw["from_config"], "--from-config file"))
@@ -116,7 +112,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     modules_to_save = tuple(t.strip() for t in (kw.get("modules_to_save") or "").split(",") if t.strip())
     adapter = None
     if kw.get("peft_config"):
-        from gpuplan.profiler.peft_config import read_adapter_config   # lazy: the profiler (and torch) load only for this command
+        from gpuplan.profiler.peft_config import read_adapter_config   # lazy: each command loads what it needs (fast start)
 
         adapter = read_adapter_config(kw["peft_config"])
         if method is Method.FULL:
@@ -170,17 +166,20 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
 
 
 def _check_training_config(path: str, text: str) -> None:
+    from gpuplan.planner.io.training_config import validate_training_config   # lazy: each command loads what it needs (fast start)
 
     try:
         if str(path).endswith(".json"):
+            import json   # lazy: each command loads what it needs (fast start)
 
             data = json.loads(text)
         else:
-            import yaml   # lazily: pyyaml loads only for YAML files
+            import yaml   # lazy: each command loads what it needs (fast start)
 
             data = yaml.safe_load(text)
     except Exception:   # a syntax error: the config reader reports it with line and column
         return
+    from gpuplan.planner.fromconfig import detect   # lazy: each command loads what it needs (fast start)
 
     try:
         fmt = detect(data) if isinstance(data, dict) else None
@@ -197,6 +196,7 @@ def _legacy_gpus(kw: dict[str, Any]) -> dict[str, Any]:
     click.echo("note: --gpus N is deprecated in estimate/fit/profile (it is a count per node): "
                "use --gpus-per-node N", err=True)
     ctx = click.get_current_context(silent=True)
+    from click.core import ParameterSource   # lazy: each command loads what it needs (fast start)
 
     if ctx is not None and ctx.get_parameter_source("gpus_per_node") is ParameterSource.COMMANDLINE \
             and kw.get("gpus_per_node") != legacy:
@@ -208,6 +208,7 @@ def _legacy_gpus(kw: dict[str, Any]) -> dict[str, Any]:
 def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:
     """What the user should know beyond the estimate's own notes: custom code not run (auto_map), a
     sequence past the trained context (RoPE models; whether rope_scaling is set)."""
+    from gpuplan.planner.io.validate import config_notes, context_check   # lazy: each command loads what it needs (fast start)
 
     return config_notes(model.hf_config) + context_check(model, setup.seq_len)
 

@@ -8,12 +8,6 @@ from typing import Any, Callable
 import click
 
 from gpuplan.planner import PlannerError, RunPhase
-from gpuplan.planner.memory.checkpoints import DEFAULT_DISK_BYTES_PER_S, SavePlan, checkpoint_estimate
-from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
-from gpuplan.planner.memory.pieces import terms
-from gpuplan.planner.plans.cost import parse_bandwidth
-from gpuplan.planner.techniques import lora
-from .report import render_checkpoint
 
 RUN_OPTIONS = [
     click.option("--save-steps", type=int, default=None, help="Checkpoint every N optimizer steps: adds what each "
@@ -76,6 +70,11 @@ class RunPlan:
 
 def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     """RunPlan from the options; raises PlannerError for options that describe a phase not asked for."""
+    from gpuplan.planner.memory.checkpoints import DEFAULT_DISK_BYTES_PER_S, SavePlan, checkpoint_estimate   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.memory.pieces import terms   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.plans.cost import parse_bandwidth   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.techniques import lora   # lazy: each command loads what it needs (fast start)
 
     run = RunPlan()
     if kw["save_steps"] is not None:
@@ -113,6 +112,7 @@ def plan_run_refused(kw: dict[str, Any]) -> RunPlan:
 
 def fit_rows_for_run(run: RunPlan, est, fit_rows: list[dict]) -> list[dict]:
     """The fit rows checked against the run's peak (and, with --adapters, how many fit)."""
+    from gpuplan.planner.techniques import lora   # lazy: each command loads what it needs (fast start)
 
     if run.adapters is not None:
         fit_rows = [{**r, "adapters_that_fit": lora.adapters_that_fit(est.device_total_bytes, r["memory_bytes"],
@@ -138,6 +138,7 @@ def add_json(run: RunPlan, est, out: dict) -> None:
 def render(run: RunPlan, est, fit_rows: list[dict], console) -> None:
     gib = 2**30
     if run.checkpoint is not None:
+        from .report import render_checkpoint   # lazy: each command loads what it needs (fast start)
 
         render_checkpoint(run.checkpoint, console)
     phases = run.phases(est)
