@@ -17,18 +17,17 @@ tracker counts until it is told they live on the host.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner import ModelSpec, TrainingSetup, computes_without_autocast
+from gpuplan.planner import ModelSpec, TrainingSetup
 from gpuplan.planner.memory.alloc_config import AllocatorConfig
 from gpuplan.planner.memory.replay import Event, Op, ReplayResult, replay
 
-from .build import Built, autocast_for, build, build_model, build_optimizer
+from .build import build
 from .distributed import ShardAwareTracker
 from .kernels.dropout import cuda_dropout
 from .step import run_steps
@@ -81,27 +80,15 @@ class _LoggingShardAwareTracker(ShardAwareTracker):
 
 
 def simulated_events_fsdp(model: ModelSpec, setup: TrainingSetup, steps: int = 2) -> SimulatedEvents:
-    """The allocation log of rank 0 of an FSDP2 job, simulated as `simulate_distributed` does.
-    Mirrors profiler/distributed.py fsdp_step, whose tracker is built inside it
-    (TODO(lead): let fsdp_step take a tracker, and drop this copy)."""
-    from .distributed import check_supported, fake_world, follow_resizes, mesh_shape, shard  # lazy: FSDP2 setups only
+    """The allocation log of rank 0 of an FSDP2 job, simulated as `simulate_distributed` does
+    (profiler/distributed.py run_fsdp_steps, with a logging tracker)."""
+    from .distributed import fake_world, mesh_shape, run_fsdp_steps  # lazy: FSDP2 setups only
 
     setup.validate()
     setup.parallel.validate(model)
-    eng = check_supported(setup)
-    device = torch.device("cpu")
     with fake_world(setup.parallel.world, *mesh_shape(setup.parallel)) as mesh:
-        lm, notes = build_model(model, setup, torch.device("meta"), simulated=True)
-        shard(lm, setup, mesh)
-        autocast = autocast_for(setup, device)
-        if computes_without_autocast(setup.precision, eng):
-            autocast = contextlib.nullcontext
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            lm.to_empty(device=device)
-            built = Built(lm, build_optimizer(lm, setup), autocast, device, notes)
-            tracker = _LoggingShardAwareTracker(lm)
-            with tracker, follow_resizes(tracker):
-                run_steps(built, setup, tracker, steps)
+        tracker, _, _ = run_fsdp_steps(model, setup, torch.device("cpu"), mesh, FakeTensorMode(allow_non_fake_inputs=True),
+                                       steps, _LoggingShardAwareTracker)
     return _result(tracker)
 
 

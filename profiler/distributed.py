@@ -27,7 +27,7 @@ import os
 import queue as queues
 import tempfile
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -179,9 +179,11 @@ def shard(lm: torch.nn.Module, setup: TrainingSetup, mesh) -> torch.nn.Module:
     return lm
 
 
-def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
-              fake_mode: contextlib.AbstractContextManager | None, steps: int, label: str) -> Measurement:
-    """Builds, shards and runs `steps` steps on this rank; the tracked Measurement of this rank."""
+def run_fsdp_steps(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
+                   fake_mode: contextlib.AbstractContextManager | None, steps: int,
+                   make_tracker: Callable[[torch.nn.Module], ShardAwareTracker] = None) -> tuple[Any, list[str], Engine]:
+    """Builds, shards and runs `steps` steps on this rank under a tracker made by `make_tracker`
+    (a ShardAwareTracker by default); (the tracker, the build's notes, the engine)."""
     eng = check_supported(setup, real=fake_mode is None)
     lm, notes = build_model(model, setup, torch.device("meta"), simulated=fake_mode is not None)
     shard(lm, setup, mesh)
@@ -196,10 +198,17 @@ def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh
                     p.normal_(0.0, 0.02)
         optimizer = build_optimizer(lm, setup)
         built = Built(lm, optimizer, autocast, device, notes)
-        tracker = ShardAwareTracker(lm)
+        tracker = (make_tracker or ShardAwareTracker)(lm)
         with tracker, follow_resizes(tracker):
             run_steps(built, setup, tracker, steps)
-    notes = list(notes) + [f"FSDP2 {eng.value}: rank {dist.get_rank()} of {setup.parallel.world}"]
+    return tracker, list(notes), eng
+
+
+def fsdp_step(model: ModelSpec, setup: TrainingSetup, device: torch.device, mesh,
+              fake_mode: contextlib.AbstractContextManager | None, steps: int, label: str) -> Measurement:
+    """Builds, shards and runs `steps` steps on this rank; the tracked Measurement of this rank."""
+    tracker, notes, eng = run_fsdp_steps(model, setup, device, mesh, fake_mode, steps)
+    notes = notes + [f"FSDP2 {eng.value}: rank {dist.get_rank()} of {setup.parallel.world}"]
     result = from_tracker(tracker, model, setup, device=label, notes=notes)
     result.collectives = list(tracker.collectives)   # the last step's, for checking planner/comm.py
     return result
