@@ -129,6 +129,11 @@ class Expect:
     error: str | None = None           # a file gpuplan does not read at all: the one line
 
 
+# torchtune recipes repeat these two: one refusal line and the all-projection LoRA target list.
+NO_MAX_SEQ_LEN = ('tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
+                  'longest sample); give the length to plan for, or --seq-len')
+TORCHTUNE_TARGETS = 'q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'
+
 EXPECTED: dict[str, Expect] = {
     'axolotl/archived-qwen-lora.yml': Expect(
         'axolotl', "unknown model 'Qwen/Qwen-7B'",
@@ -375,18 +380,17 @@ EXPECTED: dict[str, Expect] = {
     'torchtune/gemma2-2B_lora_single_device.yaml': Expect(
         'torchtune', 'gemma-2-2b',
         dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=8, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked')),
     'torchtune/llama3_1-70B_lora.yaml': Expect(
         'torchtune', 'llama-3.1-70b',
         dict(method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=1, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_1-8B_full_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
@@ -395,51 +399,46 @@ EXPECTED: dict[str, Expect] = {
         refused=[
             'optimizer_in_bwd: true is not modelled yet (the optimizer step fused into backward frees each '
              'gradient as it is made); remove it to plan the rest',
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_1-8B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
         dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_1-8B_qlora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
         dict(method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_2-1B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.2-1b',
         dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=False, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_2-3B_full.yaml': Expect(
         'torchtune', 'llama-3.2-3b',
         dict(method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
              optimizer='adamw-fused', loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/mistral-7B_lora_single_device.yaml': Expect(
         'torchtune', None,
         dict(method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
@@ -448,8 +447,7 @@ EXPECTED: dict[str, Expect] = {
             'model._component_: torchtune.models.mistral.lora_mistral_7b is not modelled yet (the builder '
              "mistral_7b maps to no gpuplan preset (mapped: torchtune 0.6.1's llama2/3/3.1/3.2/3.3, gemma_7b, "
              'gemma2, phi3_mini, phi4 and qwen2_5 builders)); give --model with a preset or a config.json',
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/phi3-mini_lora_single_device.yaml': Expect(
         'torchtune', 'phi-3-mini-4k-instruct',
@@ -457,31 +455,28 @@ EXPECTED: dict[str, Expect] = {
              lora_targets='qkv_proj,o_proj,gate_up_proj,down_proj', precision='bf16-true', adapter_dtype='bf16',
              batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused', loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/qwen2-0.5B_lora_single_device.yaml': Expect(
         'torchtune', None,
         dict(method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
             'model._component_: torchtune.models.qwen2.lora_qwen2_0_5b is not modelled yet (the builder '
              "qwen2_0_5b maps to no gpuplan preset (mapped: torchtune 0.6.1's llama2/3/3.1/3.2/3.3, gemma_7b, "
              'gemma2, phi3_mini, phi4 and qwen2_5 builders)); give --model with a preset or a config.json',
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'torchtune/qwen2_5-7B_lora_single_device.yaml': Expect(
         'torchtune', 'qwen-2.5-7b',
         dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
-             lora_targets='q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', precision='bf16-true',
+             lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
         refused=[
-            'tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-             'longest sample); give the length to plan for, or --seq-len',
+            NO_MAX_SEQ_LEN,
         ]),
     'unsloth/Gemma2_2B-Alpaca.py': Expect(
         'unsloth', 'gemma-2-2b',
