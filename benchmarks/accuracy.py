@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py                        # every case, simulated (about 10-20 min here)
     python benchmarks/accuracy.py --family qwen --max-params 2e9
     python benchmarks/accuracy.py --record               # also write data/measurements/accuracy_simulate.json
+    python benchmarks/accuracy.py --matrix peft --record # one technique's rows: accuracy_simulate_peft.json
     python benchmarks/accuracy.py --device cuda --record # on a GPU: accuracy_cuda_<gpu>.json
 
 Prints one row per setup: peak_allocated_bytes estimated and profiled, the signed error, and the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from gpuplan.planner import Component, estimate, resolve_model
 from gpuplan.profiler import Device
-from gpuplan.profiler.matrix import (MATRIX, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
+from gpuplan.profiler.matrix import (MATRICES, TARGET_MEDIAN_PCT, TARGET_UNDER_PCT, TARGET_WORST_PCT, Case, Result, run,
                                      select, summarize)
 from gpuplan.planner.io.files import write_json_atomic
 
@@ -77,6 +78,8 @@ def recorded(path: Path) -> list[Result]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=Device.values(), default=Device.SIMULATE.value)
+    parser.add_argument("--matrix", choices=sorted(MATRICES), default="core",
+                        help="which matrix of profiler/matrix.py to run (core: the architectures and techniques)")
     parser.add_argument("--family", action="append", help="only these families (repeatable)")
     parser.add_argument("--max-params", type=float, default=None, help="skip models larger than this")
     parser.add_argument("--match", default=None, help="only cases whose name contains this")
@@ -88,7 +91,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
 
-    cases = select(MATRIX, set(args.family or []) or None, args.max_params, args.match)
+    cases = select(MATRICES[args.matrix], set(args.family or []) or None, args.max_params, args.match)
 
     def progress(i: int, n: int, r: Result) -> None:
         status = f"{r.error_pct:+.2f}%" if r.error_pct is not None else f"FAILED {r.error}"
@@ -119,12 +122,13 @@ def main() -> int:
           f"worst under-estimate {s.worst_under_pct:+.2f}% (target >= {TARGET_UNDER_PCT}%): "
           f"{'targets met' if s.meets_targets and not s.failed else 'TARGETS NOT MET'}")
     if args.record:
-        name = "accuracy_simulate.json" if args.device != "cuda" else None
+        suffix = "" if args.matrix == "core" else f"_{args.matrix}"
+        name = f"accuracy_simulate{suffix}.json" if args.device != "cuda" else None
         env = environment(args.device)
         if name is None:
-            name = "accuracy_cuda_" + env["gpu"].lower().replace(" ", "-") + ".json"
+            name = "accuracy_cuda_" + env["gpu"].lower().replace(" ", "-") + suffix + ".json"
         if args.device == "cpu":
-            name = "accuracy_cpu.json"
+            name = f"accuracy_cpu{suffix}.json"
         write_json_atomic(DATA / name, {"environment": env, "results": [r.to_dict() for r in results]})
         print(f"recorded {len(results)} results in {DATA / name}", file=sys.stderr)
     return 0 if s.meets_targets and not s.failed else 1

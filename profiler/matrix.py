@@ -146,6 +146,12 @@ PEFT_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "lora", "lora": {"use_dora": True, "targets": ["all-linear"]}, **NO_CKPT}),
 )
 
+# Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
+# data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
+# checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
+# go in its own tuple, registered here.
+MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+
 
 @dataclass
 class Result:
