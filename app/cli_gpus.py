@@ -35,7 +35,9 @@ def _remove_gpu_catalog(path: str) -> None:
 @gpu_catalog_option
 @click.option("--prices/--no-prices", default=True, show_default=True, help="Show $/GPU-hour per provider.")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog entries as JSON.")
-def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print one CSV row per GPU (the dashboard's GPUs table: cheapest price, $ per GiB-hour and per TFLOP/s-hour).")
+def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool, as_csv: bool) -> None:
     """List the GPU catalog: memory as the device reports it, dense TFLOP/s, bandwidth,
     interconnect, power, purchase price and $/GPU-hour per provider (on-demand / spot).
 
@@ -43,6 +45,7 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
     Example:
       gpuplan gpus
       gpuplan gpus --gpu-catalog my-prices.yaml
+      gpuplan gpus --csv > gpus.csv
     """
     from gpuplan.planner.io.catalog import all_gpus   # lazy: each command loads what it needs (fast start)
 
@@ -51,8 +54,15 @@ def gpus(gpu_catalogs: tuple[str, ...], prices: bool, as_json: bool) -> None:
         specs = all_gpus()
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are two output formats: give one")
     if as_json:
         click.echo(json.dumps([g.raw for g in specs], indent=2))
+        return
+    if as_csv:
+        from .rows import catalog_rows, to_csv   # lazy: each command loads what it needs (fast start)
+
+        click.echo(to_csv(catalog_rows()), nl=False)
         return
     from rich.table import Table   # lazy: each command loads what it needs (fast start)
 

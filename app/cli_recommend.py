@@ -35,11 +35,13 @@ from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 @click.option("--utilization", type=float, default=None, help="Share of calendar time the bought cards train [0.5].")
 @gpu_catalog_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print one CSV row per qualifying plan, cheapest first (the dashboard's table; `pareto` marks the frontier).")
 def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_gpus: int, deadline: str | None,
               budget: str | None, providers: str | None, gpu_names: str | None, gpu_names_legacy: str | None,
               spot: bool, seq_len: int,
               global_batch: int, mfu: float | None, top: int, buy: bool, kwh_price: float | None,
-              utilization: float | None, gpu_catalogs: tuple[str, ...], as_json: bool) -> None:
+              utilization: float | None, gpu_catalogs: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
     """Search GPU type x count x sharding x method x precision x optimizer x checkpointing x
     micro-batch (the largest that fits) and show the cheapest plan, the fastest, and the
     time-vs-cost Pareto frontier; when nothing qualifies, the knob that gets closest.
@@ -49,12 +51,17 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
       gpuplan recommend --model qwen2.5-7b --dataset-tokens 200M --epochs 2
       gpuplan recommend --model llama-3.1-70b --dataset-tokens 1B --max-gpus 16 --deadline 48h --methods full,lora
       gpuplan recommend --model llama-3.1-8b --dataset-tokens 100M --buy --kwh-price 0.30
+      gpuplan recommend --model qwen2.5-7b --dataset-tokens 200M --csv > plans.csv
     """
     from gpuplan.planner.io.catalog import resolve_model   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.plans.cost import parse_tokens   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.plans.purchase import Ownership, purchase_options   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.plans.recommend import recommend as run, search_from_inputs   # lazy: each command loads what it needs (fast start)
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are two output formats: give one")
+    if as_csv and buy:
+        raise click.UsageError("--csv prints the rented plans' table; --buy's purchase table is in the text and --json output")
     if gpu_names_legacy is not None:
         click.echo("note: recommend --gpus is deprecated (estimate/fit use --gpus-per-node for a count): "
                    "use --gpu-types a,b,c", err=True)
@@ -82,6 +89,13 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
                 options = purchase_options(owned.plans, rec.cheapest, own)
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
+    if as_csv:
+        from .rows import plan_rows, to_csv   # lazy: each command loads what it needs (fast start)
+
+        click.echo(to_csv(plan_rows(rec)), nl=False)
+        if rec.cheapest is None:
+            raise SystemExit(1)
+        return
     if as_json:
         out = rec.to_dict()
         if buy:

@@ -1,46 +1,18 @@
 """GPUs: the catalog (`data/gpus.json`), filterable, with what a GiB and a TFLOP/s cost per hour."""
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 import streamlit as st
 
 from gpuplan.app import charts
+from gpuplan.app.rows import catalog_rows, to_csv
 from gpuplan.planner.io.catalog import _gpu_catalog
 
 from .state import Param, Params
 from .widgets import figure_ui, show_problems
 
 SCOPE = "gpus"
-GIB = 2**30
-TFLOP = 1e12
-
-
-def catalog_rows() -> list[dict[str, Any]]:
-    """One row per GPU with its cheapest on-demand price; the per-GiB and per-TFLOP prices are that
-    price divided by the card's memory and its dense bf16 peak (the catalog's own figures)."""
-    rows = []
-    for g in _gpu_catalog()["gpus"]:
-        prices = [p for p in g.get("prices", []) if p.get("usd_per_hour") is not None]
-        cheapest = min(prices, key=lambda p: p["usd_per_hour"], default=None)
-        bf16 = g.get("peak_flops", {}).get("bf16")
-        usd = cheapest["usd_per_hour"] if cheapest else None
-        mem = g["memory_bytes"] / GIB
-        rows.append({
-            "name": g["name"], "vendor": g.get("vendor", ""), "architecture": g.get("architecture", ""),
-            "memory_gib": round(mem, 2),
-            "bf16_tflops": None if bf16 is None else round(bf16 / TFLOP, 1),
-            "bandwidth_gb_per_s": round(g.get("memory_bandwidth_bytes_per_s", 0) / 1e9),
-            "usd_per_hour": usd, "cheapest_provider": cheapest["provider"] if cheapest else "",
-            "providers": ", ".join(sorted(p["provider"] for p in prices)),
-            "usd_per_gib_hour": None if usd is None else round(usd / mem, 4),
-            "usd_per_tflops_hour": None if usd is None or not bf16 else round(usd / (bf16 / TFLOP), 5),
-            "purchase_usd": g.get("purchase_usd"),
-            "purchase_usd_per_gib": None if not g.get("purchase_usd") else round(g["purchase_usd"] / mem, 1),
-        })
-    return rows
 
 
 def filter_rows(rows: list[dict[str, Any]], vendors: list[str], min_memory_gib: float, providers: list[str],
@@ -51,15 +23,6 @@ def filter_rows(rows: list[dict[str, Any]], vendors: list[str], min_memory_gib: 
     if text:
         out = [r for r in out if text.lower() in r["name"].lower() or text.lower() in r["architecture"].lower()]
     return out
-
-
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
 
 
 def gpus_ui() -> None:

@@ -2,7 +2,6 @@
 sortable, downloadable table of plans out. The search is `planner.recommend.recommend`."""
 from __future__ import annotations
 
-from typing import Any
 
 import streamlit as st
 
@@ -11,7 +10,7 @@ from gpuplan.planner.io.catalog import gpu_names
 from gpuplan.planner.specs.enums import Method
 from gpuplan.planner.specs.errors import PlannerError
 
-from .page_gpus import to_csv
+from gpuplan.app.rows import plan_rows, to_csv
 from .setup_form import model_params, model_ui
 from .state import Param, Params
 from .widgets import figure_ui, gib, json_download, metrics_ui, show_problems
@@ -48,17 +47,6 @@ def run_recommend(model_arg: str, tokens: str, epochs: float, methods: tuple[str
 
     c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpus, spot, seq_len, global_batch)
     return recommend(resolve_model(model_arg), parse_tokens(tokens), epochs, c, space)
-
-
-def plan_row(p, pareto: bool) -> dict[str, Any]:
-    """One table row of a Plan (GiB only here, at the display edge)."""
-    s = p.setup
-    return {"GPU": p.gpu.name, "GPUs": p.gpus, "method": s.method.value, "precision": s.precision.value,
-            "optimizer": s.optimizer.value, "micro-batch": s.batch_size, "grad-accum": s.grad_accum,
-            "checkpointing": s.checkpointing.value, "hours": round(p.hours, 3),
-            "usd": round(p.usd, 2), "provider": p.best.provider if p.best else None,
-            "tokens/s": round(p.step.tokens_per_s), "memory GiB": round(p.device_total_bytes / 2**30, 2),
-            "headroom GiB": round(p.headroom_bytes / 2**30, 2), "pareto": pareto, "plan": p.describe()}
 
 
 def _inputs(pp: Params) -> None:
@@ -120,13 +108,11 @@ def recommend_ui() -> None:
         return
     _best_ui("Cheapest", rec.cheapest)
     _best_ui("Fastest", rec.fastest)
-    frontier = {p.describe() for p in rec.frontier}   # describe() names GPU, count and every knob
-    rows = [plan_row(p, p.describe() in frontier) for p in rec.plans]
+    rows = plan_rows(rec)
     points = [{"hours": r["hours"], "usd": r["usd"], "plan": r["plan"], "pareto": r["pareto"]} for r in rows]
     figure_ui(charts.pareto_scatter(points, "hours", "usd", "plan", "hours", "USD"), "recommend-pareto")
     table = st.radio("table", list(TABLES), key=pp.key("table"), format_func=TABLES.__getitem__, horizontal=True)
     shown = [r for r in rows if r["pareto"]] if table == "frontier" else rows
-    shown = sorted(shown, key=lambda r: (r["usd"], r["hours"]))
     st.dataframe(shown, hide_index=True, key="recommend.table")
     cols = st.columns(2)
     with cols[0]:
