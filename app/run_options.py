@@ -24,11 +24,17 @@ RUN_OPTIONS = [
     click.option("--eval-accumulation-steps", type=int, default=None, help="eval_accumulation_steps: logits move to "
                  "the host after this many steps."),
     click.option("--eval-batches", type=int, default=1, show_default=True, help="Batches one evaluation runs."),
+    click.option("--eval-generate-tokens", type=int, default=None, help="Generation during eval "
+                 "(predict_with_generate, a sampling callback): generate() makes this many new tokens per eval "
+                 "sequence, with a KV cache."),
+    click.option("--eval-cache", type=click.Choice(["dynamic", "static"]), default=None,
+                 help="generate's KV cache: dynamic (transformers' default) or static [dynamic]."),
     click.option("--adapters", type=int, default=None, help="LoRA: adapters loaded on one base, trained one after "
                  "another in one process: adds their weights and, per --gpu, how many of this rank fit."),
 ]
 NAMES = ("save_steps", "save_total_limit", "max_steps", "disk_bandwidth", "save_only_model", "eval_batch_size",
-         "eval_seq_len", "eval_accumulate_logits", "eval_accumulation_steps", "eval_batches", "adapters")
+         "eval_seq_len", "eval_accumulate_logits", "eval_accumulation_steps", "eval_batches", "eval_generate_tokens",
+         "eval_cache", "adapters")
 
 
 def run_options(func: Callable) -> Callable:
@@ -72,6 +78,7 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     """RunPlan from the options; raises PlannerError for options that describe a phase not asked for."""
     from gpuplan.planner.memory.checkpoints import DEFAULT_DISK_BYTES_PER_S, SavePlan, checkpoint_estimate   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.techniques.generation import CacheKind   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.memory.pieces import terms   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.plans.cost import parse_bandwidth   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.techniques import lora   # lazy: each command loads what it needs (fast start)
@@ -94,10 +101,14 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     if kw["eval_batch_size"] is not None:
         run.eval = eval_estimate(model, setup, EvalPlan(kw["eval_batch_size"], kw["eval_seq_len"],
                                                         kw["eval_accumulate_logits"], kw["eval_accumulation_steps"],
-                                                        kw["eval_batches"]))
-    elif kw["eval_seq_len"] is not None or kw["eval_accumulate_logits"] or kw["eval_accumulation_steps"] is not None:
-        raise PlannerError("--eval-seq-len, --eval-accumulate-logits and --eval-accumulation-steps describe "
-                           "the eval phase: add --eval-batch-size N")
+                                                        kw["eval_batches"], kw.get("eval_generate_tokens") or 0,
+                                                        CacheKind(kw.get("eval_cache") or "dynamic")))
+    elif kw["eval_seq_len"] is not None or kw["eval_accumulate_logits"] or kw["eval_accumulation_steps"] is not None \
+            or kw.get("eval_generate_tokens") is not None or kw.get("eval_cache") is not None:
+        raise PlannerError("--eval-seq-len, --eval-accumulate-logits, --eval-accumulation-steps, --eval-generate-tokens "
+                           "and --eval-cache describe the eval phase: add --eval-batch-size N")
+    if kw.get("eval_cache") is not None and not kw.get("eval_generate_tokens"):
+        raise PlannerError("--eval-cache is generate's KV cache: add --eval-generate-tokens N")
     return run
 
 

@@ -12,6 +12,9 @@ evaluation_loop keeps each step's logits and concatenates them on the GPU until
 `eval_accumulation_steps` moves them to the host [transformers/trainer.py evaluation_loop,
 trainer_pt_utils.EvalLoopContainer.add -> nested_concat]: at step k the k-1 earlier steps'
 logits and the k-step concatenation are alive together.
+With generation (`predict_with_generate`, a sampling callback), `generate` runs on the eval batch
+too, in the same autocast, its prompts the eval sequences: planner/techniques/generation.py; the
+phase's peak is the larger of the two.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.setup import TrainingSetup
-from ..techniques import loss
+from ..techniques import generation, loss
+from ..techniques.generation import CacheKind
 from .pieces import terms
 
 EVAL_BATCH_DEFAULT = 8     # TrainingArguments.per_device_eval_batch_size
@@ -35,12 +39,16 @@ class EvalPlan:
     accumulate_logits: bool = False            # compute_metrics without preprocess_logits_for_metrics
     accumulation_steps: int | None = None      # eval_accumulation_steps (None: the whole evaluation on the GPU)
     eval_batches: int = 1                      # batches one evaluation runs (eval samples / batch size)
+    generate_tokens: int = 0                   # new tokens generate() makes per prompt (0: no generation)
+    cache: CacheKind = CacheKind.DYNAMIC       # generate's KV cache (cache_implementation)
 
     def validate(self) -> "EvalPlan":
         for name, value in (("--eval-batch-size", self.batch_size), ("--eval-batches", self.eval_batches),
                             ("--eval-accumulation-steps", self.accumulation_steps or 1), ("--eval-seq-len", self.seq_len or 1)):
             if value < 1:
                 raise PlannerError(f"{name} must be at least 1, got {value}")
+        if self.generate_tokens < 0:
+            raise PlannerError(f"--eval-generate-tokens must be 0 (no generation) or more, got {self.generate_tokens}")
         return self
 
 
@@ -50,11 +58,15 @@ class EvalEstimate:
     components: dict[C, int]
     steps_on_gpu: int                          # eval steps whose logits are on the GPU at the peak
     notes: tuple[str, ...] = field(default=())
+    generation: dict | None = None             # with --eval-generate-tokens: the KV cache and where generate peaks
 
     def to_dict(self) -> dict:
-        return {"peak_allocated_bytes": self.peak_allocated_bytes,
-                "components": {c.value: v for c, v in self.components.items()},
-                "steps_on_gpu": self.steps_on_gpu, "notes": list(self.notes)}
+        out = {"peak_allocated_bytes": self.peak_allocated_bytes,
+               "components": {c.value: v for c, v in self.components.items()},
+               "steps_on_gpu": self.steps_on_gpu, "notes": list(self.notes)}
+        if self.generation is not None:
+            out["generation"] = self.generation
+        return out
 
 
 def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> EvalEstimate:
@@ -92,4 +104,18 @@ def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> Eva
     if steps:
         notes.append(f"compute_metrics keeps {steps} eval steps' logits ({kept / 2**30:,.2f} GiB each) on the GPU; "
                      "eval_accumulation_steps or preprocess_logits_for_metrics bounds it")
-    return EvalEstimate(sum(comps.values()), comps, steps, tuple(notes))
+    gen = None
+    if plan.generate_tokens:
+        casts = generation.Casts(cached=copies, head_cached=act.head_copy if rs.full else 0,
+                                 head_transient=0 if rs.full else act.head_copy,
+                                 linear_transient=generation.frozen_mlp_cast(model, rs))
+        g = generation.generation_bytes(model, rs, plan.batch_size, s, plan.generate_tokens, casts, plan.cache)
+        gen = {"new_tokens": plan.generate_tokens, "cache": plan.cache.value, "kv_cache_bytes": g.cache,
+               "peak_allocated_bytes": st.weights + st.optimizer_state + g.total, "moment": g.moment}
+        notes.append(f"generate: {plan.generate_tokens} new tokens per prompt (greedy, no early stop), "
+                     f"{plan.cache.value} KV cache {g.cache / 2**30:,.2f} GiB at its peak ({g.moment})")
+        notes += generation.sliding_note(model)
+        if gen["peak_allocated_bytes"] > sum(comps.values()):   # the cache is counted with the activations
+            comps = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
+                     C.ACTIVATIONS: g.total, C.LOGITS: 0, C.TEMPORARIES: 0}
+    return EvalEstimate(sum(comps.values()), comps, steps, tuple(notes), gen)
