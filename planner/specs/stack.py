@@ -24,6 +24,7 @@ class Stack(Choice):
     TRL_1_14 = "trl-1.14"                 # TRL 1.7-1.14 SFTTrainer
     TRL_1_16 = "trl-1.16"                 # TRL 1.15-1.16 SFTTrainer
     TRANSFORMERS = "transformers-5.24"    # the plain transformers Trainer loop, no TRL
+    TORCHTUNE = "torchtune-0.6.1"         # torchtune's recipes, its last release (no longer maintained)
     INSTALLED = "installed"               # the row of the versions installed here (read by the app)
 
 
@@ -64,6 +65,20 @@ STACKS: dict[Stack, StackDefaults] = {
          "5.24.0)", "TrainingArguments.bf16 defaults to False (training_args.py l.874-875): no autocast",
          "TrainingArguments.activation_checkpointing (gradient_checkpointing) defaults off (training_args.py l.1545)",
          "the model's own loss: transformers' ForCausalLMLoss on the full logits, upcast to fp32")),
+    # torchtune 0.6.1 (tag commit a6290a5b; development wound down in 2025, pytorch/torchtune#2883): its
+    # recipes build the model in `dtype` and run it without autocast; what they read is not HF's
+    Stack.TORCHTUNE: StackDefaults(
+        (("torchtune", "0.6.1"), ("torch", "2.13")), Loss.HF, Precision.BF16_TRUE, "bf16", False,
+        ("recipes/lora_finetune_single_device.py l.127 (full_finetune_single_device.py alike): "
+         "`training.get_dtype(cfg.dtype)`, the model built under `training.set_default_dtype` (l.431): weights, "
+         "adapters, gradients and optimizer states in it; `self._model(**batch)` with no autocast (l.644)",
+         "enable_activation_checkpointing defaults to False (l.161-162); when on, "
+         "training.set_activation_checkpointing wraps each TransformerSelfAttentionLayer (l.446-448) with "
+         "torch's checkpoint_wrapper, CheckpointImpl.NO_REENTRANT by default (torch/distributed/algorithms/"
+         "_checkpoint/checkpoint_wrapper.py l.198): each layer's input saved, as HF's non-reentrant checkpointing",
+         "without output chunks the decoder returns `self.output(h).float()` (torchtune/modules/transformer.py "
+         "l.659): fp32 logits, as transformers' loss; CEWithChunkedOutputLoss keeps per-chunk 16-bit logits "
+         "(l.500) and upcasts one chunk at a time (modules/loss/ce_chunked_output_loss.py l.42)")),
 }
 DEFAULT_STACK = Stack.TRL_1_6
 

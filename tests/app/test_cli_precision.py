@@ -65,3 +65,28 @@ def test_installed_reads_the_versions_only_when_asked(monkeypatch):
     assert d["stack"]["name"] == "trl-1.16" and d["stack"]["installed"]["trl"] == "1.16.0"
     r = run("--stack-versions", "installed")
     assert "library versions described (--stack-versions trl-1.16)" in r.output and "installed: trl 1.16.0" in r.output
+
+
+_TORCHTUNE = ("model:\n  _component_: torchtune.models.llama3_2.lora_llama3_2_1b\n  lora_attn_modules: [q_proj, v_proj]\n"
+              "  lora_rank: 8\n  lora_alpha: 16\ntokenizer:\n  max_seq_len: 512\ndtype: bf16\nbatch_size: 2\n")
+
+
+def test_a_torchtune_config_takes_torchtune_s_defaults_and_names_them(tmp_path):
+    f = tmp_path / "tt.yaml"
+
+    def estimate(*args) -> dict:
+        r = CliRunner().invoke(cli, ["estimate", "--from-config", str(f), *args, "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    f.write_text(_TORCHTUNE)      # no enable_activation_checkpointing: off in torchtune 0.6.1's recipes
+    d = estimate()
+    assert "torchtune 0.6.1 recipe semantics" in d["from_config"]["used"]["model._component_"]
+    assert (d["setup"]["checkpointing"], d["setup"]["precision"]) == ("none", "bf16-true")
+    named = estimate("--stack-versions", "torchtune-0.6.1")
+    assert named["stack"]["libraries"] == {"torchtune": "0.6.1", "torch": "2.13"}
+    assert named["setup"]["checkpointing"] == "none"
+    f.write_text(_TORCHTUNE + "enable_activation_checkpointing: true\n")
+    assert estimate()["setup"]["checkpointing"] == "full"
+    hf = estimate("--stack-versions", "trl-1.6")
+    assert hf["stack"]["name"] == "trl-1.6" and hf["setup"]["checkpointing"] == "full"   # the config's key stays

@@ -133,6 +133,7 @@ class Expect:
 NO_MAX_SEQ_LEN = ('tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
                   'longest sample); give the length to plan for, or --seq-len')
 TORCHTUNE_TARGETS = 'q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'
+TORCHTUNE_STACK = 'torchtune-0.6.1'    # the knobs a recipe leaves out take torchtune's defaults
 
 EXPECTED: dict[str, Expect] = {
     'axolotl/archived-qwen-lora.yml': Expect(
@@ -379,13 +380,13 @@ EXPECTED: dict[str, Expect] = {
          'cutoff_len, ...)')),
     'torchtune/gemma2-2B_lora_single_device.yaml': Expect(
         'torchtune', 'gemma-2-2b',
-        dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=8, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked')),
     'torchtune/llama3_1-70B_lora.yaml': Expect(
         'torchtune', 'llama-3.1-70b',
-        dict(method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=1, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -394,7 +395,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_full_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
+        dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
              optimizer='paged-adamw-8bit', loss='chunked'),
         refused=[
             'optimizer_in_bwd: true is not modelled yet (the optimizer step fused into backward frees each '
@@ -403,7 +404,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -412,7 +413,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_qlora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -421,7 +422,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_2-1B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.2-1b',
-        dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=False, optimizer='adamw-fused',
              loss='chunked'),
@@ -430,14 +431,14 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_2-3B_full.yaml': Expect(
         'torchtune', 'llama-3.2-3b',
-        dict(method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
+        dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
              optimizer='adamw-fused', loss='chunked'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
     'torchtune/mistral-7B_lora_single_device.yaml': Expect(
         'torchtune', None,
-        dict(method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -451,7 +452,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/phi3-mini_lora_single_device.yaml': Expect(
         'torchtune', 'phi-3-mini-4k-instruct',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='qkv_proj,o_proj,gate_up_proj,down_proj', precision='bf16-true', adapter_dtype='bf16',
              batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused', loss='chunked'),
         refused=[
@@ -459,7 +460,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/qwen2-0.5B_lora_single_device.yaml': Expect(
         'torchtune', None,
-        dict(method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -471,7 +472,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/qwen2_5-7B_lora_single_device.yaml': Expect(
         'torchtune', 'qwen-2.5-7b',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),

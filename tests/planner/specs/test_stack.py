@@ -24,7 +24,7 @@ def test_every_row_names_its_libraries_and_sources():
     assert set(STACKS) == set(Stack) - {Stack.INSTALLED}
     for stack, row in STACKS.items():
         libs = dict(row.libraries)
-        assert libs["transformers"] == "5.24" and len(row.sources) >= 3
+        assert libs.get("transformers", "5.24") == "5.24" and libs["torch"] == "2.13" and len(row.sources) >= 3
         assert ("trl" in libs) == stack.value.startswith("trl")
         assert describe(stack)["name"] == stack.value
 
@@ -34,6 +34,7 @@ def test_the_rows_differ_where_the_libraries_do():
     assert stack_options(Stack.TRL_1_14, LLAMA)["loss"] is None and "chunked_nll" in unmodelled_loss(Stack.TRL_1_14)
     plain = stack_options(Stack.TRANSFORMERS, LLAMA)     # bf16 config, Trainer bf16=False, no checkpointing
     assert plain == {"loss": "hf", "precision": "bf16-true", "grad_ckpt": False}
+    assert stack_options(Stack.TORCHTUNE, LLAMA) == {"loss": "hf", "precision": "bf16-true", "grad_ckpt": False}
     gpt2 = resolve_model("gpt-2-small")                  # no dtype in its config
     assert config_dtype(gpt2) is DType.FP32 and stack_options(Stack.TRANSFORMERS, gpt2)["precision"] == "fp32"
 
