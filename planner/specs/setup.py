@@ -281,8 +281,9 @@ class TrainingSetup:
                                f"in the compute dtype ({r.compute.value}, bnb_4bit_compute_dtype); for fp32 ones keep "
                                "prepare_model_for_kbit_training's upcast (--kbit-prepare)")
         if r.weights is DType.FP32 and not r.autocast and r.compute is not DType.FP32:
-            raise PlannerError(f"--weights-dtype fp32 with --no-autocast computes in fp32, not {r.compute.value}: "
-                               f"load {r.compute.value} weights (--weights-dtype {r.compute.value}) or keep autocast")
+            raise PlannerError(f"fp32 weights without autocast (--no-autocast with --precision {self.precision.value}) "
+                               f"compute in fp32, not {r.compute.value}: add --weights-dtype {r.compute.value} (pure "
+                               f"{r.compute.value}), keep autocast, or use --precision fp32")
         if self.method is Method.FULL and r.autocast and r.weights is DType.FP16:
             # HF Trainer's fp16=True GradScaler [torch/amp/grad_scaler.py _unscale_grads_]
             raise PlannerError("--weights-dtype fp16 with fp16 autocast in full fine-tuning: the Trainer's GradScaler "

@@ -34,7 +34,7 @@ def test_qlora_without_prepare_model_for_kbit_training():
 
 
 @pytest.mark.parametrize("args, words", [
-    (("--no-autocast",), "computes in fp32"),
+    (("--no-autocast",), "compute in fp32"),
     (("--no-kbit-prepare",), "apply to --method qlora"),
     (("--precision", "fp32", "--autocast"), "autocast computes in 16 bit"),
 ])

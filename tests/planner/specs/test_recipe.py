@@ -82,7 +82,7 @@ def test_qlora_upcast_without_autocast_has_no_closed_form():
 @pytest.mark.parametrize("kw, words", [
     (dict(precision=Precision.FP32, autocast=True), "--autocast with --precision fp32"),
     (dict(precision=Precision.FP16_MIXED, weights=DType.BF16), "--weights-dtype bf16 with --precision fp16-mixed"),
-    (dict(autocast=False), "computes in fp32, not bf16"),
+    (dict(autocast=False), "compute in fp32, not bf16"),
     (dict(kbit_upcast=False), "apply to --method qlora"),
     (dict(precision=Precision.FP16_MIXED, weights=DType.FP16), "GradScaler"),
     (dict(method=Method.LORA, weights=DType.BF16, base_dtype=DType.FP16), "disagree"),
