@@ -43,7 +43,8 @@ SETUP_OPTIONS = [
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
-                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
+                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
+                      "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk)."),
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl)."),

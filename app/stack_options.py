@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.stack import Stack, describe, stack_for_versions, stack_options, unmodelled_loss
+
 STACK_META = "gpuplan.stack"
 # the distributions a stack row names, read for `installed`
 _DISTRIBUTIONS = ("trl", "transformers", "peft", "bitsandbytes", "torch")
@@ -32,10 +35,7 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     """kw with the chosen stack's defaults for each knob neither the command line nor the --from-config
     file set; the stack is kept on the click context for the output. PlannerError for a stack default
     with no model."""
-    from gpuplan.planner.specs.errors import PlannerError   # lazy: each command loads what it needs (fast start)
-    from gpuplan.planner.specs.stack import Stack, describe, stack_for_versions, stack_options, unmodelled_loss
-
-    from .from_config import FROM_CONFIG_META
+    from .from_config import FROM_CONFIG_META   # lazy: each command loads what it needs (fast start)
 
     name = kw.get("stack_versions")
     if not name:

@@ -167,12 +167,25 @@ PRECISION_MATRIX: tuple[Case, ...] = (
          batch_size=4, seq_len=1024),
 )
 
+# torchtune 0.6.1's recipes (planner/specs/stack.py "torchtune-0.6.1"): the model in bf16 without autocast,
+# adapters in bf16, CEWithChunkedOutputLoss (--loss chunked-output, profiler/torchtune_loss.py)
+TT = {"precision": "bf16-true", "loss": "chunked-output"}
+TT_LORA = {**TT, "method": "lora", "lora": {"adapter_dtype": "bf16"}}
+TORCHTUNE_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**TT_LORA, **NO_CKPT}, batch_size=2, seq_len=1024),
+    Case("llama", "llama-3.2-1b", TT_LORA, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**TT_LORA, "method": "qlora"}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", TT, batch_size=4, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**TT, **NO_CKPT}, batch_size=2, seq_len=512),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
 MATRICES["precision"] = PRECISION_MATRIX
+MATRICES["torchtune"] = TORCHTUNE_MATRIX
 
 
 @dataclass

@@ -237,6 +237,10 @@ class TrainingSetup:
         if self.objective is Objective.DPO and self.loss is not Loss.TRL:
             raise PlannerError("TRL's DPOTrainer computes log-probs with its fused LM head: use --loss trl with "
                                "--objective dpo")
+        if self.loss is Loss.CHUNKED_OUTPUT and not self.parallel.single_gpu:
+            raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
+                               "only for now (its multi-GPU step is not checked against the simulator); drop the "
+                               "multi-GPU flags")
         if self.objective is Objective.DPO and not self.parallel.single_gpu:
             raise PlannerError("--objective dpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.lora.alpha <= 0:
