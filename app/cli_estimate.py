@@ -60,6 +60,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         raise click.UsageError(str(e)) from None
     fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
     notes = setup_notes(model, setup)
+    from .stack_options import stack_notes   # lazy: each command loads what it needs (fast start)
+
+    notes += stack_notes(click.get_current_context(silent=True))
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]
@@ -70,6 +73,11 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         block = from_config_block(click.get_current_context(silent=True))
         if block is not None:
             out["from_config"] = block
+        from .stack_options import stack_block   # lazy: each command loads what it needs (fast start)
+
+        stack = stack_block(click.get_current_context(silent=True))
+        if stack is not None:   # --stack-versions: the library versions the estimate describes
+            out["stack"] = stack
         click.echo(json.dumps(out, indent=2))
     else:
         from .console import make_console   # at call time: tests swap the console

@@ -10,6 +10,7 @@ from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.specs.stack import Stack
 
 _D = TrainingSetup()
 # --method spellings that are LoRA's with a knob set: (method, use_dora)
@@ -42,7 +43,8 @@ SETUP_OPTIONS = [
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
-                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
+                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
+                      "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk)."),
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl)."),
@@ -59,6 +61,20 @@ SETUP_OPTIONS = [
                  help="[LoRA: fp32 as peft does; QLoRA: bf16 as TRL does]"),
     click.option("--base-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                  help="Frozen base weights of LoRA [the precision's weight dtype: fp32 for *-mixed]."),
+    # the precision recipe's choices (planner/specs/recipe.py), each None: the --precision preset's
+    click.option("--weights-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+                 help="Load dtype of the weights, from_pretrained(dtype=...) [the precision's: fp32 for *-mixed, "
+                      "16 bit for *-true; QLoRA: the compute dtype]. bf16 with bf16-mixed: a bf16-loaded model "
+                      "under Trainer's bf16=True autocast (transformers 5's own default load)."),
+    click.option("--autocast/--no-autocast", default=None,
+                 help="torch.autocast around the forward, HF Trainer's bf16/fp16=True [on for *-mixed, off for *-true]."),
+    click.option("--kbit-prepare/--no-kbit-prepare", "kbit_upcast", default=None,
+                 help="QLoRA: peft's prepare_model_for_kbit_training upcasts the non-quantized weights to fp32 "
+                      "[on under autocast]; off: they keep the load dtype."),
+    click.option("--stack-versions", type=_choice(Stack), default=None,
+                 help="The library versions whose defaults fill the knobs left alone (--loss, --precision, "
+                      "--grad-ckpt) [gpuplan's own: trl-1.6's]; installed: the row of the versions installed "
+                      "here. The output names the versions."),
     click.option("--use-dora", is_flag=True, default=False, help="DoRA: LoraConfig(use_dora=True)."),
     click.option("--modules-to-save", default=None,
                  help="Comma list of modules trained in full beside LoRA (peft modules_to_save), e.g. embed_tokens,lm_head."),
@@ -130,6 +146,9 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if method is not Method.QLORA and (kw.get("quant_type") or kw.get("double_quant") is not None):
         raise PlannerError("--quant-type / --double-quant apply to --method qlora")
     model = resolve_model(kw["model"])
+    from .stack_options import apply_stack   # lazy: each command loads what it needs (fast start)
+
+    kw = apply_stack(kw, model)
     targets: tuple[str, ...] = ()
     if kw.get("lora_targets"):
         targets = tuple(t.strip() for t in kw["lora_targets"].split(",") if t.strip())
@@ -157,6 +176,8 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
+        weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,
+        autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
     ).validate()
     if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module

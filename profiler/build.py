@@ -61,9 +61,9 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     """
     notes: list[str] = []
     config = hf_config(model, setup, simulated)
-    load_dtype = TORCH_DTYPES[setup.frozen_dtype if setup.peft else setup.precision.weight_dtype]
+    load_dtype = TORCH_DTYPES[setup.frozen_dtype if setup.peft else setup.recipe.weights]
     if setup.method is Method.QLORA:
-        load_dtype = TORCH_DTYPES[setup.precision.compute_dtype]
+        load_dtype = TORCH_DTYPES[setup.recipe.weights]   # the compute dtype (bnb_4bit_compute_dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device(device):
@@ -123,9 +123,9 @@ def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Op
 
 
 def autocast_for(setup: TrainingSetup, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    if not setup.precision.autocast:
+    if not setup.recipe.autocast:   # HF Trainer bf16/fp16=True, whatever dtype the weights loaded in
         return contextlib.nullcontext
-    dtype = TORCH_DTYPES[setup.precision.compute_dtype]
+    dtype = TORCH_DTYPES[setup.recipe.compute]
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 

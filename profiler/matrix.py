@@ -146,11 +146,46 @@ PEFT_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "lora", "lora": {"use_dora": True, "targets": ["all-linear"]}, **NO_CKPT}),
 )
 
+# Precision recipes no --precision preset names (planner/specs/recipe.py, docs/readme/precision.md):
+# bf16-loaded weights under bf16 autocast (transformers 5's from_pretrained default + Trainer bf16=True;
+# axolotl's bf16: true), QLoRA without prepare_model_for_kbit_training (LLaMA-Factory), LLaMA-Factory's
+# pure_bf16 + bf16 LoRA. RMSNorm families only: the simulator runs CPU autocast, whose op lists match
+# CUDA's for them (HF's RMSNorm casts to fp32 itself) but not for layer_norm/pow (fp32 on CUDA only)
+BF16_LOAD = {"weights": "bf16"}
+NO_KBIT = {"method": "qlora", "kbit_upcast": False}
+PRECISION_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", BF16_LOAD),
+    Case("llama", "llama-3.2-1b", {**BF16_LOAD, "optimizer": "adamw-8bit", **NO_CKPT}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**BF16_LOAD, **NO_CKPT}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-3-0.6b", {**BF16_LOAD, "loss": "chunked"}, batch_size=4, seq_len=512),
+    Case("gemma", "gemma-3-1b", {**BF16_LOAD, **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", NO_KBIT),
+    Case("llama", "llama-3.2-1b", {**NO_KBIT, **NO_CKPT}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**NO_KBIT, "lora": {"adapter_dtype": "fp32", "targets": ["all-linear"]}}),
+    Case("qwen", "qwen-2.5-0.5b", {**NO_KBIT, "lora": {"targets": ["all-linear"], "dropout": 0.05}, **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **BF16_LOAD, "lora": {"adapter_dtype": "bf16"}, **NO_CKPT},
+         batch_size=4, seq_len=1024),
+)
+
+# torchtune 0.6.1's recipes (planner/specs/stack.py "torchtune-0.6.1"): the model in bf16 without autocast,
+# adapters in bf16, CEWithChunkedOutputLoss (--loss chunked-output, profiler/torchtune_loss.py)
+TT = {"precision": "bf16-true", "loss": "chunked-output"}
+TT_LORA = {**TT, "method": "lora", "lora": {"adapter_dtype": "bf16"}}
+TORCHTUNE_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**TT_LORA, **NO_CKPT}, batch_size=2, seq_len=1024),
+    Case("llama", "llama-3.2-1b", TT_LORA, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**TT_LORA, "method": "qlora"}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", TT, batch_size=4, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**TT, **NO_CKPT}, batch_size=2, seq_len=512),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+MATRICES["precision"] = PRECISION_MATRIX
+MATRICES["torchtune"] = TORCHTUNE_MATRIX
 
 
 @dataclass

@@ -17,6 +17,7 @@ from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
 
 from .build import Built
 from .kernels.chunked_loss import chunked_loss
+from .torchtune_loss import chunked_output_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .tracker import NullTracker, StorageTracker
@@ -99,6 +100,9 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                 if setup.loss is Loss.CHUNKED:   # Liger's fused linear cross-entropy: no logits
                     out = None
                     loss = chunked_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
+                elif setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
+                    out = None
+                    loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
                 else:
                     out = lm(input_ids=ids, labels=ids)
                     loss = out.loss

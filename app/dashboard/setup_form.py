@@ -83,8 +83,12 @@ def _field(opt: click.Option) -> Field | None:
     return None
 
 
+# on/off flags whose unset value is the --precision preset's (planner/specs/recipe.py): a checkbox has no
+# "unset", so the form leaves them to the preset (the CLI has them)
+PRESET_TRISTATE = ("autocast", "kbit_upcast")
 FIELDS: list[Field] = [f for f in (_field(_click_option(o)) for o in SETUP_OPTIONS
-                                     if _click_option(o).name != "model" and not _click_option(o).hidden) if f]
+                                     if _click_option(o).name != "model" and not _click_option(o).hidden
+                                     and _click_option(o).name not in PRESET_TRISTATE) if f]
 
 
 def setup_params(scope: str, overrides: dict[str, Any] | None = None) -> Params:

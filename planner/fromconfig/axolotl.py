@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup
-from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
+from .common import Options, fsdp_words, optimizer, read_deepspeed, read_fsdp, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
 SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
@@ -42,9 +42,10 @@ TABLE: dict[str, KeyRule] = {
     "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
                                               "[torch/utils/checkpoint.py]"),
     "optimizer": modelled("--optimizer (transformers OptimizerNames)"),
-    "bf16": modelled("true/auto: full: --precision bf16-true (axolotl loads bf16 weights); LoRA: bf16-mixed "
-                     "with --base-dtype bf16"),
-    "fp16": modelled("true: as bf16, in fp16"),
+    "bf16": modelled("true/auto: bf16 weights under bf16 autocast: full: --precision bf16-mixed --weights-dtype "
+                     "bf16; LoRA: bf16-mixed --base-dtype bf16; `full` (bf16_full_eval only): no autocast, bf16-true"),
+    "fp16": modelled("true: fp16 weights under fp16 autocast: LoRA: fp16-mixed --base-dtype fp16; full refused "
+                     "(the GradScaler refuses fp16 gradients)"),
     "tf32": modelled("bf16/fp16 runs: matmuls are 16-bit, TF32 does not apply; with fp32 training refused"),
     "flash_attention": modelled("true: --attn flash"),
     "sdp_attention": modelled("true: --attn sdpa"),
@@ -139,8 +140,8 @@ TABLE: dict[str, KeyRule] = {
     "fp8": refused("FP8 training (torchao)"),
     "fp8_enable_fsdp_float8_all_gather": refused("FP8 all-gather"),
     "fp32_norms": refused("norms kept in fp32 under FSDP2"),
-    "bfloat16": refused("pure bf16 (no autocast) loading"),
-    "float16": refused("pure fp16 (no autocast) loading"),
+    "bfloat16": modelled("true: as bf16: true (bf16 load, TrainingArguments bf16=True)"),
+    "float16": modelled("true: fp16 weights without autocast unless fp16: --precision fp16-true"),
     "float32": refused("an explicit fp32 load"),
     "gptq": refused("GPTQ-quantized base weights"),
     "model_quantization_config": refused("MXFP4 / FP8 model quantization"),
@@ -301,16 +302,30 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if method == "full" and (get("load_in_4bit") or get("load_in_8bit")):
         rep.refuse("load_in_4bit" if get("load_in_4bit") else "load_in_8bit", True,
                    "training quantized weights without an adapter", "add adapter: qlora")
-    # axolotl loads the model in bf16/fp16 when `bf16`/`fp16` is set (torch_dtype) and lets the Trainer
-    # autocast [axolotl loaders/model.py]: full fine-tuning then trains 16-bit weights and states
-    # (gpuplan's *-true); LoRA keeps a 16-bit frozen base with fp32 adapters under autocast.
-    bf16, fp16 = on(get("bf16")), on(get("fp16"))
-    prec = precision(bf16, fp16, mixed=method != "full")
-    if prec:
-        key = "bf16" if bf16 else "fp16"
-        o.use(key, "precision", prec)
-        if method == "lora":
-            o.use(key, "base_dtype", prec.split("-")[0])
+    # axolotl loads the model in bf16 when `bf16` or `bfloat16` is set, else in fp16 with `fp16` or
+    # `float16` (cfg.torch_dtype [axolotl/utils/config/__init__.py normalize_config], passed to
+    # from_pretrained [loaders/model.py]), and hands TrainingArguments bf16 = bf16 or bfloat16 (`bf16:
+    # full` sets only bf16_full_eval) and fp16 = fp16 and not bf16 [core/builders/base.py
+    # _configure_precision_settings]: the Trainer autocasts those 16-bit weights. Full fine-tuning trains
+    # them, their gradients and AdamW states in 16 bit; LoRA keeps a 16-bit frozen base, fp32 adapters.
+    bf16 = on(get("bf16")) or on(get("bfloat16"))
+    fp16, float16 = not bf16 and on(get("fp16")), not bf16 and on(get("float16"))
+    key = next((k for k, v in (("bf16", on(get("bf16"))), ("bfloat16", bf16), ("fp16", fp16), ("float16", float16))
+                if v), None)
+    if key:
+        half = "bf16" if bf16 else "fp16"
+        autocast = fp16 or (bf16 and str(get("bf16")).lower() != "full")
+        if method == "full" and autocast and half == "fp16":
+            rep.refuse(key, get(key), "full fine-tuning of fp16-loaded weights under fp16 autocast: the Trainer's "
+                       "GradScaler refuses fp16 gradients ('Attempting to unscale FP16 gradients')", "use bf16: true")
+        else:
+            o.use(key, "precision", f"{half}-{'mixed' if autocast else 'true'}")
+            if method == "full" and autocast:
+                o.use(key, "weights_dtype", half)
+            if method == "lora":
+                o.use(key, "base_dtype", half)
+            if method == "qlora" and not autocast:   # prepare_model_for_kbit_training runs all the same
+                o.use(key, "kbit_upcast", True)
     elif get("tf32") and on(get("tf32")):
         rep.refuse("tf32", get("tf32"), "TF32 matmuls under fp32 training run at TF32 speed, which the step time "
                    "does not model", "set it false, or bf16: true")

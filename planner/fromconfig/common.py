@@ -43,7 +43,7 @@ def targets(value: Any) -> str | None:
     return ",".join(str(v) for v in value)
 
 
-_FLAGS = {"gpus_per_node": "--gpus"}   # option names whose CLI flag is spelled otherwise (app/options.py)
+_FLAGS = {"gpus_per_node": "--gpus", "kbit_upcast": "--kbit-prepare"}   # option names whose CLI flag is spelled otherwise (app/options.py)
 
 
 class Options(dict):

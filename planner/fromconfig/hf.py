@@ -38,7 +38,8 @@ TABLE: dict[str, KeyRule] = {
                    "larger than training's)") for k in ("eval_do_concat_batches", "eval_use_gather_object",
                                                       "batch_eval_metrics")},
     "optim": modelled("--optimizer (transformers OptimizerNames)"),
-    "bf16": modelled("true: --precision bf16-mixed (autocast); with a bf16 full model: bf16-true"),
+    "bf16": modelled("true: --precision bf16-mixed (autocast), with a bf16-loaded full model --weights-dtype bf16; "
+                     "false (and fp16 false) with a bf16-loaded full model: bf16-true"),
     "fp16": modelled("true: --precision fp16-mixed"),
     "tf32": modelled("bf16/fp16 runs: matmuls are 16-bit, TF32 does not apply; with fp32 training refused"),
     "use_peft": modelled("true: --method lora (qlora with load_in_4bit/8bit)"),
@@ -54,8 +55,8 @@ TABLE: dict[str, KeyRule] = {
     "lora_task_type": modelled("CAUSAL_LM (the task planned); others refused"),
     "use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
     "attn_implementation": modelled("flash_attention_2: --attn flash; sdpa; eager; others refused"),
-    "dtype": modelled("the load dtype: bfloat16/float16: full: --precision *-true; LoRA: --base-dtype; "
-                      "float32: as planned; auto refused"),
+    "dtype": modelled("the load dtype: bfloat16/float16: full: --weights-dtype (under bf16/fp16 autocast; "
+                      "--precision *-true with both off); LoRA: --base-dtype; float32: as planned; auto refused"),
     "torch_dtype": modelled("as dtype (the name before transformers 4.56)"),
     "use_liger_kernel": modelled("true: --loss chunked when liger_kernel_config leaves only the fused linear "
                                  "cross-entropy on; else refused"),
@@ -262,9 +263,16 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
                        "give bfloat16, float16 or float32")
     bf16, fp16 = on(get("bf16")), on(get("fp16"))
     # HF Trainer autocasts under bf16/fp16=True [training_args.py]; the weights keep the load dtype: a
-    # bf16-loaded full model trains bf16 weights, gradients and AdamW states (gpuplan's bf16-true).
-    if method == "full" and load in ("bf16", "fp16"):
+    # bf16-loaded full model trains bf16 weights, gradients and AdamW states, under autocast where
+    # bf16/fp16 is on (TRL's SFTConfig turns bf16 on when neither is given [trl/trainer/sft_config.py
+    # __post_init__]); with both set false, without it (gpuplan's bf16-true).
+    no_autocast = not (bf16 or fp16) and ("bf16" in d or "fp16" in d)
+    if method == "full" and load in ("bf16", "fp16") and no_autocast:
         o.use(dkey, "precision", f"{load}-true")
+    elif method == "full" and load in ("bf16", "fp16"):
+        half = "bf16" if bf16 or not fp16 else "fp16"
+        o.use("bf16" if bf16 else "fp16" if fp16 else dkey, "precision", f"{half}-mixed")
+        o.use(dkey, "weights_dtype", load)
     else:
         prec = precision(bf16, fp16)
         if prec:

@@ -41,7 +41,8 @@ _OWN: dict[str, KeyRule] = {
     "lora_dropout": modelled("--lora-dropout"),
     "lora_target": modelled("all: --lora-targets all-linear; a comma list: --lora-targets"),
     "use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
-    "quantization_bit": modelled("4: --method qlora; 8: --method qlora --quant-type int8"),
+    "quantization_bit": modelled("4: --method qlora; 8: --method qlora --quant-type int8; --no-kbit-prepare "
+                                 "(LLaMA-Factory's own prepare_model_for_training, no fp32 upcast)"),
     "quantization_method": modelled("bnb (bitsandbytes, as planned); hqq/eetq refused"),
     "quantization_type": modelled("nf4/fp4: --quant-type"),
     "double_quantization": modelled("--double-quant"),
@@ -49,7 +50,8 @@ _OWN: dict[str, KeyRule] = {
     "cutoff_len": modelled("--seq-len"),
     "bf16": modelled("true: --precision bf16-mixed (bf16-loaded model, fp32 trainable parameters)"),
     "fp16": modelled("true: --precision fp16-mixed"),
-    "pure_bf16": modelled("true: no fp32 upcast: full: --precision bf16-true; LoRA: --adapter-dtype bf16"),
+    "pure_bf16": modelled("true: bf16 weights, no fp32 upcast: full: --precision bf16-true (bf16-mixed --weights-"
+                          "dtype bf16 with bf16: true); LoRA: --adapter-dtype bf16, autocast only with bf16: true"),
     "flash_attn": modelled("auto/sdpa: --attn sdpa; fa2: flash; disabled: eager; fa3 refused"),
     "disable_gradient_checkpointing": modelled("true: --no-grad-ckpt (LLaMA-Factory checkpoints by default)"),
     "use_reentrant_gc": modelled("either way each layer's input is what is saved [torch/utils/checkpoint.py]"),
@@ -212,10 +214,15 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use("double_quantization", "double_quant", bool(on(d["double_quantization"])))
     bf16, fp16, pure = on(get("bf16")), on(get("fp16")), on(get("pure_bf16"))
     if pure:
+        # pure_bf16 loads bf16 (compute_dtype) and keeps the trainable parameters bf16; the Trainer
+        # autocasts only where bf16 is set too, which LLaMA-Factory allows (hparams/parser.py
+        # get_train_args checks only the device and ZeRO-3): bf16 weights with or without autocast
         if method == "full":
-            o.use("pure_bf16", "precision", "bf16-true")
+            o.use("pure_bf16", "precision", "bf16-mixed" if bf16 else "bf16-true")
+            if bf16:
+                o.use("pure_bf16", "weights_dtype", "bf16")
         else:
-            o.use("pure_bf16", "precision", "bf16-mixed")
+            o.use("pure_bf16", "precision", "bf16-mixed" if bf16 else "bf16-true")
             o.use("pure_bf16", "adapter_dtype", "bf16")
             if method == "lora":
                 o.use("pure_bf16", "base_dtype", "bf16")
@@ -224,6 +231,13 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         o.use(half, "precision", f"{half}-mixed")
         if method == "lora":   # the frozen base stays in the compute dtype it was loaded in
             o.use(half, "base_dtype", half)
+        if method == "qlora":  # cast_trainable_params_to_fp32 (model/adapter.py init_adapter): fp32 adapters
+            o.use(half, "adapter_dtype", "fp32")
+    if method == "qlora":
+        # LLaMA-Factory prepares a quantized model with its own prepare_model_for_training
+        # (model/model_utils/checkpointing.py), not peft's prepare_model_for_kbit_training: the
+        # non-quantized weights keep the load dtype unless upcast_layernorm (refused above)
+        o.use("quantization_bit", "kbit_upcast", False)
     if get("cutoff_len") is not None:
         o.use("cutoff_len", "seq_len", int(d["cutoff_len"]))
     if method != "full":

@@ -8,7 +8,9 @@ model builders of `torchtune/models/*/_model_builders.py`, and the loss of `torc
 
 Semantics taken from those recipes: the model is built in `dtype` with no autocast, LoRA adapters
 in that dtype too (`training.set_default_dtype`); `tokenizer.max_seq_len` truncates each sample;
-`CEWithChunkedOutputLoss` computes the loss per output chunk.
+`CEWithChunkedOutputLoss` computes the loss per output chunk. The knobs a config leaves out take
+torchtune's defaults, not HF/TRL's: the read names the `torchtune-0.6.1` stack (planner/specs/stack.py,
+each default with its recipe line), which `--stack-versions` applies.
 """
 from __future__ import annotations
 
@@ -58,11 +60,13 @@ TABLE: dict[str, KeyRule] = {
     "dtype": modelled("bf16: --precision bf16-true (no autocast), LoRA --adapter-dtype bf16; fp32: fp32"),
     "batch_size": modelled("--batch-size"),
     "gradient_accumulation_steps": modelled("--grad-accum"),
-    "enable_activation_checkpointing": modelled("--grad-ckpt / --no-grad-ckpt"),
+    "enable_activation_checkpointing": modelled("--grad-ckpt / --no-grad-ckpt (absent: off, the recipes' default; "
+                                                "each layer wrapped by torch's non-reentrant checkpoint_wrapper)"),
     "tokenizer.max_seq_len": modelled("--seq-len (null: no truncation, refused)"),
     "optimizer._component_": modelled("--optimizer"),
     "optimizer.fused": modelled("true with torch.optim.AdamW: --optimizer adamw-fused"),
-    "loss._component_": modelled("CEWithChunkedOutputLoss / LinearCrossEntropyLoss: --loss chunked"),
+    "loss._component_": modelled("CEWithChunkedOutputLoss / LinearCrossEntropyLoss (torchtune main, after 0.6.1): "
+                                 "--loss chunked"),
     "fsdp_cpu_offload": modelled("true: --fsdp full --offload params (the distributed recipes' FSDP2)"),
     "fsdp.cpu_offload": modelled("true: --fsdp full --offload params"),
     "device": modelled("cuda: the GPU planned; cpu refused"),
@@ -150,6 +154,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if flat.get("model.quantize_base") and method == "lora":
         method = "qlora"
     o["method"] = method
+    # torchtune's own defaults for the knobs a config leaves out (planner/specs/stack.py, torchtune 0.6.1):
+    # e.g. no activation checkpointing without enable_activation_checkpointing, where HF/TRL's is on
+    o["stack_versions"] = "torchtune-0.6.1"
     rep.set("model._component_", f"--model {model} --method {method} ({SEMANTICS})" if model else
             f"--method {method} ({SEMANTICS})")
     phi3 = str(flat.get("model._component_", "")).startswith("torchtune.models.phi3.")

@@ -316,6 +316,9 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
     for flag, prec in (("bf16", "bf16-mixed"), ("fp16", "fp16-mixed")):
         if on(args.get(flag)) and method != "full":
             o.use(f"{akey}.{flag}", "precision", prec)
+        elif on(args.get(flag)) and flag == half == "bf16":   # full: the loaded bf16 weights under the Trainer's autocast
+            o.use(f"{akey}.{flag}", "precision", prec)
+            o.use(f"{akey}.{flag}", "weights_dtype", half)
     used_keys = {k.split(".", 1)[1] for k in rep.used if k.startswith(akey + ".")}
     for k in args:
         if k not in used_keys and not any(r.startswith(f"{akey}.{k}:") for r in rep.refused):

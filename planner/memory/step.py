@@ -23,6 +23,7 @@ from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from ..techniques import attention, checkpointing, loss, preference, quantization
+from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -109,6 +110,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
         notes.append("paged optimizer state lives in CUDA unified memory: outside the allocator's figures, "
                      "counted in device total (it can be evicted to host RAM under pressure)")
     notes += loss.notes(rs)
+    notes += precision.notes(rs)
     notes += attention.notes(model, requested.attention, rs)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")

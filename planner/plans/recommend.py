@@ -197,7 +197,9 @@ def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bo
                 continue   # adapters' gradients are tiny: ZeRO-2 buys LoRA nothing over DDP
             yield space.base.with_(method=method, precision=prec, optimizer=opt, checkpointing=ckpt,
                                    seq_len=space.seq_len, parallel=par, batch_size=1, grad_accum=1,
-                                   base_dtype=None if method is Method.FULL else space.base.base_dtype)
+                                   base_dtype=None if method is Method.FULL else space.base.base_dtype,
+                                   # the search picks --precision presets: a recipe's own choices are not searched
+                                   weights=None, autocast=None, kbit_upcast=None)
 
 
 def pareto_frontier(plans: Iterable[Plan]) -> tuple[Plan, ...]:

@@ -105,6 +105,7 @@ class Loss(Choice):
     HF = "hf"            # transformers ForCausalLMLoss: full logits, upcast to fp32, cross_entropy
     CHUNKED = "chunked"  # fused linear + cross-entropy in chunks (Liger, Unsloth, torchtune): no full logits
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
+    CHUNKED_OUTPUT = "chunked-output"   # torchtune CEWithChunkedOutputLoss: logits per sequence chunk, upcast chunk by chunk
 
 
 class Objective(Choice):

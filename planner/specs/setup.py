@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from .engines import engine_of
+from .recipe import Recipe, preset_of, preset_recipe
 
 
 class Checkpointing(Choice):
@@ -137,6 +140,10 @@ class TrainingSetup:
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
     parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
     adapter: PeftSpec | None = None   # a peft method other than LoraSpec's (method lora: on a 16-bit base, qlora: 4/8 bit)
+    # the precision recipe's choices beyond the preset (specs/recipe.py); None: the preset's
+    weights: DType | None = None      # load dtype (from_pretrained dtype): full: every weight; LoRA: as base_dtype
+    autocast: bool | None = None      # torch.autocast around the forward (HF Trainer bf16/fp16=True)
+    kbit_upcast: bool | None = None   # QLoRA: prepare_model_for_kbit_training's fp32 upcast
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -149,19 +156,27 @@ class TrainingSetup:
             return self.lora.adapter_dtype
         return DType.BF16 if self.method is Method.QLORA else DType.FP32
 
+    @cached_property
+    def recipe(self) -> Recipe:
+        """The precision recipe: the preset's, with the choices given (weights, autocast, kbit_upcast)."""
+        r = preset_recipe(self.precision, self.method)
+        lora_base = self.base_dtype if self.method is Method.LORA else None
+        autocast = r.autocast if self.autocast is None else self.autocast
+        kbit = r.kbit_upcast if self.kbit_upcast is None else self.kbit_upcast
+        return Recipe(r.compute, self.weights or lora_base or r.weights, autocast,
+                      kbit and self.method is Method.QLORA)
+
     @property
     def frozen_dtype(self) -> DType:
         """dtype of weights that stay in 16/32 bit and are not trained (LoRA base; QLoRA's norms etc.)."""
-        if self.method is Method.QLORA:
-            # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 [peft/utils/other.py]
-            return DType.FP32 if self.precision.autocast else self.precision.compute_dtype
-        return self.base_dtype or self.precision.weight_dtype
+        # QLoRA: prepare_model_for_kbit_training upcasts every non-quantized weight to fp32 [peft/utils/other.py]
+        return self.recipe.frozen
 
     @property
     def base_weight_dtype(self) -> DType:
         """dtype of the stored weights that are not quantized: embeddings, norms, lm_head (and, for
         full fine-tuning and LoRA, every linear)."""
-        return self.frozen_dtype if self.peft else self.precision.weight_dtype
+        return self.frozen_dtype if self.peft else self.recipe.weights
 
     def lora_targets(self, model: ModelSpec) -> tuple[str, ...]:
         """Linear names LoRA adapts in each layer (and embed_tokens / lm_head, where targeted);
@@ -180,9 +195,32 @@ class TrainingSetup:
     def for_model(self, model: ModelSpec) -> "TrainingSetup":
         """The setup as it runs on `model`: SDPA falls back to eager attention where transformers
         has no SDPA path for the architecture (what a user who leaves --attn alone gets)."""
-        if self.attention is Attention.SDPA and not model.supports_sdpa:
-            return replace(self, attention=Attention.EAGER)
-        return self
+        setup = self.canonical()
+        if setup.attention is Attention.SDPA and not model.supports_sdpa:
+            return replace(setup, attention=Attention.EAGER)
+        return setup
+
+    def canonical(self) -> "TrainingSetup":
+        """The same setup with its recipe spelled by the preset of its compute dtype and autocast, and
+        only the choices that differ from that preset kept (LoRA's weights as base_dtype): a recipe a
+        preset names becomes that preset."""
+        if self.weights is None and self.autocast is None and self.kbit_upcast is None:
+            return self
+        r = self.recipe
+        preset = next(p for p in Precision if p.compute_dtype is r.compute and p.autocast is r.autocast)
+        base = preset_recipe(preset, self.method)
+        eng = engine_of(self.parallel)
+        if r.autocast and (eng.deepspeed or eng.fsdp) and self.method is not Method.LORA:
+            # the sharding engine decides the stored dtypes, whatever the load dtype: DeepSpeed bf16/fp16
+            # keeps fp32 master weights of a 16-bit module [deepspeed/runtime/bf16_optimizer.py], and
+            # accelerate upcasts a low-precision model to fp32 under FSDP mixed precision ("FSDP upcast
+            # of low precision parameters to fp32") [accelerate/utils/fsdp_utils.py fsdp2_prepare_model]
+            return replace(self, precision=preset, weights=None, autocast=None, kbit_upcast=None)
+        if self.method is Method.LORA:
+            return replace(self, precision=preset, weights=None, autocast=None, kbit_upcast=None,
+                           base_dtype=None if r.weights is preset.weight_dtype else r.weights)
+        return replace(self, precision=preset, weights=None if r.weights is base.weights else r.weights,
+                       autocast=None, kbit_upcast=None if r.kbit_upcast is base.kbit_upcast else r.kbit_upcast)
 
     def validate(self) -> "TrainingSetup":
         """Returns self, or raises PlannerError naming the first impossible value."""
@@ -199,6 +237,10 @@ class TrainingSetup:
         if self.objective is Objective.DPO and self.loss is not Loss.TRL:
             raise PlannerError("TRL's DPOTrainer computes log-probs with its fused LM head: use --loss trl with "
                                "--objective dpo")
+        if self.loss is Loss.CHUNKED_OUTPUT and not self.parallel.single_gpu:
+            raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
+                               "only for now (its multi-GPU step is not checked against the simulator); drop the "
+                               "multi-GPU flags")
         if self.objective is Objective.DPO and not self.parallel.single_gpu:
             raise PlannerError("--objective dpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.lora.alpha <= 0:
@@ -212,10 +254,49 @@ class TrainingSetup:
         if self.adapter is not None and not self.lora.is_plain():
             raise PlannerError(f"--use-dora / --modules-to-save are LoRA knobs; the {self.adapter.peft_type} config "
                                "given takes its own fields (put modules_to_save in its adapter_config.json)")
-        if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
+        if self.method is Method.FULL and self.base_dtype not in (None, self.recipe.weights):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
+        self._validate_recipe()
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
         return self
+
+    def _validate_recipe(self) -> None:
+        """PlannerError naming the two knobs of a precision recipe no library runs."""
+        if self.weights is None and self.autocast is None and self.kbit_upcast is None:
+            return
+        r = self.recipe
+        if self.weights not in (None, DType.FP32, DType.BF16, DType.FP16):
+            raise PlannerError(f"--weights-dtype {self.weights.value}: weights load in fp32, bf16 or fp16 "
+                               "(quantized weights: --method qlora)")
+        if self.kbit_upcast is not None and self.method is not Method.QLORA:
+            raise PlannerError("--kbit-prepare / --no-kbit-prepare apply to --method qlora "
+                               "(prepare_model_for_kbit_training upcasts a 4/8-bit model's other weights)")
+        if self.method is Method.LORA and None not in (self.weights, self.base_dtype) and self.weights is not self.base_dtype:
+            raise PlannerError(f"--weights-dtype {self.weights.value} and --base-dtype {self.base_dtype.value} "
+                               "disagree: for LoRA both name the frozen base's dtype; give one")
+        if r.autocast and r.compute is DType.FP32:
+            raise PlannerError("--autocast with --precision fp32: autocast computes in 16 bit; choose --precision "
+                               "bf16-mixed or fp16-mixed")
+        if r.weights is not DType.FP32 and r.weights is not r.compute:
+            raise PlannerError(f"--weights-dtype {r.weights.value} with --precision {self.precision.value}: 16-bit "
+                               f"weights compute in their own dtype; load {r.compute.value} or fp32")
+        if self.method is Method.QLORA and r.weights is not r.compute:
+            raise PlannerError(f"--weights-dtype {r.weights.value} with --method qlora: its non-quantized weights load "
+                               f"in the compute dtype ({r.compute.value}, bnb_4bit_compute_dtype); for fp32 ones keep "
+                               "prepare_model_for_kbit_training's upcast (--kbit-prepare)")
+        if r.weights is DType.FP32 and not r.autocast and r.compute is not DType.FP32:
+            raise PlannerError(f"fp32 weights without autocast (--no-autocast with --precision {self.precision.value}) "
+                               f"compute in fp32, not {r.compute.value}: add --weights-dtype {r.compute.value} (pure "
+                               f"{r.compute.value}), keep autocast, or use --precision fp32")
+        if self.method is Method.FULL and r.autocast and r.weights is DType.FP16:
+            # HF Trainer's fp16=True GradScaler [torch/amp/grad_scaler.py _unscale_grads_]
+            raise PlannerError("--weights-dtype fp16 with fp16 autocast in full fine-tuning: the Trainer's GradScaler "
+                               "refuses fp16 gradients ('Attempting to unscale FP16 gradients'); use --precision "
+                               "fp16-true or fp32 weights")
+        if preset_of(self.canonical().recipe, self.method) is None and self.method is not Method.LORA \
+                and not self.parallel.single_gpu:
+            raise PlannerError("a precision recipe no --precision preset names (--weights-dtype / --autocast / "
+                               "--no-kbit-prepare) is planned for one GPU only; drop the multi-GPU flags")
 
     def with_(self, **changes: Any) -> "TrainingSetup":
         return replace(self, **changes)
@@ -252,7 +333,7 @@ class TrainingSetup:
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
-                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
+                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
 
@@ -280,4 +361,7 @@ class TrainingSetup:
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
+        for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
+            if d[key] is None:
+                d.pop(key)
         return d

@@ -201,7 +201,7 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     gemm = a * M * fl.linear / split / peak
     attention = a * M * fl.attention / split / peak
     shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
-    w = setup.adapter_dtype.bytes if setup.peft else setup.precision.weight_dtype.bytes
+    w = setup.adapter_dtype.bytes if setup.peft else setup.recipe.weights.bytes
     opt_bytes = trainable / split / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
     offload = 0.0
     if p.offload is not Offload.NONE:

@@ -7,6 +7,7 @@ import math
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
+from . import chunked_output
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -28,6 +29,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return fused_linear_cross_entropy(m, rs, T)
     if rs.setup.loss is Loss.TRL:
         return trl_fused_lm_head(m, rs, T, sequences)
+    if rs.setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
+        return chunked_output.loss_bytes(m, rs, T, sequences)
     upcast = 4 * V if e < 4 else 0
     softcap = 2 * e * V if m.final_logit_softcap else 0   # Gemma-2: tanh saved, div/mul transients
     fwd = e * V + upcast + 4 * V + softcap

@@ -1,10 +1,21 @@
-"""Mixed precision: torch.autocast's 16-bit copies of fp32 weights (the `*-mixed` precisions)."""
+"""Mixed precision: torch.autocast's 16-bit copies of fp32 weights (the `*-mixed` precisions), and the
+note naming a precision recipe no preset names (planner/specs/recipe.py)."""
 from __future__ import annotations
 
 from ..specs.enums import DType, Loss
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
+from ..specs.recipe import describe
 from ..specs.resolved import Resolved
+
+
+def notes(rs: Resolved) -> list[str]:
+    """One line naming the recipe when it is none of the --precision presets (else nothing; `rs.setup` is
+    canonical: a choice is left set only where it differs from its preset, LoRA's weights as base_dtype)."""
+    s = rs.setup
+    if s.weights is None and s.autocast is None and s.kbit_upcast is None:
+        return []
+    return [describe(rs.setup.recipe, rs.setup.method)]
 
 
 def weight_copies(m: ModelSpec, rs: Resolved) -> tuple[int, int, int]:

@@ -5,7 +5,7 @@
     AutoModelForCausalLM.from_pretrained(..., quantization_config=BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4"|"fp4", bnb_4bit_use_double_quant=...,
         bnb_4bit_compute_dtype=<compute dtype>))            # or load_in_8bit=True
-    peft.prepare_model_for_kbit_training(model, ...)        # only with autocast (*-mixed)
+    peft.prepare_model_for_kbit_training(model, ...)        # with the recipe's kbit_upcast (*-mixed's default)
 
 The module surgery is transformers' own: its `Bnb4BitHfQuantizer` / `Bnb8BitHfQuantizer`
 `preprocess_model` (transformers/integrations/bitsandbytes.py replace_with_bnb_linear, with
@@ -501,7 +501,7 @@ def quantize_for_qlora(lm: nn.Module, model_spec: ModelSpec | None, setup: Train
     lm.hf_quantizer = quantizer
     quantizer.postprocess_model(lm)   # is_loaded_in_4bit / is_loaded_in_8bit, config.quantization_config
 
-    if setup.precision.autocast:
+    if setup.recipe.kbit_upcast:
         # TRL / the QLoRA notebooks: every non-quantized 16-bit parameter upcast to fp32, base frozen.
         # Checkpointing is then enabled by build_model exactly as for the other methods.
         lm = prepare_model_for_kbit_training(

@@ -161,8 +161,9 @@ def test_llamafactory_freeze_oft_special_tokens_and_8bit(tmp_path):
         "new_special_tokens_config: t.yaml is not modelled yet (new special tokens add embedding and lm_head rows); "
         "remove it to plan the rest",)
     c = read_config(_yaml(tmp_path, base + "finetuning_type: lora\nquantization_bit: 8\nlora_rank: 4\npure_bf16: true\n"))
-    assert c.options == {"method": "qlora", "quant_type": "int8", "precision": "bf16-mixed", "adapter_dtype": "bf16",
-                         "seq_len": 1024, "lora_r": 4, "lora_alpha": 8.0, "lora_targets": "all-linear", "grad_ckpt": True}
+    # pure_bf16 without bf16: no autocast; LLaMA-Factory does not call prepare_model_for_kbit_training
+    assert c.options == {"method": "qlora", "quant_type": "int8", "precision": "bf16-true", "adapter_dtype": "bf16",
+                         "kbit_upcast": False, "seq_len": 1024, "lora_r": 4, "lora_alpha": 8.0, "lora_targets": "all-linear", "grad_ckpt": True}
 
 
 def test_unsloth_reads_literals_only_and_never_runs_the_file(tmp_path):

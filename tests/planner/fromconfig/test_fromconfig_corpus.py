@@ -133,6 +133,7 @@ class Expect:
 NO_MAX_SEQ_LEN = ('tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
                   'longest sample); give the length to plan for, or --seq-len')
 TORCHTUNE_TARGETS = 'q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'
+TORCHTUNE_STACK = 'torchtune-0.6.1'    # the knobs a recipe leaves out take torchtune's defaults
 
 EXPECTED: dict[str, Expect] = {
     'axolotl/archived-qwen-lora.yml': Expect(
@@ -141,8 +142,8 @@ EXPECTED: dict[str, Expect] = {
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=False,
              optimizer='adamw-8bit')),
     'axolotl/bigstral-ds-zero3.yaml': Expect(
-        'axolotl', "mixtral-8x22b",
-        dict(precision='bf16-true', batch_size=1, seq_len=2048, grad_accum=1, grad_ckpt=True,
+        'axolotl', "mixtral-8x22b",   # bf16 weights; ZeRO-3 keeps fp32 master weights (the engine decides)
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=2048, grad_accum=1, grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash', zero=3, offload='params', offload_device='cpu', gpus_per_node=8),
         refused=[
             'unfrozen_parameters: [^lm_head.weight$, ^model.embed_tokens.weight$, '
@@ -172,8 +173,8 @@ EXPECTED: dict[str, Expect] = {
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-fused',
              attn='flash', fsdp='full', offload='params', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b-liger-fsdp.yaml': Expect(
-        'axolotl', 'llama-3.1-8b',
-        dict(precision='bf16-true', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
+        'axolotl', 'llama-3.1-8b',    # bf16 weights; accelerate upcasts them to fp32 under FSDP mixed precision
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
              optimizer='adamw-fused', attn='flash', loss='chunked', fsdp='full', offload='params', gpus_per_node=8),
         refused=[
             "liger_rope: true is not modelled yet (Liger's RoPE kernel works in place); remove it to plan the rest",
@@ -185,8 +186,8 @@ EXPECTED: dict[str, Expect] = {
              'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-fft-8b.yaml': Expect(
-        'axolotl', 'llama-3.1-8b',
-        dict(precision='bf16-true', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
+        'axolotl', 'llama-3.1-8b',    # bf16: true loads bf16 weights and autocasts (TrainingArguments bf16=True)
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
              optimizer='paged-adamw-8bit', attn='flash'),
         refused=[
             'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
@@ -300,11 +301,11 @@ EXPECTED: dict[str, Expect] = {
         'accelerate', None,
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=3)),
     'hf/alignment-handbook-smollm2-sft-config.yaml': Expect(
-        'hf', 'smollm-2-1.7b',
-        dict(precision='bf16-true', seq_len=8192, attn='flash', batch_size=4, grad_accum=4, grad_ckpt=True)),
+        'hf', 'smollm-2-1.7b',   # torch_dtype bfloat16 + bf16: true: bf16 weights under autocast
+        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=8192, attn='flash', batch_size=4, grad_accum=4, grad_ckpt=True)),
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_full.yaml': Expect(
         'hf', "mistral-7b-v0.1",
-        dict(precision='bf16-true', seq_len=2048, attn='flash', batch_size=16, grad_accum=1, grad_ckpt=True)),
+        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=2048, attn='flash', batch_size=16, grad_accum=1, grad_ckpt=True)),
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_qlora.yaml': Expect(
         'hf', "mistral-7b-v0.1",
         dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=16, lora_alpha=16.0, lora_dropout=0.05,
@@ -330,9 +331,9 @@ EXPECTED: dict[str, Expect] = {
         'accelerate', None,
         dict(nodes=1, gpus_per_node=2, precision='bf16-mixed', fsdp='full')),
     'llamafactory/fsdp_qlora_llama3_lora_sft-v0.9.3.yaml': Expect(
-        'llamafactory', "llama-3-8b",
-        dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=8, lora_alpha=16.0,
-             lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
+        'llamafactory', "llama-3-8b",   # fp32 adapters, no prepare_model_for_kbit_training (model/adapter.py)
+        dict(method='qlora', precision='bf16-mixed', adapter_dtype='fp32', kbit_upcast=False, seq_len=2048, lora_r=8,
+             lora_alpha=16.0, lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/galore_llama3_full_sft-v0.9.3.yaml': Expect(
         'llamafactory', "llama-3-8b",
         dict(method='full', precision='bf16-true', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=1),
@@ -371,7 +372,7 @@ EXPECTED: dict[str, Expect] = {
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=2, zero=3, gpus_per_node=8)),
     'llamafactory/qwen3_lora_sft_otfq.yaml': Expect(
         'llamafactory', "unknown model 'Qwen/Qwen3-4B-Instruct-2507'",
-        dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=8, lora_alpha=16.0,
+        dict(method='qlora', precision='bf16-mixed', adapter_dtype='fp32', kbit_upcast=False, seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/v1_train_lora_sft.yaml': Expect(error=(
         "LLaMA-Factory's v1 config format (model/peft_config/dist_config, examples/v1) is not read yet; "
@@ -379,13 +380,13 @@ EXPECTED: dict[str, Expect] = {
          'cutoff_len, ...)')),
     'torchtune/gemma2-2B_lora_single_device.yaml': Expect(
         'torchtune', 'gemma-2-2b',
-        dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=8, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked')),
     'torchtune/llama3_1-70B_lora.yaml': Expect(
         'torchtune', 'llama-3.1-70b',
-        dict(method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=1, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -394,7 +395,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_full_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
+        dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
              optimizer='paged-adamw-8bit', loss='chunked'),
         refused=[
             'optimizer_in_bwd: true is not modelled yet (the optimizer step fused into backward frees each '
@@ -403,7 +404,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -412,7 +413,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_1-8B_qlora_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
-        dict(method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -421,7 +422,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_2-1B_lora_single_device.yaml': Expect(
         'torchtune', 'llama-3.2-1b',
-        dict(method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=False, optimizer='adamw-fused',
              loss='chunked'),
@@ -430,14 +431,14 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/llama3_2-3B_full.yaml': Expect(
         'torchtune', 'llama-3.2-3b',
-        dict(method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
+        dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
              optimizer='adamw-fused', loss='chunked'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
     'torchtune/mistral-7B_lora_single_device.yaml': Expect(
         'torchtune', None,
-        dict(method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -451,7 +452,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/phi3-mini_lora_single_device.yaml': Expect(
         'torchtune', 'phi-3-mini-4k-instruct',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='qkv_proj,o_proj,gate_up_proj,down_proj', precision='bf16-true', adapter_dtype='bf16',
              batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused', loss='chunked'),
         refused=[
@@ -459,7 +460,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/qwen2-0.5B_lora_single_device.yaml': Expect(
         'torchtune', None,
-        dict(method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),
@@ -471,7 +472,7 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'torchtune/qwen2_5-7B_lora_single_device.yaml': Expect(
         'torchtune', 'qwen-2.5-7b',
-        dict(method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
+        dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
              loss='chunked'),

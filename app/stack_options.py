@@ -1,0 +1,91 @@
+"""`--stack-versions`: the library versions an estimate describes, and the defaults they give the knobs
+left alone (planner/specs/stack.py). The installed versions are read only for `--stack-versions
+installed`, from the distributions' metadata (importlib.metadata: nothing is imported), so that an
+estimate never changes with what happens to be installed."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.stack import Stack, describe, stack_for_versions, stack_options, unmodelled_loss
+
+STACK_META = "gpuplan.stack"
+# the distributions a stack row names, read for `installed`
+_DISTRIBUTIONS = ("trl", "transformers", "peft", "bitsandbytes", "torch")
+# the options a stack gives a default (app/options.py names)
+_KNOBS = ("loss", "precision", "grad_ckpt")
+
+
+def installed_versions() -> dict[str, str]:
+    """{distribution: version} of the stack's libraries installed here (absent ones left out)."""
+    from importlib import metadata   # lazy: only `--stack-versions installed` reads the environment
+
+    out = {}
+    for name in _DISTRIBUTIONS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
+    """kw with the chosen stack's defaults for each knob neither the command line nor the --from-config
+    file set; the stack is kept on the click context for the output. PlannerError for a stack default
+    with no model."""
+    from .from_config import FROM_CONFIG_META   # lazy: each command loads what it needs (fast start)
+
+    name = kw.get("stack_versions")
+    if not name:
+        return kw
+    stack, versions = Stack(name), None
+    if stack is Stack.INSTALLED:
+        versions = installed_versions()
+        stack = stack_for_versions(versions)
+    ctx = click.get_current_context(silent=True)
+    cfg = ctx.meta.get(FROM_CONFIG_META) if ctx is not None else None
+
+    def given(opt: str) -> bool:
+        if cfg is not None and opt in cfg.options:
+            return True
+        if ctx is None:
+            return False
+        return _on_command_line(ctx, opt)
+
+    out = dict(kw)
+    for opt, value in stack_options(stack, model).items():
+        if given(opt):
+            continue
+        if value is None:
+            raise PlannerError(f"--stack-versions {stack.value}: {unmodelled_loss(stack)}")
+        out[opt] = value
+    if ctx is not None and _on_command_line(ctx, "stack_versions"):
+        # named in the output when asked for; a stack a config reader names (torchtune's) applies its
+        # defaults, and the reader's own report names its semantics (golden outputs stay as they were)
+        ctx.meta[STACK_META] = describe(stack, versions)
+    return out
+
+
+def _on_command_line(ctx: click.Context, opt: str) -> bool:
+    from click.core import ParameterSource   # lazy: each command loads what it needs (fast start)
+
+    return ctx.get_parameter_source(opt) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def stack_block(ctx: click.Context | None) -> dict[str, Any] | None:
+    """The `stack` block of `estimate --json` (None without --stack-versions)."""
+    return ctx.meta.get(STACK_META) if ctx is not None else None
+
+
+def stack_notes(ctx: click.Context | None) -> list[str]:
+    """One note line naming the library versions the estimate describes (none without --stack-versions)."""
+    block = stack_block(ctx)
+    if block is None:
+        return []
+    libs = ", ".join(f"{k} {v}" for k, v in block["libraries"].items())
+    seen = ""
+    if "installed" in block:
+        seen = " (installed: " + (", ".join(f"{k} {v}" for k, v in block["installed"].items()) or "none") + ")"
+    return [f"library versions described (--stack-versions {block['name']}): {libs}{seen}"]
