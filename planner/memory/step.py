@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, loss, preference, quantization
+from ..techniques import attention, checkpointing, liger, loss, preference, quantization
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -109,6 +109,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
         notes.append("paged optimizer state lives in CUDA unified memory: outside the allocator's figures, "
                      "counted in device total (it can be evicted to host RAM under pressure)")
     notes += loss.notes(rs)
+    notes += liger.notes(model, rs.setup.liger)
     notes += attention.notes(model, requested.attention, rs)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
@@ -204,6 +205,7 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
         stage = max(by_stage, key=lambda s: max(sum(c.values()) for c in by_stage[s][0].values()))
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
+    notes = list(notes) + liger.notes(model, setup.liger)
     if p.tp > 1 or p.pp > 1:
         notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
                      f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")

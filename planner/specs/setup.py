@@ -119,6 +119,23 @@ class QuantSpec:
 
 
 @dataclass(frozen=True)
+class LigerSpec:
+    """Liger Kernel's per-layer kernels, as `apply_liger_kernel_to_<family>(rope, rms_norm, swiglu/geglu)`
+    switches them on [liger_kernel/transformers/monkey_patch.py, Liger-Kernel v0.8.2]. Off by default (a
+    plain transformers model). Its fused linear cross-entropy is `loss=Loss.CHUNKED`."""
+
+    rms_norm: bool = False
+    rope: bool = False
+    swiglu: bool = False    # LigerSwiGLUMLP, or LigerGEGLUMLP where the family's MLP is GeGLU (Gemma)
+    # the classes are patched before the model is built (axolotl's LigerPlugin.pre_model_load), so every
+    # RMSNorm of the family is Liger's, q_norm/k_norm included; False: HF Trainer/TRL patch the built instance
+    before_load: bool = False
+
+    def any(self) -> bool:
+        return self.rms_norm or self.rope or self.swiglu
+
+
+@dataclass(frozen=True)
 class TrainingSetup:
     method: Method = Method.FULL
     precision: Precision = Precision.BF16_MIXED       # TRL: fp32 load + bf16=True
@@ -137,6 +154,7 @@ class TrainingSetup:
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
     parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
     adapter: PeftSpec | None = None   # a peft method other than LoraSpec's (method lora: on a 16-bit base, qlora: 4/8 bit)
+    liger: LigerSpec = field(default_factory=LigerSpec)   # Liger Kernel's RMSNorm / RoPE / SwiGLU patches
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -249,12 +267,13 @@ class TrainingSetup:
             if not isinstance(adapter, dict) or not isinstance(adapter.get("peft_type"), str):
                 raise PlannerError("adapter: expected {\"peft_type\": ..., \"options\": {...}}")
             adapter = PeftSpec.of(adapter["peft_type"], adapter.get("options") or {})
+        liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
         setup = build(cls, d, enums)
-        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
@@ -277,6 +296,8 @@ class TrainingSetup:
             d.pop("quant")
         if self.loss is not Loss.TRL:
             d.pop("loss_token_fraction")   # only TRL's fused LM head depends on it
+        if not self.liger.any():
+            d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
