@@ -43,7 +43,8 @@ SETUP_OPTIONS = [
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
-                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
+                      "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); cce: "
+                      "Cut Cross-Entropy (apple/ml-cross-entropy, axolotl's cut_cross_entropy)."),
     click.option("--liger", is_flag=True, default=False,
                  help="Liger Kernel as apply_liger_kernel_to_<family>() applies it by default: RMSNorm, RoPE, "
                       "SwiGLU/GeGLU and the fused linear cross-entropy (--loss chunked); modelled from source."),

@@ -58,7 +58,8 @@ TABLE: dict[str, KeyRule] = {
     "liger_swiglu": modelled("true: as liger_glu_activation (its deprecated name, integrations/liger/args.py)"),
     "liger_layer_norm": modelled("true: no LayerNorm in the families Liger patches here (layer_norm is not in "
                                  "their apply_liger_kernel_to_* signature): no effect"),
-    "cut_cross_entropy": modelled("true: --loss chunked [integrations/cut_cross_entropy/args.py]"),
+    "cut_cross_entropy": modelled("true: --loss cce (Cut Cross-Entropy, impl cce) [integrations/cut_cross_entropy/"
+                                  "args.py; techniques/cut_ce.py]"),
     "plugins": modelled("the plugins whose keys are read here (liger, cut_cross_entropy); others refused"),
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
@@ -355,9 +356,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if on(get(key)) and "attn" not in o:
             o.use(key, "attn", value)
     liger.axolotl(d, todo, o)
-    for key in ("cut_cross_entropy",):
-        if on(get(key)):
-            o.use(key, "loss", "chunked")
+    if on(get("cut_cross_entropy")):
+        o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):
         other = [p for p in d["plugins"] if p not in _PLUGINS]
         if other:

@@ -105,6 +105,7 @@ class Loss(Choice):
     HF = "hf"            # transformers ForCausalLMLoss: full logits, upcast to fp32, cross_entropy
     CHUNKED = "chunked"  # fused linear + cross-entropy in chunks (Liger, Unsloth, torchtune): no full logits
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
+    CCE = "cce"          # Cut Cross-Entropy (apple/ml-cross-entropy): logits blockwise in SRAM, never in memory
 
 
 class Objective(Choice):

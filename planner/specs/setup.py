@@ -294,8 +294,8 @@ class TrainingSetup:
             d.pop("lora")
         if self.method is not Method.QLORA:
             d.pop("quant")
-        if self.loss is not Loss.TRL:
-            d.pop("loss_token_fraction")   # only TRL's fused LM head depends on it
+        if self.loss not in (Loss.TRL, Loss.CCE):
+            d.pop("loss_token_fraction")   # only TRL's fused LM head and CCE depend on it
         if not self.liger.any():
             d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)
         if self.objective is Objective.SFT:
