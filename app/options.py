@@ -85,8 +85,9 @@ SETUP_OPTIONS = [
     click.option("--nodes", type=int, default=1, show_default=True),
     click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
                  help="DeepSpeed ZeRO stage (0: plain DDP when more than one GPU)."),
-    click.option("--fsdp", type=click.Choice(["full", "grad-op", "hybrid", "none"]), default="none",
-                 show_default=True, help="PyTorch FSDP2 sharding (full: FULL_SHARD, grad-op: SHARD_GRAD_OP, hybrid: HSDP)."),
+    click.option("--fsdp", type=click.Choice(["full", "grad-op", "hybrid", "yafsdp", "none"]), default="none",
+                 show_default=True, help="PyTorch FSDP2 sharding (full: FULL_SHARD, grad-op: SHARD_GRAD_OP, hybrid: HSDP); "
+                                         "yafsdp: Yandex's YaFSDP (full fine-tuning; modelled from source)."),
     click.option("--offload", type=click.Choice(["none", "optimizer", "params"]), default="none", show_default=True,
                  help="Offload optimizer state (ZeRO-Offload), or parameters too (ZeRO-3, FSDP2 CPUOffloadPolicy)."),
     click.option("--offload-device", type=click.Choice(["cpu", "nvme"]), default="cpu", show_default=True,

@@ -30,6 +30,7 @@ from .sharded import fsdp_phases, zero_phases
 from .figures import worst_phases
 from .slices import local_model
 from .states import States
+from .yafsdp import yafsdp_phases
 
 # NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
 # and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
@@ -197,7 +198,8 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     p.validate(model, setup.optimizer)
     eng = engine_of(p)
     m = local_model(model, p)
-    layout = fsdp_phases if eng.fsdp else zero_phases if eng.deepspeed else _replicated_phases
+    layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
+        zero_phases if eng.deepspeed else _replicated_phases
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)
     else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)

@@ -232,6 +232,10 @@ class TrainingSetup:
                                "given takes its own fields (put modules_to_save in its adapter_config.json)")
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
+        if self.parallel.fsdp is Fsdp.YAFSDP and self.peft:
+            raise PlannerError("--fsdp yafsdp trains the whole model: its is_trainable flag covers every parameter "
+                               "(one fp32 master and gradient shard of all super tensors, or none), so a frozen "
+                               "base with adapters is not supported; use --method full or --fsdp full")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
         return self
 
