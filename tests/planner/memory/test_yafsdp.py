@@ -104,3 +104,16 @@ def test_cli_json_and_profile_refusal():
 
     with pytest.raises(PlannerError, match="not profiled"):
         measure(LLAMA, _setup())
+
+
+def test_patched_accelerate_config_selects_it(tmp_path):
+    """YaFSDP's examples/fsdp_config.yaml plus the flag its patched accelerate adds (--fsdp_ya_fsdp_enabled,
+    FullyShardedDataParallelPlugin.ya_fsdp_enabled)."""
+    from gpuplan.planner.fromconfig import read_config
+
+    p = tmp_path / "fsdp_config.yaml"
+    p.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n"
+                 "  fsdp_sharding_strategy: FULL_SHARD\n  fsdp_offload_params: false\n  fsdp_ya_fsdp_enabled: true\n"
+                 "mixed_precision: bf16\nnum_processes: 2\n")
+    c = read_config(str(p))
+    assert c.options["fsdp"] == "yafsdp" and not c.refused
