@@ -153,3 +153,21 @@ def test_the_profiler_refuses_what_it_cannot_run():
 
     with pytest.raises(PlannerError, match="Triton kernels, modelled from Liger's source"):
         measure(LLAMA, TrainingSetup(liger=ALL))
+
+
+def test_flce_chunks_and_the_gradients_it_keeps_from_forward_to_backward():
+    """Llama-3.1-8B, 4 x 4096 tokens, bf16-true full fine-tuning [ops/fused_linear_cross_entropy.py v0.8.2
+    L68-86]: inc_factor = cdiv(128256, 4096) = 32, chunk_size = next_power_of_2(cdiv(16384, 32)) = 512, so
+    32 chunks of (512, V) bf16 logits; grad_input (T, h) and grad_weight (V, h) are computed in the
+    forward and saved for backward (L431-435), which only rescales them in place."""
+    from gpuplan.planner.techniques import loss
+
+    model = resolve_model("llama-3.1-8b")
+    T, h, V = 4 * 4096, model.hidden, model.vocab
+    s = TrainingSetup(precision=Precision.BF16_TRUE, loss=Loss.CHUNKED, batch_size=4, seq_len=4096)
+    fwd, saved, bwd = loss.loss_bytes(model, resolve(model, s), T, 4)
+    assert -(-V // h) == 32 and -(-T // 512) == 32
+    assert saved == 2 * T * h + 2 * V * h == 1_184_890_880
+    assert fwd == saved + 4 * T + 512 * V * 2 and bwd == 0
+    lora = loss.loss_bytes(model, resolve(model, s.with_(method=Method.LORA)), T, 4)
+    assert saved - lora[1] == 2 * V * h            # a frozen lm_head gets no weight gradient
