@@ -89,7 +89,7 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
         return ("--loss cce (Cut Cross-Entropy's Triton kernels) is modelled from its source, not profiled: "
                 "profile with --loss hf or --loss chunked")
     if setup.liger.any():
-        return ("Liger's RMSNorm/RoPE/SwiGLU are Triton kernels, modelled from Liger's source, not profiled: "
+        return ("Liger's RMSNorm/RoPE/SwiGLU/cross_entropy are Triton kernels, modelled from Liger's source, not profiled: "
                 "profile without --liger (its fused linear cross-entropy alone: --loss chunked)")
     return None
 

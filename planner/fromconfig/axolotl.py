@@ -118,8 +118,8 @@ TABLE: dict[str, KeyRule] = {
     "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
     "lora_embedding_kernel": refused("axolotl's LoRA embedding kernel"),
     "liger_rms_norm_gated": refused("Liger's gated RMSNorm kernel"),
-    "liger_cross_entropy": refused("Liger's cross-entropy still builds the full logits; only the fused linear one "
-                                   "(liger_fused_linear_cross_entropy) is planned"),
+    "liger_cross_entropy": modelled("true: --liger-kernels cross_entropy (in-place gradient over the fp32 logits, "
+                                    "which still exist)"),
     "liger_use_token_scaling": refused("Liger token scaling"),
     "chunked_cross_entropy": refused("chunked cross-entropy over full logits (not fused with lm_head)"),
     "flash_attn_cross_entropy": refused("flash-attn's cross-entropy kernel"),

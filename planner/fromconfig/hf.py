@@ -59,8 +59,8 @@ TABLE: dict[str, KeyRule] = {
     "torch_dtype": modelled("as dtype (the name before transformers 4.56)"),
     "use_liger_kernel": modelled("true: --liger (the family's apply_liger_kernel_to_* defaults: RMSNorm, RoPE, "
                                  "SwiGLU/GeGLU, fused linear cross-entropy = --loss chunked) [fromconfig/liger.py]"),
-    "liger_kernel_config": modelled("with use_liger_kernel: --liger-kernels, the dict's kernels over the defaults; "
-                                    "cross_entropy: true refused"),
+    "liger_kernel_config": modelled("with use_liger_kernel: --liger-kernels, the dict's kernels over the defaults "
+                                    "(cross_entropy: Liger's in-place cross-entropy over the fp32 logits)"),
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [training_args.py]"),

@@ -4,7 +4,8 @@ options (app/options.py; planner/techniques/liger.py models the kernels).
 - HF `TrainingArguments.use_liger_kernel` / TRL: `apply_liger_kernel(model, liger_kernel_config)` on the
   built model [transformers 5.24 integrations/liger.py; trainer.py L1494], i.e.
   `_apply_liger_kernel_to_instance(model, **liger_kernel_config)`: the family's defaults (rope, rms_norm,
-  swiglu/geglu, fused_linear_cross_entropy on; cross_entropy off) unless the dict says otherwise
+  swiglu/geglu, fused_linear_cross_entropy on; cross_entropy off) unless the dict says otherwise (both
+  cross_entropy and fused_linear_cross_entropy on is Liger's own assertion error, refused by the options)
   [Liger-Kernel v0.8.2 transformers/monkey_patch.py].
 - axolotl's LigerPlugin.pre_model_load [src/axolotl/integrations/liger/plugin.py @ 02063210]: calls the
   family's apply function before the model is built, with rope=liger_rope, rms_norm=liger_rms_norm,
@@ -26,7 +27,6 @@ from .rules import on
 _HF_DEFAULTS = {"rope": True, "rms_norm": True, "swiglu": True, "geglu": True, "fused_linear_cross_entropy": True,
                 "cross_entropy": False, "layer_norm": True}
 _NAMES = {"fused_linear_cross_entropy": "flce"}
-_CE = "Liger's cross_entropy kernel (in-place gradient over the full logits) is not modelled"
 
 
 def hf(kc: Any, o: Options) -> None:
@@ -42,28 +42,25 @@ def hf(kc: Any, o: Options) -> None:
     if unknown:
         rep.refuse("liger_kernel_config", ", ".join(unknown), "Liger kernels gpuplan does not model",
                    "remove them to plan the rest")
-    if on(kc.get("cross_entropy")):
-        rep.refuse("liger_kernel_config", "cross_entropy: true", _CE, "use fused_linear_cross_entropy instead")
     names = [_NAMES.get(k, k) for k, default in _HF_DEFAULTS.items()
-             if k not in ("cross_entropy", "layer_norm") and on(kc.get(k, default))]
+             if k != "layer_norm" and on(kc.get(k, default))]
     o.use("liger_kernel_config", "liger_kernels", ",".join(names))
 
 
 _AXOLOTL = {"liger_rope": "rope", "liger_rms_norm": "rms_norm", "liger_glu_activation": "swiglu,geglu",
-            "liger_swiglu": "swiglu,geglu", "liger_fused_linear_cross_entropy": "flce"}
+            "liger_swiglu": "swiglu,geglu", "liger_fused_linear_cross_entropy": "flce",
+            "liger_cross_entropy": "cross_entropy"}
 
 
 def axolotl(d: dict[str, Any], todo: set[str], o: Options) -> None:
     """The LigerPlugin's keys of an axolotl config."""
     names = [_AXOLOTL[k] for k in _AXOLOTL if k in todo and on(d[k])]
-    if "liger_cross_entropy" in todo and on(d["liger_cross_entropy"]):
-        o.report.refuse("liger_cross_entropy", True, _CE, "use liger_fused_linear_cross_entropy instead")
     if not names:
         return
     keys = [k for k in _AXOLOTL if k in todo and on(d[k])]
     for key in keys:
         o.use(key, "liger_kernels", ",".join(names))
-    if names != ["flce"]:   # per-layer kernels: the classes are patched before the model is built
+    if set(names) - {"flce", "cross_entropy"}:   # per-layer kernels: the classes are patched before load
         o.use(keys[0], "liger_before_load", True)
 
 

@@ -130,9 +130,11 @@ class LigerSpec:
     # the classes are patched before the model is built (axolotl's LigerPlugin.pre_model_load), so every
     # RMSNorm of the family is Liger's, q_norm/k_norm included; False: HF Trainer/TRL patch the built instance
     before_load: bool = False
+    # LigerCrossEntropyFunction in place of transformers' cross_entropy over the fp32 logits (not the fused one)
+    cross_entropy: bool = False
 
     def any(self) -> bool:
-        return self.rms_norm or self.rope or self.swiglu
+        return self.rms_norm or self.rope or self.swiglu or self.cross_entropy
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,9 @@ class TrainingSetup:
                                "given takes its own fields (put modules_to_save in its adapter_config.json)")
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
+        if self.liger.cross_entropy and self.loss is not Loss.HF:
+            raise PlannerError(f"Liger's cross_entropy replaces transformers' loss over the full logits; it cannot "
+                               f"run with --loss {self.loss.value}: use --loss hf, or drop cross_entropy")
         if self.parallel.fsdp is Fsdp.YAFSDP and self.peft:
             raise PlannerError("--fsdp yafsdp trains the whole model: its is_trainable flag covers every parameter "
                                "(one fp32 master and gradient shard of all super tensors, or none), so a frozen "

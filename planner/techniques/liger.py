@@ -17,6 +17,11 @@ Source: linkedin/Liger-Kernel v0.8.2 (commit ead96b618e5c67bddc6a6e9bcb99bfe6b5a
   rotates q and k in place in the projections' storage and saves only cos and sin. transformers'
   `q * cos + rotate_half(q) * sin` saves only cos and sin as well (they need no gradient), so the
   saved bytes do not change; Liger drops the forward's transient products.
+- cross_entropy [src/liger_kernel/ops/cross_entropy.py, cross_entropy_forward L351-474,
+  LigerCrossEntropyFunction.forward L511-569, cross_entropy_backward L476-500]: the patch replaces
+  `nn.functional.cross_entropy` inside transformers' ForCausalLMLoss, after its `logits.float()`; the
+  kernel writes the gradient into that fp32 tensor in place and saves it; backward only rescales it in
+  place. The (T, V) logits still exist, but log_softmax's fp32 output and its two fp32 gradients do not.
 - SwiGLU [src/liger_kernel/ops/swiglu.py, LigerSiLUMulFunction.forward L231-264]: saves the gate
   and up projections `(a, b)`, and recomputes silu(a) in backward (`_swiglu_backward_kernel`
   L69-95), where transformers' `act_fn(gate) * up` also keeps silu's output. GeGLU
@@ -93,12 +98,16 @@ def parse_kernels(text: str, m: ModelSpec) -> tuple[LigerSpec, bool]:
     Gemma's; layer_norm is in no signature of the families gpuplan reads (all RMSNorm)."""
     alias = {"fused_linear_cross_entropy": "flce"}
     names = {alias.get(t.strip().lower(), t.strip().lower()) for t in text.split(",") if t.strip()}
-    unknown = sorted(names - {"rms_norm", "rope", "swiglu", "geglu", "flce", "layer_norm"})
+    unknown = sorted(names - {"rms_norm", "rope", "swiglu", "geglu", "flce", "layer_norm", "cross_entropy"})
     if unknown:
         raise PlannerError(f"Liger kernel(s) {', '.join(unknown)} unknown; choose from "
-                           "rms_norm, rope, swiglu (geglu for Gemma), flce")
+                           "rms_norm, rope, swiglu (geglu for Gemma), flce, cross_entropy")
+    if {"flce", "cross_entropy"} <= names:   # apply_liger_kernel_to_*: assert not (cross_entropy and flce)
+        raise PlannerError("Liger's cross_entropy and fused_linear_cross_entropy cannot both be on "
+                           "(apply_liger_kernel_to_* asserts it); keep one of them")
     glu = family(m).glu if family(m) else "swiglu"
-    return LigerSpec(rms_norm="rms_norm" in names, rope="rope" in names, swiglu=glu in names), "flce" in names
+    return LigerSpec(rms_norm="rms_norm" in names, rope="rope" in names, swiglu=glu in names,
+                     cross_entropy="cross_entropy" in names), "flce" in names
 
 
 def check(m: ModelSpec, liger: LigerSpec) -> None:
@@ -161,12 +170,27 @@ def glu_saved_tensors(rs: Resolved) -> int:
     return 2 if rs.setup.liger.swiglu else 3
 
 
+def cross_entropy_bytes(m: ModelSpec, rs: Resolved, T: int) -> tuple[int, int, int]:
+    """(forward peak, saved at forward end, backward temporaries) of transformers' ForCausalLMLoss with
+    Liger's cross_entropy: the logits, their fp32 copy (the logits themselves in fp32) turned into the
+    gradient in place and saved, an fp32 loss per row; backward casts that gradient to the logits' dtype.
+    Gemma-2's soft-capping runs in the model's forward before the loss, as without Liger."""
+    V, e = m.vocab, rs.compute.bytes
+    upcast = 4 * V if e < 4 else 0
+    softcap = 2 * e * V if m.final_logit_softcap else 0
+    fwd = e * V + upcast + 4 + softcap
+    saved = 4 * V + (e * V if m.final_logit_softcap else 0)
+    bwd = e * V if e < 4 else 0
+    return int(T * fwd), int(T * saved), int(T * bwd)
+
+
 def notes(m: ModelSpec, liger: LigerSpec) -> list[str]:
     """The estimate's notes on the Liger kernels in `liger`."""
     if not liger.any():
         return []
     glu = family(m).glu if family(m) else "swiglu"
-    on = [name for name, flag in (("rms_norm", liger.rms_norm), ("rope", liger.rope), (glu, liger.swiglu)) if flag]
+    on = [name for name, flag in (("rms_norm", liger.rms_norm), ("rope", liger.rope), (glu, liger.swiglu),
+                                  ("cross_entropy", liger.cross_entropy)) if flag]
     out = [f"Liger {', '.join(on)} kernels: {TAG} ({SOURCE})"]
     if liger.rope:
         out.append("Liger RoPE rotates q/k in place and saves cos/sin only, as transformers' RoPE saves: "

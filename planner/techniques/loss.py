@@ -7,7 +7,7 @@ import math
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import cut_ce
+from . import cut_ce, liger
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -31,6 +31,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return trl_fused_lm_head(m, rs, T, sequences)
     if rs.setup.loss is Loss.CCE:
         return cut_ce.loss_bytes(m, rs, T, sequences)
+    if rs.setup.liger.cross_entropy:
+        return liger.cross_entropy_bytes(m, rs, T)
     upcast = 4 * V if e < 4 else 0
     softcap = 2 * e * V if m.final_logit_softcap else 0   # Gemma-2: tanh saved, div/mul transients
     fwd = e * V + upcast + 4 * V + softcap

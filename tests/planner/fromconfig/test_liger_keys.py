@@ -25,11 +25,11 @@ def test_hf_liger_kernel_config_overrides_the_defaults(tmp_path):
     assert c.options["liger_kernels"] == "rms_norm,geglu,flce" and not c.refused
 
 
-def test_hf_liger_cross_entropy_is_refused(tmp_path):
+def test_hf_liger_cross_entropy_replaces_the_fused_loss(tmp_path):
     cfg = {"model_name_or_path": "meta-llama/Llama-3.2-1B", "use_liger_kernel": True,
            "liger_kernel_config": {"cross_entropy": True, "fused_linear_cross_entropy": False}}
     c = _read(tmp_path, "sft.json", json.dumps(cfg))
-    assert any("cross_entropy" in r for r in c.refused)
+    assert c.options["liger_kernels"] == "rope,rms_norm,swiglu,geglu,cross_entropy" and not c.refused
 
 
 def test_axolotl_plugin_keys_patch_before_load(tmp_path):
@@ -62,4 +62,5 @@ def test_axolotl_liger_config_estimates_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     setup = json.loads(r.stdout)["setup"]
     assert setup["loss"] == "chunked"
-    assert setup["liger"] == {"rms_norm": True, "rope": True, "swiglu": True, "before_load": True}
+    assert setup["liger"] == {"rms_norm": True, "rope": True, "swiglu": True, "before_load": True,
+                             "cross_entropy": False}

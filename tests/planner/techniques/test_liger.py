@@ -113,7 +113,8 @@ def test_unmodelled_families_are_refused_in_one_line():
 def test_the_estimate_says_modelled_from_source():
     est = estimate(LLAMA, TrainingSetup(liger=ALL))
     assert any("modelled from source, not simulated" in n for n in est.notes)
-    assert est.setup["liger"] == {"rms_norm": True, "rope": True, "swiglu": True, "before_load": False}
+    assert est.setup["liger"] == {"rms_norm": True, "rope": True, "swiglu": True, "before_load": False,
+                                  "cross_entropy": False}
     assert "liger" not in estimate(LLAMA, TrainingSetup()).setup
 
 
@@ -171,3 +172,24 @@ def test_flce_chunks_and_the_gradients_it_keeps_from_forward_to_backward():
     assert fwd == saved + 4 * T + 512 * V * 2 and bwd == 0
     lora = loss.loss_bytes(model, resolve(model, s.with_(method=Method.LORA)), T, 4)
     assert saved - lora[1] == 2 * V * h            # a frozen lm_head gets no weight gradient
+
+
+def test_cross_entropy_turns_the_fp32_logits_into_their_gradient_in_place():
+    """transformers' ForCausalLMLoss upcasts the logits (4V per token); Liger's cross_entropy writes the
+    gradient into that copy and saves it, so log_softmax's fp32 output and its two fp32 backward
+    tensors (8V) are gone; backward casts the gradient to bf16 (2V) [ops/cross_entropy.py L351-569]."""
+    from gpuplan.planner.techniques import loss
+
+    s = TrainingSetup(precision=Precision.BF16_TRUE)
+    T, V = 1024, LLAMA.vocab
+    hf = loss.loss_bytes(LLAMA, resolve(LLAMA, s), T)
+    lk = loss.loss_bytes(LLAMA, resolve(LLAMA, s.with_(liger=LigerSpec(cross_entropy=True))), T)
+    assert hf == (T * 10 * V, T * 4 * V, T * 8 * V)
+    assert lk == (T * (6 * V + 4), T * 4 * V, T * 2 * V)
+
+
+def test_cross_entropy_and_the_fused_loss_exclude_each_other():
+    with pytest.raises(PlannerError, match="cannot both be on"):
+        liger.parse_kernels("cross_entropy,flce", LLAMA)
+    with pytest.raises(PlannerError, match="--loss chunked"):
+        TrainingSetup(liger=LigerSpec(cross_entropy=True), loss=Loss.CHUNKED).validate()
