@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Component as C
-from ..specs.enums import Phase
+from ..specs.enums import Loss, Phase
 from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, liger, loss, preference, quantization
+from ..techniques import attention, checkpointing, cut_ce, liger, loss, preference, quantization
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -208,6 +208,8 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
     notes = list(notes) + liger.notes(model, setup.liger)
+    if setup.loss is Loss.CCE:   # the tag of a loss modelled from source (the other losses' notes are single-GPU's)
+        notes += cut_ce.notes(terms(m, setup)[0])
     if p.tp > 1 or p.pp > 1:
         notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
                      f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")

@@ -117,3 +117,10 @@ def test_patched_accelerate_config_selects_it(tmp_path):
                  "mixed_precision: bf16\nnum_processes: 2\n")
     c = read_config(str(p))
     assert c.options["fsdp"] == "yafsdp" and not c.refused
+
+
+def test_cut_cross_entropy_under_yafsdp_keeps_its_tag():
+    from gpuplan.planner import Loss
+
+    notes = estimate(LLAMA, _setup(loss=Loss.CCE)).notes
+    assert any("Cut Cross-Entropy" in n and "not simulated" in n for n in notes)
