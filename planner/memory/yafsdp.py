@@ -71,21 +71,31 @@ def buffer_numels(m: ModelSpec, n: int) -> dict[str, int]:
     }
 
 
-def yafsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
-                  stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
-    """The per-phase live set of one GPU under YaFSDP, and its notes."""
+def static_bytes(m: ModelSpec, setup: TrainingSetup) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer state) bytes one GPU holds for the whole run: the sharded state and
+    the reusable buffers, allocated at construction; YaFSDP refuses zero_grad(set_to_none=True)
+    [YaFSDP.zero_grad L591-600], so the gradient shard stays too."""
     n = shard_degree(setup.parallel)
     b = buffer_numels(m, n)
     e16 = setup.precision.compute_dtype.bytes        # param_dtype: the mixed-precision policy's
     shard = b["shards"] + b["ln_shard"]
     # the master is fp32 whatever the precision: Adam's state is the fp32 optimizer's, per sharded element
-    fp32 = replace(setup, precision=Precision.FP32)
-    st32 = resolved_states(m, fp32)
-    total = param_counts(m).total
-    O = st32.optimizer_state * shard // total
-    step_t = st32.optimizer_step_temporaries * shard // total
+    st32 = resolved_states(m, replace(setup, precision=Precision.FP32))
+    O = st32.optimizer_state * shard // param_counts(m).total
     W = 4 * shard + e16 * shard + 2 * e16 * b["max_buffer"] + e16 * b["ln_buffer"]
     G = 4 * shard + 2 * e16 * b["max_buffer"] + e16 * b["ln_buffer"] + 4 * b["fp32_buffer"]
+    return W, G, O
+
+
+def yafsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                  stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
+    """The per-phase live set of one GPU under YaFSDP, and its notes."""
+    n = shard_degree(setup.parallel)
+    b = buffer_numels(m, n)
+    e16 = setup.precision.compute_dtype.bytes
+    W, G, O = static_bytes(m, setup)
+    st32 = resolved_states(m, replace(setup, precision=Precision.FP32))
+    step_t = st32.optimizer_step_temporaries * (b["shards"] + b["ln_shard"]) // param_counts(m).total
     pz = pieces(m, setup, eng, stage)
     head_grad = e16 * m.vocab * m.hidden              # lm_head's gradient before its copy into the buffer
     largest_linear = e16 * max(lin.weight_count for lin in m.dense_linears + m.moe_linears)

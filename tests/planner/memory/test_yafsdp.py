@@ -124,3 +124,15 @@ def test_cut_cross_entropy_under_yafsdp_keeps_its_tag():
 
     notes = estimate(LLAMA, _setup(loss=Loss.CCE)).notes
     assert any("Cut Cross-Entropy" in n and "not simulated" in n for n in notes)
+
+
+def test_a_save_adds_nothing_to_the_static_buffers():
+    """state_dict() gathers each super tensor into the weight buffer it already holds (collect_module) and
+    copies it to the host; zero_grad(set_to_none=True) is refused, so the gradient shard stays."""
+    from gpuplan.planner.memory.checkpoints import save_peak_bytes
+    from gpuplan.planner.memory.yafsdp import static_bytes
+
+    W, G, O = static_bytes(LLAMA, _setup())
+    assert save_peak_bytes(LLAMA, _setup()) == W + G + O
+    est = estimate(LLAMA, _setup()).phase_components[Phase.OPTIMIZER]
+    assert (est[Component.WEIGHTS], est[Component.GRADIENTS], est[Component.OPTIMIZER_STATE]) == (W, G, O)
