@@ -1,6 +1,7 @@
 """The setup flags shared by `estimate` and `profile`, and their translation into planner types."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import click
@@ -9,7 +10,7 @@ from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objectiv
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
 
 _D = TrainingSetup()
@@ -44,7 +45,17 @@ SETUP_OPTIONS = [
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
-                      "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk)."),
+                      "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk); cce: "
+                      "Cut Cross-Entropy (apple/ml-cross-entropy, axolotl's cut_cross_entropy)."),
+    click.option("--liger", is_flag=True, default=False,
+                 help="Liger Kernel as apply_liger_kernel_to_<family>() applies it by default: RMSNorm, RoPE, "
+                      "SwiGLU/GeGLU and the fused linear cross-entropy (--loss chunked); modelled from source."),
+    click.option("--liger-kernels", default=None,
+                 help="Comma list of Liger kernels instead of --liger's all: rms_norm, rope, swiglu (geglu for Gemma), flce."),
+    click.option("--liger-before-load", is_flag=True, default=False,
+                 help="Liger patches the model classes before the model is built (axolotl, LLaMA-Factory): every "
+                      "RMSNorm of the family, q_norm/k_norm included, is Liger's [default: HF Trainer/TRL's "
+                      "patch of the built model]."),
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl)."),
@@ -90,8 +101,9 @@ SETUP_OPTIONS = [
     click.option("--nodes", type=int, default=1, show_default=True),
     click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
                  help="DeepSpeed ZeRO stage (0: plain DDP when more than one GPU)."),
-    click.option("--fsdp", type=click.Choice(["full", "grad-op", "hybrid", "none"]), default="none",
-                 show_default=True, help="PyTorch FSDP2 sharding (full: FULL_SHARD, grad-op: SHARD_GRAD_OP, hybrid: HSDP)."),
+    click.option("--fsdp", type=click.Choice(["full", "grad-op", "hybrid", "yafsdp", "none"]), default="none",
+                 show_default=True, help="PyTorch FSDP2 sharding (full: FULL_SHARD, grad-op: SHARD_GRAD_OP, hybrid: HSDP); "
+                                         "yafsdp: Yandex's YaFSDP (full fine-tuning; modelled from source)."),
     click.option("--offload", type=click.Choice(["none", "optimizer", "params"]), default="none", show_default=True,
                  help="Offload optimizer state (ZeRO-Offload), or parameters too (ZeRO-3, FSDP2 CPUOffloadPolicy)."),
     click.option("--offload-device", type=click.Choice(["cpu", "nvme"]), default="cpu", show_default=True,
@@ -149,6 +161,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     from .stack_options import apply_stack   # lazy: each command loads what it needs (fast start)
 
     kw = apply_stack(kw, model)
+    liger_spec, loss_name = _liger(kw, model)
     targets: tuple[str, ...] = ()
     if kw.get("lora_targets"):
         targets = tuple(t.strip() for t in kw["lora_targets"].split(",") if t.strip())
@@ -170,7 +183,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         method=method, precision=Precision(kw["precision"]), optimizer=Optimizer(kw["optimizer"]),
         batch_size=kw["batch_size"], seq_len=kw["seq_len"], grad_accum=kw["grad_accum"],
         checkpointing=Checkpointing.FULL if kw["grad_ckpt"] else Checkpointing.NONE,
-        attention=Attention(kw["attn"]), loss=Loss(kw["loss"]), lora=lora, quant=quant,
+        attention=Attention(kw["attn"]), loss=Loss(loss_name), lora=lora, quant=quant, liger=liger_spec,
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         objective=Objective(kw.get("objective") or "sft"),
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
@@ -184,6 +197,28 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     setup.parallel.validate(model, setup.optimizer)
     context_check(model, setup.seq_len)   # refuses GPT-2 past its learned positions
     return model, setup
+
+
+def _liger(kw: dict[str, Any], model: ModelSpec) -> tuple[LigerSpec, str]:
+    """(Liger's per-layer kernels, the --loss name) from --liger / --liger-kernels: Liger's fused linear
+    cross-entropy is --loss chunked; raises PlannerError where Liger does not apply."""
+    from gpuplan.planner.techniques import liger   # lazy: each command loads what it needs (fast start)
+
+    loss = kw["loss"]
+    if kw.get("liger_kernels"):
+        spec, flce = liger.parse_kernels(kw["liger_kernels"], model)
+    elif kw.get("liger"):
+        spec, flce = liger.family_defaults(model)
+    elif kw.get("liger_before_load"):
+        raise PlannerError("--liger-before-load says how Liger is applied: add --liger or --liger-kernels")
+    else:
+        return LigerSpec(), loss
+    spec = replace(spec, before_load=bool(kw.get("liger_before_load")))   # set by axolotl's LigerPlugin
+    liger.check(model, spec)
+    if flce and loss not in (Loss.HF.value, Loss.CHUNKED.value):
+        raise PlannerError(f"Liger's fused linear cross-entropy is the loss (--loss chunked), not --loss {loss}: "
+                           "drop --loss, or leave flce out of --liger-kernels")
+    return spec, Loss.CHUNKED.value if flce else loss
 
 
 def _check_training_config(path: str, text: str) -> None:

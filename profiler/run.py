@@ -82,6 +82,15 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.loss is Loss.TRL:
         return ("--loss trl (TRL's fused LM head) is modelled from TRL's source, not profiled: profile with "
                 "--loss hf or --loss chunked")
+    if setup.parallel.fsdp.value == "yafsdp":
+        return ("--fsdp yafsdp needs YaFSDP's patched accelerate/transformers/trl and CUDA streams: modelled from "
+                "its source, not profiled; profile --fsdp full")
+    if setup.loss is Loss.CCE:
+        return ("--loss cce (Cut Cross-Entropy's Triton kernels) is modelled from its source, not profiled: "
+                "profile with --loss hf or --loss chunked")
+    if setup.liger.any():
+        return ("Liger's RMSNorm/RoPE/SwiGLU/cross_entropy are Triton kernels, modelled from Liger's source, not profiled: "
+                "profile without --liger (its fused linear cross-entropy alone: --loss chunked)")
     return None
 
 

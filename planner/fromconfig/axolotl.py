@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ConfigSetup
+from . import ConfigSetup, liger
 from .common import Options, fsdp_words, optimizer, read_deepspeed, read_fsdp, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
@@ -51,8 +51,16 @@ TABLE: dict[str, KeyRule] = {
     "sdp_attention": modelled("true: --attn sdpa"),
     "eager_attention": modelled("true: --attn eager"),
     "attn_implementation": modelled("flash_attention_2: flash; sdpa; eager; others refused"),
-    "liger_fused_linear_cross_entropy": modelled("true: --loss chunked [integrations/liger/args.py]"),
-    "cut_cross_entropy": modelled("true: --loss chunked [integrations/cut_cross_entropy/args.py]"),
+    "liger_fused_linear_cross_entropy": modelled("true: --liger-kernels flce (--loss chunked) [integrations/liger/"
+                                                 "plugin.py; fromconfig/liger.py]"),
+    "liger_rms_norm": modelled("true: --liger-kernels rms_norm, classes patched before load (--liger-before-load)"),
+    "liger_rope": modelled("true: --liger-kernels rope (in place; saves cos/sin only, as HF's RoPE)"),
+    "liger_glu_activation": modelled("true: --liger-kernels swiglu,geglu (the family's GLU kernel)"),
+    "liger_swiglu": modelled("true: as liger_glu_activation (its deprecated name, integrations/liger/args.py)"),
+    "liger_layer_norm": modelled("true: no LayerNorm in the families Liger patches here (layer_norm is not in "
+                                 "their apply_liger_kernel_to_* signature): no effect"),
+    "cut_cross_entropy": modelled("true: --loss cce (Cut Cross-Entropy, impl cce) [integrations/cut_cross_entropy/"
+                                  "args.py; techniques/cut_ce.py]"),
     "plugins": modelled("the plugins whose keys are read here (liger, cut_cross_entropy); others refused"),
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
@@ -110,14 +118,9 @@ TABLE: dict[str, KeyRule] = {
     "lora_qkv_kernel": refused("axolotl's LoRA QKV kernels fuse the adapter math and save fewer activations"),
     "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
     "lora_embedding_kernel": refused("axolotl's LoRA embedding kernel"),
-    "liger_rms_norm": refused("Liger's RMSNorm kernel saves different activations than HF's"),
     "liger_rms_norm_gated": refused("Liger's gated RMSNorm kernel"),
-    "liger_rope": refused("Liger's RoPE kernel works in place"),
-    "liger_glu_activation": refused("Liger's SwiGLU kernel recomputes the activation in backward"),
-    "liger_swiglu": refused("Liger's SwiGLU kernel recomputes the activation in backward"),
-    "liger_layer_norm": refused("Liger's LayerNorm kernel"),
-    "liger_cross_entropy": refused("Liger's cross-entropy still builds the full logits; only the fused linear one "
-                                   "(liger_fused_linear_cross_entropy) is planned"),
+    "liger_cross_entropy": modelled("true: --liger-kernels cross_entropy (in-place gradient over the fp32 logits, "
+                                    "which still exist)"),
     "liger_use_token_scaling": refused("Liger token scaling"),
     "chunked_cross_entropy": refused("chunked cross-entropy over full logits (not fused with lm_head)"),
     "flash_attn_cross_entropy": refused("flash-attn's cross-entropy kernel"),
@@ -367,9 +370,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     for key, value in (("flash_attention", "flash"), ("sdp_attention", "sdpa"), ("eager_attention", "eager")):
         if on(get(key)) and "attn" not in o:
             o.use(key, "attn", value)
-    for key in ("liger_fused_linear_cross_entropy", "cut_cross_entropy"):
-        if on(get(key)):
-            o.use(key, "loss", "chunked")
+    liger.axolotl(d, todo, o)
+    if on(get("cut_cross_entropy")):
+        o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):
         other = [p for p in d["plugins"] if p not in _PLUGINS]
         if other:

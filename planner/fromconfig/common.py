@@ -253,6 +253,9 @@ FSDP_TABLE: dict[str, KeyRule] = {
     "min_num_params": refused("size-based wrapping makes units other than one decoder layer"),
     "mixed_precision_policy": refused("an FSDP mixed-precision policy other than the trainer's dtype"),
     "fp8": refused("FP8 all-gather / training"),
+    # YaFSDP's patched accelerate: FullyShardedDataParallelPlugin.ya_fsdp_enabled, --fsdp_ya_fsdp_enabled
+    # [yandex/YaFSDP patches/accelerate.diff @ 669fc36]
+    "ya_fsdp_enabled": modelled("true: --fsdp yafsdp (YaFSDP zero_stage=3 instead of FSDP; planner/memory/yafsdp.py)"),
     **no_effect("parameter views and init order: the same bytes", ["use_orig_params", "sync_module_states"]),
     **no_effect("load-time host memory (rank 0 reads the checkpoint)", ["cpu_ram_efficient_loading"]),
     **no_effect("checkpoint format; full state dicts gather to rank 0's host memory",
@@ -335,4 +338,6 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
             rep.set(name, FSDP_TABLE[k].note)
     if "fsdp" not in o and (flat.get("version") or version):
         o.use(cfg_key, "fsdp", "full")   # FSDP2 without a strategy: reshard_after_forward defaults to True
+    if "ya_fsdp_enabled" in todo and on(flat["ya_fsdp_enabled"]):   # replaces FSDP whatever the strategy
+        o.use(f"{cfg_key}.{orig['ya_fsdp_enabled']}", "fsdp", "yafsdp")
 

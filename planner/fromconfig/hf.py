@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ConfigSetup
+from . import ConfigSetup, liger
 from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused
 
@@ -58,9 +58,10 @@ TABLE: dict[str, KeyRule] = {
     "dtype": modelled("the load dtype: bfloat16/float16: full: --weights-dtype (under bf16/fp16 autocast; "
                       "--precision *-true with both off); LoRA: --base-dtype; float32: as planned; auto refused"),
     "torch_dtype": modelled("as dtype (the name before transformers 4.56)"),
-    "use_liger_kernel": modelled("true: --loss chunked when liger_kernel_config leaves only the fused linear "
-                                 "cross-entropy on; else refused"),
-    "liger_kernel_config": modelled("the Liger kernels use_liger_kernel switches on"),
+    "use_liger_kernel": modelled("true: --liger (the family's apply_liger_kernel_to_* defaults: RMSNorm, RoPE, "
+                                 "SwiGLU/GeGLU, fused linear cross-entropy = --loss chunked) [fromconfig/liger.py]"),
+    "liger_kernel_config": modelled("with use_liger_kernel: --liger-kernels, the dict's kernels over the defaults "
+                                    "(cross_entropy: Liger's in-place cross-entropy over the fp32 logits)"),
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [training_args.py]"),
@@ -187,17 +188,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
     if get("optim"):
         o.use("optim", "optimizer", optimizer(d["optim"], "optim", path))
     if on(get("use_liger_kernel")):
-        kc = get("liger_kernel_config") or {}
-        # liger_kernel's apply_liger_kernel_to_* defaults: rope, rms_norm, swiglu/geglu, layer_norm and
-        # fused_linear_cross_entropy on, cross_entropy off [liger_kernel/transformers/monkey_patch.py]
-        switched = [k for k in ("rope", "rms_norm", "swiglu", "geglu", "layer_norm", "cross_entropy")
-                    if kc.get(k, k != "cross_entropy")]
-        if switched:
-            rep.refuse("use_liger_kernel", True, f"Liger's {', '.join(switched)} kernels change saved activations "
-                       "(only its fused linear cross-entropy is planned)",
-                       "set liger_kernel_config to leave only fused_linear_cross_entropy on")
-        else:
-            o.use("use_liger_kernel", "loss", "chunked")
+        liger.hf(get("liger_kernel_config"), o)
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     for key in ("per_device_eval_batch_size", "per_gpu_eval_batch_size"):

@@ -23,7 +23,7 @@ from typing import Any
 from ..specs.errors import PlannerError
 
 from . import ConfigSetup
-from . import hf
+from . import hf, liger
 from .common import Options, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
 
@@ -91,7 +91,8 @@ _OWN: dict[str, KeyRule] = {
     "shift_attn": refused("shift short attention (S^2-Attn)"),
     "rope_scaling": refused("RoPE scaling changes the context planned"),
     "model_max_length": refused("a tokenizer/model length override"),
-    "enable_liger_kernel": refused("Liger's RoPE, RMSNorm and SwiGLU kernels change saved activations"),
+    "enable_liger_kernel": modelled("true at stage sft: --liger --liger-before-load (the family's defaults, patched "
+                                    "before the model is built) [model_utils/liger_kernel.py; fromconfig/liger.py]"),
     "use_unsloth": refused("Unsloth's patched model saves different activations"),
     "use_unsloth_gc": refused("Unsloth's gradient checkpointing offloads to host memory"),
     "upcast_layernorm": refused("layer norms upcast to fp32"),
@@ -181,6 +182,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if stage != "sft":
         rep.refuse("stage", stage, "stages other than sft (pre-training packs; rm/ppo/dpo/kto keep more models "
                    "or pairs)", "use stage: sft")
+    if on(get("enable_liger_kernel")) and stage == "sft":   # other stages are refused above
+        liger.llamafactory(o)
     ft = str(d.get("finetuning_type", "lora"))    # FinetuningArguments.finetuning_type default: lora
     qbit = get("quantization_bit")
     if ft == "freeze":

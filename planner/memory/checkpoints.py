@@ -30,6 +30,7 @@ from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
 from ..specs.setup import TrainingSetup
 from .pieces import terms
+from . import yafsdp
 
 SAFETENSORS_ENTRY_BYTES = 100     # JSON header bytes per tensor: name, dtype, shape, offsets (estimate)
 # torch.save of an AdamW state_dict: per parameter the zip records of exp_avg, exp_avg_sq and step
@@ -151,6 +152,8 @@ def save_peak_bytes(model: ModelSpec, setup: TrainingSetup) -> int:
     if p.single_gpu or eng in (Engine.SINGLE, Engine.DDP):
         resident = st.weights + st.optimizer_state + (st.gradients if eng is Engine.DDP else 0)
         return int(resident)
+    if eng is Engine.YAFSDP:   # state_dict() gathers each super tensor into its own weight buffer (collect_module)
+        return sum(yafsdp.static_bytes(model, setup))
     n = shard_degree(p)
     resident = (st.weights + st.optimizer_state) // n
     largest = max([model.vocab * model.hidden] + [lin.weight_count for lin in model.dense_linears + model.moe_linears])

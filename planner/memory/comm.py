@@ -202,6 +202,9 @@ def _dp_terms(eng: Engine, p: ParallelSpec, mb: ModelBytes, micro: int) -> list[
                 term(AG, mb.update, 1, "updated 16-bit parameters (ZeRO-2 all-gather after the step)")]
     if eng is Engine.FSDP_GRAD_OP:
         gathers = [term(AG, mb.gathered, micro, "parameters (FSDP SHARD_GRAD_OP all-gather in forward)")]
+    elif eng is Engine.YAFSDP:   # zero_stage 3: every super tensor in param_dtype, before forward and backward
+        gathers = [term(AG, 2 * mb.gathered, micro, "parameters (YaFSDP all-gather of each super tensor in "
+                        "forward and backward)")]
     elif eng.fsdp:   # FULL and HYBRID: every unit, the root too (accelerate passes reshard_after_forward=True)
         gathers = [term(AG, 2 * mb.gathered, micro, "parameters (FSDP all-gather in forward and backward)")]
     else:

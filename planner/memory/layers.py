@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..specs.enums import MlpKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, precision, quantization
+from ..techniques import ADAPTERS, attention, checkpointing, liger, precision, quantization
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,16 @@ class LayerBytes:
         return self.kept + (0 if frozen_base else self.dw_only)
 
 
-def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, fp32_scale: bool) -> LayerBytes:
+def _norm(h: int, consumers: int, r: float, e: float, autocast: bool, fp32_scale: bool,
+          liger_kernel: bool = False) -> LayerBytes:
     """RMSNorm followed by `consumers` linears [LlamaRMSNorm.forward; GemmaRMSNorm.forward].
 
     `x * rsqrt(var)` saves x for the input gradient. The normalized tensor is saved by the
     weight-mul only for the norm weight's gradient, and the output by the linears only for theirs:
     both are dW-only (LoRA and QLoRA freeze norms and base linears alike).
     """
+    if liger_kernel:          # LigerRMSNorm: its input and output only (techniques/liger.py)
+        return LayerBytes(*liger.norm_bytes(h, consumers, r, e, autocast))
     if r == 4 and autocast:   # fp32 residual; each linear casts the fp32 output to 16 bit itself
         return LayerBytes(4 * h, 4 * h + consumers * e * h)
     if r == 4:                # fp32 throughout: x, x*rsqrt, and the output the linears save
@@ -58,14 +61,20 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
         kept = post + (2 * r * h if r == 4 and autocast else 0)
         norms = LayerBytes(kept, casts)
     else:
-        n1 = _norm(h, attn_in, r, e, autocast, fp32_scale)
-        n2 = _norm(h, mlp_in, r, e, autocast, fp32_scale)
+        lk = liger.patched(rs, "rms_norm")
+        n1 = _norm(h, attn_in, r, e, autocast, fp32_scale, lk)
+        n2 = _norm(h, mlp_in, r, e, autocast, fp32_scale, lk)
         norms = LayerBytes(n1.kept + n2.kept, n1.dw_only + n2.dw_only)
-        if m.norms_per_layer == 4:  # Gemma-2/3 post-attention and post-feedforward norms on the
+        if m.norms_per_layer == 4 and lk:   # Liger on the sublayer outputs: o_proj's and down_proj's
+            post = [liger.sublayer_norm_bytes(h, x) for x in (e, quantization.base_linear_out_bytes(rs))]
+            norms = LayerBytes(norms.kept + sum(p[0] for p in post), norms.dw_only + sum(p[1] for p in post))
+        elif m.norms_per_layer == 4:  # Gemma-2/3 post-attention and post-feedforward norms on the
             # sublayer outputs: their fp32 copy is kept, the normalized fp32 tensor only for dW
             norms = LayerBytes(norms.kept + 2 * 4 * h, norms.dw_only + 2 * 4 * h)
     qk_kept = qk_dw = 0.0
-    if m.qk_norm_size:            # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
+    if liger.patches_qk_norm(m, rs):
+        qk_kept, qk_dw = liger.qk_norm_bytes(A + K, quantization.base_linear_out_bytes(rs))
+    elif m.qk_norm_size:          # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
         qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
         qk_dw = (4 if fp32_scale else e) * (A + K)
     attn = attention.core_bytes(m, rs, s) + qk_kept
@@ -73,7 +82,7 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
     # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
     o = quantization.base_linear_out_bytes(rs)
-    mlp_kept = 3 * o * I
+    mlp_kept = liger.glu_saved_tensors(rs) * o * I   # 3; Liger's SiLUMul/GELUMul: gate and up only
     mlp_dw = o * I                # the product, saved only by down_proj for its weight gradient
     return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + qk_dw + mlp_dw + o_in)
 
@@ -117,6 +126,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     """Saved bytes per token, and autocast's weight copies, of the model under `rs`."""
     s = rs.setup.seq_len
     frozen = not rs.full
+    liger.check(m, rs.setup.liger)
     layer = (plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
@@ -129,7 +139,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
                       + m.moe_layers * adapter.saved_bytes_per_layer(m, rs, moe=True)) / m.n_layers
     r, e = rs.residual.bytes, rs.compute.bytes
     rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
-    final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale).kept
+    final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
     outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)

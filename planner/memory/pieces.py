@@ -95,7 +95,7 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
         embed = 0            # no embedding backward on the last stage
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
                   int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
-                  0 if stage is Stage.FIRST or setup.loss is Loss.TRL else int(T * e * m.vocab))
+                  0 if stage is Stage.FIRST or setup.loss in (Loss.TRL, Loss.CCE) else int(T * e * m.vocab))
 
 
 def in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Component as C
-from ..specs.enums import Phase
+from ..specs.enums import Loss, Phase
 from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, loss, preference, quantization
+from ..techniques import attention, checkpointing, cut_ce, liger, loss, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
@@ -31,6 +31,7 @@ from .sharded import fsdp_phases, zero_phases
 from .figures import worst_phases
 from .slices import local_model
 from .states import States
+from .yafsdp import yafsdp_phases
 
 # NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
 # and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
@@ -111,6 +112,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
                      "counted in device total (it can be evicted to host RAM under pressure)")
     notes += loss.notes(rs)
     notes += precision.notes(rs)
+    notes += liger.notes(model, rs.setup.liger)
     notes += attention.notes(model, requested.attention, rs)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
@@ -198,7 +200,8 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     p.validate(model, setup.optimizer)
     eng = engine_of(p)
     m = local_model(model, p)
-    layout = fsdp_phases if eng.fsdp else zero_phases if eng.deepspeed else _replicated_phases
+    layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
+        zero_phases if eng.deepspeed else _replicated_phases
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)
     else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)
@@ -206,6 +209,9 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
         stage = max(by_stage, key=lambda s: max(sum(c.values()) for c in by_stage[s][0].values()))
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
+    notes = list(notes) + liger.notes(model, setup.liger)
+    if setup.loss is Loss.CCE:   # the tag of a loss modelled from source (the other losses' notes are single-GPU's)
+        notes += cut_ce.notes(terms(m, setup)[0])
     if p.tp > 1 or p.pp > 1:
         notes.append(f"tensor/pipeline parallel: this GPU holds {m.n_layers} of {model.n_layers} layers and "
                      f"1/{p.tp} of each layer's heads and MLP width (Megatron layout, no sequence parallelism)")

@@ -28,6 +28,7 @@ class Engine(Choice):
     FSDP_FULL = "fsdp-full"
     FSDP_GRAD_OP = "fsdp-grad-op"
     FSDP_HYBRID = "fsdp-hybrid"
+    YAFSDP = "yafsdp"            # YaFSDP zero_stage=3 (planner/memory/yafsdp.py)
 
     @property
     def deepspeed(self) -> bool:
@@ -35,12 +36,13 @@ class Engine(Choice):
 
     @property
     def fsdp(self) -> bool:
-        return self in (Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID)
+        """An FSDP-like engine: 16-bit gathered parameters, per-unit all-gathers, gradients reduce-scattered."""
+        return self in (Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID, Engine.YAFSDP)
 
     @property
     def shards_params(self) -> bool:
         """Parameters live as 1/n shards between uses."""
-        return self in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID)
+        return self in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID, Engine.YAFSDP)
 
     @property
     def shards_grads(self) -> bool:
@@ -51,7 +53,8 @@ class Engine(Choice):
         return self not in (Engine.SINGLE, Engine.DDP)
 
 
-_FSDP = {Fsdp.FULL: Engine.FSDP_FULL, Fsdp.GRAD_OP: Engine.FSDP_GRAD_OP, Fsdp.HYBRID: Engine.FSDP_HYBRID}
+_FSDP = {Fsdp.FULL: Engine.FSDP_FULL, Fsdp.GRAD_OP: Engine.FSDP_GRAD_OP, Fsdp.HYBRID: Engine.FSDP_HYBRID,
+         Fsdp.YAFSDP: Engine.YAFSDP}
 _ZERO = {1: Engine.ZERO1, 2: Engine.ZERO2, 3: Engine.ZERO3}
 
 
@@ -83,6 +86,8 @@ def reduce_dtype(precision: Precision, engine: Engine, trainable: DType) -> DTyp
     """dtype gradients travel in (all-reduce / reduce-scatter)."""
     if engine.deepspeed:
         return precision.compute_dtype          # DeepSpeed reduces the 16-bit gradients
+    if engine is Engine.YAFSDP:
+        return DType.FP32                       # bit16_reduce_scatter=False: copied into an fp32 buffer first
     return trainable                            # DDP: the grads' dtype; FSDP2: reduce_dtype=fp32 = stored
 
 

@@ -106,6 +106,7 @@ class Loss(Choice):
     CHUNKED = "chunked"  # fused linear + cross-entropy in chunks (Liger, Unsloth, torchtune): no full logits
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
     CHUNKED_OUTPUT = "chunked-output"   # torchtune CEWithChunkedOutputLoss: logits per sequence chunk, upcast chunk by chunk
+    CCE = "cce"          # Cut Cross-Entropy (apple/ml-cross-entropy): logits blockwise in SRAM, never in memory
 
 
 class Objective(Choice):

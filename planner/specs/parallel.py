@@ -21,6 +21,7 @@ class Fsdp(Choice):
     FULL = "full"          # FSDP2 reshard_after_forward=True: params, grads, optimizer sharded
     GRAD_OP = "grad-op"    # reshard_after_forward=False (ZeRO-2-like): params stay gathered fwd->bwd
     HYBRID = "hybrid"      # shard inside a node, replicate across nodes
+    YAFSDP = "yafsdp"      # Yandex's YaFSDP (zero_stage=3): reusable gather buffers, fp32 master shard
 
 
 class Offload(Choice):
@@ -83,6 +84,10 @@ class ParallelSpec:
                                f"use a --tp that divides or is a multiple of --gpus")
         if self.zero and self.fsdp is not Fsdp.NONE:
             raise PlannerError("--zero (DeepSpeed) and --fsdp (PyTorch FSDP) are two engines; choose one of them")
+        if self.fsdp is Fsdp.YAFSDP and (self.tp > 1 or self.pp > 1 or self.offload is not Offload.NONE):
+            raise PlannerError("--fsdp yafsdp shards over the whole data-parallel world with no offload (its "
+                               "accelerate patch: YaFSDP(zero_stage=3), no TP/PP group, no CPU offload); drop "
+                               "--tp/--pp/--offload or use --fsdp full")
         if self.fsdp is Fsdp.HYBRID and self.nodes == 1:
             raise PlannerError("--fsdp hybrid shards inside a node and replicates across nodes: it needs --nodes 2 "
                                "or more (on one node use --fsdp full)")
@@ -121,6 +126,9 @@ class ParallelSpec:
                                "use --optimizer adamw or adamw-fused")
 
     def _validate_model(self, model: "ModelSpec") -> None:
+        if self.fsdp is Fsdp.YAFSDP and model.tied_embeddings:
+            raise PlannerError(f"--fsdp yafsdp: {model.name} ties lm_head to embed_tokens, which YaFSDP's patched "
+                               "scripts wrap as two super tensors; a shared weight is not modelled (use --fsdp full)")
         if self.tp > model.n_heads:
             raise PlannerError(f"--tp {self.tp} is larger than {model.name}'s {model.n_heads} attention heads")
         if model.n_heads % self.tp or model.n_kv_heads % self.tp:

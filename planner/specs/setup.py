@@ -122,6 +122,25 @@ class QuantSpec:
 
 
 @dataclass(frozen=True)
+class LigerSpec:
+    """Liger Kernel's per-layer kernels, as `apply_liger_kernel_to_<family>(rope, rms_norm, swiglu/geglu)`
+    switches them on [liger_kernel/transformers/monkey_patch.py, Liger-Kernel v0.8.2]. Off by default (a
+    plain transformers model). Its fused linear cross-entropy is `loss=Loss.CHUNKED`."""
+
+    rms_norm: bool = False
+    rope: bool = False
+    swiglu: bool = False    # LigerSwiGLUMLP, or LigerGEGLUMLP where the family's MLP is GeGLU (Gemma)
+    # the classes are patched before the model is built (axolotl's LigerPlugin.pre_model_load), so every
+    # RMSNorm of the family is Liger's, q_norm/k_norm included; False: HF Trainer/TRL patch the built instance
+    before_load: bool = False
+    # LigerCrossEntropyFunction in place of transformers' cross_entropy over the fp32 logits (not the fused one)
+    cross_entropy: bool = False
+
+    def any(self) -> bool:
+        return self.rms_norm or self.rope or self.swiglu or self.cross_entropy
+
+
+@dataclass(frozen=True)
 class TrainingSetup:
     method: Method = Method.FULL
     precision: Precision = Precision.BF16_MIXED       # TRL: fp32 load + bf16=True
@@ -144,6 +163,7 @@ class TrainingSetup:
     weights: DType | None = None      # load dtype (from_pretrained dtype): full: every weight; LoRA: as base_dtype
     autocast: bool | None = None      # torch.autocast around the forward (HF Trainer bf16/fp16=True)
     kbit_upcast: bool | None = None   # QLoRA: prepare_model_for_kbit_training's fp32 upcast
+    liger: LigerSpec = field(default_factory=LigerSpec)   # Liger Kernel's RMSNorm / RoPE / SwiGLU patches
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -257,6 +277,13 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.recipe.weights):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self._validate_recipe()
+        if self.liger.cross_entropy and self.loss is not Loss.HF:
+            raise PlannerError(f"Liger's cross_entropy replaces transformers' loss over the full logits; it cannot "
+                               f"run with --loss {self.loss.value}: use --loss hf, or drop cross_entropy")
+        if self.parallel.fsdp is Fsdp.YAFSDP and self.peft:
+            raise PlannerError("--fsdp yafsdp trains the whole model: its is_trainable flag covers every parameter "
+                               "(one fp32 master and gradient shard of all super tensors, or none), so a frozen "
+                               "base with adapters is not supported; use --method full or --fsdp full")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
         return self
 
@@ -330,12 +357,13 @@ class TrainingSetup:
             if not isinstance(adapter, dict) or not isinstance(adapter.get("peft_type"), str):
                 raise PlannerError("adapter: expected {\"peft_type\": ..., \"options\": {...}}")
             adapter = PeftSpec.of(adapter["peft_type"], adapter.get("options") or {})
+        liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType}
         setup = build(cls, d, enums)
-        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
@@ -356,8 +384,10 @@ class TrainingSetup:
             d.pop("lora")
         if self.method is not Method.QLORA:
             d.pop("quant")
-        if self.loss is not Loss.TRL:
-            d.pop("loss_token_fraction")   # only TRL's fused LM head depends on it
+        if self.loss not in (Loss.TRL, Loss.CCE):
+            d.pop("loss_token_fraction")   # only TRL's fused LM head and CCE depend on it
+        if not self.liger.any():
+            d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")

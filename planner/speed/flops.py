@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import Attention
+from ..specs.enums import Attention, Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import TrainingSetup
-from ..techniques import ADAPTERS, attention, checkpointing
+from ..techniques import ADAPTERS, attention, checkpointing, cut_ce
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
         backward = 2 * (W + head) + 4 * adapters + 2 * attn + 2 * trained_frozen
     ckpt = checkpointing.enabled(rs)
     recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
+    if setup.loss is Loss.CCE:   # CCE's backward recomputes the logits blockwise
+        recompute += cut_ce.recompute_flops_per_token(model, rs)
     # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert
     # of an MoE layer included (transformers loops over the experts; any expert a token reaches runs)
     quantized = _stored_linear_weights(model) if rs.quantized is not None else 0

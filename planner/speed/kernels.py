@@ -118,6 +118,8 @@ def step_traffic(model: ModelSpec, setup: TrainingSetup) -> Traffic:
         weights += count * sum(lin.weight_count for lin in linears) * e
     V = m.vocab
     loss = (2 * e + 8) * V if setup.loss is Loss.CHUNKED else (3 * e + 28) * V
+    if setup.loss is Loss.CCE:   # the logits stay in SRAM: no per-token vocabulary traffic [techniques/cut_ce.py]
+        loss = 0
     head_operands = (m.hidden + V) * e * (1 + BACKWARD_FACTOR)
     frozen_passes = 2 + recompute                 # forward, input-gradient GEMM, recompute
     passes = frozen_passes + (1 if rs.full else 0)  # the weight-gradient GEMM reads no weight but writes one

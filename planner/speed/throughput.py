@@ -216,7 +216,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
         offload += host / links.gpu_host_link(gpu).effective
     eng = engine_of(p)
-    overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP) \
+    overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
+                                      Engine.YAFSDP) \
         else OVERLAP_BACKWARD
     return Columns(gemm, attention, memory, opt_seconds, dequant, a * tr.layer_passes / p.pp,
                    a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)

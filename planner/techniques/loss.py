@@ -7,7 +7,7 @@ import math
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_output
+from . import chunked_output, cut_ce, liger
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -31,6 +31,10 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return trl_fused_lm_head(m, rs, T, sequences)
     if rs.setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
         return chunked_output.loss_bytes(m, rs, T, sequences)
+    if rs.setup.loss is Loss.CCE:
+        return cut_ce.loss_bytes(m, rs, T, sequences)
+    if rs.setup.liger.cross_entropy:
+        return liger.cross_entropy_bytes(m, rs, T)
     upcast = 4 * V if e < 4 else 0
     softcap = 2 * e * V if m.final_logit_softcap else 0   # Gemma-2: tanh saved, div/mul transients
     fwd = e * V + upcast + 4 * V + softcap
@@ -39,8 +43,10 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
 
 
 def fused_linear_cross_entropy(m: ModelSpec, rs: Resolved, T: int) -> tuple[int, int, int]:
-    """Liger's fused linear cross-entropy [liger_kernel/ops/fused_linear_cross_entropy.py; simulated
-    by profiler/kernels/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
+    """Liger's fused linear cross-entropy [liger_kernel/ops/fused_linear_cross_entropy.py, Liger-Kernel
+    v0.8.2 (ead96b6): chunk_size L68-70, grad_input / grad_weight / loss_1d L72-86, logits_chunk L114,
+    ctx.save_for_backward(grad_input, grad_weight) L431-435; simulated by
+    profiler/kernels/chunked_loss.py]: gradients computed in the forward, chunk by chunk of
     `rows` ~ T*h/V tokens (a power of two), so the (T, V) logits never exist.
 
     Forward: the input gradient (T, h) and, when the lm_head trains, its weight gradient (V, h),
@@ -101,4 +107,6 @@ def notes(rs: Resolved) -> list[str]:
     if rs.setup.loss is Loss.TRL:
         return [f"TRL >= 1.15 fused LM head modelled from TRL 1.16.0's source (not simulated); "
                 f"{rs.setup.loss_token_fraction:.0%} of positions carry a label"]
+    if rs.setup.loss is Loss.CCE:
+        return cut_ce.notes(rs)
     return []

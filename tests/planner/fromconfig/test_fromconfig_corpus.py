@@ -175,13 +175,9 @@ EXPECTED: dict[str, Expect] = {
     'axolotl/llama-3-fft-8b-liger-fsdp.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16 weights; accelerate upcasts them to fp32 under FSDP mixed precision
         dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
-             optimizer='adamw-fused', attn='flash', loss='chunked', fsdp='full', offload='params', gpus_per_node=8),
+             optimizer='adamw-fused', attn='flash', liger_kernels='rope,rms_norm,swiglu,geglu,flce',
+             liger_before_load=True, fsdp='full', offload='params', gpus_per_node=8),
         refused=[
-            "liger_rope: true is not modelled yet (Liger's RoPE kernel works in place); remove it to plan the rest",
-            "liger_rms_norm: true is not modelled yet (Liger's RMSNorm kernel saves different activations "
-             "than HF's); remove it to plan the rest",
-            "liger_glu_activation: true is not modelled yet (Liger's SwiGLU kernel recomputes the activation "
-             'in backward); remove it to plan the rest',
             'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
              'micro-batch); remove it to plan the rest',
         ]),
