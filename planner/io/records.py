@@ -1,7 +1,7 @@
 """The measurement record: one JSON file per real run in `data/measurements/`, one schema for all.
 
 Written by the profiler's CUDA runs (kind "profile"), `gpuplan watch` (kind "watch") and GPU
-validation (kind "gpu_validate"); read by the time model's calibration (planner/throughput.py
+validation (kind "gpu_validate"); read by the time model's calibration (planner/speed/throughput.py
 `calibrated_mfu` reads `gpu`, `setup` and `timing.step_time_s`, so those three keys stay where
 they are). The schema, field by field, is in data/measurements/README.md.
 
@@ -211,7 +211,7 @@ def _check_setup(setup: Any, model: str | None, fail) -> None:
 
 
 def _check_calibratable(d: Mapping[str, Any], fail) -> None:
-    """A record with `timing` calibrates the time model's MFU (planner/throughput.py calibrated_mfu),
+    """A record with `timing` calibrates the time model's MFU (planner/speed/throughput.py calibrated_mfu),
     which resolves `gpu` in the catalog and `setup.model` as a model: both must be there."""
     try:
         name = resolve_gpu(d["gpu"]).name

@@ -19,7 +19,7 @@ Conventions, as in the papers the MFU figures come from:
 - LoRA/QLoRA: frozen linears compute only the input gradient (no weight-gradient GEMM); the
   adapters (A: in x r, B: r x out) cost 6 r (in + out) per token [Hu21 LoRA; peft lora/layer.py].
 Element-wise work (norms, activations, softmax, optimizer) is not counted here: it is memory-bound
-and sits in the achievable-MFU figure (planner/throughput.py) or the optimizer-step time.
+and sits in the achievable-MFU figure (planner/speed/throughput.py) or the optimizer-step time.
 Embedding lookups cost no FLOPs; the LM head (tied or not) is a matmul of vocab x hidden.
 """
 from __future__ import annotations
