@@ -129,7 +129,7 @@ def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingS
     batch = setup.with_(batch_size=k * setup.batch_size) if k > 1 else setup
     phases = single_gpu_phases(model, batch, rs, st, act)
     ref_weights = preference.reference_weight_bytes(model, rs)
-    if ref_weights or k > 1:
+    if ref_weights or k > 1 or setup.objective.has_reference:
         phases = _with_reference(model, batch, rs, phases, ref_weights)
     notes = technique_notes(model, requested, rs, st) + preference.notes(rs)
     return Step(phases, tuple(notes), st.optimizer_paged, trainable_params=st.trainable_params)

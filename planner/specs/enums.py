@@ -114,6 +114,12 @@ class Objective(Choice):
 
     SFT = "sft"    # next-token loss on one sequence per example (SFTTrainer, plain Trainer)
     DPO = "dpo"    # DPOTrainer: chosen and rejected sequences in one batch, a frozen reference model
+    KTO = "kto"    # KTOTrainer: one completion per example, a no-grad KL forward, a frozen reference model
+
+    @property
+    def has_reference(self) -> bool:
+        """A reference model's log-probs enter the loss (TRL's DPO and KTO trainers)."""
+        return self in (Objective.DPO, Objective.KTO)
 
 
 class QuantType(Choice):

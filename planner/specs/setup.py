@@ -254,15 +254,19 @@ class TrainingSetup:
             raise PlannerError(f"LoRA dropout must be in [0, 1), got {self.lora.dropout}")
         if not 0.0 < self.loss_token_fraction <= 1.0:
             raise PlannerError(f"the loss-token fraction must be in (0, 1], got {self.loss_token_fraction}")
-        if self.objective is Objective.DPO and self.loss is not Loss.TRL:
-            raise PlannerError("TRL's DPOTrainer computes log-probs with its fused LM head: use --loss trl with "
-                               "--objective dpo")
+        if self.objective.has_reference and self.loss is not Loss.TRL:
+            raise PlannerError(f"TRL's {self.objective.value.upper()}Trainer computes log-probs with its fused LM head: "
+                               f"use --loss trl with --objective {self.objective.value}")
+        if self.objective is Objective.KTO and self.batch_size < 2:
+            raise PlannerError("TRL's KTOTrainer needs a micro-batch of at least 2 (its KL term pairs each prompt with "
+                               "another example's completion): use --batch-size 2 or more")
         if self.loss is Loss.CHUNKED_OUTPUT and not self.parallel.single_gpu:
             raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
                                "only for now (its multi-GPU step is not checked against the simulator); drop the "
                                "multi-GPU flags")
-        if self.objective is Objective.DPO and not self.parallel.single_gpu:
-            raise PlannerError("--objective dpo is planned for one GPU only for now; drop the multi-GPU flags")
+        if self.objective.has_reference and not self.parallel.single_gpu:
+            raise PlannerError(f"--objective {self.objective.value} is planned for one GPU only for now; drop the "
+                               "multi-GPU flags")
         if self.lora.alpha <= 0:
             raise PlannerError(f"LoRA alpha must be positive, got {self.lora.alpha}")
         if self.method is Method.QLORA and self.precision is Precision.FP32:

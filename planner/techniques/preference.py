@@ -6,6 +6,12 @@ policy's graph is alive, the reference forward on the same batch. The reference 
 with its adapters disabled for peft (no extra weights), none with `precompute_ref_log_probs`,
 else a frozen copy loaded in the policy's dtype (`ref_model_init_kwargs["dtype"] = model.dtype`).
 Padded batches build an attention mask, whose cost is not modelled yet.
+
+KTO (TRL 1.16.0 trl/trainer/kto_trainer.py `_compute_loss`, `_compute_kl_logps`): one completion per
+example through the fused head; before it, a no-grad policy forward on the KL batch (each prompt
+with another example's completion: as many sequences), which peaks below the reference moment that
+follows (the same forward, on top of the policy's graph); then, under no_grad, the reference's KL
+and main forwards one after the other, with the same reference model rules as DPO.
 """
 from __future__ import annotations
 
@@ -17,13 +23,14 @@ from . import loss
 
 
 def sequences_per_example(rs: Resolved) -> int:
+    """Sequences one example puts through the policy with gradients: DPO's chosen and rejected."""
     return 2 if rs.setup.objective is Objective.DPO else 1
 
 
 def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
     """A frozen reference model's weights, where DPO keeps one."""
     s = rs.setup
-    if s.objective is not Objective.DPO or not rs.full or s.precompute_ref_log_probs:
+    if not s.objective.has_reference or not rs.full or s.precompute_ref_log_probs:
         return 0
     return param_counts(m).total * rs.trainable.bytes
 
@@ -33,7 +40,7 @@ def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) 
     input and output and the MLP's two intermediates, or the fused head's forward on the final
     hidden states; plus the reference log-probs it returns (fp32 per position)."""
     s = rs.setup
-    if s.objective is not Objective.DPO or s.precompute_ref_log_probs:
+    if not s.objective.has_reference or s.precompute_ref_log_probs:
         return 0
     e, r = rs.compute.bytes, rs.residual.bytes
     layer = T * (2 * r * m.hidden + 2 * e * m.intermediate)
@@ -43,10 +50,14 @@ def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) 
 
 def notes(rs: Resolved) -> list[str]:
     s = rs.setup
-    if s.objective is not Objective.DPO:
+    if not s.objective.has_reference:
         return []
     ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else
            "the reference is the base with adapters disabled" if not rs.full else
            "a frozen reference copy in the policy's dtype")
+    if s.objective is Objective.KTO:
+        return [f"KTO modelled from TRL 1.16.0's source: {s.batch_size} completions with gradients, a no-grad "
+                f"policy forward on as many mismatched KL completions, {ref}; the padding mask's cost is not "
+                "modelled yet"]
     return [f"DPO modelled from TRL 1.16.0's source: chosen and rejected in one batch of "
             f"{2 * s.batch_size} sequences, {ref}; the padding mask's cost is not modelled yet"]
