@@ -121,7 +121,11 @@ def render(p: dict[str, Any], console: Console | None = None) -> None:
     print_table(console, figures_table(p))
     print_table(console, phases_table(p))
     if "comparison" in p:
+        from gpuplan.profiler.compare import explain   # torch-free
+
         print_table(console, compare_table(p["comparison"]))
+        for line in explain(p["comparison"]):
+            console.print(f"[dim]{line}[/dim]")
     if p.get("per_module"):
         print_table(console, modules_table(p["per_module"]), drop_order=("type", "copies"))
     if "max_batch_size" in p:

@@ -11,6 +11,7 @@ from gpuplan.app import charts
 from gpuplan.app.profile_tables import FIGURE_LABELS, fmt, group_modules, unit_for
 from gpuplan.planner import PlannerError
 from gpuplan.profiler import Device, measure, profile_json
+from gpuplan.profiler.compare import explain
 
 from .setup_form import build_setup, model_params, model_ui, setup_params, setup_ui
 from .state import Param, Params
@@ -111,6 +112,8 @@ def comparison_ui(c: dict[str, Any]) -> None:
                    f"estimate {unit[0]}": None if r["estimate_bytes"] is None else r["estimate_bytes"] / unit[1],
                    f"measured {unit[0]}": None if r["measured_bytes"] is None else r["measured_bytes"] / unit[1],
                    "error %": r["error_pct"]} for r in rows], hide_index=True, key="profile.compare_table")
+    for line in explain(c):
+        st.caption(line)
 
 
 def modules_ui(per_module: dict[str, Any]) -> None:
