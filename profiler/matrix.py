@@ -150,7 +150,26 @@ PEFT_MATRIX: tuple[Case, ...] = (
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
-MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+# Architecture families added after the core matrix (issue 11): Phi-1.5/2 (parallel attention and
+# MLP on one LayerNorm, partial rotary, lm_head bias), full and LoRA, with and without checkpointing.
+ARCH_MATRIX: tuple[Case, ...] = (
+    Case("phi", "phi-1.5", {}, batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", NO_CKPT, batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora"}, batch_size=2, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora", **NO_CKPT, "lora": {"targets": ["all-linear"], "dropout": 0.05}},
+         batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("phi", "phi-2", {"method": "qlora", **NO_CKPT}, batch_size=1, seq_len=256),
+    # gpt_bigcode (SantaCoder): GPT-2's block with multi-query attention, dropouts 0.1
+    Case("bigcode", "santacoder", {}, batch_size=1, seq_len=256),
+    Case("bigcode", "santacoder", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "lora"}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=2, seq_len=256),
+)
+
+MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 
 
 @dataclass

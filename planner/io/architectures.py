@@ -22,8 +22,21 @@ PEFT_DEFAULT_TARGETS = {
     "qwen2": ("q_proj", "v_proj"), "qwen3": ("q_proj", "v_proj"), "qwen3_moe": ("q_proj", "v_proj"),
     "gemma": ("q_proj", "v_proj"), "gemma2": ("q_proj", "v_proj"), "gemma3_text": ("q_proj", "v_proj"),
     "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
-    "gpt_neox": ("query_key_value",),
+    "gpt_neox": ("query_key_value",), "phi": ("q_proj", "v_proj", "fc1", "fc2"),
+    "gpt_bigcode": ("c_attn",),
 }
+
+# tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
+# aten op saving its input; gelu_new is written in python ops saving x, tanh, 0.5x and 1+tanh
+# [transformers/activations.py: GELUActivation, PytorchGELUTanh, NewGELUActivation]
+_GELU_SAVED = {"gelu": 1, "gelu_pytorch_tanh": 1, "gelu_new": 4}
+
+
+def _gelu_saved(name: str, act: str) -> int:
+    if act not in _GELU_SAVED:
+        raise PlannerError(f"{name}: activation {act!r} is not modelled for this family; "
+                           f"modelled: {', '.join(sorted(_GELU_SAVED))}")
+    return _GELU_SAVED[act]
 
 
 def _get(cfg: Mapping[str, Any], *keys: str, default: Any = None, required: bool = True) -> Any:
@@ -184,8 +197,81 @@ def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _rope_factor(cfg: Mapping[str, Any], default: float) -> float:
+    """partial_rotary_factor at the top level (transformers 4.x configs) or in rope_parameters (5.x)."""
+    params = cfg.get("rope_parameters") or {}
+    return float(cfg.get("partial_rotary_factor") or params.get("partial_rotary_factor") or default)
+
+
+def _from_phi(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Phi-1/1.5/2 [modeling_phi.py]: one LayerNorm per layer whose output feeds attention and the
+    MLP in parallel (`attn_outputs + mlp(hidden_states) + residual`), q/k/v/dense with biases, rope
+    on the first `head_dim * partial_rotary_factor` dims, gelu_new MLP fc1/fc2, lm_head with a bias."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a)
+    inter = int(_get(cfg, "intermediate_size"))
+    if cfg.get("qk_layernorm"):
+        raise PlannerError(f"{name}: Phi with qk_layernorm=true is not modelled yet (no released Phi "
+                           "checkpoint uses it); pass a config with qk_layernorm false")
+    linears = (
+        LinearSpec("q_proj", h, a * d, True, "attn"),
+        LinearSpec("k_proj", h, kv * d, True, "attn"),
+        LinearSpec("v_proj", h, kv * d, True, "attn"),
+        LinearSpec("dense", a * d, h, True, "attn", role=OUT),
+        LinearSpec("fc1", h, inter, True, "mlp"),
+        LinearSpec("fc2", inter, h, True, "mlp", role=OUT),
+    )
+    act = cfg.get("hidden_act", "gelu_new")
+    if act != "gelu_new":
+        raise PlannerError(f"{name}: Phi with hidden_act {act!r} is not modelled (released Phi models use gelu_new)")
+    return ModelSpec(
+        name=name, model_type="phi", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, norms_per_layer=1, rope=RopeKind.SHARED,
+        shared_norm=True, lm_head_bias=True, rope_dim=int(d * _rope_factor(cfg, 0.5)),
+        # gelu_new in python ops: x, tanh, 0.5x and 1+tanh are saved [activations.py NewGELUActivation]
+        act_saved_tensors=4,
+        dropout=float(cfg.get("resid_pdrop", 0.0) or 0.0),
+        embed_dropout=float(cfg.get("embd_pdrop", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["phi"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
+def _from_gpt_bigcode(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StarCoder / SantaCoder [modeling_gpt_bigcode.py]: GPT-2's block (ln_1, attention, ln_2,
+    MLP, learned positions, biases, dropouts) with multi-query attention: c_attn projects to
+    hidden + 2 * head_dim when `multi_query` (one shared key/value head), else 3 * hidden."""
+    h, a = int(_get(cfg, "n_embd", "hidden_size")), int(_get(cfg, "n_head", "num_attention_heads"))
+    d = h // a
+    kv = 1 if cfg.get("multi_query", True) else a
+    inter = int(cfg.get("n_inner") or 4 * h)
+    linears = (
+        LinearSpec("c_attn", h, h + 2 * kv * d, True, "attn"),
+        LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
+        LinearSpec("c_fc", h, inter, True, "mlp"),
+        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="gpt_bigcode", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
+        hidden=h, n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter,
+        vocab=int(_get(cfg, "vocab_size")), tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        mlp_kind=MlpKind.PLAIN, norm_kind=NormKind.LAYER, dense_linears=linears,
+        learned_positions=int(_get(cfg, "n_positions", "max_position_embeddings")), rope=RopeKind.NONE,
+        act_saved_tensors=_gelu_saved(name, cfg.get("activation_function", "gelu_pytorch_tanh")),
+        dropout=float(cfg.get("resid_pdrop", 0.1)), embed_dropout=float(cfg.get("embd_pdrop", 0.1)),
+        attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["gpt_bigcode"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
+    "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -87,13 +87,37 @@ def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
     lns_kept = ln_kept + 8 if m.parallel_residual else 2 * ln_kept
     scores = attention.kernel_saves(m, rs, s)
+    # the fused q/k/v projection's width: 3 h, or h + 2 head_dim for StarCoder's multi-query c_attn
+    qkv = sum(lin.out_features for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
     if m.rope is RopeKind.IN_ATTENTION:
-        attn = 3 * e * h + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
+        attn = e * qkv + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
     else:
-        attn = 3 * e * h + e * h + scores          # c_attn output (q, k, v views), output
+        attn = e * qkv + e * h + scores            # c_attn output (q, k, v views), output
     gelu = m.act_saved_tensors * e * I             # gelu_new in python ops saves four tensors
     dropout = 2 * h if m.dropout > 0 else 0        # residual dropouts save a bool mask
     return LayerBytes(lns_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
+
+
+def shared_norm_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Attention and MLP in parallel on one LayerNorm's output (Phi: PhiDecoderLayer.forward,
+    `attn_outputs + resid_dropout(mlp(hidden_states)) + residual`).
+
+    layer_norm saves its input, mean and rstd; its output is saved by every INPUT linear for its
+    weight gradient (once, or one 16-bit cast per linear under autocast on an fp32 residual). The
+    attention is Llama's (rope on views, the roped q/k copies and v saved by the kernel); the MLP
+    is GPT-2's (fc1, gelu_new's python ops, fc2's input); each residual dropout keeps a bool mask.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    consumers = sum(1 for lin in m.dense_linears if lin.role is LinearRole.INPUT)
+    ln_kept = r * h + 8
+    ln_dw = consumers * e * h if autocast and r == 4 else r * h
+    attn = attention.core_bytes(m, rs, s)
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)      # fc1's output dtype (fp32 from bnb on QLoRA)
+    gelu = m.act_saved_tensors * o * I
+    dropout = 2 * h if m.dropout > 0 else 0
+    return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
 
 
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
@@ -117,7 +141,8 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     """Saved bytes per token, and autocast's weight copies, of the model under `rs`."""
     s = rs.setup.seq_len
     frozen = not rs.full
-    layer = (plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
+    layer = (shared_norm_layer if m.shared_norm else
+             plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
         dense_mlp = 4 * rs.compute.bytes * m.intermediate
@@ -128,9 +153,10 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         per_layer += (m.dense_layers * adapter.saved_bytes_per_layer(m, rs)
                       + m.moe_layers * adapter.saved_bytes_per_layer(m, rs, moe=True)) / m.n_layers
     r, e = rs.residual.bytes, rs.compute.bytes
-    rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
+    rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale).kept
-    outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
+    embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
+    outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)

@@ -93,6 +93,10 @@ class ModelSpec:
     act_saved_tensors: int = 1                  # tensors of the MLP width the activation saves (gelu_new in python ops: 4)
     peft_default_targets: tuple[str, ...] = ()  # peft's target_modules when none are given
     max_positions: int | None = None            # the trained context: max_position_embeddings / n_positions
+    shared_norm: bool = False                   # Phi, Falcon-7B: attention and MLP read one norm's output, in parallel
+    lm_head_bias: bool = False                  # Phi: lm_head is nn.Linear(hidden, vocab, bias=True)
+    rope_dim: int = 0                           # rotary dims per head when partial (Phi: head_dim * partial_rotary_factor); 0: head_dim
+    embed_dropout: float | None = None          # dropout on the embeddings when it differs from `dropout` (Phi's embd_pdrop)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

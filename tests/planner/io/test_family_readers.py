@@ -1,0 +1,81 @@
+"""The family readers added for issue 11 (phi, gpt_bigcode, ...): the ModelSpec fields they fill,
+exact parameter counts against transformers' meta-device build of small variants (the bundled
+presets are checked by tests/planner/specs/test_params.py and tests/data), peft's default targets,
+and one clear line for what they do not model."""
+import copy
+import gc
+
+import pytest
+
+from gpuplan.planner import model_from_config, param_counts
+from gpuplan.planner.io.catalog import load_preset, resolve_model
+from gpuplan.planner.specs.errors import PlannerError
+
+
+def _meta_count(config):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = copy.deepcopy(config)
+    cfg = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    try:
+        return sum(p.numel() for p in model.parameters())
+    finally:
+        del model
+        gc.collect()
+
+
+def _variant(preset, **changes):
+    cfg = copy.deepcopy(load_preset(preset)["config"])
+    cfg.update(changes)
+    return cfg
+
+
+def test_phi_fields():
+    m = resolve_model("phi-2")
+    assert m.shared_norm and m.lm_head_bias and m.norms_per_layer == 1
+    assert m.rope_dim == 32                    # head_dim 80 * partial_rotary_factor 0.4
+    assert m.dropout == 0.1 and m.embed_dropout == 0.0
+    assert [lin.name for lin in m.dense_linears] == ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+    assert resolve_model("phi-1.5").rope_dim == 32   # head_dim 64 * 0.5
+
+
+@pytest.mark.parametrize("preset,changes", [
+    ("phi-1.5", dict(num_hidden_layers=2, num_key_value_heads=8)),          # GQA variant
+    ("phi-1.5", dict(num_hidden_layers=2, tie_word_embeddings=True)),
+    ("santacoder", dict(n_layer=2, multi_query=False)),                     # full multi-head c_attn
+    ("santacoder", dict(n_layer=2, n_inner=None)),                          # 4 * hidden default
+])
+def test_counts_match_transformers_on_meta(preset, changes):
+    cfg = _variant(preset, **changes)
+    assert param_counts(model_from_config(cfg)).total == _meta_count(cfg)
+
+
+def test_gpt_bigcode_multi_query():
+    m = resolve_model("santacoder")
+    assert m.n_kv_heads == 1 and m.learned_positions == 2048
+    c_attn = m.dense_linears[0]
+    assert (c_attn.name, c_attn.out_features) == ("c_attn", m.hidden + 2 * m.head_dim)
+    assert m.act_saved_tensors == 1              # gelu_pytorch_tanh: one aten op saving its input
+    mha = model_from_config(_variant("santacoder", multi_query=False))
+    assert mha.n_kv_heads == mha.n_heads and mha.dense_linears[0].out_features == 3 * mha.hidden
+
+
+def test_peft_default_targets_are_peft_own():
+    constants = pytest.importorskip("peft.utils.constants")
+    mapping = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    for preset in ("phi-2", "santacoder"):
+        m = resolve_model(preset)
+        assert list(m.peft_default_targets) == list(mapping[m.model_type])
+
+
+@pytest.mark.parametrize("preset,changes,fragment", [
+    ("phi-2", dict(qk_layernorm=True), "qk_layernorm"),
+    ("phi-2", dict(hidden_act="relu"), "hidden_act"),
+    ("santacoder", dict(activation_function="relu"), "activation 'relu'"),
+])
+def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
+    with pytest.raises(PlannerError) as err:
+        model_from_config(_variant(preset, **changes))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
