@@ -167,6 +167,17 @@ ARCH_MATRIX: tuple[Case, ...] = (
     Case("bigcode", "santacoder", {"method": "lora"}, batch_size=2, seq_len=256),
     Case("bigcode", "santacoder", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
     Case("bigcode", "santacoder", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=2, seq_len=256),
+    # Falcon-40B (new_decoder_architecture): k/v copied to every head, two LayerNorms in parallel.
+    # Eager only: Falcon calls torch's SDPA itself (no attention interface), so the simulator's CUDA
+    # kernel stand-ins cannot take its place; the SDPA estimate (memory-efficient kernel, Falcon
+    # always passes a mask) is modelled from source, not simulated
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager", **NO_CKPT},
+         batch_size=1, seq_len=128),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager", **NO_CKPT},
+         batch_size=1, seq_len=512),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager"}, batch_size=2, seq_len=512),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true", "attention": "eager",
+                                  "lora": {"targets": ["all-linear"]}, **NO_CKPT}, batch_size=1, seq_len=512),
 )
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}

@@ -23,7 +23,7 @@ PEFT_DEFAULT_TARGETS = {
     "gemma": ("q_proj", "v_proj"), "gemma2": ("q_proj", "v_proj"), "gemma3_text": ("q_proj", "v_proj"),
     "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
     "gpt_neox": ("query_key_value",), "phi": ("q_proj", "v_proj", "fc1", "fc2"),
-    "gpt_bigcode": ("c_attn",),
+    "gpt_bigcode": ("c_attn",), "falcon": ("query_key_value",),
 }
 
 # tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
@@ -269,9 +269,47 @@ def _from_gpt_bigcode(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_falcon(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Falcon-40B/180B (`new_decoder_architecture`) [modeling_falcon.py]: attention and MLP in
+    parallel, each on its own LayerNorm of the same input (`num_ln_in_parallel_attn` 2, or one
+    shared), grouped-query attention fused in query_key_value ((heads + 2 kv_heads) * head_dim),
+    rope, GELU MLP dense_h_to_4h / dense_4h_to_h, FalconLinear biases per `bias`."""
+    if cfg.get("alibi") or not cfg.get("new_decoder_architecture"):
+        raise PlannerError(f"{name}: Falcon with new_decoder_architecture false or alibi (falcon-7b, falcon-rw) "
+                           "is not modelled yet; modelled: new_decoder_architecture true with rope (falcon-40b, -180b)")
+    if not cfg.get("parallel_attn", True):
+        raise PlannerError(f"{name}: Falcon with parallel_attn false is not modelled yet")
+    h, a = int(_get(cfg, "hidden_size", "n_embd")), int(_get(cfg, "num_attention_heads", "n_head"))
+    kv = int(cfg.get("num_kv_heads") or a)
+    d = h // a
+    inter = int(cfg.get("ffn_hidden_size") or 4 * h)
+    bias = bool(cfg.get("bias", False))
+    act = cfg.get("activation", "gelu")
+    norms = int(cfg.get("num_ln_in_parallel_attn") or 2)
+    linears = (
+        LinearSpec("query_key_value", h, (a + 2 * kv) * d, bias, "attn"),
+        LinearSpec("dense", h, h, bias, "attn", role=OUT),
+        LinearSpec("dense_h_to_4h", h, inter, bias, "mlp"),
+        LinearSpec("dense_4h_to_h", inter, h, bias, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="falcon", n_layers=int(_get(cfg, "num_hidden_layers", "n_layer")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, norms_per_layer=norms, rope=RopeKind.SHARED,
+        parallel_residual=norms == 2, shared_norm=norms == 1, expand_kv=True, causal_mask_always=True,
+        act_saved_tensors=_gelu_saved(name, act),
+        dropout=float(cfg.get("hidden_dropout", 0.0) or 0.0), embed_dropout=0.0,
+        attention_dropout=0.0,   # the rope path calls SDPA with dropout_p=0.0 and eager without dropout
+        peft_default_targets=PEFT_DEFAULT_TARGETS["falcon"], max_positions=_max_positions(cfg) or 2048,
+        hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
+    "falcon": _from_falcon,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import MlpKind
+from ..specs.enums import Attention, MlpKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, precision, quantization
@@ -120,6 +120,43 @@ def shared_norm_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
 
 
+def expanded_kv_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Falcon-40B/180B (new_decoder_architecture) [modeling_falcon.py FalconDecoderLayer, FalconAttention].
+
+    ln_attn and ln_mlp read the same input (saved once, each with its mean and rstd; one shared
+    LayerNorm when num_ln_in_parallel_attn is 1). `_split_heads` copies q, and k and v broadcast to
+    every query head (`broadcast_to` + `flatten`); rope makes new q and k; the copied v is saved.
+    SDPA is called directly with the 4-D causal mask Falcon always builds, so CUDA takes the
+    memory-efficient kernel: it saves q, k, v, its output, the fp32 logsumexp padded to 32
+    queries, and the additive mask it converts from the bool mask in the query dtype
+    [aten/src/ATen/native/transformers/attention.cpp: convert_boolean_attn_mask, preprocess_mask].
+    Eager saves q and k (scores matmul), softmax's output in the norm output's dtype
+    (`dtype=hidden_states.dtype`), its 16-bit cast under autocast, and v. The MLP is dense_h_to_4h,
+    GELU (its input saved), dense_4h_to_h (its input saved for dW).
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I, a = m.hidden, m.intermediate, m.n_heads
+    A = a * m.head_dim
+    n_ln = m.norms_per_layer
+    ln_kept = r * h + 8 * n_ln
+    ln_out = 4 if (autocast and r == 4) else r          # layer_norm runs in fp32 under autocast
+    ln_dw = n_ln * (e * h if autocast and r == 4 else r * h)
+    if rs.setup.attention is Attention.EAGER:
+        probs = a * s * (ln_out + (e if autocast and ln_out != e else 0))
+        attn = 3 * e * A + probs
+        o_in = e * A                                  # permute + reshape of probs @ v: a copy, dW only
+    elif rs.setup.attention is Attention.FLASH:      # FalconFlashAttention2: flash-attn 2, no mask
+        attn, o_in = 4 * e * A + 4 * a, 0
+    else:
+        lse = 4 * a * (-(-s // 32) * 32) / s
+        attn = 4 * e * A + lse + e * s                # q, k, v, output, logsumexp, converted mask
+        o_in = 0                                      # the kernel's (b, s, a, d) output, reshaped as is
+    o = quantization.base_linear_out_bytes(rs)
+    gelu = m.act_saved_tensors * o * I
+    dropout = h if m.dropout > 0 else 0               # dropout_add on the summed branches
+    return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
+
+
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
     """Routed experts of one MoE layer, per token: top-k expert MLPs plus router (approximate)."""
     e = rs.compute.bytes
@@ -141,7 +178,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     """Saved bytes per token, and autocast's weight copies, of the model under `rs`."""
     s = rs.setup.seq_len
     frozen = not rs.full
-    layer = (shared_norm_layer if m.shared_norm else
+    layer = (expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
@@ -157,6 +194,8 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale).kept
     embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
     outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0)
+    if m.causal_mask_always:   # Falcon's (b, 1, s, s) mask: bool for SDPA, additive in the embeddings' dtype for eager
+        outside += s * (r if rs.setup.attention is Attention.EAGER else 1)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)

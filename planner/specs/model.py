@@ -97,6 +97,8 @@ class ModelSpec:
     lm_head_bias: bool = False                  # Phi: lm_head is nn.Linear(hidden, vocab, bias=True)
     rope_dim: int = 0                           # rotary dims per head when partial (Phi: head_dim * partial_rotary_factor); 0: head_dim
     embed_dropout: float | None = None          # dropout on the embeddings when it differs from `dropout` (Phi's embd_pdrop)
+    expand_kv: bool = False                     # Falcon: k and v copied out to every query head before the kernel (_split_heads)
+    causal_mask_always: bool = False            # Falcon: a 4-D causal mask is always built, so SDPA gets a mask
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -46,6 +46,8 @@ def test_phi_fields():
     ("phi-1.5", dict(num_hidden_layers=2, tie_word_embeddings=True)),
     ("santacoder", dict(n_layer=2, multi_query=False)),                     # full multi-head c_attn
     ("santacoder", dict(n_layer=2, n_inner=None)),                          # 4 * hidden default
+    ("falcon-40b", dict(num_hidden_layers=2, n_layer=2, bias=True)),
+    ("falcon-40b", dict(num_hidden_layers=2, n_layer=2, num_ln_in_parallel_attn=1, ffn_hidden_size=20480)),
 ])
 def test_counts_match_transformers_on_meta(preset, changes):
     cfg = _variant(preset, **changes)
@@ -62,10 +64,30 @@ def test_gpt_bigcode_multi_query():
     assert mha.n_kv_heads == mha.n_heads and mha.dense_linears[0].out_features == 3 * mha.hidden
 
 
+def test_falcon_fields():
+    m = resolve_model("falcon-40b")
+    assert (m.n_heads, m.n_kv_heads, m.head_dim) == (128, 8, 64)
+    assert m.expand_kv and m.causal_mask_always and m.parallel_residual and m.norms_per_layer == 2
+    assert m.dense_linears[0].out_features == (128 + 2 * 8) * 64
+    one_norm = model_from_config(_variant("falcon-40b", num_ln_in_parallel_attn=1))
+    assert one_norm.norms_per_layer == 1 and one_norm.shared_norm
+
+
+def test_falcon_sdpa_charges_the_mask_and_eager_the_scores():
+    from gpuplan.planner import TrainingSetup, estimate
+
+    m = resolve_model("falcon-40b")
+    est = {(att, s): estimate(m, TrainingSetup.from_dict({"method": "lora", "base_dtype": "bf16", "attention": att,
+                                                     "checkpointing": "none", "batch_size": 1, "seq_len": s}))
+           for att in ("sdpa", "eager") for s in (256, 512)}
+    # the memory-efficient kernel's converted mask grows with s^2 per layer, far less than eager's scores
+    assert est[("sdpa", 512)].peak_allocated_bytes < est[("eager", 512)].peak_allocated_bytes
+
+
 def test_peft_default_targets_are_peft_own():
     constants = pytest.importorskip("peft.utils.constants")
     mapping = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-    for preset in ("phi-2", "santacoder"):
+    for preset in ("phi-2", "santacoder", "falcon-40b"):
         m = resolve_model(preset)
         assert list(m.peft_default_targets) == list(mapping[m.model_type])
 
@@ -74,6 +96,8 @@ def test_peft_default_targets_are_peft_own():
     ("phi-2", dict(qk_layernorm=True), "qk_layernorm"),
     ("phi-2", dict(hidden_act="relu"), "hidden_act"),
     ("santacoder", dict(activation_function="relu"), "activation 'relu'"),
+    ("falcon-40b", dict(alibi=True), "alibi"),
+    ("falcon-40b", dict(new_decoder_architecture=False), "new_decoder_architecture false"),
 ])
 def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
     with pytest.raises(PlannerError) as err:
