@@ -178,6 +178,12 @@ ARCH_MATRIX: tuple[Case, ...] = (
     Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager"}, batch_size=2, seq_len=512),
     Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true", "attention": "eager",
                                   "lora": {"targets": ["all-linear"]}, **NO_CKPT}, batch_size=1, seq_len=512),
+    # DeepSeek-V2-Lite: multi-head latent attention, 64 routed experts (top-6) plus 2 shared, first layer dense
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                          "lora": {"targets": ["q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "attention": "eager",
+                                          "lora": {"targets": ["q_proj", "kv_b_proj", "o_proj"]}}, batch_size=2, seq_len=256),
 )
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}

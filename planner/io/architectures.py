@@ -306,10 +306,59 @@ def _from_falcon(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """DeepSeek-V2/V3 [modeling_deepseek_v2.py, modeling_deepseek_v3.py]: multi-head latent attention
+    (q_proj, or q_a_proj + q_a_layernorm + q_b_proj; kv_a_proj_with_mqa to the kv latent and one
+    roped key head, kv_a_layernorm, kv_b_proj to per-head keys and values; o_proj from v_head_dim
+    per head), llama-style norms; the first `first_k_dense_replace` layers have a dense gated MLP,
+    the rest a MoE of fused routed experts (gate_up_proj, down_proj), a router weight (experts,
+    hidden) and shared experts: one gated MLP of moe_intermediate_size * n_shared_experts."""
+    mt = cfg["model_type"]
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    qr = int(cfg.get("q_lora_rank") or 0)
+    kvr = int(_get(cfg, "kv_lora_rank"))
+    rope, nope, vd = (int(_get(cfg, k)) for k in ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"))
+    qk = nope + rope
+    bias = bool(cfg.get("attention_bias", False))
+    q = ((LinearSpec("q_a_proj", h, qr, bias, "attn"), LinearSpec("q_b_proj", qr, a * qk, False, "attn"))
+         if qr else (LinearSpec("q_proj", h, a * qk, False, "attn"),))
+    attn = q + (
+        LinearSpec("kv_a_proj_with_mqa", h, kvr + rope, bias, "attn"),
+        # q_b_proj / kv_b_proj read their own latent's norm output, not the block input: OUTPUT role
+        LinearSpec("kv_b_proj", kvr, a * (nope + vd), False, "attn", role=OUT),
+        LinearSpec("o_proj", a * vd, h, bias, "attn", role=OUT),
+    )
+    inter = int(_get(cfg, "intermediate_size"))
+    mlp_bias = bool(cfg.get("mlp_bias", False))
+    dense = attn + _llama_linears(h, a, a, qk, inter, False, False, mlp_bias)[4:]
+    n_layers = int(_get(cfg, "num_hidden_layers"))
+    experts = int(_get(cfg, "n_routed_experts", "num_local_experts", "num_experts"))
+    moe_inter = int(_get(cfg, "moe_intermediate_size"))
+    shared = moe_inter * int(cfg.get("n_shared_experts") or 0)
+    first_dense = int(cfg.get("first_k_dense_replace") or 0)
+    moe_linears = attn + (
+        LinearSpec("gate_up_proj", h, 2 * moe_inter, False, "mlp", experts=experts),
+        LinearSpec("down_proj", moe_inter, h, False, "mlp", experts=experts, role=OUT),
+    ) + (_llama_linears(h, a, a, qk, shared, False, False, mlp_bias)[4:] if shared else ())
+    return ModelSpec(
+        name=name, model_type=mt, n_layers=n_layers, hidden=h, n_heads=a, n_kv_heads=a, head_dim=qk,
+        intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.RMS, dense_linears=dense, norms_per_layer=2, qk_norm_size=qr + kvr,
+        moe_linears=moe_linears, moe_layers=max(0, n_layers - first_dense), n_experts=experts,
+        top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
+        q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
+        shared_expert_intermediate=shared, rope_dim=rope,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        # peft has no default target_modules for DeepSeek: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
-    "falcon": _from_falcon,
+    "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

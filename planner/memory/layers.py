@@ -157,6 +157,40 @@ def expanded_kv_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
 
 
+def mla_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """DeepSeek-V2/V3 decoder layer with multi-head latent attention [modeling_deepseek_v2.py
+    DeepseekV2Attention.forward, expand_kv; modeling_deepseek_v3.py likewise].
+
+    The input RMSNorm feeds q_proj (or q_a_proj) and kv_a_proj_with_mqa. q_a_layernorm and
+    kv_a_layernorm normalize 16-bit latents (their fp32 copy kept; normalized tensor and output
+    saved only for dW). rope works on views and copies (only the shared tables are saved); the
+    query is a `cat`, the key a new tensor filled by `copy_`, the value a view of kv_b_proj's output
+    (which it keeps alive). With q/k head dim (nope + rope) unlike v_head_dim, CUDA's SDPA cannot
+    use flash and runs the memory-efficient kernel: q, k, v, output (v_head_dim), fp32 logsumexp
+    padded to 32 queries. Eager saves q, k, v, softmax's fp32 output and its 16-bit copy, and its
+    transposed output copy for o_proj's dW. The MLP is Llama's gated one.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I, a = m.hidden, m.intermediate, m.n_heads
+    qk, vd, nope, kvr, qr = m.head_dim, m.v_head_dim, m.qk_nope_head_dim, m.kv_lora_rank, m.q_lora_rank
+    reads_h = sum(1 for lin in m.dense_linears if lin.block == "attn" and lin.in_features == h)
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    n1, n2 = _norm(h, reads_h, r, e, autocast, False), _norm(h, mlp_in, r, e, autocast, False)
+    latents = [_norm(kvr, 1, e, e, autocast, False)] + ([_norm(qr, 1, e, e, autocast, False)] if qr else [])
+    kept = n1.kept + n2.kept + sum(n.kept for n in latents)
+    dw = n1.dw_only + n2.dw_only + sum(n.dw_only for n in latents)
+    kv_b_out = e * a * (nope + vd)                    # kept alive by the value view
+    if rs.setup.attention is Attention.EAGER:
+        attn = e * a * 2 * qk + kv_b_out + a * s * attention.eager_score_bytes(m, e)
+        o_in = e * a * vd
+    else:
+        lse = 4 * a * (-(-s // 32) * 32) / s
+        attn = e * a * (2 * qk + vd) + kv_b_out + lse
+        o_in = 0
+    o = quantization.base_linear_out_bytes(rs)
+    return LayerBytes(kept + attn + 3 * o * I, dw + o * I + o_in)
+
+
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
     """Routed experts of one MoE layer, per token: top-k expert MLPs plus router (approximate)."""
     e = rs.compute.bytes
@@ -178,12 +212,15 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     """Saved bytes per token, and autocast's weight copies, of the model under `rs`."""
     s = rs.setup.seq_len
     frozen = not rs.full
-    layer = (expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
+    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
         dense_mlp = 4 * rs.compute.bytes * m.intermediate
         moe = per_layer - dense_mlp + moe_layer_extra(m, rs)
+        if m.shared_expert_intermediate:   # DeepSeek's shared experts: Llama's gated MLP on every token
+            o = quantization.base_linear_out_bytes(rs)
+            moe += (3 * o + (0 if frozen else o)) * m.shared_expert_intermediate
         per_layer = (m.dense_layers * per_layer + m.moe_layers * moe) / m.n_layers
     adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
     if adapter:

@@ -99,6 +99,15 @@ class ModelSpec:
     embed_dropout: float | None = None          # dropout on the embeddings when it differs from `dropout` (Phi's embd_pdrop)
     expand_kv: bool = False                     # Falcon: k and v copied out to every query head before the kernel (_split_heads)
     causal_mask_always: bool = False            # Falcon: a 4-D causal mask is always built, so SDPA gets a mask
+    # multi-head latent attention (DeepSeek-V2/V3): q (optionally through a q_lora_rank bottleneck
+    # with its RMSNorm), a shared kv latent of kv_lora_rank plus one roped key head, expanded by
+    # kv_b_proj to qk_nope_head_dim keys and v_head_dim values per head; head_dim is nope + rope
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0                       # > 0: MLA
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    shared_expert_intermediate: int = 0         # DeepSeek MoE: the always-on shared experts' MLP width
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -48,6 +48,9 @@ def test_phi_fields():
     ("santacoder", dict(n_layer=2, n_inner=None)),                          # 4 * hidden default
     ("falcon-40b", dict(num_hidden_layers=2, n_layer=2, bias=True)),
     ("falcon-40b", dict(num_hidden_layers=2, n_layer=2, num_ln_in_parallel_attn=1, ffn_hidden_size=20480)),
+    ("deepseek-v2-lite", dict(num_hidden_layers=3, q_lora_rank=256)),           # q through a latent
+    ("deepseek-v2-lite", dict(num_hidden_layers=3, first_k_dense_replace=0, n_shared_experts=1)),
+    ("deepseek-v3", dict(num_hidden_layers=4, n_routed_experts=16, n_group=4, topk_group=2)),
 ])
 def test_counts_match_transformers_on_meta(preset, changes):
     cfg = _variant(preset, **changes)
@@ -84,12 +87,34 @@ def test_falcon_sdpa_charges_the_mask_and_eager_the_scores():
     assert est[("sdpa", 512)].peak_allocated_bytes < est[("eager", 512)].peak_allocated_bytes
 
 
+def test_deepseek_mla_fields():
+    m = resolve_model("deepseek-v2-lite")
+    assert (m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim, m.q_lora_rank) == (512, 64, 128, 128, 0)
+    assert m.head_dim == 192 and m.moe_layers == 26 and m.n_experts == 64 and m.top_k == 6
+    assert m.shared_expert_intermediate == 2 * 1408
+    v3 = resolve_model("deepseek-v3")
+    assert v3.q_lora_rank == 1536 and v3.moe_layers == 61 - 3
+    assert {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"} <= v3.linear_names()
+
+
+def test_deepseek_lora_needs_named_targets():
+    from gpuplan.planner import TrainingSetup, estimate
+
+    with pytest.raises(PlannerError, match="no default LoRA target_modules for deepseek_v2"):
+        estimate(resolve_model("deepseek-v2-lite"), TrainingSetup.from_dict({"method": "lora"}))
+    est = estimate(resolve_model("deepseek-v2-lite"),
+                   TrainingSetup.from_dict({"method": "lora", "lora": {"targets": ["q_proj", "kv_b_proj"]}}))
+    assert est.peak_allocated_bytes > 0
+
+
 def test_peft_default_targets_are_peft_own():
     constants = pytest.importorskip("peft.utils.constants")
     mapping = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     for preset in ("phi-2", "santacoder", "falcon-40b"):
         m = resolve_model(preset)
         assert list(m.peft_default_targets) == list(mapping[m.model_type])
+    assert "deepseek_v2" not in mapping and "deepseek_v3" not in mapping
+    assert resolve_model("deepseek-v3").peft_default_targets == ()
 
 
 @pytest.mark.parametrize("preset,changes,fragment", [
