@@ -184,6 +184,15 @@ ARCH_MATRIX: tuple[Case, ...] = (
          batch_size=1, seq_len=256),
     Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "attention": "eager",
                                           "lora": {"targets": ["q_proj", "kv_b_proj", "o_proj"]}}, batch_size=2, seq_len=256),
+    # StarCoder2-7B: LayerNorm blocks with biases, GQA with rope, GELU MLP, dropouts 0.1
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "lora": {"targets": ["q_proj", "v_proj"]},
+                                         **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "lora": {"targets": ["all-linear"]}},
+         batch_size=2, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "attention": "eager",
+                                         "lora": {"targets": ["q_proj", "v_proj"]}, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "qlora", "lora": {"targets": ["all-linear"]}, **NO_CKPT},
+         batch_size=1, seq_len=256),
 )
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}

@@ -355,10 +355,43 @@ def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StarCoder2 [modeling_starcoder2.py]: pre-LayerNorm blocks in sequence, q/k/v/o and c_fc/c_proj
+    with biases (`use_bias`), grouped-query attention with shared rope tables, a GELU MLP, residual,
+    attention and embedding dropouts, sliding window."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a)
+    inter = int(_get(cfg, "intermediate_size"))
+    bias = bool(cfg.get("use_bias", True))
+    linears = (
+        LinearSpec("q_proj", h, a * d, bias, "attn"),
+        LinearSpec("k_proj", h, kv * d, bias, "attn"),
+        LinearSpec("v_proj", h, kv * d, bias, "attn"),
+        LinearSpec("o_proj", a * d, h, bias, "attn", role=OUT),
+        LinearSpec("c_fc", h, inter, bias, "mlp"),
+        LinearSpec("c_proj", inter, h, bias, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="starcoder2", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, rope=RopeKind.SHARED,
+        act_saved_tensors=_gelu_saved(name, cfg.get("hidden_act", "gelu_pytorch_tanh")),
+        dropout=float(cfg.get("residual_dropout", 0.0) or 0.0),
+        embed_dropout=float(cfg.get("embedding_dropout", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        sliding_window=cfg.get("sliding_window"),
+        # peft has no default target_modules for starcoder2: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
+    "starcoder2": _from_starcoder2,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -191,6 +191,29 @@ def mla_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(kept + attn + 3 * o * I, dw + o * I + o_in)
 
 
+def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """StarCoder2 [modeling_starcoder2.py Starcoder2DecoderLayer]: LayerNorm, separate q/k/v with
+    the shared rope tables (Llama's attention), o_proj, LayerNorm, c_fc, GELU, c_proj, in sequence.
+
+    Each layer_norm saves its input, mean and rstd; its output is saved by the linears reading it
+    for their weight gradients (one 16-bit cast each under autocast on an fp32 residual). The GELU
+    saves its input, c_proj its output; each residual dropout keeps a bool mask.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    attn_in = sum(1 for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    cast = autocast and r == 4
+    lns_kept = 2 * (r * h + 8)
+    lns_dw = (attn_in + mlp_in) * e * h if cast else 2 * r * h
+    attn = attention.core_bytes(m, rs, s)
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)
+    gelu = m.act_saved_tensors * o * I
+    dropout = 2 * h if m.dropout > 0 else 0
+    return LayerBytes(lns_kept + attn + gelu + dropout, lns_dw + o * I + o_in)
+
+
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
     """Routed experts of one MoE layer, per token: top-k expert MLPs plus router (approximate)."""
     e = rs.compute.bytes
@@ -213,6 +236,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
+             layernorm_rope_layer if m.mlp_kind is MlpKind.PLAIN and m.rope is RopeKind.SHARED else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts

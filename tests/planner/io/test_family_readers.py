@@ -51,6 +51,7 @@ def test_phi_fields():
     ("deepseek-v2-lite", dict(num_hidden_layers=3, q_lora_rank=256)),           # q through a latent
     ("deepseek-v2-lite", dict(num_hidden_layers=3, first_k_dense_replace=0, n_shared_experts=1)),
     ("deepseek-v3", dict(num_hidden_layers=4, n_routed_experts=16, n_group=4, topk_group=2)),
+    ("starcoder2-7b", dict(num_hidden_layers=2, use_bias=False, tie_word_embeddings=False)),
 ])
 def test_counts_match_transformers_on_meta(preset, changes):
     cfg = _variant(preset, **changes)
@@ -87,6 +88,13 @@ def test_falcon_sdpa_charges_the_mask_and_eager_the_scores():
     assert est[("sdpa", 512)].peak_allocated_bytes < est[("eager", 512)].peak_allocated_bytes
 
 
+def test_starcoder2_fields():
+    m = resolve_model("starcoder2-7b")
+    assert (m.n_heads, m.n_kv_heads, m.sliding_window, m.act_saved_tensors) == (36, 4, 4096, 1)
+    assert m.dropout == m.embed_dropout == m.attention_dropout == 0.1
+    assert all(lin.bias for lin in m.dense_linears) and m.tied_embeddings
+
+
 def test_deepseek_mla_fields():
     m = resolve_model("deepseek-v2-lite")
     assert (m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim, m.q_lora_rank) == (512, 64, 128, 128, 0)
@@ -115,6 +123,7 @@ def test_peft_default_targets_are_peft_own():
         assert list(m.peft_default_targets) == list(mapping[m.model_type])
     assert "deepseek_v2" not in mapping and "deepseek_v3" not in mapping
     assert resolve_model("deepseek-v3").peft_default_targets == ()
+    assert "starcoder2" not in mapping and resolve_model("starcoder2-7b").peft_default_targets == ()
 
 
 @pytest.mark.parametrize("preset,changes,fragment", [
