@@ -193,6 +193,13 @@ ARCH_MATRIX: tuple[Case, ...] = (
                                          "lora": {"targets": ["q_proj", "v_proj"]}, **NO_CKPT}, batch_size=1, seq_len=256),
     Case("starcoder2", "starcoder2-7b", {"method": "qlora", "lora": {"targets": ["all-linear"]}, **NO_CKPT},
          batch_size=1, seq_len=256),
+    # StableLM-2 1.6B: LayerNorms, q/k/v biases, partial rotary 0.25, gated MLP
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {}, batch_size=1, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT},
+         batch_size=2, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"method": "qlora", "lora": {"targets": ["all-linear"]}},
+         batch_size=2, seq_len=256),
 )
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}

@@ -24,6 +24,7 @@ PEFT_DEFAULT_TARGETS = {
     "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
     "gpt_neox": ("query_key_value",), "phi": ("q_proj", "v_proj", "fc1", "fc2"),
     "gpt_bigcode": ("c_attn",), "falcon": ("query_key_value",),
+    "stablelm": ("q_proj", "v_proj"),
 }
 
 # tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
@@ -387,11 +388,36 @@ def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StableLM / StableLM-2 [modeling_stablelm.py]: Llama's projections (q/k/v biases per
+    `use_qkv_bias`, o_proj and the gated MLP without) with LayerNorms, rope on the first
+    `head_dim * partial_rotary_factor` dims, one dropout on the MLP output (`hidden_dropout`)."""
+    if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
+        raise PlannerError(f"{name}: StableLM with qk_layernorm or use_parallel_residual (stablelm-2-12b) is "
+                           "not modelled yet; modelled: the sequential StableLM / StableLM-2 1.6B layout")
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = h // a
+    inter = int(_get(cfg, "intermediate_size"))
+    linears = _llama_linears(h, a, kv, d, inter, bool(cfg.get("use_qkv_bias", False)), False, False)
+    return ModelSpec(
+        name=name, model_type="stablelm", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.LAYER, dense_linears=linears, rope=RopeKind.SHARED,
+        rope_dim=int(d * _rope_factor(cfg, 0.25)), dropouts_per_layer=1,
+        dropout=float(cfg.get("hidden_dropout", 0.0) or 0.0), embed_dropout=0.0,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["stablelm"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
-    "starcoder2": _from_starcoder2,
+    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import Attention, MlpKind
+from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, precision, quantization
@@ -192,8 +192,10 @@ def mla_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
 
 
 def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
-    """StarCoder2 [modeling_starcoder2.py Starcoder2DecoderLayer]: LayerNorm, separate q/k/v with
-    the shared rope tables (Llama's attention), o_proj, LayerNorm, c_fc, GELU, c_proj, in sequence.
+    """StarCoder2 [modeling_starcoder2.py Starcoder2DecoderLayer], StableLM [modeling_stablelm.py
+    StableLmDecoderLayer, sequential residual]: LayerNorm, separate q/k/v with the shared rope
+    tables (Llama's attention; StableLM ropes a slice and concatenates), o_proj, LayerNorm, the MLP
+    (GELU c_fc/c_proj, or StableLM's gated gate/up/down), in sequence.
 
     Each layer_norm saves its input, mean and rstd; its output is saved by the linears reading it
     for their weight gradients (one 16-bit cast each under autocast on an fp32 residual). The GELU
@@ -209,9 +211,11 @@ def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     attn = attention.core_bytes(m, rs, s)
     o_in = attention.output_copy_bytes(m, rs)
     o = quantization.base_linear_out_bytes(rs)
-    gelu = m.act_saved_tensors * o * I
-    dropout = 2 * h if m.dropout > 0 else 0
-    return LayerBytes(lns_kept + attn + gelu + dropout, lns_dw + o * I + o_in)
+    # GELU (StarCoder2): its saved input; gated (StableLM): gate saved by the activation, its
+    # output and up by the product, as in Llama
+    mlp = (3 if m.mlp_kind is MlpKind.GATED else m.act_saved_tensors) * o * I
+    dropout = m.dropouts_per_layer * h if m.dropout > 0 else 0
+    return LayerBytes(lns_kept + attn + mlp + dropout, lns_dw + o * I + o_in)
 
 
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
@@ -236,7 +240,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
-             layernorm_rope_layer if m.mlp_kind is MlpKind.PLAIN and m.rope is RopeKind.SHARED else
+             layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts

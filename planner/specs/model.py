@@ -108,6 +108,7 @@ class ModelSpec:
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
     shared_expert_intermediate: int = 0         # DeepSeek MoE: the always-on shared experts' MLP width
+    dropouts_per_layer: int = 2                 # residual dropouts of a LayerNorm-rope layer (StarCoder2 2, StableLM 1)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -52,6 +52,7 @@ def test_phi_fields():
     ("deepseek-v2-lite", dict(num_hidden_layers=3, first_k_dense_replace=0, n_shared_experts=1)),
     ("deepseek-v3", dict(num_hidden_layers=4, n_routed_experts=16, n_group=4, topk_group=2)),
     ("starcoder2-7b", dict(num_hidden_layers=2, use_bias=False, tie_word_embeddings=False)),
+    ("stablelm-2-zephyr-1.6b", dict(num_hidden_layers=2, use_qkv_bias=False, num_key_value_heads=8)),
 ])
 def test_counts_match_transformers_on_meta(preset, changes):
     cfg = _variant(preset, **changes)
@@ -95,6 +96,12 @@ def test_starcoder2_fields():
     assert all(lin.bias for lin in m.dense_linears) and m.tied_embeddings
 
 
+def test_stablelm_fields():
+    m = resolve_model("stablelm-2-zephyr-1.6b")
+    assert m.rope_dim == 16 and m.dropouts_per_layer == 1 and m.norms_per_layer == 2
+    assert [lin.bias for lin in m.dense_linears] == [True, True, True, False, False, False, False]
+
+
 def test_deepseek_mla_fields():
     m = resolve_model("deepseek-v2-lite")
     assert (m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim, m.q_lora_rank) == (512, 64, 128, 128, 0)
@@ -118,7 +125,7 @@ def test_deepseek_lora_needs_named_targets():
 def test_peft_default_targets_are_peft_own():
     constants = pytest.importorskip("peft.utils.constants")
     mapping = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-    for preset in ("phi-2", "santacoder", "falcon-40b"):
+    for preset in ("phi-2", "santacoder", "falcon-40b", "stablelm-2-zephyr-1.6b"):
         m = resolve_model(preset)
         assert list(m.peft_default_targets) == list(mapping[m.model_type])
     assert "deepseek_v2" not in mapping and "deepseek_v3" not in mapping
@@ -131,6 +138,8 @@ def test_peft_default_targets_are_peft_own():
     ("phi-2", dict(hidden_act="relu"), "hidden_act"),
     ("santacoder", dict(activation_function="relu"), "activation 'relu'"),
     ("falcon-40b", dict(alibi=True), "alibi"),
+    ("stablelm-2-zephyr-1.6b", dict(qk_layernorm=True), "qk_layernorm"),
+    ("stablelm-2-zephyr-1.6b", dict(use_parallel_residual=True), "use_parallel_residual"),
     ("falcon-40b", dict(new_decoder_architecture=False), "new_decoder_architecture false"),
 ])
 def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
