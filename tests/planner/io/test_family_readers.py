@@ -146,3 +146,4 @@ def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
     with pytest.raises(PlannerError) as err:
         model_from_config(_variant(preset, **changes))
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
