@@ -145,6 +145,10 @@ def models(as_json: bool) -> None:
                      "intermediate": m.intermediate, "vocab": m.vocab, "experts": m.n_experts, "top_k": m.top_k,
                      "tied_embeddings": m.tied_embeddings, "params_total": preset["params_total"],
                      "context": m.hf_config.get("max_position_embeddings") or m.hf_config.get("n_positions")})
+        if m.kv_lora_rank:   # DeepSeek's multi-head latent attention: its own head dims
+            rows[-1]["mla"] = {"q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank,
+                               "qk_rope_head_dim": m.qk_rope_head_dim, "qk_nope_head_dim": m.qk_nope_head_dim,
+                               "v_head_dim": m.v_head_dim, "shared_experts_intermediate": m.shared_expert_intermediate}
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -183,7 +183,59 @@ TORCHTUNE_MATRIX: tuple[Case, ...] = (
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
-MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+# Architecture families added after the core matrix (issue 11): Phi-1.5/2 (parallel attention and
+# MLP on one LayerNorm, partial rotary, lm_head bias), full and LoRA, with and without checkpointing.
+ARCH_MATRIX: tuple[Case, ...] = (
+    Case("phi", "phi-1.5", {}, batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", NO_CKPT, batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora"}, batch_size=2, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("phi", "phi-1.5", {"method": "lora", **NO_CKPT, "lora": {"targets": ["all-linear"], "dropout": 0.05}},
+         batch_size=1, seq_len=256),
+    Case("phi", "phi-1.5", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("phi", "phi-2", {"method": "qlora", **NO_CKPT}, batch_size=1, seq_len=256),
+    # gpt_bigcode (SantaCoder): GPT-2's block with multi-query attention, dropouts 0.1
+    Case("bigcode", "santacoder", {}, batch_size=1, seq_len=256),
+    Case("bigcode", "santacoder", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "lora"}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("bigcode", "santacoder", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=2, seq_len=256),
+    # Falcon-40B (new_decoder_architecture): k/v copied to every head, two LayerNorms in parallel.
+    # Eager only: Falcon calls torch's SDPA itself (no attention interface), so the simulator's CUDA
+    # kernel stand-ins cannot take its place; the SDPA estimate (memory-efficient kernel, Falcon
+    # always passes a mask) is modelled from source, not simulated
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager", **NO_CKPT},
+         batch_size=1, seq_len=128),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager", **NO_CKPT},
+         batch_size=1, seq_len=512),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "attention": "eager"}, batch_size=2, seq_len=512),
+    Case("falcon", "falcon-40b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true", "attention": "eager",
+                                  "lora": {"targets": ["all-linear"]}, **NO_CKPT}, batch_size=1, seq_len=512),
+    # DeepSeek-V2-Lite: multi-head latent attention, 64 routed experts (top-6) plus 2 shared, first layer dense
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                          "lora": {"targets": ["q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "attention": "eager",
+                                          "lora": {"targets": ["q_proj", "kv_b_proj", "o_proj"]}}, batch_size=2, seq_len=256),
+    # StarCoder2-7B: LayerNorm blocks with biases, GQA with rope, GELU MLP, dropouts 0.1
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "lora": {"targets": ["q_proj", "v_proj"]},
+                                         **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "lora": {"targets": ["all-linear"]}},
+         batch_size=2, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "lora", "base_dtype": "bf16", "attention": "eager",
+                                         "lora": {"targets": ["q_proj", "v_proj"]}, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("starcoder2", "starcoder2-7b", {"method": "qlora", "lora": {"targets": ["all-linear"]}, **NO_CKPT},
+         batch_size=1, seq_len=256),
+    # StableLM-2 1.6B: LayerNorms, q/k/v biases, partial rotary 0.25, gated MLP
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {}, batch_size=1, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT},
+         batch_size=2, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("stablelm", "stablelm-2-zephyr-1.6b", {"method": "qlora", "lora": {"targets": ["all-linear"]}},
+         batch_size=2, seq_len=256),
+)
+
+MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 

@@ -22,8 +22,22 @@ PEFT_DEFAULT_TARGETS = {
     "qwen2": ("q_proj", "v_proj"), "qwen3": ("q_proj", "v_proj"), "qwen3_moe": ("q_proj", "v_proj"),
     "gemma": ("q_proj", "v_proj"), "gemma2": ("q_proj", "v_proj"), "gemma3_text": ("q_proj", "v_proj"),
     "olmo2": ("q_proj", "v_proj"), "phi3": ("qkv_proj",), "gpt2": ("c_attn",),
-    "gpt_neox": ("query_key_value",),
+    "gpt_neox": ("query_key_value",), "phi": ("q_proj", "v_proj", "fc1", "fc2"),
+    "gpt_bigcode": ("c_attn",), "falcon": ("query_key_value",),
+    "stablelm": ("q_proj", "v_proj"),
 }
+
+# tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
+# aten op saving its input; gelu_new is written in python ops saving x, tanh, 0.5x and 1+tanh
+# [transformers/activations.py: GELUActivation, PytorchGELUTanh, NewGELUActivation]
+_GELU_SAVED = {"gelu": 1, "gelu_pytorch_tanh": 1, "gelu_new": 4}
+
+
+def _gelu_saved(name: str, act: str) -> int:
+    if act not in _GELU_SAVED:
+        raise PlannerError(f"{name}: activation {act!r} is not modelled for this family; "
+                           f"modelled: {', '.join(sorted(_GELU_SAVED))}")
+    return _GELU_SAVED[act]
 
 
 def _get(cfg: Mapping[str, Any], *keys: str, default: Any = None, required: bool = True) -> Any:
@@ -184,8 +198,226 @@ def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _rope_factor(cfg: Mapping[str, Any], default: float) -> float:
+    """partial_rotary_factor at the top level (transformers 4.x configs) or in rope_parameters (5.x)."""
+    params = cfg.get("rope_parameters") or {}
+    return float(cfg.get("partial_rotary_factor") or params.get("partial_rotary_factor") or default)
+
+
+def _from_phi(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Phi-1/1.5/2 [modeling_phi.py]: one LayerNorm per layer whose output feeds attention and the
+    MLP in parallel (`attn_outputs + mlp(hidden_states) + residual`), q/k/v/dense with biases, rope
+    on the first `head_dim * partial_rotary_factor` dims, gelu_new MLP fc1/fc2, lm_head with a bias."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a)
+    inter = int(_get(cfg, "intermediate_size"))
+    if cfg.get("qk_layernorm"):
+        raise PlannerError(f"{name}: Phi with qk_layernorm=true is not modelled yet (no released Phi "
+                           "checkpoint uses it); pass a config with qk_layernorm false")
+    linears = (
+        LinearSpec("q_proj", h, a * d, True, "attn"),
+        LinearSpec("k_proj", h, kv * d, True, "attn"),
+        LinearSpec("v_proj", h, kv * d, True, "attn"),
+        LinearSpec("dense", a * d, h, True, "attn", role=OUT),
+        LinearSpec("fc1", h, inter, True, "mlp"),
+        LinearSpec("fc2", inter, h, True, "mlp", role=OUT),
+    )
+    act = cfg.get("hidden_act", "gelu_new")
+    if act != "gelu_new":
+        raise PlannerError(f"{name}: Phi with hidden_act {act!r} is not modelled (released Phi models use gelu_new)")
+    return ModelSpec(
+        name=name, model_type="phi", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, norms_per_layer=1, rope=RopeKind.SHARED,
+        shared_norm=True, lm_head_bias=True, rope_dim=int(d * _rope_factor(cfg, 0.5)),
+        # gelu_new in python ops: x, tanh, 0.5x and 1+tanh are saved [activations.py NewGELUActivation]
+        act_saved_tensors=4,
+        dropout=float(cfg.get("resid_pdrop", 0.0) or 0.0),
+        embed_dropout=float(cfg.get("embd_pdrop", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["phi"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
+def _from_gpt_bigcode(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StarCoder / SantaCoder [modeling_gpt_bigcode.py]: GPT-2's block (ln_1, attention, ln_2,
+    MLP, learned positions, biases, dropouts) with multi-query attention: c_attn projects to
+    hidden + 2 * head_dim when `multi_query` (one shared key/value head), else 3 * hidden."""
+    h, a = int(_get(cfg, "n_embd", "hidden_size")), int(_get(cfg, "n_head", "num_attention_heads"))
+    d = h // a
+    kv = 1 if cfg.get("multi_query", True) else a
+    inter = int(cfg.get("n_inner") or 4 * h)
+    linears = (
+        LinearSpec("c_attn", h, h + 2 * kv * d, True, "attn"),
+        LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
+        LinearSpec("c_fc", h, inter, True, "mlp"),
+        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="gpt_bigcode", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
+        hidden=h, n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter,
+        vocab=int(_get(cfg, "vocab_size")), tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        mlp_kind=MlpKind.PLAIN, norm_kind=NormKind.LAYER, dense_linears=linears,
+        learned_positions=int(_get(cfg, "n_positions", "max_position_embeddings")), rope=RopeKind.NONE,
+        act_saved_tensors=_gelu_saved(name, cfg.get("activation_function", "gelu_pytorch_tanh")),
+        dropout=float(cfg.get("resid_pdrop", 0.1)), embed_dropout=float(cfg.get("embd_pdrop", 0.1)),
+        attention_dropout=float(cfg.get("attn_pdrop", 0.1)),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["gpt_bigcode"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
+def _from_falcon(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Falcon-40B/180B (`new_decoder_architecture`) [modeling_falcon.py]: attention and MLP in
+    parallel, each on its own LayerNorm of the same input (`num_ln_in_parallel_attn` 2, or one
+    shared), grouped-query attention fused in query_key_value ((heads + 2 kv_heads) * head_dim),
+    rope, GELU MLP dense_h_to_4h / dense_4h_to_h, FalconLinear biases per `bias`."""
+    if cfg.get("alibi") or not cfg.get("new_decoder_architecture"):
+        raise PlannerError(f"{name}: Falcon with new_decoder_architecture false or alibi (falcon-7b, falcon-rw) "
+                           "is not modelled yet; modelled: new_decoder_architecture true with rope (falcon-40b, -180b)")
+    if not cfg.get("parallel_attn", True):
+        raise PlannerError(f"{name}: Falcon with parallel_attn false is not modelled yet")
+    h, a = int(_get(cfg, "hidden_size", "n_embd")), int(_get(cfg, "num_attention_heads", "n_head"))
+    kv = int(cfg.get("num_kv_heads") or a)
+    d = h // a
+    inter = int(cfg.get("ffn_hidden_size") or 4 * h)
+    bias = bool(cfg.get("bias", False))
+    act = cfg.get("activation", "gelu")
+    norms = int(cfg.get("num_ln_in_parallel_attn") or 2)
+    linears = (
+        LinearSpec("query_key_value", h, (a + 2 * kv) * d, bias, "attn"),
+        LinearSpec("dense", h, h, bias, "attn", role=OUT),
+        LinearSpec("dense_h_to_4h", h, inter, bias, "mlp"),
+        LinearSpec("dense_4h_to_h", inter, h, bias, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="falcon", n_layers=int(_get(cfg, "num_hidden_layers", "n_layer")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, norms_per_layer=norms, rope=RopeKind.SHARED,
+        parallel_residual=norms == 2, shared_norm=norms == 1, expand_kv=True, causal_mask_always=True,
+        act_saved_tensors=_gelu_saved(name, act),
+        dropout=float(cfg.get("hidden_dropout", 0.0) or 0.0), embed_dropout=0.0,
+        attention_dropout=0.0,   # the rope path calls SDPA with dropout_p=0.0 and eager without dropout
+        peft_default_targets=PEFT_DEFAULT_TARGETS["falcon"], max_positions=_max_positions(cfg) or 2048,
+        hf_config=dict(cfg),
+    )
+
+
+def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """DeepSeek-V2/V3 [modeling_deepseek_v2.py, modeling_deepseek_v3.py]: multi-head latent attention
+    (q_proj, or q_a_proj + q_a_layernorm + q_b_proj; kv_a_proj_with_mqa to the kv latent and one
+    roped key head, kv_a_layernorm, kv_b_proj to per-head keys and values; o_proj from v_head_dim
+    per head), llama-style norms; the first `first_k_dense_replace` layers have a dense gated MLP,
+    the rest a MoE of fused routed experts (gate_up_proj, down_proj), a router weight (experts,
+    hidden) and shared experts: one gated MLP of moe_intermediate_size * n_shared_experts."""
+    mt = cfg["model_type"]
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    qr = int(cfg.get("q_lora_rank") or 0)
+    kvr = int(_get(cfg, "kv_lora_rank"))
+    rope, nope, vd = (int(_get(cfg, k)) for k in ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"))
+    qk = nope + rope
+    bias = bool(cfg.get("attention_bias", False))
+    q = ((LinearSpec("q_a_proj", h, qr, bias, "attn"), LinearSpec("q_b_proj", qr, a * qk, False, "attn"))
+         if qr else (LinearSpec("q_proj", h, a * qk, False, "attn"),))
+    attn = q + (
+        LinearSpec("kv_a_proj_with_mqa", h, kvr + rope, bias, "attn"),
+        # q_b_proj / kv_b_proj read their own latent's norm output, not the block input: OUTPUT role
+        LinearSpec("kv_b_proj", kvr, a * (nope + vd), False, "attn", role=OUT),
+        LinearSpec("o_proj", a * vd, h, bias, "attn", role=OUT),
+    )
+    inter = int(_get(cfg, "intermediate_size"))
+    mlp_bias = bool(cfg.get("mlp_bias", False))
+    dense = attn + _llama_linears(h, a, a, qk, inter, False, False, mlp_bias)[4:]
+    n_layers = int(_get(cfg, "num_hidden_layers"))
+    experts = int(_get(cfg, "n_routed_experts", "num_local_experts", "num_experts"))
+    moe_inter = int(_get(cfg, "moe_intermediate_size"))
+    shared = moe_inter * int(cfg.get("n_shared_experts") or 0)
+    first_dense = int(cfg.get("first_k_dense_replace") or 0)
+    moe_linears = attn + (
+        LinearSpec("gate_up_proj", h, 2 * moe_inter, False, "mlp", experts=experts),
+        LinearSpec("down_proj", moe_inter, h, False, "mlp", experts=experts, role=OUT),
+    ) + (_llama_linears(h, a, a, qk, shared, False, False, mlp_bias)[4:] if shared else ())
+    return ModelSpec(
+        name=name, model_type=mt, n_layers=n_layers, hidden=h, n_heads=a, n_kv_heads=a, head_dim=qk,
+        intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.RMS, dense_linears=dense, norms_per_layer=2, qk_norm_size=qr + kvr,
+        moe_linears=moe_linears, moe_layers=max(0, n_layers - first_dense), n_experts=experts,
+        top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
+        q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
+        shared_expert_intermediate=shared, rope_dim=rope,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        # peft has no default target_modules for DeepSeek: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
+def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StarCoder2 [modeling_starcoder2.py]: pre-LayerNorm blocks in sequence, q/k/v/o and c_fc/c_proj
+    with biases (`use_bias`), grouped-query attention with shared rope tables, a GELU MLP, residual,
+    attention and embedding dropouts, sliding window."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a)
+    inter = int(_get(cfg, "intermediate_size"))
+    bias = bool(cfg.get("use_bias", True))
+    linears = (
+        LinearSpec("q_proj", h, a * d, bias, "attn"),
+        LinearSpec("k_proj", h, kv * d, bias, "attn"),
+        LinearSpec("v_proj", h, kv * d, bias, "attn"),
+        LinearSpec("o_proj", a * d, h, bias, "attn", role=OUT),
+        LinearSpec("c_fc", h, inter, bias, "mlp"),
+        LinearSpec("c_proj", inter, h, bias, "mlp", role=OUT),
+    )
+    return ModelSpec(
+        name=name, model_type="starcoder2", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.PLAIN,
+        norm_kind=NormKind.LAYER, dense_linears=linears, rope=RopeKind.SHARED,
+        act_saved_tensors=_gelu_saved(name, cfg.get("hidden_act", "gelu_pytorch_tanh")),
+        dropout=float(cfg.get("residual_dropout", 0.0) or 0.0),
+        embed_dropout=float(cfg.get("embedding_dropout", 0.0) or 0.0),
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        sliding_window=cfg.get("sliding_window"),
+        # peft has no default target_modules for starcoder2: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
+def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """StableLM / StableLM-2 [modeling_stablelm.py]: Llama's projections (q/k/v biases per
+    `use_qkv_bias`, o_proj and the gated MLP without) with LayerNorms, rope on the first
+    `head_dim * partial_rotary_factor` dims, one dropout on the MLP output (`hidden_dropout`)."""
+    if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
+        raise PlannerError(f"{name}: StableLM with qk_layernorm or use_parallel_residual (stablelm-2-12b) is "
+                           "not modelled yet; modelled: the sequential StableLM / StableLM-2 1.6B layout")
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = h // a
+    inter = int(_get(cfg, "intermediate_size"))
+    linears = _llama_linears(h, a, kv, d, inter, bool(cfg.get("use_qkv_bias", False)), False, False)
+    return ModelSpec(
+        name=name, model_type="stablelm", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.LAYER, dense_linears=linears, rope=RopeKind.SHARED,
+        rope_dim=int(d * _rope_factor(cfg, 0.25)), dropouts_per_layer=1,
+        dropout=float(cfg.get("hidden_dropout", 0.0) or 0.0), embed_dropout=0.0,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        peft_default_targets=PEFT_DEFAULT_TARGETS["stablelm"], max_positions=_max_positions(cfg),
+        hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
+    "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
+    "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
+    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs.enums import MlpKind
+from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, precision, quantization
@@ -96,13 +96,135 @@ def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
     lns_kept = ln_kept + 8 if m.parallel_residual else 2 * ln_kept
     scores = attention.kernel_saves(m, rs, s)
+    # the fused q/k/v projection's width: 3 h, or h + 2 head_dim for StarCoder's multi-query c_attn
+    qkv = sum(lin.out_features for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
     if m.rope is RopeKind.IN_ATTENTION:
-        attn = 3 * e * h + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
+        attn = e * qkv + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
     else:
-        attn = 3 * e * h + e * h + scores          # c_attn output (q, k, v views), output
+        attn = e * qkv + e * h + scores            # c_attn output (q, k, v views), output
     gelu = m.act_saved_tensors * e * I             # gelu_new in python ops saves four tensors
     dropout = 2 * h if m.dropout > 0 else 0        # residual dropouts save a bool mask
     return LayerBytes(lns_kept + attn + gelu + dropout, 2 * ln_dw + e * I)
+
+
+def shared_norm_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Attention and MLP in parallel on one LayerNorm's output (Phi: PhiDecoderLayer.forward,
+    `attn_outputs + resid_dropout(mlp(hidden_states)) + residual`).
+
+    layer_norm saves its input, mean and rstd; its output is saved by every INPUT linear for its
+    weight gradient (once, or one 16-bit cast per linear under autocast on an fp32 residual). The
+    attention is Llama's (rope on views, the roped q/k copies and v saved by the kernel); the MLP
+    is GPT-2's (fc1, gelu_new's python ops, fc2's input); each residual dropout keeps a bool mask.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    consumers = sum(1 for lin in m.dense_linears if lin.role is LinearRole.INPUT)
+    ln_kept = r * h + 8
+    ln_dw = consumers * e * h if autocast and r == 4 else r * h
+    attn = attention.core_bytes(m, rs, s)
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)      # fc1's output dtype (fp32 from bnb on QLoRA)
+    gelu = m.act_saved_tensors * o * I
+    dropout = 2 * h if m.dropout > 0 else 0
+    return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
+
+
+def expanded_kv_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Falcon-40B/180B (new_decoder_architecture) [modeling_falcon.py FalconDecoderLayer, FalconAttention].
+
+    ln_attn and ln_mlp read the same input (saved once, each with its mean and rstd; one shared
+    LayerNorm when num_ln_in_parallel_attn is 1). `_split_heads` copies q, and k and v broadcast to
+    every query head (`broadcast_to` + `flatten`); rope makes new q and k; the copied v is saved.
+    SDPA is called directly with the 4-D causal mask Falcon always builds, so CUDA takes the
+    memory-efficient kernel: it saves q, k, v, its output, the fp32 logsumexp padded to 32
+    queries, and the additive mask it converts from the bool mask in the query dtype
+    [aten/src/ATen/native/transformers/attention.cpp: convert_boolean_attn_mask, preprocess_mask].
+    Eager saves q and k (scores matmul), softmax's output in the norm output's dtype
+    (`dtype=hidden_states.dtype`), its 16-bit cast under autocast, and v. The MLP is dense_h_to_4h,
+    GELU (its input saved), dense_4h_to_h (its input saved for dW).
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I, a = m.hidden, m.intermediate, m.n_heads
+    A = a * m.head_dim
+    n_ln = m.norms_per_layer
+    ln_kept = r * h + 8 * n_ln
+    ln_out = 4 if (autocast and r == 4) else r          # layer_norm runs in fp32 under autocast
+    ln_dw = n_ln * (e * h if autocast and r == 4 else r * h)
+    if rs.setup.attention is Attention.EAGER:
+        probs = a * s * (ln_out + (e if autocast and ln_out != e else 0))
+        attn = 3 * e * A + probs
+        o_in = e * A                                  # permute + reshape of probs @ v: a copy, dW only
+    elif rs.setup.attention is Attention.FLASH:      # FalconFlashAttention2: flash-attn 2, no mask
+        attn, o_in = 4 * e * A + 4 * a, 0
+    else:
+        lse = 4 * a * (-(-s // 32) * 32) / s
+        attn = 4 * e * A + lse + e * s                # q, k, v, output, logsumexp, converted mask
+        o_in = 0                                      # the kernel's (b, s, a, d) output, reshaped as is
+    o = quantization.base_linear_out_bytes(rs)
+    gelu = m.act_saved_tensors * o * I
+    dropout = h if m.dropout > 0 else 0               # dropout_add on the summed branches
+    return LayerBytes(ln_kept + attn + gelu + dropout, ln_dw + o * I + o_in)
+
+
+def mla_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """DeepSeek-V2/V3 decoder layer with multi-head latent attention [modeling_deepseek_v2.py
+    DeepseekV2Attention.forward, expand_kv; modeling_deepseek_v3.py likewise].
+
+    The input RMSNorm feeds q_proj (or q_a_proj) and kv_a_proj_with_mqa. q_a_layernorm and
+    kv_a_layernorm normalize 16-bit latents (their fp32 copy kept; normalized tensor and output
+    saved only for dW). rope works on views and copies (only the shared tables are saved); the
+    query is a `cat`, the key a new tensor filled by `copy_`, the value a view of kv_b_proj's output
+    (which it keeps alive). With q/k head dim (nope + rope) unlike v_head_dim, CUDA's SDPA cannot
+    use flash and runs the memory-efficient kernel: q, k, v, output (v_head_dim), fp32 logsumexp
+    padded to 32 queries. Eager saves q, k, v, softmax's fp32 output and its 16-bit copy, and its
+    transposed output copy for o_proj's dW. The MLP is Llama's gated one.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I, a = m.hidden, m.intermediate, m.n_heads
+    qk, vd, nope, kvr, qr = m.head_dim, m.v_head_dim, m.qk_nope_head_dim, m.kv_lora_rank, m.q_lora_rank
+    reads_h = sum(1 for lin in m.dense_linears if lin.block == "attn" and lin.in_features == h)
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    n1, n2 = _norm(h, reads_h, r, e, autocast, False), _norm(h, mlp_in, r, e, autocast, False)
+    latents = [_norm(kvr, 1, e, e, autocast, False)] + ([_norm(qr, 1, e, e, autocast, False)] if qr else [])
+    kept = n1.kept + n2.kept + sum(n.kept for n in latents)
+    dw = n1.dw_only + n2.dw_only + sum(n.dw_only for n in latents)
+    kv_b_out = e * a * (nope + vd)                    # kept alive by the value view
+    if rs.setup.attention is Attention.EAGER:
+        attn = e * a * 2 * qk + kv_b_out + a * s * attention.eager_score_bytes(m, e)
+        o_in = e * a * vd
+    else:
+        lse = 4 * a * (-(-s // 32) * 32) / s
+        attn = e * a * (2 * qk + vd) + kv_b_out + lse
+        o_in = 0
+    o = quantization.base_linear_out_bytes(rs)
+    return LayerBytes(kept + attn + 3 * o * I, dw + o * I + o_in)
+
+
+def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """StarCoder2 [modeling_starcoder2.py Starcoder2DecoderLayer], StableLM [modeling_stablelm.py
+    StableLmDecoderLayer, sequential residual]: LayerNorm, separate q/k/v with the shared rope
+    tables (Llama's attention; StableLM ropes a slice and concatenates), o_proj, LayerNorm, the MLP
+    (GELU c_fc/c_proj, or StableLM's gated gate/up/down), in sequence.
+
+    Each layer_norm saves its input, mean and rstd; its output is saved by the linears reading it
+    for their weight gradients (one 16-bit cast each under autocast on an fp32 residual). The GELU
+    saves its input, c_proj its output; each residual dropout keeps a bool mask.
+    """
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    attn_in = sum(1 for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    cast = autocast and r == 4
+    lns_kept = 2 * (r * h + 8)
+    lns_dw = (attn_in + mlp_in) * e * h if cast else 2 * r * h
+    attn = attention.core_bytes(m, rs, s)
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)
+    # GELU (StarCoder2): its saved input; gated (StableLM): gate saved by the activation, its
+    # output and up by the product, as in Llama
+    mlp = (3 if m.mlp_kind is MlpKind.GATED else m.act_saved_tensors) * o * I
+    dropout = m.dropouts_per_layer * h if m.dropout > 0 else 0
+    return LayerBytes(lns_kept + attn + mlp + dropout, lns_dw + o * I + o_in)
 
 
 def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
@@ -127,20 +249,28 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     liger.check(m, rs.setup.liger)
-    layer = (plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
+    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
+             layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
+             plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
         dense_mlp = 4 * rs.compute.bytes * m.intermediate
         moe = per_layer - dense_mlp + moe_layer_extra(m, rs)
+        if m.shared_expert_intermediate:   # DeepSeek's shared experts: Llama's gated MLP on every token
+            o = quantization.base_linear_out_bytes(rs)
+            moe += (3 * o + (0 if frozen else o)) * m.shared_expert_intermediate
         per_layer = (m.dense_layers * per_layer + m.moe_layers * moe) / m.n_layers
     adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
     if adapter:
         per_layer += (m.dense_layers * adapter.saved_bytes_per_layer(m, rs)
                       + m.moe_layers * adapter.saved_bytes_per_layer(m, rs, moe=True)) / m.n_layers
     r, e = rs.residual.bytes, rs.compute.bytes
-    rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
+    rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
-    outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
+    embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
+    outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0)
+    if m.causal_mask_always:   # Falcon's (b, 1, s, s) mask: bool for SDPA, additive in the embeddings' dtype for eager
+        outside += s * (r if rs.setup.attention is Attention.EAGER else 1)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)

@@ -93,6 +93,22 @@ class ModelSpec:
     act_saved_tensors: int = 1                  # tensors of the MLP width the activation saves (gelu_new in python ops: 4)
     peft_default_targets: tuple[str, ...] = ()  # peft's target_modules when none are given
     max_positions: int | None = None            # the trained context: max_position_embeddings / n_positions
+    shared_norm: bool = False                   # Phi, Falcon-7B: attention and MLP read one norm's output, in parallel
+    lm_head_bias: bool = False                  # Phi: lm_head is nn.Linear(hidden, vocab, bias=True)
+    rope_dim: int = 0                           # rotary dims per head when partial (Phi: head_dim * partial_rotary_factor); 0: head_dim
+    embed_dropout: float | None = None          # dropout on the embeddings when it differs from `dropout` (Phi's embd_pdrop)
+    expand_kv: bool = False                     # Falcon: k and v copied out to every query head before the kernel (_split_heads)
+    causal_mask_always: bool = False            # Falcon: a 4-D causal mask is always built, so SDPA gets a mask
+    # multi-head latent attention (DeepSeek-V2/V3): q (optionally through a q_lora_rank bottleneck
+    # with its RMSNorm), a shared kv latent of kv_lora_rank plus one roped key head, expanded by
+    # kv_b_proj to qk_nope_head_dim keys and v_head_dim values per head; head_dim is nope + rope
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0                       # > 0: MLA
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    shared_expert_intermediate: int = 0         # DeepSeek MoE: the always-on shared experts' MLP width
+    dropouts_per_layer: int = 2                 # residual dropouts of a LayerNorm-rope layer (StarCoder2 2, StableLM 1)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -45,5 +45,5 @@ def _param_counts(m: ModelSpec) -> ParamCounts:
            + m.moe_layers * (block_sum(m.moe_linears, "mlp") + router))
     norms = (m.n_layers * m.norms_per_layer + 1) * m.norm_params
     embedding = (m.vocab + m.learned_positions) * m.hidden
-    lm_head = 0 if m.tied_embeddings else m.vocab * m.hidden
+    lm_head = (0 if m.tied_embeddings else m.vocab * m.hidden) + (m.vocab if m.lm_head_bias else 0)
     return ParamCounts(embedding, attention, mlp, norms, lm_head)

@@ -205,6 +205,10 @@ class TrainingSetup:
         if self.lora.targets == (ALL_LINEAR,):
             return tuple(dict.fromkeys(names))
         targets = self.lora.targets or model.peft_default_targets
+        if not targets:   # peft raises for a model_type missing from its default-targets table
+            raise PlannerError(
+                f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "
+                f"from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         unknown = [t for t in targets if t not in names and t not in EMBEDDING_NAMES + HEAD_NAMES]
         if unknown or not targets:
             raise PlannerError(

@@ -48,4 +48,8 @@ def notes(m: ModelSpec, requested: Attention, rs: Resolved) -> list[str]:
     if rs.setup.attention is not requested:
         return [f"{m.name}: transformers has no SDPA attention for {m.model_type}; "
                 f"the estimate uses the eager attention it runs instead"]
+    if m.causal_mask_always and rs.setup.attention is not Attention.EAGER:
+        return [f"{m.name}: the model always passes a 4-D causal mask, so CUDA's SDPA runs the memory-efficient "
+                "kernel (its converted mask saved per layer); modelled from source, not simulated (the "
+                "simulator runs this family's eager attention only)"]
     return []

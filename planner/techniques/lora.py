@@ -96,6 +96,8 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
             total += x * lin.in_features                        # its own cast copy
         else:
             key = lin.block if lin.role is LinearRole.INPUT else lin.name   # a block's INPUT linears share one
+            if m.shared_norm and lin.role is LinearRole.INPUT:
+                key = "norm"                # Phi: attention's and the MLP's INPUT linears read one norm output
             if key not in seen:
                 seen.add(key)
                 total += uncounted

@@ -28,7 +28,8 @@ class _FlashAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):  # (b, heads, s, d), k/v (b, kv_heads, s, d)
         b, a, s, d = q.shape
-        out = torch.empty((b, s, a, d), dtype=q.dtype, device=q.device).transpose(1, 2)
+        # the output has v's head dim (DeepSeek's MLA: q/k 192, v 128)
+        out = torch.empty((b, s, a, v.shape[-1]), dtype=q.dtype, device=q.device).transpose(1, 2)
         lse = torch.empty((b, a, s), dtype=torch.float32, device=q.device)
         ctx.save_for_backward(q, k, v, out, lse)
         return out
