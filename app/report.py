@@ -19,10 +19,15 @@ def gib(nbytes: float) -> str:
 def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console,
                     extra_notes: list[str] = ()) -> None:
     s = est.setup
+    ckpt = s['checkpointing']
+    if "ckpt_every" in s:   # shown only when set (selective checkpointing by layer)
+        ckpt += f" every {s['ckpt_every']} layers from layer {s.get('ckpt_first', 0)}"
+    if "activation_offload" in s:
+        ckpt += f", activation offload {s['activation_offload']}"
     console.print(f"[bold]{s['model']}[/]  {est.params.total / 1e9:.2f} B params, "
                   f"{est.trainable_params / 1e6:,.1f} M trainable  |  {s['method']}, {s['precision']}, "
                   f"{s['optimizer']}, batch {s['batch_size']} x {s['seq_len']} tokens, "
-                  f"grad-accum {s['grad_accum']}, checkpointing {s['checkpointing']}, attn {s['attention']}")
+                  f"grad-accum {s['grad_accum']}, checkpointing {ckpt}, attn {s['attention']}")
     table = Table(title="Memory by component and phase (GiB)", title_justify="left")
     table.add_column("component")
     for phase in Phase:

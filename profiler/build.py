@@ -85,9 +85,23 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         lm = _apply_lora(lm, model, setup)
     if setup.checkpointing is Checkpointing.FULL:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if setup.ckpt_every > 1:
+            _checkpoint_every(lm, setup.ckpt_every, setup.ckpt_first)
         if setup.peft:
             lm.enable_input_require_grads()
     return lm, notes
+
+
+def _checkpoint_every(lm: torch.nn.Module, k: int, first: int) -> None:
+    """Leaves checkpointing on for decoder layers first, first + k, ... only, as transformers'
+    `every_n_layers` does from layer 0 (modeling_utils.py _set_gradient_checkpointing sets each
+    GradientCheckpointingLayer's `gradient_checkpointing` flag) and torchtune's selective wrapper
+    from layer k - 1."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [mod for mod in lm.modules() if isinstance(mod, GradientCheckpointingLayer)]
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i >= first and (i - first) % k == 0
 
 
 def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> torch.nn.Module:

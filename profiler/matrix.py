@@ -146,11 +146,25 @@ PEFT_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "lora", "lora": {"use_dora": True, "targets": ["all-linear"]}, **NO_CKPT}),
 )
 
+# selective checkpointing by layer (planner/techniques/checkpointing.py): transformers' every_n_layers
+# (from layer 0) and torchtune's ac_mode selective (from layer k - 1), full fine-tuning and LoRA
+CKPT_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 2}),
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 3, "ckpt_first": 2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "ckpt_every": 2}),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "ckpt_every": 4, "ckpt_first": 3}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 2, "ckpt_first": 1}),
+    Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 5}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "ckpt_every": 3}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "qlora", "ckpt_every": 2, "ckpt_first": 1}),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
-MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "ckpt": CKPT_MATRIX}
 
 
 @dataclass

@@ -70,6 +70,12 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     # autocast caches copies of trainable weights until it exits; copies of frozen weights are
     # only kept when a matmul saves them, which checkpointing prevents (the lm_head's excepted)
     fwd_copies = all_copies if (rs.full or not ckpt) else head_copy
+    part = checkpointing.selective(rs)     # every k-th layer: the others keep what they save
+    if part:
+        n_ckpt, n_kept, above = checkpointing.layer_split(model, rs)
+        acts = T * (n_ckpt * act.ckpt_per_layer + n_kept * act.per_layer + act.outside)
+        kept_copies = (act.layer_copies + adapters) * n_kept // L
+        fwd_copies = all_copies if rs.full else head_copy + act.layer_copies * n_kept // L
     fwd_acts = acts + fwd_copies + adapters
 
     phases: Phases = {}
@@ -80,10 +86,17 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
+    if part:
+        bwd_copies = saved_head + kept_copies
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
              C.TEMPORARIES: logit_bwd}
     candidates = [start]
-    if ckpt:
+    if part:   # the highest checkpointed layer's recompute, once the kept layers above it are done
+        below = acts - T * above * act.per_layer + saved_head + kept_copies * (n_kept - above) // max(n_kept, 1)
+        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below, C.LOGITS: 0,
+                           C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+    elif ckpt:
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
