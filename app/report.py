@@ -45,6 +45,8 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     figures.add_row("peak allocated", gib(est.peak_allocated_bytes), "torch.cuda.max_memory_allocated()")
     figures.add_row("peak reserved", gib(est.peak_reserved_bytes), "torch.cuda.max_memory_reserved()")
     figures.add_row("[bold]device total[/]", f"[bold]{gib(est.device_total_bytes)}[/]", "nvidia-smi")
+    if est.activation_host_bytes:   # activation offloading: off the GPU, in pinned host memory
+        figures.add_row("pinned host (activation offload)", gib(est.activation_host_bytes), "host RAM, not the GPU")
     print_table(console, figures, drop_order=("what reports it",))
     if est.communication is not None:
         render_parallel(est, console)

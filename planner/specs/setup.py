@@ -27,8 +27,10 @@ class ActivationOffload(Choice):
                              # axolotl activation_offloading: true / disk, gradient_checkpointing: offload)
     TRL_SYNC = "trl-sync"    # the same hooks on the compute stream, no stash (axolotl activation_offloading: legacy)
     TORCHTUNE = "torchtune"  # torchtune OffloadActivations around the forward only (enable_activation_offloading)
-    LAYER_INPUTS = "layer-inputs"  # only each checkpointed layer's input to host (Unsloth "unsloth" checkpointing,
-                             # transformers activation_checkpointing_kwargs offload, axolotl hidden_states)
+    LAYER_INPUTS = "layer-inputs"  # only each checkpointed layer's input to host (transformers'
+                             # activation_checkpointing_kwargs offload, axolotl hidden_states)
+    UNSLOTH = "unsloth"      # Unsloth's use_gradient_checkpointing="unsloth": the inputs but the last layer's,
+                             # through two resident GPU buffers
 
 
 ALL_LINEAR = "all-linear"
@@ -216,6 +218,14 @@ class TrainingSetup:
         if self.ckpt_every > 1 and self.checkpointing is Checkpointing.NONE:
             raise PlannerError(f"--ckpt-every {self.ckpt_every} picks which layers are checkpointed, but "
                                "--no-grad-ckpt turns checkpointing off: drop one of them")
+        off = self.activation_offload
+        if off in (ActivationOffload.TORCHTUNE, ActivationOffload.LAYER_INPUTS, ActivationOffload.UNSLOTH) \
+                and self.checkpointing is Checkpointing.NONE:
+            raise PlannerError(f"--activation-offload {off.value} moves checkpointed layers' inputs (torchtune raises "
+                               "RuntimeError without activation checkpointing): drop --no-grad-ckpt, or use trl")
+        if off is not ActivationOffload.NONE and not self.parallel.single_gpu:
+            raise PlannerError(f"--activation-offload {off.value} is planned for one GPU only for now; drop the "
+                               "multi-GPU / offload flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:
