@@ -83,13 +83,33 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         notes.append("bitsandbytes weights replaced by a byte-exact stand-in")
     if setup.peft:
         lm = _apply_lora(lm, model, setup)
-    if setup.checkpointing is Checkpointing.FULL:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if setup.checkpointing in (Checkpointing.FULL, Checkpointing.SAVE_ATTENTION):
+        kwargs = {"use_reentrant": False}
+        if setup.checkpointing is Checkpointing.SAVE_ATTENTION:
+            kwargs["context_fn"] = _save_attention_context
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if setup.ckpt_every > 1:
             _checkpoint_every(lm, setup.ckpt_every, setup.ckpt_first)
         if setup.peft:
             lm.enable_input_require_grads()
     return lm, notes
+
+
+def _save_attention_policy(ctx, op, *args, **kwargs):
+    """axolotl's selective-checkpointing policy with its default `save: [attention]` [axolotl
+    monkeypatch/selective_checkpointing.py build_sac_policy]: MUST_SAVE for the attention kernel's
+    op, PREFER_RECOMPUTE for every other; the simulator's kernel is the flash stand-in."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    from .kernels.attention import in_kernel
+
+    return CheckpointPolicy.MUST_SAVE if in_kernel() else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _save_attention_context():
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+    return create_selective_checkpoint_contexts(_save_attention_policy)
 
 
 def _checkpoint_every(lm: torch.nn.Module, k: int, first: int) -> None:

@@ -158,6 +158,10 @@ CKPT_MATRIX: tuple[Case, ...] = (
     Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 5}, batch_size=4, seq_len=1024),
     Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "ckpt_every": 3}),
     Case("qwen", "qwen-2.5-0.5b", {"method": "qlora", "ckpt_every": 2, "ckpt_first": 1}),
+    # per-op: axolotl's selective_checkpointing policy (the attention kernel's outputs saved)
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "checkpointing": "save-attention"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"checkpointing": "save-attention"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "checkpointing": "save-attention"}),
     # FSDP2 (2 simulated ranks): the sharded layout composes the same selective pieces
     Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 2, "parallel": {"gpus": 2, "fsdp": "full"}}, batch_size=4, seq_len=1024),
     Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "ckpt_every": 3, "ckpt_first": 2,

@@ -173,7 +173,8 @@ TABLE: dict[str, KeyRule] = {
     "diffusion": refused("diffusion language-model training"),
     "ebft": refused("EBFT training"),
     "dynamic_checkpoint": refused("dynamic activation checkpointing"),
-    "selective_checkpointing": refused("selective activation checkpointing"),
+    "selective_checkpointing": modelled("true / {save: [attention]}: --ckpt-policy save-attention "
+                                        "[monkeypatch/selective_checkpointing.py]; other op lists and offload refused"),
     "deepcompile": refused("DeepSpeed DeepCompile"),
     "gpu_memory_limit": refused("a per-GPU memory cap for a device map"),
     "max_memory": refused("a per-GPU memory cap for a device map"),
@@ -288,6 +289,24 @@ _ROLES = {"pad_token", "bos_token", "eos_token", "unk_token"}
 _AXOLOTL_OFFLOAD = {"true": "trl", "disk": "trl", "legacy": "trl-sync", "hidden_states": "layer-inputs"}
 
 
+def _selective_checkpointing(value: Any, gc: Any, o: Options, rep: Report) -> None:
+    """selective_checkpointing (SelectiveCheckpointingConfig: save [attention], save_sliding_window false,
+    offload false by default) -> --ckpt-policy save-attention; validation raises without checkpointing."""
+    if not on(value):
+        rep.set("selective_checkpointing", f"{show(value)}: as gpuplan plans")
+        return
+    cfg = value if isinstance(value, dict) else {}
+    if not on(gc):
+        rep.refuse("selective_checkpointing", value, "axolotl raises \"selective_checkpointing requires "
+                   "gradient_checkpointing\" [utils/schemas/validation.py]", "set gradient_checkpointing: true")
+    elif list(cfg.get("save") or ["attention"]) != ["attention"] or on(cfg.get("offload")) \
+            or on(cfg.get("save_sliding_window")):
+        rep.refuse("selective_checkpointing", value, "a save list other than [attention], offloaded saved ops or "
+                   "saved sliding-window attention", "use selective_checkpointing: true")
+    else:
+        o.use("selective_checkpointing", "ckpt_policy", "save-attention")
+
+
 def _activation_offloading(value: Any, gc: Any, o: Options, rep: Report) -> None:
     if not on(value):   # off: worded as before it was modelled
         rep.set("activation_offloading", f"{show(value)}: as gpuplan plans")
@@ -371,6 +390,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             rep.set("activation_offloading", "overridden by gradient_checkpointing: " + gc)
         else:
             _activation_offloading(d["activation_offloading"], gc, o, rep)
+    if "selective_checkpointing" in todo:
+        _selective_checkpointing(d["selective_checkpointing"], gc, o, rep)
     gck = get("gradient_checkpointing_kwargs")
     if isinstance(gck, dict) and (gck.get("every_n_layers", 1) not in (1, None) or on(gck.get("offload"))):
         rep.refuse("gradient_checkpointing_kwargs", gck, "every_n_layers / offload: axolotl's loader also passes "

@@ -15,6 +15,9 @@ from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 class Checkpointing(Choice):
     NONE = "none"
     FULL = "full"   # every decoder layer recomputed in backward (HF gradient_checkpointing, non-reentrant)
+    # per-op selective checkpointing (torch create_selective_checkpoint_contexts): as full, but the
+    # attention kernel's outputs are saved, not recomputed (axolotl selective_checkpointing: true)
+    SAVE_ATTENTION = "save-attention"
     # (TrainingSetup.ckpt_every = k > 1: only layers ckpt_first, ckpt_first + k, ...: transformers'
     # every_n_layers from layer 0, torchtune's ac_mode selective / ac_option k from layer k - 1)
 

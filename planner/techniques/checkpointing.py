@@ -12,6 +12,7 @@ checkpoint_wrapper, ac_mode "selective": `checkpoint_wrapper._count % every_x_la
 """
 from __future__ import annotations
 
+from ..specs.enums import Attention
 from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
@@ -20,7 +21,7 @@ from .quantization import int8_inputs_per_layer
 
 
 def enabled(rs: Resolved) -> bool:
-    return rs.setup.checkpointing is Checkpointing.FULL
+    return rs.setup.checkpointing is not Checkpointing.NONE
 
 
 def every(rs: Resolved) -> int:
@@ -55,8 +56,25 @@ def layer_split(m: ModelSpec, rs: Resolved) -> tuple[int, int, int]:
 
 def saved_per_layer(m: ModelSpec, rs: Resolved) -> float:
     """Bytes per token a checkpointed layer keeps: its input, plus what bitsandbytes' 8-bit layers
-    keep outside save_for_backward (checkpointing cannot drop it)."""
-    return rs.residual.bytes * m.hidden + int8_inputs_per_layer(m, rs)
+    keep outside save_for_backward (checkpointing cannot drop it), plus the attention kernel's
+    outputs under save-attention."""
+    return rs.residual.bytes * m.hidden + int8_inputs_per_layer(m, rs) + attention_outputs(m, rs)
+
+
+def attention_outputs(m: ModelSpec, rs: Resolved) -> float:
+    """Bytes per token save-attention keeps of each checkpointed layer: the outputs of the flash op
+    the policy marks MUST_SAVE (create_selective_checkpoint_contexts caches an op's outputs), the
+    output (b, s, heads, d) in the compute dtype and the fp32 logsumexp (b, heads, s)
+    [aten _scaled_dot_product_flash_attention; axolotl monkeypatch/selective_checkpointing.py
+    _ATEN_ATTENTION_PACKETS, _is_flash_attention_forward]. Eager attention runs no such op: the
+    policy saves nothing and the layer is recomputed whole."""
+    if rs.setup.checkpointing is not Checkpointing.SAVE_ATTENTION or rs.setup.attention is Attention.EAGER:
+        return 0.0
+    if m.sliding_window:
+        raise PlannerError(f"--ckpt-policy save-attention on {m.name}: its sliding-window layers' attention "
+                           "is recomputed (axolotl's recompute_layer_types) and that split is not modelled; "
+                           "use full checkpointing")
+    return rs.compute.bytes * m.n_heads * m.head_dim + 4 * m.n_heads
 
 
 def recompute_flop_share(rs: Resolved) -> float:

@@ -87,3 +87,13 @@ def test_unsloth_default_checkpointing_is_offloaded(tmp_path):
                  "model = FastLanguageModel.get_peft_model(model, r=8, target_modules=['q_proj', 'v_proj'])\n")
     c = read_config(str(f))
     assert not c.refused and c.options["activation_offload"] == "unsloth" and c.options["grad_ckpt"] is True
+
+
+def test_axolotl_selective_checkpointing_saves_attention(tmp_path):
+    c = read_config(_yaml(tmp_path, AXOLOTL + "gradient_checkpointing: true\nselective_checkpointing: true\n"))
+    assert not c.refused and c.options["ckpt_policy"] == "save-attention"
+    ops = read_config(_yaml(tmp_path, AXOLOTL + "gradient_checkpointing: true\nselective_checkpointing:\n"
+                                                "  save: [aten::mm]\n"))
+    assert ops.refused and ops.refused[0].startswith("selective_checkpointing:")
+    off = read_config(_yaml(tmp_path, AXOLOTL + "selective_checkpointing: true\n"))
+    assert off.refused and "requires gradient_checkpointing" in off.refused[0]

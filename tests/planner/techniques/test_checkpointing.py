@@ -92,6 +92,38 @@ def test_simulated_rows_within_one_percent():
     assert {r["setup"].get("method", "full") for r in results} >= {"full", "lora"}
     for r in results:
         setup = TrainingSetup.from_dict({**r["setup"], "batch_size": r["batch_size"], "seq_len": r["seq_len"]})
-        assert setup.ckpt_every > 1
+        assert setup.ckpt_every > 1 or setup.checkpointing is Checkpointing.SAVE_ATTENTION
         est = estimate(resolve_model(r["model"]), setup).peak_allocated_bytes
         assert abs(est - r["measured_bytes"]) / r["measured_bytes"] < 0.01, r["setup"]
+
+
+def test_save_attention_keeps_the_flash_outputs_of_every_layer():
+    """axolotl's per-op policy saves the flash op's outputs: (b, s, heads, d) in the compute dtype and
+    the fp32 logsumexp (b, heads, s), per checkpointed layer (the simulator measured the same delta)."""
+    qwen = resolve_model("qwen-2.5-0.5b")   # 24 layers, 14 heads x 64
+    base = TrainingSetup(method=Method.LORA, batch_size=4, seq_len=1024)
+    full, sac = estimate(qwen, base), estimate(qwen, base.with_(checkpointing=Checkpointing.SAVE_ATTENTION))
+    T = 4 * 1024
+    assert sac.phases[Phase.FORWARD] - full.phases[Phase.FORWARD] == 24 * T * (2 * 14 * 64 + 4 * 14) == 181_665_792
+    assert sac.setup["checkpointing"] == "save-attention"
+
+
+def test_save_attention_under_eager_saves_nothing_and_sliding_windows_are_refused():
+    from gpuplan.planner.specs.enums import Attention
+
+    eager = TrainingSetup(attention=Attention.EAGER, batch_size=2, seq_len=512)
+    assert estimate(LLAMA_1B, eager).peak_allocated_bytes == estimate(
+        LLAMA_1B, eager.with_(checkpointing=Checkpointing.SAVE_ATTENTION)).peak_allocated_bytes
+    with pytest.raises(PlannerError, match="sliding-window"):
+        estimate(resolve_model("mistral-7b-v0.1"), TrainingSetup(checkpointing=Checkpointing.SAVE_ATTENTION))
+
+
+def test_cli_ckpt_policy():
+    from click.testing import CliRunner
+
+    from gpuplan.app.cli import cli
+
+    r = CliRunner().invoke(cli, ["estimate", "-m", "llama-3.2-1b", "--ckpt-policy", "save-attention", "--json"])
+    assert r.exit_code == 0, r.output and json.loads(r.output)["setup"]["checkpointing"] == "save-attention"
+    bad = CliRunner().invoke(cli, ["estimate", "-m", "llama-3.2-1b", "--ckpt-policy", "save-attention", "--no-grad-ckpt"])
+    assert bad.exit_code == 2 and "drop one of them" in bad.output
