@@ -102,11 +102,12 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     else:
         # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
         backward = 2 * (W + head) + 4 * adapters + 2 * attn + 2 * trained_frozen
-    recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
+    attn_share = 0 if checkpointing.attention_outputs(model, rs) else 1   # save-attention: not recomputed
+    recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn_share * attn)
     # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert
     # of an MoE layer included (transformers loops over the experts; any expert a token reaches runs)
     quantized = _stored_linear_weights(model) if rs.quantized is not None else 0
-    passes = 3 + checkpointing.recompute_flop_share(rs)        # forward, backward (2x), recompute
+    passes = 3 + attn_share * checkpointing.recompute_flop_share(rs)   # forward, backward (2x), recompute
     keep = causal_fraction(rs.setup.attention, setup.seq_len)
     return StepFlops(forward, backward, recompute, quantized, (2 + checkpointing.recompute_flop_share(rs)) if quantized else 0,
                      attention=passes * attn * keep, causal_saving=passes * attn * (1 - keep))

@@ -127,3 +127,10 @@ def test_cli_ckpt_policy():
     assert r.exit_code == 0, r.output and json.loads(r.output)["setup"]["checkpointing"] == "save-attention"
     bad = CliRunner().invoke(cli, ["estimate", "-m", "llama-3.2-1b", "--ckpt-policy", "save-attention", "--no-grad-ckpt"])
     assert bad.exit_code == 2 and "drop one of them" in bad.output
+
+
+def test_save_attention_skips_the_attention_recompute():
+    full = step_flops(LLAMA_1B, TrainingSetup(seq_len=4096))
+    sac = step_flops(LLAMA_1B, TrainingSetup(seq_len=4096, checkpointing=Checkpointing.SAVE_ATTENTION))
+    assert sac.forward == full.forward and sac.backward == full.backward
+    assert full.recompute - sac.recompute == pytest.approx(4 * 16 * 4096 * 32 * 64)   # the score FLOPs per token
