@@ -11,13 +11,15 @@ from typing import Callable
 
 import torch
 import transformers
+from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.optimization import Adafactor
 
 from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
 from gpuplan.planner.io.hf_vocabulary import hf_attention_name
 
 from .dtypes import TORCH_DTYPES
-from .kernels.attention import register
+from .kernels.attention import in_kernel, register
 
 
 @dataclass
@@ -99,16 +101,10 @@ def _save_attention_policy(ctx, op, *args, **kwargs):
     """axolotl's selective-checkpointing policy with its default `save: [attention]` [axolotl
     monkeypatch/selective_checkpointing.py build_sac_policy]: MUST_SAVE for the attention kernel's
     op, PREFER_RECOMPUTE for every other; the simulator's kernel is the flash stand-in."""
-    from torch.utils.checkpoint import CheckpointPolicy
-
-    from .kernels.attention import in_kernel
-
     return CheckpointPolicy.MUST_SAVE if in_kernel() else CheckpointPolicy.PREFER_RECOMPUTE
 
 
 def _save_attention_context():
-    from torch.utils.checkpoint import create_selective_checkpoint_contexts
-
     return create_selective_checkpoint_contexts(_save_attention_policy)
 
 
@@ -117,8 +113,6 @@ def _checkpoint_every(lm: torch.nn.Module, k: int, first: int) -> None:
     `every_n_layers` does from layer 0 (modeling_utils.py _set_gradient_checkpointing sets each
     GradientCheckpointingLayer's `gradient_checkpointing` flag) and torchtune's selective wrapper
     from layer k - 1."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
     layers = [mod for mod in lm.modules() if isinstance(mod, GradientCheckpointingLayer)]
     for i, layer in enumerate(layers):
         layer.gradient_checkpointing = i >= first and (i - first) % k == 0
