@@ -10,7 +10,7 @@ from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objectiv
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
-from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
+from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
 
 _D = TrainingSetup()
@@ -41,6 +41,22 @@ SETUP_OPTIONS = [
     click.option("--grad-accum", type=int, default=_D.grad_accum, show_default=True),
     click.option("--grad-ckpt/--no-grad-ckpt", default=True, show_default=True,
                  help="Gradient checkpointing of every decoder layer (TRL's default: on)."),
+    click.option("--ckpt-policy", type=click.Choice([c.value for c in Checkpointing if c is not Checkpointing.NONE],
+                                                    case_sensitive=False), default=Checkpointing.FULL.value,
+                 show_default=True,
+                 help="What a checkpointed layer keeps: full (its input only) or save-attention (also the attention "
+                      "kernel's outputs: per-op selective checkpointing, axolotl selective_checkpointing)."),
+    click.option("--ckpt-every", type=click.IntRange(min=1), default=_D.ckpt_every, show_default=True,
+                 help="Checkpoint only every K-th decoder layer, from --ckpt-first (transformers' every_n_layers: "
+                      "layers 0, K, 2K, ...); the others keep their activations."),
+    click.option("--ckpt-first", type=click.IntRange(min=0), default=_D.ckpt_first, show_default=True,
+                 help="The first checkpointed layer under --ckpt-every (torchtune's ac_mode selective: K-1)."),
+    click.option("--activation-offload", type=_choice(ActivationOffload), default=_D.activation_offload.value,
+                 show_default=True,
+                 help="Saved activations moved to host memory between forward and backward: trl (SFTConfig "
+                      "activation_offloading, axolotl true/disk), trl-sync (axolotl legacy), torchtune "
+                      "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
+                      "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
@@ -180,10 +196,15 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         quant_type=QuantType(kw["quant_type"]) if kw.get("quant_type") else QuantSpec.quant_type,
         double_quant=kw["double_quant"] if kw.get("double_quant") is not None else QuantSpec.double_quant,
     )
+    if not kw["grad_ckpt"] and (kw.get("ckpt_policy") or "full") != "full":
+        raise PlannerError(f"--ckpt-policy {kw['ckpt_policy']} says what checkpointed layers keep, but --no-grad-ckpt "
+                           "turns checkpointing off: drop one of them")
     setup = TrainingSetup(
         method=method, precision=Precision(kw["precision"]), optimizer=Optimizer(kw["optimizer"]),
         batch_size=kw["batch_size"], seq_len=kw["seq_len"], grad_accum=kw["grad_accum"],
-        checkpointing=Checkpointing.FULL if kw["grad_ckpt"] else Checkpointing.NONE,
+        checkpointing=Checkpointing(kw.get("ckpt_policy") or "full") if kw["grad_ckpt"] else Checkpointing.NONE,
+        ckpt_every=kw.get("ckpt_every") or 1, ckpt_first=kw.get("ckpt_first") or 0,
+        activation_offload=ActivationOffload(kw.get("activation_offload") or "none"),
         attention=Attention(kw["attn"]), loss=Loss(loss_name), lora=lora, quant=quant, liger=liger_spec,
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         objective=Objective(kw.get("objective") or "sft"),

@@ -19,10 +19,15 @@ def gib(nbytes: float) -> str:
 def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console,
                     extra_notes: list[str] = ()) -> None:
     s = est.setup
+    ckpt = s['checkpointing']
+    if "ckpt_every" in s:   # shown only when set (selective checkpointing by layer)
+        ckpt += f" every {s['ckpt_every']} layers from layer {s.get('ckpt_first', 0)}"
+    if "activation_offload" in s:
+        ckpt += f", activation offload {s['activation_offload']}"
     console.print(f"[bold]{s['model']}[/]  {est.params.total / 1e9:.2f} B params, "
                   f"{est.trainable_params / 1e6:,.1f} M trainable  |  {s['method']}, {s['precision']}, "
                   f"{s['optimizer']}, batch {s['batch_size']} x {s['seq_len']} tokens, "
-                  f"grad-accum {s['grad_accum']}, checkpointing {s['checkpointing']}, attn {s['attention']}")
+                  f"grad-accum {s['grad_accum']}, checkpointing {ckpt}, attn {s['attention']}")
     table = Table(title="Memory by component and phase (GiB)", title_justify="left")
     table.add_column("component")
     for phase in Phase:
@@ -40,6 +45,8 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     figures.add_row("peak allocated", gib(est.peak_allocated_bytes), "torch.cuda.max_memory_allocated()")
     figures.add_row("peak reserved", gib(est.peak_reserved_bytes), "torch.cuda.max_memory_reserved()")
     figures.add_row("[bold]device total[/]", f"[bold]{gib(est.device_total_bytes)}[/]", "nvidia-smi")
+    if est.activation_host_bytes:   # activation offloading: off the GPU, in pinned host memory
+        figures.add_row("pinned host (activation offload)", gib(est.activation_host_bytes), "host RAM, not the GPU")
     print_table(console, figures, drop_order=("what reports it",))
     if est.communication is not None:
         render_parallel(est, console)

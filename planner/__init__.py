@@ -12,7 +12,7 @@ from .specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from .specs.engines import Engine, computes_without_autocast, engine_of
 from .memory.result import MemoryEstimate, figures_dict
 from .memory.figures import peak_figures
-from .specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, PeftSpec, QuantSpec, TrainingSetup
+from .specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LoraSpec, PeftSpec, QuantSpec, TrainingSetup
 from .specs.gpu import GpuSpec
 from .io.catalog import all_gpus, resolve_gpu, resolve_model
 from .memory.estimate import estimate, fits
@@ -22,7 +22,7 @@ __all__ = [
     "Attention", "Choice", "Component", "DType", "Loss", "Method", "MlpKind", "NormKind", "Objective", "Optimizer",
     "Phase", "Precision", "QuantType", "RunPhase", "Source", "NoClosedForm", "PeftSpec", "peak_figures", "PlannerError", "LinearSpec", "ModelSpec", "model_from_config",
     "ParamCounts", "param_counts", "Fsdp", "Offload", "OffloadDevice", "ParallelSpec", "Engine",
-    "computes_without_autocast", "engine_of", "MemoryEstimate", "figures_dict", "ALL_LINEAR", "Checkpointing",
+    "computes_without_autocast", "engine_of", "MemoryEstimate", "figures_dict", "ALL_LINEAR", "ActivationOffload", "Checkpointing",
     "LoraSpec", "QuantSpec", "TrainingSetup", "GpuSpec", "all_gpus", "resolve_gpu", "resolve_model", "estimate",
     "fits", "StepTime", "step_time",
 ]

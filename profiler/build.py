@@ -11,13 +11,15 @@ from typing import Callable
 
 import torch
 import transformers
+from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.optimization import Adafactor
 
 from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
 from gpuplan.planner.io.hf_vocabulary import hf_attention_name
 
 from .dtypes import TORCH_DTYPES
-from .kernels.attention import register
+from .kernels.attention import in_kernel, register
 
 
 @dataclass
@@ -83,11 +85,37 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         notes.append("bitsandbytes weights replaced by a byte-exact stand-in")
     if setup.peft:
         lm = _apply_lora(lm, model, setup)
-    if setup.checkpointing is Checkpointing.FULL:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if setup.checkpointing in (Checkpointing.FULL, Checkpointing.SAVE_ATTENTION):
+        kwargs = {"use_reentrant": False}
+        if setup.checkpointing is Checkpointing.SAVE_ATTENTION:
+            kwargs["context_fn"] = _save_attention_context
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if setup.ckpt_every > 1:
+            _checkpoint_every(lm, setup.ckpt_every, setup.ckpt_first)
         if setup.peft:
             lm.enable_input_require_grads()
     return lm, notes
+
+
+def _save_attention_policy(ctx, op, *args, **kwargs):
+    """axolotl's selective-checkpointing policy with its default `save: [attention]` [axolotl
+    monkeypatch/selective_checkpointing.py build_sac_policy]: MUST_SAVE for the attention kernel's
+    op, PREFER_RECOMPUTE for every other; the simulator's kernel is the flash stand-in."""
+    return CheckpointPolicy.MUST_SAVE if in_kernel() else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _save_attention_context():
+    return create_selective_checkpoint_contexts(_save_attention_policy)
+
+
+def _checkpoint_every(lm: torch.nn.Module, k: int, first: int) -> None:
+    """Leaves checkpointing on for decoder layers first, first + k, ... only, as transformers'
+    `every_n_layers` does from layer 0 (modeling_utils.py _set_gradient_checkpointing sets each
+    GradientCheckpointingLayer's `gradient_checkpointing` flag) and torchtune's selective wrapper
+    from layer k - 1."""
+    layers = [mod for mod in lm.modules() if isinstance(mod, GradientCheckpointingLayer)]
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i >= first and (i - first) % k == 0
 
 
 def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> torch.nn.Module:

@@ -179,6 +179,28 @@ TORCHTUNE_MATRIX: tuple[Case, ...] = (
     Case("qwen", "qwen-2.5-0.5b", {**TT, **NO_CKPT}, batch_size=2, seq_len=512),
 )
 
+# selective checkpointing by layer (planner/techniques/checkpointing.py): transformers' every_n_layers
+# (from layer 0) and torchtune's ac_mode selective (from layer k - 1), full fine-tuning and LoRA
+CKPT_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 2}),
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"ckpt_every": 3, "ckpt_first": 2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "ckpt_every": 2}),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "ckpt_every": 4, "ckpt_first": 3}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 2, "ckpt_first": 1}),
+    Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 5}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "ckpt_every": 3}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "qlora", "ckpt_every": 2, "ckpt_first": 1}),
+    # per-op: axolotl's selective_checkpointing policy (the attention kernel's outputs saved)
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "checkpointing": "save-attention"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"checkpointing": "save-attention"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "checkpointing": "save-attention"}),
+    # FSDP2 (2 simulated ranks): the sharded layout composes the same selective pieces
+    Case("qwen", "qwen-2.5-0.5b", {"ckpt_every": 2, "parallel": {"gpus": 2, "fsdp": "full"}}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "ckpt_every": 3, "ckpt_first": 2,
+                                   "parallel": {"gpus": 2, "fsdp": "full"}}, batch_size=4, seq_len=1024),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
@@ -238,6 +260,7 @@ ARCH_MATRIX: tuple[Case, ...] = (
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
+MATRICES["ckpt"] = CKPT_MATRIX
 
 
 @dataclass

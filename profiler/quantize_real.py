@@ -39,6 +39,6 @@ def quantize_real(lm: nn.Module, setup: TrainingSetup, device: torch.device) -> 
     quantizer.postprocess_model(lm)
     if setup.precision.autocast:
         lm = prepare_model_for_kbit_training(
-            lm, use_gradient_checkpointing=setup.checkpointing is Checkpointing.FULL,
+            lm, use_gradient_checkpointing=setup.checkpointing is not Checkpointing.NONE,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     return lm

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import ConfigSetup, liger
 from .common import Options, fsdp_words, optimizer, read_deepspeed, read_fsdp, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused
+from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
 SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
 
@@ -38,7 +38,9 @@ TABLE: dict[str, KeyRule] = {
                            "(axolotl divides by the GPU count too) [utils/config normalize_config]"),
     "sequence_len": modelled("--seq-len"),
     "gradient_accumulation_steps": modelled("--grad-accum"),
-    "gradient_checkpointing": modelled("true/false: --grad-ckpt/--no-grad-ckpt; offload/offload_disk refused"),
+    "gradient_checkpointing": modelled("true/false: --grad-ckpt/--no-grad-ckpt; offload / offload_disk: --grad-ckpt "
+                                       "--activation-offload trl (rewritten to activation_offloading true / disk "
+                                       "[utils/schemas/validation.py check_gradient_checkpointing_w_offload])"),
     "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
                                               "[torch/utils/checkpoint.py]"),
     "optimizer": modelled("--optimizer (transformers OptimizerNames)"),
@@ -84,7 +86,9 @@ TABLE: dict[str, KeyRule] = {
     "pretraining_sample_concatenation": refused(_PACKING),
     "batch_flattening": refused("padding-free batches change the tokens per micro-batch"),
     "max_packed_sequence_len": refused(_PACKING),
-    "activation_offloading": refused("activation offloading moves saved activations to host memory"),
+    "activation_offloading": modelled("true / disk: --activation-offload trl (TRL's manager with streams; disk "
+                                      "writes nothing to disk at this commit); legacy: trl-sync; hidden_states: "
+                                      "layer-inputs [core/trainers/mixins/activation_checkpointing.py]"),
     "layer_offloading": refused("layer offloading moves parameters to host memory between uses"),
     "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
     "peft_use_dora": modelled("--use-dora: DoRA's magnitude vectors and weight-norm activations (planner/techniques/dora.py)"),
@@ -173,7 +177,8 @@ TABLE: dict[str, KeyRule] = {
     "diffusion": refused("diffusion language-model training"),
     "ebft": refused("EBFT training"),
     "dynamic_checkpoint": refused("dynamic activation checkpointing"),
-    "selective_checkpointing": refused("selective activation checkpointing"),
+    "selective_checkpointing": modelled("true / {save: [attention]}: --ckpt-policy save-attention "
+                                        "[monkeypatch/selective_checkpointing.py]; other op lists and offload refused"),
     "deepcompile": refused("DeepSpeed DeepCompile"),
     "gpu_memory_limit": refused("a per-GPU memory cap for a device map"),
     "max_memory": refused("a per-GPU memory cap for a device map"),
@@ -281,6 +286,46 @@ _PLUGINS = {"axolotl.integrations.liger.LigerPlugin", "axolotl.integrations.lige
 _ROLES = {"pad_token", "bos_token", "eos_token", "unk_token"}
 
 
+
+# axolotl activation_offloading -> the offloader it runs [core/trainers/mixins/activation_checkpointing.py
+# ActivationOffloadingMixin: use_streams = mode != "legacy"; "hidden_states": the checkpoint-input offloader
+# of monkeypatch/checkpoint_activation_offload.py; anything else: TRL's get_act_offloading_ctx_manager]
+_AXOLOTL_OFFLOAD = {"true": "trl", "disk": "trl", "legacy": "trl-sync", "hidden_states": "layer-inputs"}
+
+
+def _selective_checkpointing(value: Any, gc: Any, o: Options, rep: Report) -> None:
+    """selective_checkpointing (SelectiveCheckpointingConfig: save [attention], save_sliding_window false,
+    offload false by default) -> --ckpt-policy save-attention; validation raises without checkpointing."""
+    if not on(value):
+        rep.set("selective_checkpointing", f"{show(value)}: as gpuplan plans")
+        return
+    cfg = value if isinstance(value, dict) else {}
+    if not on(gc):
+        rep.refuse("selective_checkpointing", value, "axolotl raises \"selective_checkpointing requires "
+                   "gradient_checkpointing\" [utils/schemas/validation.py]", "set gradient_checkpointing: true")
+    elif list(cfg.get("save") or ["attention"]) != ["attention"] or on(cfg.get("offload")) \
+            or on(cfg.get("save_sliding_window")):
+        rep.refuse("selective_checkpointing", value, "a save list other than [attention], offloaded saved ops or "
+                   "saved sliding-window attention", "use selective_checkpointing: true")
+    else:
+        o.use("selective_checkpointing", "ckpt_policy", "save-attention")
+
+
+def _activation_offloading(value: Any, gc: Any, o: Options, rep: Report) -> None:
+    if not on(value):   # off: worded as before it was modelled
+        rep.set("activation_offloading", f"{show(value)}: as gpuplan plans")
+        return
+    mode = "true" if value is True else str(value).lower()
+    if mode not in _AXOLOTL_OFFLOAD:
+        rep.refuse("activation_offloading", value, "not one of axolotl's true/legacy/disk/hidden_states",
+                   "use true, legacy, disk or hidden_states")
+    elif not on(gc):
+        rep.refuse("activation_offloading", value, "axolotl raises \"activation_offloading requires "
+                   "gradient_checkpointing\" [utils/schemas/validation.py]", "set gradient_checkpointing: true")
+    else:
+        o.use("activation_offloading", "activation_offload", _AXOLOTL_OFFLOAD[mode])
+        o.use("activation_offloading", "grad_ckpt", True)
+
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
     rep = Report("axolotl")
     todo = set(rep.classify(TABLE, d))
@@ -353,11 +398,23 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use("lora_modules_to_save", "modules_to_save", targets(d["lora_modules_to_save"]))
     gc = get("gradient_checkpointing")
     if "gradient_checkpointing" in todo:
-        if isinstance(gc, str) and gc.lower().startswith("offload"):
-            rep.refuse("gradient_checkpointing", gc, "checkpointed activations offloaded to host memory or disk",
-                       "set it true")
+        if isinstance(gc, str) and gc.lower() in ("offload", "offload_disk"):
+            o.use("gradient_checkpointing", "grad_ckpt", True)
+            o.use("gradient_checkpointing", "activation_offload", "trl")
         else:
             o.use("gradient_checkpointing", "grad_ckpt", bool(on(gc)))
+    if "activation_offloading" in todo:
+        if isinstance(gc, str) and gc.lower() in ("offload", "offload_disk"):   # validation overrides it
+            rep.set("activation_offloading", "overridden by gradient_checkpointing: " + gc)
+        else:
+            _activation_offloading(d["activation_offloading"], gc, o, rep)
+    if "selective_checkpointing" in todo:
+        _selective_checkpointing(d["selective_checkpointing"], gc, o, rep)
+    gck = get("gradient_checkpointing_kwargs")
+    if isinstance(gck, dict) and (gck.get("every_n_layers", 1) not in (1, None) or on(gck.get("offload"))):
+        rep.refuse("gradient_checkpointing_kwargs", gck, "every_n_layers / offload: axolotl's loader also passes "
+                   "these kwargs to gradient_checkpointing_enable for adapters [loaders/model.py]",
+                   "drop every_n_layers / offload")
     if get("optimizer"):
         o.use("optimizer", "optimizer", optimizer(d["optimizer"], "optimizer", path))
     attn = get("attn_implementation")

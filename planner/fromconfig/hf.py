@@ -14,7 +14,7 @@ from typing import Any
 
 from . import ConfigSetup, liger
 from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, refused
+from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
 SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
 
@@ -31,9 +31,11 @@ TABLE: dict[str, KeyRule] = {
     "max_seq_length": modelled("--seq-len (SFTConfig's name before TRL 0.20)"),
     "gradient_checkpointing": modelled("--grad-ckpt / --no-grad-ckpt"),
     "gradient_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved "
-                                              "[torch/utils/checkpoint.py]"),
+                                              "[torch/utils/checkpoint.py]; every_n_layers: --ckpt-every; offload: "
+                                              "--activation-offload layer-inputs [trainer.py, transformers 5.24]"),
     "activation_checkpointing": modelled("true: --grad-ckpt (FSDP activation checkpointing)"),
-    "activation_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved"),
+    "activation_checkpointing_kwargs": modelled("use_reentrant either way: each layer's input is what is saved; "
+                                                "every_n_layers: --ckpt-every; offload: --activation-offload layer-inputs"),
     **{k: modelled("eval-phase output handling: after the training step gpuplan plans (eval batch refused when "
                    "larger than training's)") for k in ("eval_do_concat_batches", "eval_use_gather_object",
                                                       "batch_eval_metrics")},
@@ -86,7 +88,8 @@ TABLE: dict[str, KeyRule] = {
     "eval_packing": refused(_PACKING),
     "padding_free": refused("padding-free batches change the tokens per micro-batch"),
     "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
-    "activation_offloading": refused("activation offloading moves saved activations to host memory"),
+    "activation_offloading": modelled("true: --activation-offload trl (SFTConfig/DPOConfig: TRL's OffloadActivations "
+                                      "around each training step [trl/models/activation_offloading.py])"),
     "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
     "torch_compile_backend": refused("torch.compile"),
     "torch_compile_mode": refused("torch.compile"),
@@ -169,6 +172,22 @@ _ATTN = {"flash_attention_2": "flash", "sdpa": "sdpa", "eager": "eager"}
 _DTYPE = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "fp16": "fp16", "float32": "fp32", "fp32": "fp32"}
 
 
+def _checkpointing_kwargs(d: dict[str, Any], todo: set[str], o: Options) -> None:
+    """every_n_layers and offload of (gradient|activation)_checkpointing_kwargs: Trainer pops both before
+    the rest reaches torch.utils.checkpoint and passes them to activation_checkpointing_enable
+    [transformers 5.24 trainer.py; modeling_utils.py _set_gradient_checkpointing: layer_index %
+    every_n_layers == 0; _activation_checkpointing_enable: offload wraps each checkpoint in save_on_cpu]."""
+    for key in ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"):
+        kw = d.get(key) if key in todo else None
+        if not isinstance(kw, dict):
+            continue
+        every = kw.get("every_n_layers")
+        if every is not None and int(every) > 1:
+            o.use(key, "ckpt_every", int(every))
+        if on(kw.get("offload")):
+            o.use(key, "activation_offload", "layer-inputs")
+
+
 def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> int | None:
     """Map the TrainingArguments keys every HF-Trainer-based format shares (batch, accumulation,
     checkpointing, optimizer, Liger, cache, eval batch, DeepSpeed, FSDP); returns the GPU count a
@@ -185,6 +204,12 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
     for key in ("gradient_checkpointing", "activation_checkpointing"):
         if key in todo and (key == "gradient_checkpointing" or on(d[key])):
             o.use(key, "grad_ckpt", bool(on(d[key])))
+    _checkpointing_kwargs(d, todo, o)
+    if "activation_offloading" in todo:
+        if on(d["activation_offloading"]):
+            o.use("activation_offloading", "activation_offload", "trl")
+        else:   # off: worded as before it was modelled
+            rep.set("activation_offloading", f"{show(d['activation_offloading'])}: as gpuplan plans")
     if get("optim"):
         o.use("optim", "optimizer", optimizer(d["optim"], "optim", path))
     if on(get("use_liger_kernel")):

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import ConfigSetup
 from .common import Options, mapped
-from .rules import KeyRule, Report, flatten, modelled, no_effect, read_only_with, refused
+from .rules import KeyRule, Report, flatten, modelled, no_effect, read_only_with, refused, show
 
 VERSION = "0.6.1"
 SEMANTICS = f"torchtune {VERSION} recipe semantics"
@@ -77,7 +77,8 @@ TABLE: dict[str, KeyRule] = {
     "model.use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
     "dataset.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
     "dataloader.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
-    "enable_activation_offloading": refused("activation offloading moves saved activations to host memory"),
+    "enable_activation_offloading": modelled("true: --activation-offload torchtune (needs "
+                                             "enable_activation_checkpointing, as the recipes require)"),
     "optimizer_in_bwd": refused("the optimizer step fused into backward frees each gradient as it is made"),
     "compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
     "custom_sharded_layers": refused("extra FSDP units (embeddings, output) sharded apart"),
@@ -87,8 +88,11 @@ TABLE: dict[str, KeyRule] = {
     "data_parallel_replicate_dim": refused("an explicit device mesh", lambda v: v not in (None, 1)),
     "context_parallel_dim": refused("context parallelism", lambda v: v not in (None, 1)),
     "memory_efficient_fsdp_wrap": refused("torchtune's memory-efficient FSDP wrapping of the output layer"),
-    "ac_mode": refused("selective activation checkpointing"),
-    "ac_option": refused("selective activation checkpointing"),
+    "ac_mode": modelled("full_finetune_distributed / qat_distributed, with enable_activation_checkpointing false: "
+                        "full: --grad-ckpt; selective: --ckpt-every ac_option --ckpt-first ac_option-1; none: "
+                        "--no-grad-ckpt [recipes/full_finetune_distributed.py _setup_model]"),
+    "ac_option": modelled("with ac_mode selective: every ac_option-th layer (torchtune/training/activations.py); "
+                          "\"op\" refused (int(\"op\") raises in 0.6.1)"),
     "quantizer._component_": refused("quantization-aware training fake-quantizes weights and activations"),
     "quantizer.*": refused("quantization-aware training"),
     "teacher_model._component_": refused("knowledge distillation keeps a teacher model"),
@@ -143,6 +147,37 @@ def _builder(component: str, rep: Report) -> tuple[str | None, str]:
     return BUILDERS[name], method
 
 
+def _selective_ac(flat: dict[str, Any], o: Options, rep: Report, notes: list[str]) -> None:
+    """ac_mode / ac_option as full_finetune_distributed.py _setup_model reads them (torchtune 0.6.1):
+    selective AC runs only with enable_activation_checkpointing false; with it true and ac_mode set,
+    neither branch wraps a layer."""
+    mode, option = str(flat["ac_mode"]), flat.get("ac_option")
+    if flat.get("enable_activation_checkpointing"):
+        o.use("ac_mode", "grad_ckpt", False)
+        notes.append("torchtune applies ac_mode only with enable_activation_checkpointing: false, and full AC only "
+                     "with ac_mode unset: with both set no layer is checkpointed (full_finetune_distributed.py)")
+        return
+    if mode == "none":
+        o.use("ac_mode", "grad_ckpt", False)
+    elif mode == "full":
+        o.use("ac_mode", "grad_ckpt", True)
+    elif mode == "selective":
+        try:
+            k = int(option)
+        except (TypeError, ValueError):
+            rep.refuse("ac_option", option, "torchtune 0.6.1's selective AC takes a layer interval: its "
+                       "checkpoint_wrapper calls int(ac_option), which raises for per-op AC (\"op\")",
+                       "give an integer k (every k-th layer)")
+            return
+        o.use("ac_mode", "grad_ckpt", True)
+        if k > 1:   # 0 and 1 wrap every layer (`not every_x_layer or count % every_x_layer == 0`)
+            o.use("ac_option", "ckpt_every", k)
+            o.use("ac_option", "ckpt_first", k - 1)
+    else:
+        rep.refuse("ac_mode", mode, "torchtune raises NotImplementedError for an ac_mode other than full or "
+                   "selective", "use full or selective")
+
+
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
     rep = Report("torchtune")
     flat = flatten(d)
@@ -190,6 +225,17 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use(key, opt, int(flat[key]))
     if "enable_activation_checkpointing" in flat:
         o.use("enable_activation_checkpointing", "grad_ckpt", bool(flat["enable_activation_checkpointing"]))
+    if flat.get("ac_mode") is not None:
+        _selective_ac(flat, o, rep, notes)
+    if flat.get("enable_activation_offloading"):
+        if not flat.get("enable_activation_checkpointing"):
+            rep.refuse("enable_activation_offloading", True, "torchtune raises RuntimeError: activation offloading "
+                       "needs enable_activation_checkpointing [recipes/*_single_device.py __init__]",
+                       "set enable_activation_checkpointing: true")
+        else:
+            o.use("enable_activation_offloading", "activation_offload", "torchtune")
+    elif "enable_activation_offloading" in flat:   # off: worded as before it was modelled
+        rep.set("enable_activation_offloading", f"{show(flat['enable_activation_offloading'])}: as gpuplan plans")
     if "tokenizer.max_seq_len" in flat:
         seq = flat["tokenizer.max_seq_len"]
         if seq is None:

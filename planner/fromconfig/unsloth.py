@@ -30,8 +30,6 @@ from .common import Options, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused
 
 VERSION = "2026.8.19"
-_UNSLOTH_GC = ("Unsloth's gradient checkpointing offloads each checkpointed layer input to host memory",
-               "set use_gradient_checkpointing = True to plan HF's")
 _OBJECTS = ["model", "tokenizer", "processing_class", "train_dataset", "eval_dataset", "data_collator",
             "formatting_func", "callbacks", "compute_metrics", "peft_config"]
 
@@ -43,7 +41,8 @@ FROM_PRETRAINED: dict[str, KeyRule] = {
     "load_in_8bit": modelled("true: --method qlora --quant-type int8"),
     "load_in_16bit": modelled("true: --method lora --base-dtype bf16"),
     "full_finetuning": modelled("true: --method full"),
-    "use_gradient_checkpointing": modelled("True: --grad-ckpt; False: --no-grad-ckpt; \"unsloth\" refused"),
+    "use_gradient_checkpointing": modelled("True: --grad-ckpt; False: --no-grad-ckpt; \"unsloth\" (the default): "
+                                           "--grad-ckpt --activation-offload unsloth"),
     "rope_scaling": refused("RoPE scaling changes the context planned"),
     "resize_model_vocab": refused("resizing the vocabulary changes the embedding rows"),
     "offload_embedding": refused("embeddings offloaded to host memory"),
@@ -67,7 +66,8 @@ GET_PEFT_MODEL: dict[str, KeyRule] = {
     "lora_alpha": modelled("--lora-alpha"),
     "lora_dropout": modelled("--lora-dropout"),
     "target_modules": modelled("--lora-targets"),
-    "use_gradient_checkpointing": modelled("True: --grad-ckpt; False: --no-grad-ckpt; \"unsloth\" refused"),
+    "use_gradient_checkpointing": modelled("True: --grad-ckpt; False: --no-grad-ckpt; \"unsloth\" (the default): "
+                                           "--grad-ckpt --activation-offload unsloth"),
     "use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
     "bias": modelled("none (the default): no bias trained; others refused"),
     "max_seq_length": modelled("unused since Unsloth 2024 (its docstring: not used anymore)"),
@@ -291,8 +291,9 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
     gc_src = ("get_peft_model", peft) if peft is not None else ("from_pretrained", fp)
     gc = gc_src[1].get("use_gradient_checkpointing", "unsloth")
     gkey = f"{gc_src[0]}.use_gradient_checkpointing"
-    if gc == "unsloth":
-        rep.refuse(gkey, gc, *_UNSLOTH_GC)
+    if gc == "unsloth":   # offloaded checkpointing [unsloth_zoo/gradient_checkpointing.py UnslothCheckpointFunction]
+        o.use(gkey, "grad_ckpt", True)
+        o.use(gkey, "activation_offload", "unsloth")
     else:
         o.use(gkey, "grad_ckpt", bool(on(gc)))
     seq_key = next((f"{akey}.{k}" for k in ("max_length", "max_seq_length") if args.get(k) is not None), None)

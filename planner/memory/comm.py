@@ -245,7 +245,7 @@ def communication_bytes(model: ModelSpec, setup: TrainingSetup) -> CommVolume:
     act = setup.batch_size * setup.seq_len * model.hidden * e     # one (b, s, h) activation
     if p.tp > 1:
         layers = local_model(model, p).n_layers
-        per_layer = 4 + (2 if setup.checkpointing is Checkpointing.FULL else 0)
+        per_layer = 4 + (2 if setup.checkpointing is not Checkpointing.NONE else 0)
         calls = micro * (layers * per_layer + 2)
         link = Link.INTER_NODE if crosses_nodes(1, p.tp, p.gpus) else Link.INTRA_NODE
         terms.append(CommTerm(Collective.ALL_REDUCE, link, calls * ring_bytes(Collective.ALL_REDUCE, act, p.tp),

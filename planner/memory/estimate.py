@@ -76,6 +76,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=step.phases,
         params=param_counts(model), trainable_params=trainable, setup=setup_dict,
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
+        activation_host_bytes=step.activation_host_bytes,
     )
 
 

@@ -83,6 +83,14 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
     acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
     # autocast weight copies (only DDP/single computes under autocast; see planner/memory/step.py)
     fwd_extra = act.layer_copies + act.head_copy if (rs.full or not ckpt) else act.head_copy
+    recompute = T * act.per_layer if ckpt else 0
+    if checkpointing.selective(rs):   # every k-th layer checkpointed (see planner/memory/step.py)
+        n_ckpt, n_kept, above = checkpointing.layer_split(m, rs)
+        acts = T * (n_ckpt * act.ckpt_per_layer + n_kept * act.per_layer + act.outside)
+        if not rs.full:
+            fwd_extra = act.head_copy + act.layer_copies * n_kept // L
+        # the highest checkpointed layer's recompute, less the kept layers above it already done
+        recompute = max(T * act.per_layer * (1 - above), 0)
     lf, ls, lb = loss.loss_bytes(m, rs, T, setup.batch_size) if stage is not Stage.FIRST else (0, 0, 0)
     embed = 0
     if rs.full:
@@ -93,7 +101,7 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
         embed = (3 if m.tied_embeddings and stage is Stage.ALL else 1) * m.vocab * m.hidden * w
     if stage is Stage.LAST:
         embed = 0            # no embedding backward on the last stage
-    return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(T * act.per_layer if ckpt else 0),
+    return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(recompute),
                   int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
                   0 if stage is Stage.FIRST or setup.loss in (Loss.TRL, Loss.CCE) else int(T * e * m.vocab))
 

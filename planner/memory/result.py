@@ -54,6 +54,8 @@ class MemoryEstimate:
     communication: Any = None                        # planner.comm.CommVolume per GPU per step
     # which path answered: "closed-form" (this planner) or "simulated" (gpuplan.profiler.answer)
     source: Source = Source.CLOSED_FORM
+    # activation offloading (planner/techniques/activation_offload.py): pinned host memory per GPU
+    activation_host_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` schema (documented in README.md)."""
@@ -69,4 +71,5 @@ class MemoryEstimate:
             "source": self.source.value,      # which path answered: closed-form, simulated or fitted
             **({"host_bytes_per_node": self.host_bytes_per_node, "nvme_bytes_per_node": self.nvme_bytes_per_node,
                 "communication": self.communication.to_dict()} if self.communication is not None else {}),
+            **({"activation_host_bytes": self.activation_host_bytes} if self.activation_host_bytes else {}),
         }

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, cut_ce, liger, loss, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, cut_ce, liger, loss, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
@@ -51,6 +51,7 @@ class Step:
     assumptions: tuple[Assumption, ...] = ()
     local: ModelSpec | None = None         # the TP/PP slice planned (None: the whole model, one GPU)
     trainable_params: int = 0              # of the one-GPU step's model
+    activation_host_bytes: int = 0         # pinned host memory of activation offloading (one micro-batch)
 
 
 def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: States,
@@ -72,7 +73,15 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     # autocast caches copies of trainable weights until it exits; copies of frozen weights are
     # only kept when a matmul saves them, which checkpointing prevents (the lm_head's excepted)
     fwd_copies = all_copies if (rs.full or not ckpt) else head_copy
+    part = checkpointing.selective(rs)     # every k-th layer: the others keep what they save
+    if part:
+        n_ckpt, n_kept, above = checkpointing.layer_split(model, rs)
+        acts = T * (n_ckpt * act.ckpt_per_layer + n_kept * act.per_layer + act.outside)
+        kept_copies = (act.layer_copies + adapters) * n_kept // L
+        fwd_copies = all_copies if rs.full else head_copy + act.layer_copies * n_kept // L
     fwd_acts = acts + fwd_copies + adapters
+    off = activation_offload.offloaded(model, rs, act, T, logit_saved)   # saved tensors moved to host memory
+    fwd_acts -= off.forward
 
     phases: Phases = {}
     phases[Phase.FORWARD] = {C.WEIGHTS: W, C.GRADIENTS: g_live, C.OPTIMIZER_STATE: O,
@@ -82,12 +91,22 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
-    start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies, C.LOGITS: logit_saved,
+    if part:
+        bwd_copies = saved_head + kept_copies
+    start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: logit_saved,
              C.TEMPORARIES: logit_bwd}
     candidates = [start]
-    if ckpt:
+    if off.in_flight:   # offloaded without checkpointing: the layers' tensors come back as autograd needs them
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward + off.in_flight,
+                           C.LOGITS: 0, C.TEMPORARIES: layer_transient})
+    if part:   # the highest checkpointed layer's recompute, once the kept layers above it are done
+        below = acts - T * above * act.per_layer + saved_head + kept_copies * (n_kept - above) // max(n_kept, 1)
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
-        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head,
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below - off.recompute, C.LOGITS: 0,
+                           C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+    elif ckpt:
+        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer
@@ -101,6 +120,9 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     phases[Phase.BACKWARD] = {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **worst}
     phases[Phase.OPTIMIZER] = {C.WEIGHTS: W, C.GRADIENTS: G, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: 0,
                                C.LOGITS: 0, C.TEMPORARIES: st.optimizer_step_temporaries}
+    if off.resident:   # the offloader's own GPU buffers, never freed
+        for comps in phases.values():
+            comps[C.ACTIVATIONS] += off.resident
     return {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
 
 
@@ -132,7 +154,11 @@ def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingS
     if ref_weights or k > 1 or setup.objective.has_reference:
         phases = _with_reference(model, batch, rs, phases, ref_weights)
     notes = technique_notes(model, requested, rs, st) + preference.notes(rs)
-    return Step(phases, tuple(notes), st.optimizer_paged, trainable_params=st.trainable_params)
+    off = activation_offload.offloaded(model, rs, act, k * setup.batch_size * setup.seq_len,
+                                       loss.loss_bytes(model, rs, k * setup.batch_size * setup.seq_len, k * setup.batch_size)[1])
+    notes += activation_offload.notes(rs, off)
+    return Step(phases, tuple(notes), st.optimizer_paged, trainable_params=st.trainable_params,
+                activation_host_bytes=off.host)
 
 
 def _with_reference(model: ModelSpec, batch: TrainingSetup, rs: Resolved, phases: Phases, ref_weights: int) -> Phases:

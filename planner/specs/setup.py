@@ -18,6 +18,25 @@ from .recipe import Recipe, preset_of, preset_recipe
 class Checkpointing(Choice):
     NONE = "none"
     FULL = "full"   # every decoder layer recomputed in backward (HF gradient_checkpointing, non-reentrant)
+    # per-op selective checkpointing (torch create_selective_checkpoint_contexts): as full, but the
+    # attention kernel's outputs are saved, not recomputed (axolotl selective_checkpointing: true)
+    SAVE_ATTENTION = "save-attention"
+    # (TrainingSetup.ckpt_every = k > 1: only layers ckpt_first, ckpt_first + k, ...: transformers'
+    # every_n_layers from layer 0, torchtune's ac_mode selective / ac_option k from layer k - 1)
+
+
+class ActivationOffload(Choice):
+    """Where saved activations go between forward and backward (planner/techniques/activation_offload.py)."""
+
+    NONE = "none"
+    TRL = "trl"              # TRL OffloadActivations on a side stream (SFTConfig.activation_offloading=True;
+                             # axolotl activation_offloading: true / disk, gradient_checkpointing: offload)
+    TRL_SYNC = "trl-sync"    # the same hooks on the compute stream, no stash (axolotl activation_offloading: legacy)
+    TORCHTUNE = "torchtune"  # torchtune OffloadActivations around the forward only (enable_activation_offloading)
+    LAYER_INPUTS = "layer-inputs"  # only each checkpointed layer's input to host (transformers'
+                             # activation_checkpointing_kwargs offload, axolotl hidden_states)
+    UNSLOTH = "unsloth"      # Unsloth's use_gradient_checkpointing="unsloth": the inputs but the last layer's,
+                             # through two resident GPU buffers
 
 
 ALL_LINEAR = "all-linear"
@@ -64,6 +83,8 @@ class LoraSpec:
 
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
+# loop knobs a setup's dict shows only when they are set
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
 # Embedding; lm_head is an nn.Linear], as transformers names them in the families gpuplan reads
 EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
@@ -149,6 +170,9 @@ class TrainingSetup:
     seq_len: int = 1024                               # SFTConfig.max_length
     grad_accum: int = 1
     checkpointing: Checkpointing = Checkpointing.FULL  # SFTConfig.gradient_checkpointing=True
+    ckpt_every: int = 1                               # checkpoint every k-th decoder layer (1: all of them)
+    ckpt_first: int = 0                               # ... starting at this layer (torchtune: k - 1)
+    activation_offload: ActivationOffload = ActivationOffload.NONE
     attention: Attention = Attention.SDPA
     loss: Loss = Loss.HF
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
@@ -252,6 +276,21 @@ class TrainingSetup:
                                  ("gradient accumulation", self.grad_accum, 1), ("LoRA rank", self.lora.r, 1)):
             if value < low:
                 raise PlannerError(f"{name} must be at least {low}, got {value}")
+        if self.ckpt_every < 1:
+            raise PlannerError(f"--ckpt-every must be at least 1 (1: every layer), got {self.ckpt_every}")
+        if not 0 <= self.ckpt_first < self.ckpt_every:
+            raise PlannerError(f"--ckpt-first must be in [0, --ckpt-every) = [0, {self.ckpt_every}), got {self.ckpt_first}")
+        if self.ckpt_every > 1 and self.checkpointing is Checkpointing.NONE:
+            raise PlannerError(f"--ckpt-every {self.ckpt_every} picks which layers are checkpointed, but "
+                               "--no-grad-ckpt turns checkpointing off: drop one of them")
+        off = self.activation_offload
+        if off in (ActivationOffload.TORCHTUNE, ActivationOffload.LAYER_INPUTS, ActivationOffload.UNSLOTH) \
+                and self.checkpointing is Checkpointing.NONE:
+            raise PlannerError(f"--activation-offload {off.value} moves checkpointed layers' inputs (torchtune raises "
+                               "RuntimeError without activation checkpointing): drop --no-grad-ckpt, or use trl")
+        if off is not ActivationOffload.NONE and not self.parallel.single_gpu:
+            raise PlannerError(f"--activation-offload {off.value} is planned for one GPU only for now; drop the "
+                               "multi-GPU / offload flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:
@@ -369,7 +408,8 @@ class TrainingSetup:
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
-                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType}
+                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
+                 "activation_offload": ActivationOffload}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger)
 
@@ -401,5 +441,8 @@ class TrainingSetup:
             d.pop("precompute_ref_log_probs")
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
+                d.pop(key)
+        for key, default in _LOOP_EXTRAS.items():   # shown only when set: older setups' dicts stay as they were
+            if d[key] == default:
                 d.pop(key)
         return d

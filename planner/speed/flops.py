@@ -41,7 +41,7 @@ class StepFlops:
     backward: float
     recompute: float        # the decoder layers' forward again under checkpointing
     quantized_weights: int  # weights QLoRA dequantizes in each pass (0 otherwise)
-    dequant_passes: int     # passes that dequantize them: forward, backward, recompute
+    dequant_passes: float   # passes that dequantize them: forward, backward, recompute
     attention: float = 0.0      # score FLOPs executed over all passes (causal saving applied)
     causal_saving: float = 0.0  # score FLOPs per token the causal kernel skips, all passes
 
@@ -103,13 +103,14 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
         # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
         backward = 2 * (W + head) + 4 * adapters + 2 * attn + 2 * trained_frozen
     ckpt = checkpointing.enabled(rs)
-    recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn)
+    attn_share = 0 if checkpointing.attention_outputs(model, rs) else 1   # save-attention: not recomputed
+    recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn_share * attn)
     if setup.loss is Loss.CCE:   # CCE's backward recomputes the logits blockwise
         recompute += cut_ce.recompute_flops_per_token(model, rs)
     # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert
     # of an MoE layer included (transformers loops over the experts; any expert a token reaches runs)
     quantized = _stored_linear_weights(model) if rs.quantized is not None else 0
-    passes = 3 + checkpointing.recompute_flop_share(rs)        # forward, backward (2x), recompute
+    passes = 3 + attn_share * checkpointing.recompute_flop_share(rs)   # forward, backward (2x), recompute
     keep = causal_fraction(rs.setup.attention, setup.seq_len)
-    return StepFlops(forward, backward, recompute, quantized, (3 if ckpt else 2) if quantized else 0,
+    return StepFlops(forward, backward, recompute, quantized, (2 + checkpointing.recompute_flop_share(rs)) if quantized else 0,
                      attention=passes * attn * keep, causal_saving=passes * attn * (1 - keep))

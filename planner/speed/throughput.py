@@ -12,7 +12,9 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
     overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
-    offload   = host copies + the CPU optimizer's pass over its state
+    offload   = host copies + the CPU optimizer's pass over its state + activation offloading's
+                copies (twice its host bytes per micro-batch over the host link; on a side stream only
+                what exceeds the forward's / backward's compute)
 
 busy = gemm + memory + dequant + overhead. GEMM shape enters through the operand bytes: a GEMM of M
 tokens x (K, N) moves e M (K + N) + w K N bytes for 2 M K N FLOPs, so small micro-batches and narrow
@@ -28,15 +30,15 @@ from typing import Any
 
 from ..io import catalog
 from ..memory.comm import Link, communication_bytes
-from ..memory.pieces import resolved_states
+from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import DType, Method, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
-from ..specs.setup import TrainingSetup
-from ..techniques import optimizers
+from ..specs.setup import ActivationOffload, TrainingSetup
+from ..techniques import activation_offload, checkpointing, loss, optimizers
 from . import links
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
@@ -223,6 +225,24 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
                    a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)
 
 
+def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
+                          busy: float) -> tuple[float, Assumption | None]:
+    """Exposed seconds of activation offloading's host copies per optimizer step (one GPU), and the
+    link it assumed: each micro-batch copies its offloaded bytes to host in the forward and back in
+    the backward (planner/techniques/activation_offload.py); `busy` is the step's compute seconds
+    without the optimizer, split between forward and backward as their FLOPs are (1 : 2 + recompute)."""
+    if setup.activation_offload is ActivationOffload.NONE:
+        return 0.0, None
+    rs, _, act = terms(model, setup.for_model(model))
+    T = setup.batch_size * setup.seq_len
+    off = activation_offload.offloaded(model, rs, act, T, loss.loss_bytes(model, rs, T, setup.batch_size)[1])
+    link = links.gpu_host_link(gpu)
+    per_micro = busy / setup.grad_accum
+    forward = per_micro / (3 + checkpointing.recompute_flop_share(rs))
+    exposed = activation_offload.exposed_seconds(rs, off.host, link.effective, forward, per_micro - forward)
+    return setup.grad_accum * exposed, Assumption("activation_offload_link", link.effective, "bytes/s", link.source)
+
+
 @dataclass(frozen=True)
 class StepTime:
     """Seconds of one optimizer step (all micro-batches) on each GPU, by part."""
@@ -307,6 +327,7 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     cols = time_columns(model, setup, gpu)
     used = mfu_for(gpu, c) if mfu is None else Assumption("gemm_efficiency", mfu, "fraction of peak", "given (--mfu)")
     compute, memory, optimizer, dequant, overhead, exposed = assemble(cols, c, used.value)
+    act_offload, act_note = _activation_offload_s(model, setup, gpu, compute + memory + dequant + overhead)
     method = setup.method.value if isinstance(setup.method, Method) else str(setup.method)
     lo, hi, n, group = c.band(gpu.architecture, method)
     notes = [used,
@@ -326,5 +347,7 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                   Assumption("link_efficiency", peer.efficiency, "fraction", peer.source)]
     if setup.parallel.pp > 1:
         notes.append(Assumption("pipeline_bubble", 0, "fraction", "not modelled (1F1B with many micro-batches)"))
-    return StepTime(compute, dequant, optimizer, exposed, cols.offload, cols.tokens_per_step, setup.parallel.world,
+    if act_note is not None:
+        notes.append(act_note)
+    return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
                     cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group)

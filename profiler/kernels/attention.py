@@ -8,11 +8,22 @@ flash kernels do; under fake tensors no arithmetic happens, so only shapes and d
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from gpuplan.planner import Attention
+
+
+_KERNEL = threading.local()
+
+
+def in_kernel() -> bool:
+    """Whether the op being dispatched makes the flash kernel's outputs: what a selective-checkpointing
+    policy matching `aten._scaled_dot_product_flash_attention` / flash-attn's forward sees on CUDA."""
+    return getattr(_KERNEL, "active", False)
 
 
 class _FlashAttention(torch.autograd.Function):
@@ -28,9 +39,13 @@ class _FlashAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):  # (b, heads, s, d), k/v (b, kv_heads, s, d)
         b, a, s, d = q.shape
-        # the output has v's head dim (DeepSeek's MLA: q/k 192, v 128)
-        out = torch.empty((b, s, a, v.shape[-1]), dtype=q.dtype, device=q.device).transpose(1, 2)
-        lse = torch.empty((b, a, s), dtype=torch.float32, device=q.device)
+        _KERNEL.active = True   # the ops below are the one aten flash op of a CUDA run (see in_kernel)
+        try:
+            # the output has v's head dim (DeepSeek's MLA: q/k 192, v 128)
+            out = torch.empty((b, s, a, v.shape[-1]), dtype=q.dtype, device=q.device).transpose(1, 2)
+            lse = torch.empty((b, a, s), dtype=torch.float32, device=q.device)
+        finally:
+            _KERNEL.active = False
         ctx.save_for_backward(q, k, v, out, lse)
         return out
 

@@ -479,95 +479,69 @@ EXPECTED: dict[str, Expect] = {
         'unsloth', 'gemma-2-2b',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Gemma3_4B.py': Expect(
         'unsloth', "unknown model 'unsloth/gemma-3-4b-it'",
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=8, lora_alpha=8.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Llama3.1_8B-Alpaca.ipynb': Expect(
         'unsloth', 'llama-3.1-8b',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Llama3.1_8B-Alpaca.py': Expect(
         'unsloth', 'llama-3.1-8b',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Llama3.2_1B_and_3B-Conversational.ipynb': Expect(
         'unsloth', "llama-3.2-3b",
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Mistral_v0.3_7B-CPT.py': Expect(
         'unsloth', 'mistral-7b-v0.3',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=128, lora_alpha=32.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=8, optimizer='adamw-8bit'),
+             grad_accum=8, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
         refused=[
             'get_peft_model.target_modules: embed_tokens, lm_head is not modelled yet (embed_tokens / lm_head '
              'in target_modules are trained in full (Unsloth makes them modules_to_save)); remove them to plan '
              'the rest',
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
         ]),
     'unsloth/Mistral_v0.3_7B-Conversational.py': Expect(
         'unsloth', "unknown model 'unsloth/mistral-7b-instruct-v0.3-bnb-4bit'",
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Phi_4-Conversational.py': Expect(
         'unsloth', 'phi-4',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
     'unsloth/Qwen2.5_7B-Alpaca.py': Expect(
         'unsloth', 'qwen-2.5-7b',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=16, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
-             grad_accum=4, optimizer='adamw-8bit'),
-        refused=[
-            "get_peft_model.use_gradient_checkpointing: unsloth is not modelled yet (Unsloth's gradient "
-             'checkpointing offloads each checkpointed layer input to host memory); set '
-             "use_gradient_checkpointing = True to plan HF's",
-        ]),
+             grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
+             activation_offload='unsloth'),
+        refused=[]),
 }
 
 

@@ -11,7 +11,7 @@ from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.memory.estimate import estimate
 from gpuplan.planner.plans.plan import make_plan
 from gpuplan.planner.plans.recommend import Constraints, SearchSpace, pareto_frontier, recommend
-from gpuplan.planner.specs.setup import Checkpointing, TrainingSetup
+from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.planner.speed.throughput import time_columns
 
 MODEL = resolve_model("qwen-2.5-1.5b")
@@ -30,7 +30,7 @@ def rec():
 def brute_force():
     plans = []
     for method, prec, opt, ckpt, name in itertools.product(Method, SPACE.precisions, SPACE.optimizers,
-                                                           tuple(Checkpointing), GPUS):
+                                                           SPACE.checkpointing, GPUS):
         gpu = resolve_gpu(name)
         if (prec is Precision.BF16_MIXED) != (gpu.raw["peak_flops"]["bf16"] is not None):
             continue
