@@ -15,6 +15,7 @@ import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
 
+from .batch import micro_batch
 from .build import Built
 from .kernels.chunked_loss import chunked_loss
 from .hooks import attributed
@@ -88,22 +89,23 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
 
 def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int) -> None:
     lm, opt = built.model, built.optimizer
-    b, s, vocab = setup.batch_size, setup.seq_len, lm.config.vocab_size
+    vocab = lm.config.vocab_size
     for step in range(steps):
         if step == steps - 1:
             tracker.reset_peaks()
         for _ in range(setup.grad_accum):
             tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
-            ids = torch.randint(0, vocab, (b, s), device=built.device)
+            batch = micro_batch(setup, vocab, built.device)   # ids, and a padding mask or packed position_ids
+            ids = batch["input_ids"]
             with built.autocast():
                 if setup.loss is Loss.CHUNKED:   # Liger's fused linear cross-entropy: no logits
                     out = None
                     loss = chunked_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
                 else:
-                    out = lm(input_ids=ids, labels=ids)
+                    out = lm(**batch)
                     loss = out.loss
             loss = loss / setup.grad_accum
-            del out, ids
+            del out, ids, batch
             tracker.mark(Phase.BACKWARD, Component.TEMPORARIES)
             loss.backward()
             del loss

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..specs.enums import MlpKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, precision, quantization
+from ..techniques import ADAPTERS, attention, checkpointing, masks, precision, quantization
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     if m.qk_norm_size:            # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
         qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
         qk_dw = (4 if fp32_scale else e) * (A + K)
-    attn = attention.core_bytes(m, rs, s) + qk_kept
+    # layers given a mask (padding, packing, a sliding window past it) run SDPA's memory-efficient kernel
+    attn = masks.layer_mix(m, rs, s, attention.core_bytes(m, rs, s), masks.efficient_core_bytes(m, rs, s)) + qk_kept
     o_in = attention.output_copy_bytes(m, rs)
     # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
     # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
@@ -86,7 +87,7 @@ def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     ln_dw = e * h if autocast and r == 4 else r * h
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
     lns_kept = ln_kept + 8 if m.parallel_residual else 2 * ln_kept
-    scores = attention.kernel_saves(m, rs, s)
+    scores = masks.layer_mix(m, rs, s, attention.kernel_saves(m, rs, s), masks.efficient_kernel_saves(m, rs, s))
     if m.rope is RopeKind.IN_ATTENTION:
         attn = 3 * e * h + 2 * e * h + e * h + scores  # qkv kept alive by v, roped q and k, output
     else:
@@ -130,7 +131,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     r, e = rs.residual.bytes, rs.compute.bytes
     rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale).kept
-    outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0)
+    outside = 8 + rope + final_norm + (m.hidden if m.dropout > 0 else 0) + masks.outside_bytes_per_token(m, rs, s)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)

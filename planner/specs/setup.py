@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
+from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -61,6 +61,8 @@ class LoraSpec:
 
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
+# mask fields a setup's dict shows only when they are not the default
+_MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
 # Embedding; lm_head is an nn.Linear], as transformers names them in the families gpuplan reads
 EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
@@ -137,6 +139,9 @@ class TrainingSetup:
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
     parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
     adapter: PeftSpec | None = None   # a peft method other than LoraSpec's (method lora: on a 16-bit base, qlora: 4/8 bit)
+    # attention masks [planner/techniques/masks.py]: a padded batch, or packed samples (position_ids)
+    padding: Padding = Padding.NONE
+    packing: Packing = Packing.NONE
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -215,6 +220,13 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
+        if self.padding is not Padding.NONE and self.packing is not Packing.NONE:
+            raise PlannerError(f"--padding {self.padding} and --packing {self.packing} exclude each other: packed rows "
+                               "carry no padding mask (transformers reads their position_ids); choose one")
+        if self.padding is not Padding.NONE and self.attention is Attention.FLASH:
+            raise PlannerError("--padding with --attn flash is not modelled yet: flash-attn 2 unpads a padded batch "
+                               "into its varlen kernel (transformers' _upad_input); plan --packing flattened (the "
+                               "same kernel without the pad copies) or --attn sdpa")
         return self
 
     def with_(self, **changes: Any) -> "TrainingSetup":
@@ -252,7 +264,8 @@ class TrainingSetup:
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
-                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
+                 "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective,
+                 "padding": Padding, "packing": Packing}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
 
@@ -280,4 +293,7 @@ class TrainingSetup:
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
+        for key, default in _MASK_DEFAULTS.items():   # shown only when set: older setups' dicts stay as they were
+            if d[key] == default:
+                d.pop(key)
         return d
