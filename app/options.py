@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 import click
 
-from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
+from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objective, Optimizer, Packing, Padding,
+                                        Precision, QuantType)
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -40,6 +41,15 @@ SETUP_OPTIONS = [
     click.option("--grad-ckpt/--no-grad-ckpt", default=True, show_default=True,
                  help="Gradient checkpointing of every decoder layer (TRL's default: on)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
+    click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
+                 help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
+                      "with an attention mask (SDPA then runs its memory-efficient kernel with an s x s bias)."),
+    click.option("--packing", type=_choice(Packing), default=_D.packing.value, show_default=True,
+                 help="rows: samples packed into rows of --seq-len (position_ids restart; axolotl sample_packing); "
+                      "flattened: the micro-batch in one row of b x --seq-len (TRL padding_free / packing)."),
+    click.option("--length-histogram", default=None, type=click.Path(dir_okay=False),
+                 help="JSON {\"length\": count, ...} or CSV rows `length,count` of your samples' token lengths: "
+                      "plans the worst micro-batch (--seq-len then caps the lengths, as max_length truncates)."),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only)."),
@@ -157,7 +167,16 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
-    ).validate()
+        padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
+    )
+    if kw.get("length_histogram"):
+        from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)
+        from gpuplan.planner.techniques.masks import worst_micro_batch   # lazy: each command loads what it needs (fast start)
+
+        worst = worst_micro_batch(read_length_histogram(kw["length_histogram"]), setup)
+        setup = setup.with_(seq_len=worst.seq_len)
+        click.echo(f"note: {worst.note}", err=True)
+    setup = setup.validate()
     if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module
     setup.parallel.validate(model, setup.optimizer)

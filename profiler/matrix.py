@@ -146,11 +146,32 @@ PEFT_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "lora", "lora": {"use_dora": True, "targets": ["all-linear"]}, **NO_CKPT}),
 )
 
+# Attention masks (planner/techniques/masks.py, docs/readme/masks.md): a padded batch, packed samples, a
+# padding-free row, under SDPA (its memory-efficient kernel), flash-attention 2 and eager. Sequences of
+# 1024 so that the (b, 1, s, s) bias is a visible part of the peak; 1000 for the 8-aligned bias copy.
+PADDED = {"padding": "longest"}
+MASKS_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", PADDED, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**PADDED, **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "padding": "max-length", **NO_CKPT}, seq_len=1000),
+    Case("qwen", "qwen-2.5-0.5b", {**PADDED, **NO_CKPT}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **PADDED}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1000),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "rows", **NO_CKPT}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"packing": "rows"}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "flattened", **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "flattened", "attention": "flash", **NO_CKPT},
+         seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED, "attention": "eager", **NO_CKPT}, seq_len=512),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
 # go in its own tuple, registered here.
-MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX}
+MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "masks": MASKS_MATRIX}
 
 
 @dataclass

@@ -31,6 +31,7 @@ sdp_utils.cpp: flash's constraints include check_for_attn_mask] runs the memory-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from ..specs.enums import Attention, Packing, Padding
 from ..specs.model import ModelSpec
@@ -123,3 +124,44 @@ def notes(m: ModelSpec, rs: Resolved, s: int) -> list[str]:
     elif setup.packing is not Packing.NONE and setup.attention is Attention.FLASH:
         out.append("packed samples: flash-attention 2's varlen kernel, no mask (position_ids)")
     return out
+
+
+@dataclass(frozen=True)
+class WorstBatch:
+    seq_len: int    # the --seq-len to plan: the worst micro-batch's row length (per sample when flattened)
+    note: str       # which micro-batch that is
+
+
+def worst_micro_batch(lengths: dict[int, int], setup: TrainingSetup) -> WorstBatch:
+    """The micro-batch of a length distribution that peaks the memory (users report runs that go out
+    of memory at step 120, on the longest sample). --seq-len is max_length: longer samples are
+    truncated to it.
+
+    - padding to the longest (or no padding): a micro-batch is as long as its longest sample; the
+      worst holds the longest one (the b rows padded to it);
+    - padding to max length, packed rows: every row is --seq-len;
+    - flattened (padding-free): one row of the micro-batch's samples; the worst holds the b longest.
+    """
+    cap, b = setup.seq_len, setup.batch_size
+    capped: dict[int, int] = {}
+    for n, c in lengths.items():
+        capped[min(n, cap)] = capped.get(min(n, cap), 0) + c
+    total = sum(capped.values())
+    longest = max(capped)
+    head = f"length histogram ({total:,} samples, longest {max(lengths):,} tokens"
+    head += f", truncated to --seq-len {cap:,})" if max(lengths) > cap else ")"
+    if setup.padding is Padding.MAX_LENGTH or setup.packing is Packing.ROWS:
+        return WorstBatch(cap, f"{head}: every micro-batch is {b} rows of {cap:,} tokens "
+                               f"({'padded to max length' if setup.padding is Padding.MAX_LENGTH else 'packed rows'})")
+    if setup.packing is Packing.FLATTENED:
+        picked, need = 0, b
+        for n in sorted(capped, reverse=True):
+            k = min(need, capped[n])
+            picked, need = picked + k * n, need - k
+            if need == 0:
+                break
+        row = math.ceil(picked / b)
+        return WorstBatch(row, f"{head}: the worst micro-batch holds the {b} longest samples, one row of "
+                               f"{picked:,} tokens (planned as {b} x {row:,})")
+    return WorstBatch(longest, f"{head}: the worst micro-batch holds the longest sample: {b} rows of "
+                               f"{longest:,} tokens ({capped[longest]:,} samples that long)")
