@@ -71,8 +71,11 @@ TABLE: dict[str, KeyRule] = {
                                   lambda v: v in (0, 0.0)),
     "model.apply_lora_to_output": refused("LoRA on the output projection (lm_head) is not planned"),
     "model.use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
-    "dataset.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
-    "dataloader.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
+    # torchtune's PackedDataset packs samples into rows of max_seq_len; padded_collate_packed gives a
+    # block-causal mask [torchtune/data/_collate.py] (a BlockMask under flex attention on sm80+ GPUs, a
+    # (b, s, s) bool otherwise): planned as transformers' SDPA builds it from packed position_ids
+    "dataset.packed": modelled("true: --packing rows (block-causal mask planned as SDPA's (b, 1, s, s))"),
+    "dataloader.packed": modelled("true: --packing rows"),
     "enable_activation_offloading": refused("activation offloading moves saved activations to host memory"),
     "optimizer_in_bwd": refused("the optimizer step fused into backward frees each gradient as it is made"),
     "compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
@@ -181,6 +184,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     for key, opt in (("batch_size", "batch_size"), ("gradient_accumulation_steps", "grad_accum")):
         if flat.get(key) is not None:
             o.use(key, opt, int(flat[key]))
+    for key in ("dataset.packed", "dataloader.packed"):
+        if flat.get(key) is True:
+            o.use(key, "packing", "rows")
     if "enable_activation_checkpointing" in flat:
         o.use("enable_activation_checkpointing", "grad_ckpt", bool(flat["enable_activation_checkpointing"]))
     if "tokenizer.max_seq_len" in flat:

@@ -70,7 +70,7 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
         qk_dw = (4 if fp32_scale else e) * (A + K)
     # layers given a mask (padding, packing, a sliding window past it) run SDPA's memory-efficient kernel
     attn = masks.layer_mix(m, rs, s, attention.core_bytes(m, rs, s), masks.efficient_core_bytes(m, rs, s)) + qk_kept
-    o_in = attention.output_copy_bytes(m, rs)
+    o_in = attention.output_copy_bytes(m, rs) + masks.flash_padded_output_bytes(m, rs)
     # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
     # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
     o = quantization.base_linear_out_bytes(rs)

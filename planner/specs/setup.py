@@ -223,10 +223,6 @@ class TrainingSetup:
         if self.padding is not Padding.NONE and self.packing is not Packing.NONE:
             raise PlannerError(f"--padding {self.padding} and --packing {self.packing} exclude each other: packed rows "
                                "carry no padding mask (transformers reads their position_ids); choose one")
-        if self.padding is not Padding.NONE and self.attention is Attention.FLASH:
-            raise PlannerError("--padding with --attn flash is not modelled yet: flash-attn 2 unpads a padded batch "
-                               "into its varlen kernel (transformers' _upad_input); plan --packing flattened (the "
-                               "same kernel without the pad copies) or --attn sdpa")
         return self
 
     def with_(self, **changes: Any) -> "TrainingSetup":

@@ -90,6 +90,18 @@ def efficient_core_bytes(m: ModelSpec, rs: Resolved, s: int) -> float:
     return e * 4 * A + efficient_kernel_saves(m, rs, s)
 
 
+def flash_padded_output_bytes(m: ModelSpec, rs: Resolved) -> float:
+    """flash-attention 2 on a padded batch: transformers gathers the real tokens' q, k, v (`_upad_input`,
+    index_first_axis: the copies replace the padded ones in what the varlen kernel saves) and scatters
+    the output back into a new padded tensor (`pad_input`) [modeling_flash_attention_utils.py]. That
+    tensor, not the kernel's output, is o_proj's input: saved apart for o_proj's weight gradient
+    (dW-only). Per token of the worst micro-batch (every token real); modelled from source, not
+    simulated (the flash stand-in has no unpad path)."""
+    if rs.setup.attention is not Attention.FLASH or rs.setup.padding is Padding.NONE:
+        return 0
+    return rs.compute.bytes * m.n_heads * m.head_dim
+
+
 def layer_mix(m: ModelSpec, rs: Resolved, s: int, plain: float, with_mask: float) -> float:
     """The average layer's bytes per token when `masked_layers` of the layers save `with_mask`."""
     k = masked_layers(m, rs, s)
@@ -121,6 +133,9 @@ def notes(m: ModelSpec, rs: Resolved, s: int) -> list[str]:
     if k:
         out.append(f"attention mask: {why}; SDPA runs the memory-efficient kernel in {k} of {m.n_layers} layers, "
                    "each saving a (b, 1, s, s) additive mask and K/V expanded to every head")
+    elif setup.padding is not Padding.NONE and setup.attention is Attention.FLASH:
+        out.append("padded batch under flash-attention 2: unpadded into the varlen kernel, the output padded back "
+                   "(o_proj's input copy) - modelled from transformers' source, not simulated")
     elif setup.packing is not Packing.NONE and setup.attention is Attention.FLASH:
         out.append("packed samples: flash-attention 2's varlen kernel, no mask (position_ids)")
     return out

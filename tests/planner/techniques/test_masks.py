@@ -79,9 +79,17 @@ def test_memory_never_shrinks_when_a_mask_is_added():
             estimate(LLAMA, setup).peak_allocated_bytes
 
 
+def test_flash_on_a_padded_batch_keeps_o_projs_input_apart_only_when_o_proj_trains():
+    flash = BASE.with_(attention=Attention.FLASH)
+    full = flash.with_(method=Method.FULL)
+    A, e = 32 * 64, 2
+    assert _per_layer(flash.with_(padding=Padding.LONGEST)) == _per_layer(flash)          # LoRA q/v: o_proj frozen
+    assert _per_layer(full.with_(padding=Padding.LONGEST)) - _per_layer(full) == e * A
+    assert any("not simulated" in n for n in estimate(LLAMA, full.with_(padding=Padding.LONGEST)).notes)
+
+
 @pytest.mark.parametrize("changes, words", [
     (dict(padding=Padding.LONGEST, packing=Packing.ROWS), "exclude each other"),
-    (dict(padding=Padding.LONGEST, attention=Attention.FLASH), "unpads"),
 ])
 def test_impossible_combinations_are_refused_naming_both_knobs(changes, words):
     with pytest.raises(PlannerError, match=words):
