@@ -165,6 +165,10 @@ MASKS_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "flattened", "attention": "flash", **NO_CKPT},
          seq_len=1024),
     Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED, "attention": "eager", **NO_CKPT}, seq_len=512),
+    # sliding windows: Gemma-3-1B's 22 of 26 layers attend within 512 tokens, so at 1024 they get a mask
+    Case("gemma", "gemma-3-1b", {"method": "lora", **NO_CKPT}, seq_len=1024),
+    Case("gemma", "gemma-3-1b", {"method": "lora"}, seq_len=1024),
+    Case("gemma", "gemma-3-1b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1024),
 )
 
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to

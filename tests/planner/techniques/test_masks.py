@@ -94,3 +94,20 @@ def test_flash_on_a_padded_batch_keeps_o_projs_input_apart_only_when_o_proj_trai
 def test_impossible_combinations_are_refused_naming_both_knobs(changes, words):
     with pytest.raises(PlannerError, match=words):
         estimate(LLAMA, BASE.with_(**changes))
+
+
+def test_sliding_window_layers_get_a_mask_once_the_keys_reach_the_window():
+    """Gemma-3-1B: 22 of 26 layers slide (every 6th is global), window 512 [transformers Gemma3TextConfig];
+    Mistral-7B-v0.1: every layer, window 4096; v0.3 has no window."""
+    from gpuplan.planner.specs.resolved import resolve
+    from gpuplan.planner.techniques import masks
+
+    gemma = resolve_model("gemma-3-1b")
+    assert gemma.sliding_window == 512 and gemma.sliding_layers == 22 and gemma.n_layers == 26
+    rs = resolve(gemma, BASE)
+    assert masks.masked_layers(gemma, rs, 511) == 0 and masks.masked_layers(gemma, rs, 512) == 22
+    assert masks.masked_layers(gemma, resolve(gemma, BASE.with_(padding=Padding.LONGEST)), 512) == 26
+    assert masks.masked_layers(gemma, resolve(gemma, BASE.with_(attention=Attention.FLASH)), 4096) == 0
+    assert resolve_model("mistral-7b-v0.1").sliding_layers == 32 and resolve_model("mistral-7b-v0.3").sliding_layers == 0
+    short, long = (estimate(gemma, BASE.with_(seq_len=s)) for s in (511, 512))
+    assert any("sliding window (512)" in n for n in long.notes) and not any("sliding" in n for n in short.notes)
