@@ -13,6 +13,7 @@ from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, Paralle
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
 _D = TrainingSetup()
+LENGTH_HISTOGRAM_META = "gpuplan.length_histogram"
 # --method spellings that are LoRA's with a knob set: (method, use_dora)
 METHOD_ALIASES = {"dora": (Method.LORA, True), "qdora": (Method.QLORA, True)}
 
@@ -176,6 +177,9 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         worst = worst_micro_batch(read_length_histogram(kw["length_histogram"]), setup)
         setup = setup.with_(seq_len=worst.seq_len)
         click.echo(f"note: {worst.note}", err=True)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:   # setup_notes() adds it to the estimate's notes (table and --json)
+            ctx.meta[LENGTH_HISTOGRAM_META] = worst.note
     setup = setup.validate()
     if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module
@@ -229,7 +233,9 @@ def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:
     sequence past the trained context (RoPE models; whether rope_scaling is set)."""
     from gpuplan.planner.io.validate import config_notes, context_check   # lazy: each command loads what it needs (fast start)
 
-    return config_notes(model.hf_config) + context_check(model, setup.seq_len)
+    ctx = click.get_current_context(silent=True)
+    histogram = [ctx.meta[LENGTH_HISTOGRAM_META]] if ctx is not None and LENGTH_HISTOGRAM_META in ctx.meta else []
+    return histogram + config_notes(model.hf_config) + context_check(model, setup.seq_len)
 
 
 def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:

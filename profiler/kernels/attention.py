@@ -78,9 +78,10 @@ class _EfficientAttention(torch.autograd.Function):
         delta = torch.empty((b, a, s), dtype=torch.float32, device=q.device)
         workspace = torch.empty((b, a, s, d), dtype=torch.float32, device=q.device) \
             if q.dtype != torch.float32 else None
+        sk = k.shape[2]   # keys may outnumber queries (peft's prefix tuning prepends virtual keys)
         dq = torch.empty((b, s, a, d), dtype=q.dtype, device=q.device).transpose(1, 2)
-        dk = torch.empty((b, s, a, d), dtype=k.dtype, device=k.device).transpose(1, 2)
-        dv = torch.empty((b, s, a, d), dtype=v.dtype, device=v.device).transpose(1, 2)
+        dk = torch.empty((b, sk, a, k.shape[3]), dtype=k.dtype, device=k.device).transpose(1, 2)
+        dv = torch.empty((b, sk, a, v.shape[3]), dtype=v.dtype, device=v.device).transpose(1, 2)
         del delta, workspace
         return dq, dk, dv, None
 

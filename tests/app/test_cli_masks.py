@@ -48,6 +48,7 @@ def test_a_length_histogram_plans_the_micro_batch_with_the_longest_sample(tmp_pa
     r = run(*BASE[:-1], "--padding", "longest", "--length-histogram", str(f), "--json")
     assert r.exit_code == 0, r.output
     assert _json(r)["setup"]["seq_len"] == 1024          # 5000 truncated to --seq-len
+    assert any(n.startswith("length histogram (13 samples") for n in _json(r)["notes"])
     assert "longest 5,000 tokens, truncated to --seq-len 1,024" in r.stderr
     short = run(*BASE[:-1], "-s", "4096", "--padding", "longest", "--length-histogram", str(f), "--json")
     assert _json(short)["setup"]["seq_len"] == 4096
