@@ -6,10 +6,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gpuplan.planner import ModelSpec, TrainingSetup
 
-from gpuplan.planner.specs.enums import Packing
-
 from .build import build
-from .kernels.attention import packed_sequences
 from .kernels.dropout import cuda_dropout
 from .measurement import Measurement
 from .step import tracked_run
@@ -23,5 +20,5 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     setup.validate()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
-    with cuda_dropout(), packed_sequences(setup.packing is not Packing.NONE):
+    with cuda_dropout():
         return tracked_run(built, model, setup, "simulate", steps, per_module, fake)

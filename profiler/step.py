@@ -14,9 +14,11 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
+from gpuplan.planner.specs.enums import Packing
 
 from .batch import micro_batch
 from .build import Built
+from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
@@ -80,8 +82,9 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
         tracker.mark(Phase.FORWARD, Component.LOGITS)
 
     handles.append(head.register_forward_hook(logits_start))
-    try:
-        _steps(built, setup, tracker, steps)
+    try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
+        with packed_sequences(setup.packing is not Packing.NONE):
+            _steps(built, setup, tracker, steps)
     finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
         for handle in handles:
             handle.remove()
