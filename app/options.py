@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 import click
 
-from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
+from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objective, Optimizer, Packing, Padding,
+                                        Precision, QuantType)
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -14,6 +15,7 @@ from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpoin
 from gpuplan.planner.specs.stack import Stack
 
 _D = TrainingSetup()
+LENGTH_HISTOGRAM_META = "gpuplan.length_histogram"
 # --method spellings that are LoRA's with a knob set: (method, use_dora)
 METHOD_ALIASES = {"dora": (Method.LORA, True), "qdora": (Method.QLORA, True)}
 
@@ -58,6 +60,15 @@ SETUP_OPTIONS = [
                       "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
                       "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
+    click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
+                 help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
+                      "with an attention mask (SDPA then runs its memory-efficient kernel with an s x s bias)."),
+    click.option("--packing", type=_choice(Packing), default=_D.packing.value, show_default=True,
+                 help="rows: samples packed into rows of --seq-len (position_ids restart; axolotl sample_packing); "
+                      "flattened: the micro-batch in one row of b x --seq-len (TRL padding_free / packing)."),
+    click.option("--length-histogram", default=None, type=click.Path(dir_okay=False),
+                 help="JSON {\"length\": count, ...} or CSV rows `length,count` of your samples' token lengths: "
+                      "plans the worst micro-batch (--seq-len then caps the lengths, as max_length truncates)."),
     click.option("--loss", type=_choice(Loss), default=_D.loss.value, show_default=True,
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
@@ -213,7 +224,19 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
-    ).validate()
+        padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
+    )
+    if kw.get("length_histogram"):
+        from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)
+        from gpuplan.planner.techniques.masks import worst_micro_batch   # lazy: each command loads what it needs (fast start)
+
+        worst = worst_micro_batch(read_length_histogram(kw["length_histogram"]), setup)
+        setup = setup.with_(seq_len=worst.seq_len)
+        click.echo(f"note: {worst.note}", err=True)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:   # setup_notes() adds it to the estimate's notes (table and --json)
+            ctx.meta[LENGTH_HISTOGRAM_META] = worst.note
+    setup = setup.validate()
     if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module
     setup.parallel.validate(model, setup.optimizer)
@@ -288,7 +311,9 @@ def setup_notes(model: ModelSpec, setup: TrainingSetup) -> list[str]:
     sequence past the trained context (RoPE models; whether rope_scaling is set)."""
     from gpuplan.planner.io.validate import config_notes, context_check   # lazy: each command loads what it needs (fast start)
 
-    return config_notes(model.hf_config) + context_check(model, setup.seq_len)
+    ctx = click.get_current_context(silent=True)
+    histogram = [ctx.meta[LENGTH_HISTOGRAM_META]] if ctx is not None and LENGTH_HISTOGRAM_META in ctx.meta else []
+    return histogram + config_notes(model.hf_config) + context_check(model, setup.seq_len)
 
 
 def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:

@@ -201,6 +201,31 @@ CKPT_MATRIX: tuple[Case, ...] = (
                                    "parallel": {"gpus": 2, "fsdp": "full"}}, batch_size=4, seq_len=1024),
 )
 
+# Attention masks (planner/techniques/masks.py, docs/readme/masks.md): a padded batch, packed samples, a
+# padding-free row, under SDPA (its memory-efficient kernel), flash-attention 2 and eager. Sequences of
+# 1024 so that the (b, 1, s, s) bias is a visible part of the peak; 1000 for the 8-aligned bias copy.
+PADDED = {"padding": "longest"}
+MASKS_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", PADDED, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**PADDED, **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "padding": "max-length", **NO_CKPT}, seq_len=1000),
+    Case("qwen", "qwen-2.5-0.5b", {**PADDED, **NO_CKPT}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **PADDED}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1000),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "rows", **NO_CKPT}, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"packing": "rows"}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "flattened", **NO_CKPT}, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "packing": "flattened", "attention": "flash", **NO_CKPT},
+         seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **PADDED, "attention": "eager", **NO_CKPT}, seq_len=512),
+    # sliding windows: Gemma-3-1B's 22 of 26 layers attend within 512 tokens, so at 1024 they get a mask
+    Case("gemma", "gemma-3-1b", {"method": "lora", **NO_CKPT}, seq_len=1024),
+    Case("gemma", "gemma-3-1b", {"method": "lora"}, seq_len=1024),
+    Case("gemma", "gemma-3-1b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1024),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
@@ -261,6 +286,7 @@ MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "a
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 MATRICES["ckpt"] = CKPT_MATRIX
+MATRICES["masks"] = MASKS_MATRIX
 
 
 @dataclass

@@ -14,8 +14,11 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
+from gpuplan.planner.specs.enums import Packing
 
+from .batch import micro_batch
 from .build import Built
+from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .torchtune_loss import chunked_output_loss
 from .hooks import attributed
@@ -80,8 +83,9 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
         tracker.mark(Phase.FORWARD, Component.LOGITS)
 
     handles.append(head.register_forward_hook(logits_start))
-    try:
-        _steps(built, setup, tracker, steps)
+    try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
+        with packed_sequences(setup.packing is not Packing.NONE):
+            _steps(built, setup, tracker, steps)
     finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
         for handle in handles:
             handle.remove()
@@ -89,13 +93,14 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
 
 def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int) -> None:
     lm, opt = built.model, built.optimizer
-    b, s, vocab = setup.batch_size, setup.seq_len, lm.config.vocab_size
+    vocab = lm.config.vocab_size
     for step in range(steps):
         if step == steps - 1:
             tracker.reset_peaks()
         for _ in range(setup.grad_accum):
             tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
-            ids = torch.randint(0, vocab, (b, s), device=built.device)
+            batch = micro_batch(setup, vocab, built.device)   # ids, and a padding mask or packed position_ids
+            ids = batch["input_ids"]
             with built.autocast():
                 if setup.loss is Loss.CHUNKED:   # Liger's fused linear cross-entropy: no logits
                     out = None
@@ -104,10 +109,10 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                     out = None
                     loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
                 else:
-                    out = lm(input_ids=ids, labels=ids)
+                    out = lm(**batch)
                     loss = out.loss
             loss = loss / setup.grad_accum
-            del out, ids
+            del out, ids, batch
             tracker.mark(Phase.BACKWARD, Component.TEMPORARIES)
             loss.backward()
             del loss

@@ -68,7 +68,12 @@ TABLE: dict[str, KeyRule] = {
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [schemas/fsdp.py]"),
     "fsdp_version": modelled("1 or 2: planned with FSDP2's shards"),
-    "pad_to_sequence_len": modelled("every micro-batch sequence_len long: gpuplan plans the full length anyway"),
+    # padding and packing [axolotl utils/collators/batching.py: DataCollatorForSeq2Seq pads with the tokenizer
+    # (attention_mask, padding="max_length" under pad_to_sequence_len); V2BatchSamplerDataCollatorForSeq2Seq
+    # concatenates a bin's samples, position_ids restarting, attention_mask holding sample ids padded to
+    # sequence_len: a (b, 1, s, s) mask under sdpa/eager, varlen under flash attention]
+    "pad_to_sequence_len": modelled("true: --padding max-length (every row padded to sequence_len, with a mask); "
+                                    "with sample_packing: the packed rows' length"),
     # axolotl raises for an adapter run whose new special token (other than pad) lacks lora_modules_to_save
     # [loaders/tokenizer.py: "Please set lora_modules_to_save ... when using an adapter and changing the special
     # tokens"]; lora_modules_to_save is refused, so an adapter run that gets here names tokens the vocabulary has
@@ -79,8 +84,9 @@ TABLE: dict[str, KeyRule] = {
     "device": modelled("cuda / a GPU index: the GPU planned"),
     "eval_sequence_len": modelled("eval at <= sequence_len stays below the step's peak; longer refused"),
     # --- memory-relevant, not modelled yet: refused while on ---
-    "sample_packing": refused(_PACKING),
-    "eval_sample_packing": refused(_PACKING),
+    "sample_packing": modelled("true: --packing rows (bins of sequence_len; flash: varlen, no mask; sdpa: a "
+                               "(b, 1, s, s) mask)"),
+    "eval_sample_packing": modelled("packing of the eval set: eval runs without gradients, below the training step"),
     "multipack_real_batches": refused(_PACKING),
     "pretrain_multipack_attn": refused(_PACKING),
     "pretraining_sample_concatenation": refused(_PACKING),
@@ -185,7 +191,7 @@ TABLE: dict[str, KeyRule] = {
     "device_map": refused("a device map (model split across GPUs / CPU)", lambda v: v not in (None, "auto", 0, "cuda")),
     "lora_on_cpu": refused("LoRA loading on CPU"),
     "auto_find_batch_size": refused("the batch size is halved after an OOM: give micro_batch_size"),
-    "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
+    "pad_to_multiple_of": modelled("an int: --padding longest, --seq-len rounded up to the multiple"),
     "streaming": refused("streamed pretraining data is packed"),
     "pretraining_dataset": refused("pretraining datasets are packed"),
     "image_size": refused("vision inputs"),
@@ -427,6 +433,14 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     for key, value in (("flash_attention", "flash"), ("sdp_attention", "sdpa"), ("eager_attention", "eager")):
         if on(get(key)) and "attn" not in o:
             o.use(key, "attn", value)
+    if on(get("sample_packing")):
+        o.use("sample_packing", "packing", "rows")
+    elif on(get("pad_to_sequence_len")):
+        o.use("pad_to_sequence_len", "padding", "max-length")
+    elif isinstance(get("pad_to_multiple_of"), int) and d["pad_to_multiple_of"] > 1:
+        o.use("pad_to_multiple_of", "padding", "longest")
+        if o.get("seq_len"):
+            o.use("pad_to_multiple_of", "seq_len", -(-int(o["seq_len"]) // d["pad_to_multiple_of"]) * d["pad_to_multiple_of"])
     liger.axolotl(d, todo, o)
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")

@@ -78,16 +78,23 @@ TABLE: dict[str, KeyRule] = {
     "use_cpu": refused("CPU training", lambda v: v is True),
     "no_cuda": refused("CPU training", lambda v: v is True),
     # --- memory-relevant, not modelled yet ---
-    "packing": refused(_PACKING),
+    # packing and padding [trl/trainer/sft_trainer.py v1.16.0: padding_free = args.padding_free or (packing and
+    # packing_strategy in {bfd, bfd_split}); DataCollatorForLanguageModeling: padding-free flattens the
+    # micro-batch into one row with restarting position_ids, else pads to the longest with an attention_mask]
+    "packing": modelled("true: --packing flattened (bfd, TRL's default strategy, switches padding_free on); "
+                        "with packing_strategy wrapped: full rows, no mask, as planned"),
+    "packing_strategy": modelled("bfd / bfd_split: padding-free (--packing flattened); wrapped: full rows"),
     # a tokenizer to clone the template from adds its special tokens: embedding rows, and lm_head in full for PEFT
     # [trl/trainer/sft_trainer.py: clone_chat_template unless the path is a .jinja/.j2 file]
     "chat_template_path": refused("cloning another tokenizer's chat template adds its tokens (embedding rows; "
                                   "lm_head trained in full with PEFT)",
                                   lambda v: v is not None and not str(v).endswith((".jinja", ".j2")),
                                   "give a .jinja file to plan the rest"),
-    "eval_packing": refused(_PACKING),
-    "padding_free": refused("padding-free batches change the tokens per micro-batch"),
-    "pad_to_multiple_of": refused("padding to a multiple changes the sequence length planned"),
+    "eval_packing": modelled("packing of the eval set: eval runs without gradients, below the training step"),
+    "padding_free": modelled("true: --packing flattened (one row of the micro-batch's samples); DPOTrainer "
+                             "disables it and pads (--padding longest) [trl/trainer/dpo_trainer.py v1.16.0]"),
+    "pad_to_multiple_of": modelled("an int: --padding longest, --seq-len rounded up to the multiple; "
+                                   "auto/null: no padding beyond the longest (off Neuron)"),
     "activation_offloading": modelled("true: --activation-offload trl (SFTConfig/DPOConfig: TRL's OffloadActivations "
                                       "around each training step [trl/models/activation_offloading.py])"),
     "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
@@ -161,7 +168,7 @@ TRL_KEYS = frozenset({
     "model_name_or_path", "max_length", "max_seq_length", "use_peft", "load_in_4bit", "load_in_8bit",
     "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage", "lora_r", "lora_alpha", "lora_dropout",
     "lora_target_modules", "lora_task_type", "use_rslora", "attn_implementation", "dtype", "torch_dtype",
-    "model_init_kwargs", "packing", "eval_packing", "padding_free", "pad_to_multiple_of", "activation_offloading",
+    "model_init_kwargs", "packing", "packing_strategy", "eval_packing", "padding_free", "pad_to_multiple_of", "activation_offloading",
     "use_dora", "lora_modules_to_save", "lora_target_parameters", "loss_type", "router_aux_loss_coef",
     "assistant_only_loss", "completion_only_loss", "dataset_name", "dataset_config", "dataset_train_split",
     "dataset_test_split", "dataset_streaming", "dataset_mixture", "datasets", "dataset_text_field", "dataset_kwargs",
@@ -231,6 +238,29 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
             fcfg = None
         read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
     return ngpus
+
+
+def packing_options(d: dict[str, Any], get, o: Options) -> None:
+    """TRL's packing / padding_free / pad_to_multiple_of as the SFT collator applies them."""
+    dpo = any(k in d for k in ("beta", "ref_model_init_kwargs", "precompute_ref_log_probs", "rpo_alpha"))
+    strategy = str(get("packing_strategy") or "bfd")
+    if on(get("padding_free")):
+        if dpo:   # "padding_free=True is temporarily unavailable ... Falling back to standard padding"
+            o.use("padding_free", "padding", "longest")
+        else:
+            o.use("padding_free", "packing", "flattened")
+    elif on(get("packing")) and strategy in ("bfd", "bfd_split"):
+        o.use("packing", "packing", "flattened")
+        if get("packing_strategy"):
+            o.report.set("packing_strategy", f"{strategy}: padding-free rows")
+    elif on(get("packing")):
+        o.report.set("packing", f"true with packing_strategy {strategy}: rows of max_length, no mask, as planned")
+    multiple = get("pad_to_multiple_of")
+    if isinstance(multiple, int) and not isinstance(multiple, bool) and multiple > 1 and "packing" not in o:
+        o.use("pad_to_multiple_of", "padding", "longest")
+        seq = o.get("seq_len")
+        if seq:
+            o.use("pad_to_multiple_of", "seq_len", -(-int(seq) // multiple) * multiple)
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
@@ -320,6 +350,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use(akey, "attn", _ATTN[attn])
         else:
             rep.refuse(akey, attn, f"the {attn} attention kernel", "use flash_attention_2, sdpa or eager")
+    packing_options(d, get, o)
     ngpus = trainer_args(d, todo, o, path)
     if method == "lora" and load in ("bf16", "fp16") and o.get("zero") == 3:
         # TRL passes autocast_adapter_dtype=False to get_peft_model under ZeRO-3 with a non-quantized base:

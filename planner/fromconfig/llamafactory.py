@@ -59,8 +59,11 @@ _OWN: dict[str, KeyRule] = {
     "infer_dtype": modelled("inference/export dtype: not used in training"),
     "moe_aux_loss_coef": modelled("MoE router loss weight (a scalar)"),
     "finetuning_args": modelled("read as the keys above"),
-    "packing": refused(_PACKING),
-    "neat_packing": refused(_PACKING),
+    # PackedSupervisedDatasetProcessor concatenates samples into rows of cutoff_len; without neat_packing the
+    # attention_mask is all ones (samples attend to each other, no mask) [llamafactory/data/processor/supervised.py]
+    "packing": modelled("true: rows of cutoff_len, no mask: as planned (--packing none)"),
+    "neat_packing": refused("neat packing: LLaMA-Factory's collator builds its own 4-D attention mask "
+                            "(SFTDataCollatorWith4DAttentionMask), not modelled yet"),
     "block_diag_attn": refused(_PACKING),
     "freeze_trainable_layers": modelled("read only with finetuning_type: freeze (refused)"),
     "freeze_trainable_modules": modelled("read only with finetuning_type: freeze (refused)"),

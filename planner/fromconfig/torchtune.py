@@ -75,8 +75,11 @@ TABLE: dict[str, KeyRule] = {
                                   lambda v: v in (0, 0.0)),
     "model.apply_lora_to_output": refused("LoRA on the output projection (lm_head) is not planned"),
     "model.use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
-    "dataset.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
-    "dataloader.packed": refused("packing changes the attention mask and the tokens per micro-batch"),
+    # torchtune's PackedDataset packs samples into rows of max_seq_len; padded_collate_packed gives a
+    # block-causal mask [torchtune/data/_collate.py] (a BlockMask under flex attention on sm80+ GPUs, a
+    # (b, s, s) bool otherwise): planned as transformers' SDPA builds it from packed position_ids
+    "dataset.packed": modelled("true: --packing rows (block-causal mask planned as SDPA's (b, 1, s, s))"),
+    "dataloader.packed": modelled("true: --packing rows"),
     "enable_activation_offloading": modelled("true: --activation-offload torchtune (needs "
                                              "enable_activation_checkpointing, as the recipes require)"),
     "optimizer_in_bwd": refused("the optimizer step fused into backward frees each gradient as it is made"),
@@ -223,6 +226,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     for key, opt in (("batch_size", "batch_size"), ("gradient_accumulation_steps", "grad_accum")):
         if flat.get(key) is not None:
             o.use(key, opt, int(flat[key]))
+    for key in ("dataset.packed", "dataloader.packed"):
+        if flat.get(key) is True:
+            o.use(key, "packing", "rows")
     if "enable_activation_checkpointing" in flat:
         o.use("enable_activation_checkpointing", "grad_ckpt", bool(flat["enable_activation_checkpointing"]))
     if flat.get("ac_mode") is not None:

@@ -89,7 +89,8 @@ GET_PEFT_MODEL: dict[str, KeyRule] = {
 SFT_TRAINER: dict[str, KeyRule] = {
     "max_seq_length": modelled("--seq-len (TRL's SFTTrainer argument before 0.12)"),
     "args": modelled("the SFTConfig / TrainingArguments call, read with hf.py's table"),
-    "packing": refused("packing changes the attention mask and the tokens per micro-batch"),
+    "packing": modelled("true: --packing flattened (TRL's SFTTrainer packs with bfd, which switches padding_free "
+                        "on) [trl/trainer/sft_trainer.py v1.16.0]"),
     **no_effect("data and the objects the trainer is given", _OBJECTS + [
         "dataset_text_field", "dataset_num_proc", "dataset_kwargs"]),
 }
@@ -308,6 +309,9 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
     sub = Report("hf")
     so = Options(sub)
     ngpus = hf.trainer_args(args, set(args), so, path)
+    hf.packing_options(args, args.get, so)     # SFTConfig(packing=..., padding_free=...)
+    if on(tr.get("packing")) and "packing" not in so:
+        o.use("SFTTrainer.packing", "packing", "flattened")
     for k, v in so.items():
         if k not in ("grad_ckpt",) or "grad_ckpt" not in o:
             o[k] = v

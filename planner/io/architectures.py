@@ -128,9 +128,31 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         dropout=float(cfg.get("resid_pdrop", 0.0) or 0.0),
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
+        sliding_layers=_sliding_layers(cfg, n_layers),
         peft_default_targets=PEFT_DEFAULT_TARGETS[mt], max_positions=_max_positions(cfg),
         hf_config=dict(cfg), **moe,
     )
+
+
+def _sliding_layers(cfg: Mapping[str, Any], n_layers: int) -> int:
+    """Decoder layers that attend within `sliding_window`, as transformers 5.24's config classes lay them
+    out: `layer_types` when given; else Gemma-3's every layer but each `sliding_window_pattern`-th
+    (default 6), Gemma-2's every other, Qwen2's layers from `max_window_layers` on, and every layer of
+    the rest (Mistral v0.1, StarCoder2) [models/*/configuration_*.py: layer_types]."""
+    if not (cfg.get("sliding_window") and cfg.get("use_sliding_window", True)):
+        return 0
+    types = cfg.get("layer_types")
+    if types:
+        return sum(1 for t in types if t == "sliding_attention")
+    mt = cfg.get("model_type")
+    if mt in ("gemma3", "gemma3_text"):
+        pattern = int(cfg.get("sliding_window_pattern") or 6)
+        return sum(1 for i in range(n_layers) if (i + 1) % pattern)
+    if mt == "gemma2":
+        return sum(1 for i in range(n_layers) if (i + 1) % 2)
+    if "max_window_layers" in cfg:
+        return max(0, n_layers - int(cfg["max_window_layers"]))
+    return n_layers
 
 
 def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,

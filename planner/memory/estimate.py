@@ -16,6 +16,7 @@ from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import virtual_tokens
 from ..specs.setup import TrainingSetup
+from ..techniques import masks
 from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
@@ -51,6 +52,8 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     prompt = virtual_tokens(setup)
     if prompt:   # prompt tuning: the frozen model runs on s + n positions (techniques/prompt.py)
         setup = replace(setup, seq_len=setup.seq_len + prompt)
+    shaped = setup
+    setup = masks.run_setup(setup)   # padding-free: the micro-batch is one row (techniques/masks.py)
     if setup.parallel.single_gpu:
         step = single_gpu_step(model, requested, setup)
         setup_dict = _setup_dict(model, setup)
@@ -61,6 +64,10 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["model"] = model.name
         setup_dict["engine"] = engine_of(setup.parallel).value
         trainable = terms(model, setup.with_(parallel=ParallelSpec()))[1].trainable_params
+    if setup is not shaped:
+        setup_dict["batch_size"], setup_dict["seq_len"] = shaped.batch_size, shaped.seq_len
+        step = replace(step, notes=step.notes + (f"padding-free: the {shaped.batch_size} samples of a micro-batch are "
+                                                 f"one row of {setup.seq_len} tokens",))
     if prompt:
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, liger, precision, quantization
+from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     elif m.qk_norm_size:          # q_norm / k_norm on 16-bit projections: the fp32 copy is kept,
         qk_kept = 4 * (A + K)     # the normalized tensor is saved only for the norm weights' dW
         qk_dw = (4 if fp32_scale else e) * (A + K)
-    attn = attention.core_bytes(m, rs, s) + qk_kept
-    o_in = attention.output_copy_bytes(m, rs)
+    # layers given a mask (padding, packing, a sliding window past it) run SDPA's memory-efficient kernel
+    attn = masks.layer_mix(m, rs, s, attention.core_bytes(m, rs, s), masks.efficient_core_bytes(m, rs, s)) + qk_kept
+    o_in = attention.output_copy_bytes(m, rs) + masks.flash_padded_output_bytes(m, rs)
     # gate (saved by the activation), its output and up (saved by the product). bitsandbytes'
     # Linear4bit/8bitLt return `.to(inp_dtype)`: fp32 outputs on QLoRA's fp32 residual stream
     o = quantization.base_linear_out_bytes(rs)
@@ -95,7 +96,7 @@ def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     ln_dw = e * h if autocast and r == 4 else r * h
     # GPT-NeoX's parallel residual feeds one input to both LayerNorms: saved once (8: mean, rstd)
     lns_kept = ln_kept + 8 if m.parallel_residual else 2 * ln_kept
-    scores = attention.kernel_saves(m, rs, s)
+    scores = masks.layer_mix(m, rs, s, attention.kernel_saves(m, rs, s), masks.efficient_kernel_saves(m, rs, s))
     # the fused q/k/v projection's width: 3 h, or h + 2 head_dim for StarCoder's multi-query c_attn
     qkv = sum(lin.out_features for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT)
     if m.rope is RopeKind.IN_ATTENTION:
@@ -268,7 +269,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
     embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
-    outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0)
+    outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0) + masks.outside_bytes_per_token(m, rs, s)
     if m.causal_mask_always:   # Falcon's (b, 1, s, s) mask: bool for SDPA, additive in the embeddings' dtype for eager
         outside += s * (r if rs.setup.attention is Attention.EAGER else 1)
     if adapter:

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, cut_ce, liger, loss, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, cut_ce, liger, loss, masks, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
@@ -136,6 +136,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += precision.notes(rs)
     notes += liger.notes(model, rs.setup.liger)
     notes += attention.notes(model, requested.attention, rs)
+    notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
     moe_qlora = quantization.moe_fused_experts_note(model, rs)

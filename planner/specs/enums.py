@@ -122,6 +122,23 @@ class Objective(Choice):
         return self in (Objective.DPO, Objective.KTO)
 
 
+class Padding(Choice):
+    """How a micro-batch's rows are made one length (planner/techniques/masks.py)."""
+
+    NONE = "none"              # every row --seq-len real tokens, no attention mask (as planned before masks)
+    LONGEST = "longest"        # padded to the micro-batch's longest sample, with an attention mask (HF/TRL collators)
+    MAX_LENGTH = "max-length"  # padded to --seq-len, with an attention mask (axolotl pad_to_sequence_len)
+
+
+class Packing(Choice):
+    """Several samples in one row, told apart by position_ids that restart at 0 per sample."""
+
+    NONE = "none"
+    ROWS = "rows"              # rows of --seq-len packed with samples (axolotl sample_packing, torchtune packed)
+    FLATTENED = "flattened"    # the micro-batch concatenated into one row of b x --seq-len (TRL padding_free,
+    #                            and TRL packing, whose bfd strategy switches padding_free on)
+
+
 class QuantType(Choice):
     NF4 = "nf4"
     FP4 = "fp4"

@@ -83,6 +83,7 @@ class ModelSpec:
     dropout: float = 0.0                        # residual/embedding dropout probability in training
     attention_dropout: float = 0.0
     sliding_window: int | None = None
+    sliding_layers: int = 0                     # layers attending within sliding_window (config layer_types)
     # family quirks, set by the config readers (planner/io/architectures.py)
     supports_sdpa: bool = True                  # transformers runs SDPA for this architecture
     norm_fp32_scale: bool = False               # Gemma's `output * (1 + weight.float())`: normalized tensor in fp32

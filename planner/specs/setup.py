@@ -7,7 +7,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
+from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
@@ -85,6 +85,8 @@ class LoraSpec:
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
+# mask fields a setup's dict shows only when they are not the default
+_MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
 # Embedding; lm_head is an nn.Linear], as transformers names them in the families gpuplan reads
 EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
@@ -188,6 +190,9 @@ class TrainingSetup:
     autocast: bool | None = None      # torch.autocast around the forward (HF Trainer bf16/fp16=True)
     kbit_upcast: bool | None = None   # QLoRA: prepare_model_for_kbit_training's fp32 upcast
     liger: LigerSpec = field(default_factory=LigerSpec)   # Liger Kernel's RMSNorm / RoPE / SwiGLU patches
+    # attention masks [planner/techniques/masks.py]: a padded batch, or packed samples (position_ids)
+    padding: Padding = Padding.NONE
+    packing: Packing = Packing.NONE
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -332,6 +337,9 @@ class TrainingSetup:
                                "(one fp32 master and gradient shard of all super tensors, or none), so a frozen "
                                "base with adapters is not supported; use --method full or --fsdp full")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
+        if self.padding is not Padding.NONE and self.packing is not Packing.NONE:
+            raise PlannerError(f"--padding {self.padding} and --packing {self.packing} exclude each other: packed rows "
+                               "carry no padding mask (transformers reads their position_ids); choose one")
         return self
 
     def _validate_recipe(self) -> None:
@@ -409,7 +417,7 @@ class TrainingSetup:
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
-                 "activation_offload": ActivationOffload}
+                 "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger)
 
@@ -442,7 +450,7 @@ class TrainingSetup:
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)
-        for key, default in _LOOP_EXTRAS.items():   # shown only when set: older setups' dicts stay as they were
+        for key, default in {**_LOOP_EXTRAS, **_MASK_DEFAULTS}.items():   # shown only when set: older setups' dicts stay as they were
             if d[key] == default:
                 d.pop(key)
         return d

@@ -45,10 +45,16 @@ def test_explicit_gpus_silence_the_default_count(run):
 
 
 def test_refused_key_stops_with_exit_2_and_one_line(run):
-    r = run("estimate", "--from-config", str(CORPUS / "axolotl" / "llama-3-qlora.yml"))
+    r = run("estimate", "--from-config", str(CORPUS / "axolotl" / "phi3-ft.yml"))
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert ("sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per "
-            "micro-batch); remove it to plan the rest") in r.output
+    assert ("resize_token_embeddings_to_32x: true is not modelled yet (resizing the vocabulary to a multiple of 32 "
+            "adds rows); remove it to plan the rest") in r.output
+
+
+def test_sample_packing_is_planned_as_packed_rows(run):
+    r = run("estimate", "--from-config", str(CORPUS / "axolotl" / "llama-3-qlora.yml"), "--json")
+    assert r.exit_code == 0, r.output
+    assert _json(r)["setup"]["packing"] == "rows" and "sample_packing -> --packing rows" in r.stderr
 
 
 def test_unknown_key_is_said_on_stderr(run, tmp_path):

@@ -14,7 +14,8 @@ def test_axolotl_qlora():
     assert c.format == "axolotl" and c.model == "meta-llama/Meta-Llama-3-8B"
     assert c.options == {"method": "qlora", "precision": "bf16-mixed", "batch_size": 2, "seq_len": 4096, "grad_accum": 4,
                          "lora_r": 32, "lora_alpha": 16.0, "lora_dropout": 0.05, "grad_ckpt": True,
-                         "optimizer": "paged-adamw", "lora_targets": "all-linear", "attn": "flash"}
+                         "optimizer": "paged-adamw", "lora_targets": "all-linear", "attn": "flash",
+                         "padding": "max-length"}
     assert "datasets" in c.no_effect and "learning_rate" in c.no_effect and "micro_batch_size" in c.used
     assert not c.refused and not c.unknown
 
@@ -79,13 +80,30 @@ def test_unknown_key_is_listed_apart_not_as_no_effect(tmp_path):
 
 
 def test_refused_key_stops_with_one_line_and_off_value_is_used(tmp_path):
-    on = read_config(_yaml(tmp_path, "base_model: x\nsample_packing: true\n"))
-    assert on.refused == ("sample_packing: true is not modelled yet (packing changes the attention mask and the "
-                          "tokens per micro-batch); remove it to plan the rest",)
-    with pytest.raises(PlannerError, match=r"c\.yaml: sample_packing: true is not modelled yet"):
+    on = read_config(_yaml(tmp_path, "base_model: x\nflex_attention: true\n"))
+    assert on.refused == ("flex_attention: true is not modelled yet (flex attention); remove it to plan the rest",)
+    with pytest.raises(PlannerError, match=r"c\.yaml: flex_attention: true is not modelled yet"):
         on.check()
-    off = read_config(_yaml(tmp_path, "base_model: x\nsample_packing: false\n"))
-    assert not off.refused and off.used["sample_packing"] == "false: as gpuplan plans"
+    off = read_config(_yaml(tmp_path, "base_model: x\nflex_attention: false\n"))
+    assert not off.refused and off.used["flex_attention"] == "false: as gpuplan plans"
+
+
+def test_packing_and_padding_keys_map_to_the_mask_options(tmp_path):
+    """axolotl sample_packing -> packed rows; pad_to_sequence_len -> padded to max length; TRL packing (bfd)
+    and padding_free -> one flattened row; DPO's padding_free falls back to padding (TRL 1.16)."""
+    assert read_config(_yaml(tmp_path, "base_model: x\nsample_packing: true\npad_to_sequence_len: true\n"
+                             )).options["packing"] == "rows"
+    assert read_config(_yaml(tmp_path, "base_model: x\npad_to_sequence_len: true\n")).options["padding"] == "max-length"
+    hf = tmp_path / "sft.json"
+    hf.write_text('{"model_name_or_path": "x", "per_device_train_batch_size": 2, "packing": true}')
+    assert read_config(str(hf)).options["packing"] == "flattened"
+    hf.write_text('{"model_name_or_path": "x", "packing": true, "packing_strategy": "wrapped"}')
+    assert "packing" not in read_config(str(hf)).options
+    hf.write_text('{"model_name_or_path": "x", "padding_free": true, "beta": 0.1}')
+    assert read_config(str(hf)).options["padding"] == "longest"
+    hf.write_text('{"model_name_or_path": "x", "max_length": 1000, "pad_to_multiple_of": 64}')
+    opts = read_config(str(hf)).options
+    assert opts["padding"] == "longest" and opts["seq_len"] == 1024
 
 
 def test_deepspeed_json_relative_to_the_config_and_inline(tmp_path):

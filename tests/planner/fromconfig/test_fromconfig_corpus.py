@@ -50,13 +50,13 @@ HOST_SIDE = {  # key (or its last dotted part) -> why it holds no GPU memory and
     'include_tokens_per_second': 'logging', 'include_num_input_tokens_seen': 'logging',
     'include_effective_tokens_per_second': 'logging',
     'fix_untrained_tokens': 're-initializes existing rows in place',
-    'sample_packing_group_size': 'packing settings (packing itself is refused)',
-    'sample_packing_bin_size': 'packing settings (packing itself is refused)',
-    'sample_packing_sequentially': 'packing settings (packing itself is refused)',
-    'sample_packing_mp_start_method': 'packing settings (packing itself is refused)',
-    'sample_packing_eff_est': 'packing settings (packing itself is refused)',
-    'streaming_multipack_buffer_size': 'packing settings (packing itself is refused)',
-    'pretrain_multipack_buffer_size': 'packing settings (packing itself is refused)',
+    'sample_packing_group_size': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'sample_packing_bin_size': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'sample_packing_sequentially': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'sample_packing_mp_start_method': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'sample_packing_eff_est': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'streaming_multipack_buffer_size': 'packing settings: how samples fill the bins, not the bytes of a row',
+    'pretrain_multipack_buffer_size': 'packing settings: how samples fill the bins, not the bytes of a row',
     'max_prompt_len': 'a filter on samples', 'min_sample_len': 'a filter on samples',
     'excess_length_strategy': 'what happens to samples over sequence_len (dropped or truncated)',
     'length_column_name': 'a dataset column', 'group_by_length': 'sample order',
@@ -143,7 +143,7 @@ EXPECTED: dict[str, Expect] = {
              optimizer='adamw-8bit')),
     'axolotl/bigstral-ds-zero3.yaml': Expect(
         'axolotl', "mixtral-8x22b",   # bf16 weights; ZeRO-3 keeps fp32 master weights (the engine decides)
-        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=2048, grad_accum=1, grad_ckpt=True,
+        dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=2048, grad_accum=1, grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash', zero=3, offload='params', offload_device='cpu', gpus_per_node=8),
         refused=[
             'unfrozen_parameters: [^lm_head.weight$, ^model.embed_tokens.weight$, '
@@ -151,21 +151,17 @@ EXPECTED: dict[str, Expect] = {
              'regex-chosen subset of parameters (freeze tuning)); remove it to plan the rest',
             "model_config: {output_router_logits: true} is not modelled yet (overrides of the model's "
              'config.json change the architecture planned); remove it to plan the rest',
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
             'tokens: [<|im_start|>] is not modelled yet (new tokens add embedding and lm_head rows '
              '(resize_token_embeddings)); remove it to plan the rest',
         ]),
     'axolotl/gemma-3-1b-qlora.yml': Expect(
         'axolotl', "gemma-3-1b",
-        dict(method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
+        dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
              lora_alpha=16.0, lora_dropout=0.0, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
              attn='flash'),
         refused=[
             'unfrozen_parameters: [^model.language_model.*, ^lm_head.*] is not modelled yet (training a '
              'regex-chosen subset of parameters (freeze tuning)); remove it to plan the rest',
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-2-qlora-fsdp.yml': Expect(
         'axolotl', 'llama-2-7b',
@@ -174,20 +170,14 @@ EXPECTED: dict[str, Expect] = {
              attn='flash', fsdp='full', offload='params', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b-liger-fsdp.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16 weights; accelerate upcasts them to fp32 under FSDP mixed precision
-        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
+        dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
              optimizer='adamw-fused', attn='flash', liger_kernels='rope,rms_norm,swiglu,geglu,flce',
-             liger_before_load=True, fsdp='full', offload='params', gpus_per_node=8),
-        refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
-        ]),
+             liger_before_load=True, fsdp='full', offload='params', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16: true loads bf16 weights and autocasts (TrainingArguments bf16=True)
-        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
+        dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
              optimizer='paged-adamw-8bit', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-instruct-lora-8b.yml': Expect(
         'axolotl', "llama-3-8b",
@@ -196,12 +186,10 @@ EXPECTED: dict[str, Expect] = {
              optimizer='adamw-8bit', attn='flash')),
     'axolotl/llama-3-lora-1b-kernels.yml': Expect(
         'axolotl', 'llama-3.2-1b',
-        dict(method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=2,
+        dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=2,
              lora_r=16, lora_alpha=32.0, lora_targets='gate_proj,down_proj,up_proj,q_proj,v_proj,k_proj,o_proj',
              grad_ckpt=True, optimizer='adamw-8bit', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
             "lora_mlp_kernel: true is not modelled yet (axolotl's LoRA MLP kernels fuse the adapter math and "
              'save fewer activations); remove it to plan the rest',
             "lora_qkv_kernel: true is not modelled yet (axolotl's LoRA QKV kernels fuse the adapter math and "
@@ -211,36 +199,26 @@ EXPECTED: dict[str, Expect] = {
         ]),
     'axolotl/llama-3-lora-1b.yml': Expect(
         'axolotl', 'llama-3.2-1b',
-        dict(method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=2,
+        dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=2,
              lora_r=16, lora_alpha=32.0, lora_dropout=0.05,
              lora_targets='gate_proj,down_proj,up_proj,q_proj,v_proj,k_proj,o_proj', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
-            'eval_sample_packing: true is not modelled yet (packing changes the attention mask and the tokens '
-             'per micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-lora-8b.yml': Expect(
         'axolotl', 'llama-3-8b',
-        dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4,
+        dict(packing='rows', method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4,
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash', modules_to_save='embed_tokens,lm_head'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-qlora-1b.yml': Expect(
         'axolotl', 'llama-3.2-1b',
-        dict(method='qlora', precision='bf16-mixed', batch_size=2, seq_len=2048, grad_accum=4, lora_r=32,
+        dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=2, seq_len=2048, grad_accum=4, lora_r=32,
              lora_alpha=16.0, lora_dropout=0.05,
              lora_targets='gate_proj,down_proj,up_proj,q_proj,v_proj,k_proj,o_proj', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
-            'eval_sample_packing: true is not modelled yet (packing changes the attention mask and the tokens '
-             'per micro-batch); remove it to plan the rest',
         ]),
     'axolotl/llama-3-qlora-fsdp-70b.yaml': Expect(
         'axolotl', "unknown model 'casperhansen/llama-3-70b-fp16'",
@@ -249,43 +227,33 @@ EXPECTED: dict[str, Expect] = {
              attn='flash', fsdp='full', offload='params', gpus_per_node=8)),
     'axolotl/llama-3-qlora.yml': Expect(
         'axolotl', 'llama-3-8b',
-        dict(method='qlora', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4, lora_r=32,
+        dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4, lora_r=32,
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='paged-adamw',
              attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/mistral-lora.yml': Expect(
         'axolotl', "mistral-7b-v0.1",
-        dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=8192, grad_accum=4,
+        dict(packing='rows', method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=8192, grad_accum=4,
              lora_r=32, lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
              optimizer='adamw-8bit', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
         ]),
     'axolotl/phi3-ft.yml': Expect(
         'axolotl', 'phi-3-mini-4k-instruct',
-        dict(method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,
+        dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,
              lora_r=64, lora_alpha=32.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
              optimizer='adamw-fused', attn='flash'),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
             'resize_token_embeddings_to_32x: true is not modelled yet (resizing the vocabulary to a multiple '
              'of 32 adds rows); remove it to plan the rest',
         ]),
     'axolotl/qwen2-qlora-fsdp.yaml': Expect(
         'axolotl', "unknown model 'Qwen/Qwen2-7B'",
-        dict(method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
+        dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
              lora_alpha=64.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-fused',
              attn='flash', fsdp='full', offload='params', gpus_per_node=8),
         refused=[
-            'sample_packing: true is not modelled yet (packing changes the attention mask and the tokens per '
-             'micro-batch); remove it to plan the rest',
-            'eval_sample_packing: true is not modelled yet (packing changes the attention mask and the tokens '
-             'per micro-batch); remove it to plan the rest',
         ]),
     'hf/alignment-handbook-accelerate-ddp.yaml': Expect(
         'accelerate', None,
