@@ -48,6 +48,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
+        run_kw = _config_run_options(run_kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
         est, source = _estimate(model, setup)
         closed = source.value == "closed-form"
@@ -165,3 +166,21 @@ def models(as_json: bool) -> None:
                   f"{r['experts']} top-{r['top_k']}" if r["experts"] else "-", f"{r['vocab']:,}",
                   f"{r['context']:,}" if r["context"] else "-", f"{r['params_total'] / 1e9:.2f} B", r["hf_id"] or "-")
     print_table(make_console(), t, drop_order=("hf_id", "context", "experts", "family"))
+
+
+def _config_run_options(run_kw: dict) -> dict:
+    """The run-phase options a --from-config file sets (its eval phase), under the command line's."""
+    from click.core import ParameterSource   # lazy: each command loads what it needs (fast start)
+
+    from .from_config import FROM_CONFIG_META   # lazy: each command loads what it needs (fast start)
+
+    ctx = click.get_current_context(silent=True)
+    cfg = ctx.meta.get(FROM_CONFIG_META) if ctx is not None else None
+    if cfg is None:
+        return run_kw
+    out = dict(run_kw)
+    for name in run_kw:
+        given = ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        if name in cfg.options and not given:
+            out[name] = cfg.options[name]
+    return out

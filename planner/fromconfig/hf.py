@@ -19,7 +19,10 @@ from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
 
 _PACKING = "packing changes the attention mask and the tokens per micro-batch"
-_EVAL_BATCH = "eval without gradients at <= the training micro-batch stays below the step's peak; larger refused"
+_EVAL_BATCH = ("with evaluation on (eval_strategy steps/epoch, or do_eval): --eval-batch-size, the eval phase planned "
+               "beside the step [planner/memory/evaluation.py]; no effect when no evaluation runs")
+_EVAL_ON = ("steps/epoch (or do_eval: true): evaluation runs, so the eval phase is planned at per_device_eval_batch_size "
+            "(TrainingArguments' default 8) [transformers/training_args.py]")
 
 TABLE: dict[str, KeyRule] = {
     # --- mapped [TrainingArguments, SFTConfig, ModelConfig] ---
@@ -109,7 +112,11 @@ TABLE: dict[str, KeyRule] = {
     "parallelism_config": refused("accelerate N-D parallelism (context / tensor parallel)"),
     "bf16_full_eval": refused("eval in pure bf16 (eval phase not modelled)"),
     "fp16_full_eval": refused("eval in pure fp16 (eval phase not modelled)"),
-    "eval_accumulation_steps": refused("eval predictions accumulated on the GPU (eval phase not modelled)"),
+    "eval_accumulation_steps": modelled("with evaluation on: --eval-accumulation-steps (predictions move to the host "
+                                        "after that many steps; they are kept only with a compute_metrics)"),
+    "eval_strategy": modelled(_EVAL_ON),
+    "evaluation_strategy": modelled(_EVAL_ON + " (the name before transformers 4.46)"),
+    "do_eval": modelled(_EVAL_ON),
     "ddp_bucket_cap_mb": refused("DDP gradient buckets of a custom size", lambda v: v not in (None, 25)),
     "ddp_static_graph": refused("DDP static graph", lambda v: v is True),
     "fsdp_min_num_params": refused("size-based FSDP wrapping makes units other than one decoder layer",
@@ -157,8 +164,8 @@ TABLE: dict[str, KeyRule] = {
         "metric_for_best_model", "greater_is_better", "resume_from_checkpoint",
         "restore_callback_states_from_checkpoint"]),
     **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
-        "eval_strategy", "evaluation_strategy", "eval_steps", "eval_delay", "prediction_loss_only", "eval_on_start",
-        "include_for_metrics", "include_inputs_for_metrics", "do_train", "do_eval", "do_predict"]),
+        "eval_steps", "eval_delay", "prediction_loss_only", "eval_on_start",
+        "include_for_metrics", "include_inputs_for_metrics", "do_train", "do_predict"]),
     **no_effect("process-level switches: timeouts, cache clearing, accelerator plumbing", [
         "ddp_timeout", "torch_empty_cache_steps", "accelerator_config"]),
 }
@@ -195,6 +202,33 @@ def _checkpointing_kwargs(d: dict[str, Any], todo: set[str], o: Options) -> None
             o.use(key, "activation_offload", "layer-inputs")
 
 
+def _eval_phase(d: dict[str, Any], todo: set[str], o: Options) -> None:
+    """The eval phase, when the config evaluates: Trainer evaluates every eval_steps or epoch unless
+    eval_strategy is "no" (its default; do_eval alone does not schedule one, but the config says an
+    evaluation is run) at per_device_eval_batch_size, default 8 [transformers 5.24 training_args.py]."""
+    rep = o.report
+    strategy = next((str(d[k]) for k in ("eval_strategy", "evaluation_strategy") if k in todo and d[k] is not None), "no")
+    evaluates = strategy.lower() not in ("no", "intervalstrategy.no") or on(d.get("do_eval") if "do_eval" in todo else None)
+    keys = [k for k in ("per_device_eval_batch_size", "per_gpu_eval_batch_size") if k in todo and d[k] is not None]
+    if not evaluates:
+        for k in keys + [k for k in ("eval_accumulation_steps",) if k in todo and d[k] is not None]:
+            rep.set(k, f"{show(d[k])}: no evaluation runs (eval_strategy no), no effect")
+        for k in ("eval_strategy", "evaluation_strategy", "do_eval"):
+            if k in todo:
+                rep.set(k, f"{show(d[k])}: no evaluation, as gpuplan plans")
+        return
+    source = next((k for k in ("eval_strategy", "evaluation_strategy", "do_eval") if k in todo), None)
+    if keys:
+        o.use(keys[0], "eval_batch_size", int(d[keys[0]]))
+    elif source:
+        o.use(source, "eval_batch_size", 8)   # TrainingArguments.per_device_eval_batch_size
+    for k in ("eval_strategy", "evaluation_strategy", "do_eval"):
+        if k in todo and k not in rep.used:
+            rep.set(k, f"{show(d[k])}: evaluation runs (the eval phase)")
+    if "eval_accumulation_steps" in todo and d["eval_accumulation_steps"] is not None:
+        o.use("eval_accumulation_steps", "eval_accumulation_steps", int(d["eval_accumulation_steps"]))
+
+
 def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> int | None:
     """Map the TrainingArguments keys every HF-Trainer-based format shares (batch, accumulation,
     checkpointing, optimizer, Liger, cache, eval batch, DeepSpeed, FSDP); returns the GPU count a
@@ -223,11 +257,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         liger.hf(get("liger_kernel_config"), o)
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
-    for key in ("per_device_eval_batch_size", "per_gpu_eval_batch_size"):
-        eb = get(key)
-        if eb is not None and int(eb) > int(o.get("batch_size") or 8):
-            rep.refuse(key, eb, "eval at a larger batch than training can peak above the step (eval phase not "
-                       "modelled)", f"set it to {o.get('batch_size') or 8} or less")
+    _eval_phase(d, todo, o)
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")

@@ -81,3 +81,29 @@ def test_accelerate_config_alone_needs_a_model(run):
             "llama-3.2-1b", "--json")
     assert r.exit_code == 0, r.output
     assert _json(r)["setup"]["parallel"]["fsdp"] == "full"
+
+
+@pytest.mark.parametrize("strategy,planned", [("epoch", True), ("steps", True), ("no", False)])
+def test_an_hf_config_that_evaluates_plans_its_eval_phase(run, tmp_path, strategy, planned):
+    cfg = tmp_path / "sft.json"
+    cfg.write_text(json.dumps({"model_name_or_path": "Qwen/Qwen2.5-0.5B", "per_device_train_batch_size": 2,
+                               "per_device_eval_batch_size": 16, "eval_strategy": strategy,
+                               "max_length": 512, "bf16": True}))
+    r = run("estimate", "--from-config", str(cfg), "--json")
+    assert r.exit_code == 0, r.output
+    d = _json(r)
+    assert ("eval" in d.get("run_phases", {})) is planned
+    if planned:
+        assert d["from_config"]["used"]["per_device_eval_batch_size"] == "--eval-batch-size 16"
+        assert d["run_phases"]["eval"] > 0
+    else:
+        assert "no evaluation runs" in d["from_config"]["used"]["per_device_eval_batch_size"]
+
+
+def test_the_command_line_eval_batch_wins_over_the_configs(run, tmp_path):
+    cfg = tmp_path / "sft.json"
+    cfg.write_text(json.dumps({"model_name_or_path": "Qwen/Qwen2.5-0.5B", "per_device_eval_batch_size": 64,
+                               "eval_strategy": "steps", "max_length": 512}))
+    small = _json(run("estimate", "--from-config", str(cfg), "--eval-batch-size", "1", "--json"))
+    large = _json(run("estimate", "--from-config", str(cfg), "--json"))
+    assert small["eval"]["peak_allocated_bytes"] < large["eval"]["peak_allocated_bytes"]

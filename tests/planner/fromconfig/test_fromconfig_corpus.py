@@ -266,19 +266,17 @@ EXPECTED: dict[str, Expect] = {
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=3)),
     'hf/alignment-handbook-smollm2-sft-config.yaml': Expect(
         'hf', 'smollm-2-1.7b',   # torch_dtype bfloat16 + bf16: true: bf16 weights under autocast
-        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=8192, attn='flash', batch_size=4, grad_accum=4, grad_ckpt=True)),
+        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=8192, attn='flash', batch_size=4, grad_accum=4, grad_ckpt=True,
+             eval_batch_size=4)),   # eval_strategy epoch: the eval phase at per_device_eval_batch_size
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_full.yaml': Expect(
         'hf', "mistral-7b-v0.1",
-        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=2048, attn='flash', batch_size=16, grad_accum=1, grad_ckpt=True)),
+        dict(precision='bf16-mixed', weights_dtype='bf16', seq_len=2048, attn='flash', batch_size=16, grad_accum=1, grad_ckpt=True,
+             eval_batch_size=8)),
     'hf/alignment-handbook-zephyr-7b-beta-sft-config_qlora.yaml': Expect(
         'hf', "mistral-7b-v0.1",
         dict(method='qlora', precision='bf16-mixed', seq_len=2048, lora_r=16, lora_alpha=16.0, lora_dropout=0.05,
              lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', attn='flash', batch_size=4,
-             grad_accum=2, grad_ckpt=True),
-        refused=[
-            'per_device_eval_batch_size: 8 is not modelled yet (eval at a larger batch than training can peak '
-             'above the step (eval phase not modelled)); set it to 4 or less',
-        ]),
+             grad_accum=2, grad_ckpt=True, eval_batch_size=8)),   # was refused before the eval phase was read
     'hf/trl-accelerate-deepspeed_zero2.yaml': Expect(
         'accelerate', None,
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=2)),
