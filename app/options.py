@@ -8,6 +8,7 @@ import click
 from gpuplan.planner.specs.enums import Attention, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.optim import optim_from_options
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, Checkpointing, LoraSpec, QuantSpec, TrainingSetup
 
@@ -34,6 +35,18 @@ SETUP_OPTIONS = [
                  help="dora = lora with --use-dora, qdora = qlora with --use-dora."),
     click.option("--precision", type=_choice(Precision), default=_D.precision.value, show_default=True),
     click.option("--optimizer", type=_choice(Optimizer), default=_D.optimizer.value, show_default=True),
+    click.option("--optimizer-in-backward", is_flag=True, default=False,
+                 help="The optimizer step inside backward (torchtune optimizer_in_bwd, HF galore_*_layerwise): "
+                      "each parameter steps in its post-accumulate-grad hook; no full gradient set is live."),
+    click.option("--galore-rank", type=int, default=None, help="GaLore/APOLLO projection rank [HF: 128]."),
+    click.option("--galore-update-proj-gap", type=int, default=None,
+                 help="GaLore/APOLLO steps between projector updates (SVD) [HF: 200]."),
+    click.option("--optim-target-modules", default=None,
+                 help="GaLore/APOLLO: comma list of linear names, or all-linear (lm_head too) [every decoder linear]."),
+    click.option("--optim-block-size", type=int, default=None, help="torchao low-bit AdamW block size [HF: 256]."),
+    click.option("--optim-args", default=None,
+                 help="HF's optim_args string, e.g. rank=64,update_proj_gap=100 (rank, update_proj_gap, block_size "
+                      "are read; the rest do not change memory)."),
     click.option("--batch-size", "-b", type=int, default=_D.batch_size, show_default=True, help="Micro-batch per GPU."),
     click.option("--seq-len", "-s", type=int, default=_D.seq_len, show_default=True),
     click.option("--grad-accum", type=int, default=_D.grad_accum, show_default=True),
@@ -157,6 +170,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
+        optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
     ).validate()
     if setup.peft and adapter is None:
         setup.lora_targets(model)  # raises for targets that match no module

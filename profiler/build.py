@@ -106,8 +106,17 @@ def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> 
 
 
 def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Optimizer:
-    """The optimizer HF Trainer builds for `optim=...`, over the trainable parameters."""
+    """The optimizer HF Trainer builds for `optim=...`, over the trainable parameters; with
+    optimizer_in_backward, one per parameter stepped by its post-accumulate-grad hook."""
     params = [p for p in lm.parameters() if p.requires_grad]
+    if setup.optimizer_in_backward:
+        from .in_backward import InBackward
+
+        return InBackward(params, lambda one: _optimizer(one, setup, lm))
+    return _optimizer(params, setup, lm)
+
+
+def _optimizer(params: list[torch.nn.Parameter], setup: TrainingSetup, lm: torch.nn.Module) -> torch.optim.Optimizer:
     kind = setup.optimizer
     if kind is Optimizer.ADAMW:
         return torch.optim.AdamW(params, lr=1e-5, foreach=True)

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, loss, preference, quantization
+from ..techniques import attention, checkpointing, in_backward, loss, preference, quantization
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -95,10 +95,15 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         embed_grad = (2 if model.tied_embeddings else 1) * model.vocab * model.hidden * rs.trainable.bytes
     candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad), C.ACTIVATIONS: T * act.outside,
                        C.LOGITS: 0, C.TEMPORARIES: layer_transient + embed_grad})
+    if setup.optimizer_in_backward:   # no full gradient set is live [techniques/in_backward.py]
+        candidates = in_backward.backward_candidates(model, rs, candidates, st.largest_trainable, T * act.outside,
+                                                      saved_head, T)
     worst = max(candidates, key=lambda c: sum(c.values()))
     phases[Phase.BACKWARD] = {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **worst}
     phases[Phase.OPTIMIZER] = {C.WEIGHTS: W, C.GRADIENTS: G, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: 0,
                                C.LOGITS: 0, C.TEMPORARIES: st.optimizer_step_temporaries}
+    if setup.optimizer_in_backward:
+        phases[Phase.OPTIMIZER] = in_backward.optimizer_phase(phases[Phase.OPTIMIZER])
     return {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
 
 
@@ -109,6 +114,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
         notes.append("paged optimizer state lives in CUDA unified memory: outside the allocator's figures, "
                      "counted in device total (it can be evicted to host RAM under pressure)")
     notes += loss.notes(rs)
+    notes += in_backward.notes(rs)
     notes += attention.notes(model, requested.attention, rs)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")

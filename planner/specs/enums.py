@@ -94,6 +94,16 @@ class Optimizer(Choice):
     def eight_bit(self) -> bool:
         return self in (Optimizer.ADAMW_8BIT, Optimizer.PAGED_ADAMW_8BIT)
 
+    @property
+    def low_rank(self) -> bool:
+        """Projects targeted 2-D weights' gradients to rank r (optim_target_modules, rank, update_proj_gap)."""
+        return self.value.startswith(("galore", "apollo"))
+
+    @property
+    def torchao(self) -> bool:
+        """torchao's block-wise quantized AdamW (optim_args block_size)."""
+        return self.value.startswith("torchao")
+
 
 class Attention(Choice):
     SDPA = "sdpa"      # torch scaled_dot_product_attention: flash / memory-efficient kernels

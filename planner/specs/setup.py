@@ -9,6 +9,7 @@ from typing import Any
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
+from .optim import OptimSpec, optim_dict, validate_optimizer
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 
 
@@ -137,6 +138,10 @@ class TrainingSetup:
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
     parallel: ParallelSpec = field(default_factory=ParallelSpec)   # GPUs, sharding, offload
     adapter: PeftSpec | None = None   # a peft method other than LoraSpec's (method lora: on a 16-bit base, qlora: 4/8 bit)
+    # the optimizer step inside backward: one optimizer per parameter, stepped and its gradient freed
+    # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
+    optimizer_in_backward: bool = False
+    optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -215,6 +220,7 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.precision.weight_dtype):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self.parallel.validate(optimizer=self.optimizer)   # model-free checks; estimate() adds the model's
+        validate_optimizer(self)
         return self
 
     def with_(self, **changes: Any) -> "TrainingSetup":
@@ -249,12 +255,13 @@ class TrainingSetup:
             if not isinstance(adapter, dict) or not isinstance(adapter.get("peft_type"), str):
                 raise PlannerError("adapter: expected {\"peft_type\": ..., \"options\": {...}}")
             adapter = PeftSpec.of(adapter["peft_type"], adapter.get("options") or {})
+        optim = build(OptimSpec, d.pop("optim", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective}
         setup = build(cls, d, enums)
-        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, optim=optim)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
@@ -280,4 +287,5 @@ class TrainingSetup:
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
+        optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
         return d
