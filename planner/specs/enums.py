@@ -85,6 +85,11 @@ class Optimizer(Choice):
     ADAFACTOR = "adafactor"            # transformers.optimization.Adafactor as HF Trainer sets it up
     SGD = "sgd"                        # torch.optim.SGD with momentum, foreach
     LION = "lion"                      # bitsandbytes Lion (32-bit)
+    # beyond HF's AdamW family [planner/techniques/optimizers.py, docs/readme/optimizers.md]
+    GALORE_ADAMW = "galore-adamw"                # galore_torch.GaLoreAdamW (HF optim="galore_adamw")
+    TORCHAO_ADAMW_8BIT = "torchao-adamw-8bit"    # torchao.optim.AdamW8bit (HF "adamw_torch_8bit")
+    TORCHAO_ADAMW_4BIT = "torchao-adamw-4bit"    # torchao.optim.AdamW4bit (HF "adamw_torch_4bit")
+    SCHEDULE_FREE_ADAMW = "schedule-free-adamw"  # schedulefree.AdamWScheduleFree (HF "schedule_free_adamw")
 
     @property
     def paged(self) -> bool:

@@ -52,6 +52,10 @@ def validate_optimizer(setup: "TrainingSetup") -> None:
     """The optimizer's knobs, and what the optimizer step inside backward cannot do."""
     if setup.optim != _DEFAULT:
         setup.optim.validate(setup.optimizer)
+    if setup.peft and (setup.optimizer.low_rank or setup.optimizer.torchao):
+        raise PlannerError(f"--optimizer {setup.optimizer.value} is planned for full fine-tuning (GaLore projects full "
+                           "weights' gradients; torchao's per-tensor blocks are counted on full weights): use "
+                           "--method full, or another optimizer for LoRA/QLoRA")
     if not setup.optimizer_in_backward:
         return
     if setup.grad_accum > 1:
@@ -81,7 +85,9 @@ def optim_dict(setup: "TrainingSetup", d: dict[str, Any]) -> None:
 # trainer_optimizer.py _get_galore_optimizer, _get_apollo_optimizer, _get_torchao_optimizer,
 # _get_schedule_free_optimizer]
 NO_EFFECT_OPTIM_ARGS = ("scale", "scale_type", "bf16_stochastic_round", "weight_lr_power", "r", "beta1", "beta2",
-                        "eps", "weight_decay", "lr")
+                        "eps", "weight_decay", "lr",
+                        # torch SGD's (HF _get_sgd): gpuplan's SGD keeps its momentum buffer, the safe side
+                        "momentum", "nesterov", "dampening")
 _INT_ARGS = {"rank": "rank", "update_proj_gap": "update_proj_gap", "block_size": "block_size"}
 
 

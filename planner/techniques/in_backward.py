@@ -24,12 +24,16 @@ from ..specs.resolved import Resolved
 from . import optimizers
 
 
-def one_tensor_step_temporaries(rs: Resolved, largest: int, shapes: tuple[int, int]) -> int:
+def one_tensor_step_temporaries(model: ModelSpec, rs: Resolved, largest: int, shapes: tuple[int, int]) -> int:
     """Step temporaries of the optimizer over the largest trainable tensor alone."""
     dtype = rs.trainable if rs.full else rs.adapters.dtype
     rows, cols = shapes
+    opt, o = rs.setup.optimizer, rs.setup.optim
+    if opt in optimizers.EXTRA:   # a per-parameter optimizer over that tensor alone (GaLore: its targets' too)
+        return optimizers.extra_state_bytes(opt, model, [(largest, 1)], dtype, o.rank, o.update_proj_gap,
+                                            o.targets, o.block_size)[2]
     # a single (rows, cols) tensor: the largest is the (vocab, hidden) embedding for full fine-tuning
-    return optimizers.state_bytes(rs.setup.optimizer, largest, dtype, largest, (rows, cols))[2]
+    return optimizers.state_bytes(opt, largest, dtype, largest, (rows, cols))[2]
 
 
 def backward_candidates(model: ModelSpec, rs: Resolved, candidates: list[dict], largest: int,
@@ -53,7 +57,7 @@ def backward_candidates(model: ModelSpec, rs: Resolved, candidates: list[dict], 
     acts_after_head = start[C.ACTIVATIONS] - saved_head
     out = [dict(start), {C.GRADIENTS: 0, C.ACTIVATIONS: acts_after_head, C.LOGITS: 0,
                          C.TEMPORARIES: start[C.TEMPORARIES] + head_grad + input_grads}]
-    temp = one_tensor_step_temporaries(rs, largest, (model.vocab, model.hidden))
+    temp = one_tensor_step_temporaries(model, rs, largest, (model.vocab, model.hidden))
     if temp and not tied:
         out.append({C.GRADIENTS: head_grad, C.ACTIVATIONS: acts_after_head, C.LOGITS: 0,
                     C.TEMPORARIES: input_grads + temp})

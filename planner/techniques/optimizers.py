@@ -2,6 +2,8 @@
 their step and the bytes the step streams through memory."""
 from __future__ import annotations
 
+import re
+
 from ..specs.enums import DType, Optimizer
 
 # 8-bit optimizers keep blockwise-quantized states (blocks of 256, fp32 absmax) for tensors with
@@ -62,3 +64,171 @@ def streamed_bytes_per_param(opt: Optimizer, w: float) -> float:
     if opt is Optimizer.LION:
         return 3 * w + 2 * state
     return 3 * w + 4 * state
+
+
+# --- optimizers beyond HF's AdamW family (full fine-tuning) ------------------------------------
+
+def galore_targets(model, targets: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """(rows, cols, count) of the weights GaLore projects: transformers 5.24 _setup_low_rank_optimizer
+    takes the `.weight` of every nn.Linear matching optim_target_modules; () = gpuplan's default, the
+    GaLore README's `[r".*.attn.*", r".*.mlp.*"]` (every decoder-layer linear); "all-linear" adds the
+    lm_head when it is its own parameter (a tied head is named embed_tokens.weight: not targeted).
+    Fused MoE experts are 3-D parameters, not nn.Linear: never targeted."""
+    out = [(lin.out_features, lin.in_features, model.dense_layers) for lin in model.dense_linears
+           if lin.experts == 1 and (not targets or targets == ("all-linear",) or _targeted(lin, targets))]
+    out += [(lin.out_features, lin.in_features, model.moe_layers) for lin in model.moe_linears
+            if model.moe_layers and lin.experts == 1 and (not targets or targets == ("all-linear",)
+                                                         or _targeted(lin, targets))]
+    if not model.tied_embeddings and (targets == ("all-linear",) or any(_hit(t, "lm_head") for t in targets)):
+        out.append((model.vocab, model.hidden, 1))
+    return out
+
+
+def _hit(target: str, path: str) -> bool:
+    """transformers 5.24 trainer_utils.py check_target_module_exists for a list of names: a name that
+    is a substring of the module's path, or a regex that fully matches it."""
+    try:
+        return target in path or bool(re.fullmatch(target, path))
+    except re.error:
+        return False
+
+
+def _targeted(lin, targets: tuple[str, ...]) -> bool:
+    # the module path as the Llama-style families name it: model.layers.N.self_attn.q_proj, ...mlp.up_proj
+    path = f"model.layers.0.{'self_attn' if lin.block == 'attn' else 'mlp'}.{lin.name}"
+    return any(_hit(t, path) for t in targets)
+
+
+def galore_tensor(rows: int, cols: int, rank: int, p: int) -> tuple[int, int]:
+    """(state, step temporaries) of one projected (rows, cols) weight of `p`-byte dtype under
+    galore_torch 1.0 GaLoreAdamW, proj_type "std" [galore_torch/galore_projector.py GaLoreProjector]:
+
+    - rows >= cols: the right projector `Vh[:rank, :]`, the low-rank gradient (rows, r); else the left
+      one `U[:, :rank]`, the gradient (r, cols); r = min(rank, rows, cols).
+    - The projector is a *view* of the SVD's factor for fp32 weights (get_orthogonal_matrix keeps
+      `matrix = module_params.data`, no copy): the whole (k, cols) Vh or (rows, k) U storage stays
+      live, k = min(rows, cols). For 16-bit weights `.type(original_type)` copies the r rows out.
+    - exp_avg, exp_avg_sq: zeros_like(the low-rank gradient), in its dtype (the weight's).
+    - step temporaries (galore_torch/adamw.py GaLoreAdamW.step, a loop over tensors): the low-rank
+      gradient, denom, norm_grad, and project_back's full-size product and its `* scale` copy.
+    """
+    k = min(rows, cols)
+    r = min(rank, k)
+    low = rows * r if rows >= cols else r * cols
+    proj = (k * cols if rows >= cols else rows * k) * 4 if p == 4 else (r * cols if rows >= cols else rows * r) * p
+    state = proj + 2 * low * p
+    temp = 3 * low * p + 2 * rows * cols * p
+    return state, temp
+
+
+def galore_svd_temporaries(rows: int, cols: int, rank: int, p: int) -> int:
+    """The projector update every update_proj_gap steps (and at step 0): torch.linalg.svd of the
+    gradient (an fp32 copy first for 16-bit weights), U (rows, k), S (k), Vh (k, cols), the right
+    type's `U[:, :rank] @ diag(s[:rank])` (rows, r) and (r, r), while the old projector is still held."""
+    k = min(rows, cols)
+    r = min(rank, k)
+    old = (k * cols if rows >= cols else rows * k) * 4 if p == 4 else (r * cols if rows >= cols else rows * r) * p
+    copy = rows * cols * 4 if p != 4 else 0
+    extra = rows * r * 4 + r * r * 4 if rows >= cols else 0
+    return copy + (rows * k + k + k * cols) * 4 + extra + old
+
+
+# torchao 0.18 optim/adam.py _AdamBase._new_buffer: a state is quantized when the tensor has at least
+# 4096 elements and its element count divides into blocks; otherwise torch.zeros_like (the parameter's dtype).
+TORCHAO_MIN_SIZE = 4096
+
+
+def torchao_state(numel: int, p: int, bits: int, block: int) -> int:
+    """exp_avg + exp_avg_sq of one tensor under torchao AdamW8bit/AdamW4bit [torchao 0.18
+    optim/subclass_8bit.py OptimState8bit.zeros: codes uint8 (n), scale fp32 (n / block), qmap fp32
+    (256 entries, a tensor per state); subclass_4bit.py OptimState4bit.zeros: codes uint8 (n / 2),
+    scale fp32 (n / block), qmap fp32 (16 entries)]. state["step"] is torch.tensor(0.0): on the host."""
+    if numel < TORCHAO_MIN_SIZE or numel % block:
+        return 2 * numel * p
+    codes = numel if bits == 8 else numel // 2
+    qmap = (256 if bits == 8 else 16) * 4
+    return 2 * (codes + 4 * (numel // block) + qmap)
+
+
+def tensor_inventory(model) -> list[tuple[int, int]]:
+    """(elements, count) of every trainable tensor of a full fine-tuning, as transformers builds
+    the model: embeddings, an untied lm_head, each layer's linear weights (fused experts as one 3-D
+    tensor) and biases, norms; what is left of the parameter count (q/k norms, routers) as
+    one-element entries, so the counts sum to the model's parameters."""
+    from ..specs.params import param_counts
+
+    out = [(model.vocab * model.hidden, 1)]
+    if model.learned_positions:
+        out.append((model.learned_positions * model.hidden, 1))
+    if not model.tied_embeddings:
+        out.append((model.vocab * model.hidden, 1))
+    for linears, layers in ((model.dense_linears, model.dense_layers), (model.moe_linears, model.moe_layers)):
+        for lin in linears:
+            if layers:
+                out.append((lin.out_features * lin.in_features * lin.experts, layers))
+                if lin.bias:
+                    out.append((lin.out_features * lin.experts, layers))
+    pc = param_counts(model)
+    norms = pc.norms // max(model.hidden, 1)
+    out.append((model.hidden, norms))
+    rest = pc.total - sum(n * c for n, c in out)
+    if rest > 0:
+        out.append((1, rest))
+    return out
+
+
+def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dtype: DType,
+                      rank: int, gap: int, targets: tuple[str, ...], block: int) -> tuple[int, int, int]:
+    """(state, paged, step temporaries) of the optimizers beyond HF's AdamW family, over the
+    trainable `tensors` ((numel, count) pairs) of `model` (full fine-tuning)."""
+    p = dtype.bytes
+    total = sum(n * c for n, c in tensors)
+    largest = max(n for n, _ in tensors)
+    if opt is Optimizer.SCHEDULE_FREE_ADAMW:
+        # schedulefree 1.4.1 adamw_schedulefree.py AdamWScheduleFree.step: z = clone(p), exp_avg_sq =
+        # zeros_like(p); foreach (the default): `denom = torch._foreach_div(exp_avg_sq, ...)` is one
+        # state-sized list; the gradient is normalized in place. train()/eval() lerp p in place.
+        return 2 * total * p, 0, total * p
+    if opt.torchao:
+        bits = 8 if opt is Optimizer.TORCHAO_ADAMW_8BIT else 4
+        state = sum(torchao_state(n, p, bits, block) * c for n, c in tensors)
+        # single_param_adam runs under torch.compile, one tensor at a time: Inductor fuses the
+        # dequantize-update-requantize chain; its intermediates are not modelled (not simulated)
+        return state, 0, 0
+    if opt is Optimizer.GALORE_ADAMW:
+        projected = galore_targets(model, targets)
+        state = temp = 0
+        proj_numel = 0
+        for rows, cols, count in projected:
+            s, t = galore_tensor(rows, cols, rank, p)
+            state += s * count
+            temp = max(temp, t, galore_svd_temporaries(rows, cols, rank, p))
+            proj_numel += rows * cols * count
+        # the rest: plain Adam states, one tensor at a time: denom and norm_grad of each
+        # (galore_torch/adamw.py: `denom = exp_avg_sq.sqrt()`, `norm_grad = exp_avg / denom`)
+        state += 2 * (total - proj_numel) * p
+        rest = list(tensors)
+        for rows, cols, count in projected:   # the projected weights leave the plain-Adam rest
+            for i, (n, c) in enumerate(rest):
+                if n == rows * cols and c >= count:
+                    rest[i] = (n, c - count)
+                    break
+        temp = max(temp, 2 * max([n for n, c in rest if c] or [0]) * p)
+        return int(state), 0, int(temp)
+    raise AssertionError(opt)
+
+
+def svd_flops(rows: int, cols: int) -> float:
+    """FLOPs of one thin SVD of a (rows, cols) matrix, rows >= cols: about 4 rows cols^2 + 8 cols^3
+    (Golub-Reinsch with R-bidiagonalization, Golub & Van Loan, Matrix Computations 4th ed., Fig. 8.6.1)."""
+    m, n = max(rows, cols), min(rows, cols)
+    return 4.0 * m * n * n + 8.0 * n ** 3
+
+
+def galore_svd_flops_per_step(model, rank: int, gap: int, targets: tuple[str, ...]) -> float:
+    """GaLore's projector updates, amortized: one SVD per projected weight every `gap` steps."""
+    return sum(svd_flops(r, c) * n for r, c, n in galore_targets(model, targets)) / gap
+
+
+EXTRA = frozenset({Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
+                   Optimizer.SCHEDULE_FREE_ADAMW})
