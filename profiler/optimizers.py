@@ -73,4 +73,15 @@ def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Mod
                                 warmup_steps=0, weight_lr_power=2.0, r=0.0)
         opt.train()   # Trainer calls optimizer.train() before the training loop (trainer.py _inner_training_loop)
         return opt
+    if kind is Optimizer.ADAM_MINI:
+        from adam_mini import Adam_mini
+
+        # as LLaMA-Factory builds it (train/trainer_utils.py _create_adam_mini_optimizer): the model's
+        # named parameters and its hidden size and head counts
+        ids = {id(p) for p in params}
+        cfg = lm.config
+        return Adam_mini(named_parameters=[(n, p) for n, p in lm.named_parameters() if id(p) in ids],
+                         lr=_ADAM["lr"], betas=_ADAM["betas"], eps=_ADAM["eps"], weight_decay=0.0,
+                         dim=cfg.hidden_size, n_heads=cfg.num_attention_heads,
+                         n_kv_heads=getattr(cfg, "num_key_value_heads", None), verbose=False)
     raise ValueError(f"{kind.value} has no simulator builder")

@@ -83,7 +83,8 @@ _OWN: dict[str, KeyRule] = {
                            "train/trainer_utils.py _create_galore_optimizer); --galore-rank (default 16)"),
     "use_apollo": refused("APOLLO keeps projected optimizer states"),
     "use_badam": refused("BAdam trains one block at a time"),
-    "use_adam_mini": refused("Adam-mini keeps fewer second moments"),
+    "use_adam_mini": modelled("--optimizer adam-mini (adam_mini.Adam_mini with the model's hidden size and head "
+                              "counts: LlamaFactory train/trainer_utils.py _create_adam_mini_optimizer)"),
     "use_muon": refused("the Muon optimizer"),
     "use_llama_pro": refused("LLaMA Pro expands and trains added blocks"),
     "mixture_of_depths": refused("mixture-of-depths routing"),
@@ -276,6 +277,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     ngpus = hf.trainer_args(d, todo, o, path)
     if on(get("use_galore")):   # after the Trainer's keys: it replaces what `optim` mapped to
         _galore(d, o, rep, path)
+    if on(get("use_adam_mini")):
+        o.use("use_adam_mini", "optimizer", "adam-mini")
     model = get("model_name_or_path")
     if model:
         rep.set("model_name_or_path", f"--model {model}")

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import attention, checkpointing, in_backward, loss, preference, quantization
+from ..techniques import attention, checkpointing, in_backward, loss, optimizers, preference, quantization
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -115,6 +115,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
                      "counted in device total (it can be evicted to host RAM under pressure)")
     notes += loss.notes(rs)
     notes += in_backward.notes(rs)
+    notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")

@@ -90,6 +90,7 @@ class Optimizer(Choice):
     TORCHAO_ADAMW_8BIT = "torchao-adamw-8bit"    # torchao.optim.AdamW8bit (HF "adamw_torch_8bit")
     TORCHAO_ADAMW_4BIT = "torchao-adamw-4bit"    # torchao.optim.AdamW4bit (HF "adamw_torch_4bit")
     SCHEDULE_FREE_ADAMW = "schedule-free-adamw"  # schedulefree.AdamWScheduleFree (HF "schedule_free_adamw")
+    ADAM_MINI = "adam-mini"                      # adam_mini.Adam_mini (LLaMA-Factory use_adam_mini; no HF name)
 
     @property
     def paged(self) -> bool:
@@ -103,6 +104,11 @@ class Optimizer(Choice):
     def low_rank(self) -> bool:
         """Projects targeted 2-D weights' gradients to rank r (optim_target_modules, rank, update_proj_gap)."""
         return self.value.startswith(("galore", "apollo"))
+
+    @property
+    def full_only(self) -> bool:
+        """Modelled per tensor of a full fine-tuning only (GaLore, torchao, Adam-mini)."""
+        return self.low_rank or self.torchao or self is Optimizer.ADAM_MINI
 
     @property
     def torchao(self) -> bool:

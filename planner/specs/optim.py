@@ -52,9 +52,10 @@ def validate_optimizer(setup: "TrainingSetup") -> None:
     """The optimizer's knobs, and what the optimizer step inside backward cannot do."""
     if setup.optim != _DEFAULT:
         setup.optim.validate(setup.optimizer)
-    if setup.peft and (setup.optimizer.low_rank or setup.optimizer.torchao):
+    if setup.peft and setup.optimizer.full_only:
         raise PlannerError(f"--optimizer {setup.optimizer.value} is planned for full fine-tuning (GaLore projects full "
-                           "weights' gradients; torchao's per-tensor blocks are counted on full weights): use "
+                           "weights' gradients; torchao's blocks and Adam-mini's second moments are counted per "
+                           "full weight): use "
                            "--method full, or another optimizer for LoRA/QLoRA")
     if not setup.optimizer_in_backward:
         return

@@ -199,6 +199,10 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
     bw = gpu.memory_bandwidth
     gemm = a * M * fl.linear / split / peak
+    if setup.optimizer.low_rank and not setup.peft:   # GaLore's SVDs (fp32), amortized over update_proj_gap
+        o = setup.optim
+        gemm += optimizers.galore_svd_flops_per_step(model, o.rank, o.update_proj_gap, o.targets) / split / \
+            gpu.peak_flops("fp32")
     attention = a * M * fl.attention / split / peak
     shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
     w = setup.adapter_dtype.bytes if setup.peft else setup.precision.weight_dtype.bytes

@@ -43,9 +43,9 @@ def backward_candidates(model: ModelSpec, rs: Resolved, candidates: list[dict], 
 
     The lm_head's backward adds one moment the plain step has no reason to look at: its weight
     gradient (vocab x hidden, in the trainable dtype) is made while the activations are all still
-    saved and the logits' two fp32 gradient buffers are live; the loss's saved logits and the
-    autocast copy of the head weight are freed by then, and two (tokens, hidden) residual-dtype
-    gradients of the head input are live (as the simulated step counts them). Untied, the head then
+    saved; the loss's saved logits and the autocast copy of the head weight are freed by then, and
+    the gradient of the head's input (tokens x hidden, residual dtype) is live (as the simulated
+    step counts them, at two sequence lengths to tell the terms apart). Untied, the head then
     steps at once (its step temporaries, the logits' gradients gone); tied, its gradient waits in
     the input buffer until the embedding's backward.
     """
@@ -53,10 +53,15 @@ def backward_candidates(model: ModelSpec, rs: Resolved, candidates: list[dict], 
     head_grad = model.vocab * model.hidden * p
     tied = head_grad if model.tied_embeddings else 0
     start = candidates[0]
-    input_grads = 2 * tokens * model.hidden * rs.residual.bytes
+    e = rs.compute.bytes
+    input_grads = tokens * model.hidden * rs.residual.bytes
     acts_after_head = start[C.ACTIVATIONS] - saved_head
+    # under autocast the head's matmul makes its weight gradient in the compute dtype and the
+    # autocast copy's backward casts it to the trainable dtype: both live; without autocast the
+    # gradient is made directly while the logits' compute-dtype gradient is still live
+    beside = model.vocab * model.hidden * e if rs.setup.precision.autocast else tokens * model.vocab * e
     out = [dict(start), {C.GRADIENTS: 0, C.ACTIVATIONS: acts_after_head, C.LOGITS: 0,
-                         C.TEMPORARIES: start[C.TEMPORARIES] + head_grad + input_grads}]
+                         C.TEMPORARIES: head_grad + beside + input_grads}]
     temp = one_tensor_step_temporaries(model, rs, largest, (model.vocab, model.hidden))
     if temp and not tied:
         out.append({C.GRADIENTS: head_grad, C.ACTIVATIONS: acts_after_head, C.LOGITS: 0,

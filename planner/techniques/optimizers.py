@@ -57,6 +57,18 @@ def streamed_bytes_per_param(opt: Optimizer, w: float) -> float:
     p, buf written; Adafactor keeps factored second moments (no full-size state) plus p and g.
     """
     state = 1 if opt.eight_bit else 4
+    if opt is Optimizer.SCHEDULE_FREE_ADAMW:
+        # read p, grad, z, exp_avg_sq; write p, z, exp_avg_sq and the gradient normalized in place
+        # [schedulefree adamw_schedulefree.py AdamWScheduleFree.step, foreach branch]
+        return 4 * w + 4 * state
+    if opt.torchao:
+        # single_param_adam: p and grad read, p written; codes read and written, 1 byte (8-bit) or half
+        # a byte (4-bit) per element for each of the two states [torchao optim/adam.py]
+        return 3 * w + 4 * (1 if opt is Optimizer.TORCHAO_ADAMW_8BIT else 0.5)
+    if opt.low_rank:
+        # GaLoreAdamW.step: p and grad read, p written, and project_back's full-size update written,
+        # scaled into a second one and read by p.add_; the low-rank states are r/cols of a full one
+        return 3 * w + 3 * w
     if opt is Optimizer.SGD:
         return 3 * w + 2 * state
     if opt is Optimizer.ADAFACTOR:
@@ -184,6 +196,9 @@ def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dty
     p = dtype.bytes
     total = sum(n * c for n, c in tensors)
     largest = max(n for n, _ in tensors)
+    if opt is Optimizer.ADAM_MINI:
+        state, temp = adam_mini_bytes(model, p)
+        return state, 0, temp
     if opt is Optimizer.SCHEDULE_FREE_ADAMW:
         # schedulefree 1.4.1 adamw_schedulefree.py AdamWScheduleFree.step: z = clone(p), exp_avg_sq =
         # zeros_like(p); foreach (the default): `denom = torch._foreach_div(exp_avg_sq, ...)` is one
@@ -218,6 +233,50 @@ def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dty
     raise AssertionError(opt)
 
 
+# adam_mini 1.1.1 adam_mini.py Adam_mini.__init__: the name keywords that pick each block's rule
+_MINI_ADAM, _MINI_QK = ("bias",), ("k_proj", "q_proj", "wq", "wk", "query", "key")
+_MINI_ROWS = ("embed", "embd", "wte", "lm_head", "output", "final_layer", "v_proj", "wv", "value", "o_proj", "wo",
+              "attn.proj", "feed_forward", "linear", "mlp")
+
+
+def adam_mini_tensors(model) -> list[tuple[int, int, int]]:
+    """(elements, second-moment elements, count) per trainable tensor under adam_mini 1.1.1
+    Adam_mini.step, by parameter name as Llama-style families name them:
+    - a name with "bias": Adam, m and v both full;
+    - q/k projections: m full, vmean one per head: numel / head_numel rows, head_numel = dim^2 / n_heads;
+    - embeddings, lm_head, v/o projections, MLPs: m full, vmean one per output row (size(0));
+    - the rest (norms): m full, one scalar vmean (`zeros_like(torch.sum(p * p))`).
+    Every state is in the parameter's dtype (zeros_like)."""
+    head_numel = model.hidden * model.hidden // model.n_heads
+    out = [(model.vocab * model.hidden, model.vocab, 1)]
+    if not model.tied_embeddings:
+        out.append((model.vocab * model.hidden, model.vocab, 1))
+    for lin in model.dense_linears:
+        name = f"model.layers.0.{'self_attn' if lin.block == 'attn' else 'mlp'}.{lin.name}.weight"
+        numel = lin.out_features * lin.in_features
+        if any(k in name for k in _MINI_QK):
+            v = numel // head_numel
+        elif any(k in name for k in _MINI_ROWS):
+            v = lin.out_features
+        else:
+            v = 1
+        out.append((numel, v, model.dense_layers))
+        if lin.bias:
+            out.append((lin.out_features, lin.out_features, model.dense_layers))
+    from ..specs.params import param_counts
+    pc = param_counts(model)
+    out.append((model.hidden, 1, pc.norms // model.hidden))
+    return out
+
+
+def adam_mini_bytes(model, p: int) -> tuple[int, int]:
+    """(state, step temporaries): m everywhere, the reduced second moments; per tensor the step
+    builds `update = m * stepsize` and `-update` (two tensor-sized temporaries), the largest's at worst."""
+    tensors = adam_mini_tensors(model)
+    state = sum((n + v) * c for n, v, c in tensors) * p
+    return state, 2 * max(n for n, _, _ in tensors) * p
+
+
 def svd_flops(rows: int, cols: int) -> float:
     """FLOPs of one thin SVD of a (rows, cols) matrix, rows >= cols: about 4 rows cols^2 + 8 cols^3
     (Golub-Reinsch with R-bidiagonalization, Golub & Van Loan, Matrix Computations 4th ed., Fig. 8.6.1)."""
@@ -230,5 +289,21 @@ def galore_svd_flops_per_step(model, rank: int, gap: int, targets: tuple[str, ..
     return sum(svd_flops(r, c) * n for r, c, n in galore_targets(model, targets)) / gap
 
 
-EXTRA = frozenset({Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
+EXTRA = frozenset({Optimizer.ADAM_MINI, Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
                    Optimizer.SCHEDULE_FREE_ADAMW})
+
+
+def notes(opt: Optimizer) -> list[str]:
+    """How the estimate modelled the optimizers beyond HF's AdamW family."""
+    if opt.torchao:
+        return [f"{opt.value}: torchao's block-quantized states modelled from source (torchao 0.18 optim/), not "
+                "simulated (its step runs under torch.compile); the compiled step's intermediates are not counted"]
+    if opt.low_rank:
+        return [f"{opt.value}: galore_torch 1.0's projectors and low-rank states, simulated; the projector update "
+                "(an SVD every update_proj_gap steps) is in the step's temporaries, cuSOLVER's workspace is not"]
+    if opt is Optimizer.ADAM_MINI:
+        return ["adam-mini: adam_mini 1.1.1's reduced second moments by parameter name (Llama-style names), modelled "
+                "from source and checked on a real CPU step, not simulated (its step reads tensor values)"]
+    if opt is Optimizer.SCHEDULE_FREE_ADAMW:
+        return ["schedule-free-adamw: schedulefree 1.4.1 AdamWScheduleFree (z and the second moment), simulated"]
+    return []

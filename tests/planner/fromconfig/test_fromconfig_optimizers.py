@@ -74,3 +74,11 @@ def test_torchtune_torchao_components_keep_torchao_block_sizes(tmp_path):
     assert c.options["optimizer"] == "torchao-adamw-4bit" and c.options["optim_block_size"] == 128
     c = _torchtune(tmp_path, optimizer={"_component_": "torchao.optim.AdamW8bit"})
     assert c.options["optimizer"] == "torchao-adamw-8bit" and "optim_block_size" not in c.options
+
+
+def test_llamafactory_adam_mini(tmp_path):
+    path = tmp_path / "lf.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": "meta-llama/Llama-3.2-1B", "stage": "sft", "do_train": True,
+                                    "finetuning_type": "full", "use_adam_mini": True, "cutoff_len": 512}))
+    c = read_config(str(path))
+    assert c.options["optimizer"] == "adam-mini" and not c.refused

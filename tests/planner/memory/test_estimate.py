@@ -70,7 +70,7 @@ setups = st.builds(
 @given(model=st.sampled_from(MODELS), setup=setups)
 def test_properties(model, setup):
     m = resolve_model(model)
-    if setup.peft and (setup.optimizer.low_rank or setup.optimizer.torchao):   # full fine-tuning only: refused
+    if setup.peft and setup.optimizer.full_only:   # planned for full fine-tuning only: refused
         with pytest.raises(PlannerError):
             estimate(m, setup)
         return
