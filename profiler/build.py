@@ -126,7 +126,7 @@ def _optimizer(params: list[torch.nn.Parameter], setup: TrainingSetup, lm: torch
         return torch.optim.SGD(params, lr=1e-5, momentum=0.9, foreach=True)
     if kind is Optimizer.ADAFACTOR:
         return Adafactor(params, lr=1e-5, scale_parameter=False, relative_step=False)
-    if kind.low_rank or kind.torchao or kind in (Optimizer.SCHEDULE_FREE_ADAMW, Optimizer.ADAM_MINI):
+    if kind.low_rank or kind.torchao or kind in (Optimizer.SCHEDULE_FREE_ADAMW, Optimizer.ADAM_MINI, Optimizer.MUON):
         from .optimizers import extra_optimizer   # lazy: each library is loaded for its optimizers only
 
         return extra_optimizer(params, setup, lm)

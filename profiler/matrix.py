@@ -165,6 +165,9 @@ OPTIM_MATRIX: tuple[Case, ...] = (
     Case("llama", "tinyllama-1.1b", {"optimizer": "galore-adamw", "optim": {"targets": ["all-linear"]}}),
     Case("qwen", "qwen-2.5-0.5b", {"optimizer": "schedule-free-adamw"}),
     Case("llama", "llama-3.2-1b", {"optimizer": "schedule-free-adamw", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"optimizer": "muon"}),
+    Case("qwen", "qwen-2.5-0.5b", {"optimizer": "muon", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "tinyllama-1.1b", {"optimizer": "muon", "optimizer_in_backward": True, **NO_CKPT}),
 )
 
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to

@@ -50,6 +50,26 @@ def _low_rank_groups(params: list[nn.Parameter], lm: nn.Module, setup: TrainingS
     return groups
 
 
+class Combined:
+    """Two optimizers stepped one after the other as one (Muon and the AdamW of the other parameters)."""
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = dict(enumerate(parts))   # step.py _host_steps looks inside
+        self.param_groups = [g for o in parts for g in o.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {p: s for o in self.optimizers.values() for p, s in o.state.items()}
+
+    def step(self) -> None:
+        for o in self.optimizers.values():
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=set_to_none)
+
+
 def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Module) -> torch.optim.Optimizer:
     kind = setup.optimizer
     if kind is Optimizer.GALORE_ADAMW:
@@ -73,6 +93,16 @@ def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Mod
                                 warmup_steps=0, weight_lr_power=2.0, r=0.0)
         opt.train()   # Trainer calls optimizer.train() before the training loop (trainer.py _inner_training_loop)
         return opt
+    if kind is Optimizer.MUON:
+        # torch 2.13 Muon docstring: Muon on p.ndim == 2, AdamW on the rest
+        matrices = [p for p in params if p.ndim == 2]
+        rest = [p for p in params if p.ndim != 2]
+        parts = []
+        if matrices:
+            parts.append(torch.optim.Muon(matrices, lr=0.02, momentum=0.95))
+        if rest:
+            parts.append(torch.optim.AdamW(rest, lr=3e-4, weight_decay=0.01))
+        return Combined(parts)
     if kind is Optimizer.ADAM_MINI:
         from adam_mini import Adam_mini
 

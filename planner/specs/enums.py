@@ -91,6 +91,7 @@ class Optimizer(Choice):
     TORCHAO_ADAMW_4BIT = "torchao-adamw-4bit"    # torchao.optim.AdamW4bit (HF "adamw_torch_4bit")
     SCHEDULE_FREE_ADAMW = "schedule-free-adamw"  # schedulefree.AdamWScheduleFree (HF "schedule_free_adamw")
     ADAM_MINI = "adam-mini"                      # adam_mini.Adam_mini (LLaMA-Factory use_adam_mini; no HF name)
+    MUON = "muon"                                # torch.optim.Muon on 2-D parameters + AdamW on the rest
 
     @property
     def paged(self) -> bool:
@@ -108,7 +109,7 @@ class Optimizer(Choice):
     @property
     def full_only(self) -> bool:
         """Modelled per tensor of a full fine-tuning only (GaLore, torchao, Adam-mini)."""
-        return self.low_rank or self.torchao or self is Optimizer.ADAM_MINI
+        return self.low_rank or self.torchao or self in (Optimizer.ADAM_MINI, Optimizer.MUON)
 
     @property
     def torchao(self) -> bool:

@@ -196,6 +196,9 @@ def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dty
     p = dtype.bytes
     total = sum(n * c for n, c in tensors)
     largest = max(n for n, _ in tensors)
+    if opt is Optimizer.MUON:
+        state, temp = muon_bytes(model, total, p)
+        return state, 0, temp
     if opt is Optimizer.ADAM_MINI:
         state, temp = adam_mini_bytes(model, p)
         return state, 0, temp
@@ -277,6 +280,40 @@ def adam_mini_bytes(model, p: int) -> tuple[int, int]:
     return state, 2 * max(n for n, _, _ in tensors) * p
 
 
+def muon_matrices(model) -> list[tuple[int, int, int]]:
+    """(rows, cols, count) of the 2-D parameters, in model.parameters() order: torch 2.13's Muon
+    docstring splits `p.ndim == 2` (embeddings, every linear weight, an untied lm_head) to Muon and
+    the rest (norms, biases, fused 3-D experts) to AdamW [torch/optim/_muon.py Muon]."""
+    out = [(model.vocab, model.hidden, 1)]
+    if model.learned_positions:
+        out.append((model.learned_positions, model.hidden, 1))
+    for linears, layers in ((model.dense_linears, model.dense_layers), (model.moe_linears, model.moe_layers)):
+        out += [(lin.out_features, lin.in_features, layers) for lin in linears if layers and lin.experts == 1]
+    if not model.tied_embeddings:
+        out.append((model.vocab, model.hidden, 1))
+    return out
+
+
+def muon_bytes(model, total: int, p: int) -> tuple[int, int]:
+    """(state, step temporaries) of torch.optim.Muon on the 2-D parameters plus torch.optim.AdamW
+    (foreach) on the rest. Muon keeps `momentum_buffer = zeros_like(grad)`; its step, one tensor at a
+    time [_muon.py _single_tensor_muon, _zeropower_via_newtonschulz]: `update = grad.lerp(buf)`
+    (nesterov, the default), a bf16 copy `ortho_grad`, and per Newton-Schulz step the (s, s) bf16
+    gram matrix and its update (s = min(rows, cols)) while the next iterate (bf16) is made; the
+    previous tensor's bf16 update is still referenced while the next one's is built."""
+    mats = muon_matrices(model)
+    muon_numel = sum(r * c * n for r, c, n in mats)
+    rest = total - muon_numel
+    state = muon_numel * p + 2 * rest * p
+    temp, prev = 0, 0
+    for rows, cols, count in mats:
+        n, s_ = rows * cols, min(rows, cols)
+        one = n * p + 2 * n * 2 + 2 * s_ * s_ * 2
+        temp = max(temp, prev + one, (n * 2 + one) if count > 1 else 0)
+        prev = n * 2
+    return state, max(temp, rest * p)   # AdamW's foreach sqrt list over the rest
+
+
 def svd_flops(rows: int, cols: int) -> float:
     """FLOPs of one thin SVD of a (rows, cols) matrix, rows >= cols: about 4 rows cols^2 + 8 cols^3
     (Golub-Reinsch with R-bidiagonalization, Golub & Van Loan, Matrix Computations 4th ed., Fig. 8.6.1)."""
@@ -289,7 +326,7 @@ def galore_svd_flops_per_step(model, rank: int, gap: int, targets: tuple[str, ..
     return sum(svd_flops(r, c) * n for r, c, n in galore_targets(model, targets)) / gap
 
 
-EXTRA = frozenset({Optimizer.ADAM_MINI, Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
+EXTRA = frozenset({Optimizer.MUON, Optimizer.ADAM_MINI, Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
                    Optimizer.SCHEDULE_FREE_ADAMW})
 
 
@@ -301,6 +338,9 @@ def notes(opt: Optimizer) -> list[str]:
     if opt.low_rank:
         return [f"{opt.value}: galore_torch 1.0's projectors and low-rank states, simulated; the projector update "
                 "(an SVD every update_proj_gap steps) is in the step's temporaries, cuSOLVER's workspace is not"]
+    if opt is Optimizer.MUON:
+        return ["muon: torch.optim.Muon on the 2-D parameters, torch.optim.AdamW on the rest (torch 2.13's "
+                "documented split), simulated"]
     if opt is Optimizer.ADAM_MINI:
         return ["adam-mini: adam_mini 1.1.1's reduced second moments by parameter name (Llama-style names), modelled "
                 "from source and checked on a real CPU step, not simulated (its step reads tensor values)"]

@@ -25,10 +25,11 @@ def _real_state_bytes(built) -> int:
     dict(optimizer=Optimizer.SCHEDULE_FREE_ADAMW),
     dict(optimizer=Optimizer.ADAM_MINI),
     dict(optimizer=Optimizer.ADAM_MINI, precision=Precision.BF16_TRUE),
-], ids=["galore-fp32", "galore-bf16", "galore-targets", "schedule-free", "adam-mini", "adam-mini-bf16"])
+    dict(optimizer=Optimizer.MUON),
+], ids=["galore-fp32", "galore-bf16", "galore-targets", "schedule-free", "adam-mini", "adam-mini-bf16", "muon"])
 def test_state_bytes_equal_the_real_optimizer_after_one_step(tiny, kw):
-    pytest.importorskip({Optimizer.GALORE_ADAMW: "galore_torch", Optimizer.ADAM_MINI: "adam_mini"}.get(
-        kw["optimizer"], "schedulefree"))
+    pytest.importorskip({Optimizer.GALORE_ADAMW: "galore_torch", Optimizer.ADAM_MINI: "adam_mini",
+                         Optimizer.MUON: "torch"}.get(kw["optimizer"], "schedulefree"))
     setup = TrainingSetup(batch_size=1, seq_len=16, attention=Attention.EAGER, **kw)
     built = build(tiny, setup, torch.device("cpu"))
     run_steps(built, setup, StorageTracker(), steps=1)

@@ -9,8 +9,8 @@ from gpuplan.planner.io import hf_vocabulary as V
 
 # in the table for --from-config, but no member of transformers 5's OptimizerNames (see the table)
 NOT_IN_OPTIMIZER_NAMES = {"adamw_hf", "bnb_8bit", "paged_adamw"}
-# gpuplan choices no TrainingArguments.optim builds (Adam-mini: LLaMA-Factory's use_adam_mini)
-NO_HF_NAME = {Optimizer.ADAM_MINI}
+# gpuplan choices no TrainingArguments.optim builds (Adam-mini: LLaMA-Factory's use_adam_mini; Muon: torch's)
+NO_HF_NAME = {Optimizer.ADAM_MINI, Optimizer.MUON}
 
 
 @pytest.mark.parametrize("table, reverse, enum", [

@@ -83,3 +83,16 @@ def test_galore_svd_is_amortized_over_update_proj_gap():
 def test_each_new_optimizer_estimates_and_refuses_lora_where_planned_for_full(opt):
     model = resolve_model(QWEN)
     assert estimate(model, TrainingSetup(optimizer=opt)).peak_allocated_bytes > 0
+
+
+def test_muon_keeps_one_momentum_buffer_per_matrix_and_adamw_states_for_the_rest():
+    from gpuplan.planner.specs.params import param_counts
+    model = resolve_model(QWEN)
+    mats = sum(r * c * n for r, c, n in O.muon_matrices(model))
+    rest = param_counts(model).total - mats
+    assert 0 < rest < mats // 100          # norms and biases
+    st = _states(QWEN, optimizer=Optimizer.MUON, precision=Precision.BF16_TRUE)
+    assert st.optimizer_state == mats * 2 + 2 * rest * 2
+    # the Newton-Schulz step of the largest matrix: update, two bf16 iterates, two (s, s) bf16 grams
+    v, h = model.vocab, model.hidden
+    assert st.optimizer_step_temporaries >= v * h * 2 + 2 * v * h * 2 + 2 * h * h * 2
