@@ -79,6 +79,14 @@ def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Mod
         extra = {"rank": setup.optim.rank, "update_proj_gap": setup.optim.update_proj_gap, "scale": 0.25,
                  "proj_type": "std"}
         return GaLoreAdamW(_low_rank_groups(params, lm, setup, extra), **_ADAM)
+    if kind is Optimizer.APOLLO_ADAMW:
+        from apollo_torch import APOLLOAdamW
+
+        # _get_apollo_optimizer: rank, proj "random", scale_type "channel", update_proj_gap, scale 1.0,
+        # proj_type "std" on the target group
+        extra = {"rank": setup.optim.rank, "proj": "random", "scale_type": "channel",
+                 "update_proj_gap": setup.optim.update_proj_gap, "scale": 1.0, "proj_type": "std"}
+        return APOLLOAdamW(_low_rank_groups(params, lm, setup, extra), **_ADAM)
     if kind in (Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT):
         from torchao.optim import AdamW4bit, AdamW8bit
 

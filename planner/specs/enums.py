@@ -91,6 +91,7 @@ class Optimizer(Choice):
     TORCHAO_ADAMW_4BIT = "torchao-adamw-4bit"    # torchao.optim.AdamW4bit (HF "adamw_torch_4bit")
     SCHEDULE_FREE_ADAMW = "schedule-free-adamw"  # schedulefree.AdamWScheduleFree (HF "schedule_free_adamw")
     ADAM_MINI = "adam-mini"                      # adam_mini.Adam_mini (LLaMA-Factory use_adam_mini; no HF name)
+    APOLLO_ADAMW = "apollo-adamw"                # apollo_torch.APOLLOAdamW (HF optim="apollo_adamw")
     MUON = "muon"                                # torch.optim.Muon on 2-D parameters + AdamW on the rest
 
     @property

@@ -110,8 +110,9 @@ def parse_optim_args(text: str) -> dict[str, int]:
         elif key == "proj_type" and value != "std":
             raise PlannerError(f"optim_args: proj_type={value} changes which side GaLore projects (and 'full' keeps "
                                "two projectors); gpuplan models proj_type=std (the default)")
-        elif key == "proj" and value not in ("random", "svd"):
-            raise PlannerError(f"optim_args: proj={value} is not an APOLLO projection (random or svd)")
+        elif key == "proj" and value != "random":
+            raise PlannerError(f"optim_args: proj={value} changes APOLLO's projector (svd keeps GaLore's); gpuplan "
+                               "models proj=random (HF's default)")
         elif key not in NO_EFFECT_OPTIM_ARGS + ("proj_type", "proj"):
             raise PlannerError(f"optim_args: {key} is unknown to gpuplan (it reads rank, update_proj_gap, block_size; "
                                f"{', '.join(NO_EFFECT_OPTIM_ARGS)} have no effect on memory)")

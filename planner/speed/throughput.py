@@ -31,7 +31,7 @@ from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
-from ..specs.enums import DType, Method, Precision
+from ..specs.enums import DType, Method, Optimizer, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
@@ -199,7 +199,7 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
     bw = gpu.memory_bandwidth
     gemm = a * M * fl.linear / split / peak
-    if setup.optimizer.low_rank and not setup.peft:   # GaLore's SVDs (fp32), amortized over update_proj_gap
+    if setup.optimizer is Optimizer.GALORE_ADAMW and not setup.peft:   # GaLore's SVDs (fp32), amortized per step
         o = setup.optim
         gemm += optimizers.galore_svd_flops_per_step(model, o.rank, o.update_proj_gap, o.targets) / split / \
             gpu.peak_flops("fp32")

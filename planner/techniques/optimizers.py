@@ -133,6 +133,26 @@ def galore_tensor(rows: int, cols: int, rank: int, p: int) -> tuple[int, int]:
     return state, temp
 
 
+def apollo_tensor(rows: int, cols: int, rank: int, p: int) -> tuple[int, int]:
+    """(state, step temporaries) of one projected (rows, cols) weight under apollo_torch 1.0.3
+    APOLLOAdamW with HF's defaults (proj "random", proj_type "std", scale_type "channel")
+    [apollo_torch/apollo.py AdamW.step, random_projector.py GradientProjector]: the projector is
+    `stable_randn((rank, cols))` (rows >= cols) or `((rows, rank))`, generated in fp32 and copied to
+    a 16-bit weight's dtype; the rank is not clamped to the matrix. exp_avg, exp_avg_sq of the
+    low-rank gradient; `scaled_grad`, the norm of the last scaled update (0-dim). The step: the
+    low-rank gradient, denom, norm_grad, `scaled_grad = p.grad * factor` and its `/ limiter` copy."""
+    proj = (rank * cols if rows >= cols else rows * rank) * p
+    low = rows * rank if rows >= cols else rank * cols
+    return proj + 2 * low * p + p, 3 * low * p + 2 * rows * cols * p
+
+
+def apollo_update_temporaries(rows: int, cols: int, rank: int, p: int) -> int:
+    """A projector update (every update_proj_gap steps): `matrix = data.float()` for 16-bit
+    weights, the new fp32 projector and its 16-bit copy, while the old one is still held."""
+    proj = rank * cols if rows >= cols else rows * rank
+    return (rows * cols * 4 + proj * 4 + 2 * proj * p) if p != 4 else 2 * proj * 4
+
+
 def galore_svd_temporaries(rows: int, cols: int, rank: int, p: int) -> int:
     """The projector update every update_proj_gap steps (and at step 0): torch.linalg.svd of the
     gradient (an fp32 copy first for 16-bit weights), U (rows, k), S (k), Vh (k, cols), the right
@@ -213,14 +233,16 @@ def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dty
         # single_param_adam runs under torch.compile, one tensor at a time: Inductor fuses the
         # dequantize-update-requantize chain; its intermediates are not modelled (not simulated)
         return state, 0, 0
-    if opt is Optimizer.GALORE_ADAMW:
-        projected = galore_targets(model, targets)
+    if opt in (Optimizer.GALORE_ADAMW, Optimizer.APOLLO_ADAMW):
+        projected = galore_targets(model, targets)   # _setup_low_rank_optimizer picks both the same way
         state = temp = 0
         proj_numel = 0
+        apollo = opt is Optimizer.APOLLO_ADAMW
         for rows, cols, count in projected:
-            s, t = galore_tensor(rows, cols, rank, p)
+            s, t = (apollo_tensor if apollo else galore_tensor)(rows, cols, rank, p)
             state += s * count
-            temp = max(temp, t, galore_svd_temporaries(rows, cols, rank, p))
+            update = (apollo_update_temporaries if apollo else galore_svd_temporaries)(rows, cols, rank, p)
+            temp = max(temp, t, update)
             proj_numel += rows * cols * count
         # the rest: plain Adam states, one tensor at a time: denom and norm_grad of each
         # (galore_torch/adamw.py: `denom = exp_avg_sq.sqrt()`, `norm_grad = exp_avg / denom`)
@@ -326,7 +348,7 @@ def galore_svd_flops_per_step(model, rank: int, gap: int, targets: tuple[str, ..
     return sum(svd_flops(r, c) * n for r, c, n in galore_targets(model, targets)) / gap
 
 
-EXTRA = frozenset({Optimizer.MUON, Optimizer.ADAM_MINI, Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
+EXTRA = frozenset({Optimizer.APOLLO_ADAMW, Optimizer.MUON, Optimizer.ADAM_MINI, Optimizer.GALORE_ADAMW, Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT,
                    Optimizer.SCHEDULE_FREE_ADAMW})
 
 
@@ -335,6 +357,9 @@ def notes(opt: Optimizer) -> list[str]:
     if opt.torchao:
         return [f"{opt.value}: torchao's block-quantized states modelled from source (torchao 0.18 optim/), not "
                 "simulated (its step runs under torch.compile); the compiled step's intermediates are not counted"]
+    if opt is Optimizer.APOLLO_ADAMW:
+        return ["apollo-adamw: apollo_torch 1.0.3's random projectors and low-rank states modelled from source and "
+                "checked on a real CPU step, not simulated (its projector seeds are read from tensors)"]
     if opt.low_rank:
         return [f"{opt.value}: galore_torch 1.0's projectors and low-rank states, simulated; the projector update "
                 "(an SVD every update_proj_gap steps) is in the step's temporaries, cuSOLVER's workspace is not"]

@@ -26,10 +26,13 @@ def _real_state_bytes(built) -> int:
     dict(optimizer=Optimizer.ADAM_MINI),
     dict(optimizer=Optimizer.ADAM_MINI, precision=Precision.BF16_TRUE),
     dict(optimizer=Optimizer.MUON),
-], ids=["galore-fp32", "galore-bf16", "galore-targets", "schedule-free", "adam-mini", "adam-mini-bf16", "muon"])
+    dict(optimizer=Optimizer.APOLLO_ADAMW, optim=OptimSpec(rank=8)),
+    dict(optimizer=Optimizer.APOLLO_ADAMW, optim=OptimSpec(rank=8), precision=Precision.BF16_TRUE),
+], ids=["galore-fp32", "galore-bf16", "galore-targets", "schedule-free", "adam-mini", "adam-mini-bf16", "muon", "apollo-fp32",
+                            "apollo-bf16"])
 def test_state_bytes_equal_the_real_optimizer_after_one_step(tiny, kw):
     pytest.importorskip({Optimizer.GALORE_ADAMW: "galore_torch", Optimizer.ADAM_MINI: "adam_mini",
-                         Optimizer.MUON: "torch"}.get(kw["optimizer"], "schedulefree"))
+                         Optimizer.MUON: "torch", Optimizer.APOLLO_ADAMW: "apollo_torch"}.get(kw["optimizer"], "schedulefree"))
     setup = TrainingSetup(batch_size=1, seq_len=16, attention=Attention.EAGER, **kw)
     built = build(tiny, setup, torch.device("cpu"))
     run_steps(built, setup, StorageTracker(), steps=1)

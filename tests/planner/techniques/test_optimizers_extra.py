@@ -96,3 +96,11 @@ def test_muon_keeps_one_momentum_buffer_per_matrix_and_adamw_states_for_the_rest
     # the Newton-Schulz step of the largest matrix: update, two bf16 iterates, two (s, s) bf16 grams
     v, h = model.vocab, model.hidden
     assert st.optimizer_step_temporaries >= v * h * 2 + 2 * v * h * 2 + 2 * h * h * 2
+
+
+def test_apollo_random_projector_is_not_clamped_and_keeps_the_weight_dtype():
+    assert O.apollo_tensor(4864, 896, 128, 2)[0] == 128 * 896 * 2 + 2 * 4864 * 128 * 2 + 2
+    assert O.apollo_tensor(128, 896, 256, 4)[0] == 128 * 256 * 4 + 2 * 256 * 896 * 4 + 4   # left, rank 256 > 128
+    galore = _states(QWEN, optimizer=Optimizer.GALORE_ADAMW).optimizer_state
+    apollo = _states(QWEN, optimizer=Optimizer.APOLLO_ADAMW).optimizer_state
+    assert apollo < galore   # fp32: no whole SVD factor held
