@@ -4,13 +4,10 @@ the setup-level checks of the optimizer and of the optimizer step inside backwar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .enums import Optimizer
 from .errors import PlannerError
-
-if TYPE_CHECKING:
-    from .setup import TrainingSetup
 
 
 
@@ -48,8 +45,8 @@ class OptimSpec:
 _DEFAULT = OptimSpec()
 
 
-def validate_optimizer(setup: "TrainingSetup") -> None:
-    """The optimizer's knobs, and what the optimizer step inside backward cannot do."""
+def validate_optimizer(setup: Any) -> None:
+    """The optimizer's knobs of a TrainingSetup, and what the optimizer step inside backward cannot do."""
     if setup.optim != _DEFAULT:
         setup.optim.validate(setup.optimizer)
     if setup.peft and setup.optimizer.full_only:
@@ -73,7 +70,7 @@ def validate_optimizer(setup: "TrainingSetup") -> None:
                            "DDP); drop the multi-GPU flags or the flag")
 
 
-def optim_dict(setup: "TrainingSetup", d: dict[str, Any]) -> None:
+def optim_dict(setup: Any, d: dict[str, Any]) -> None:
     """Leaves the optimizer's extra fields in a setup's dict only where they are not the defaults."""
     if not setup.optimizer_in_backward:
         d.pop("optimizer_in_backward")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..specs.enums import DType, Optimizer
+from ..specs.params import param_counts
 
 # 8-bit optimizers keep blockwise-quantized states (blocks of 256, fp32 absmax) for tensors with
 # at least 4096 elements; smaller tensors keep 32-bit states
@@ -187,8 +188,6 @@ def tensor_inventory(model) -> list[tuple[int, int]]:
     the model: embeddings, an untied lm_head, each layer's linear weights (fused experts as one 3-D
     tensor) and biases, norms; what is left of the parameter count (q/k norms, routers) as
     one-element entries, so the counts sum to the model's parameters."""
-    from ..specs.params import param_counts
-
     out = [(model.vocab * model.hidden, 1)]
     if model.learned_positions:
         out.append((model.learned_positions * model.hidden, 1))
@@ -288,7 +287,6 @@ def adam_mini_tensors(model) -> list[tuple[int, int, int]]:
         out.append((numel, v, model.dense_layers))
         if lin.bias:
             out.append((lin.out_features, lin.out_features, model.dense_layers))
-    from ..specs.params import param_counts
     pc = param_counts(model)
     out.append((model.hidden, 1, pc.norms // model.hidden))
     return out
