@@ -110,7 +110,7 @@ def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Op
     optimizer_in_backward, one per parameter stepped by its post-accumulate-grad hook."""
     params = [p for p in lm.parameters() if p.requires_grad]
     if setup.optimizer_in_backward:
-        from .in_backward import InBackward
+        from .in_backward import InBackward   # lazy: only the step inside backward needs it
 
         return InBackward(params, lambda one: _optimizer(one, setup, lm))
     return _optimizer(params, setup, lm)

@@ -20,7 +20,7 @@ def low_rank_targets(lm: nn.Module, setup: TrainingSetup) -> set[str]:
     """Parameter names transformers' _setup_low_rank_optimizer targets: the weights of nn.Linear
     modules matching optim_target_modules (check_target_module_exists), or every nn.Linear for
     "all-linear". gpuplan's default (no targets given) is the GaLore README's attn/mlp regexes."""
-    from transformers.trainer_utils import check_target_module_exists
+    from transformers.trainer_utils import check_target_module_exists   # lazy: each library is loaded for its optimizer only
 
     targets = setup.optim.targets
     all_linear = targets == ("all-linear",)
@@ -73,14 +73,14 @@ class Combined:
 def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Module) -> torch.optim.Optimizer:
     kind = setup.optimizer
     if kind is Optimizer.GALORE_ADAMW:
-        from galore_torch import GaLoreAdamW
+        from galore_torch import GaLoreAdamW   # lazy: each library is loaded for its optimizer only
 
         # _get_galore_optimizer: rank, update_proj_gap, scale (0.25), proj_type ("std") on the target group
         extra = {"rank": setup.optim.rank, "update_proj_gap": setup.optim.update_proj_gap, "scale": 0.25,
                  "proj_type": "std"}
         return GaLoreAdamW(_low_rank_groups(params, lm, setup, extra), **_ADAM)
     if kind is Optimizer.APOLLO_ADAMW:
-        from apollo_torch import APOLLOAdamW
+        from apollo_torch import APOLLOAdamW   # lazy: each library is loaded for its optimizer only
 
         # _get_apollo_optimizer: rank, proj "random", scale_type "channel", update_proj_gap, scale 1.0,
         # proj_type "std" on the target group
@@ -88,13 +88,13 @@ def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Mod
                  "update_proj_gap": setup.optim.update_proj_gap, "scale": 1.0, "proj_type": "std"}
         return APOLLOAdamW(_low_rank_groups(params, lm, setup, extra), **_ADAM)
     if kind in (Optimizer.TORCHAO_ADAMW_8BIT, Optimizer.TORCHAO_ADAMW_4BIT):
-        from torchao.optim import AdamW4bit, AdamW8bit
+        from torchao.optim import AdamW4bit, AdamW8bit   # lazy: each library is loaded for its optimizer only
 
         cls = AdamW8bit if kind is Optimizer.TORCHAO_ADAMW_8BIT else AdamW4bit
         # _get_torchao_optimizer: block_size (256), bf16_stochastic_round False, adam kwargs
         return cls(params, block_size=setup.optim.block_size, bf16_stochastic_round=False, **_ADAM)
     if kind is Optimizer.SCHEDULE_FREE_ADAMW:
-        from schedulefree import AdamWScheduleFree
+        from schedulefree import AdamWScheduleFree   # lazy: each library is loaded for its optimizer only
 
         # _get_schedule_free_optimizer: adam kwargs, weight_decay, warmup_steps, weight_lr_power 2, r 0
         opt = AdamWScheduleFree(params, lr=_ADAM["lr"], betas=_ADAM["betas"], eps=_ADAM["eps"], weight_decay=0.0,
@@ -112,7 +112,7 @@ def extra_optimizer(params: list[nn.Parameter], setup: TrainingSetup, lm: nn.Mod
             parts.append(torch.optim.AdamW(rest, lr=3e-4, weight_decay=0.01))
         return Combined(parts)
     if kind is Optimizer.ADAM_MINI:
-        from adam_mini import Adam_mini
+        from adam_mini import Adam_mini   # lazy: each library is loaded for its optimizer only
 
         # as LLaMA-Factory builds it (train/trainer_utils.py _create_adam_mini_optimizer): the model's
         # named parameters and its hidden size and head counts
