@@ -10,6 +10,7 @@ from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objecti
                                         Precision, QuantType)
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.optim import optim_from_options
 from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
@@ -38,6 +39,18 @@ SETUP_OPTIONS = [
                  help="dora = lora with --use-dora, qdora = qlora with --use-dora."),
     click.option("--precision", type=_choice(Precision), default=_D.precision.value, show_default=True),
     click.option("--optimizer", type=_choice(Optimizer), default=_D.optimizer.value, show_default=True),
+    click.option("--optimizer-in-backward", is_flag=True, default=False,
+                 help="The optimizer step inside backward (torchtune optimizer_in_bwd, HF galore_*_layerwise): "
+                      "each parameter steps in its post-accumulate-grad hook; no full gradient set is live."),
+    click.option("--galore-rank", type=int, default=None, help="GaLore/APOLLO projection rank [HF: 128]."),
+    click.option("--galore-update-proj-gap", type=int, default=None,
+                 help="GaLore/APOLLO steps between projector updates (SVD) [HF: 200]."),
+    click.option("--optim-target-modules", default=None,
+                 help="GaLore/APOLLO: comma list of linear names, or all-linear (lm_head too) [every decoder linear]."),
+    click.option("--optim-block-size", type=int, default=None, help="torchao low-bit AdamW block size [HF: 256]."),
+    click.option("--optim-args", default=None,
+                 help="HF's optim_args string, e.g. rank=64,update_proj_gap=100 (rank, update_proj_gap, block_size "
+                      "are read; the rest do not change memory)."),
     click.option("--batch-size", "-b", type=int, default=_D.batch_size, show_default=True, help="Micro-batch per GPU."),
     click.option("--seq-len", "-s", type=int, default=_D.seq_len, show_default=True),
     click.option("--grad-accum", type=int, default=_D.grad_accum, show_default=True),
@@ -225,6 +238,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
+        optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)

@@ -134,8 +134,17 @@ def _apply_lora(lm: torch.nn.Module, model: ModelSpec, setup: TrainingSetup) -> 
 
 
 def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Optimizer:
-    """The optimizer HF Trainer builds for `optim=...`, over the trainable parameters."""
+    """The optimizer HF Trainer builds for `optim=...`, over the trainable parameters; with
+    optimizer_in_backward, one per parameter stepped by its post-accumulate-grad hook."""
     params = [p for p in lm.parameters() if p.requires_grad]
+    if setup.optimizer_in_backward:
+        from .in_backward import InBackward   # lazy: only the step inside backward needs it
+
+        return InBackward(params, lambda one: _optimizer(one, setup, lm))
+    return _optimizer(params, setup, lm)
+
+
+def _optimizer(params: list[torch.nn.Parameter], setup: TrainingSetup, lm: torch.nn.Module) -> torch.optim.Optimizer:
     kind = setup.optimizer
     if kind is Optimizer.ADAMW:
         return torch.optim.AdamW(params, lr=1e-5, foreach=True)
@@ -145,6 +154,10 @@ def build_optimizer(lm: torch.nn.Module, setup: TrainingSetup) -> torch.optim.Op
         return torch.optim.SGD(params, lr=1e-5, momentum=0.9, foreach=True)
     if kind is Optimizer.ADAFACTOR:
         return Adafactor(params, lr=1e-5, scale_parameter=False, relative_step=False)
+    if kind.low_rank or kind.torchao or kind in (Optimizer.SCHEDULE_FREE_ADAMW, Optimizer.ADAM_MINI, Optimizer.MUON):
+        from .optimizers import extra_optimizer   # lazy: each library is loaded for its optimizers only
+
+        return extra_optimizer(params, setup, lm)
     from .kernels.bnb_optim import bnb_optimizer   # lazy: bitsandbytes is loaded for its optimizers only
 
     return bnb_optimizer(params, kind, model=lm)

@@ -226,6 +226,30 @@ MASKS_MATRIX: tuple[Case, ...] = (
     Case("gemma", "gemma-3-1b", {"method": "lora", **PADDED, **NO_CKPT}, seq_len=1024),
 )
 
+# The optimizers beyond HF's AdamW family and the optimizer step inside backward
+# (docs/readme/optimizers.md). torchao's low-bit AdamW is left out: its step runs under torch.compile,
+# which FakeTensorMode cannot trace (modelled from source, its state checked on a real CPU step).
+# update_proj_gap 1: every step updates GaLore's projectors, so the simulated last step has the SVD.
+GALORE_EVERY_STEP = {"optimizer": "galore-adamw", "optim": {"update_proj_gap": 1}}
+OPTIM_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {"optimizer_in_backward": True}),
+    Case("llama", "llama-3.2-1b", {"optimizer_in_backward": True, **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"optimizer_in_backward": True, "optimizer": "adamw", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "tinyllama-1.1b", {"optimizer_in_backward": True, "optimizer": "adamw", **NO_CKPT}),
+    Case("qwen", "qwen-2.5-0.5b", {"optimizer_in_backward": True, "optimizer": "adamw-8bit", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"optimizer": "galore-adamw"}),
+    Case("llama", "llama-3.2-1b", GALORE_EVERY_STEP),
+    Case("llama", "llama-3.2-1b", {**GALORE_EVERY_STEP, "precision": "bf16-true", "optim": {"update_proj_gap": 1, "rank": 64}}),
+    Case("llama", "llama-3.2-1b", {"optimizer": "galore-adamw", "optimizer_in_backward": True, **NO_CKPT}),
+    Case("qwen", "qwen-2.5-0.5b", {**GALORE_EVERY_STEP, "optim": {"update_proj_gap": 1, "targets": ["q_proj", "v_proj"]}}),
+    Case("llama", "tinyllama-1.1b", {"optimizer": "galore-adamw", "optim": {"targets": ["all-linear"]}}),
+    Case("qwen", "qwen-2.5-0.5b", {"optimizer": "schedule-free-adamw"}),
+    Case("llama", "llama-3.2-1b", {"optimizer": "schedule-free-adamw", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "llama-3.2-1b", {"optimizer": "muon"}),
+    Case("qwen", "qwen-2.5-0.5b", {"optimizer": "muon", "precision": "bf16-true", **NO_CKPT}),
+    Case("llama", "tinyllama-1.1b", {"optimizer": "muon", "optimizer_in_backward": True, **NO_CKPT}),
+)
+
 # Every matrix by name: `benchmarks/accuracy.py --matrix NAME` runs one and `--record` writes it to
 # data/measurements/accuracy_simulate.json ("core") or accuracy_simulate_NAME.json (the others), each
 # checked against the estimate by tests/planner/memory/test_recorded_accuracy.py. A technique's rows
@@ -287,6 +311,7 @@ MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 MATRICES["ckpt"] = CKPT_MATRIX
 MATRICES["masks"] = MASKS_MATRIX
+MATRICES["optim"] = OPTIM_MATRIX
 
 
 @dataclass

@@ -50,6 +50,9 @@ def _host_step_counters(opt: torch.optim.Optimizer) -> bool:
 
 
 def _host_steps(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    inner = getattr(opt, "optimizers", None)   # the optimizer step inside backward: one per parameter
+    if inner is not None:
+        return [t for o in inner.values() for t in _host_steps(o)]
     if not _host_step_counters(opt):
         return []
     return [s["step"] for s in opt.state.values() if isinstance(s.get("step"), torch.Tensor)]
@@ -83,6 +86,8 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
         tracker.mark(Phase.FORWARD, Component.LOGITS)
 
     handles.append(head.register_forward_hook(logits_start))
+    if setup.optimizer_in_backward:   # after the tracker's hooks: each gradient is counted, then stepped and freed
+        handles += built.optimizer.register(trainable)
     try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
         with packed_sequences(setup.packing is not Packing.NONE):
             _steps(built, setup, tracker, steps)

@@ -17,6 +17,7 @@ from gpuplan.app.options import SETUP_OPTIONS, setup_from_options
 from gpuplan.planner.io.catalog import model_names, resolve_model
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
+from gpuplan.planner.specs.optim import OptimSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, LoraSpec, QuantSpec, TrainingSetup
 
 from .state import Param, Params
@@ -29,12 +30,15 @@ DEFAULT_CHOICE = "default"   # a Choice option whose CLI default is None: leave 
 UNSET_DEFAULTS: dict[str, Any] = {
     "lora_r": LoraSpec.r, "lora_alpha": float(LoraSpec.alpha), "lora_dropout": float(LoraSpec.dropout),
     "quant_type": QuantSpec.quant_type.value, "double_quant": QuantSpec.double_quant,
+    "galore_rank": OptimSpec.rank, "galore_update_proj_gap": OptimSpec.update_proj_gap,
+    "optim_block_size": OptimSpec.block_size,
 }
 # Upper bounds of the number widgets: beyond them TrainingSetup.validate() refuses, or no GPU holds it.
 BOUNDS: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096), "seq_len": (1, 4 * 1024 * 1024), "grad_accum": (1, 4096), "lora_r": (1, 4096),
     "lora_alpha": (0.01, 1e6), "lora_dropout": (0.0, 0.99),
     "gpus_per_node": (1, 64), "nodes": (1, 1024), "tp": (1, 64), "pp": (1, 256),
+    "galore_rank": (1, 65536), "galore_update_proj_gap": (1, 10**9), "optim_block_size": (1, 2**20),
 }
 LORA_GROUP = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")
 QLORA_GROUP = ("quant_type", "double_quant")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
-from .common import Options, fsdp_words, optimizer, read_deepspeed, read_fsdp, targets
+from .common import Options, fsdp_words, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
 SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
@@ -202,7 +202,8 @@ TABLE: dict[str, KeyRule] = {
     "ddp_find_unused_parameters": modelled("a graph walk after forward: no extra memory"),
     "ddp": modelled("DDP across the GPUs of the launcher (--gpus)"),
     "world_size": modelled("--gpus (the launcher's world size)"),
-    "optim_target_modules": refused("GaLore / APOLLO projections of chosen modules"),
+    "optim_target_modules": modelled("GaLore: --optim-target-modules (names or regexes, or all-linear)"),
+    "optim_args": modelled("--optim-args: rank, update_proj_gap, block_size read; proj_type other than std refused"),
     "trl": refused("TRL settings of preference / RL training (rl:)"),
     "vllm": refused("a vLLM engine beside the training model"),
     "gemma4_hybrid_attn_impl": refused("Gemma-4 hybrid attention kernels"),
@@ -253,7 +254,7 @@ TABLE: dict[str, KeyRule] = {
         "is_qwen_derived_model", "lora_model_dir", "lora_fan_in_fan_out", "peft_init_lora_weights",
         "peft_ensure_weight_tying", "qlora_sharded_model_loading", "reinit_weights", "strict"]),
     **no_effect("optimizer hyperparameters and learning-rate schedule (scalars)", [
-        "learning_rate", "embedding_lr", "embedding_lr_scale", "weight_decay", "optim_args", "lr_scheduler",
+        "learning_rate", "embedding_lr", "embedding_lr_scale", "weight_decay", "lr_scheduler",
         "lr_scheduler_kwargs", "lr_quadratic_warmup", "cosine_min_lr_ratio", "cosine_constant_lr_ratio",
         "lr_div_factor", "lr_groups", "adam_epsilon", "adam_epsilon2", "adam_beta1", "adam_beta2", "adam_beta3",
         "max_grad_norm", "warmup_steps", "warmup_ratio", "loraplus_lr_ratio", "loraplus_lr_embedding",
@@ -422,7 +423,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
                    "these kwargs to gradient_checkpointing_enable for adapters [loaders/model.py]",
                    "drop every_n_layers / offload")
     if get("optimizer"):
-        o.use("optimizer", "optimizer", optimizer(d["optimizer"], "optimizer", path))
+        read_optim(d, "optimizer", path, o)
     attn = get("attn_implementation")
     if attn:
         if attn in _ATTN:

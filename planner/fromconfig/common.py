@@ -27,6 +27,24 @@ def optimizer(value: Any, key: str, path: str) -> str:
     return mapped(HF_OPTIM, str(value).lower(), key, path)
 
 
+def read_optim(d: dict[str, Any], key: str, path: str, o: "Options") -> None:
+    """An HF `optim` name (a `*_layerwise` one: that optimizer stepped inside backward), with
+    `optim_args` and `optim_target_modules` beside it (parsed as TrainingArguments does)."""
+    from ..specs.optim import parse_optim_args
+
+    name = str(d[key]).lower()
+    layerwise = hf_vocabulary.HF_LAYERWISE.get(name)
+    o.use(key, "optimizer", optimizer(layerwise or name, key, path))
+    if layerwise:
+        o.use(key, "optimizer_in_backward", True)
+    if d.get("optim_args"):
+        parse_optim_args(str(d["optim_args"]))   # refuses what changes memory and is not modelled
+        o.use("optim_args", "optim_args", str(d["optim_args"]))
+    if d.get("optim_target_modules"):
+        t = d["optim_target_modules"]
+        o.use("optim_target_modules", "optim_target_modules", ",".join(t) if isinstance(t, list) else str(t))
+
+
 def precision(bf16: Any, fp16: Any, mixed: bool = True) -> str | None:
     if bf16:
         return "bf16-mixed" if mixed else "bf16-true"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
-from .common import Options, fsdp_words, optimizer, precision, read_deepspeed, read_fsdp, targets
+from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
 SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
@@ -127,7 +127,8 @@ TABLE: dict[str, KeyRule] = {
     "router_aux_loss_coef": modelled("MoE router loss weight (a scalar)"),
     "assistant_only_loss": modelled("loss masked to assistant tokens: the same logits and loss bytes"),
     "completion_only_loss": modelled("loss masked to completion tokens: the same logits and loss bytes"),
-    "optim_target_modules": refused("GaLore / APOLLO projections of chosen modules"),
+    "optim_target_modules": modelled("GaLore: --optim-target-modules (names or regexes, or all-linear)"),
+    "optim_args": modelled("--optim-args: rank, update_proj_gap, block_size read; proj_type other than std refused"),
     "average_tokens_across_devices": modelled("loss normalization (a scalar all-reduce)"),
     "half_precision_backend": refused("apex AMP", lambda v: v == "apex"),
     "fp16_backend": refused("apex AMP", lambda v: v == "apex"),
@@ -149,7 +150,7 @@ TABLE: dict[str, KeyRule] = {
     **no_effect("model source and loading switches", [
         "model_revision", "trust_remote_code", "tokenizer_name_or_path", "hub_token", "use_auth_token"]),
     **no_effect("optimizer hyperparameters and learning-rate schedule (scalars)", [
-        "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "optim_args",
+        "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
         "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "num_train_epochs",
         "max_steps", "seed", "full_determinism", "ignore_data_skip"]),
     **no_effect("logging, tracking and reporting", [
@@ -252,7 +253,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         else:   # off: worded as before it was modelled
             rep.set("activation_offloading", f"{show(d['activation_offloading'])}: as gpuplan plans")
     if get("optim"):
-        o.use("optim", "optimizer", optimizer(d["optim"], "optim", path))
+        read_optim(d, "optim", path, o)
     if on(get("use_liger_kernel")):
         liger.hf(get("liger_kernel_config"), o)
     if on(get("use_cache")):

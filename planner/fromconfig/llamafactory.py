@@ -84,10 +84,12 @@ _OWN: dict[str, KeyRule] = {
     "pissa_convert": refused("PiSSA conversion"),
     "create_new_adapter": refused("a second adapter on top of a loaded one"),
     "adapter_name_or_path": refused("a loaded adapter's rank and targets come from its own folder"),
-    "use_galore": refused("GaLore projects the gradients and keeps projected optimizer states"),
+    "use_galore": modelled("--optimizer galore-adamw (with optim adamw_torch or unset; LlamaFactory "
+                           "train/trainer_utils.py _create_galore_optimizer); --galore-rank (default 16)"),
     "use_apollo": refused("APOLLO keeps projected optimizer states"),
     "use_badam": refused("BAdam trains one block at a time"),
-    "use_adam_mini": refused("Adam-mini keeps fewer second moments"),
+    "use_adam_mini": modelled("--optimizer adam-mini (adam_mini.Adam_mini with the model's hidden size and head "
+                              "counts: LlamaFactory train/trainer_utils.py _create_adam_mini_optimizer)"),
     "use_muon": refused("the Muon optimizer"),
     "use_llama_pro": refused("LLaMA Pro expands and trains added blocks"),
     "mixture_of_depths": refused("mixture-of-depths routing"),
@@ -133,9 +135,17 @@ _OWN: dict[str, KeyRule] = {
                                                "ppo_whiten_rewards", "pref_bco_weight", "ref_model_adapters",
                                                "reward_model_adapters", "reward_model_type"]),
     **no_effect("the inference backend of chat/predict runs", ["infer_backend"]),
+    # LlamaFactory hparams/finetuning_args.py GaloreArguments (defaults: all, 16, 200, 2.0, std, false)
+    "galore_target": modelled("all: every decoder-layer linear (find_all_linear_modules leaves lm_head out); "
+                              "names: --optim-target-modules"),
+    "galore_rank": modelled("--galore-rank [LlamaFactory default 16]"),
+    "galore_update_interval": modelled("--galore-update-proj-gap"),
+    "galore_layerwise": modelled("true: --optimizer-in-backward (a per-parameter optimizer and hook)"),
+    "galore_proj_type": refused("a GaLore projection other than std", lambda v: str(v) != "std",
+                                "use galore_proj_type: std"),
+    **no_effect("GaLore's update scale (a scalar)", ["galore_scale"]),
     **{k: modelled(f"read only with {k.split('_')[0]} on (refused)") for k in (
-        "galore_target", "galore_rank", "galore_update_interval", "galore_scale", "galore_proj_type",
-        "galore_layerwise", "apollo_target", "apollo_rank", "apollo_update_interval", "apollo_scale",
+        "apollo_target", "apollo_rank", "apollo_update_interval", "apollo_scale",
         "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front",
         "badam_mode", "badam_start_block", "badam_switch_mode", "badam_switch_interval", "badam_update_ratio",
         "badam_mask_mode", "badam_verbose", "pissa_iter")},
@@ -167,6 +177,24 @@ TABLE: dict[str, KeyRule] = {**{k: r for k, r in hf.TABLE.items() if k not in hf
 
 _ATTN = {"auto": "sdpa", "sdpa": "sdpa", "fa2": "flash", "disabled": "eager", "eager": "eager"}
 _V1_KEYS = ("peft_config", "dist_config", "kernel_config", "init_config", "model_class", "train_dataset")
+
+
+def _galore(d: dict[str, Any], o: Options, rep: Report, path: str) -> None:
+    """use_galore: LlamaFactory picks GaLoreAdamW for optim adamw_torch (its transformers' default),
+    GaLoreAdamW8bit / GaLoreAdafactor for adamw_bnb_8bit / adafactor (not modelled)."""
+    optim = str(d.get("optim") or "adamw_torch")
+    if optim not in ("adamw_torch", "adamw_torch_fused"):
+        rep.refuse("use_galore", d["use_galore"], f"GaLore with optim {optim}", "use optim: adamw_torch")
+        return
+    o.use("use_galore", "optimizer", "galore-adamw")
+    o.use("galore_rank" if "galore_rank" in d else "use_galore", "galore_rank", int(d.get("galore_rank", 16)))
+    if "galore_update_interval" in d:
+        o.use("galore_update_interval", "galore_update_proj_gap", int(d["galore_update_interval"]))
+    target = str(d.get("galore_target", "all"))
+    if target != "all":
+        o.use("galore_target", "optim_target_modules", target)
+    if on(d.get("galore_layerwise")):
+        o.use("galore_layerwise", "optimizer_in_backward", True)
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
@@ -267,6 +295,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     o.use("disable_gradient_checkpointing" if "disable_gradient_checkpointing" in d else "finetuning_type",
           "grad_ckpt", not on(d.get("disable_gradient_checkpointing")))
     ngpus = hf.trainer_args(d, todo, o, path)
+    if on(get("use_galore")):   # after the Trainer's keys: it replaces what `optim` mapped to
+        _galore(d, o, rep, path)
+    if on(get("use_adam_mini")):
+        o.use("use_adam_mini", "optimizer", "adam-mini")
     model = get("model_name_or_path")
     if model:
         rep.set("model_name_or_path", f"--model {model}")

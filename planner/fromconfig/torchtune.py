@@ -19,7 +19,7 @@ from typing import Any
 
 from . import ConfigSetup
 from .common import Options, mapped
-from .rules import KeyRule, Report, flatten, modelled, no_effect, read_only_with, refused, show
+from .rules import KeyRule, Report, flatten, modelled, no_effect, on, read_only_with, refused, show
 
 VERSION = "0.6.1"
 SEMANTICS = f"torchtune {VERSION} recipe semantics"
@@ -43,7 +43,9 @@ BUILDERS = {
 _OPTIM = {"torch.optim.AdamW": "adamw", "torch.optim.SGD": "sgd",
           "bitsandbytes.optim.PagedAdamW8bit": "paged-adamw-8bit", "bitsandbytes.optim.AdamW8bit": "adamw-8bit",
           "bitsandbytes.optim.PagedAdamW": "paged-adamw", "bitsandbytes.optim.Lion": "lion",
-          "torchao.optim.AdamW8bit": "adamw-8bit"}
+          "torchao.optim.AdamW8bit": "torchao-adamw-8bit", "torchao.optim.AdamW4bit": "torchao-adamw-4bit"}
+# torchao 0.18 optim/adam.py: AdamW8bit(block_size=256), AdamW4bit(block_size=128) when the config sets none
+_TORCHAO_BLOCK = {"torchao-adamw-8bit": 256, "torchao-adamw-4bit": 128}
 # torchtune module names -> HF's; phi3 in HF fuses q/k/v into qkv_proj and gate/up into gate_up_proj
 _LINEARS = {"output_proj": "o_proj", "q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj"}
 _PHI3 = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "output_proj": "o_proj"}
@@ -82,7 +84,10 @@ TABLE: dict[str, KeyRule] = {
     "dataloader.packed": modelled("true: --packing rows"),
     "enable_activation_offloading": modelled("true: --activation-offload torchtune (needs "
                                              "enable_activation_checkpointing, as the recipes require)"),
-    "optimizer_in_bwd": refused("the optimizer step fused into backward frees each gradient as it is made"),
+    "optimizer_in_bwd": modelled("true: --optimizer-in-backward (one optimizer per parameter stepped in its "
+                                 "post-accumulate-grad hook); the recipes refuse it with gradient accumulation or "
+                                 "clip_grad_norm"),
+    "optimizer.block_size": modelled("torchao AdamW8bit/AdamW4bit: --optim-block-size"),
     "compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
     "custom_sharded_layers": refused("extra FSDP units (embeddings, output) sharded apart"),
     "tensor_parallel_plan._component_": refused("tensor parallelism through a torchtune plan (give --tp)"),
@@ -255,6 +260,19 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if value == "adamw" and flat.get("optimizer.fused"):
             value = "adamw-fused"
         o.use("optimizer._component_", "optimizer", value)
+        if value in _TORCHAO_BLOCK:
+            block = flat.get("optimizer.block_size", _TORCHAO_BLOCK[value])
+            if block != 256 or "optimizer.block_size" in flat:
+                o.use("optimizer.block_size" if "optimizer.block_size" in flat else "optimizer._component_",
+                      "optim_block_size", int(block))
+    if on(flat.get("optimizer_in_bwd")):
+        # recipes/full_finetune_single_device.py __init__: "Gradient accumulation is not supported with
+        # optimizer in bwd"; "Gradient clipping is not supported with optimizer in bwd"
+        if flat.get("clip_grad_norm") is not None:
+            rep.refuse("optimizer_in_bwd", flat["optimizer_in_bwd"], "gradient clipping (clip_grad_norm) with the "
+                       "optimizer step in backward, which torchtune's recipes refuse", "set clip_grad_norm: null")
+        else:
+            o.use("optimizer_in_bwd", "optimizer_in_backward", True)
     loss = flat.get("loss._component_")
     if loss in _CHUNKED:
         o.use("loss._component_", "loss", "chunked")

@@ -32,11 +32,21 @@ HF_OPTIM: Mapping[str, Optimizer] = {
     # gpuplan has no paged Lion: counted as Lion, its state as device memory, where the paged
     # state lives in unified memory outside the allocator (an over-estimate of the allocator's figures).
     "paged_lion_32bit": Optimizer.LION,
+    # trainer_optimizer.py _get_galore_optimizer / _get_torchao_optimizer / _get_schedule_free_optimizer
+    "galore_adamw": Optimizer.GALORE_ADAMW,        # galore_torch.GaLoreAdamW on optim_target_modules
+    "apollo_adamw": Optimizer.APOLLO_ADAMW,        # apollo_torch.APOLLOAdamW (_get_apollo_optimizer)
+    "adamw_torch_8bit": Optimizer.TORCHAO_ADAMW_8BIT,   # torchao.optim.AdamW8bit
+    "adamw_torch_4bit": Optimizer.TORCHAO_ADAMW_4BIT,   # torchao.optim.AdamW4bit
+    "schedule_free_adamw": Optimizer.SCHEDULE_FREE_ADAMW,   # schedulefree.AdamWScheduleFree
     # Not in transformers 5.24's OptimizerNames; read by `--from-config` since it was written:
     "adamw_hf": Optimizer.ADAMW,                   # transformers' own AdamW, OptimizerNames.ADAMW_HF in 4.x
     "bnb_8bit": Optimizer.ADAMW_8BIT,
     "paged_adamw": Optimizer.PAGED_ADAMW,
 }
+
+# The `*_layerwise` names: the same optimizer, one per parameter, stepped in a post-accumulate-grad
+# hook (_setup_low_rank_optimizer `is_layerwise`): --optimizer NAME --optimizer-in-backward
+HF_LAYERWISE: Mapping[str, str] = {"galore_adamw_layerwise": "galore_adamw", "apollo_adamw_layerwise": "apollo_adamw"}
 
 # attn_implementation [transformers/modeling_utils.py AttentionInterface._global_mapping, plus
 # "eager", the modeling files' own eager_attention_forward]

@@ -49,7 +49,15 @@ def states(model: ModelSpec, rs: Resolved) -> States:
             layer_bytes = layer_weights * frozen
         weights += trainable * dtype.bytes
     embedding = pc.embedding if rs.full else ADAPTERS[rs.adapters.kind].embedding_params(model, rs)
-    state, paged, temp = optimizers.state_bytes(rs.setup.optimizer, trainable, dtype, largest, shapes, embedding)
+    opt = rs.setup.optimizer
+    if opt in optimizers.EXTRA and rs.full:   # per-tensor rules (GaLore, torchao, schedule-free)
+        o = rs.setup.optim
+        state, paged, temp = optimizers.extra_state_bytes(opt, model, optimizers.tensor_inventory(model), dtype,
+                                                          o.rank, o.update_proj_gap, o.targets, o.block_size)
+    elif opt in optimizers.EXTRA:             # schedule-free AdamW over adapters: no per-tensor rule
+        state, paged, temp = optimizers.extra_state_bytes(opt, model, [(trainable, 1)], dtype, 0, 1, (), 256)
+    else:
+        state, paged, temp = optimizers.state_bytes(opt, trainable, dtype, largest, shapes, embedding)
     return States(
         weights=int(weights), gradients=int(trainable * dtype.bytes), optimizer_state=state,
         optimizer_paged=paged, optimizer_step_temporaries=temp, trainable_params=trainable,

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, cut_ce, liger, loss, masks, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
@@ -116,6 +116,9 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         embed_grad = (2 if model.tied_embeddings else 1) * model.vocab * model.hidden * rs.trainable.bytes
     candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad), C.ACTIVATIONS: T * act.outside,
                        C.LOGITS: 0, C.TEMPORARIES: layer_transient + embed_grad})
+    if setup.optimizer_in_backward:   # no full gradient set is live [techniques/in_backward.py]
+        candidates = in_backward.backward_candidates(model, rs, candidates, st.largest_trainable, T * act.outside,
+                                                      saved_head, T)
     worst = max(candidates, key=lambda c: sum(c.values()))
     phases[Phase.BACKWARD] = {C.WEIGHTS: W, C.OPTIMIZER_STATE: O, **worst}
     phases[Phase.OPTIMIZER] = {C.WEIGHTS: W, C.GRADIENTS: G, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: 0,
@@ -123,6 +126,8 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     if off.resident:   # the offloader's own GPU buffers, never freed
         for comps in phases.values():
             comps[C.ACTIVATIONS] += off.resident
+    if setup.optimizer_in_backward:
+        phases[Phase.OPTIMIZER] = in_backward.optimizer_phase(phases[Phase.OPTIMIZER])
     return {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
 
 
@@ -135,6 +140,8 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += loss.notes(rs)
     notes += precision.notes(rs)
     notes += liger.notes(model, rs.setup.liger)
+    notes += in_backward.notes(rs)
+    notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)
     notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:

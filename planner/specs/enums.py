@@ -85,6 +85,14 @@ class Optimizer(Choice):
     ADAFACTOR = "adafactor"            # transformers.optimization.Adafactor as HF Trainer sets it up
     SGD = "sgd"                        # torch.optim.SGD with momentum, foreach
     LION = "lion"                      # bitsandbytes Lion (32-bit)
+    # beyond HF's AdamW family [planner/techniques/optimizers.py, docs/readme/optimizers.md]
+    GALORE_ADAMW = "galore-adamw"                # galore_torch.GaLoreAdamW (HF optim="galore_adamw")
+    TORCHAO_ADAMW_8BIT = "torchao-adamw-8bit"    # torchao.optim.AdamW8bit (HF "adamw_torch_8bit")
+    TORCHAO_ADAMW_4BIT = "torchao-adamw-4bit"    # torchao.optim.AdamW4bit (HF "adamw_torch_4bit")
+    SCHEDULE_FREE_ADAMW = "schedule-free-adamw"  # schedulefree.AdamWScheduleFree (HF "schedule_free_adamw")
+    ADAM_MINI = "adam-mini"                      # adam_mini.Adam_mini (LLaMA-Factory use_adam_mini; no HF name)
+    APOLLO_ADAMW = "apollo-adamw"                # apollo_torch.APOLLOAdamW (HF optim="apollo_adamw")
+    MUON = "muon"                                # torch.optim.Muon on 2-D parameters + AdamW on the rest
 
     @property
     def paged(self) -> bool:
@@ -93,6 +101,21 @@ class Optimizer(Choice):
     @property
     def eight_bit(self) -> bool:
         return self in (Optimizer.ADAMW_8BIT, Optimizer.PAGED_ADAMW_8BIT)
+
+    @property
+    def low_rank(self) -> bool:
+        """Projects targeted 2-D weights' gradients to rank r (optim_target_modules, rank, update_proj_gap)."""
+        return self.value.startswith(("galore", "apollo"))
+
+    @property
+    def full_only(self) -> bool:
+        """Modelled per tensor of a full fine-tuning only (GaLore, torchao, Adam-mini)."""
+        return self.low_rank or self.torchao or self in (Optimizer.ADAM_MINI, Optimizer.MUON)
+
+    @property
+    def torchao(self) -> bool:
+        """torchao's block-wise quantized AdamW (optim_args block_size)."""
+        return self.value.startswith("torchao")
 
 
 class Attention(Choice):

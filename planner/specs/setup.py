@@ -10,6 +10,7 @@ from typing import Any
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .errors import PlannerError
 from .model import ModelSpec
+from .optim import OptimSpec, optim_dict, validate_optimizer
 from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
 from .engines import engine_of
 from .recipe import Recipe, preset_of, preset_recipe
@@ -193,6 +194,10 @@ class TrainingSetup:
     # attention masks [planner/techniques/masks.py]: a padded batch, or packed samples (position_ids)
     padding: Padding = Padding.NONE
     packing: Packing = Packing.NONE
+    # the optimizer step inside backward: one optimizer per parameter, stepped and its gradient freed
+    # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
+    optimizer_in_backward: bool = False
+    optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -340,6 +345,7 @@ class TrainingSetup:
         if self.padding is not Padding.NONE and self.packing is not Packing.NONE:
             raise PlannerError(f"--padding {self.padding} and --packing {self.packing} exclude each other: packed rows "
                                "carry no padding mask (transformers reads their position_ids); choose one")
+        validate_optimizer(self)
         return self
 
     def _validate_recipe(self) -> None:
@@ -413,13 +419,14 @@ class TrainingSetup:
                 raise PlannerError("adapter: expected {\"peft_type\": ..., \"options\": {...}}")
             adapter = PeftSpec.of(adapter["peft_type"], adapter.get("options") or {})
         liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
+        optim = build(OptimSpec, d.pop("optim", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
         setup = build(cls, d, enums)
-        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger)
+        return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
@@ -453,4 +460,5 @@ class TrainingSetup:
         for key, default in {**_LOOP_EXTRAS, **_MASK_DEFAULTS}.items():   # shown only when set: older setups' dicts stay as they were
             if d[key] == default:
                 d.pop(key)
+        optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
         return d

@@ -33,7 +33,7 @@ from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
-from ..specs.enums import DType, Method, Precision
+from ..specs.enums import DType, Method, Optimizer, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
@@ -201,6 +201,10 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
     bw = gpu.memory_bandwidth
     gemm = a * M * fl.linear / split / peak
+    if setup.optimizer is Optimizer.GALORE_ADAMW and not setup.peft:   # GaLore's SVDs (fp32), amortized per step
+        o = setup.optim
+        gemm += optimizers.galore_svd_flops_per_step(model, o.rank, o.update_proj_gap, o.targets) / split / \
+            gpu.peak_flops("fp32")
     attention = a * M * fl.attention / split / peak
     shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
     w = setup.adapter_dtype.bytes if setup.peft else setup.recipe.weights.bytes

@@ -298,11 +298,8 @@ EXPECTED: dict[str, Expect] = {
              lora_alpha=16.0, lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/galore_llama3_full_sft-v0.9.3.yaml': Expect(
         'llamafactory', "llama-3-8b",
-        dict(method='full', precision='bf16-true', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=1),
-        refused=[
-            'use_galore: true is not modelled yet (GaLore projects the gradients and keeps projected '
-             'optimizer states); remove it to plan the rest',
-        ]),
+        dict(method='full', precision='bf16-true', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=1,
+             optimizer='galore-adamw', galore_rank=128, optimizer_in_backward=True)),
     'llamafactory/llama3_full_sft-v0.9.3.yaml': Expect(
         'llamafactory', "llama-3-8b",
         dict(method='full', precision='bf16-mixed', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=2,
@@ -358,10 +355,8 @@ EXPECTED: dict[str, Expect] = {
     'torchtune/llama3_1-8B_full_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
         dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
-             optimizer='paged-adamw-8bit', loss='chunked'),
+             optimizer='paged-adamw-8bit', loss='chunked', optimizer_in_backward=True),
         refused=[
-            'optimizer_in_bwd: true is not modelled yet (the optimizer step fused into backward frees each '
-             'gradient as it is made); remove it to plan the rest',
             NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_1-8B_lora_single_device.yaml': Expect(
