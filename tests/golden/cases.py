@@ -141,6 +141,47 @@ def cases() -> Iterator[tuple[str, list[str]]]:
                                                    "--json"])
     yield ("recommend llama-3.1-8b impossible", ["recommend", "-m", "llama-3.1-8b", "--dataset-tokens", "10B",
                                                  "--deadline", "1h", "--budget", "5", "--max-gpus", "2", "--json"])
+    # 8. every other accuracy matrix (a technique's simulated rows), named by its matrix
+    from gpuplan.profiler.matrix import MATRICES
+
+    for name, matrix in MATRICES.items():
+        if name == "core":
+            continue
+        for case in matrix:
+            yield (f"matrix-{name} {case.name}", ["api-estimate", case.model,
+                                                   json.dumps({**case.setup, "batch_size": case.batch_size,
+                                                               "seq_len": case.seq_len}, sort_keys=True)])
+    # 9. what no simulated matrix covers: the techniques modelled from source, the run's other phases
+    for name, argv in _TECHNIQUES:
+        yield (f"technique {name}", ["estimate", *argv, "--json"])
+
+
+_TECHNIQUES = (
+    *((f"activation-offload {v}", ["-m", "llama-3.2-1b", "--method", "lora", "-b", "8", "-s", "4096",
+                                   "--activation-offload", v, "--gpu", "h100"])
+      for v in ("trl", "trl-sync", "torchtune", "layer-inputs", "unsloth")),
+    ("activation-offload trl no-ckpt", ["-m", "llama-3.2-1b", "--no-grad-ckpt", "--activation-offload", "trl"]),
+    ("liger", ["-m", "llama-3.1-8b", "--liger", "-b", "4", "-s", "4096", "--precision", "bf16-true", "--no-grad-ckpt"]),
+    ("liger rms_norm before load", ["-m", "qwen-3-0.6b", "--liger-kernels", "rms_norm", "--liger-before-load"]),
+    ("liger cross_entropy", ["-m", "llama-3.2-1b", "--liger-kernels", "cross_entropy"]),
+    ("cce", ["-m", "gemma-2-2b", "--loss", "cce", "-b", "4", "-s", "2048"]),
+    ("cce qlora", ["-m", "llama-3.1-8b", "--method", "qlora", "--loss", "cce", "-b", "4", "-s", "4096"]),
+    ("yafsdp", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "yafsdp", "-b", "1", "-s", "4096"]),
+    *((f"optimizer {o}", ["-m", "qwen-2.5-0.5b", "--optimizer", o])
+      for o in ("torchao-adamw-8bit", "torchao-adamw-4bit", "adam-mini", "apollo-adamw")),
+    *((f"stack {v}", ["-m", "llama-3.2-1b", "--stack-versions", v]) for v in ("trl-1.16", "transformers-5.24",
+                                                                            "torchtune-0.6.1")),
+    ("weights bf16", ["-m", "llama-3.2-1b", "--weights-dtype", "bf16"]),
+    ("qlora no kbit prepare", ["-m", "llama-3.2-1b", "--method", "qlora", "--no-kbit-prepare"]),
+    ("padding longest", ["-m", "llama-3.2-1b", "--method", "lora", "--padding", "longest"]),
+    ("packing flattened flash", ["-m", "llama-3.2-1b", "--method", "lora", "--packing", "flattened", "--attn", "flash"]),
+    ("sliding window mistral-v0.1", ["-m", "mistral-7b-v0.1", "--method", "qlora", "-b", "1", "-s", "4096"]),
+    ("kto lora", ["-m", "llama-3.1-8b", "--method", "lora", "--objective", "kto", "--loss", "trl", "-b", "4"]),
+    ("eval generate qlora", ["-m", "llama-3.1-8b", "--method", "qlora", "-b", "4", "--eval-batch-size", "16",
+                             "--eval-seq-len", "512", "--eval-generate-tokens", "512"]),
+    ("eval generate static", ["-m", "qwen-2.5-7b", "--method", "lora", "--eval-batch-size", "8",
+                              "--eval-generate-tokens", "1024", "--eval-cache", "static"]),
+)
 
 
 def _multi_gpu_cases() -> list[Any]:
