@@ -129,9 +129,8 @@ MATRIX: tuple[Case, ...] = (
     Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true"}, batch_size=1, seq_len=512),
 )
 
-# peft methods beyond plain LoRA with a closed form (docs/readme/peft-methods.md). Kept apart from
-# MATRIX only because tests/golden/cases.py replays every MATRIX row: merge them into it together
-# with a golden rewrite. TODO(lead)
+# peft methods beyond plain LoRA with a closed form (docs/readme/peft-methods.md), registered as "peft"
+# (tests/golden/cases.py replays every registered matrix, each under its name)
 IA3_QWEN2 = {"peft_type": "IA3", "options": {"target_modules": ["q_proj", "v_proj", "down_proj"],
                                               "feedforward_modules": ["down_proj"]}}
 PEFT_MATRIX: tuple[Case, ...] = (
