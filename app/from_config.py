@@ -26,10 +26,6 @@ def merge_config(kw: dict[str, Any]) -> dict[str, Any]:
 
     from gpuplan.planner.fromconfig import read_config   # lazy: each command loads what it needs (fast start)
 
-    if path:
-        cfg = read_config(path, accelerate=acc).check()
-    else:
-        cfg = read_config(acc).check()
     ctx = click.get_current_context(silent=True)
 
     def explicit(name: str) -> bool:
@@ -39,6 +35,9 @@ def merge_config(kw: dict[str, Any]) -> dict[str, Any]:
             return True
         src = ctx.get_parameter_source(name)
         return src in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    cfg = read_config(path, accelerate=acc) if path else read_config(acc)
+    cfg = cfg.check(frozenset(o for _, o in cfg.answerable if explicit(o)))
 
     out = dict(kw)
     overridden = []

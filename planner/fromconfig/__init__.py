@@ -16,7 +16,7 @@ DeepSpeed and FSDP blocks any of them carries (common.py).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,7 @@ class ConfigSetup:
     unknown: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     path: str = ""
+    answerable: tuple[tuple[str, str], ...] = ()         # (refusal line, the option that answers it)
 
     @classmethod
     def of(cls, fmt: str, model: str | None, o: "Options", rep: "Report", implied_gpus: int | None = None,
@@ -73,13 +74,21 @@ class ConfigSetup:
             notes.append("FSDP hybrid shards within a node and replicates across nodes: planned on 2 nodes; "
                          "give --nodes N")
         return cls(fmt, model, opts, dict(rep.used), tuple(rep.no_effect), tuple(rep.refused),
-                   tuple(rep.unknown), tuple(notes))
+                   tuple(rep.unknown), tuple(notes), answerable=tuple(rep.answerable.items()))
 
-    def check(self) -> "ConfigSetup":
-        """self, or PlannerError with the refused keys on one line."""
-        if self.refused:
-            raise PlannerError(f"{self.path}: " + " | ".join(self.refused))
-        return self
+    def check(self, given: frozenset[str] = frozenset()) -> "ConfigSetup":
+        """self without the refusals the options in `given` (set on the command line) answer, or
+        PlannerError with the refused keys on one line."""
+        answers = dict(self.answerable)
+        answered = [r for r in self.refused if answers.get(r) in given]
+        refused = tuple(r for r in self.refused if r not in answered)
+        if refused:
+            raise PlannerError(f"{self.path}: " + " | ".join(refused))
+        if not answered:
+            return self
+        used = {**self.used, **{r.split(":")[0]: f"--{answers[r].replace('_', '-')} from the command line"
+                                for r in answered}}
+        return replace(self, refused=refused, used=used)
 
     def to_dict(self) -> dict[str, Any]:
         """The `from_config` block of `estimate --json`."""
@@ -180,4 +189,5 @@ def read_config(path: str, accelerate: str | None = None) -> ConfigSetup:
     return ConfigSetup(cfg.format, cfg.model, opts, {**cfg.used, **{pre + k: v for k, v in acc.used.items()}},
                        cfg.no_effect + tuple(pre + k for k in acc.no_effect),
                        cfg.refused + tuple(pre + k for k in acc.refused),
-                       cfg.unknown + tuple(pre + k for k in acc.unknown), notes + acc.notes, str(path))
+                       cfg.unknown + tuple(pre + k for k in acc.unknown), notes + acc.notes, str(path),
+                       cfg.answerable)

@@ -110,6 +110,7 @@ class Report:
     no_effect: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    answerable: dict[str, str] = field(default_factory=dict)   # refusal line -> the option that answers it
 
     def classify(self, table: Mapping[str, KeyRule], keys: Mapping[str, Any],
                  norm: Callable[[str], str] | None = None) -> list[str]:
@@ -133,6 +134,12 @@ class Report:
 
     def refuse(self, key: str, value: Any, why: str, fix: str = "remove it to plan the rest") -> None:
         self.refused.append(f"{key}: {show(value)} is not modelled yet ({why}); {fix}")
+
+    def refuse_unless_given(self, key: str, value: Any, why: str, option: str) -> None:
+        """A refusal the command line answers: with --OPTION given, the key is planned at its value."""
+        line = f"{key}: {show(value)} is not modelled yet ({why}); give --{option.replace('_', '-')}"
+        self.refused.append(line)
+        self.answerable[line] = option
 
     def fallback(self, key: str, value: Any, note: str) -> None:
         """For a MODELLED key the reader read but that set no flag: null, false, or the table's note."""

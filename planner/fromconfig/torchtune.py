@@ -67,8 +67,9 @@ TABLE: dict[str, KeyRule] = {
     "tokenizer.max_seq_len": modelled("--seq-len (null: no truncation, refused)"),
     "optimizer._component_": modelled("--optimizer"),
     "optimizer.fused": modelled("true with torch.optim.AdamW: --optimizer adamw-fused"),
-    "loss._component_": modelled("CEWithChunkedOutputLoss / LinearCrossEntropyLoss (torchtune main, after 0.6.1): "
-                                 "--loss chunked"),
+    "loss._component_": modelled("CEWithChunkedOutputLoss: --loss chunked-output (each output chunk's logits in the "
+                                 "model dtype, upcast chunk by chunk); LinearCrossEntropyLoss (torchtune main, after "
+                                 "0.6.1): --loss chunked"),
     "fsdp_cpu_offload": modelled("true: --fsdp full --offload params (the distributed recipes' FSDP2)"),
     "fsdp.cpu_offload": modelled("true: --fsdp full --offload params"),
     "device": modelled("cuda: the GPU planned; cpu refused"),
@@ -250,8 +251,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if "tokenizer.max_seq_len" in flat:
         seq = flat["tokenizer.max_seq_len"]
         if seq is None:
-            rep.refused.append("tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as "
-                               "long as its longest sample); give the length to plan for, or --seq-len")
+            rep.refuse_unless_given("tokenizer.max_seq_len", None, "no truncation: each batch is as long as its "
+                                    "longest sample; give the length to plan for in the config", "seq_len")
         else:
             o.use("tokenizer.max_seq_len", "seq_len", int(seq))
     opt = flat.get("optimizer._component_")
@@ -275,10 +276,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             o.use("optimizer_in_bwd", "optimizer_in_backward", True)
     loss = flat.get("loss._component_")
     if loss in _CHUNKED:
-        o.use("loss._component_", "loss", "chunked")
-        if loss.endswith("CEWithChunkedOutputLoss"):
-            notes.append("CEWithChunkedOutputLoss is planned as --loss chunked: torchtune still keeps every "
-                         "output chunk's logits in the model dtype (b x s x vocab), which chunked does not count")
+        # CEWithChunkedOutputLoss keeps every output chunk's logits in the model dtype: --loss chunked-output
+        # (techniques/chunked_output.py, simulated); LinearCrossEntropyLoss (after 0.6.1) fuses the head: chunked
+        o.use("loss._component_", "loss", "chunked-output" if loss.endswith("CEWithChunkedOutputLoss") else "chunked")
     elif loss and "loss._component_" in todo:
         rep.refuse("loss._component_", loss, "a loss other than cross-entropy", "use CEWithChunkedOutputLoss")
     if flat.get("device") not in (None, "cuda") and not str(flat.get("device")).startswith("cuda"):

@@ -107,3 +107,16 @@ def test_the_command_line_eval_batch_wins_over_the_configs(run, tmp_path):
     small = _json(run("estimate", "--from-config", str(cfg), "--eval-batch-size", "1", "--json"))
     large = _json(run("estimate", "--from-config", str(cfg), "--json"))
     assert small["eval"]["peak_allocated_bytes"] < large["eval"]["peak_allocated_bytes"]
+
+
+def test_a_refusal_the_command_line_answers_is_planned_with_the_flag(run):
+    """torchtune's tokenizer.max_seq_len: null refuses the config, naming --seq-len; given, it plans."""
+    path = str(CORPUS / "torchtune" / "llama3_2-1B_lora_single_device.yaml")
+    refused = run("estimate", "--from-config", path)
+    assert refused.exit_code == 2 and "give --seq-len" in refused.output
+    r = run("estimate", "--from-config", path, "--seq-len", "2048", "--json")
+    assert r.exit_code == 0, r.output
+    d = _json(r)
+    assert d["setup"]["seq_len"] == 2048
+    assert d["from_config"]["used"]["tokenizer.max_seq_len"] == "--seq-len from the command line"
+    assert not d["from_config"]["refused"]

@@ -33,7 +33,7 @@ def test_torchtune_lora():
     assert c.format == "torchtune" and c.model == "llama-3.1-8b"
     assert c.options["method"] == "lora" and c.options["precision"] == "bf16-true"
     assert c.options["lora_targets"] == "q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    assert c.options["loss"] == "chunked" and c.options["optimizer"] == "adamw-fused"
+    assert c.options["loss"] == "chunked-output" and c.options["optimizer"] == "adamw-fused"
 
 
 def test_malformed_file_says_where():
@@ -161,7 +161,7 @@ def test_torchtune_null_max_seq_len_builders_and_phi3_names(tmp_path):
     assert c.model == "phi-3-mini-4k-instruct" and c.options["lora_targets"] == "qkv_proj,o_proj,gate_up_proj,down_proj"
     assert c.options["loss"] == "chunked" and "torchtune 0.6.1 recipe semantics" in c.used["model._component_"]
     assert c.refused == ("tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its "
-                         "longest sample); give the length to plan for, or --seq-len",)
+                         "longest sample; give the length to plan for in the config); give --seq-len",)
     q = read_config(_yaml(tmp_path, "model:\n  _component_: torchtune.models.qwen2_5.qwen2_5_7b_instruct\n"))
     assert q.model == "qwen-2.5-7b" and q.options["method"] == "full"
     bad = read_config(_yaml(tmp_path, "model:\n  _component_: torchtune.models.qwen3.qwen3_8b\n"))

@@ -131,7 +131,7 @@ class Expect:
 
 # torchtune recipes repeat these two: one refusal line and the all-projection LoRA target list.
 NO_MAX_SEQ_LEN = ('tokenizer.max_seq_len: null is not modelled yet (no truncation: each batch is as long as its '
-                  'longest sample); give the length to plan for, or --seq-len')
+                  'longest sample; give the length to plan for in the config); give --seq-len')
 TORCHTUNE_TARGETS = 'q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'
 TORCHTUNE_STACK = 'torchtune-0.6.1'    # the knobs a recipe leaves out take torchtune's defaults
 
@@ -342,20 +342,20 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=8, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked')),
+             loss='chunked-output')),
     'torchtune/llama3_1-70B_lora.yaml': Expect(
         'torchtune', 'llama-3.1-70b',
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=16, lora_alpha=32.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=1, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_1-8B_full_single_device.yaml': Expect(
         'torchtune', 'llama-3.1-8b',
         dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=2, grad_accum=1, grad_ckpt=True,
-             optimizer='paged-adamw-8bit', loss='chunked', optimizer_in_backward=True),
+             optimizer='paged-adamw-8bit', loss='chunked-output', optimizer_in_backward=True),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
@@ -364,7 +364,7 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
@@ -373,7 +373,7 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='qlora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
@@ -382,14 +382,14 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=128.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=False, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
     'torchtune/llama3_2-3B_full.yaml': Expect(
         'torchtune', 'llama-3.2-3b',
         dict(stack_versions=TORCHTUNE_STACK, method='full', precision='bf16-true', batch_size=4, grad_accum=8, grad_ckpt=True,
-             optimizer='adamw-fused', loss='chunked'),
+             optimizer='adamw-fused', loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
@@ -398,7 +398,7 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=64, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             'model.apply_lora_to_output: true is not modelled yet (LoRA on the output projection (lm_head) is '
              'not planned); remove it to plan the rest',
@@ -411,7 +411,7 @@ EXPECTED: dict[str, Expect] = {
         'torchtune', 'phi-3-mini-4k-instruct',
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets='qkv_proj,o_proj,gate_up_proj,down_proj', precision='bf16-true', adapter_dtype='bf16',
-             batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused', loss='chunked'),
+             batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused', loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
@@ -420,7 +420,7 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=32, lora_alpha=64.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=4, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             'model._component_: torchtune.models.qwen2.lora_qwen2_0_5b is not modelled yet (the builder '
              "qwen2_0_5b maps to no gpuplan preset (mapped: torchtune 0.6.1's llama2/3/3.1/3.2/3.3, gemma_7b, "
@@ -432,7 +432,7 @@ EXPECTED: dict[str, Expect] = {
         dict(stack_versions=TORCHTUNE_STACK, method='lora', lora_r=8, lora_alpha=16.0, lora_dropout=0.0,
              lora_targets=TORCHTUNE_TARGETS, precision='bf16-true',
              adapter_dtype='bf16', batch_size=2, grad_accum=8, grad_ckpt=True, optimizer='adamw-fused',
-             loss='chunked'),
+             loss='chunked-output'),
         refused=[
             NO_MAX_SEQ_LEN,
         ]),
