@@ -158,12 +158,23 @@ def pareto_scatter(plans: Sequence[Mapping[str, Any]], x: str, y: str, label: st
     return _layout(fig, f"{y_title} vs {x_title}", y_title=y_title)
 
 
+def cheapest_for_memory(rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Names of the cards no other card beats: none has as much memory or more for less per hour."""
+    return {r["name"] for r in rows
+            if not any(o is not r and o["memory_gib"] >= r["memory_gib"] and o["usd_per_hour"] < r["usd_per_hour"]
+                       for o in rows)}
+
+
 def gpu_scatter(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     """GPUs placed by memory (GiB) and cheapest hourly price; hover shows price per GiB and per TFLOP."""
     priced = [r for r in rows if r.get("usd_per_hour") is not None]
+    labelled = cheapest_for_memory(priced)
     fig = go.Figure()
+    # cards of one memory size sit in a column, so every name on the chart overlaps: the frontier's
+    # (no card with as much memory for less) are named, every card's name is in its hover
     fig.add_scatter(x=[r["memory_gib"] for r in priced], y=[r["usd_per_hour"] for r in priced], mode="markers+text",
-                    text=[r["name"] for r in priced], textposition="top center", marker=dict(size=10),
-                    hovertemplate="%{text}<br>%{x:.1f} GiB, $%{y:.2f}/h<extra></extra>", showlegend=False)
+                    text=[r["name"] if r["name"] in labelled else "" for r in priced],
+                    customdata=[r["name"] for r in priced], textposition="top center", marker=dict(size=10),
+                    hovertemplate="%{customdata}<br>%{x:.1f} GiB, $%{y:.2f}/h<extra></extra>", showlegend=False)
     fig.update_xaxes(title="memory (GiB)")
     return _layout(fig, "Cheapest hourly price vs memory", y_title="USD per GPU-hour")

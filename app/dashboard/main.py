@@ -8,6 +8,7 @@ import streamlit as st
 
 from gpuplan.app.dashboard import (page_compare, page_estimate, page_gpus, page_profile, page_recommend, page_watch,
                                   state)
+from gpuplan.app.dashboard.widgets import page_css
 from gpuplan.planner.specs.errors import PlannerError
 
 PAGES = {
@@ -24,6 +25,7 @@ DEFAULT_PAGE = "estimate"
 def main() -> None:
     st.set_page_config(page_title="gpuplan", page_icon=":material/memory:", layout="wide")
     state.begin_run()
+    page_css()
     st.sidebar.title("gpuplan")
     st.sidebar.caption("Will this fine-tuning setup fit, how fast, and what is the cheapest way to run it?")
     titles = {slug: title for slug, (title, _) in PAGES.items()}

@@ -58,6 +58,20 @@ METRIC_CSS = """<style>
 </style>"""
 
 
+# Streamlit's multiselect chips cap their width and cut long names with an ellipsis ("h200-sxm-1…"):
+# let each chip be as wide as its name (the select wraps them onto more lines instead)
+CHIP_CSS = """<style>
+[data-testid="stMultiSelectTagsContainer"] [data-tag], [data-testid="stMultiSelectTagsContainer"] [data-tag] span {
+  max-width: none !important; overflow: visible !important; text-overflow: clip !important;
+}
+</style>"""
+
+
+def page_css() -> None:
+    """CSS every page needs: whole multiselect chips."""
+    st.markdown(CHIP_CSS, unsafe_allow_html=True)
+
+
 def metrics_ui(tiles: list[tuple[str, str, dict]], per_row: int = 2, container=st) -> None:
     """Metric tiles (label, value, st.metric kwargs), `per_row` to a row so that number and unit stay whole."""
     container.markdown(METRIC_CSS, unsafe_allow_html=True)

@@ -97,3 +97,14 @@ def test_gpu_scatter_skips_unpriced():
     fig = charts.gpu_scatter([{"name": "a", "memory_gib": 80, "usd_per_hour": 2.0},
                               {"name": "b", "memory_gib": 24, "usd_per_hour": None}])
     assert list(fig.data[0].text) == ["a"]
+
+
+def test_gpu_scatter_names_only_the_cards_none_beats_and_hovers_every_name():
+    rows = [{"name": "big-cheap", "memory_gib": 80, "usd_per_hour": 2.0},
+            {"name": "big-dear", "memory_gib": 80, "usd_per_hour": 3.0},      # same memory, dearer: unnamed
+            {"name": "small-dear", "memory_gib": 24, "usd_per_hour": 2.5},    # less memory, dearer: unnamed
+            {"name": "small-cheap", "memory_gib": 24, "usd_per_hour": 0.4}]
+    fig = charts.gpu_scatter(rows)
+    assert list(fig.data[0].text) == ["big-cheap", "", "", "small-cheap"]
+    assert list(fig.data[0].customdata) == [r["name"] for r in rows]
+    assert "%{customdata}" in fig.data[0].hovertemplate

@@ -134,6 +134,19 @@ def _metrics_whole(driver) -> None:
     assert driver.execute_script(CUT_METRICS) == [], "metric values cut"
 
 
+CHIPS = '[data-testid="stMultiSelectTagsContainer"] [data-tag]'
+CUT_CHIPS = """return Array.from(document.querySelectorAll('""" + CHIPS + """')).filter(el =>
+  [el, ...el.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1) || el.innerText.includes('\u2026')
+).map(el => el.innerText);"""
+
+
+def _chips_whole(driver, names: list[str]) -> None:
+    """Every multiselect chip shows its whole name: no ellipsis, nothing wider than its box."""
+    chips = [c.text for c in driver.find_elements(By.CSS_SELECTOR, CHIPS) if c.is_displayed()]
+    assert all(any(n in c for c in chips) for n in names), chips
+    assert driver.execute_script(CUT_CHIPS) == [], "multiselect chips cut"
+
+
 def _open(driver, url: str, title: str) -> None:
     driver.get(url)
     headings = '[data-testid="stHeading"]'   # st.header
@@ -208,6 +221,7 @@ def test_recommend_page(server, browser, tmp_path):
     _wait(browser, lambda d: _metric(d, "Cheapest: cost") == f"${rec.cheapest.usd:,.2f}", "the cheapest plan's cost")
     _wait(browser, lambda d: any("Cost" in t or "USD" in t for t in _plot_titles(d)), "the Pareto scatter")
     _metrics_whole(browser)
+    _chips_whole(browser, ["rtx-4090", "h100-sxm-80gb"])
     _shot(browser, tmp_path, "recommend")
     _type_into(browser, "budget (USD)", "0.01")
     _wait(browser, lambda d: "No plan meets these constraints" in d.page_source and "budget=0.01" in d.current_url,
@@ -273,6 +287,20 @@ def test_metrics_whole_in_a_narrow_window(server, browser, tmp_path):
               "the 405B device total")
         _metrics_whole(browser)
         _shot(browser, tmp_path, "estimate-narrow")
+    finally:
+        browser.set_window_size(1600, 1200)
+
+
+def test_gpu_chips_whole_in_a_narrow_window(server, browser, tmp_path):
+    """Long GPU names chosen in the Estimate page's narrow GPU picker keep their whole name."""
+    names = ["h200-sxm-141gb", "a100-sxm-80gb", "rtx-6000-ada", "mi300x", "l40s"]
+    browser.set_window_size(1000, 1200)
+    try:
+        _open(browser, f"{server}/?gpus={','.join(names)}", "Estimate")
+        _wait(browser, lambda d: len([c for c in d.find_elements(By.CSS_SELECTOR, CHIPS) if c.is_displayed()]) >= 5,
+              "the five GPU chips")
+        _chips_whole(browser, names)
+        _shot(browser, tmp_path, "estimate-gpu-chips")
     finally:
         browser.set_window_size(1600, 1200)
 
