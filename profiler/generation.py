@@ -16,14 +16,12 @@ import contextlib
 from typing import Iterator
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.generation import utils as generation_utils
 
-from gpuplan.planner import Component, ModelSpec, Phase, TrainingSetup
+from gpuplan.planner import ModelSpec, Phase, TrainingSetup
 
-from .build import build
-from .tracker import StorageTracker
+from .simulate import fake_eval_model
 
 
 @contextlib.contextmanager
@@ -77,20 +75,13 @@ def simulate_generation(model: ModelSpec, setup: TrainingSetup, batch_size: int,
     """(weights bytes, peak allocated bytes) of `model.generate` on `batch_size` prompts of
     `prompt_len` tokens, `new_tokens` new tokens each (greedy, no EOS), in eval mode under the
     training setup's autocast, as Trainer's eval with generation runs it."""
-    fake = FakeTensorMode(allow_non_fake_inputs=True)
-    built = build(model, setup, torch.device("cpu"), fake)
-    with fake:
-        tracker = StorageTracker()
-        with tracker:
-            lm = built.model
-            lm.eval()
-            tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
-            weights = tracker.current
-            ids = torch.randint(0, lm.config.vocab_size, (batch_size, prompt_len))
-            mask = torch.ones_like(ids)
-            with torch.no_grad(), built.autocast(), length_only_stop(prompt_len + new_tokens), HostReads():
-                out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                                  min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=None,
-                                  use_cache=True, cache_implementation=cache_implementation)
-            del out
-        return weights, tracker.peaks[Phase.FORWARD].total
+    with fake_eval_model(model, setup) as (lm, tracker, built):
+        weights = tracker.current
+        ids = torch.randint(0, lm.config.vocab_size, (batch_size, prompt_len))
+        mask = torch.ones_like(ids)
+        with torch.no_grad(), built.autocast(), length_only_stop(prompt_len + new_tokens), HostReads():
+            out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=None,
+                              use_cache=True, cache_implementation=cache_implementation)
+        del out
+    return weights, tracker.peaks[Phase.FORWARD].total

@@ -1,15 +1,19 @@
 """simulate(): the real training step under FakeTensorMode: any model size, no memory, no GPU."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner import ModelSpec, TrainingSetup
+from gpuplan.planner import Component, ModelSpec, TrainingSetup
 
 from .build import build
 from .kernels.dropout import cuda_dropout
 from .measurement import Measurement
 from .step import tracked_run
+from .tracker import StorageTracker
 
 
 def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module: bool = False) -> Measurement:
@@ -22,3 +26,18 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     built = build(model, setup, torch.device("cpu"), fake)
     with cuda_dropout():
         return tracked_run(built, model, setup, "simulate", steps, per_module, fake)
+
+
+@contextlib.contextmanager
+def fake_eval_model(model: ModelSpec, setup: TrainingSetup) -> Iterator[tuple[torch.nn.Module, StorageTracker, object]]:
+    """(model in eval mode, tracker, built) under FakeTensorMode, its weights and buffers tracked: the
+    start of every simulated phase without gradients (eval steps, generate)."""
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    built = build(model, setup, torch.device("cpu"), fake)
+    with fake:
+        tracker = StorageTracker()
+        with tracker:
+            lm = built.model
+            lm.eval()
+            tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
+            yield lm, tracker, built

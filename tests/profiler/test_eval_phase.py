@@ -8,38 +8,28 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: E402
 from transformers.trainer_pt_utils import EvalLoopContainer  # noqa: E402
 
 from gpuplan.planner import Component, Method, Phase, Precision, TrainingSetup, resolve_model  # noqa: E402
 from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate  # noqa: E402
-from gpuplan.profiler.build import build  # noqa: E402
-from gpuplan.profiler.tracker import StorageTracker  # noqa: E402
+from gpuplan.profiler.simulate import fake_eval_model  # noqa: E402
 
 
 def _simulated_eval(name: str, setup: TrainingSetup, plan: EvalPlan) -> tuple[int, int]:
     """(weights, peak allocated) of `plan.eval_batches` eval steps, logits kept as Trainer keeps them."""
-    model = resolve_model(name)
-    fake = FakeTensorMode(allow_non_fake_inputs=True)
-    built = build(model, setup, torch.device("cpu"), fake)
-    with fake:
-        tracker = StorageTracker()
-        with tracker:
-            lm = built.model
-            lm.eval()
-            tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
-            weights = tracker.current
-            preds = EvalLoopContainer(do_nested_concat=True, padding_index=-100)
-            for _ in range(plan.eval_batches):
-                ids = torch.randint(0, lm.config.vocab_size, (plan.batch_size, plan.seq_len))
-                with torch.no_grad(), built.autocast():
-                    out = lm(input_ids=ids, labels=ids)
-                logits = out.logits
-                del out
-                if plan.accumulate_logits:
-                    preds.add(logits)
-                del logits
-            return weights, tracker.peaks[Phase.FORWARD].total
+    with fake_eval_model(resolve_model(name), setup) as (lm, tracker, built):
+        weights = tracker.current
+        preds = EvalLoopContainer(do_nested_concat=True, padding_index=-100)
+        for _ in range(plan.eval_batches):
+            ids = torch.randint(0, lm.config.vocab_size, (plan.batch_size, plan.seq_len))
+            with torch.no_grad(), built.autocast():
+                out = lm(input_ids=ids, labels=ids)
+            logits = out.logits
+            del out
+            if plan.accumulate_logits:
+                preds.add(logits)
+            del logits
+        return weights, tracker.peaks[Phase.FORWARD].total
 
 
 @pytest.mark.parametrize("name,setup,plan", [
