@@ -114,7 +114,6 @@ def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> Eva
                "peak_allocated_bytes": st.weights + st.optimizer_state + g.total, "moment": g.moment}
         notes.append(f"generate: {plan.generate_tokens} new tokens per prompt (greedy, no early stop), "
                      f"{plan.cache.value} KV cache {g.cache / 2**30:,.2f} GiB at its peak ({g.moment})")
-        notes += generation.sliding_note(model)
         if gen["peak_allocated_bytes"] > sum(comps.values()):   # the cache is counted with the activations
             comps = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
                      C.ACTIVATIONS: g.total, C.LOGITS: 0, C.TEMPORARIES: 0}

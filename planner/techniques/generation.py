@@ -61,12 +61,12 @@ def frozen_mlp_cast(m: ModelSpec, rs: Resolved) -> int:
     return int(m.hidden * m.intermediate * rs.compute.bytes)
 
 
-def sliding_note(m: ModelSpec) -> list[str]:
-    if m.sliding_window:
-        return [f"{m.name} has sliding-window layers (window {m.sliding_window}): their smaller caches "
-                "(the last window - 1 positions, DynamicSlidingWindowLayer) are not modelled yet; every layer "
-                "is charged the full cache, an over-estimate past the window"]
-    return []
+def cached_positions(m: ModelSpec, t: int) -> float:
+    """Positions held per layer, on average over the layers, once `t` have been fed: a full layer holds
+    all; a sliding one (ModelSpec.sliding_layers) keeps `full[:, :, -window + 1:]`, a view that holds
+    the whole `window`-long tensor `torch.cat` made [cache_utils.py DynamicSlidingWindowLayer.update]."""
+    sliding = min(m.sliding_layers, m.n_layers) if m.sliding_window else 0
+    return ((m.n_layers - sliding) * t + sliding * min(t, m.sliding_window or t)) / m.n_layers
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def generation_bytes(m: ModelSpec, rs: Resolved, batch: int, prompt: int, new_to
     kv = kv_bytes(m, rs)
     end = prompt + max(new_tokens - 1, 0)                # positions cached after the last forward
     static = cache is CacheKind.STATIC                   # StaticCache: the whole length from the start
-    cache_at = lambda t: int(b * L * kv.total * (end if static else t))   # noqa: E731
+    cache_at = lambda t: int(b * L * kv.total * cached_positions(m, end if static else t))   # noqa: E731
     rope = 2 * m.head_dim * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     logits16, logits32 = b * V * e, b * V * 4
     layer_copies = casts.cached - casts.head_cached
@@ -116,7 +116,7 @@ def generation_bytes(m: ModelSpec, rs: Resolved, batch: int, prompt: int, new_to
         "prefill head": (cache_at(prompt), casts.cached + T * 2 * r * h + casts.head_transient + logits16),
     }
     if new_tokens > 1:
-        grow = 0 if static else b * (end - 1) * max(kv.key, kv.value)   # one layer's old and new cat
+        grow = 0 if static else b * (end - 1) * max(kv.key, kv.value)   # one full layer's old and new cat
         width16 = e * m.n_kv_heads * m.head_dim
         sdpa_casts = b * end * ((kv.key > width16) + (kv.value > width16)) * width16
         step = max(grow, sdpa_casts, casts.head_transient + logits16, casts.linear_transient)

@@ -50,10 +50,15 @@ def test_eval_with_generation_is_a_larger_eval_phase_and_says_why():
     assert eval_estimate(m, setup, EvalPlan(batch_size=16, seq_len=512, generate_tokens=0)).generation is None
 
 
-def test_sliding_window_models_say_their_cache_is_charged_in_full():
-    m = resolve_model("mistral-7b-v0.1")
-    est = eval_estimate(m, TrainingSetup(method=Method.LORA), EvalPlan(batch_size=2, generate_tokens=64))
-    assert any("sliding-window" in n for n in est.notes)
+def test_sliding_layers_hold_at_most_their_window():
+    """Mistral-7B-v0.1: every layer slides within 4096 positions; Gemma-3-1B: 22 of 26 layers within 512."""
+    m, rs = _rs("mistral-7b-v0.1", precision=Precision.BF16_TRUE)
+    per_position = 8 * m.n_layers * kv_bytes(m, rs).total
+    past = generation_bytes(m, rs, 8, 16, 6000, Casts())            # 6,015 positions fed
+    assert past.moment in ("decode", "after decode") and past.cache == per_position * 4096
+    g, rs = _rs("gemma-3-1b", precision=Precision.BF16_TRUE)
+    gen = generation_bytes(g, rs, 1, 1000, 1, Casts())
+    assert gen.cache == int(g.n_layers * kv_bytes(g, rs).total * (4 * 1000 + 22 * 512) / 26)
 
 
 def test_negative_generation_is_refused():
