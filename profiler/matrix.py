@@ -312,6 +312,23 @@ MATRICES["ckpt"] = CKPT_MATRIX
 MATRICES["masks"] = MASKS_MATRIX
 MATRICES["optim"] = OPTIM_MATRIX
 
+# TRL 1.13-1.14 SFTTrainer's default loss, loss_type="chunked_nll" (--loss chunked-nll), run with TRL's own
+# _patch_chunked_ce_lm_head (profiler/trl_chunked_nll.py): the TRL stack's recipe (fp32 load, bf16
+# autocast), bf16 loads, QLoRA, full fine-tuning, a completion-only fraction, one row and several
+CNLL = {"loss": "chunked-nll"}
+TRL_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora"}, batch_size=2, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", **BF16_LOAD, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "qlora"}, batch_size=4, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "loss_token_fraction": 0.1}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**CNLL, "method": "lora", "precision": "bf16-true"}, batch_size=1, seq_len=700),
+    Case("qwen", "qwen-2.5-0.5b", CNLL, batch_size=1, seq_len=512),
+    Case("qwen", "qwen-3-0.6b", {**CNLL, "method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=4,
+         seq_len=512),
+    Case("neox", "pythia-160m", {**CNLL, "method": "lora"}, batch_size=2, seq_len=512),
+)
+MATRICES["trl"] = TRL_MATRIX
+
 
 @dataclass
 class Result:

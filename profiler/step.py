@@ -21,6 +21,7 @@ from .build import Built
 from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .torchtune_loss import chunked_output_loss
+from .trl_chunked_nll import answered_chunk_count, chunked_nll_forward
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .tracker import NullTracker, StorageTracker
@@ -88,8 +89,10 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     handles.append(head.register_forward_hook(logits_start))
     if setup.optimizer_in_backward:   # after the tracker's hooks: each gradient is counted, then stepped and freed
         handles += built.optimizer.register(trainable)
+    loss_patch = (chunked_nll_forward(lm, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
+                  if setup.loss is Loss.CHUNKED_NLL else contextlib.nullcontext())
     try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
-        with packed_sequences(setup.packing is not Packing.NONE):
+        with packed_sequences(setup.packing is not Packing.NONE), loss_patch:
             _steps(built, setup, tracker, steps)
     finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
         for handle in handles:
@@ -113,6 +116,11 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                 elif setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
                     out = None
                     loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
+                elif setup.loss is Loss.CHUNKED_NLL:      # TRL's patched forward: the loop reads its count
+                    rows, cols = ids.shape
+                    with answered_chunk_count(rows, cols, setup.loss_token_fraction):
+                        out = lm(**batch)
+                    loss = out.loss
                 else:
                     out = lm(**batch)
                     loss = out.loss

@@ -123,7 +123,8 @@ TABLE: dict[str, KeyRule] = {
                                    lambda v: v not in (None, 0)),
     "label_smoothing_factor": refused("label smoothing builds a second fp32 logits-sized term in the loss",
                                       lambda v: v not in (None, 0, 0.0)),
-    "loss_type": refused("a loss other than negative log-likelihood", lambda v: v not in (None, "nll")),
+    "loss_type": modelled("chunked_nll: --loss chunked-nll (TRL 1.13-1.14 SFTTrainer's default, trl/trainer/"
+                          "sft_config.py l.332-334); nll: the model's own loss, as planned; others (dft) refused"),
     "router_aux_loss_coef": modelled("MoE router loss weight (a scalar)"),
     "assistant_only_loss": modelled("loss masked to assistant tokens: the same logits and loss bytes"),
     "completion_only_loss": modelled("loss masked to completion tokens: the same logits and loss bytes"),
@@ -256,6 +257,13 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         read_optim(d, "optim", path, o)
     if on(get("use_liger_kernel")):
         liger.hf(get("liger_kernel_config"), o)
+    loss_type = get("loss_type")
+    if loss_type == "chunked_nll":
+        o.use("loss_type", "loss", "chunked-nll")
+    elif loss_type not in (None, "nll"):
+        rep.refuse("loss_type", loss_type, "a loss other than negative log-likelihood", "use nll or chunked_nll")
+    elif loss_type == "nll":
+        rep.set("loss_type", "nll: the model's own loss, as planned")
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)

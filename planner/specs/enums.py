@@ -130,6 +130,7 @@ class Loss(Choice):
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
     CHUNKED_OUTPUT = "chunked-output"   # torchtune CEWithChunkedOutputLoss: logits per sequence chunk, upcast chunk by chunk
     CCE = "cce"          # Cut Cross-Entropy (apple/ml-cross-entropy): logits blockwise in SRAM, never in memory
+    CHUNKED_NLL = "chunked-nll"   # TRL 1.13-1.14 SFTTrainer's default: labelled positions only, checkpointed 256-row chunks
 
 
 class Objective(Choice):

@@ -21,7 +21,8 @@ COMMON = (("transformers", "5.24"), ("peft", "0.21.2"), ("bitsandbytes", "0.50.2
 
 class Stack(Choice):
     TRL_1_6 = "trl-1.6"                   # TRL <= 1.6 SFTTrainer (gpuplan's defaults)
-    TRL_1_14 = "trl-1.14"                 # TRL 1.7-1.14 SFTTrainer
+    TRL_1_12 = "trl-1.12"                 # TRL 1.7-1.12 SFTTrainer (chunked_nll projected in fp32: not modelled)
+    TRL_1_14 = "trl-1.14"                 # TRL 1.13-1.14 SFTTrainer
     TRL_1_16 = "trl-1.16"                 # TRL 1.15-1.16 SFTTrainer
     TRANSFORMERS = "transformers-5.24"    # the plain transformers Trainer loop, no TRL
     TORCHTUNE = "torchtune-0.6.1"         # torchtune's recipes, its last release (no longer maintained)
@@ -50,10 +51,15 @@ STACKS: dict[Stack, StackDefaults] = {
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1003, TRL 1.6.0)", _TRL_ARGS,
          "loss_type None -> 'nll' in SFTConfig.__post_init__ (sft_config.py l.297-308, TRL 1.6.0): the logits "
          "through transformers' ForCausalLMLoss, upcast to fp32")),
-    Stack.TRL_1_14: StackDefaults(
-        COMMON + (("trl", "1.7-1.14 (read: 1.10.0)"),), None, Precision.BF16_MIXED, "fp32", True,
+    Stack.TRL_1_12: StackDefaults(
+        COMMON + (("trl", "1.7-1.12 (read: 1.7.0, 1.12.0)"),), None, Precision.BF16_MIXED, "fp32", True,
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1146, TRL 1.10.0)", _TRL_ARGS,
-         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.334-335, TRL 1.10.0)")),
+         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.336, TRL 1.7.0-1.12.0)")),
+    Stack.TRL_1_14: StackDefaults(
+        COMMON + (("trl", "1.13-1.14 (read: 1.14.0)"),), Loss.CHUNKED_NLL, Precision.BF16_MIXED, "fp32", True,
+        (f"{_TRL_LOAD} (trl/trainer/utils.py l.1146, TRL 1.10.0)", _TRL_ARGS,
+         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.332-334, TRL 1.14.0): "
+         "gpuplan's --loss chunked-nll (sft_trainer.py _chunked_cross_entropy_loss, simulated with TRL 1.14.0's own)")),
     Stack.TRL_1_16: StackDefaults(
         COMMON + (("trl", "1.15-1.16 (read: 1.16.0)"),), Loss.TRL, Precision.BF16_MIXED, "fp32", True,
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1332, TRL 1.16.0)", _TRL_ARGS,
@@ -82,9 +88,10 @@ STACKS: dict[Stack, StackDefaults] = {
 }
 DEFAULT_STACK = Stack.TRL_1_6
 
-_NO_LOSS = {Stack.TRL_1_14: "TRL 1.7-1.14's SFTTrainer defaults to loss_type='chunked_nll' (the lm_head on labelled "
-                            "tokens only, in token chunks; trl/trainer/sft_config.py, TRL 1.10.0), which gpuplan does "
-                            "not model yet: pass --loss hf (loss_type='nll') or --loss trl (TRL >= 1.15's fused head)"}
+_NO_LOSS = {Stack.TRL_1_12: "TRL 1.7-1.12's SFTTrainer defaults to loss_type='chunked_nll' and projects each chunk in "
+                            "fp32 (`h.float() @ w.float().t()`, trl/trainer/sft_trainer.py _chunk, 1.7.0-1.12.0), "
+                            "which gpuplan does not model (it models 1.13-1.14's, --loss chunked-nll): pass --loss hf "
+                            "(loss_type='nll') or plan TRL >= 1.13 (--stack-versions trl-1.14)"}
 
 
 def stack_for_versions(versions: Mapping[str, str]) -> Stack:
@@ -99,6 +106,8 @@ def stack_for_versions(versions: Mapping[str, str]) -> Stack:
                            f"{', '.join(s.value for s in STACKS)}") from None
     if (major, minor) <= (1, 6):
         return Stack.TRL_1_6
+    if (major, minor) <= (1, 12):
+        return Stack.TRL_1_12
     return Stack.TRL_1_14 if (major, minor) <= (1, 14) else Stack.TRL_1_16
 
 

@@ -7,7 +7,7 @@ import math
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_output, cut_ce, liger
+from . import chunked_nll, chunked_output, cut_ce, liger
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -33,6 +33,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return chunked_output.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CCE:
         return cut_ce.loss_bytes(m, rs, T, sequences)
+    if rs.setup.loss is Loss.CHUNKED_NLL:   # TRL 1.13-1.14's default
+        return chunked_nll.loss_bytes(m, rs, T, sequences)
     if rs.setup.liger.cross_entropy:
         return liger.cross_entropy_bytes(m, rs, T)
     upcast = 4 * V if e < 4 else 0
@@ -109,4 +111,6 @@ def notes(rs: Resolved) -> list[str]:
                 f"{rs.setup.loss_token_fraction:.0%} of positions carry a label"]
     if rs.setup.loss is Loss.CCE:
         return cut_ce.notes(rs)
+    if rs.setup.loss is Loss.CHUNKED_NLL:
+        return [chunked_nll.note(rs)]
     return []

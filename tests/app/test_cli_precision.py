@@ -54,9 +54,16 @@ def test_a_stack_fills_the_knobs_left_alone_and_is_named():
 
 
 def test_a_stack_whose_default_loss_has_no_model_is_refused_unless_a_loss_is_given():
-    r = run("--stack-versions", "trl-1.14")
-    assert r.exit_code == 2 and "chunked_nll" in r.output
-    assert _json("--stack-versions", "trl-1.14", "--loss", "trl")["stack"]["name"] == "trl-1.14"
+    r = run("--stack-versions", "trl-1.12")
+    assert r.exit_code == 2 and "chunked_nll" in r.output and "fp32" in r.output and "Traceback" not in r.output
+    assert _json("--stack-versions", "trl-1.12", "--loss", "hf")["stack"]["name"] == "trl-1.12"
+
+
+def test_trl_1_14_plans_its_default_chunked_nll_below_the_full_logits():
+    d = _json("--stack-versions", "trl-1.14")
+    assert d["setup"]["loss"] == "chunked-nll" and d["stack"]["libraries"]["trl"].startswith("1.13-1.14")
+    assert d["peak_allocated_bytes"] < _json("--stack-versions", "trl-1.6")["peak_allocated_bytes"]
+    assert any("chunked_nll" in n for n in d["notes"])
 
 
 def test_installed_reads_the_versions_only_when_asked(monkeypatch):

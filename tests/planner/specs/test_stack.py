@@ -31,7 +31,8 @@ def test_every_row_names_its_libraries_and_sources():
 
 def test_the_rows_differ_where_the_libraries_do():
     assert stack_options(Stack.TRL_1_16, LLAMA)["loss"] == "trl"
-    assert stack_options(Stack.TRL_1_14, LLAMA)["loss"] is None and "chunked_nll" in unmodelled_loss(Stack.TRL_1_14)
+    assert stack_options(Stack.TRL_1_14, LLAMA)["loss"] == "chunked-nll" and unmodelled_loss(Stack.TRL_1_14) is None
+    assert stack_options(Stack.TRL_1_12, LLAMA)["loss"] is None and "fp32" in unmodelled_loss(Stack.TRL_1_12)
     plain = stack_options(Stack.TRANSFORMERS, LLAMA)     # bf16 config, Trainer bf16=False, no checkpointing
     assert plain == {"loss": "hf", "precision": "bf16-true", "grad_ckpt": False}
     assert stack_options(Stack.TORCHTUNE, LLAMA) == {"loss": "hf", "precision": "bf16-true", "grad_ckpt": False}
@@ -42,7 +43,9 @@ def test_the_rows_differ_where_the_libraries_do():
 @pytest.mark.parametrize("versions, stack", [
     ({"trl": "1.6.0", "transformers": "5.24.0"}, Stack.TRL_1_6),
     ({"trl": "0.19.1"}, Stack.TRL_1_6),
-    ({"trl": "1.7.0"}, Stack.TRL_1_14),
+    ({"trl": "1.7.0"}, Stack.TRL_1_12),
+    ({"trl": "1.12.1"}, Stack.TRL_1_12),
+    ({"trl": "1.13.0"}, Stack.TRL_1_14),
     ({"trl": "1.14.2"}, Stack.TRL_1_14),
     ({"trl": "1.15.0"}, Stack.TRL_1_16),
     ({"trl": "1.20.0"}, Stack.TRL_1_16),

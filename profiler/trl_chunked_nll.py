@@ -1,0 +1,89 @@
+"""`--loss chunked-nll`: TRL 1.13-1.14 SFTTrainer's default loss (`loss_type="chunked_nll"`), run
+with TRL's own code on the built model under FakeTensorMode.
+
+SFTTrainer patches the causal LM's forward with `trl.trainer.sft_trainer._patch_chunked_ce_lm_head`
+(the base model under peft), and the patched forward calls `_chunked_cross_entropy_loss`: the labelled
+positions are packed to the front by an argsort, and the LM head and the cross-entropy run in
+checkpointed chunks of `_CHUNKED_LM_HEAD_CHUNK_SIZE` (256) positions [trl/trainer/sft_trainer.py,
+TRL 1.14.0]. The simulator applies that same patch; nothing of TRL is re-implemented here.
+
+The number of chunks is read on the host (`range(0, n_padded, chunk_size)`), which fake tensors
+cannot answer. The count follows from the labels the run has, `loss_token_fraction` of the shifted
+positions (planner/techniques/chunked_nll.py labelled_positions): `HostCount` answers exactly that
+one read per forward, and any other host read of an integer fails the simulation.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+from typing import Callable, Iterator
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.techniques.chunked_nll import CHUNK_POSITIONS, chunks, labelled_positions
+
+# The TRL releases whose SFTTrainer defaults to this loss with the projection in the compute dtype
+# (1.13.0 changed `h.float() @ w.float().t()` into `(h @ w.to(h.dtype).t()).float()`)
+SIMULATED_TRL = ("1.13", "1.14")
+
+
+def _trl_patch() -> Callable:
+    try:
+        version = importlib.metadata.version("trl")
+    except importlib.metadata.PackageNotFoundError:
+        raise PlannerError("simulating --loss chunked-nll runs TRL's own loss: pip install 'trl==1.14.0' "
+                           "(TRL 1.13-1.14, whose SFTTrainer defaults to it)") from None
+    if not version.startswith(SIMULATED_TRL):
+        raise PlannerError(f"simulating --loss chunked-nll runs TRL 1.13-1.14's own loss; trl {version} is "
+                           "installed: pip install 'trl==1.14.0' in the environment that simulates")
+    from trl.trainer import sft_trainer
+    if sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE != CHUNK_POSITIONS:
+        raise PlannerError(f"trl {version} chunks the LM head by {sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE} positions; "
+                           f"planner/techniques/chunked_nll.py models {CHUNK_POSITIONS}")
+    return sft_trainer._patch_chunked_ce_lm_head
+
+
+class HostCount(TorchDispatchMode):
+    """Answers the chunk loop's one host read per forward (the padded count of labelled positions)
+    with `answer`; a second integer read in the same forward fails the simulation."""
+
+    def __init__(self, answer: int) -> None:
+        super().__init__()
+        self.answer, self.reads = answer, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and not args[0].dtype.is_floating_point:
+            if self.reads:
+                raise RuntimeError("TRL's chunked_nll read a second integer from the device; profiler/"
+                                   "trl_chunked_nll.py answers only the chunk count: check it against this TRL")
+            self.reads += 1
+            return self.answer
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def chunked_nll_forward(lm: torch.nn.Module, mark_loss: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, `lm(input_ids=..., labels=...)` computes TRL's chunked_nll loss, as SFTTrainer
+    patches it; `mark_loss` is called when the decoder's last hidden state exists (the loss begins)."""
+    patch = _trl_patch()
+    target = lm.get_base_model() if hasattr(lm, "get_base_model") else lm   # as SFTTrainer patches peft models
+    patch(target, chunk_size=CHUNK_POSITIONS)
+    hook = target.base_model.register_forward_hook(lambda module, inputs, output: mark_loss())
+    try:
+        yield
+    finally:
+        hook.remove()
+        del target.forward   # the patch set an instance attribute: the class's forward comes back
+
+
+@contextlib.contextmanager
+def answered_chunk_count(batch_size: int, seq_len: int, fraction: float) -> Iterator[None]:
+    """The host read of one forward answered: labelled positions rounded up to whole chunks."""
+    n = labelled_positions(batch_size * seq_len, batch_size, fraction)
+    with HostCount(chunks(n) * CHUNK_POSITIONS) as mode:
+        yield
+    if mode.reads != 1:
+        raise RuntimeError(f"TRL's chunked_nll read {mode.reads} integers from the device, not the one chunk count "
+                           "profiler/trl_chunked_nll.py answers: check it against this TRL")
