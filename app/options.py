@@ -87,7 +87,8 @@ SETUP_OPTIONS = [
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
                       "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk); cce: "
                       "Cut Cross-Entropy (apple/ml-cross-entropy, axolotl's cut_cross_entropy); chunked-nll: TRL 1.13-1.14 "
-                      "SFTTrainer's default loss_type='chunked_nll' (lm_head in checkpointed 256-position chunks)."),
+                      "SFTTrainer's default loss_type='chunked_nll' (lm_head in checkpointed 256-position chunks); "
+                      "chunked-nll-fp32: TRL 1.8-1.12's, each chunk projected from fp32 copies."),
     click.option("--liger", is_flag=True, default=False,
                  help="Liger Kernel as apply_liger_kernel_to_<family>() applies it by default: RMSNorm, RoPE, "
                       "SwiGLU/GeGLU and the fused linear cross-entropy (--loss chunked); modelled from source."),

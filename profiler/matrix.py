@@ -329,6 +329,21 @@ TRL_MATRIX: tuple[Case, ...] = (
 )
 MATRICES["trl"] = TRL_MATRIX
 
+# TRL 1.8-1.12's form (--loss chunked-nll-fp32: `h.float() @ w.float().t()`), simulated with TRL 1.12.0
+# installed (`pip install trl==1.12.0`, then --matrix trl-fp32 --record). Without autocast only: under CUDA
+# autocast log_softmax is on the fp32 set-opt-dtype list (ATen/autocast_mode.h), which the simulator's CPU
+# autocast lacks, so the autocast rows of this form are modelled from that source, not simulated.
+CNLL32 = {"loss": "chunked-nll-fp32", "precision": "bf16-true"}
+TRL_FP32_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**CNLL32, "method": "lora"}, batch_size=1, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL32, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**CNLL32, "method": "lora"}, batch_size=1, seq_len=700),
+    Case("qwen", "qwen-3-0.6b", {**CNLL32, "method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=2,
+         seq_len=512),
+    Case("neox", "pythia-160m", {**CNLL32, "method": "lora"}, batch_size=2, seq_len=512),
+)
+MATRICES["trl-fp32"] = TRL_FP32_MATRIX
+
 
 @dataclass
 class Result:

@@ -89,8 +89,8 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     handles.append(head.register_forward_hook(logits_start))
     if setup.optimizer_in_backward:   # after the tracker's hooks: each gradient is counted, then stepped and freed
         handles += built.optimizer.register(trainable)
-    loss_patch = (chunked_nll_forward(lm, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
-                  if setup.loss is Loss.CHUNKED_NLL else contextlib.nullcontext())
+    loss_patch = (chunked_nll_forward(lm, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS), setup.loss)
+                  if setup.loss.trl_chunked else contextlib.nullcontext())
     try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
         with packed_sequences(setup.packing is not Packing.NONE), loss_patch:
             _steps(built, setup, tracker, steps)
@@ -116,7 +116,7 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                 elif setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
                     out = None
                     loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
-                elif setup.loss is Loss.CHUNKED_NLL:      # TRL's patched forward: the loop reads its count
+                elif setup.loss.trl_chunked:      # TRL's patched forward: the loop reads its count
                     rows, cols = ids.shape
                     with answered_chunk_count(rows, cols, setup.loss_token_fraction):
                         out = lm(**batch)

@@ -1,5 +1,5 @@
-"""`--loss chunked-nll`: TRL 1.13-1.14 SFTTrainer's default loss (`loss_type="chunked_nll"`), run
-with TRL's own code on the built model under FakeTensorMode.
+"""`--loss chunked-nll` / `chunked-nll-fp32`: TRL 1.13-1.14's / 1.8-1.12's SFTTrainer default loss
+(`loss_type="chunked_nll"`), run with TRL's own code on the built model under FakeTensorMode.
 
 SFTTrainer patches the causal LM's forward with `trl.trainer.sft_trainer._patch_chunked_ce_lm_head`
 (the base model under peft), and the patched forward calls `_chunked_cross_entropy_loss`: the labelled
@@ -21,23 +21,27 @@ from typing import Callable, Iterator
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from gpuplan.planner.specs.enums import Loss
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.techniques.chunked_nll import CHUNK_POSITIONS, chunks, labelled_positions
 
-# The TRL releases whose SFTTrainer defaults to this loss with the projection in the compute dtype
-# (1.13.0 changed `h.float() @ w.float().t()` into `(h @ w.to(h.dtype).t()).float()`)
-SIMULATED_TRL = ("1.13", "1.14")
+# The TRL releases each form of the loss is run with: 1.13.0 changed `h.float() @ w.float().t()` (1.8-1.12)
+# into `(h @ w.to(h.dtype).t()).float()`; 1.8-1.10 read one more boolean on the host (an all-masked guard),
+# which HostCount does not answer, so the fp32 form is simulated with TRL 1.11-1.12
+SIMULATED_TRL = {Loss.CHUNKED_NLL: ("1.13", "1.14"), Loss.CHUNKED_NLL_FP32: ("1.11", "1.12")}
+_PIN = {Loss.CHUNKED_NLL: "trl==1.14.0", Loss.CHUNKED_NLL_FP32: "trl==1.12.0"}
 
 
-def _trl_patch() -> Callable:
+def _trl_patch(loss: Loss) -> Callable:
+    wanted = SIMULATED_TRL[loss]
     try:
         version = importlib.metadata.version("trl")
     except importlib.metadata.PackageNotFoundError:
-        raise PlannerError("simulating --loss chunked-nll runs TRL's own loss: pip install 'trl==1.14.0' "
-                           "(TRL 1.13-1.14, whose SFTTrainer defaults to it)") from None
-    if not version.startswith(SIMULATED_TRL):
-        raise PlannerError(f"simulating --loss chunked-nll runs TRL 1.13-1.14's own loss; trl {version} is "
-                           "installed: pip install 'trl==1.14.0' in the environment that simulates")
+        raise PlannerError(f"simulating --loss {loss.value} runs TRL's own loss: pip install '{_PIN[loss]}' "
+                           f"(TRL {wanted[0]}-{wanted[1]})") from None
+    if not version.startswith(wanted):
+        raise PlannerError(f"simulating --loss {loss.value} runs TRL {wanted[0]}-{wanted[1]}'s own loss; trl "
+                           f"{version} is installed: pip install '{_PIN[loss]}' in the environment that simulates")
     from trl.trainer import sft_trainer
     if sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE != CHUNK_POSITIONS:
         raise PlannerError(f"trl {version} chunks the LM head by {sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE} positions; "
@@ -54,7 +58,7 @@ class HostCount(TorchDispatchMode):
         self.answer, self.reads = answer, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default and not args[0].dtype.is_floating_point:
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].dtype is torch.int64:
             if self.reads:
                 raise RuntimeError("TRL's chunked_nll read a second integer from the device; profiler/"
                                    "trl_chunked_nll.py answers only the chunk count: check it against this TRL")
@@ -64,10 +68,11 @@ class HostCount(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def chunked_nll_forward(lm: torch.nn.Module, mark_loss: Callable[[], None]) -> Iterator[None]:
+def chunked_nll_forward(lm: torch.nn.Module, mark_loss: Callable[[], None],
+                        loss: Loss = Loss.CHUNKED_NLL) -> Iterator[None]:
     """Inside the block, `lm(input_ids=..., labels=...)` computes TRL's chunked_nll loss, as SFTTrainer
     patches it; `mark_loss` is called when the decoder's last hidden state exists (the loss begins)."""
-    patch = _trl_patch()
+    patch = _trl_patch(loss)
     target = lm.get_base_model() if hasattr(lm, "get_base_model") else lm   # as SFTTrainer patches peft models
     patch(target, chunk_size=CHUNK_POSITIONS)
     hook = target.base_model.register_forward_hook(lambda module, inputs, output: mark_loss())

@@ -130,7 +130,13 @@ class Loss(Choice):
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
     CHUNKED_OUTPUT = "chunked-output"   # torchtune CEWithChunkedOutputLoss: logits per sequence chunk, upcast chunk by chunk
     CCE = "cce"          # Cut Cross-Entropy (apple/ml-cross-entropy): logits blockwise in SRAM, never in memory
-    CHUNKED_NLL = "chunked-nll"   # TRL 1.13-1.14 SFTTrainer's default: labelled positions only, checkpointed 256-row chunks
+    CHUNKED_NLL = "chunked-nll"   # TRL 1.13-1.14 SFTTrainer's default: labelled positions first, checkpointed 256-row chunks
+    CHUNKED_NLL_FP32 = "chunked-nll-fp32"   # TRL 1.8-1.12's: the same, each chunk projected from fp32 copies
+
+    @property
+    def trl_chunked(self) -> bool:
+        """TRL's SFTTrainer chunked_nll (planner/techniques/chunked_nll.py), in either version's form."""
+        return self in (Loss.CHUNKED_NLL, Loss.CHUNKED_NLL_FP32)
 
 
 class Objective(Choice):

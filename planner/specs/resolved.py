@@ -129,7 +129,7 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if setup.method is Method.FULL:
         return None
     lora = setup.lora
-    if setup.loss is Loss.CHUNKED_NLL and (setup.adapter is not None or lora.modules_to_save):
+    if setup.loss.trl_chunked and (setup.adapter is not None or lora.modules_to_save):
         raise NoClosedForm("TRL's chunked_nll with a peft config or modules_to_save (its chunks read the wrapped "
                            "lm_head's weight) has no closed form")
     if setup.adapter is not None:
@@ -151,7 +151,7 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
         raise NoClosedForm("DoRA on an 8-bit base has no closed form checked against the simulator (QDoRA on 4 bit has)")
     names = setup.lora_targets(model)
     outer = _outer(names)
-    if setup.loss is Loss.CHUNKED_NLL and "head" in outer:   # trl/trainer/sft_trainer.py l.1347-1358, TRL 1.14.0
+    if setup.loss.trl_chunked and "head" in outer:   # trl/trainer/sft_trainer.py l.1347-1358, TRL 1.14.0
         raise PlannerError("TRL's chunked_nll refuses a LoRA-adapted lm_head (`loss_type='chunked_nll'` is not "
                            "supported when `lm_head` is wrapped by a PEFT adapter): drop lm_head from the targets, "
                            "or use --loss hf (loss_type='nll')")

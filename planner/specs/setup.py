@@ -334,7 +334,7 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.recipe.weights):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self._validate_recipe()
-        if self.loss is Loss.CHUNKED_NLL and self.liger.any():   # trl/trainer/sft_trainer.py l.1365-1366, TRL 1.14.0
+        if self.loss.trl_chunked and self.liger.any():   # trl/trainer/sft_trainer.py l.1365-1366, TRL 1.14.0
             raise PlannerError("TRL refuses loss_type='chunked_nll' with use_liger_kernel=True (its default loss is "
                                "then 'nll' with Liger's fused linear cross-entropy): use --loss chunked, or drop --liger")
         if self.liger.cross_entropy and self.loss is not Loss.HF:
@@ -450,7 +450,7 @@ class TrainingSetup:
             d.pop("lora")
         if self.method is not Method.QLORA:
             d.pop("quant")
-        if self.loss not in (Loss.TRL, Loss.CCE, Loss.CHUNKED_NLL):
+        if self.loss not in (Loss.TRL, Loss.CCE) and not self.loss.trl_chunked:
             d.pop("loss_token_fraction")   # only TRL's losses and CCE depend on it
         if not self.liger.any():
             d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)

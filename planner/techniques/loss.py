@@ -33,7 +33,7 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return chunked_output.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CCE:
         return cut_ce.loss_bytes(m, rs, T, sequences)
-    if rs.setup.loss is Loss.CHUNKED_NLL:   # TRL 1.13-1.14's default
+    if rs.setup.loss.trl_chunked:   # TRL 1.8-1.14's default
         return chunked_nll.loss_bytes(m, rs, T, sequences)
     if rs.setup.liger.cross_entropy:
         return liger.cross_entropy_bytes(m, rs, T)
@@ -111,6 +111,6 @@ def notes(rs: Resolved) -> list[str]:
                 f"{rs.setup.loss_token_fraction:.0%} of positions carry a label"]
     if rs.setup.loss is Loss.CCE:
         return cut_ce.notes(rs)
-    if rs.setup.loss is Loss.CHUNKED_NLL:
+    if rs.setup.loss.trl_chunked:
         return [chunked_nll.note(rs)]
     return []

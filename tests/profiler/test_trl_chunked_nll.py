@@ -47,3 +47,17 @@ def test_the_simulated_trl_step_agrees_with_the_estimate():
         setup = TrainingSetup.from_dict({"loss": "chunked-nll", "batch_size": 2, "seq_len": 256, **kw})
         simulated = simulate(model, setup).peak_allocated_bytes
         assert abs(estimate(model, setup).peak_allocated_bytes / simulated - 1) < 0.01
+
+
+def test_each_form_names_the_trl_it_needs():
+    from gpuplan.planner.specs.enums import Loss
+    from gpuplan.planner.specs.errors import PlannerError
+    from gpuplan.profiler.trl_chunked_nll import SIMULATED_TRL, _trl_patch
+    installed = trl.__version__
+    for loss, versions in SIMULATED_TRL.items():
+        if installed.startswith(versions):
+            assert callable(_trl_patch(loss))
+        else:
+            with pytest.raises(PlannerError, match="trl==1.1"):
+                _trl_patch(loss)
+    assert set(SIMULATED_TRL) == {Loss.CHUNKED_NLL, Loss.CHUNKED_NLL_FP32}

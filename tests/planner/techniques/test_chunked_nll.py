@@ -73,3 +73,22 @@ def test_what_trl_refuses_is_refused():
 def test_the_fraction_is_shown_in_the_setup_only_where_it_matters():
     assert "loss_token_fraction" in TrainingSetup.from_dict({"loss": "chunked-nll"}).to_dict()
     assert "loss_token_fraction" not in TrainingSetup().to_dict()
+
+
+def test_trl_1_12_projects_from_fp32_copies():
+    # bf16 weights, no autocast: `h.float() @ w.float().t()` copies the chunk and the whole lm_head to
+    # fp32 and multiplies in fp32; on Llama-3.2-1B the head's copy (1 GiB) beats the four chunk tensors
+    fwd, saved, bwd = _bytes(LLAMA, method="lora", precision="bf16-true", batch_size=1, seq_len=1024,
+                             loss="chunked-nll-fp32")
+    h, V, R = 2048, 128256, 256
+    assert fwd == 1024 * h * 2 + saved + R * h * 4 + V * h * 4 + R * V * 4
+    # backward: the matmul keeps the fp32 head copy for the chunk's input gradient, beside the recompute
+    assert bwd == 1023 * h * 2 + max(R * h * 4 + V * h * 4 + R * V * 4, V * h * 4 + 16 * R * V)
+    newer = _bytes(LLAMA, method="lora", precision="bf16-true", batch_size=1, seq_len=1024)
+    assert fwd - newer[0] == V * h * 4 + R * h * 4 + R * V * 4 - 16 * R * V
+
+
+def test_trl_1_12_under_autocast_upcasts_inside_log_softmax_and_says_so():
+    setup = TrainingSetup.from_dict({"method": "lora", "loss": "chunked-nll-fp32", "batch_size": 2, "seq_len": 512})
+    est = estimate(resolve_model("qwen-2.5-0.5b"), setup)
+    assert any("fp32 set-opt-dtype" in n for n in est.notes)
