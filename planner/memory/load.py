@@ -121,10 +121,35 @@ def quantize_extra_bytes(n: int, load_bytes: float, quant_type: QuantType, doubl
     return load_bytes * n + (n / 8 if double_quant else 0)    # the value; _absmax and _absmax - offset
 
 
+# torchao NF4Tensor.convert_to_norm_float_weight quantizes CHUNK_SIZE = 1024**2 elements at a time
+# [torchao 0.18.0 quantization/quantize_/workflows/nf4/nf4_tensor.py]
+TORCHAO_NF4_CHUNK = 2**20
+
+
+def torchao_nf4_extra_bytes(n: int, load_bytes: float) -> float:
+    """Bytes beyond the input while torchao's to_nf4 quantizes an n-element weight (torchtune's QLoRA:
+    FrozenNF4Linear.__init__ calls to_nf4 on its weight, and NF4Tensor's copy_ calls it again on each
+    loaded tensor [torchtune/modules/low_precision/nf4_linear.py; nf4_tensor.py copy_]). From
+    NF4Tensor.from_tensor: double_quantize_scalers' block absmaxes and their int8 copy (3n/64), then
+    convert_to_norm_float_weight's `blocks / scales` (n in the input dtype) and its unpacked uint8 indices
+    (n), while each chunk's quantize_tensor_nearest holds `value - nf4` and its `.abs()` (16 values per
+    element each, in the input dtype). Not yet on any estimate path: the planner's QLoRA is bitsandbytes'."""
+    chunk = min(n, TORCHAO_NF4_CHUNK)
+    return load_bytes * n + n + 3 * n / 64 + 2 * 16 * load_bytes * chunk
+
+
 def _largest_linear(model: ModelSpec) -> int:
     """Elements of the largest nn.Linear weight: fused 3-D MoE experts are not nn.Linear, and
     replace_with_bnb_linear leaves them unquantized (techniques/quantization.py moe_fused_experts_note)."""
     return max(lin.weight_count for lin in model.dense_linears + model.moe_linears if lin.experts == 1)
+
+
+def _largest_tensors(model: ModelSpec, k: int) -> int:
+    """Elements of the k largest checkpoint tensors: the embedding (and an untied lm_head), then the
+    layers' largest linears (each layer has its own)."""
+    sizes = [model.vocab * model.hidden] * (1 if model.tied_embeddings else 2)
+    sizes += [_largest_linear(model)] * model.n_layers
+    return sum(sorted(sizes, reverse=True)[:k])
 
 
 def _largest_unit(model: ModelSpec) -> int:
@@ -165,7 +190,8 @@ def _single(model: ModelSpec, setup: TrainingSetup, plan: LoadPlan) -> LoadEstim
         gpu, moment = max(base, st.weights), "the weights in place"
         staged = max(embed, _largest_linear(model))
         if plan.device is LoadDevice.GPU:
-            host = LOAD_WORKERS * staged * (ckpt + (ld if ld != ckpt else 0))
+            # each reader thread holds the tensor it reads and its host cast until .to() returns
+            host = _largest_tensors(model, LOAD_WORKERS) * (ckpt + (ld if ld != ckpt else 0))
             notes.append(f"device_map on the GPU: up to {LOAD_WORKERS} reader threads stage tensors in host RAM")
         else:
             host = base + staged * ckpt   # the model in host RAM, one checkpoint tensor being cast
