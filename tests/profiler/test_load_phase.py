@@ -90,3 +90,24 @@ def test_the_library_lines_the_rules_rest_on():
     prepare = inspect.getsource(fsdp_utils.fsdp2_prepare_model)
     assert "cpu_ram_efficient_loading and not model_has_params4bit" in prepare
     assert "original_sd = model.state_dict()" in prepare
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_from_pretrained_reads_one_tensor_at_a_time(tiny_hf, tmp_path, monkeypatch, dtype):
+    """A real from_pretrained of a saved fp32 checkpoint on the CPU, synchronous as a quantizing load is
+    (HF_DEACTIVATE_ASYNC_LOAD: the tracker sees the main thread only): the slice read is the parameter
+    when the dtype matches, and one tensor's read is alive with its cast when it does not."""
+    import transformers
+
+    tiny_hf().save_pretrained(tmp_path)                        # fp32 safetensors
+    monkeypatch.setenv("HF_DEACTIVATE_ASYNC_LOAD", "1")
+    tracker = StorageTracker()
+    with tracker:
+        lm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype)
+    largest = max(p.numel() for p in lm.parameters())
+    tensors = len(list(lm.parameters())) + len(list(lm.buffers()))
+    assert tracker.current <= sum(p.numel() * p.element_size() for p in lm.parameters()) + 2 * tensors * ALLOCATOR_ROUNDING
+    if dtype == torch.float32:   # the read is the parameter: nothing beyond allocator rounding
+        assert tracker.peak.total - tracker.current <= 4 * ALLOCATOR_ROUNDING
+    else:                        # the fp32 read of the tensor being cast, at most the largest
+        assert 0 < tracker.peak.total - tracker.current <= largest * 4 + ALLOCATOR_ROUNDING
