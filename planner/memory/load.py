@@ -194,7 +194,8 @@ def _single(model: ModelSpec, setup: TrainingSetup, plan: LoadPlan) -> LoadEstim
             host = _largest_tensors(model, LOAD_WORKERS) * (ckpt + (ld if ld != ckpt else 0))
             notes.append(f"device_map on the GPU: up to {LOAD_WORKERS} reader threads stage tensors in host RAM")
         else:
-            host = base + staged * ckpt   # the model in host RAM, one checkpoint tensor being cast
+            # the model in host RAM; a read is the parameter itself unless it is cast (then both, one tensor)
+            host = base + (staged * ckpt if ld != ckpt else 0)
             notes.append("device_map=None loads the model into host RAM first (transformers' default); "
                          "--load-on-gpu models device_map on the GPU")
     if rs.engine is Engine.DDP:   # the whole wrapped model is broadcast, one flat bucket (or one tensor) at a time
@@ -242,19 +243,16 @@ def load_estimate(model: ModelSpec, setup: TrainingSetup, plan: LoadPlan = LoadP
         return None
     if p.tp > 1 or p.pp > 1 or not (rs.engine in (Engine.SINGLE, Engine.DDP) or rs.engine in _FSDP):
         return None
-    if rs.engine in _FSDP and rs.quantized is None:
-        return _fsdp(model, setup, plan)
-    out = _single(model, setup, plan)
-    if model.moe_layers and any(lin.experts > 1 for lin in model.moe_linears):
-        out = LoadEstimate(out.peak_allocated_bytes, out.host_bytes_per_rank, out.host_bytes_per_node, out.moment,
-                           out.notes + ("fused MoE experts: the conversion that stacks each expert's checkpoint "
-                                        "tensors into one parameter (core_model_loading MergeModulelist) is not modelled",))
-    if rs.engine in _FSDP:   # Params4bit: no RAM-efficient path, every GPU quantizes the whole model
-        out = LoadEstimate(out.peak_allocated_bytes, out.host_bytes_per_rank, out.host_bytes_per_node, out.moment,
-                           out.notes + ("FSDP with bitsandbytes weights: every GPU loads and quantizes the whole "
-                                        "model before fully_shard shards it (accelerate skips cpu_ram_efficient_loading "
-                                        "for Params4bit)",))
-    return out
+    out = _fsdp(model, setup, plan) if rs.engine in _FSDP and rs.quantized is None else _single(model, setup, plan)
+    notes = list(out.notes)
+    if any(lin.experts > 1 for lin in model.moe_linears):
+        notes.append("fused MoE experts: the conversion that stacks each expert's checkpoint tensors into one "
+                     "parameter (core_model_loading MergeModulelist) is not modelled")
+    if rs.engine in _FSDP and rs.quantized is not None:   # Params4bit: no RAM-efficient path
+        notes.append("FSDP with bitsandbytes weights: every GPU loads and quantizes the whole model before fully_shard "
+                     "shards it (accelerate skips cpu_ram_efficient_loading for Params4bit)")
+    return LoadEstimate(out.peak_allocated_bytes, out.host_bytes_per_rank, out.host_bytes_per_node, out.moment,
+                        tuple(notes))
 
 
 def first_step_allocated(est, setup: TrainingSetup) -> int:

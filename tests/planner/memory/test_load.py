@@ -63,7 +63,7 @@ def test_qlora_load_quantizes_one_linear_at_a_time(llama8b):
 def test_host_ram_follows_the_device_map(llama8b):
     s = _setup("lora", precision=Precision.BF16_TRUE)
     on_cpu, on_gpu = load_estimate(llama8b, s), load_estimate(llama8b, s, LoadPlan(LoadDevice.GPU))
-    assert on_cpu.host_bytes_per_rank > 8_030_261_248 * 2          # the whole model, device_map=None
+    assert on_cpu.host_bytes_per_rank == 8_030_261_248 * 2         # the whole model, read in place (bf16 on disk)
     # four reader threads: the embedding, the untied lm_head and two MLP projections in flight
     assert on_gpu.host_bytes_per_rank == (2 * llama8b.vocab * llama8b.hidden + 2 * 14336 * 4096) * 2
     assert on_cpu.peak_allocated_bytes == on_gpu.peak_allocated_bytes
@@ -136,3 +136,15 @@ def test_deepspeed_allocates_its_state_at_init(llama8b):
     s = TrainingSetup(batch_size=2, seq_len=512, parallel=ParallelSpec(gpus=4, zero=2))
     est = estimate(llama8b, s)
     assert first_step_allocated(est, s) == est.peak_allocated_bytes
+
+
+def test_recommend_and_fit_hold_the_run_peak():
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.plans.fit import fit
+    from gpuplan.planner.plans.recommend import _Totals
+
+    model = resolve_model("llama-3.1-70b")
+    s = _setup("qlora", parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL)).with_(batch_size=1, seq_len=1024)
+    assert _Totals(model)(s) == run_device_total(model, s) > estimate(model, s).device_total_bytes
+    r = fit(model, s, resolve_gpu("rtx-4090"), memory_only=True)
+    assert r.device_total_bytes == run_device_total(model, s) and not r.fits
