@@ -45,6 +45,7 @@ def test_fit_holds_the_load_to_the_gpu():
     step = json.loads(_run("estimate", *QLORA_70B_FSDP, "--json").stdout)
     assert not d["fits"] and d["device_total_bytes"] > step["device_total_bytes"]
     assert d["max_batch_size"] == 0                     # no micro-batch helps: the load does not depend on it
+    assert "that is the load phase" in _run("fit", *QLORA_70B_FSDP, "--gpu", "rtx-4090").output
 
 
 def test_load_options_are_checked():
