@@ -45,6 +45,12 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     verdict = "fits" if r.fits else "does NOT fit"
     click.echo(f"  as given: {r.device_total_bytes / gib:.2f} GiB device total: {verdict} "
                f"(headroom {(gpu.memory_bytes - r.device_total_bytes) / gib:+.2f} GiB)")
+    from gpuplan.planner.memory.load import run_phase_totals   # lazy: each command loads what it needs (fast start)
+
+    phases = run_phase_totals(model, setup)
+    if max(phases, key=phases.get) == "load" and phases["load"] > phases["step"]:
+        click.echo(f"  (that is the load phase; the step alone needs {phases['step'] / gib:.2f} GiB: "
+                   "gpuplan estimate --phases shows both)")
     if r.max_batch:
         click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB, "
                    f"no headroom); with a {r.margin:.0%} safety margin: {r.safe_max_batch or 'none'}")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Optimizer, Precision
-from ..memory.estimate import estimate
+from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
 from ..specs.setup import Checkpointing, TrainingSetup
@@ -118,7 +118,7 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
 
     def total(b: int) -> int:
         if b not in totals:
-            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+            totals[b] = run_device_total(model, setup.with_(batch_size=b))
         return totals[b]
 
     b = _largest(lambda n: total(n) <= gpu.memory_bytes, 1, min(setup.batch_size, MAX_BATCH))
@@ -154,13 +154,13 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     that keep the task (no --seq-len halving) and that buy something a smaller micro-batch does not
     (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits)."""
     setup.validate()
-    given = estimate(model, setup).device_total_bytes
+    given = run_device_total(model, setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
     totals: dict[int, int] = {}
 
     def total_b(b: int) -> int:
         if b not in totals:
-            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+            totals[b] = run_device_total(model, setup.with_(batch_size=b))
         return totals[b]
 
     max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
@@ -169,7 +169,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
-        return lambda k: estimate(model, setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)).device_total_bytes <= mem
+        return lambda k: run_device_total(model, setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
 
     max_s = max(_largest(seq_ok(setup.batch_size), 1, ctx), 0) * SEQ_STEP
     max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
