@@ -73,7 +73,7 @@ SETUP_OPTIONS = [
                       "activation_offloading, axolotl true/disk), trl-sync (axolotl legacy), torchtune "
                       "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
                       "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
-    click.option("--compile", "compile_mode", type=_choice(Compile), default=_D.compile.value, show_default=True,
+    click.option("--compile", type=_choice(Compile), default=_D.compile.value, show_default=True,
                  help="torch.compile(model) (HF/TRL/axolotl torch_compile, torchtune compile): inductor's min-cut "
                       "partitioner recomputes elementwise ops instead of saving them; needs --no-grad-ckpt."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
@@ -243,7 +243,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
-        compile=Compile(kw.get("compile_mode") or "none"),
+        compile=Compile(kw.get("compile") or "none"),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)

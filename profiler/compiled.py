@@ -148,3 +148,25 @@ def compare(model: ModelSpec, setup: TrainingSetup, layers: int) -> dict:
     planned = planned_saved_bytes(m, setup)
     return {"model": model.name, "layers": layers, "setup": setup.to_dict(m), "partitioner_bytes": counted,
             "estimate_bytes": planned, "error_pct": round(100 * (planned - counted) / counted, 3)}
+
+
+NO_CKPT = {"checkpointing": "none"}
+ALL_LINEAR = {"targets": ["all-linear"]}
+# (preset, decoder layers kept, setup overrides): truncated models, batch 2 x 128 tokens
+CASES: tuple[tuple[str, int, dict], ...] = (
+    ("qwen-2.5-0.5b", 4, {"precision": "bf16-mixed"}),
+    ("qwen-2.5-0.5b", 4, {"precision": "bf16-true"}),
+    ("qwen-2.5-0.5b", 4, {"precision": "fp32"}),
+    ("qwen-2.5-0.5b", 4, {"precision": "fp16-mixed", "attention": "flash"}),
+    ("qwen-2.5-0.5b", 4, {"method": "lora", "precision": "bf16-mixed"}),
+    ("qwen-2.5-0.5b", 4, {"method": "lora", "precision": "bf16-mixed", "lora": ALL_LINEAR}),
+    ("qwen-2.5-0.5b", 4, {"method": "lora", "precision": "bf16-true", "lora": ALL_LINEAR}),
+    ("llama-3.2-1b", 4, {"precision": "bf16-mixed"}),
+    ("llama-3.2-1b", 4, {"precision": "bf16-true"}),
+    ("llama-3.2-1b", 4, {"method": "lora", "precision": "bf16-mixed"}),
+    ("llama-3.2-1b", 4, {"method": "lora", "precision": "bf16-true", "lora": {"r": 16, **ALL_LINEAR}}),
+)
+
+
+def case_setup(overrides: dict) -> TrainingSetup:
+    return TrainingSetup.from_dict({**NO_CKPT, "batch_size": 2, "seq_len": 128, **overrides, "compile": "inductor"})

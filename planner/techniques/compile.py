@@ -24,8 +24,8 @@ Hence, per token of one pre-norm gated layer (e: compute dtype, r: residual-stre
   attention output / MLP product already saved.
 Outside the layers: the final norm as a layer's; the first layer's residual after attention is
 recomputed from the embedding output and o_proj's output (e h instead of r h), and with a frozen
-embedding nothing flows into the first norm's input (its rsqrt is not saved); RoPE's cos/sin are
-recomputed. The loss saves the 16-bit logits, the shifted int64 labels, and two fp32 reductions per
+embedding nothing flows into the first layer's input, which is not saved (nor its rsqrt); RoPE's
+cos/sin are recomputed. The loss saves the 16-bit logits, the shifted int64 labels, and two fp32 reductions per
 row (amax and log-sum-exp): no fp32 logits, no log-softmax output.
 
 Checked against the partitioner run on the real HF model's fake-tensor graph (profiler/compiled.py,
@@ -105,7 +105,10 @@ def layer_bytes(m: ModelSpec, rs: Resolved, s: int) -> float:
     norms = 2 * (r * h + 4)                                       # each norm's input and rsqrt
     norms += x * h * (_trains(rs, attn_in) + _trains(rs, mlp_in))  # each norm's output, once, where read in backward
     core = attention.core_bytes(m, rs, s)                         # q, k (roped), v, output, logsumexp
-    o_in = m.n_heads * m.head_dim * x if (x != e and _trains(rs, attn_out)) else 0   # else the kernel's output itself
+    # o_proj's LoRA input: peft's cast to the adapters' dtype (and autocast's back) makes a copy of the
+    # kernel's output, which the kernel keeps too; with adapters in the compute dtype it is that output
+    o_in = m.n_heads * m.head_dim * x if (rs.adapters and rs.adapters.dtype is not rs.compute
+                                          and attn_out & set(rs.adapters.targets)) else 0
     mlp = 2 * e * I + (x * I if _trains(rs, mlp_out) else 0)      # gate, up; silu(gate) * up for down_proj's dW
     lora = 0.0
     if rs.adapters is not None:   # lora_A's output (lora_B's input)
@@ -117,7 +120,11 @@ def outside_bytes(m: ModelSpec, rs: Resolved) -> float:
     """Bytes per token saved outside the decoder layers (the loss apart), input ids included."""
     e, r, h = rs.compute.bytes, rs.residual.bytes, m.hidden
     final_norm = r * h + 4 + (e * h if rs.full else 0)   # its output is read by lm_head's dW only
-    first_layer = -(r - e) * h - (0 if rs.full else 4)   # the first residual recomputed; no gradient into a frozen embedding
+    # the first layer: with a trained embedding its residual after attention is recomputed from the
+    # embedding's output and o_proj's (e h saved instead of r h); with a frozen one no gradient flows into
+    # its input, which is then not saved at all (nor its rsqrt). The partitioner's distance weighting keeps
+    # the embedding's output after all in some LoRA graphs (q/v on an fp32 stream): e h per token more.
+    first_layer = -(r - e) * h if rs.full else -(r * h + 4)
     return 8 + final_norm + first_layer
 
 
