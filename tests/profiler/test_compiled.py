@@ -38,3 +38,11 @@ def test_recorded_rows_within_one_percent():
         assert row["model"] == name and row["layers"] == layers
         planned = planned_saved_bytes(m, case_setup(overrides))   # today's closed form, not the recorded one
         assert abs(planned - row["partitioner_bytes"]) <= 0.01 * row["partitioner_bytes"], (name, overrides)
+
+
+def test_profile_refuses_compile_in_one_line():
+    from gpuplan.planner.specs.errors import PlannerError
+    from gpuplan.profiler.run import measure
+
+    with pytest.raises(PlannerError, match="eager kernels"):
+        measure(QWEN2, _setup())
