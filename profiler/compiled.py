@@ -165,6 +165,9 @@ CASES: tuple[tuple[str, int, dict], ...] = (
     ("llama-3.2-1b", 4, {"precision": "bf16-true"}),
     ("llama-3.2-1b", 4, {"method": "lora", "precision": "bf16-mixed"}),
     ("llama-3.2-1b", 4, {"method": "lora", "precision": "bf16-true", "lora": {"r": 16, **ALL_LINEAR}}),
+    ("qwen-2.5-1.5b", 2, {"precision": "bf16-true"}),
+    ("mistral-7b-v0.3", 2, {"precision": "bf16-mixed"}),
+    ("mistral-7b-v0.3", 2, {"method": "lora", "precision": "bf16-true", "lora": ALL_LINEAR}),
 )
 
 
