@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ConfigSetup, compile, liger
+from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
@@ -448,7 +449,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     liger.axolotl(d, todo, o)
     if "torch_compile" in todo:   # axolotl hands backend and mode on only with torch_compile
         tc = on(d["torch_compile"])
-        compile.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
+        compile_keys.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
                      get("torch_compile_mode") if tc else None, o)
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")

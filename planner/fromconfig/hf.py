@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ConfigSetup, compile, liger
+from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
@@ -257,7 +258,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         read_optim(d, "optim", path, o)
     if on(get("use_liger_kernel")):
         liger.hf(get("liger_kernel_config"), o)
-    compile.read("torch_compile", get("torch_compile"), get("torch_compile_backend"), get("torch_compile_mode"), o)
+    compile_keys.read("torch_compile", get("torch_compile"), get("torch_compile_backend"), get("torch_compile_mode"), o)
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)
