@@ -54,3 +54,17 @@ def test_torchtune_compile_still_refused_with_its_reason(tmp_path):
     c = read_config(_yaml(tmp_path, TORCHTUNE + "compile: true\n"))
     assert c.refused and "compiled chunked loss" in c.refused[0]
     assert not read_config(_yaml(tmp_path, TORCHTUNE + "compile: false\n")).refused
+
+
+def test_accelerate_dynamo_backend(tmp_path):
+    base = "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nmixed_precision: bf16\n"
+    c = read_config(_yaml(tmp_path, base + "dynamo_config:\n  dynamo_backend: INDUCTOR\n  dynamo_mode: default\n"))
+    assert not c.refused, c.refused
+    assert c.options["compile"] == "inductor"
+    cg = read_config(_yaml(tmp_path, base + "dynamo_config:\n  dynamo_backend: INDUCTOR\n  dynamo_mode: reduce-overhead\n"))
+    assert cg.refused and cg.refused[0].startswith("dynamo_config.dynamo_mode: reduce-overhead")
+    regional = read_config(_yaml(tmp_path, base + "dynamo_config:\n  dynamo_backend: INDUCTOR\n"
+                                                  "  dynamo_use_regional_compilation: true\n"))
+    assert regional.refused and "regional compilation" in regional.refused[0]
+    off = read_config(_yaml(tmp_path, base + "dynamo_config:\n  dynamo_backend: 'NO'\n"))
+    assert not off.refused and "compile" not in off.options
