@@ -8,6 +8,7 @@ import click
 
 from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objective, Optimizer, Packing, Padding,
                                         Precision, QuantType)
+from gpuplan.planner.specs.enums import Compile
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
@@ -72,6 +73,9 @@ SETUP_OPTIONS = [
                       "activation_offloading, axolotl true/disk), trl-sync (axolotl legacy), torchtune "
                       "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
                       "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
+    click.option("--compile", type=_choice(Compile), default=_D.compile.value, show_default=True,
+                 help="torch.compile(model) (HF/TRL/axolotl torch_compile, torchtune compile): inductor's min-cut "
+                      "partitioner recomputes elementwise ops instead of saving them; needs --no-grad-ckpt."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
                  help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
@@ -241,6 +245,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
+        compile=Compile(kw.get("compile") or "none"),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)

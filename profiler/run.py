@@ -91,6 +91,9 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.liger.any():
         return ("Liger's RMSNorm/RoPE/SwiGLU/cross_entropy are Triton kernels, modelled from Liger's source, not profiled: "
                 "profile without --liger (its fused linear cross-entropy alone: --loss chunked)")
+    if setup.compile.value != "none":
+        return ("--compile: the profiler runs eager kernels; the compiled saved set is counted by "
+                "benchmarks/compile_saved.py (profiler/compiled.py), not profiled: profile without --compile")
     return None
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from . import ConfigSetup
 from .common import Options, read_deepspeed, read_fsdp
-from .rules import KeyRule, Report, modelled, no_effect, refused
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
+from .rules import KeyRule, Report, modelled, no_effect, on, refused
 
 TABLE: dict[str, KeyRule] = {
     "distributed_type": modelled("NO: one GPU; MULTI_GPU: DDP; DEEPSPEED: deepspeed_config; FSDP: fsdp_config; "
@@ -29,7 +30,13 @@ TABLE: dict[str, KeyRule] = {
     "deepspeed_config.zero3_init_flag": modelled("ZeRO-3 init partitions at load: planned"),
     "fsdp_config.*": modelled("FSDP plugin fields: read as HF fsdp_config is (common.py FSDP_TABLE)"),
     "use_cpu": refused("CPU training", lambda v: v is True),
-    "dynamo_config.*": refused("torch.compile (TorchDynamo) changes saved activations and temporaries",
+    "dynamo_config.dynamo_backend": modelled("INDUCTOR: --compile inductor (prepare_model calls torch.compile(model) "
+                                             "[accelerator.py L2068-2073]); NO: eager; other backends refused"),
+    "dynamo_config.dynamo_mode": modelled("with INDUCTOR: default / max-autotune-no-cudagraphs; CUDA-graph modes refused"),
+    "dynamo_config.dynamo_use_regional_compilation": refused(
+        "regional compilation compiles the repeated decoder layers and the rest apart (the loss in its own graph): "
+        "not counted", lambda v: on(v)),
+    "dynamo_config.*": refused("torch.compile (TorchDynamo) options beyond backend and mode",
                                lambda v: str(v).upper() not in ("NO", "NONE", "FALSE", "")),
     "megatron_lm_config.*": refused("Megatron-LM through accelerate"),
     "parallelism_config.*": refused("accelerate's N-D parallelism (context / tensor parallel) is not read yet",
@@ -82,6 +89,11 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             rep.refuse("mixed_precision", mp, "FP8 training", "use bf16")
         else:
             o.use("mixed_precision", "precision", "fp32")
+    backend = flat.get("dynamo_config.dynamo_backend")
+    if "dynamo_config.dynamo_backend" in todo and str(backend).upper() not in ("NO", "NONE", ""):
+        compile_keys.read("dynamo_config.dynamo_backend", True, str(backend).lower(),
+                          flat.get("dynamo_config.dynamo_mode"), o,
+                          ("dynamo_config.dynamo_backend", "dynamo_config.dynamo_mode"))
     ds = d.get("deepspeed_config") or {}
     if kind == "DEEPSPEED":
         if ds.get("deepspeed_config_file"):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
@@ -96,7 +97,8 @@ TABLE: dict[str, KeyRule] = {
                                       "writes nothing to disk at this commit); legacy: trl-sync; hidden_states: "
                                       "layer-inputs [core/trainers/mixins/activation_checkpointing.py]"),
     "layer_offloading": refused("layer offloading moves parameters to host memory between uses"),
-    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
+    "torch_compile": modelled("true: --compile inductor (handed to HF's TrainingArguments: torch.compile(model)) "
+                              "[fromconfig/compile.py]"),
     "peft_use_dora": modelled("--use-dora: DoRA's magnitude vectors and weight-norm activations (planner/techniques/dora.py)"),
     "peft_use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
     "lora_modules_to_save": modelled("--modules-to-save: trainable full copies of those modules and their optimizer state"),
@@ -229,7 +231,9 @@ TABLE: dict[str, KeyRule] = {
     **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
     **read_only_with("fp32_norms", ["fp32_norm_classes"]),
     **read_only_with("sequence_parallel_degree / context_parallel_size", ["heads_k_stride", "ring_attn_func"]),
-    **read_only_with("torch_compile", ["torch_compile_backend", "torch_compile_mode", "torch_compile_options"]),
+    "torch_compile_backend": modelled("with torch_compile: inductor; other backends refused"),
+    "torch_compile_mode": modelled("with torch_compile: default / max-autotune-no-cudagraphs; CUDA-graph modes refused"),
+    "torch_compile_options": refused("inductor options (they can change what is fused and saved)"),
     # --- no effect on per-GPU memory or step time ---
     **no_effect("post-training quantization (axolotl quantize runs after training)", ["quantization"]),
     **no_effect("a library path", ["torchdistx_path"]),
@@ -443,6 +447,10 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if o.get("seq_len"):
             o.use("pad_to_multiple_of", "seq_len", -(-int(o["seq_len"]) // d["pad_to_multiple_of"]) * d["pad_to_multiple_of"])
     liger.axolotl(d, todo, o)
+    if "torch_compile" in todo:   # axolotl hands backend and mode on only with torch_compile
+        tc = on(d["torch_compile"])
+        compile_keys.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
+                     get("torch_compile_mode") if tc else None, o)
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):

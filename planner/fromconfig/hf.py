@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
@@ -100,9 +101,10 @@ TABLE: dict[str, KeyRule] = {
                                    "auto/null: no padding beyond the longest (off Neuron)"),
     "activation_offloading": modelled("true: --activation-offload trl (SFTConfig/DPOConfig: TRL's OffloadActivations "
                                       "around each training step [trl/models/activation_offloading.py])"),
-    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
-    "torch_compile_backend": refused("torch.compile"),
-    "torch_compile_mode": refused("torch.compile"),
+    "torch_compile": modelled("true: --compile inductor (torch.compile(model) by accelerate; the min-cut "
+                              "partitioner's saved set) [fromconfig/compile.py]"),
+    "torch_compile_backend": modelled("inductor (also switches torch_compile on); other backends refused"),
+    "torch_compile_mode": modelled("default / max-autotune-no-cudagraphs; the CUDA-graph modes refused"),
     "torchdynamo": refused("torch.compile"),
     "use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
     "lora_modules_to_save": refused("modules_to_save trains full copies of those modules (and their optimizer state)"),
@@ -264,6 +266,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         rep.refuse("loss_type", loss_type, "a loss other than negative log-likelihood", "use nll or chunked_nll")
     elif loss_type == "nll":
         rep.set("loss_type", "nll: the model's own loss, as planned")
+    compile_keys.read("torch_compile", get("torch_compile"), get("torch_compile_backend"), get("torch_compile_mode"), o)
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)

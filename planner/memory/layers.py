@@ -14,6 +14,7 @@ from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
+from ..techniques import compile as compiled   # torch.compile's saved set
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,9 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)
+    if compiled.active(rs):   # the min-cut partitioner's cut replaces eager's saved tensors
+        compiled.check(m, rs.setup, rs)
+        per_layer, outside = compiled.layer_bytes(m, rs, s), compiled.outside_bytes(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,

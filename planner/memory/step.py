@@ -24,6 +24,7 @@ from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
 from ..techniques import precision   # the recipe note
+from ..techniques import compile as compiled   # torch.compile's saved set
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
 from .result import Assumption
@@ -64,6 +65,8 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     W, G, O = st.weights, st.gradients, st.optimizer_state
     g_live = G if setup.grad_accum > 1 else 0          # accumulated gradients during later micro-batches
     logit_fwd, logit_saved, logit_bwd = loss.loss_bytes(model, rs, T, setup.batch_size)
+    if compiled.active(rs):   # the compiled loss: 16-bit logits and two reductions per row
+        logit_fwd, logit_saved, logit_bwd = compiled.loss_bytes(model, rs, T, setup.seq_len)
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)
@@ -140,6 +143,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += loss.notes(rs)
     notes += precision.notes(rs)
     notes += liger.notes(model, rs.setup.liger)
+    notes += compiled.notes(rs)
     notes += in_backward.notes(rs)
     notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)

@@ -226,3 +226,10 @@ class Source(Choice):
     CLOSED_FORM = "closed-form"   # the planner's formulas
     SIMULATED = "simulated"       # gpuplan.profiler.simulate: the real model and peft method under FakeTensorMode
     FITTED = "fitted"             # c0 + c1 b s + c2 b s^2 fitted to a few simulations (gpuplan.profiler.answer)
+
+
+class Compile(Choice):
+    """`torch.compile` of the model (planner/techniques/compile.py)."""
+
+    NONE = "none"            # eager PyTorch
+    INDUCTOR = "inductor"    # torch.compile(model) with its default backend and mode (no CUDA graphs)

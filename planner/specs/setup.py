@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
+from .enums import Compile   # torch.compile [techniques/compile.py]
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
@@ -85,7 +86,7 @@ class LoraSpec:
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
-_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none"}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -198,6 +199,7 @@ class TrainingSetup:
     # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
+    compile: Compile = Compile.NONE   # torch.compile of the model [techniques/compile.py]
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -427,7 +429,8 @@ class TrainingSetup:
                          {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
-                 "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
+                 "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
+                 "compile": Compile}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
 
