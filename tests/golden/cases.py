@@ -181,6 +181,20 @@ _TECHNIQUES = (
                              "--eval-seq-len", "512", "--eval-generate-tokens", "512"]),
     ("eval generate static", ["-m", "qwen-2.5-7b", "--method", "lora", "--eval-batch-size", "8",
                               "--eval-generate-tokens", "1024", "--eval-cache", "static"]),
+    *((f"stack {v}", ["-m", "llama-3.1-8b", "--method", "qlora", "-b", "4", "-s", "4096", "--stack-versions", v])
+      for v in ("trl-1.12", "trl-1.14")),
+    ("chunked-nll completion-only", ["-m", "qwen-2.5-7b", "--method", "lora", "--loss", "chunked-nll",
+                                     "--loss-tokens", "0.3", "-b", "2", "-s", "8192"]),
+    ("compile inductor", ["-m", "qwen-2.5-0.5b", "--no-grad-ckpt", "--compile", "inductor"]),
+    ("compile inductor lora", ["-m", "llama-3.2-1b", "--method", "lora", "--no-grad-ckpt", "--compile", "inductor"]),
+    ("compile inductor bf16-true", ["-m", "llama-3.1-8b", "--precision", "bf16-true", "--no-grad-ckpt",
+                                    "--compile", "inductor"]),
+    ("phases lora", ["-m", "llama-3.2-1b", "--method", "lora", "--phases"]),
+    ("phases fsdp", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases"]),
+    ("phases fsdp cpu-ram-efficient", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases",
+                                       "--cpu-ram-efficient-loading"]),
+    ("phases qlora fsdp 70b 4090", ["-m", "llama-3.1-70b", "--method", "qlora", "--gpus", "8", "--fsdp", "full",
+                                    "-b", "1", "-s", "1024", "--gpu", "rtx-4090", "--phases"]),
 )
 
 
