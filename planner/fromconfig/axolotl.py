@@ -20,6 +20,10 @@ SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
 _PACKING = "packing changes the attention mask and the tokens per micro-batch"
 _NOT_CAUSAL_LM = "only decoder language-model fine-tuning (SFT) is planned"
 
+_GENERATES = ("true with an eval set: the eval phase generates eval_max_new_tokens per prompt "
+              "(--eval-generate-tokens, --eval-batch-size eval_batch_size or micro_batch_size, prompts up to "
+              "sequence_len)")
+
 TABLE: dict[str, KeyRule] = {
     # --- the setup gpuplan plans [schemas/model.py, peft.py, training.py, config.py] ---
     "base_model": modelled("--model"),
@@ -280,16 +284,54 @@ TABLE: dict[str, KeyRule] = {
         "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "merge_lora", "merge_method",
         "fsdp_final_state_dict_type", "axolotl_config_path"]),
     **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
-        "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy", "do_causal_lm_eval",
-        "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split", "eval_table_size",
-        "eval_max_new_tokens", "generate_samples", "num_generation_samples", "generation_max_new_tokens",
+        "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy",
+        "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split",
         "generation_temperature", "generation_top_p", "generation_top_k", "generation_prompt_ratio",
         "generation_do_sample"]),
+    # generation during evaluation: model.generate over each eval batch's prompts, greedy, with the KV cache
+    # [axolotl utils/callbacks/__init__.py causal_lm_bench_eval_callback_factory, log_prediction_callback_factory]
+    "do_causal_lm_eval": modelled(_GENERATES),
+    "eval_table_size": modelled("> 0 with wandb/mlflow/comet: " + _GENERATES + " (and the eval batch's logits)"),
+    "eval_max_new_tokens": modelled("with do_causal_lm_eval or eval_table_size: --eval-generate-tokens (schema "
+                                    "default 128)"),
+    "generate_samples": refused("sample generation during training (GenerateSamplesCallback) is not modelled"),
+    **read_only_with("generate_samples", ["num_generation_samples", "generation_max_new_tokens"]),
     **no_effect("process-level switches: timeouts, garbage collection, the Gradio demo, Ray workers", [
         "ddp_timeout", "gc_steps", "gc_collect_steps", "torch_empty_cache_steps", "gradio_title", "gradio_share",
         "gradio_server_name", "gradio_server_port", "gradio_max_new_tokens", "gradio_temperature", "use_ray",
         "ray_run_name", "ray_num_workers", "resources_per_worker", "accelerator_config"]),
 }
+
+def _eval_generation(d: dict[str, Any], get, o: Options) -> None:
+    """do_causal_lm_eval, and eval_table_size > 0 with a logger that takes the table: at each evaluation
+    axolotl's callbacks generate over every eval batch, greedy, `max_new_tokens=eval_max_new_tokens`
+    (schema default 128), on the prompts padded to the longest [axolotl utils/callbacks/__init__.py
+    causal_lm_bench_eval_callback_factory, log_prediction_callback_factory]. Planned as the eval phase
+    with generation at the eval batch (eval_batch_size, else micro_batch_size, axolotl's
+    per_device_eval_batch_size) on prompts as long as a training sample can be (sequence_len)."""
+    rep = o.report
+    table = get("eval_table_size")
+    # the table goes to wandb (on with wandb_project), mlflow or comet: without one the callback is not added
+    logger = any(on(d.get(k)) for k in ("use_wandb", "wandb_project", "use_mlflow", "mlflow_experiment_name", "use_comet"))
+    logs_table = bool(table) and int(table) > 0 and logger
+    keys = [k for k, active in (("do_causal_lm_eval", on(get("do_causal_lm_eval"))), ("eval_table_size", logs_table))
+            if active]
+    has_eval_set = bool(d.get("test_datasets")) or float(d.get("val_set_size") or 0) > 0
+    for k in ("do_causal_lm_eval", "eval_table_size", "eval_max_new_tokens"):
+        if get(k) is not None and (not keys or not has_eval_set):
+            rep.set(k, f"{show(d[k])}: no generation at evaluation (no eval set, or the callback is off)")
+    if not keys or not has_eval_set:
+        return
+    tokens = int(get("eval_max_new_tokens") or 128)
+    o["eval_batch_size"] = int(d.get("eval_batch_size") or d.get("micro_batch_size") or 1)
+    flags = f"--eval-batch-size {o['eval_batch_size']} --eval-generate-tokens {tokens}"
+    if d.get("eval_sequence_len"):   # else the training sequence length
+        o["eval_seq_len"] = int(d["eval_sequence_len"])
+        flags += f" --eval-seq-len {o['eval_seq_len']}"
+    o["eval_generate_tokens"] = tokens
+    for k in keys + (["eval_max_new_tokens"] if get("eval_max_new_tokens") is not None else []):
+        rep.set(k, flags)
+
 
 _ATTN = {"flash_attention_2": "flash", "flash_attention": "flash", "sdpa": "sdpa", "eager": "eager"}
 _PLUGINS = {"axolotl.integrations.liger.LigerPlugin", "axolotl.integrations.liger.plugin.LigerPlugin",
@@ -478,6 +520,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if el is not None and int(el) > int(d.get("sequence_len") or 0):
         rep.refuse("eval_sequence_len", el, "eval at a longer sequence than training can peak above the step "
                    "(logits of the eval batch)", f"set it to {d.get('sequence_len')} or less")
+    _eval_generation(d, get, o)
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")

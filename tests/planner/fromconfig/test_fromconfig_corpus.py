@@ -243,7 +243,7 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', 'phi-3-mini-4k-instruct',
         dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,
              lora_r=64, lora_alpha=32.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
-             optimizer='adamw-fused', attn='flash'),
+             optimizer='adamw-fused', attn='flash', eval_batch_size=2, eval_generate_tokens=32),
         refused=[
             'resize_token_embeddings_to_32x: true is not modelled yet (resizing the vocabulary to a multiple '
              'of 32 adds rows); remove it to plan the rest',
