@@ -99,7 +99,8 @@ SETUP_OPTIONS = [
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl); kto: TRL's KTOTrainer (one completion, a no-grad KL forward, a reference "
-                      "model; needs --loss trl and a micro-batch of 2 or more)."),
+                      "model; needs --loss trl and a micro-batch of 2 or more); orpo: trl.experimental's ORPOTrainer (chosen + "
+                      "rejected, the full logits, no reference model; --loss hf)."),
     click.option("--precompute-ref-log-probs", is_flag=True, help="DPO/KTO: reference log-probs computed before "
                  "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,

@@ -138,6 +138,7 @@ class Objective(Choice):
     SFT = "sft"    # next-token loss on one sequence per example (SFTTrainer, plain Trainer)
     DPO = "dpo"    # DPOTrainer: chosen and rejected sequences in one batch, a frozen reference model
     KTO = "kto"    # KTOTrainer: one completion per example, a no-grad KL forward, a frozen reference model
+    ORPO = "orpo"  # trl.experimental ORPOTrainer: chosen and rejected in one batch, full logits, no reference
 
     @property
     def has_reference(self) -> bool:

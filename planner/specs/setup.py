@@ -317,6 +317,11 @@ class TrainingSetup:
             raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
                                "only for now (its multi-GPU step is not checked against the simulator); drop the "
                                "multi-GPU flags")
+        if self.objective is Objective.ORPO and (self.loss is not Loss.HF or self.liger.any()):
+            raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
+                               "use --loss hf (the default) and no --liger with --objective orpo")
+        if self.objective is Objective.ORPO and not self.parallel.single_gpu:
+            raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.objective.has_reference and not self.parallel.single_gpu:
             raise PlannerError(f"--objective {self.objective.value} is planned for one GPU only for now; drop the "
                                "multi-GPU flags")
@@ -453,6 +458,8 @@ class TrainingSetup:
             d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)
         if self.objective is Objective.SFT:
             d.pop("objective")
+            d.pop("precompute_ref_log_probs")
+        elif not self.objective.has_reference:   # ORPO, RM: no reference model to precompute
             d.pop("precompute_ref_log_probs")
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ..specs.enums import Loss
+from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_output, cut_ce, liger
+from . import chunked_output, cut_ce, liger, orpo
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -25,6 +25,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
     its input [transformers/loss/loss_utils.py; aten log_softmax_backward_data].
     """
     V, e = m.vocab, rs.compute.bytes
+    if rs.setup.objective is Objective.ORPO:   # ORPOTrainer's own loss on the full logits
+        return orpo.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CHUNKED:
         return fused_linear_cross_entropy(m, rs, T)
     if rs.setup.loss is Loss.TRL:

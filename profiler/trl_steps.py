@@ -1,0 +1,50 @@
+"""The loss computations of TRL's preference trainers, run on the simulator's model by TRL's own code.
+
+ORPO (TRL 1.16.0 trl/experimental/orpo/orpo_trainer.py): `ORPOTrainer.concatenated_forward` and
+`odds_ratio_loss` called unbound on a stand-in for the trainer holding the attributes they read
+(`is_encoder_decoder`, `padding_value`, `aux_loss_enabled`, `beta`, `accelerator.device`, and its
+static methods `concatenated_inputs` and `get_batch_logps`), on the batch
+its collator builds (`chosen_*` / `rejected_*` input_ids, attention_mask, labels; fixed length, so
+no padding); then `loss = policy_nll_loss - losses.mean()` as `get_batch_loss_metrics` does (its
+metrics, read on the host with `.item()`, are left out: scalars). Its `selective_log_softmax` takes
+TRL's Triton path on CUDA, so it runs through the stand-in of profiler/kernels/trl_logprob.py.
+"""
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+
+import torch
+
+ORPO_BETA = 0.1   # ORPOConfig.beta default [trl/experimental/orpo/orpo_config.py, TRL 1.16.0]
+
+
+def preference_batch(b: int, s: int, vocab: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """What DPODataCollatorWithPadding hands ORPOTrainer for b pairs of s-token sequences (no padding)."""
+    batch = {}
+    for side in ("chosen", "rejected"):
+        ids = torch.randint(0, vocab, (b, s), device=device)
+        batch[f"{side}_input_ids"] = ids
+        batch[f"{side}_attention_mask"] = torch.ones((b, s), dtype=torch.int64, device=device)
+        batch[f"{side}_labels"] = ids.clone()
+    return batch
+
+
+def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.device,
+              batch: dict[str, torch.Tensor] | None = None, cuda_kernel: bool = True) -> torch.Tensor:
+    """ORPO's training loss on b (chosen, rejected) pairs, computed by TRL's ORPOTrainer methods
+    (`cuda_kernel=False`: TRL's own CPU fallback for the log-probs, real values)."""
+    from trl.experimental.orpo import ORPOTrainer
+
+    from .kernels.trl_logprob import trl_logprob_kernel
+
+    trainer = SimpleNamespace(is_encoder_decoder=False, padding_value=0, aux_loss_enabled=False, beta=ORPO_BETA,
+                              accelerator=SimpleNamespace(device=device),
+                              concatenated_inputs=ORPOTrainer.concatenated_inputs, get_batch_logps=ORPOTrainer.get_batch_logps)
+    batch = preference_batch(b, s, vocab, device) if batch is None else batch
+    with trl_logprob_kernel() if cuda_kernel else contextlib.nullcontext():
+        chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll = ORPOTrainer.concatenated_forward(
+            trainer, lm, batch)
+        losses = ORPOTrainer.odds_ratio_loss(trainer, chosen_logps, rejected_logps)[0]
+    del batch, chosen_logits, rejected_logits
+    return nll - losses.mean()
