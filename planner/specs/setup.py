@@ -86,6 +86,7 @@ class LoraSpec:
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
+_GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -181,6 +182,11 @@ class TrainingSetup:
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
     objective: Objective = Objective.SFT
     precompute_ref_log_probs: bool = False            # DPO: reference log-probs computed before training
+    # GRPO (GRPOConfig, TRL 1.16.0; planner/techniques/grpo.py): seq_len is prompt + completion
+    num_generations: int = 8                          # completions per prompt
+    completion_len: int = 512                         # max_completion_length, decoded to the full length
+    steps_per_generation: int | None = None           # None: gradient_accumulation_steps
+    kl_beta: float = 0.0                              # GRPOConfig.beta: > 0 keeps a reference model
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -320,6 +326,12 @@ class TrainingSetup:
         if self.objective is Objective.ORPO and (self.loss is not Loss.HF or self.liger.any()):
             raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
                                "use --loss hf (the default) and no --liger with --objective orpo")
+        if self.objective is Objective.PPO:
+            raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
+                               "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+        if self.objective is Objective.GRPO:
+            from ..techniques.grpo import validate as grpo_validate   # lazy: the technique reads the setup
+            grpo_validate(self)
         if self.objective is Objective.ORPO and not self.parallel.single_gpu:
             raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.objective.has_reference and not self.parallel.single_gpu:
@@ -461,6 +473,13 @@ class TrainingSetup:
             d.pop("precompute_ref_log_probs")
         elif not self.objective.has_reference:   # ORPO, RM: no reference model to precompute
             d.pop("precompute_ref_log_probs")
+        if self.objective is not Objective.GRPO:
+            for key in _GRPO_DEFAULTS:
+                d.pop(key)
+        else:
+            for key, default in _GRPO_DEFAULTS.items():   # shown only when set
+                if d[key] == default:
+                    d.pop(key)
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)

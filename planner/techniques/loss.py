@@ -7,7 +7,7 @@ import math
 from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_output, cut_ce, liger, orpo
+from . import chunked_output, cut_ce, grpo, liger, orpo
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -90,7 +90,7 @@ def trl_fused_lm_head(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tup
     x = rs.residual.bytes                        # the final norm's output, and the lm_head's dtype
     c = rs.compute.bytes if rs.autocast else x   # torch.get_autocast_dtype under autocast, else hidden.dtype
     positions = T - sequences
-    N = max(1, math.ceil(rs.setup.loss_token_fraction * positions))
+    N = grpo.labelled_positions(rs.setup, positions, sequences)   # GRPO: its completions
     rows = min(N, TRL_TOKEN_TILE)
     tile = rows * TRL_VOCAB_TILE * c             # allocated at full width, whatever the vocabulary
     casts = (rows * h * c + min(V, TRL_VOCAB_TILE) * h * c) if x != c else 0
