@@ -101,7 +101,7 @@ SETUP_OPTIONS = [
                       "needs --loss trl); kto: TRL's KTOTrainer (one completion, a no-grad KL forward, a reference "
                       "model; needs --loss trl and a micro-batch of 2 or more); orpo: trl.experimental's ORPOTrainer (chosen + "
                       "rejected, the full logits, no reference model; --loss hf); grpo: GRPOTrainer with HF generate (a "
-                      "generation phase, then a fused-head step on the completions; --loss trl); ppo: refused."),
+                      "generation phase, then a fused-head step on the completions; --loss trl); ppo, rm: refused."),
     click.option("--num-generations", type=int, default=_D.num_generations, show_default=True,
                  help="GRPO: completions per prompt (GRPOConfig.num_generations); the generation batch must be a "
                       "multiple of it."),
@@ -113,6 +113,9 @@ SETUP_OPTIONS = [
                       "[--grad-accum]."),
     click.option("--kl-beta", type=float, default=_D.kl_beta, show_default=True,
                  help="GRPO: GRPOConfig.beta; above 0 a reference model is kept (full fine-tuning: a frozen copy)."),
+    click.option("--vllm-colocate", type=float, default=_D.vllm_colocate, show_default=True,
+                 help="GRPO: vLLM in colocate mode generates, holding this fraction of each GPU "
+                      "(vllm_gpu_memory_utilization; TRL's default 0.3); 0: HF generate."),
     click.option("--precompute-ref-log-probs", is_flag=True, help="DPO/KTO: reference log-probs computed before "
                  "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
@@ -249,6 +252,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         num_generations=kw.get("num_generations") or _D.num_generations,
         completion_len=kw.get("completion_len") or _D.completion_len,
         steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,
+        vllm_colocate=kw.get("vllm_colocate") or 0.0,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,

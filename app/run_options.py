@@ -50,6 +50,7 @@ class RunPlan:
     checkpoint: Any = None           # planner.memory.checkpoints.CheckpointEstimate
     eval: Any = None                 # planner.memory.evaluation.EvalEstimate
     generation: Any = None           # planner.techniques.grpo.GenerationPhase (GRPO's rollouts)
+    vllm_fraction: float = 0.0       # GRPO's colocated vLLM: its share of every GPU (gpu_memory_utilization)
     adapters: int | None = None
     per_adapter: int = 0
     resident: int = 0                # bytes of the adapters not in training
@@ -92,6 +93,7 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
         from gpuplan.planner.techniques import grpo   # lazy: each command loads what it needs (fast start)
 
         run.generation = grpo.generation_phase(model, setup)
+        run.vllm_fraction = setup.vllm_colocate
     if kw["save_steps"] is not None:
         bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S
         run.checkpoint = checkpoint_estimate(model, setup, SavePlan(kw["save_steps"], kw["save_total_limit"],
@@ -140,6 +142,10 @@ def fit_rows_for_run(run: RunPlan, est, fit_rows: list[dict]) -> list[dict]:
         phase, total = max(run.phases(est).items(), key=lambda kv: kv[1])
         fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
                      "phase": phase} for r in fit_rows]
+    if run.vllm_fraction:   # vLLM's share of the device, taken before training allocates anything
+        fit_rows = [{**r, "vllm_reserved_bytes": (v := int(r["memory_bytes"] * run.vllm_fraction)),
+                     "fits": r["memory_bytes"] - v >= r["memory_bytes"] - r["headroom_bytes"],
+                     "headroom_bytes": r["headroom_bytes"] - v} for r in fit_rows]
     return fit_rows
 
 

@@ -34,10 +34,13 @@ TABLE: dict[str, KeyRule] = {
     "beta": modelled("with num_generations: --kl-beta (> 0 keeps a reference model); DPO/KTO/ORPO: the loss's scale"),
     "generation_batch_size": refused("a generation batch given in completions (it depends on the GPU count)",
                                      fix="give --steps-per-generation instead"),
-    "use_vllm": refused("vLLM's engine beside the policy (colocate mode: vllm_gpu_memory_utilization of the device)",
-                        fix="plan HF generate (use_vllm: false)"),
-    **read_only_with("use_vllm", ["vllm_mode", "vllm_gpu_memory_utilization", "vllm_tensor_parallel_size",
-                                  "vllm_max_model_length"]),
+    "use_vllm": modelled("with num_generations and vllm_mode colocate (TRL's default): --vllm-colocate "
+                         "vllm_gpu_memory_utilization (default 0.3) of each GPU; server mode refused"),
+    "vllm_mode": modelled("colocate: as planned; server: refused (the vLLM server's GPUs are not planned)"),
+    "vllm_gpu_memory_utilization": modelled("with use_vllm: --vllm-colocate"),
+    "vllm_enable_sleep_mode": refused("vLLM's sleep mode frees its share during the training step"),
+    "vllm_tensor_parallel_size": modelled("with use_vllm: inside vLLM's own share of each GPU"),
+    "vllm_max_model_length": modelled("with use_vllm: inside vLLM's own share of each GPU (its cache sizing)"),
     "model_name_or_path": modelled("--model"),
     "per_device_train_batch_size": modelled("--batch-size"),
     "per_gpu_train_batch_size": modelled("--batch-size (4.x name)"),
@@ -298,6 +301,12 @@ def _grpo(d: dict[str, Any], todo: set[str], o: Options) -> None:
         o.use("steps_per_generation", "steps_per_generation", int(d["steps_per_generation"]))
     if get("beta") is not None:
         o.use("beta", "kl_beta", float(d["beta"]))
+    if on(get("use_vllm")):
+        mode = str(get("vllm_mode") or "colocate")
+        if mode != "colocate":
+            o.report.refuse("vllm_mode", mode, "a vLLM server on other GPUs", "plan colocate mode or HF generate")
+        else:
+            o.use("use_vllm", "vllm_colocate", float(get("vllm_gpu_memory_utilization") or 0.3))
     if "seq_len" not in o:
         o.report.refuse_unless_given("num_generations", d["num_generations"], "GRPO's prompts are as long as the "
                                      "data's (GRPOConfig has no prompt length)", "seq_len")

@@ -86,7 +86,8 @@ class LoraSpec:
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
-_GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0}
+_GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
+                  "vllm_colocate": 0.0}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -187,6 +188,7 @@ class TrainingSetup:
     completion_len: int = 512                         # max_completion_length, decoded to the full length
     steps_per_generation: int | None = None           # None: gradient_accumulation_steps
     kl_beta: float = 0.0                              # GRPOConfig.beta: > 0 keeps a reference model
+    vllm_colocate: float = 0.0                        # use_vllm + vllm_mode colocate: vllm_gpu_memory_utilization
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -329,6 +331,9 @@ class TrainingSetup:
         if self.objective is Objective.PPO:
             raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
                                "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+        if self.objective is Objective.RM:
+            raise PlannerError("--objective rm (TRL's RewardTrainer: AutoModelForSequenceClassification, a score head "
+                               "instead of the lm_head) is not modelled yet: plan the backbone's SFT step as a bound")
         if self.objective is Objective.GRPO:
             from ..techniques.grpo import validate as grpo_validate   # lazy: the technique reads the setup
             grpo_validate(self)

@@ -63,6 +63,8 @@ def validate(s: "TrainingSetup") -> None:
                            "--num-generations 2 or more")
     if (s.steps_per_generation or 1) < 1:
         raise PlannerError("--steps-per-generation must be at least 1")
+    if not 0.0 <= s.vllm_colocate < 1.0:
+        raise PlannerError(f"--vllm-colocate is vLLM's gpu_memory_utilization, a fraction in [0, 1), got {s.vllm_colocate}")
     if s.kl_beta < 0:
         raise PlannerError(f"--kl-beta must be 0 or more, got {s.kl_beta}")
     if generation_batch(s) % s.num_generations:
@@ -102,8 +104,9 @@ def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
 
 
 def old_policy_pass(s: "TrainingSetup") -> bool:
-    """`gradient_accumulation_steps % generate_every != 0`: the old policy's log-probs are computed."""
-    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0
+    """`gradient_accumulation_steps % generate_every != 0`, or vLLM with its importance-sampling correction
+    (`vllm_importance_sampling_correction=True` by default): the old policy's log-probs are computed."""
+    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0 or s.vllm_colocate > 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ def generation_phase(model: ModelSpec, setup: "TrainingSetup") -> GenerationPhas
     ids = B * prompt * (8 + 8)                       # the prompts' input_ids and attention_mask (int64)
     probs = B * V * 4                                # sampling: softmax's fp32 probabilities, each decode step
     gen = g.total + ids + (probs if g.moment in ("decode", "after decode") else 0)
+    if setup.vllm_colocate:   # vLLM generates inside its own share of the device (vllm_reserved_bytes)
+        g, gen = generation.GenerationBytes(0, 0, "vLLM"), 0
     resident = st.weights + st.optimizer_state + reference_weight_bytes(model, rs)
     kept = B * s * (8 + 8) + B * N * 4 * 2           # prompt_completion_ids and its mask; logps buffers (fp32)
     passes = []
@@ -157,11 +162,17 @@ def generation_phase(model: ModelSpec, setup: "TrainingSetup") -> GenerationPhas
     moment, other = ("generate", gen) if gen >= logps else (f"{passes[0]} log-probs", logps)
     comps = {C.WEIGHTS: resident - st.optimizer_state, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
              C.ACTIVATIONS: int(other), C.LOGITS: 0, C.TEMPORARIES: 0}
-    notes = [f"GRPO generation modelled from TRL 1.16.0's source (not simulated): generate() samples {B} completions "
+    notes = [] if not setup.vllm_colocate else [
+        f"vLLM colocate mode modelled from source, not simulated: vLLM holds vllm_gpu_memory_utilization = "
+        f"{setup.vllm_colocate:g} of the device's memory in every phase (\"the fraction of GPU memory to be used for "
+        "the model executor ... a per-instance limit\", docs.vllm.ai engine args --gpu-memory-utilization), its "
+        "weights, cache and activations inside it; the training side fits in the rest"]
+    if not setup.vllm_colocate:
+        notes.append(f"GRPO generation modelled from TRL 1.16.0's source (not simulated): generate() samples {B} completions "
              f"({setup.batch_size} x {steps_per_generation(setup)} steps per generation) of {N} tokens after "
              f"{prompt}-token prompts, decoded to full length (as min_new_tokens = max_new_tokens; real lengths "
              f"depend on the data), {generation.CacheKind.DYNAMIC.value} KV cache "
-             f"{g.cache / 2**30:,.2f} GiB at its peak ({g.moment}); sampling's fp32 probabilities added"]
+             f"{g.cache / 2**30:,.2f} GiB at its peak ({g.moment}); sampling's fp32 probabilities added")
     if passes:
         notes.append(f"no-grad log-prob passes after generate, {setup.batch_size} sequences at a time: "
                      + ", ".join(passes))
