@@ -315,6 +315,8 @@ RL_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=1, seq_len=512),
     Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
     Case("llama", "llama-3.2-1b", {**ORPO, "method": "qlora"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", ORPO, batch_size=1, seq_len=256),                 # fp32 weights under autocast
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=4, seq_len=256),
 )
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}

@@ -30,6 +30,19 @@ def preference_batch(b: int, s: int, vocab: int, device: torch.device) -> dict[s
     return batch
 
 
+class _Unpadded:
+    """The model as TRL calls it, its all-ones attention_mask dropped as transformers drops it on a GPU:
+    `_ignore_causal_mask_sdpa` returns True for an unpadded batch (`fast_all(padding_mask)`), so SDPA runs
+    causal with no mask [transformers 5.24 masking_utils.py]; under fake tensors `is_tracing` keeps the
+    mask instead (a different attention kernel), so the stand-in drops it before the model sees it."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        self.lm = lm
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        return self.lm(input_ids, **kwargs)
+
+
 def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.device,
               batch: dict[str, torch.Tensor] | None = None, cuda_kernel: bool = True) -> torch.Tensor:
     """ORPO's training loss on b (chosen, rejected) pairs, computed by TRL's ORPOTrainer methods
@@ -44,7 +57,7 @@ def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.dev
     batch = preference_batch(b, s, vocab, device) if batch is None else batch
     with trl_logprob_kernel() if cuda_kernel else contextlib.nullcontext():
         chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll = ORPOTrainer.concatenated_forward(
-            trainer, lm, batch)
+            trainer, _Unpadded(lm), batch)
         losses = ORPOTrainer.odds_ratio_loss(trainer, chosen_logps, rejected_logps)[0]
     del batch, chosen_logits, rejected_logits
     return nll - losses.mean()

@@ -1,5 +1,7 @@
 """GRPO (TRL 1.16.0 trl/trainer/grpo_trainer.py GRPOTrainer, grpo_config.py GRPOConfig) with HF generate,
-modelled from its source; not simulated (the training step's fused LM head is TRL's Triton kernel).
+modelled from its source. The generation phase's generate is checked against transformers' sampling
+generate under the simulator (tests/profiler/test_grpo_generation.py); the training step's fused LM head
+is TRL's Triton kernel: modelled, not simulated.
 
 A run has two peaks, each its own phase (the run's peak is the larger):
 
@@ -168,7 +170,8 @@ def generation_phase(model: ModelSpec, setup: "TrainingSetup") -> GenerationPhas
         "the model executor ... a per-instance limit\", docs.vllm.ai engine args --gpu-memory-utilization), its "
         "weights, cache and activations inside it; the training side fits in the rest"]
     if not setup.vllm_colocate:
-        notes.append(f"GRPO generation modelled from TRL 1.16.0's source (not simulated): generate() samples {B} completions "
+        notes.append(f"GRPO generation modelled from TRL 1.16.0's source (its generate checked against transformers' "
+                     f"sampling generate under the simulator): generate() samples {B} completions "
              f"({setup.batch_size} x {steps_per_generation(setup)} steps per generation) of {N} tokens after "
              f"{prompt}-token prompts, decoded to full length (as min_new_tokens = max_new_tokens; real lengths "
              f"depend on the data), {generation.CacheKind.DYNAMIC.value} KV cache "
