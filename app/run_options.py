@@ -49,7 +49,7 @@ class RunPlan:
 
     checkpoint: Any = None           # planner.memory.checkpoints.CheckpointEstimate
     eval: Any = None                 # planner.memory.evaluation.EvalEstimate
-    generation: Any = None           # planner.techniques.grpo.GenerationPhase (GRPO's rollouts)
+    generation: Any = None           # planner.memory.rollouts.GenerationPhase (GRPO's rollouts)
     vllm_fraction: float = 0.0       # GRPO's colocated vLLM: its share of every GPU (gpu_memory_utilization)
     adapters: int | None = None
     per_adapter: int = 0
@@ -90,9 +90,9 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
 
     run = RunPlan()
     if setup.objective is Objective.GRPO:   # its rollouts are a phase of their own
-        from gpuplan.planner.techniques import grpo   # lazy: each command loads what it needs (fast start)
+        from gpuplan.planner.memory.rollouts import generation_phase   # lazy: each command loads what it needs (fast start)
 
-        run.generation = grpo.generation_phase(model, setup)
+        run.generation = generation_phase(model, setup)
         run.vllm_fraction = setup.vllm_colocate
     if kw["save_steps"] is not None:
         bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S

@@ -47,9 +47,9 @@ def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.dev
               batch: dict[str, torch.Tensor] | None = None, cuda_kernel: bool = True) -> torch.Tensor:
     """ORPO's training loss on b (chosen, rejected) pairs, computed by TRL's ORPOTrainer methods
     (`cuda_kernel=False`: TRL's own CPU fallback for the log-probs, real values)."""
-    from trl.experimental.orpo import ORPOTrainer
+    from trl.experimental.orpo import ORPOTrainer  # lazy: TRL loads only when ORPO is simulated
 
-    from .kernels.trl_logprob import trl_logprob_kernel
+    from .kernels.trl_logprob import trl_logprob_kernel  # lazy: with TRL, as above
 
     trainer = SimpleNamespace(is_encoder_decoder=False, padding_value=0, aux_loss_enabled=False, beta=ORPO_BETA,
                               accelerator=SimpleNamespace(device=device),

@@ -335,8 +335,7 @@ class TrainingSetup:
             raise PlannerError("--objective rm (TRL's RewardTrainer: AutoModelForSequenceClassification, a score head "
                                "instead of the lm_head) is not modelled yet: plan the backbone's SFT step as a bound")
         if self.objective is Objective.GRPO:
-            from ..techniques.grpo import validate as grpo_validate   # lazy: the technique reads the setup
-            grpo_validate(self)
+            self._validate_grpo()
         if self.objective is Objective.ORPO and not self.parallel.single_gpu:
             raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.objective.has_reference and not self.parallel.single_gpu:
@@ -449,6 +448,38 @@ class TrainingSetup:
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
+
+    def _validate_grpo(self) -> None:
+        """What GRPOConfig / GRPOTrainer raise (TRL 1.16.0), and what the plan does not model yet."""
+        if self.loss is not Loss.TRL:
+            raise PlannerError("TRL's GRPOTrainer scores completions with its fused LM head (fused_lm_head=True): use "
+                               "--loss trl with --objective grpo")
+        if self.loss_token_fraction != 1.0:
+            raise PlannerError("GRPO's labelled positions are its completions (--max-completion-length): drop "
+                               "--loss-tokens")
+        if not 0 < self.completion_len < self.seq_len:
+            raise PlannerError(f"--max-completion-length {self.completion_len} must be positive and below --seq-len "
+                               f"{self.seq_len} (prompt + completion)")
+        if self.num_generations < 2:
+            raise PlannerError("GRPO needs at least 2 generations per prompt (TRL raises otherwise): "
+                               "--num-generations 2 or more")
+        if self.steps_per_generation is not None and self.steps_per_generation < 1:
+            raise PlannerError("--steps-per-generation must be at least 1")
+        if not 0.0 <= self.vllm_colocate < 1.0:
+            raise PlannerError(f"--vllm-colocate is vLLM's gpu_memory_utilization, a fraction in [0, 1), got "
+                               f"{self.vllm_colocate}")
+        if self.kl_beta < 0:
+            raise PlannerError(f"--kl-beta must be 0 or more, got {self.kl_beta}")
+        spg = self.steps_per_generation or self.grad_accum   # GRPOConfig: gradient_accumulation_steps by default
+        if (self.batch_size * spg) % self.num_generations:
+            raise PlannerError(f"the generation batch ({self.batch_size} x {spg} steps per generation = "
+                               f"{self.batch_size * spg}) must be a multiple of --num-generations {self.num_generations} "
+                               "(GRPOConfig raises otherwise): change --batch-size, --steps-per-generation or "
+                               "--num-generations")
+        if not self.parallel.single_gpu:
+            raise PlannerError("--objective grpo is planned for one GPU only for now (ZeRO-3's "
+                               "ds3_gather_for_generation and FSDP's summon_full_params are not modelled yet); drop "
+                               "the multi-GPU flags")
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""

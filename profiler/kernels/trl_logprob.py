@@ -59,7 +59,7 @@ def _supports_kernel(logits, index=None, row_mask=None) -> bool:
 @contextlib.contextmanager
 def trl_logprob_kernel() -> Iterator[None]:
     """Inside the block, TRL's `selective_log_softmax` takes its Triton path, run by the stand-in."""
-    from trl.trainer import utils
+    from trl.trainer import utils  # lazy: TRL loads only when a TRL trainer's step is simulated
 
     saved = {k: getattr(utils, k, None) for k in ("is_triton_available", "_supports_trl_loss_kernel",
                                                   "_fused_logprob_entropy")}

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from gpuplan.planner import Component, Loss, Method, Objective, Precision, TrainingSetup, resolve_model  # noqa: E402
+from gpuplan.planner.memory.rollouts import generation_phase
 from gpuplan.planner.techniques import grpo  # noqa: E402
 from gpuplan.profiler.generation import simulate_generation  # noqa: E402
 
@@ -20,7 +21,7 @@ CASES = [G.with_(method=Method.LORA, batch_size=2, seq_len=48, completion_len=16
 @pytest.mark.parametrize("setup", CASES, ids=["lora-bf16-mixed", "full-bf16-true"])
 def test_generation_phase_matches_the_simulated_sampling_generate(setup):
     m = resolve_model("qwen-2.5-0.5b")
-    g = grpo.generation_phase(m, setup)
+    g = generation_phase(m, setup)
     _, simulated = simulate_generation(m, setup, grpo.generation_batch(setup), setup.seq_len - setup.completion_len,
                                        setup.completion_len, do_sample=True)
     estimated = g.peak_allocated_bytes - g.components[Component.OPTIMIZER_STATE]   # the simulation builds none

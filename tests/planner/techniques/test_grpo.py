@@ -8,6 +8,7 @@ import pytest
 from gpuplan.planner import (Component, Loss, Method, Objective, Phase, PlannerError, Precision, TrainingSetup,
                              estimate, param_counts, resolve_model)
 from gpuplan.planner.specs.parallel import ParallelSpec
+from gpuplan.planner.memory.rollouts import generation_phase
 from gpuplan.planner.techniques import grpo
 
 M = resolve_model("qwen-2.5-0.5b")
@@ -35,14 +36,14 @@ def test_beta_keeps_a_reference_copy_for_full_fine_tuning_only():
 
 
 def test_the_generation_batch_is_batch_times_steps_per_generation():
-    one, four = grpo.generation_phase(M, BASE), grpo.generation_phase(M, BASE.with_(steps_per_generation=4))
+    one, four = generation_phase(M, BASE), generation_phase(M, BASE.with_(steps_per_generation=4))
     assert (one.completions, four.completions) == (4, 16)
     assert four.kv_cache_bytes == pytest.approx(4 * one.kv_cache_bytes, rel=1e-9)
-    assert grpo.generation_phase(M, BASE.with_(grad_accum=2)).completions == 8   # default: gradient_accumulation_steps
+    assert generation_phase(M, BASE.with_(grad_accum=2)).completions == 8   # default: gradient_accumulation_steps
 
 
 def test_generation_holds_the_optimizer_state_but_no_gradients():
-    g = grpo.generation_phase(M, BASE.with_(method=Method.FULL))
+    g = generation_phase(M, BASE.with_(method=Method.FULL))
     step = estimate(M, BASE.with_(method=Method.FULL))
     assert g.components[Component.GRADIENTS] == 0
     assert g.components[Component.OPTIMIZER_STATE] == step.phase_components[Phase.OPTIMIZER][Component.OPTIMIZER_STATE]
@@ -52,7 +53,7 @@ def test_log_prob_passes_run_only_when_trl_runs_them():
     assert not grpo.old_policy_pass(BASE) and not grpo.keeps_reference(BASE)
     assert grpo.old_policy_pass(BASE.with_(steps_per_generation=4))        # 1 % 4 != 0
     assert not grpo.old_policy_pass(BASE.with_(steps_per_generation=4, grad_accum=4))
-    notes = grpo.generation_phase(M, BASE.with_(kl_beta=0.1)).notes
+    notes = generation_phase(M, BASE.with_(kl_beta=0.1)).notes
     assert any("reference" in n for n in notes)
 
 
