@@ -7,11 +7,10 @@ static methods `concatenated_inputs` and `get_batch_logps`), on the batch
 its collator builds (`chosen_*` / `rejected_*` input_ids, attention_mask, labels; fixed length, so
 no padding); then `loss = policy_nll_loss - losses.mean()` as `get_batch_loss_metrics` does (its
 metrics, read on the host with `.item()`, are left out: scalars). Its `selective_log_softmax` takes
-TRL's Triton path on CUDA, so it runs through the stand-in of profiler/kernels/trl_logprob.py.
+TRL's Triton path on CUDA, so the simulator runs it through the stand-in of profiler/kernels/trl_logprob.py.
 """
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
 
 import torch
@@ -44,20 +43,19 @@ class _Unpadded:
 
 
 def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.device,
-              batch: dict[str, torch.Tensor] | None = None, cuda_kernel: bool = True) -> torch.Tensor:
-    """ORPO's training loss on b (chosen, rejected) pairs, computed by TRL's ORPOTrainer methods
-    (`cuda_kernel=False`: TRL's own CPU fallback for the log-probs, real values)."""
+              batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """ORPO's training loss on b (chosen, rejected) pairs, computed by TRL's ORPOTrainer methods. Its
+    log-probs take TRL's own path for the device (the Triton kernel on CUDA, the CPU fallback on a CPU);
+    the simulator swaps in the Triton kernel's stand-in around the whole step (profiler/simulate.py)."""
     from trl.experimental.orpo import ORPOTrainer  # lazy: TRL loads only when ORPO is simulated
 
-    from .kernels.trl_logprob import trl_logprob_kernel  # lazy: with TRL, as above
 
     trainer = SimpleNamespace(is_encoder_decoder=False, padding_value=0, aux_loss_enabled=False, beta=ORPO_BETA,
                               accelerator=SimpleNamespace(device=device),
                               concatenated_inputs=ORPOTrainer.concatenated_inputs, get_batch_logps=ORPOTrainer.get_batch_logps)
     batch = preference_batch(b, s, vocab, device) if batch is None else batch
-    with trl_logprob_kernel() if cuda_kernel else contextlib.nullcontext():
-        chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll = ORPOTrainer.concatenated_forward(
-            trainer, _Unpadded(lm), batch)
-        losses = ORPOTrainer.odds_ratio_loss(trainer, chosen_logps, rejected_logps)[0]
+    chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll = ORPOTrainer.concatenated_forward(
+        trainer, _Unpadded(lm), batch)
+    losses = ORPOTrainer.odds_ratio_loss(trainer, chosen_logps, rejected_logps)[0]
     del batch, chosen_logits, rejected_logits
     return nll - losses.mean()
