@@ -105,7 +105,23 @@ SETUP_OPTIONS = [
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl); kto: TRL's KTOTrainer (one completion, a no-grad KL forward, a reference "
-                      "model; needs --loss trl and a micro-batch of 2 or more)."),
+                      "model; needs --loss trl and a micro-batch of 2 or more); orpo: trl.experimental's ORPOTrainer (chosen + "
+                      "rejected, the full logits, no reference model; --loss hf); grpo: GRPOTrainer with HF generate (a "
+                      "generation phase, then a fused-head step on the completions; --loss trl); ppo, rm: refused."),
+    click.option("--num-generations", type=int, default=_D.num_generations, show_default=True,
+                 help="GRPO: completions per prompt (GRPOConfig.num_generations); the generation batch must be a "
+                      "multiple of it."),
+    click.option("--max-completion-length", "completion_len", type=int, default=_D.completion_len, show_default=True,
+                 help="GRPO: tokens generated per completion, decoded to the full length (min_new_tokens = "
+                      "max_new_tokens); --seq-len is prompt + completion."),
+    click.option("--steps-per-generation", type=int, default=None,
+                 help="GRPO: micro-batches generated at once per GPU (GRPOConfig.steps_per_generation) "
+                      "[--grad-accum]."),
+    click.option("--kl-beta", type=float, default=_D.kl_beta, show_default=True,
+                 help="GRPO: GRPOConfig.beta; above 0 a reference model is kept (full fine-tuning: a frozen copy)."),
+    click.option("--vllm-colocate", type=float, default=_D.vllm_colocate, show_default=True,
+                 help="GRPO: vLLM in colocate mode generates, holding this fraction of each GPU "
+                      "(vllm_gpu_memory_utilization; TRL's default 0.3); 0: HF generate."),
     click.option("--precompute-ref-log-probs", is_flag=True, help="DPO/KTO: reference log-probs computed before "
                  "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
@@ -239,6 +255,10 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         objective=Objective(kw.get("objective") or "sft"),
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
+        num_generations=kw.get("num_generations") or _D.num_generations,
+        completion_len=kw.get("completion_len") or _D.completion_len,
+        steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,
+        vllm_colocate=kw.get("vllm_colocate") or 0.0,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,

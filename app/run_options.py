@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from gpuplan.planner import PlannerError, RunPhase
+from gpuplan.planner import Objective, PlannerError, RunPhase
 
 RUN_OPTIONS = [
     click.option("--save-steps", type=int, default=None, help="Checkpoint every N optimizer steps: adds what each "
@@ -55,6 +55,8 @@ class RunPlan:
 
     checkpoint: Any = None           # planner.memory.checkpoints.CheckpointEstimate
     eval: Any = None                 # planner.memory.evaluation.EvalEstimate
+    generation: Any = None           # planner.memory.rollouts.GenerationPhase (GRPO's rollouts)
+    vllm_fraction: float = 0.0       # GRPO's colocated vLLM: its share of every GPU (gpu_memory_utilization)
     adapters: int | None = None
     per_adapter: int = 0
     resident: int = 0                # bytes of the adapters not in training
@@ -102,13 +104,16 @@ class RunPlan:
         out = {RunPhase.STEP.value: est.device_total_bytes}
         if self.eval is not None:
             out[RunPhase.EVAL.value] = total(self.eval.peak_allocated_bytes)
+        if self.generation is not None:
+            out[RunPhase.GENERATE.value] = total(self.generation.peak_allocated_bytes)
         if self.checkpoint is not None:
             out[RunPhase.SAVE.value] = total(self.checkpoint.save_peak_bytes)
         return {k: v + self.resident for k, v in out.items()}   # the other adapters stay loaded in every phase
 
     @property
     def any(self) -> bool:
-        return self.checkpoint is not None or self.eval is not None or self.adapters is not None
+        return (self.checkpoint is not None or self.eval is not None or self.adapters is not None
+                or self.generation is not None)
 
     def reported(self, est) -> bool:
         """Whether the run phases are reported: asked for, or a phase before the step decides the fit."""
@@ -126,6 +131,11 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
 
     run = RunPlan(show_phases=bool(kw.get("show_phases")))
     _plan_load(run, model, setup, kw)
+    if setup.objective is Objective.GRPO:   # its rollouts are a phase of their own
+        from gpuplan.planner.memory.rollouts import generation_phase   # lazy: each command loads what it needs (fast start)
+
+        run.generation = generation_phase(model, setup)
+        run.vllm_fraction = setup.vllm_colocate
     if kw["save_steps"] is not None:
         bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S
         run.checkpoint = checkpoint_estimate(model, setup, SavePlan(kw["save_steps"], kw["save_total_limit"],
@@ -191,6 +201,10 @@ def fit_rows_for_run(run: RunPlan, est, fit_rows: list[dict]) -> list[dict]:
         phase, total = run.peak(est)
         fit_rows = [{**r, "fits": r["memory_bytes"] >= total, "headroom_bytes": r["memory_bytes"] - total,
                      "phase": phase} for r in fit_rows]
+    if run.vllm_fraction:   # vLLM's share of the device, taken before training allocates anything
+        fit_rows = [{**r, "vllm_reserved_bytes": (v := int(r["memory_bytes"] * run.vllm_fraction)),
+                     "fits": r["memory_bytes"] - v >= r["memory_bytes"] - r["headroom_bytes"],
+                     "headroom_bytes": r["headroom_bytes"] - v} for r in fit_rows]
     return fit_rows
 
 
@@ -199,6 +213,8 @@ def add_json(run: RunPlan, est, out: dict) -> None:
         out["checkpoint"] = run.checkpoint.to_dict()
     if run.eval is not None:
         out["eval"] = run.eval.to_dict()
+    if run.generation is not None:
+        out["generation"] = run.generation.to_dict()
     if run.reported(est):
         out["run_phases"] = run.shown(est)
     if run.load is not None and (run.show_phases or RunPhase.LOAD.value in out.get("run_phases", {})):
@@ -228,6 +244,11 @@ def render(run: RunPlan, est, fit_rows: list[dict], console) -> None:
         console.print(f"eval phase: {run.eval.peak_allocated_bytes / gib:,.2f} GiB allocated "
                       f"({phases['eval'] / gib:,.2f} GiB device total)")
         for note in run.eval.notes:
+            console.print(f"  note: {note}")
+    if run.generation is not None:
+        console.print(f"generation phase: {run.generation.peak_allocated_bytes / gib:,.2f} GiB allocated "
+                      f"({phases['generate'] / gib:,.2f} GiB device total), {run.generation.completions} completions")
+        for note in run.generation.notes:
             console.print(f"  note: {note}")
     if run.adapters is not None:
         console.print(f"{run.adapters} adapters on one base: {run.resident / gib:,.2f} GiB for the {run.adapters - 1} "

@@ -305,12 +305,27 @@ ARCH_MATRIX: tuple[Case, ...] = (
          batch_size=2, seq_len=256),
 )
 
+# TRL's preference / RL trainers whose loss the simulator runs with TRL's own code (profiler/trl_steps.py):
+# ORPO (trl.experimental, full logits, no reference model)
+ORPO = {"objective": "orpo"}
+RL_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "method": "lora", "precision": "bf16-true"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "precision": "bf16-true"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=1, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "qlora"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", ORPO, batch_size=1, seq_len=256),                 # fp32 weights under autocast
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=4, seq_len=256),
+)
+
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 MATRICES["ckpt"] = CKPT_MATRIX
 MATRICES["masks"] = MASKS_MATRIX
 MATRICES["optim"] = OPTIM_MATRIX
+MATRICES["rl"] = RL_MATRIX
 
 # TRL 1.13-1.14 SFTTrainer's default loss, loss_type="chunked_nll" (--loss chunked-nll), run with TRL's own
 # _patch_chunked_ce_lm_head (profiler/trl_chunked_nll.py): the TRL stack's recipe (fp32 load, bf16

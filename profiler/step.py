@@ -14,7 +14,7 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
-from gpuplan.planner.specs.enums import Packing
+from gpuplan.planner.specs.enums import Objective, Packing
 
 from .batch import micro_batch
 from .build import Built
@@ -22,6 +22,7 @@ from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .torchtune_loss import chunked_output_loss
 from .trl_chunked_nll import answered_chunk_count, chunked_nll_forward
+from .trl_steps import orpo_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .tracker import NullTracker, StorageTracker
@@ -121,6 +122,9 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                     with answered_chunk_count(rows, cols, setup.loss_token_fraction):
                         out = lm(**batch)
                     loss = out.loss
+                elif setup.objective is Objective.ORPO:   # TRL's ORPOTrainer loss, by TRL's code
+                    out = None
+                    loss = orpo_loss(lm, setup.batch_size, setup.seq_len, vocab, built.device)
                 else:
                     out = lm(**batch)
                     loss = out.loss

@@ -181,7 +181,9 @@ TABLE: dict[str, KeyRule] = {
     "model_config": refused("overrides of the model's config.json change the architecture planned"),
     "overrides_of_model_kwargs": refused("from_pretrained keyword overrides"),
     "model_kwargs": refused("from_pretrained keyword overrides"),
-    "rl": refused(f"preference / RL training (a reference model, pairs of sequences); {_NOT_CAUSAL_LM}"),
+    "rl": modelled("orpo: --objective orpo (TRL's ORPOTrainer, trl.experimental in TRL 1.x; axolotl "
+                   "core/trainers/dpo ... ORPO); dpo/ipo/kto/simpo/grpo/ebft refused (axolotl's TRL pin and options "
+                   "not mapped yet)"),
     "reward_model": refused(_NOT_CAUSAL_LM),
     "process_reward_model": refused(_NOT_CAUSAL_LM),
     "trainer_cls": refused("a custom trainer class"),
@@ -379,6 +381,17 @@ def _activation_offloading(value: Any, gc: Any, o: Options, rep: Report) -> None
         o.use("activation_offloading", "activation_offload", _AXOLOTL_OFFLOAD[mode])
         o.use("activation_offloading", "grad_ckpt", True)
 
+def _rl(value: Any, o: Options, rep: Report) -> None:
+    """`rl:` names the TRL trainer axolotl runs [axolotl/utils/schemas/enums.py RLType]."""
+    if value is None or value is False:
+        return
+    if str(value).lower() == "orpo":
+        o.use("rl", "objective", "orpo")
+    else:
+        rep.refuse("rl", value, f"preference / RL training with {value} (a reference model or generation); "
+                   f"{_NOT_CAUSAL_LM}, and rl: orpo", "plan its SFT step, or rl: orpo")
+
+
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
     rep = Report("axolotl")
     todo = set(rep.classify(TABLE, d))
@@ -500,6 +513,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if other:
             rep.refuse("plugins", ", ".join(other), "plugins whose keys gpuplan's axolotl table does not read",
                        "remove them to plan the rest")
+    _rl(get("rl"), o, rep)
     for key in ("model_type", "type_of_model"):
         if get(key) and d[key] not in ("AutoModelForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
             rep.refuse(key, d[key], _NOT_CAUSAL_LM, "use AutoModelForCausalLM")

@@ -15,7 +15,7 @@ from typing import Any
 from . import ConfigSetup, liger
 from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
+from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
 SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
 
@@ -27,6 +27,21 @@ _EVAL_ON = ("steps/epoch (or do_eval: true): evaluation runs, so the eval phase 
 
 TABLE: dict[str, KeyRule] = {
     # --- mapped [TrainingArguments, SFTConfig, ModelConfig] ---
+    # GRPOConfig [trl/trainer/grpo_config.py, TRL 1.16.0]: num_generations marks a GRPO config
+    "num_generations": modelled("--objective grpo --loss trl --num-generations (GRPOTrainer; its prompts' length is the "
+                                "data's: give --seq-len, prompt + completion)"),
+    "max_completion_length": modelled("with num_generations: --max-completion-length (decoded to full length)"),
+    "steps_per_generation": modelled("with num_generations: --steps-per-generation"),
+    "beta": modelled("with num_generations: --kl-beta (> 0 keeps a reference model); DPO/KTO/ORPO: the loss's scale"),
+    "generation_batch_size": refused("a generation batch given in completions (it depends on the GPU count)",
+                                     fix="give --steps-per-generation instead"),
+    "use_vllm": modelled("with num_generations and vllm_mode colocate (TRL's default): --vllm-colocate "
+                         "vllm_gpu_memory_utilization (default 0.3) of each GPU; server mode refused"),
+    "vllm_mode": modelled("colocate: as planned; server: refused (the vLLM server's GPUs are not planned)"),
+    "vllm_gpu_memory_utilization": modelled("with use_vllm: --vllm-colocate"),
+    "vllm_enable_sleep_mode": refused("vLLM's sleep mode frees its share during the training step"),
+    "vllm_tensor_parallel_size": modelled("with use_vllm: inside vLLM's own share of each GPU"),
+    "vllm_max_model_length": modelled("with use_vllm: inside vLLM's own share of each GPU (its cache sizing)"),
     "model_name_or_path": modelled("--model"),
     "per_device_train_batch_size": modelled("--batch-size"),
     "per_gpu_train_batch_size": modelled("--batch-size (4.x name)"),
@@ -270,6 +285,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)
+    _grpo(d, todo, o)
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
@@ -280,6 +296,31 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
             fcfg = None
         read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
     return ngpus
+
+
+def _grpo(d: dict[str, Any], todo: set[str], o: Options) -> None:
+    """A GRPOConfig (num_generations set): GRPOTrainer with HF generate [trl/trainer/grpo_config.py 1.16.0]."""
+    get = lambda k: d.get(k) if k in todo else None   # noqa: E731
+    if get("num_generations") is None:
+        return
+    o.use("num_generations", "objective", "grpo")
+    o.use("num_generations", "loss", "trl")
+    o.use("num_generations", "num_generations", int(d["num_generations"]))
+    if get("max_completion_length") is not None:
+        o.use("max_completion_length", "completion_len", int(d["max_completion_length"]))
+    if get("steps_per_generation") is not None:
+        o.use("steps_per_generation", "steps_per_generation", int(d["steps_per_generation"]))
+    if get("beta") is not None:
+        o.use("beta", "kl_beta", float(d["beta"]))
+    if on(get("use_vllm")):
+        mode = str(get("vllm_mode") or "colocate")
+        if mode != "colocate":
+            o.report.refuse("vllm_mode", mode, "a vLLM server on other GPUs", "plan colocate mode or HF generate")
+        else:
+            o.use("use_vllm", "vllm_colocate", float(get("vllm_gpu_memory_utilization") or 0.3))
+    if "seq_len" not in o:
+        o.report.refuse_unless_given("num_generations", d["num_generations"], "GRPO's prompts are as long as the "
+                                     "data's (GRPOConfig has no prompt length)", "seq_len")
 
 
 def packing_options(d: dict[str, Any], get, o: Options) -> None:

@@ -145,6 +145,10 @@ class Objective(Choice):
     SFT = "sft"    # next-token loss on one sequence per example (SFTTrainer, plain Trainer)
     DPO = "dpo"    # DPOTrainer: chosen and rejected sequences in one batch, a frozen reference model
     KTO = "kto"    # KTOTrainer: one completion per example, a no-grad KL forward, a frozen reference model
+    ORPO = "orpo"  # trl.experimental ORPOTrainer: chosen and rejected in one batch, full logits, no reference
+    GRPO = "grpo"  # GRPOTrainer with HF generate: a generation phase (KV cache), then a fused-head step on completions
+    PPO = "ppo"    # trl.experimental PPOTrainer: refused (policy, reference, reward and value models not modelled yet)
+    RM = "rm"      # RewardTrainer: refused (a sequence-classification score head instead of the lm_head, not modelled yet)
 
     @property
     def has_reference(self) -> bool:
@@ -199,6 +203,7 @@ class RunPhase(Choice):
     FIRST_STEP = "first_step"  # the optimizer allocates its state lazily in step 1
     STEP = "step"              # the steady-state step, from step 2 on
     EVAL = "eval"              # evaluation: no gradients, eval batch, maybe generation
+    GENERATE = "generate"      # GRPO's rollouts: generate() on the generation batch, then no-grad log-prob passes
     SAVE = "save"              # checkpoint save: state-dict gathers, merges
 
 

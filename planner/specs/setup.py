@@ -87,6 +87,8 @@ class LoraSpec:
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none"}
+_GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
+                  "vllm_colocate": 0.0}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -182,6 +184,12 @@ class TrainingSetup:
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
     objective: Objective = Objective.SFT
     precompute_ref_log_probs: bool = False            # DPO: reference log-probs computed before training
+    # GRPO (GRPOConfig, TRL 1.16.0; planner/techniques/grpo.py): seq_len is prompt + completion
+    num_generations: int = 8                          # completions per prompt
+    completion_len: int = 512                         # max_completion_length, decoded to the full length
+    steps_per_generation: int | None = None           # None: gradient_accumulation_steps
+    kl_beta: float = 0.0                              # GRPOConfig.beta: > 0 keeps a reference model
+    vllm_colocate: float = 0.0                        # use_vllm + vllm_mode colocate: vllm_gpu_memory_utilization
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -319,6 +327,19 @@ class TrainingSetup:
             raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
                                "only for now (its multi-GPU step is not checked against the simulator); drop the "
                                "multi-GPU flags")
+        if self.objective is Objective.ORPO and (self.loss is not Loss.HF or self.liger.any()):
+            raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
+                               "use --loss hf (the default) and no --liger with --objective orpo")
+        if self.objective is Objective.PPO:
+            raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
+                               "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+        if self.objective is Objective.RM:
+            raise PlannerError("--objective rm (TRL's RewardTrainer: AutoModelForSequenceClassification, a score head "
+                               "instead of the lm_head) is not modelled yet: plan the backbone's SFT step as a bound")
+        if self.objective is Objective.GRPO:
+            self._validate_grpo()
+        if self.objective is Objective.ORPO and not self.parallel.single_gpu:
+            raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.objective.has_reference and not self.parallel.single_gpu:
             raise PlannerError(f"--objective {self.objective.value} is planned for one GPU only for now; drop the "
                                "multi-GPU flags")
@@ -434,6 +455,38 @@ class TrainingSetup:
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
 
+    def _validate_grpo(self) -> None:
+        """What GRPOConfig / GRPOTrainer raise (TRL 1.16.0), and what the plan does not model yet."""
+        if self.loss is not Loss.TRL:
+            raise PlannerError("TRL's GRPOTrainer scores completions with its fused LM head (fused_lm_head=True): use "
+                               "--loss trl with --objective grpo")
+        if self.loss_token_fraction != 1.0:
+            raise PlannerError("GRPO's labelled positions are its completions (--max-completion-length): drop "
+                               "--loss-tokens")
+        if not 0 < self.completion_len < self.seq_len:
+            raise PlannerError(f"--max-completion-length {self.completion_len} must be positive and below --seq-len "
+                               f"{self.seq_len} (prompt + completion)")
+        if self.num_generations < 2:
+            raise PlannerError("GRPO needs at least 2 generations per prompt (TRL raises otherwise): "
+                               "--num-generations 2 or more")
+        if self.steps_per_generation is not None and self.steps_per_generation < 1:
+            raise PlannerError("--steps-per-generation must be at least 1")
+        if not 0.0 <= self.vllm_colocate < 1.0:
+            raise PlannerError(f"--vllm-colocate is vLLM's gpu_memory_utilization, a fraction in [0, 1), got "
+                               f"{self.vllm_colocate}")
+        if self.kl_beta < 0:
+            raise PlannerError(f"--kl-beta must be 0 or more, got {self.kl_beta}")
+        spg = self.steps_per_generation or self.grad_accum   # GRPOConfig: gradient_accumulation_steps by default
+        if (self.batch_size * spg) % self.num_generations:
+            raise PlannerError(f"the generation batch ({self.batch_size} x {spg} steps per generation = "
+                               f"{self.batch_size * spg}) must be a multiple of --num-generations {self.num_generations} "
+                               "(GRPOConfig raises otherwise): change --batch-size, --steps-per-generation or "
+                               "--num-generations")
+        if not self.parallel.single_gpu:
+            raise PlannerError("--objective grpo is planned for one GPU only for now (ZeRO-3's "
+                               "ds3_gather_for_generation and FSDP's summon_full_params are not modelled yet); drop "
+                               "the multi-GPU flags")
+
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
         d = _plain(self)
@@ -460,6 +513,15 @@ class TrainingSetup:
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
+        elif not self.objective.has_reference:   # ORPO, RM: no reference model to precompute
+            d.pop("precompute_ref_log_probs")
+        if self.objective is not Objective.GRPO:
+            for key in _GRPO_DEFAULTS:
+                d.pop(key)
+        else:
+            for key, default in _GRPO_DEFAULTS.items():   # shown only when set
+                if d[key] == default:
+                    d.pop(key)
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)

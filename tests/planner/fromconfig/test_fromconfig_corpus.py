@@ -239,6 +239,12 @@ EXPECTED: dict[str, Expect] = {
              optimizer='adamw-8bit', attn='flash'),
         refused=[
         ]),
+    'axolotl/mistral-qlora-orpo.yml': Expect(   # rl: orpo -> TRL's ORPOTrainer
+        'axolotl', "mistral-7b-v0.1",
+        dict(method='qlora', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4, lora_r=32,
+             lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
+             attn='flash', objective='orpo'),
+        refused=[]),
     'axolotl/phi3-ft.yml': Expect(
         'axolotl', 'phi-3-mini-4k-instruct',
         dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,
