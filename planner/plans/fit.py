@@ -72,6 +72,8 @@ class FitResult:
     safe_max_batch: int = 0                 # the largest micro-batch that leaves `margin` of the GPU free
     margin: float = 0.0                     # fraction of the GPU kept free (safety_margin)
     margin_source: str = ""
+    source: str = "closed-form"             # which path answered (Source values): closed-form or fitted
+    notes: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -84,7 +86,8 @@ class FitResult:
                 "max_seq_len": self.max_seq_len, "max_seq_len_batch_1": self.max_seq_len_batch1,
                 "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs],
                 "safe_max_batch_size": self.safe_max_batch, "safety_margin": self.margin,
-                "safety_margin_source": self.margin_source}
+                "safety_margin_source": self.margin_source, **({"source": self.source, "notes": list(self.notes)}
+                                                               if self.source != "closed-form" else {})}
 
 
 TASK_KNOBS = ("--seq-len",)   # knobs that change what is trained, not how: never a memory fix
@@ -149,18 +152,25 @@ def safety_margin(method: Method) -> tuple[float, str]:
 
 
 def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5,
-        memory_only: bool = False) -> FitResult:
+        memory_only: bool = False, device_total: Callable[[TrainingSetup], int] | None = None,
+        source: str = "closed-form", notes: tuple[str, ...] = ()) -> FitResult:
     """FitResult of `setup` on `gpu` (one GPU as setup.parallel says). memory_only: offer only knobs
     that keep the task (no --seq-len halving) and that buy something a smaller micro-batch does not
-    (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits)."""
+    (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits).
+
+    device_total: the run's device bytes of `setup` at another batch or sequence length, for a setup
+    without a closed form (the app passes a sweep fitted to simulations, profiler/answer.py fitted);
+    its `source` and `notes` are reported. Knobs are searched only on the closed form: any other
+    change of the setup would need simulations of its own."""
     setup.validate()
-    given = run_device_total(model, setup)   # the run's largest phase: load, first step or step
+    total_of = device_total or (lambda s: run_device_total(model, s))
+    given = total_of(setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
     totals: dict[int, int] = {}
 
     def total_b(b: int) -> int:
         if b not in totals:
-            totals[b] = run_device_total(model, setup.with_(batch_size=b))
+            totals[b] = total_of(setup.with_(batch_size=b))
         return totals[b]
 
     max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
@@ -169,16 +179,16 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
-        return lambda k: run_device_total(model, setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
+        return lambda k: total_of(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
 
     max_s = max(_largest(seq_ok(setup.batch_size), 1, ctx), 0) * SEQ_STEP
     max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
     knobs: tuple[KnobOption, ...] = ()
-    if given > mem:
+    if given > mem and device_total is None:
         floor = min(max(max_b, 0), setup.batch_size) if memory_only else 0   # the setup alone reaches this
         knobs = _cheapest_knobs(model, setup, gpu, max_knob_options, memory_only, floor)
     return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs,
-                     max(safe_b, 0), margin, margin_source)
+                     max(safe_b, 0), margin, margin_source, source, notes)
 
 
 def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int, memory_only: bool = False,
