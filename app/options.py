@@ -11,7 +11,7 @@ from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objecti
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
-from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.specs.parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
 
@@ -151,6 +151,17 @@ SETUP_OPTIONS = [
                  help="nvme: ZeRO-Infinity (needs --zero 3)."),
     click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (Megatron layout)."),
     click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
+    click.option("--context-parallel", "context_parallel", type=int, default=1, show_default=True,
+                 help="Context/sequence-parallel degree: each GPU of a group holds 1/N of every sequence "
+                      "(planner/techniques/context_parallel.py; modelled from source)."),
+    click.option("--cp-kind", type=click.Choice(["torch", "torch-alltoall", "ring-flash", "llama3", "ulysses"]),
+                 default="torch", show_default=True,
+                 help="torch: accelerate's cp_size (torch context_parallel over SDPA, FSDP2; -alltoall: "
+                      "cp_comm_strategy alltoall); ring-flash / llama3: axolotl's context_parallel_size "
+                      "(ring-flash-attn batch_ring / varlen_llama3, flash-attn 2); ulysses: DeepSpeed ALST "
+                      "(accelerate sp_size, ZeRO)."),
+    click.option("--heads-k-stride", type=int, default=1, show_default=True,
+                 help="--cp-kind llama3: K/V heads all-gathered at a time (axolotl heads_k_stride)."),
 ]
 
 
@@ -338,5 +349,6 @@ def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
     return ParallelSpec(
         gpus=get("gpus_per_node", 1), nodes=get("nodes", 1), zero=get("zero", 0), fsdp=Fsdp(get("fsdp", "none")),
         offload=Offload(get("offload", "none")), offload_device=OffloadDevice(get("offload_device", "cpu")),
-        tp=get("tp", 1), pp=get("pp", 1),
+        tp=get("tp", 1), pp=get("pp", 1), cp=get("context_parallel", 1), cp_kind=CpKind(get("cp_kind", "torch")),
+        heads_k_stride=get("heads_k_stride", 1),
     )

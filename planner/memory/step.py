@@ -17,15 +17,15 @@ from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Component as C
-from ..specs.enums import Loss, Phase
+from ..specs.enums import Loss, Packing, Padding, Phase
 from ..specs.model import ModelSpec
-from ..specs.parallel import ParallelSpec
+from ..specs.parallel import CpKind, ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
-from .pieces import Stage, held, in_flight, pieces, terms
+from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
 from .result import Assumption
 from .sharded import fsdp_phases, zero_phases
 from .figures import worst_phases
@@ -227,11 +227,50 @@ def _stage_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage,
     return worst_phases(fwd, bwd, opt)
 
 
+def _with_exchange(m: ModelSpec, setup: TrainingSetup, eng: Engine, phases: Phases,
+                   seq_len: int) -> tuple[Phases, list[str]]:
+    """The phases of a context-parallel rank's shard (`setup` at the local sequence length) with its
+    attention's exchange buffers. The sharded layouts take them from `pieces` (a layer's backward
+    transient is its MLP's or its attention's, whichever is larger; Ulysses' extra saved bytes); the
+    one-GPU phases of DDP, whose weights and optimizer state are the same in every phase, get the same
+    terms here. The forward gains a point inside the last layer's attention: the saved activations,
+    no logits yet, the exchange buffers (where the forward's worst point holds activations)."""
+    p = setup.parallel
+    rs = terms(m, compute_setup(setup, eng))[0]
+    T = setup.batch_size * setup.seq_len
+    ex = context_parallel.exchange(m, rs, p, T, context_parallel.o_proj_saved(rs))
+    out = {ph: dict(c) for ph, c in phases.items()}
+    fwd, bwd = out[Phase.FORWARD], out[Phase.BACKWARD]
+    if not (eng.fsdp or eng.deepspeed):
+        pz = pieces(m, setup, eng)
+        n_ckpt, n_kept, _ = checkpointing.layer_split(m, rs)
+        extra = ex.saved_per_layer * n_kept
+        before = bwd[C.ACTIVATIONS]
+        fwd[C.ACTIVATIONS] += extra
+        if before + extra >= pz.acts:   # a backward point that holds every layer's saved tensors
+            bwd[C.ACTIVATIONS] += extra
+        inside = {**bwd, C.GRADIENTS: fwd[C.GRADIENTS], C.ACTIVATIONS: pz.acts, C.LOGITS: 0,
+                  C.TEMPORARIES: pz.recompute + pz.layer_transient}
+        if sum(inside.values()) > sum(bwd.values()):
+            out[Phase.BACKWARD] = inside
+    if fwd[C.ACTIVATIONS]:
+        attn = {**fwd, C.LOGITS: 0, C.TEMPORARIES: ex.forward}
+        if sum(attn.values()) > sum(fwd.values()):
+            out[Phase.FORWARD] = attn
+    return out, context_parallel.notes(m, p, seq_len, ex)
+
+
 def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     """The step of the most loaded GPU of a multi-GPU or offloaded job (`setup` validated, as it
     runs on `model`)."""
     p = setup.parallel
     p.validate(model, setup.optimizer)
+    cp_seq = setup.seq_len
+    if context_parallel.enabled(p):   # every rank plans its shard of each sequence [techniques/context_parallel.py]
+        context_parallel.check(model, p, setup.seq_len, setup.batch_size, setup.attention,
+                               setup.padding is not Padding.NONE or (setup.packing is not Packing.NONE
+                                                                      and p.cp_kind is not CpKind.LLAMA3))
+        setup = setup.with_(seq_len=context_parallel.local_seq_len(p, setup.seq_len))
     eng = engine_of(p)
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
@@ -244,6 +283,9 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
     notes = list(notes) + liger.notes(model, setup.liger)
+    if context_parallel.enabled(p):
+        phases, cp_notes = _with_exchange(m, setup, eng, phases, cp_seq)
+        notes += cp_notes
     if setup.loss is Loss.CCE:   # the tag of a loss modelled from source (the other losses' notes are single-GPU's)
         notes += cut_ce.notes(terms(m, setup)[0])
     if p.tp > 1 or p.pp > 1:

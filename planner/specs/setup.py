@@ -11,7 +11,7 @@ from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer,
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
-from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from .parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from .engines import engine_of
 from .recipe import Recipe, preset_of, preset_recipe
 
@@ -421,7 +421,7 @@ class TrainingSetup:
         liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
         optim = build(OptimSpec, d.pop("optim", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
-                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
+                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice, "cp_kind": CpKind})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
@@ -461,4 +461,5 @@ class TrainingSetup:
             if d[key] == default:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
+        d["parallel"] = self.parallel.as_dict()   # context-parallel fields only when set
         return d
