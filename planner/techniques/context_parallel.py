@@ -41,6 +41,11 @@ over its sequence-data-parallel group. Besides the shard, each attention holds, 
   one `.contiguous()` copy at a time is made for the all-to-all, and the output comes back through a
   `.contiguous()` copy that o_proj saves for its weight gradient (the flash output without Ulysses is a view).
 
+K/V buffers have the model's K/V heads, as layers.py counts flash's saved K/V: accelerate's hook drops the
+mask, and transformers then hands SDPA unexpanded K/V ("CUDA ... require no mask ... to avoid falling
+back to the math kernel" [transformers/integrations/sdpa_attention.py use_gqa_in_sdpa, 5.24.0]);
+flash-attn and Ulysses take them unexpanded as well.
+
 The sequence splits as each library requires: torch's shards are even (its head-tail load balancer
 needs seq_len % 2N == 0 [_load_balancer.py _create_default_load_balancer]; an even split otherwise), the
 Ulysses data-loader adapter needs seq_len % N == 0; axolotl pads the batch to a multiple of N
