@@ -24,8 +24,8 @@ over its sequence-data-parallel group. Besides the shard, each attention holds, 
 - `ring-flash`: ring-flash-attn's ring_flash_attn_func [zhuzilin/ring-flash-attention @ 8996282
   ring_flash_attn/ring_flash_attn.py], axolotl's `ring_attn_func: batch_ring` [axolotl @ 067b021c
   monkeypatch/ring_attn/adapters/batch.py]: forward keeps the K/V in use and the next pair received
-  (`send_recv_kv`) beside the local one it saves, and fp32 out/lse accumulators (utils.py
-  update_out_and_lse); backward: block_dq/dk/dv buffers (compute dtype), fp32 dq/dk/dv, the next K/V, and
+  (`send_recv_kv`) beside the local one it saves, and fp32 out/lse accumulators merged with torch's formula
+  (utils.py update_out_and_lse; `torch.jit.script`ed, counted unfused: a fuser may drop its temporaries); backward: block_dq/dk/dv buffers (compute dtype), fp32 dq/dk/dv, the next K/V, and
   the fp32 dk/dv being sent with the pair being received.
 - `llama3`: ring-flash-attn's llama3_flash_attn_varlen_func (`varlen_llama3`, axolotl's default with
   sample packing; `heads_k_stride` from axolotl's config) [llama3_flash_attn_varlen.py]: forward
@@ -146,7 +146,10 @@ def exchange(m: ModelSpec, rs: Resolved, p: ParallelSpec, T: int, o_proj_saved: 
     n, e, d = p.cp, rs.compute.bytes, m.head_dim
     A, K, a = m.n_heads * d, m.n_kv_heads * d, m.n_heads
     kv = 2 * T * K * e                          # one local K+V (the flattened cat a rank sends)
-    merge = 4 * T * (4 * A + a) + e * T * A     # fp32 out, block out cast, two merge temporaries; fp32 lse; block out
+    # `out - sigmoid(block_lse - lse) * (out - block_out)` at its last op: the running fp32 out, the block's
+    # fp32 cast, the product and the new out (the difference is freed once multiplied); the running and the
+    # block's fp32 logsumexp; the kernel's block output in the compute dtype
+    merge = 4 * T * (4 * A + 2 * a) + e * T * A
     grads16 = e * T * (A + 2 * K)               # one kernel's dq, dk, dv in the compute dtype
     grads32 = 4 * T * (A + 2 * K)               # fp32 dq, dk, dv accumulators
     kind = p.cp_kind

@@ -49,9 +49,10 @@ def test_local_sequence_is_the_shard_and_axolotl_pads():
 
 def test_torch_allgather_buffers_by_hand(llama):
     ex = _ex(llama, _setup(CpKind.TORCH, 8))
-    # forward: the 8-way gathered K+V and the cat being sent (9 x 32 MiB); the merger: fp32 out, the block
-    # out cast to fp32 and two fp32 merge temporaries (4 x 4 T A), fp32 lse (4 T a), the bf16 block out (2 T A)
-    merge = 4 * T * (4 * 4096 + 32) + 2 * T * 4096
+    # forward: the 8-way gathered K+V and the cat being sent (9 x 32 MiB); the merger: the running fp32 out,
+    # the block out cast to fp32, the product and the new out (4 x 4 T A), the running and the block's fp32
+    # lse (2 x 4 T a), the bf16 block out (2 T A)
+    merge = 4 * T * (4 * 4096 + 2 * 32) + 2 * T * 4096
     assert ex.forward == 9 * KV + merge
     # backward: fp32 grad_q/k/v (4 T (A + 2K) = 192 MiB), K+V gathered again (288 MiB), one kernel's bf16
     # dq/dk/dv (96 MiB), the fp32 K/V gradient sent and the one received (2 x 64 MiB)
@@ -61,7 +62,7 @@ def test_torch_allgather_buffers_by_hand(llama):
 def test_alltoall_and_ring_flash_hold_a_few_kv_pairs(llama):
     a2a = _ex(llama, _setup(CpKind.TORCH_ALLTOALL, 8))
     ring = _ex(llama, _setup(CpKind.RING_FLASH, 8))
-    merge = 4 * T * (4 * 4096 + 32) + 2 * T * 4096
+    merge = 4 * T * (4 * 4096 + 2 * 32) + 2 * T * 4096
     assert a2a.forward == 3 * KV + merge            # received, in use, the cat being sent
     assert ring.forward == 2 * KV + merge           # in use and next (the local pair is saved anyway)
     # ring backward: block dq/dk/dv (bf16, 96 MiB), fp32 dq/dk/dv (192), next K/V (64), fp32 dk/dv out and in (128)
