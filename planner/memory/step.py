@@ -236,7 +236,7 @@ def _with_exchange(m: ModelSpec, setup: TrainingSetup, eng: Engine, phases: Phas
     terms here. The forward gains a point inside the last layer's attention: the saved activations,
     no logits yet, the exchange buffers (where the forward's worst point holds activations)."""
     p = setup.parallel
-    rs = terms(m, compute_setup(setup, eng))[0]
+    rs, _, act = terms(m, compute_setup(setup, eng))
     T = setup.batch_size * setup.seq_len
     ex = context_parallel.exchange(m, rs, p, T, context_parallel.o_proj_saved(rs))
     out = {ph: dict(c) for ph, c in phases.items()}
@@ -249,8 +249,10 @@ def _with_exchange(m: ModelSpec, setup: TrainingSetup, eng: Engine, phases: Phas
         fwd[C.ACTIVATIONS] += extra
         if before + extra >= pz.acts:   # a backward point that holds every layer's saved tensors
             bwd[C.ACTIVATIONS] += extra
+        # as single_gpu_phases' recompute point: one layer's autocast copies beside its recomputed tensors
+        layer_copy = (act.layer_copies + act.adapter_copies) // m.n_layers if n_ckpt else 0
         inside = {**bwd, C.GRADIENTS: fwd[C.GRADIENTS], C.ACTIVATIONS: pz.acts, C.LOGITS: 0,
-                  C.TEMPORARIES: pz.recompute + pz.layer_transient}
+                  C.TEMPORARIES: pz.recompute + layer_copy + pz.layer_transient}
         if sum(inside.values()) > sum(bwd.values()):
             out[Phase.BACKWARD] = inside
     if fwd[C.ACTIVATIONS]:

@@ -170,3 +170,20 @@ def test_setup_dict_shows_the_fields_only_when_set(llama):
     d = s.to_dict()
     assert d["parallel"]["cp"] == 8 and d["parallel"]["cp_kind"] == "llama3" and d["parallel"]["heads_k_stride"] == 2
     assert TrainingSetup.from_dict(d).parallel == s.parallel
+
+
+def test_ddp_ring_flash_shard_and_llama3_buffers():
+    """DDP (axolotl's default engine): the one-GPU phases of the shard, with the exchange where it is larger.
+    Llama-3.2-1B (32 heads, 8 K/V heads, head_dim 64, hidden 2048, intermediate 8192), LoRA over fp32
+    weights under bf16 autocast (fp32 residual stream), 4096 local tokens, checkpointing."""
+    m = resolve_model("llama-3.2-1b")
+    base = TrainingSetup(method=Method.LORA, seq_len=4096, batch_size=1, attention=Attention.FLASH, loss=Loss.CHUNKED,
+                         checkpointing=Checkpointing.FULL, parallel=ParallelSpec(gpus=8))
+    plain = estimate(m, base).peak_allocated_bytes
+    ring = estimate(m, base.with_(seq_len=32768, parallel=ParallelSpec(gpus=8, cp=8, cp_kind=CpKind.RING_FLASH)))
+    assert ring.peak_allocated_bytes == plain    # ring-flash's buffers stay under the MLP's backward
+    llama3 = estimate(m, base.with_(seq_len=32768, parallel=ParallelSpec(gpus=8, cp=8, cp_kind=CpKind.LLAMA3,
+                                                                         heads_k_stride=8)))
+    # kv_buffer, kv_buffer_copy, dkv_buffer: (2, 4096 x 8, 8 heads, 64) bf16 = 64 MiB each, and dq/dk/dv
+    # 2 x 4096 x (2048 + 2 x 512) = 24 MiB: 216 MiB against the MLP's 4096 (2 x 4 x 2048 + 2 x 2 x 8192) = 192 MiB
+    assert llama3.peak_allocated_bytes - plain == 24 * MiB
