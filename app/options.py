@@ -72,6 +72,11 @@ SETUP_OPTIONS = [
                       "activation_offloading, axolotl true/disk), trl-sync (axolotl legacy), torchtune "
                       "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
                       "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
+    click.option("--tiled-mlp", is_flag=True, default=False,
+                 help="axolotl tiled_mlp (ALST's TiledMLP): each layer's MLP in sequence tiles under no_grad, "
+                      "recomputed tile by tile in backward; only its input is saved (modelled from source)."),
+    click.option("--tiled-mlp-shards", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="--tiled-mlp's tiles (axolotl tiled_mlp_num_shards); 0: its default, ceil(seq_len / 32768)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
                  help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
@@ -250,6 +255,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
+        tiled_mlp=bool(kw.get("tiled_mlp")), tiled_mlp_shards=kw.get("tiled_mlp_shards") or 0,
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)

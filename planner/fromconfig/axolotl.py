@@ -129,7 +129,11 @@ TABLE: dict[str, KeyRule] = {
     "dp_shard_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "dp_replicate_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "expert_parallel_size": refused("expert parallelism", lambda v: v not in (None, 1)),
-    "tiled_mlp": refused("tiled MLP (ALST) computes the MLP in sequence shards"),
+    "tiled_mlp": modelled("true: --tiled-mlp (ALST's TiledMLP patched into the MLP class "
+                          "[loaders/patch_manager.py _apply_tiled_mlp; techniques/tiled_mlp.py])"),
+    "tiled_mlp_num_shards": modelled("--tiled-mlp-shards (unset: ceil(seqlen / 32768) [monkeypatch/tiled_mlp/patch.py])"),
+    "tiled_mlp_use_original_mlp": modelled("the family's MLP forward or a generic gate/up/down one: the same "
+                                           "tensors either way"),
     "lora_mlp_kernel": refused("axolotl's LoRA MLP kernels fuse the adapter math and save fewer activations"),
     "lora_qkv_kernel": refused("axolotl's LoRA QKV kernels fuse the adapter math and save fewer activations"),
     "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
@@ -232,7 +236,6 @@ TABLE: dict[str, KeyRule] = {
     **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
     **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
     **read_only_with("use_eaft", ["eaft_alpha", "eaft_k"]),
-    **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
     **read_only_with("fp32_norms", ["fp32_norm_classes"]),
     **read_only_with("torch_compile", ["torch_compile_backend", "torch_compile_mode", "torch_compile_options"]),
     # --- no effect on per-GPU memory or step time ---
@@ -481,6 +484,13 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if o.get("seq_len"):
             o.use("pad_to_multiple_of", "seq_len", -(-int(o["seq_len"]) // d["pad_to_multiple_of"]) * d["pad_to_multiple_of"])
     liger.axolotl(d, todo, o)
+    if on(get("tiled_mlp")):
+        o.use("tiled_mlp", "tiled_mlp", True)
+        if get("tiled_mlp_num_shards"):
+            o.use("tiled_mlp_num_shards", "tiled_mlp_shards", int(d["tiled_mlp_num_shards"]))
+    for k in ("tiled_mlp", "tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"):
+        if k in todo and k not in rep.used:
+            rep.set(k, f"{show(d[k])}: as gpuplan plans")
     if todo & {"context_parallel_size", "sequence_parallel_degree", "ring_attn_func", "heads_k_stride"}:
         _context_parallel(d, todo, o, rep)
     if on(get("cut_cross_entropy")):

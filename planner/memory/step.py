@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import CpKind, ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
@@ -89,6 +89,9 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
+    # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
+    mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
+        else layer_transient
     saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
     if part:
@@ -103,11 +106,14 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         below = acts - T * above * act.per_layer + saved_head + kept_copies * (n_kept - above) // max(n_kept, 1)
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below - off.recompute, C.LOGITS: 0,
-                           C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+                           C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif ckpt:
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
-                           C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+                           C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
+    elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
+                           C.TEMPORARIES: mlp_bwd})
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer
     # (measured in the simulated step; aten/src/ATen/native/Embedding.cpp)
@@ -140,6 +146,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += loss.notes(rs)
     notes += precision.notes(rs)
     notes += liger.notes(model, rs.setup.liger)
+    notes += tiled_mlp.notes(model, rs, rs.setup.seq_len)
     notes += in_backward.notes(rs)
     notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)

@@ -85,7 +85,8 @@ class LoraSpec:
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
-_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "tiled_mlp": False,
+                "tiled_mlp_shards": 0}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -198,6 +199,10 @@ class TrainingSetup:
     # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
+    # axolotl's tiled MLP (ALST's TiledMLP): the MLP in sequence tiles, recomputed [techniques/tiled_mlp.py];
+    # tiles: 0 for axolotl's default, ceil(seq_len / 32768)
+    tiled_mlp: bool = False
+    tiled_mlp_shards: int = 0
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -301,6 +306,11 @@ class TrainingSetup:
         if off is not ActivationOffload.NONE and not self.parallel.single_gpu:
             raise PlannerError(f"--activation-offload {off.value} is planned for one GPU only for now; drop the "
                                "multi-GPU / offload flags")
+        if self.tiled_mlp_shards < 0 or (self.tiled_mlp_shards and not self.tiled_mlp):
+            raise PlannerError(f"--tiled-mlp-shards {self.tiled_mlp_shards}: a positive tile count, with --tiled-mlp")
+        if self.tiled_mlp and not self.parallel.single_gpu:
+            raise PlannerError("--tiled-mlp is planned for one GPU only for now (its backward under FSDP2/ZeRO "
+                               "defers resharding, not modelled); drop the multi-GPU flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:

@@ -35,3 +35,12 @@ def test_profile_refuses_context_parallel():
 
     why = _not_runnable(TrainingSetup(parallel=ParallelSpec(gpus=4, cp=4, fsdp=Fsdp.FULL, cp_kind=CpKind.TORCH)))
     assert why and "modelled from source, not profiled" in why
+
+
+def test_tiled_mlp_flag():
+    r = CliRunner().invoke(cli, ["estimate", "-m", "llama-3.2-1b", "-b", "1", "--seq-len", "65536", "--tiled-mlp",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["setup"]["tiled_mlp"] is True and "tiled_mlp_shards" not in d["setup"]
+    assert any("tiled MLP: 2 tile(s)" in n for n in d["notes"])

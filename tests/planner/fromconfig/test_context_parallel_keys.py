@@ -92,3 +92,10 @@ def test_axolotl_config_estimates_end_to_end(tmp_path):
     assert any("context parallel ring-flash over 4 GPUs" in n for n in d["notes"])
     out = CliRunner().invoke(cli, ["estimate", "--from-config", str(p)])
     assert out.exit_code == 2 and "add --gpus-per-node 4" in out.output
+
+
+def test_axolotl_tiled_mlp(tmp_path):
+    c = _read(tmp_path, "ax.yaml", AX + "tiled_mlp: true\ntiled_mlp_num_shards: 4\ntiled_mlp_use_original_mlp: false\n")
+    assert (c.options["tiled_mlp"], c.options["tiled_mlp_shards"]) == (True, 4) and not c.refused
+    c = _read(tmp_path, "ax.yaml", AX + "tiled_mlp: false\ntiled_mlp_num_shards: 4\n")
+    assert "tiled_mlp" not in c.options and not c.refused

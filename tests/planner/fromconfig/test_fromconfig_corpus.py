@@ -177,9 +177,7 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', 'llama-3.1-8b',    # ALST: context_parallel_size with sample_packing -> ring-flash-attn varlen_llama3
         dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=500000, grad_accum=1, grad_ckpt=True,
              activation_offload='trl-sync', optimizer='torchao-adamw-8bit', attn='flash', packing='rows',
-             context_parallel=8, cp_kind='llama3', fsdp='full', gpus_per_node=8),
-        refused=['tiled_mlp: true is not modelled yet (tiled MLP (ALST) computes the MLP in sequence shards); '
-                 'remove it to plan the rest']),
+             tiled_mlp=True, context_parallel=8, cp_kind='llama3', fsdp='full', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16: true loads bf16 weights and autocasts (TrainingArguments bf16=True)
         dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,

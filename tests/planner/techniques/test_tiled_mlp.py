@@ -1,0 +1,103 @@
+"""axolotl's tiled MLP (planner/techniques/tiled_mlp.py): saved bytes and the tiled backward, derived by hand
+from TiledMLP.forward/backward (axolotl @ 067b021c monkeypatch/tiled_mlp/base.py) on Llama-3.2-1B: hidden
+2048, intermediate 8192, 16 layers; bf16 autocast over fp32 weights, so an fp32 residual stream (r = 4)
+and bf16 linear outputs (o = 2)."""
+from __future__ import annotations
+
+import pytest
+
+from gpuplan.planner.io.catalog import resolve_model
+from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.memory.pieces import terms
+from gpuplan.planner.specs.enums import Attention, Loss, Method
+from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
+from gpuplan.planner.specs.setup import Checkpointing, LigerSpec, LoraSpec, TrainingSetup
+from gpuplan.planner.techniques import tiled_mlp
+
+MiB = 2**20
+H, I = 2048, 8192
+
+
+@pytest.fixture(scope="module")
+def m():
+    return resolve_model("llama-3.2-1b")
+
+
+def _setup(method=Method.FULL, seq=16384, ckpt=Checkpointing.FULL, **kw) -> TrainingSetup:
+    return TrainingSetup(method=method, seq_len=seq, batch_size=1, attention=Attention.FLASH, loss=Loss.CHUNKED,
+                         checkpointing=ckpt, **kw)
+
+
+def _per_layer(m, setup):
+    return terms(m, setup.for_model(m))[2].per_layer
+
+
+def test_full_fine_tuning_saves_only_the_mlp_input(m):
+    # untiled: gate, act output, up (3 o I) and down_proj's input (o I); the norm output's bf16 casts for gate
+    # and up (2 e H) go too; TiledMLP saves x itself, fp32 (4 H): 8192 - 8192 - 65536 bytes per token
+    s = _setup()
+    assert _per_layer(m, s.with_(tiled_mlp=True)) - _per_layer(m, s) == 4 * H - 2 * 2 * H - 4 * 2 * I
+
+
+def test_lora_saves_the_input_whatever_is_adapted(m):
+    qv = _setup(Method.LORA)
+    assert _per_layer(m, qv.with_(tiled_mlp=True)) - _per_layer(m, qv) == 4 * H - 3 * 2 * I
+    # adapters on gate/up/down save their inputs without tiling; under TiledMLP's no_grad forward nothing
+    every = qv.with_(lora=LoraSpec(targets=("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj")))
+    assert _per_layer(m, every) > _per_layer(m, qv)
+    assert _per_layer(m, every.with_(tiled_mlp=True)) == _per_layer(m, qv.with_(tiled_mlp=True))
+
+
+def test_tiles_follow_axolotl_default(m):
+    rs = terms(m, _setup(tiled_mlp=True).for_model(m))[0]
+    assert tiled_mlp.shards(rs, 16384) == 1 and tiled_mlp.shards(rs, 131072) == 4 and tiled_mlp.shards(rs, 32769) == 2
+    rs8 = terms(m, _setup(tiled_mlp=True, tiled_mlp_shards=8).for_model(m))[0]
+    assert tiled_mlp.shards(rs8, 16384) == 8
+
+
+def test_backward_by_hand(m):
+    rs = terms(m, _setup(tiled_mlp=True).for_model(m))[0]
+    T = 131072
+    # x_grad (fp32, T H), the fp32 accumulators of gate/up/down (3 H I x 4), one tile of T / 4 tokens: its
+    # recomputed saved tensors (65536 per token) and its backward workspace (2 r H + 2 e I)
+    tile = T // 4 * (4 * 2 * I + 2 * 4 * H + 2 * 2 * I)
+    assert tiled_mlp.backward_bytes(m, rs, T, T, 4) == T * 4 * H + 3 * H * I * 4 + tile
+
+
+def test_checkpointed_lora_pays_the_input_twice_at_one_tile(m):
+    # with one tile and checkpointing, the recomputed layer keeps x (fp32) and the backward adds x_grad:
+    # 2 x 16384 x 4 x 2048 bytes = 256 MiB more at the peak; at 131072 tokens (4 tiles) the tiles win
+    lora = _setup(Method.LORA)
+    assert estimate(m, lora.with_(tiled_mlp=True)).peak_allocated_bytes - estimate(m, lora).peak_allocated_bytes \
+        == 2 * 16384 * 4 * H
+    long = _setup(Method.LORA, seq=131072)
+    assert estimate(m, long.with_(tiled_mlp=True)).peak_allocated_bytes < estimate(m, long).peak_allocated_bytes
+
+
+def test_without_checkpointing_every_layer_saves_less(m):
+    s = _setup(ckpt=Checkpointing.NONE)
+    tiled = estimate(m, s.with_(tiled_mlp=True))
+    assert tiled.peak_allocated_bytes < estimate(m, s).peak_allocated_bytes
+    assert any("tiled MLP" in n and "modelled from source, not simulated" in n for n in tiled.notes)
+
+
+@pytest.mark.parametrize("model, setup, match", [
+    ("gpt2", _setup(tiled_mlp=True), "Llama-style gated dense MLP"),
+    ("mixtral-8x7b", _setup(Method.LORA, tiled_mlp=True), "Llama-style gated dense MLP"),
+    ("llama-3.2-1b", _setup(tiled_mlp=True, liger=LigerSpec(swiglu=True)), "Liger's SwiGLU"),
+    ("llama-3.2-1b", _setup(tiled_mlp=True, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL)), "one GPU only"),
+    ("llama-3.2-1b", _setup(tiled_mlp_shards=4), "with --tiled-mlp"),
+])
+def test_refusals(model, setup, match):
+    with pytest.raises(PlannerError, match=match):
+        estimate(resolve_model(model), setup)
+
+
+def test_setup_dict_round_trip():
+    s = _setup(tiled_mlp=True, tiled_mlp_shards=4)
+    d = s.to_dict()
+    assert d["tiled_mlp"] is True and d["tiled_mlp_shards"] == 4
+    back = TrainingSetup.from_dict(d)
+    assert (back.tiled_mlp, back.tiled_mlp_shards) == (True, 4) and back.to_dict() == d
+    assert "tiled_mlp" not in _setup().to_dict()
