@@ -85,9 +85,6 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.parallel.fsdp.value == "yafsdp":
         return ("--fsdp yafsdp needs YaFSDP's patched accelerate/transformers/trl and CUDA streams: modelled from "
                 "its source, not profiled; profile --fsdp full")
-    if setup.tiled_mlp:
-        return ("--tiled-mlp is axolotl's TiledMLP, modelled from its source, not profiled (the profiler runs "
-                "transformers and peft only); profile without it")
     if setup.parallel.cp > 1:
         return (f"--context-parallel {setup.parallel.cp} ({setup.parallel.cp_kind.value}) exchanges K/V over NCCL with "
                 "CUDA flash kernels: modelled from source, not profiled; profile the shard (--seq-len / N) without it")

@@ -79,6 +79,10 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         acts = T * (n_ckpt * act.ckpt_per_layer + n_kept * act.per_layer + act.outside)
         kept_copies = (act.layer_copies + adapters) * n_kept // L
         fwd_copies = all_copies if rs.full else head_copy + act.layer_copies * n_kept // L
+    # tiled MLP: the MLP's matmuls run under no_grad, so no frozen weight's copy is saved [techniques/tiled_mlp.py]
+    dropped = tiled_mlp.dropped_copies(model, rs)
+    if not (rs.full or ckpt):
+        fwd_copies -= dropped
     fwd_acts = acts + fwd_copies + adapters
     off = activation_offload.offloaded(model, rs, act, T, logit_saved)   # saved tensors moved to host memory
     fwd_acts -= off.forward
@@ -93,7 +97,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
         else layer_transient
     saved_head = act.head_copy_saved
-    bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
+    bwd_copies = saved_head if ckpt else act.layer_copies - dropped + saved_head + adapters
     if part:
         bwd_copies = saved_head + kept_copies
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: logit_saved,
@@ -108,7 +112,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below - off.recompute, C.LOGITS: 0,
                            C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif ckpt:
-        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        layer_copy = (act.layer_copies - dropped + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held

@@ -1,7 +1,7 @@
 """Tiled MLP (`--tiled-mlp [--tiled-mlp-shards N]`, axolotl `tiled_mlp: true`): ALST's TiledMLP, the decoder
-layers' MLP run in sequence tiles under no_grad and recomputed tile by tile in backward. Modelled from
-source, not simulated: the simulator builds models with transformers and peft only, and axolotl (whose
-autograd Function this is) is not among its libraries.
+layers' MLP run in sequence tiles under no_grad and recomputed tile by tile in backward. Checked against
+the simulated step running axolotl's own TiledMLP (profiler/tiled_mlp.py; `tiled` rows of profiler/matrix.py,
+data/measurements/accuracy_simulate_tiled.json: 7 rows within 1%).
 
 Source: axolotl-ai-cloud/axolotl @ 067b021c, src/axolotl/monkeypatch/tiled_mlp/patch.py and base.py (the
 class-level patch of `{prefix}MLP.forward` [patch_tiled_mlp], applied by loaders/patch_manager.py
@@ -15,6 +15,8 @@ class-level patch of `{prefix}MLP.forward` [patch_tiled_mlp], applied by loaders
   output, up, the product down_proj saves for its weight, LoRA's saved inputs on gate/up/down) are gone;
   x, the post-attention norm's output, is saved whatever is trained (without tiling the linears save it,
   or their 16-bit casts under autocast on an fp32 stream, only for weight gradients).
+- The copies autocast makes of fp32 MLP weights are not saved (the matmuls run under no_grad); a trainable
+  weight's copy stays in autocast's cache to the forward's end.
 - Backward [TiledMLP.backward]: `x_grad = torch.zeros_like(x)`; for each trainable parameter of the MLP an
   accumulator `torch.zeros_like(p)` (the parameter's dtype; AXOLOTL_TILED_MLP_ACCUM_FP32 unset); then tile by
   tile the MLP forward again with grad (its saved tensors for that tile) and its backward (that tile's
@@ -26,13 +28,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..specs.enums import MlpKind, NormKind
+from ..specs.enums import DType, MlpKind, NormKind
 from ..specs.errors import PlannerError
 from ..specs.model import LinearRole, ModelSpec
+from ..specs.params import param_counts
 from ..specs.resolved import AdapterKind, Resolved
 from . import liger, lora, quantization
 
-TAG = "modelled from source, not simulated"
+TAG = "checked against axolotl's TiledMLP in the simulated step"
 SOURCE = "axolotl @ 067b021c monkeypatch/tiled_mlp"
 TOKENS_PER_SHARD = 32768          # tiled_mlp_forward: target_tokens_per_shard
 
@@ -54,6 +57,8 @@ def check(m: ModelSpec, rs: Resolved) -> None:
                            "drop swiglu from --liger-kernels")
     if rs.adapters is not None and rs.adapters.kind is not AdapterKind.LORA:
         raise PlannerError("--tiled-mlp is planned with LoRA or full fine-tuning; drop the other peft method")
+    if rs.setup.ckpt_every > 1:
+        raise PlannerError("--tiled-mlp with --ckpt-every is not modelled; checkpoint every layer or none")
     if rs.quantized is not None and quantization.int8_inputs_per_layer(m, rs):
         raise PlannerError("--tiled-mlp with 8-bit QLoRA linears is not modelled; use nf4")
 
@@ -73,13 +78,18 @@ def untiled_mlp_bytes(m: ModelSpec, rs: Resolved) -> float:
     gradient (full fine-tuning), and LoRA's saved tensors on the MLP linears."""
     o = quantization.base_linear_out_bytes(rs)
     I = m.intermediate
-    out = liger.glu_saved_tensors(rs) * o * I + (o * I if rs.full else 0)
-    if rs.adapters is not None:
-        mlp = {lin.name for lin in m.dense_linears if lin.block == "mlp"}
-        targets = tuple(t for t in rs.adapters.targets if t in mlp)
-        if targets:
-            out += lora.saved_bytes_per_layer(m, replace(rs, adapters=replace(rs.adapters, targets=targets)))
-    return out
+    return liger.glu_saved_tensors(rs) * o * I + (o * I if rs.full else 0) + _lora_mlp_bytes(m, rs)
+
+
+def _lora_mlp_bytes(m: ModelSpec, rs: Resolved) -> float:
+    """What peft's LoRA saves on the MLP's linears, per token (techniques/lora.py)."""
+    if rs.adapters is None:
+        return 0.0
+    mlp = {lin.name for lin in m.dense_linears if lin.block == "mlp"}
+    targets = tuple(t for t in rs.adapters.targets if t in mlp)
+    if not targets:
+        return 0.0
+    return lora.saved_bytes_per_layer(m, replace(rs, adapters=replace(rs.adapters, targets=targets)))
 
 
 def saved_delta(m: ModelSpec, rs: Resolved) -> float:
@@ -91,14 +101,26 @@ def saved_delta(m: ModelSpec, rs: Resolved) -> float:
     return r * h - was - untiled_mlp_bytes(m, rs)
 
 
+def dropped_copies(m: ModelSpec, rs: Resolved) -> int:
+    """Bytes of autocast's 16-bit copies of every layer's fp32 MLP weights that no matmul saves under
+    tiling (its forward runs under no_grad; a trainable weight's copy stays in autocast's cache until the
+    forward ends, then nothing holds it) [planner/techniques/precision.py weight_copies]."""
+    if not enabled(rs) or not rs.autocast or rs.residual is not DType.FP32 or rs.quantized is not None:
+        return 0
+    return int(rs.compute.bytes * param_counts(m).mlp)
+
+
 def backward_bytes(m: ModelSpec, rs: Resolved, T: int, seq_len: int, param_bytes: int) -> int:
     """One layer's MLP backward under tiling, T tokens: x_grad, the accumulators of the MLP's trainable
-    parameters (`param_bytes` per element: the dtype the forward sees them in), and one tile's recomputed
-    saved tensors and backward workspace."""
-    r, e, h, I = rs.residual.bytes, rs.compute.bytes, m.hidden, m.intermediate
+    parameters (`param_bytes` per element: their own dtype), and one tile's recomputed saved tensors and
+    backward workspace. The backward runs outside autocast (TiledMLP.backward does not restore it, as
+    torch.utils.checkpoint does), so on an fp32 stream the tile recomputes in fp32."""
+    r, h, I = rs.residual.bytes, m.hidden, m.intermediate
     t = -(-T // shards(rs, seq_len))                       # tokens of one tile (torch.chunk)
     trainable = sum(lin.weight_count for lin in m.dense_linears if lin.block == "mlp") if rs.full else 0
-    tile = t * (untiled_mlp_bytes(m, rs) + 2 * r * h + 2 * e * I)
+    o = 4 if (rs.autocast and r == 4 and rs.quantized is None) else quantization.base_linear_out_bytes(rs)
+    recomputed = liger.glu_saved_tensors(rs) * o * I + (o * I if rs.full else 0)
+    tile = t * (recomputed + _lora_mlp_bytes(m, rs) + 2 * r * h + 2 * o * I)
     return int(T * r * h + trainable * param_bytes + tile)
 
 
