@@ -12,7 +12,7 @@ from gpuplan.planner.specs.enums import Compile
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
-from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.specs.parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
 
@@ -76,6 +76,11 @@ SETUP_OPTIONS = [
     click.option("--compile", type=_choice(Compile), default=_D.compile.value, show_default=True,
                  help="torch.compile(model) (HF/TRL/axolotl torch_compile, torchtune compile): inductor's min-cut "
                       "partitioner recomputes elementwise ops instead of saving them; needs --no-grad-ckpt."),
+    click.option("--tiled-mlp", is_flag=True, default=False,
+                 help="axolotl tiled_mlp (ALST's TiledMLP): each layer's MLP in sequence tiles under no_grad, "
+                      "recomputed tile by tile in backward; only its input is saved (modelled from source)."),
+    click.option("--tiled-mlp-shards", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="--tiled-mlp's tiles (axolotl tiled_mlp_num_shards); 0: its default, ceil(seq_len / 32768)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
                  help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
@@ -173,6 +178,17 @@ SETUP_OPTIONS = [
                  help="nvme: ZeRO-Infinity (needs --zero 3)."),
     click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (Megatron layout)."),
     click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
+    click.option("--context-parallel", "context_parallel", type=int, default=1, show_default=True,
+                 help="Context/sequence-parallel degree: each GPU of a group holds 1/N of every sequence "
+                      "(planner/techniques/context_parallel.py; modelled from source)."),
+    click.option("--cp-kind", type=click.Choice(["torch", "torch-alltoall", "ring-flash", "llama3", "ulysses"]),
+                 default="torch", show_default=True,
+                 help="torch: accelerate's cp_size (torch context_parallel over SDPA, FSDP2; -alltoall: "
+                      "cp_comm_strategy alltoall); ring-flash / llama3: axolotl's context_parallel_size "
+                      "(ring-flash-attn batch_ring / varlen_llama3, flash-attn 2); ulysses: DeepSpeed ALST "
+                      "(accelerate sp_size, ZeRO)."),
+    click.option("--heads-k-stride", type=int, default=1, show_default=True,
+                 help="--cp-kind llama3: K/V heads all-gathered at a time (axolotl heads_k_stride)."),
 ]
 
 
@@ -266,6 +282,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
         compile=Compile(kw.get("compile") or "none"),
+        tiled_mlp=bool(kw.get("tiled_mlp")), tiled_mlp_shards=kw.get("tiled_mlp_shards") or 0,
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)
@@ -365,5 +382,6 @@ def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
     return ParallelSpec(
         gpus=get("gpus_per_node", 1), nodes=get("nodes", 1), zero=get("zero", 0), fsdp=Fsdp(get("fsdp", "none")),
         offload=Offload(get("offload", "none")), offload_device=OffloadDevice(get("offload_device", "cpu")),
-        tp=get("tp", 1), pp=get("pp", 1),
+        tp=get("tp", 1), pp=get("pp", 1), cp=get("context_parallel", 1), cp_kind=CpKind(get("cp_kind", "torch")),
+        heads_k_stride=get("heads_k_stride", 1),
     )

@@ -94,6 +94,11 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
             _checkpoint_every(lm, setup.ckpt_every, setup.ckpt_first)
         if setup.peft:
             lm.enable_input_require_grads()
+    if setup.tiled_mlp:   # axolotl's TiledMLP on every decoder layer's MLP [profiler/tiled_mlp.py]
+        from .tiled_mlp import apply_tiled_mlp   # lazy: axolotl's file is loaded for --tiled-mlp only
+
+        apply_tiled_mlp(lm, setup)
+        notes.append("axolotl's TiledMLP (its own autograd Function) on every decoder layer's MLP")
     return lm, notes
 
 

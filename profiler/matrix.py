@@ -319,6 +319,22 @@ RL_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=4, seq_len=256),
 )
 
+# axolotl's tiled MLP (planner/techniques/tiled_mlp.py): its own TiledMLP autograd Function in the simulated
+# step (profiler/tiled_mlp.py; needs `pip install axolotl --no-deps`), tiles set so that several run
+TILED = {"tiled_mlp": True, "tiled_mlp_shards": 4}
+TILED_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {"method": "lora", **TILED, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {**TILED, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "precision": "bf16-true", "loss": "chunked", **TILED, **NO_CKPT},
+         batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **TILED}, batch_size=1, seq_len=2048),
+    # checkpointing and a chunked loss: the tiled backward of the recomputed layer is the peak
+    Case("llama", "llama-3.2-1b", {"method": "lora", "loss": "chunked", "tiled_mlp": True, "tiled_mlp_shards": 2},
+         batch_size=1, seq_len=4096),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **TILED, **NO_CKPT}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"precision": "bf16-true", **TILED, **NO_CKPT}, batch_size=2, seq_len=1024),
+)
+
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
@@ -358,6 +374,7 @@ TRL_FP32_MATRIX: tuple[Case, ...] = (
     Case("neox", "pythia-160m", {**CNLL32, "method": "lora"}, batch_size=2, seq_len=512),
 )
 MATRICES["trl-fp32"] = TRL_FP32_MATRIX
+MATRICES["tiled"] = TILED_MATRIX
 
 
 @dataclass

@@ -85,6 +85,9 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.parallel.fsdp.value == "yafsdp":
         return ("--fsdp yafsdp needs YaFSDP's patched accelerate/transformers/trl and CUDA streams: modelled from "
                 "its source, not profiled; profile --fsdp full")
+    if setup.parallel.cp > 1:
+        return (f"--context-parallel {setup.parallel.cp} ({setup.parallel.cp_kind.value}) exchanges K/V over NCCL with "
+                "CUDA flash kernels: modelled from source, not profiled; profile the shard (--seq-len / N) without it")
     if setup.loss is Loss.CCE:
         return ("--loss cce (Cut Cross-Entropy's Triton kernels) is modelled from its source, not profiled: "
                 "profile with --loss hf or --loss chunked")

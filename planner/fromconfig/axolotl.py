@@ -122,14 +122,24 @@ TABLE: dict[str, KeyRule] = {
     "added_tokens_overrides": refused("token overrides can resize the embeddings"),
     "resize_token_embeddings_to_32x": refused("resizing the vocabulary to a multiple of 32 adds rows"),
     "shrink_embeddings": refused("shrinking the vocabulary removes rows"),
-    "sequence_parallel_degree": refused("sequence parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
-    "context_parallel_size": refused("context parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
+    "sequence_parallel_degree": modelled("deprecated spelling of context_parallel_size, read when that is unset "
+                                         "[utils/schemas/validation.py check_context_parallel_size]"),
+    "context_parallel_size": modelled("--context-parallel N --cp-kind ring-flash (ring_attn_func batch_ring, the "
+                                      "default without sample_packing) or llama3 (varlen_llama3, the default with it) "
+                                      "[utils/schemas/validation.py validate_ring_attn_func; techniques/context_parallel.py]"),
+    "ring_attn_func": modelled("batch_ring: --cp-kind ring-flash; varlen_llama3: --cp-kind llama3"),
+    "heads_k_stride": modelled("--heads-k-stride (varlen_llama3 only: batch_ring does not read it "
+                               "[monkeypatch/ring_attn/patch.py register_ring_attn_from_device_mesh])"),
     "tensor_parallel_size": refused("axolotl's DTensor tensor parallelism is not planned from a config yet "
                                     "(give --tp)", lambda v: v not in (None, 1)),
     "dp_shard_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "dp_replicate_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "expert_parallel_size": refused("expert parallelism", lambda v: v not in (None, 1)),
-    "tiled_mlp": refused("tiled MLP (ALST) computes the MLP in sequence shards"),
+    "tiled_mlp": modelled("true: --tiled-mlp (ALST's TiledMLP patched into the MLP class "
+                          "[loaders/patch_manager.py _apply_tiled_mlp; techniques/tiled_mlp.py])"),
+    "tiled_mlp_num_shards": modelled("--tiled-mlp-shards (unset: ceil(seqlen / 32768) [monkeypatch/tiled_mlp/patch.py])"),
+    "tiled_mlp_use_original_mlp": modelled("the family's MLP forward or a generic gate/up/down one: the same "
+                                           "tensors either way"),
     "lora_mlp_kernel": refused("axolotl's LoRA MLP kernels fuse the adapter math and save fewer activations"),
     "lora_qkv_kernel": refused("axolotl's LoRA QKV kernels fuse the adapter math and save fewer activations"),
     "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
@@ -234,9 +244,7 @@ TABLE: dict[str, KeyRule] = {
     **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
     **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
     **read_only_with("use_eaft", ["eaft_alpha", "eaft_k"]),
-    **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
     **read_only_with("fp32_norms", ["fp32_norm_classes"]),
-    **read_only_with("sequence_parallel_degree / context_parallel_size", ["heads_k_stride", "ring_attn_func"]),
     "torch_compile_backend": modelled("with torch_compile: inductor; other backends refused"),
     "torch_compile_mode": modelled("with torch_compile: default / max-autotune-no-cudagraphs; CUDA-graph modes refused"),
     "torch_compile_options": refused("inductor options (they can change what is fused and saved)"),
@@ -390,6 +398,37 @@ def _rl(value: Any, o: Options, rep: Report) -> None:
     else:
         rep.refuse("rl", value, f"preference / RL training with {value} (a reference model or generation); "
                    f"{_NOT_CAUSAL_LM}, and rl: orpo", "plan its SFT step, or rl: orpo")
+# axolotl ring_attn_func -> gpuplan's --cp-kind [utils/schemas/enums.py RingAttnFunc]
+_RING_ATTN = {"batch_ring": "ring-flash", "varlen_llama3": "llama3"}
+
+
+def _context_parallel(d: dict[str, Any], todo: set[str], o: Options, rep: Report) -> None:
+    """context_parallel_size (or the deprecated sequence_parallel_degree) -> --context-parallel and the
+    ring-flash-attn function axolotl picks [utils/schemas/validation.py check_context_parallel_size,
+    validate_ring_attn_func @ 067b021c]."""
+    key = "context_parallel_size" if d.get("context_parallel_size") else "sequence_parallel_degree"
+    size = d.get(key)
+    on_size = size not in (None, 1)
+    for k in ("context_parallel_size", "sequence_parallel_degree"):
+        if k in todo and (k != key or not on_size):
+            rep.set(k, "overridden by context_parallel_size" if on_size else f"{show(d[k])}: as gpuplan plans")
+    if not on_size:
+        for k in ("ring_attn_func", "heads_k_stride"):
+            if k in todo:
+                rep.set(k, f"{show(d[k])}: no effect without context_parallel_size > 1")
+        return
+    o.use(key, "context_parallel", int(size))
+    func = d.get("ring_attn_func") or ("varlen_llama3" if on(d.get("sample_packing")) else "batch_ring")
+    if func not in _RING_ATTN:
+        rep.refuse("ring_attn_func", func, "not one of axolotl's batch_ring / varlen_llama3", "use one of them")
+        return
+    o.use("ring_attn_func" if "ring_attn_func" in todo else key, "cp_kind", _RING_ATTN[func])
+    stride = d.get("heads_k_stride")
+    if "heads_k_stride" in todo:
+        if func == "varlen_llama3" and stride is not None:
+            o.use("heads_k_stride", "heads_k_stride", int(stride))
+        else:
+            rep.set("heads_k_stride", f"{show(stride)}: batch_ring does not read it")
 
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
@@ -506,6 +545,15 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         tc = on(d["torch_compile"])
         compile_keys.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
                      get("torch_compile_mode") if tc else None, o)
+    if on(get("tiled_mlp")):
+        o.use("tiled_mlp", "tiled_mlp", True)
+        if get("tiled_mlp_num_shards"):
+            o.use("tiled_mlp_num_shards", "tiled_mlp_shards", int(d["tiled_mlp_num_shards"]))
+    for k in ("tiled_mlp", "tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"):
+        if k in todo and k not in rep.used:
+            rep.set(k, f"{show(d[k])}: as gpuplan plans")
+    if todo & {"context_parallel_size", "sequence_parallel_degree", "ring_attn_func", "heads_k_stride"}:
+        _context_parallel(d, todo, o, rep)
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):

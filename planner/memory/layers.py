@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
+from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization, tiled_mlp
 from ..techniques import compile as compiled   # torch.compile's saved set
 
 
@@ -279,6 +279,9 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     if compiled.active(rs):   # the min-cut partitioner's cut replaces eager's saved tensors
         compiled.check(m, rs.setup, rs)
         per_layer, outside = compiled.layer_bytes(m, rs, s), compiled.outside_bytes(m, rs)
+    if tiled_mlp.enabled(rs):   # the MLP saves only its input [techniques/tiled_mlp.py]
+        tiled_mlp.check(m, rs)
+        per_layer += tiled_mlp.saved_delta(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,

@@ -12,7 +12,7 @@ from .enums import Compile   # torch.compile [techniques/compile.py]
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
-from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from .parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from .engines import engine_of
 from .recipe import Recipe, preset_of, preset_recipe
 
@@ -86,7 +86,8 @@ class LoraSpec:
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
-_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none"}
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
+                "tiled_mlp": False, "tiled_mlp_shards": 0}
 _GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
                   "vllm_colocate": 0.0}
 # mask fields a setup's dict shows only when they are not the default
@@ -208,6 +209,10 @@ class TrainingSetup:
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
     compile: Compile = Compile.NONE   # torch.compile of the model [techniques/compile.py]
+    # axolotl's tiled MLP (ALST's TiledMLP): the MLP in sequence tiles, recomputed [techniques/tiled_mlp.py];
+    # tiles: 0 for axolotl's default, ceil(seq_len / 32768)
+    tiled_mlp: bool = False
+    tiled_mlp_shards: int = 0
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -311,6 +316,11 @@ class TrainingSetup:
         if off is not ActivationOffload.NONE and not self.parallel.single_gpu:
             raise PlannerError(f"--activation-offload {off.value} is planned for one GPU only for now; drop the "
                                "multi-GPU / offload flags")
+        if self.tiled_mlp_shards < 0 or (self.tiled_mlp_shards and not self.tiled_mlp):
+            raise PlannerError(f"--tiled-mlp-shards {self.tiled_mlp_shards}: a positive tile count, with --tiled-mlp")
+        if self.tiled_mlp and not self.parallel.single_gpu:
+            raise PlannerError("--tiled-mlp is planned for one GPU only for now (its backward under FSDP2/ZeRO "
+                               "defers resharding, not modelled); drop the multi-GPU flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:
@@ -357,6 +367,9 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.recipe.weights):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self._validate_recipe()
+        if self.compile is not Compile.NONE and self.tiled_mlp:
+            raise PlannerError("--compile with --tiled-mlp: the compiled partitioner's cut of a tiled MLP (an autograd "
+                               "Function under no_grad) is not modelled; drop one of them")
         if self.loss.trl_chunked and self.liger.any():   # trl/trainer/sft_trainer.py l.1365-1366, TRL 1.14.0
             raise PlannerError("TRL refuses loss_type='chunked_nll' with use_liger_kernel=True (its default loss is "
                                "then 'nll' with Liger's fused linear cross-entropy): use --loss chunked, or drop --liger")
@@ -447,7 +460,7 @@ class TrainingSetup:
         liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
         optim = build(OptimSpec, d.pop("optim", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
-                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
+                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice, "cp_kind": CpKind})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
@@ -529,4 +542,5 @@ class TrainingSetup:
             if d[key] == default:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
+        d["parallel"] = self.parallel.as_dict()   # context-parallel fields only when set
         return d

@@ -173,6 +173,11 @@ EXPECTED: dict[str, Expect] = {
         dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
              optimizer='adamw-fused', attn='flash', liger_kernels='rope,rms_norm,swiglu,geglu,flce',
              liger_before_load=True, fsdp='full', cpu_ram_efficient_loading=True, offload='params', gpus_per_node=8)),
+    'axolotl/llama3-8b-fsdp2-alst.yaml': Expect(
+        'axolotl', 'llama-3.1-8b',    # ALST: context_parallel_size with sample_packing -> ring-flash-attn varlen_llama3
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=500000, grad_accum=1, grad_ckpt=True,
+             activation_offload='trl-sync', optimizer='torchao-adamw-8bit', attn='flash', packing='rows',
+             tiled_mlp=True, context_parallel=8, cp_kind='llama3', fsdp='full', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16: true loads bf16 weights and autocasts (TrainingArguments bf16=True)
         dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
