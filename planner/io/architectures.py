@@ -27,6 +27,17 @@ PEFT_DEFAULT_TARGETS = {
     "stablelm": ("q_proj", "v_proj"),
 }
 
+# peft 0.21 converts LoRA targets for transformers-5 MoE families (v4 module name -> what it adapts
+# now): model types whose checkpoint conversion pattern is qwen2_moe [transformers 5.24
+# conversion_mapping.py _MODEL_TO_CONVERSION_PATTERN: qwen3_moe, olmoe, deepseek_v2, deepseek_v3]
+# and mixtral [peft/utils/transformers_weight_conversion.py: _MODEL_TO_CONVERSION_PATTERN["mixtral"],
+# _MOE_TARGET_MODULE_MAPPING]; qwen2_moe itself is absent from the pattern table, so not converted
+_QWEN2_MOE_EXPERTS = (("gate", "router"), ("gate_proj", "gate_up_proj"), ("up_proj", "gate_up_proj"),
+                      ("down_proj", "down_proj"))
+_MIXTRAL_EXPERTS = (("gate", "router"), ("w1", "gate_up_proj"), ("w3", "gate_up_proj"), ("w2", "down_proj"))
+PEFT_EXPERT_TARGETS = {"qwen3_moe": _QWEN2_MOE_EXPERTS, "olmoe": _QWEN2_MOE_EXPERTS, "deepseek_v2": _QWEN2_MOE_EXPERTS,
+                       "deepseek_v3": _QWEN2_MOE_EXPERTS, "mixtral": _MIXTRAL_EXPERTS}
+
 # tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
 # aten op saving its input; gelu_new is written in python ops saving x, tanh, 0.5x and 1+tanh
 # [transformers/activations.py: GELUActivation, PytorchGELUTanh, NewGELUActivation]
@@ -171,7 +182,7 @@ def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,
         LinearSpec("down_proj", inter, h, False, "mlp", experts=experts, role=OUT),
     )
     return dict(moe_linears=linears, moe_layers=moe_layers, n_experts=experts, top_k=top_k,
-                moe_intermediate=inter)
+                moe_intermediate=inter, peft_expert_targets=PEFT_EXPERT_TARGETS.get(cfg["model_type"], ()))
 
 
 def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
@@ -371,7 +382,7 @@ def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         moe_linears=moe_linears, moe_layers=max(0, n_layers - first_dense), n_experts=experts,
         top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
         q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
-        shared_expert_intermediate=shared, rope_dim=rope,
+        shared_expert_intermediate=shared, rope_dim=rope, peft_expert_targets=PEFT_EXPERT_TARGETS[mt],
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         # peft has no default target_modules for DeepSeek: name them (--lora-targets)
         peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
+from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, moe_lora, precision, quantization
 
 
 @dataclass(frozen=True)
@@ -228,10 +228,32 @@ def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(lns_kept + attn + mlp + dropout, lns_dw + o * I + o_in)
 
 
-def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
-    """Routed experts of one MoE layer, per token: top-k expert MLPs plus router (approximate)."""
+def moe_layer_extra_4x(m: ModelSpec, rs: Resolved) -> float:
+    """QLoRA's MoE layers, estimated in the transformers-4 layout (quantized per-expert linears,
+    techniques/quantization.py moe_fused_experts_note): top-k expert MLPs plus router, approximate."""
     e = rs.compute.bytes
     return m.top_k * (4 * e * m.moe_intermediate + 2 * e * m.hidden) + 8 * m.n_experts
+
+
+def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
+    """Router and routed experts of one MoE layer, per token [transformers 5.24 integrations/moe.py
+    grouped_mm_experts_forward; models/qwen3_moe/modeling_qwen3_moe.py Qwen3MoeTopKRouter.forward].
+
+    Router: softmax's fp32 output (E), topk's int64 indices (k), and with norm_topk_prob the
+    division's fp32 sum and quotient (1 + k). Per routed token (k per token), in the experts'
+    16-bit weight dtype (`_grouped_mm` casts its input to it; torch._grouped_mm takes bf16 only, so
+    fp32 experts, as QLoRA's upcast leaves them, fail in transformers 5; QLoRA is estimated in the
+    transformers-4 layout, quantized experts computing in the compute dtype): the
+    gate_up output (2I, kept by the activation through its gate view), the activation's output
+    (I), the down output (H, saved by the routing-weight product) and that weight, and three int64
+    index tensors (`perm // top_k`, `perm`, `inv_perm`). Trained experts (full fine-tuning) also
+    save their grouped matmuls' inputs for the weight gradient: the gathered hidden states (H) and
+    the gated product (I); LoRA on the experts adds those in techniques/moe_lora.py."""
+    w = rs.compute.bytes
+    k, I, h = m.top_k, m.moe_intermediate, m.hidden
+    router = 4 * m.n_experts + 8 * k + (4 + 4 * k if m.hf_config.get("norm_topk_prob", True) else 0)
+    routed = 3 * w * I + w * h + w + 3 * 8 + (w * (h + I) if rs.full else 0)
+    return router + k * routed
 
 
 @dataclass(frozen=True)
@@ -243,6 +265,8 @@ class ActivationBytes:
     head_copy: int            # autocast's 16-bit copy of an fp32 lm_head, alive to the forward's end
     head_copy_saved: int      # the part of it kept for backward (saved by the lm_head's matmul)
     adapter_copies: int = 0   # autocast's cached 16-bit copies of fp32 LoRA adapters (all layers)
+    expert_backward: int = 0  # one MoE layer's backward beyond its merged expert weights (techniques/moe_lora.py)
+    moe_per_layer: float = 0.0   # bytes per token saved by one MoE layer (0: no MoE layers)
 
 
 def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
@@ -254,9 +278,14 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
              layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
+    moe = 0.0
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
-        dense_mlp = 4 * rs.compute.bytes * m.intermediate
+        # the dense gated MLP the layer formula charged: gate, its activation and up (kept), down's input (dW)
+        o = quantization.base_linear_out_bytes(rs)
+        dense_mlp = (liger.glu_saved_tensors(rs) * o + (0 if frozen else o)) * m.intermediate
         moe = per_layer - dense_mlp + moe_layer_extra(m, rs)
+        if rs.quantized is not None:   # transformers 5 cannot run it (fp32 experts); the 4.x estimate
+            moe = per_layer - 4 * rs.compute.bytes * m.intermediate + moe_layer_extra_4x(m, rs)
         if m.shared_expert_intermediate:   # DeepSeek's shared experts: Llama's gated MLP on every token
             o = quantization.base_linear_out_bytes(rs)
             moe += (3 * o + (0 if frozen else o)) * m.shared_expert_intermediate
@@ -265,6 +294,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     if adapter:
         per_layer += (m.dense_layers * adapter.saved_bytes_per_layer(m, rs)
                       + m.moe_layers * adapter.saved_bytes_per_layer(m, rs, moe=True)) / m.n_layers
+        moe += adapter.saved_bytes_per_layer(m, rs, moe=True) if m.moe_layers else 0
     r, e = rs.residual.bytes, rs.compute.bytes
     rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
@@ -276,6 +306,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
+    layer_copies += moe_lora.merged_bytes(m, rs)   # peft's merged expert / router weights, saved per MoE layer
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
-                           head_copy_saved, adapter_copies)
+                           head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe)

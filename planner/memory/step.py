@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization
 from ..techniques import precision   # the recipe note
 from .layers import ActivationBytes
 from .pieces import Stage, held, in_flight, pieces, terms
@@ -108,6 +108,8 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+    if act.expert_backward and not part:   # peft's merged expert weights (techniques/moe_lora.py)
+        candidates += moe_lora.backward_candidates(model, rs, act, T, ckpt, acts + bwd_copies, saved_head, layer_transient)
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer
     # (measured in the simulated step; aten/src/ATen/native/Embedding.cpp)
@@ -146,6 +148,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
+    notes += moe_lora.notes(model, rs)
     moe_qlora = quantization.moe_fused_experts_note(model, rs)
     if moe_qlora:
         notes.append(moe_qlora)
