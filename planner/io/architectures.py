@@ -95,6 +95,9 @@ _LLAMA_LIKE: dict[str, dict[str, Any]] = {
     "olmo2": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias", post_norm=True),
     "mixtral": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False),
     "qwen3_moe": dict(norms=2, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias"),
+    # OLMoE [modeling_olmoe.py OlmoeAttention]: pre-norm, q_norm over all heads and k_norm over the kv heads
+    # on the projections' outputs (OLMo-2's full q/k norms), a MoE MLP in every layer
+    "olmoe": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias"),
     "phi3": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False, fused=True),
 }
 
@@ -107,6 +110,9 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     mt = cfg["model_type"]
     rules = _LLAMA_LIKE[mt]
     gemma = rules.get("gemma", False)
+    if mt == "olmoe" and cfg.get("clip_qkv") is not None:
+        raise PlannerError(f"{name}: OLMoE with clip_qkv (in-place clamps of q, k and v) is not modelled yet; "
+                           "released OLMoE checkpoints set clip_qkv null")
     h = int(_get(cfg, "hidden_size"))
     a = int(_get(cfg, "num_attention_heads"))
     kv = int(_get(cfg, "num_key_value_heads", default=a))
@@ -140,7 +146,8 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
         sliding_layers=_sliding_layers(cfg, n_layers),
-        peft_default_targets=PEFT_DEFAULT_TARGETS[mt], max_positions=_max_positions(cfg),
+        # olmoe: none in peft's table, name them (--lora-targets)
+        peft_default_targets=PEFT_DEFAULT_TARGETS.get(mt, ()), max_positions=_max_positions(cfg),
         hf_config=dict(cfg), **moe,
     )
 
@@ -182,7 +189,10 @@ def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,
         LinearSpec("down_proj", inter, h, False, "mlp", experts=experts, role=OUT),
     )
     return dict(moe_linears=linears, moe_layers=moe_layers, n_experts=experts, top_k=top_k,
-                moe_intermediate=inter, peft_expert_targets=PEFT_EXPERT_TARGETS.get(cfg["model_type"], ()))
+                moe_intermediate=inter, peft_expert_targets=PEFT_EXPERT_TARGETS.get(cfg["model_type"], ()),
+                # MixtralTopKRouter always renormalizes; the others per norm_topk_prob (their config classes
+                # default it to False) [modeling_mixtral.py, modeling_qwen3_moe.py, modeling_olmoe.py TopKRouter]
+                moe_norm_topk=cfg["model_type"] == "mixtral" or bool(cfg.get("norm_topk_prob", False)))
 
 
 def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
@@ -383,6 +393,7 @@ def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
         q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
         shared_expert_intermediate=shared, rope_dim=rope, peft_expert_targets=PEFT_EXPERT_TARGETS[mt],
+        moe_norm_topk=bool(cfg.get("norm_topk_prob", False)),
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         # peft has no default target_modules for DeepSeek: name them (--lora-targets)
         peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),

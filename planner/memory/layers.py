@@ -251,7 +251,7 @@ def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
     the gated product (I); LoRA on the experts adds those in techniques/moe_lora.py."""
     w = rs.compute.bytes
     k, I, h = m.top_k, m.moe_intermediate, m.hidden
-    router = 4 * m.n_experts + 8 * k + (4 + 4 * k if m.hf_config.get("norm_topk_prob", True) else 0)
+    router = 4 * m.n_experts + 8 * k + (4 + 4 * k if m.moe_norm_topk else 0)
     routed = 3 * w * I + w * h + w + 3 * 8 + (w * (h + I) if rs.full else 0)
     return router + k * routed
 

@@ -114,6 +114,7 @@ class ModelSpec:
     # now: "router" or a fused expert parameter) [peft/utils/transformers_weight_conversion.py
     # _MOE_TARGET_MODULE_MAPPING, _convert_peft_config_moe]; () where peft converts nothing
     peft_expert_targets: tuple[tuple[str, str], ...] = ()
+    moe_norm_topk: bool = False                 # the router renormalizes its top-k weights (norm_topk_prob; Mixtral always)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -53,6 +53,7 @@ def test_phi_fields():
     ("deepseek-v3", dict(num_hidden_layers=4, n_routed_experts=16, n_group=4, topk_group=2)),
     ("starcoder2-7b", dict(num_hidden_layers=2, use_bias=False, tie_word_embeddings=False)),
     ("stablelm-2-zephyr-1.6b", dict(num_hidden_layers=2, use_qkv_bias=False, num_key_value_heads=8)),
+    ("olmoe-1b-7b", dict(num_hidden_layers=2, num_key_value_heads=4, attention_bias=True)),   # GQA k_norm, biases
 ])
 def test_counts_match_transformers_on_meta(preset, changes):
     cfg = _variant(preset, **changes)
@@ -147,3 +148,15 @@ def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
         model_from_config(_variant(preset, **changes))
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
+
+
+def test_olmoe_fields():
+    from gpuplan.planner.specs.model import QkNorm
+
+    m = resolve_model("olmoe-1b-7b")
+    assert m.qk_norm is QkNorm.FULL and m.qk_norm_size == 2048 + 2048     # q_norm over all heads, k_norm over kv heads
+    assert (m.moe_layers, m.n_experts, m.top_k, m.moe_intermediate) == (16, 64, 8, 1024)
+    assert not m.moe_norm_topk and m.peft_default_targets == ()            # OlmoeConfig: norm_topk_prob False
+    with pytest.raises(PlannerError, match="clip_qkv") as exc:
+        model_from_config(_variant("olmoe-1b-7b", clip_qkv=8.0))
+    assert "\n" not in str(exc.value)
