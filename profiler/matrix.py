@@ -331,7 +331,18 @@ MOE_LORA_MATRIX: tuple[Case, ...] = (
     Case("olmoe", "olmoe-1b-7b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
 )
 
+# Cohere / Command-R (Aya-23-8B): one weight-only LayerNorm in python ops feeding attention and the gated
+# MLP in parallel, tied 256k vocabulary, logit_scale; layer 0's norm and MLP unrecorded without checkpointing
+COHERE_MATRIX: tuple[Case, ...] = (
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "lora": MOE_ALL}, batch_size=2, seq_len=256),
+    Case("cohere", "aya-23-8b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
+MATRICES["cohere"] = COHERE_MATRIX
 MATRICES["moe_lora"] = MOE_LORA_MATRIX
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX

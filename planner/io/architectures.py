@@ -457,11 +457,37 @@ def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_cohere(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Cohere / Command-R / Aya-23 [modeling_cohere.py]: one weight-only CohereLayerNorm per layer
+    whose output feeds attention and Llama's gated MLP in parallel, q/k/v/o (biases per
+    `attention_bias`), rope on interleaved pairs in fp32, tied embeddings by default, logits times
+    `logit_scale` (a scalar product on the logits, saving nothing)."""
+    if cfg.get("use_qk_norm"):
+        raise PlannerError(f"{name}: Cohere with use_qk_norm=true (Command-R+) is not modelled yet; "
+                           "modelled: use_qk_norm false (Command-R, Aya-23)")
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = h // a
+    inter = int(_get(cfg, "intermediate_size"))
+    bias = bool(cfg.get("attention_bias", False))
+    return ModelSpec(
+        name=name, model_type="cohere", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        # CohereConfig defaults tie_word_embeddings to True [configuration_cohere.py]
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.LAYER_NO_BIAS, dense_linears=_llama_linears(h, a, kv, d, inter, bias, bias, False),
+        norms_per_layer=1, shared_norm=True, rope=RopeKind.SHARED,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        # peft has no default target_modules for cohere: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
-    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm,
+    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm, "cohere": _from_cohere,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -228,6 +228,46 @@ def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(lns_kept + attn + mlp + dropout, lns_dw + o * I + o_in)
 
 
+def parallel_gated_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Cohere / Command-R [modeling_cohere.py CohereDecoderLayer]: one CohereLayerNorm whose output
+    feeds attention and Llama's gated MLP in parallel (`residual + attn + mlp`), no biases.
+
+    CohereLayerNorm is written in python ops in fp32: `x.float()` (a copy of a 16-bit input, saved
+    by nothing), the centred `x - mean` (fp32, saved by pow and the rsqrt product) and the fp32 rsqrt
+    are kept; the normalized tensor is saved by the weight product only for the weight's gradient.
+    Its output (back in the input dtype) is saved once by the five INPUT linears for their weight
+    gradients (one 16-bit cast each under autocast on an fp32 residual). Rope runs on fp32 copies
+    of q and k (`apply_rotary_pos_emb`: q.float(), k.float()) multiplied by the shared cos/sin, which
+    is all those products save; the kernel saves the roped 16-bit copies as in Llama."""
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    consumers = sum(1 for lin in m.dense_linears if lin.role is LinearRole.INPUT)
+    ln_kept = 8 * h + 4                        # `x - mean` twice (pow and the rsqrt product), rsqrt; fp32
+    ln_dw = 4 * h + (consumers * e * h if autocast and r == 4 else r * h)
+    attn = masks.layer_mix(m, rs, s, attention.core_bytes(m, rs, s), masks.efficient_core_bytes(m, rs, s))
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)
+    mlp_kept = 3 * o * I                       # gate (the activation's input), its output and up (the product)
+    return LayerBytes(ln_kept + attn + mlp_kept, ln_dw + o * I + o_in)
+
+
+def _untracked_first_layer(m: ModelSpec, rs: Resolved) -> float:
+    """Per token, what the first parallel (Cohere) layer does not save when nothing before it needs
+    a gradient: with LoRA on a frozen base, no checkpointing (which makes peft call
+    enable_input_require_grads) and nothing trained in the embedding, layer 0's input requires no
+    grad, so autograd records neither its LayerNorm nor, when no MLP linear carries an adapter,
+    its MLP (it reads the norm output directly, not the adapted attention as a sequential layer's
+    MLP does). Measured in the simulated step's per-module table."""
+    from ..specs.resolved import AdapterKind
+    ad = rs.adapters
+    if not (m.shared_norm and m.mlp_kind is MlpKind.GATED) or ad is None or ad.kind is not AdapterKind.LORA \
+            or checkpointing.enabled(rs) or "embedding" in ad.embedding_lora + ad.saved_copies:
+        return 0.0
+    mlp_adapted = any(lin.block == "mlp" and lin.name in ad.targets for lin in m.dense_linears)
+    o = quantization.base_linear_out_bytes(rs)
+    return 8 * m.hidden + 4 + (0 if mlp_adapted else 3 * o * m.intermediate)
+
+
 def moe_layer_extra_4x(m: ModelSpec, rs: Resolved) -> float:
     """QLoRA's MoE layers, estimated in the transformers-4 layout (quantized per-expert linears,
     techniques/quantization.py moe_fused_experts_note): top-k expert MLPs plus router, approximate."""
@@ -274,10 +314,12 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     liger.check(m, rs.setup.liger)
-    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
+    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else
+             parallel_gated_layer if m.shared_norm and m.mlp_kind is MlpKind.GATED else shared_norm_layer if m.shared_norm else
              layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
+    per_layer -= _untracked_first_layer(m, rs) / m.n_layers
     moe = 0.0
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
         # the dense gated MLP the layer formula charged: gate, its activation and up (kept), down's input (dW)
@@ -298,6 +340,8 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     r, e = rs.residual.bytes, rs.compute.bytes
     rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
+    if m.norm_kind is NormKind.LAYER_NO_BIAS:   # CohereLayerNorm: `x - mean` twice and rsqrt (parallel_gated_layer)
+        final_norm = 8 * m.hidden + 4
     embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
     outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0) + masks.outside_bytes_per_token(m, rs, s)
     if m.causal_mask_always:   # Falcon's (b, 1, s, s) mask: bool for SDPA, additive in the embeddings' dtype for eager

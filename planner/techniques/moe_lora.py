@@ -107,9 +107,15 @@ def notes(m: ModelSpec, rs: Resolved) -> list[str]:
     if not rs.adapters or not (rs.adapters.expert_ranks or rs.adapters.router):
         return []
     parts = [f"{name} (r={r})" for name, r in rs.adapters.expert_ranks] + (["the router"] if rs.adapters.router else [])
-    return [f"peft adapts {', '.join(parts)} of every MoE layer through lora.ParamWrapper (transformers-5 target "
-            f"conversion): each forward builds the merged expert weights, "
-            f"{merged_bytes_per_layer(m, rs) / 2**30:.2f} GiB per MoE layer, saved for backward"]
+    out = [f"peft adapts {', '.join(parts)} of every MoE layer through lora.ParamWrapper (transformers-5 target "
+           f"conversion): each forward builds the merged expert weights, "
+           f"{merged_bytes_per_layer(m, rs) / 2**30:.2f} GiB per MoE layer, saved for backward"]
+    dense = {lin.name for lin in m.dense_linears + m.moe_linears if lin.experts == 1 and lin.block == "mlp"}
+    dropped = sorted(dense & {old for old, _ in m.peft_expert_targets} & set(rs.setup.lora_targets(m)))
+    if dropped and (m.dense_layers or m.shared_expert_intermediate):
+        out.append(f"{', '.join(dropped)} of the dense layers and shared experts get no LoRA: peft moves those "
+                   "names to the fused experts' target_parameters, which match no nn.Linear")
+    return out
 
 
 def backward_candidates(m: ModelSpec, rs: Resolved, act, T: int, ckpt: bool, acts: int, saved_head: int,
