@@ -112,3 +112,10 @@ def test_the_note_gives_the_merged_bytes():
     m = resolve_model("qwen-3-30b-a3b")
     est = estimate(m, _setup(["all-linear"]))
     assert any("lora.ParamWrapper" in n and "GiB per MoE layer" in n for n in est.notes)
+
+
+def test_the_note_says_dense_mlps_lose_their_lora():
+    m = resolve_model("deepseek-v2-lite")     # first layer dense, two shared experts per MoE layer
+    notes = estimate(m, _setup(["all-linear"])).notes
+    assert any("dense layers and shared experts get no LoRA" in n for n in notes)
+    assert not any("get no LoRA" in n for n in estimate(resolve_model("mixtral-8x7b"), _setup(["all-linear"])).notes)
