@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
-from ..specs.resolved import Resolved
+from ..specs.resolved import AdapterKind, Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, moe_lora, precision, quantization
 
 
@@ -258,7 +258,6 @@ def _untracked_first_layer(m: ModelSpec, rs: Resolved) -> float:
     grad, so autograd records neither its LayerNorm nor, when no MLP linear carries an adapter,
     its MLP (it reads the norm output directly, not the adapted attention as a sequential layer's
     MLP does). Measured in the simulated step's per-module table."""
-    from ..specs.resolved import AdapterKind
     ad = rs.adapters
     if not (m.shared_norm and m.mlp_kind is MlpKind.GATED) or ad is None or ad.kind is not AdapterKind.LORA \
             or checkpointing.enabled(rs) or "embedding" in ad.embedding_lora + ad.saved_copies:
