@@ -335,7 +335,45 @@ TILED_MATRIX: tuple[Case, ...] = (
     Case("qwen", "qwen-2.5-0.5b", {"precision": "bf16-true", **TILED, **NO_CKPT}, batch_size=2, seq_len=1024),
 )
 
+# LoRA on MoE experts and routers as peft 0.21 converts targets for transformers 5 (planner/techniques/
+# moe_lora.py): "all-linear" adapts the router and the fused experts through lora.ParamWrapper, whose
+# merged expert weights each layer saves; v4 expert names (gate_proj/up_proj/down_proj) the experts alone
+MOE_ALL = {"targets": ["all-linear"]}
+MOE_LORA_MATRIX: tuple[Case, ...] = (
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=512),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": {**MOE_ALL, "adapter_dtype": "bf16"}},
+         batch_size=2, seq_len=512),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                   "lora": {"targets": ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true", "lora": MOE_ALL},
+         batch_size=1, seq_len=512),
+    Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT},
+         batch_size=1, seq_len=256),
+    # OLMoE-1B-7B (reader added with these rows): full q/k norms, 64 experts top-8, no renormalized top-k
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                  "lora": {"targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}}, batch_size=2, seq_len=256),
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=512),
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("olmoe", "olmoe-1b-7b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+
+# Cohere / Command-R (Aya-23-8B): one weight-only LayerNorm in python ops feeding attention and the gated
+# MLP in parallel, tied 256k vocabulary, logit_scale; layer 0's norm and MLP unrecorded without checkpointing
+COHERE_MATRIX: tuple[Case, ...] = (
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "lora": MOE_ALL}, batch_size=2, seq_len=256),
+    Case("cohere", "aya-23-8b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
+MATRICES["cohere"] = COHERE_MATRIX
+MATRICES["moe_lora"] = MOE_LORA_MATRIX
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 MATRICES["ckpt"] = CKPT_MATRIX

@@ -27,6 +27,17 @@ PEFT_DEFAULT_TARGETS = {
     "stablelm": ("q_proj", "v_proj"),
 }
 
+# peft 0.21 converts LoRA targets for transformers-5 MoE families (v4 module name -> what it adapts
+# now): model types whose checkpoint conversion pattern is qwen2_moe [transformers 5.24
+# conversion_mapping.py _MODEL_TO_CONVERSION_PATTERN: qwen3_moe, olmoe, deepseek_v2, deepseek_v3]
+# and mixtral [peft/utils/transformers_weight_conversion.py: _MODEL_TO_CONVERSION_PATTERN["mixtral"],
+# _MOE_TARGET_MODULE_MAPPING]; qwen2_moe itself is absent from the pattern table, so not converted
+_QWEN2_MOE_EXPERTS = (("gate", "router"), ("gate_proj", "gate_up_proj"), ("up_proj", "gate_up_proj"),
+                      ("down_proj", "down_proj"))
+_MIXTRAL_EXPERTS = (("gate", "router"), ("w1", "gate_up_proj"), ("w3", "gate_up_proj"), ("w2", "down_proj"))
+PEFT_EXPERT_TARGETS = {"qwen3_moe": _QWEN2_MOE_EXPERTS, "olmoe": _QWEN2_MOE_EXPERTS, "deepseek_v2": _QWEN2_MOE_EXPERTS,
+                       "deepseek_v3": _QWEN2_MOE_EXPERTS, "mixtral": _MIXTRAL_EXPERTS}
+
 # tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
 # aten op saving its input; gelu_new is written in python ops saving x, tanh, 0.5x and 1+tanh
 # [transformers/activations.py: GELUActivation, PytorchGELUTanh, NewGELUActivation]
@@ -84,6 +95,9 @@ _LLAMA_LIKE: dict[str, dict[str, Any]] = {
     "olmo2": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias", post_norm=True),
     "mixtral": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False),
     "qwen3_moe": dict(norms=2, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias"),
+    # OLMoE [modeling_olmoe.py OlmoeAttention]: pre-norm, q_norm over all heads and k_norm over the kv heads
+    # on the projections' outputs (OLMo-2's full q/k norms), a MoE MLP in every layer
+    "olmoe": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias"),
     "phi3": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False, fused=True),
 }
 
@@ -96,6 +110,9 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     mt = cfg["model_type"]
     rules = _LLAMA_LIKE[mt]
     gemma = rules.get("gemma", False)
+    if mt == "olmoe" and cfg.get("clip_qkv") is not None:
+        raise PlannerError(f"{name}: OLMoE with clip_qkv (in-place clamps of q, k and v) is not modelled yet; "
+                           "released OLMoE checkpoints set clip_qkv null")
     h = int(_get(cfg, "hidden_size"))
     a = int(_get(cfg, "num_attention_heads"))
     kv = int(_get(cfg, "num_key_value_heads", default=a))
@@ -129,7 +146,8 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
         sliding_layers=_sliding_layers(cfg, n_layers),
-        peft_default_targets=PEFT_DEFAULT_TARGETS[mt], max_positions=_max_positions(cfg),
+        # olmoe: none in peft's table, name them (--lora-targets)
+        peft_default_targets=PEFT_DEFAULT_TARGETS.get(mt, ()), max_positions=_max_positions(cfg),
         hf_config=dict(cfg), **moe,
     )
 
@@ -171,7 +189,10 @@ def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,
         LinearSpec("down_proj", inter, h, False, "mlp", experts=experts, role=OUT),
     )
     return dict(moe_linears=linears, moe_layers=moe_layers, n_experts=experts, top_k=top_k,
-                moe_intermediate=inter)
+                moe_intermediate=inter, peft_expert_targets=PEFT_EXPERT_TARGETS.get(cfg["model_type"], ()),
+                # MixtralTopKRouter always renormalizes; the others per norm_topk_prob (their config classes
+                # default it to False) [modeling_mixtral.py, modeling_qwen3_moe.py, modeling_olmoe.py TopKRouter]
+                moe_norm_topk=cfg["model_type"] == "mixtral" or bool(cfg.get("norm_topk_prob", False)))
 
 
 def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
@@ -371,7 +392,8 @@ def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         moe_linears=moe_linears, moe_layers=max(0, n_layers - first_dense), n_experts=experts,
         top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
         q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
-        shared_expert_intermediate=shared, rope_dim=rope,
+        shared_expert_intermediate=shared, rope_dim=rope, peft_expert_targets=PEFT_EXPERT_TARGETS[mt],
+        moe_norm_topk=bool(cfg.get("norm_topk_prob", False)),
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         # peft has no default target_modules for DeepSeek: name them (--lora-targets)
         peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
@@ -435,11 +457,37 @@ def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_cohere(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Cohere / Command-R / Aya-23 [modeling_cohere.py]: one weight-only CohereLayerNorm per layer
+    whose output feeds attention and Llama's gated MLP in parallel, q/k/v/o (biases per
+    `attention_bias`), rope on interleaved pairs in fp32, tied embeddings by default, logits times
+    `logit_scale` (a scalar product on the logits, saving nothing)."""
+    if cfg.get("use_qk_norm"):
+        raise PlannerError(f"{name}: Cohere with use_qk_norm=true (Command-R+) is not modelled yet; "
+                           "modelled: use_qk_norm false (Command-R, Aya-23)")
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = h // a
+    inter = int(_get(cfg, "intermediate_size"))
+    bias = bool(cfg.get("attention_bias", False))
+    return ModelSpec(
+        name=name, model_type="cohere", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        # CohereConfig defaults tie_word_embeddings to True [configuration_cohere.py]
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.LAYER_NO_BIAS, dense_linears=_llama_linears(h, a, kv, d, inter, bias, bias, False),
+        norms_per_layer=1, shared_norm=True, rope=RopeKind.SHARED,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        # peft has no default target_modules for cohere: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
-    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm,
+    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm, "cohere": _from_cohere,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

@@ -22,7 +22,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import CpKind, ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization, tiled_mlp
+from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
 from ..techniques import compile as compiled   # torch.compile's saved set
 from .layers import ActivationBytes
@@ -121,6 +121,8 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
                            C.TEMPORARIES: mlp_bwd})
+    if act.expert_backward and not part:   # peft's merged expert weights (techniques/moe_lora.py)
+        candidates += moe_lora.backward_candidates(model, rs, act, T, ckpt, acts + bwd_copies, saved_head, layer_transient)
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer
     # (measured in the simulated step; aten/src/ATen/native/Embedding.cpp)
@@ -161,6 +163,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
+    notes += moe_lora.notes(model, rs)
     moe_qlora = quantization.moe_fused_experts_note(model, rs)
     if moe_qlora:
         notes.append(moe_qlora)

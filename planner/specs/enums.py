@@ -187,6 +187,7 @@ class MlpKind(Choice):
 class NormKind(Choice):
     RMS = "rmsnorm"
     LAYER = "layernorm"
+    LAYER_NO_BIAS = "layernorm-no-bias"   # Cohere: mean-subtracting LayerNorm with a weight only (CohereLayerNorm)
 
 
 class Phase(Choice):

@@ -258,7 +258,8 @@ class TrainingSetup:
             raise PlannerError(
                 f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "
                 f"from {', '.join(dict.fromkeys(names))} or 'all-linear'")
-        unknown = [t for t in targets if t not in names and t not in EMBEDDING_NAMES + HEAD_NAMES]
+        v4_experts = [old for old, _ in model.peft_expert_targets]   # peft maps them to the experts / router
+        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES]
         if unknown or not targets:
             raise PlannerError(
                 f"LoRA target(s) {', '.join(unknown) or '(none)'} match no linear module of {model.name}; "
