@@ -15,6 +15,7 @@ from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
 from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import fp8   # torchao float8: no autocast copies of converted linears
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,9 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         compiled.check(m, rs.setup, rs)
         per_layer, outside = compiled.layer_bytes(m, rs, s), compiled.outside_bytes(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
+    if fp8.active(rs.setup):
+        fp8.check(m, rs.setup)
+        layer_copies, head_copy, head_copy_saved = fp8.weight_copies(m, rs, layer_copies, head_copy, head_copy_saved)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
                            head_copy_saved, adapter_copies)

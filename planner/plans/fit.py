@@ -16,6 +16,7 @@ from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
+from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
 from .evidence import memory_errors
@@ -154,6 +155,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     that keep the task (no --seq-len halving) and that buy something a smaller micro-batch does not
     (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits)."""
     setup.validate()
+    fp8_check_gpu(setup, gpu)
     given = run_device_total(model, setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
     totals: dict[int, int] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .enums import Compile   # torch.compile [techniques/compile.py]
+from .enums import Fp8, Fp8Linears   # torchao float8 training [techniques/fp8.py]
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
@@ -86,7 +87,8 @@ class LoraSpec:
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
-_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none"}
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
+                "fp8": "none", "fp8_linears": "skip-first-last"}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -200,6 +202,8 @@ class TrainingSetup:
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
     compile: Compile = Compile.NONE   # torch.compile of the model [techniques/compile.py]
+    fp8: Fp8 = Fp8.NONE   # torchao float8 training recipe [techniques/fp8.py]
+    fp8_linears: Fp8Linears = Fp8Linears.SKIP_FIRST_LAST   # which linears it converts (accelerate's default)
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -430,7 +434,7 @@ class TrainingSetup:
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
-                 "compile": Compile}
+                 "compile": Compile, "fp8": Fp8, "fp8_linears": Fp8Linears}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
 
