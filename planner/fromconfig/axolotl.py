@@ -152,8 +152,11 @@ TABLE: dict[str, KeyRule] = {
     "llama4_linearized_experts": refused("linearized Llama-4 experts"),
     "use_scattermoe": refused("ScatterMoE kernels"),
     "use_sonicmoe": refused("SonicMoE kernels"),
-    "fp8": refused("FP8 training (torchao)"),
-    "fp8_enable_fsdp_float8_all_gather": refused("FP8 all-gather"),
+    "fp8": modelled("true: --fp8 tensorwise (axolotl patches the Trainer's Accelerator to mixed_precision fp8 with "
+                    "torchao's recipe: monkeypatch/trainer_accelerator_args.py; accelerate's convert_model_to_fp8_ao "
+                    "filter, skip-first-last)"),
+    **no_effect("one GPU: FSDP's float8 all-gather never runs (--fp8 on more GPUs is refused)",
+                ["fp8_enable_fsdp_float8_all_gather"]),
     "fp32_norms": refused("norms kept in fp32 under FSDP2"),
     "bfloat16": modelled("true: as bf16: true (bf16 load, TrainingArguments bf16=True)"),
     "float16": modelled("true: fp16 weights without autocast unless fp16: --precision fp16-true"),
@@ -451,6 +454,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         tc = on(d["torch_compile"])
         compile_keys.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
                      get("torch_compile_mode") if tc else None, o)
+    if on(get("fp8")):
+        o.use("fp8", "fp8", "tensorwise")
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):
