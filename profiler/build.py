@@ -19,6 +19,7 @@ from transformers.optimization import Adafactor
 from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
 from gpuplan.planner.io.hf_vocabulary import hf_attention_name
 from gpuplan.planner.specs.enums import Fp8, Fp8Linears
+from gpuplan.planner.specs.errors import PlannerError
 
 from .dtypes import TORCH_DTYPES
 from .kernels.attention import in_kernel, register
@@ -88,6 +89,10 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     if setup.peft:
         lm = _apply_lora(lm, model, setup)
     if setup.fp8 is not Fp8.NONE:   # accelerate's prepare() converts before the first step
+        if simulated and setup.recipe.autocast:
+            raise PlannerError("--fp8 under autocast cannot be simulated: Float8Linear tests CUDA's autocast flag, "
+                               "which the simulator's CPU autocast never sets; use --precision bf16-true or the "
+                               "closed form (modelled from source)")
         _convert_to_float8(lm, setup)
     if setup.checkpointing in (Checkpointing.FULL, Checkpointing.SAVE_ATTENTION):
         kwargs = {"use_reentrant": False}

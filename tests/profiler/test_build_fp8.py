@@ -25,3 +25,13 @@ def test_converted_linears_follow_the_filter(linears, head, first):
     assert ("model.layers.0.self_attn.q_proj" in converted) is first
     assert all(mod.config.cast_config_input.scaling_granularity.value == "axiswise"
                for mod in lm.modules() if isinstance(mod, Float8Linear))
+
+
+def test_autocast_fp8_is_not_simulated():
+    """Float8Linear reads CUDA's autocast flag: under the simulator's CPU autocast its input would
+    stay fp32, so the simulator refuses rather than measure a run that never happens."""
+    from gpuplan.planner.specs.errors import PlannerError
+
+    setup = TrainingSetup.from_dict({"precision": "bf16-mixed", "fp8": "tensorwise"})
+    with pytest.raises(PlannerError, match="cannot be simulated"):
+        build_model(resolve_model("qwen2.5-0.5b"), setup, torch.device("meta"), simulated=True)
