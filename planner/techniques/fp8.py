@@ -147,29 +147,25 @@ def head_backward_peak(m: ModelSpec, rs: Resolved, T: int) -> int:
     return e * T * V + max(peaks)
 
 
-def _largest(m: ModelSpec, setup: TrainingSetup) -> LinearSpec | None:
-    lins = [lin for lin in m.dense_linears if _converted(m, lin, setup)]
-    return max(lins, key=lambda lin: lin.weight_count) if lins else None
+def _converted_linears(m: ModelSpec, setup: TrainingSetup) -> list[LinearSpec]:
+    return [lin for lin in m.dense_linears if _converted(m, lin, setup)]
 
 
 def layer_forward_peak(m: ModelSpec, rs: Resolved, T: int) -> int:
-    """Bytes of the largest converted decoder linear's casts in the forward (its input's fp8 copy
-    and its weight's cast), counted above the whole forward's saved set (an upper bound: the last
-    layer has not saved all of its tensors yet)."""
-    lin = _largest(m, rs.setup)
-    if lin is None:
-        return 0
-    return FP8 * T * lin.in_features + CAST_PEAK * lin.weight_count + _rowwise(rs.setup, lin.out_features)
+    """Bytes of the worst converted decoder linear's casts in the forward (its input's fp8 copy and
+    its weight's cast), counted above the whole forward's saved set (an upper bound: the last layer
+    has not saved all of its tensors yet)."""
+    return max((FP8 * T * lin.in_features + CAST_PEAK * lin.weight_count + _rowwise(rs.setup, lin.out_features)
+                for lin in _converted_linears(m, rs.setup)), default=0)
 
 
 def layer_backward_peak(m: ModelSpec, rs: Resolved, T: int) -> int:
-    """Bytes of the largest converted decoder linear's backward casts (its grad_output's, then its
+    """Bytes of the worst converted decoder linear's backward casts (its grad_output's, then its
     weight's with the fp8 grad_output held), besides its grad_output in the compute dtype."""
-    lin = _largest(m, rs.setup)
-    if lin is None:
-        return 0
-    e, out = rs.compute.bytes, T * lin.out_features
-    return e * out + max(CAST_PEAK * out, FP8 * out + CAST_PEAK * lin.weight_count)
+    e = rs.compute.bytes
+    return max((e * T * lin.out_features + max(CAST_PEAK * T * lin.out_features,
+                                                FP8 * T * lin.out_features + CAST_PEAK * lin.weight_count)
+                for lin in _converted_linears(m, rs.setup)), default=0)
 
 
 def notes(rs: Resolved) -> list[str]:
@@ -182,4 +178,7 @@ def notes(rs: Resolved) -> list[str]:
            "transients counted (9 bytes per element cast)"]
     if setup.precision is Precision.BF16_MIXED:
         out.append(f"fp8 under bf16 autocast: no 16-bit weight copies for converted linears; {MODELLED}")
+    # planner/speed/throughput.py picks the peak by --precision; eager casts are unfused kernels
+    # (torchtitan docs/float8.md: torch.compile is "required for competitive performance")
+    out.append("fp8 time: planned at the bf16 matmul rate (the fp8 speed-up and the casts' kernels are not modelled)")
     return out

@@ -90,3 +90,19 @@ def test_gpu_without_fp8_tensor_cores_refused():
         with pytest.raises(PlannerError, match="--fp8 tensorwise on"):
             fp8.check_gpu(s, resolve_gpu(name))
     fp8.check_gpu(TrainingSetup.from_dict(BASE), resolve_gpu("t4"))   # no --fp8: nothing to refuse
+
+
+def test_largest_decoder_linear_casts():
+    """The worst converted decoder linear (Qwen2.5-0.5B's MLP, 896 x 4864): its fp8 input and its
+    weight's 9-byte-per-element cast in the forward; grad_output in bf16 plus the larger of its own
+    cast and the weight's (with the fp8 grad_output held) in the backward."""
+    rs_setup = TrainingSetup.from_dict({**BASE, "fp8": "tensorwise"})
+    from gpuplan.planner.specs.resolved import resolve
+
+    rs = resolve(QWEN, rs_setup)
+    T, h, inter = 256, QWEN.hidden, QWEN.intermediate
+    n = h * inter
+    assert fp8.layer_forward_peak(QWEN, rs, T) == T * inter + 9 * n   # down_proj reads the intermediate
+    # backward: gate/up write the wider (T, 4864) grad_output
+    assert fp8.layer_backward_peak(QWEN, rs, T) == 2 * T * inter + max(9 * T * inter, T * inter + 9 * n)
+    assert fp8.head_forward_peak(QWEN, rs, T) == 0   # accelerate's filter keeps the lm_head in bf16
