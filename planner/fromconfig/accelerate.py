@@ -45,10 +45,10 @@ TABLE: dict[str, KeyRule] = {
                                     lambda v: v not in (None, 1, "1")),
     "fp8_config.backend": modelled("AO (or unset: accelerate picks torchao when it is installed): --fp8 tensorwise; "
                                    "TE / MSAMP refused"),
-    **no_effect("one GPU: FSDP's float8 all-gather never runs (--fp8 on more GPUs is refused)",
-                ["fp8_config.enable_fsdp_float8_all_gather"]),
-    **no_effect("accelerate's filter converts only linears whose features are multiples of 16: nothing to pad",
-                ["fp8_config.pad_inner_dim"]),
+    "fp8_config.enable_fsdp_float8_all_gather": modelled("with --fp8: FSDP's float8 all-gather, which never runs on "
+                                                         "one GPU (--fp8 on more GPUs is refused)"),
+    "fp8_config.pad_inner_dim": modelled("with --fp8: accelerate's filter converts only linears whose features are "
+                                         "multiples of 16, so nothing is padded"),
     "fp8_config.*": refused("FP8 options of the Transformer Engine / MS-AMP backends"),
     "deepspeed_config.deepspeed_moe_layer_cls_names": refused("ZeRO-3 leaf modules (MoE blocks gathered whole)"),
     "ipex_config.*": refused("Intel IPEX"),

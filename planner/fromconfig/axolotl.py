@@ -155,8 +155,8 @@ TABLE: dict[str, KeyRule] = {
     "fp8": modelled("true: --fp8 tensorwise (axolotl patches the Trainer's Accelerator to mixed_precision fp8 with "
                     "torchao's recipe: monkeypatch/trainer_accelerator_args.py; accelerate's convert_model_to_fp8_ao "
                     "filter, skip-first-last)"),
-    **no_effect("one GPU: FSDP's float8 all-gather never runs (--fp8 on more GPUs is refused)",
-                ["fp8_enable_fsdp_float8_all_gather"]),
+    "fp8_enable_fsdp_float8_all_gather": modelled("with fp8: FSDP's float8 all-gather, which never runs on one GPU "
+                                                  "(--fp8 on more GPUs is refused)"),
     "fp32_norms": refused("norms kept in fp32 under FSDP2"),
     "bfloat16": modelled("true: as bf16: true (bf16 load, TrainingArguments bf16=True)"),
     "float16": modelled("true: fp16 weights without autocast unless fp16: --precision fp16-true"),
