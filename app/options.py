@@ -9,6 +9,7 @@ import click
 from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objective, Optimizer, Packing, Padding,
                                         Precision, QuantType)
 from gpuplan.planner.specs.enums import Compile
+from gpuplan.planner.specs.enums import Fp8, Fp8Linears
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
@@ -81,6 +82,12 @@ SETUP_OPTIONS = [
                       "recomputed tile by tile in backward; only its input is saved (modelled from source)."),
     click.option("--tiled-mlp-shards", type=click.IntRange(min=0), default=0, show_default=True,
                  help="--tiled-mlp's tiles (axolotl tiled_mlp_num_shards); 0: its default, ceil(seq_len / 32768)."),
+    click.option("--fp8", type=_choice(Fp8), default=_D.fp8.value, show_default=True,
+                 help="torchao float8 training (accelerate mixed_precision fp8 with the AO backend, axolotl fp8): "
+                      "dynamic tensorwise or rowwise scaling; full fine-tuning on an fp8 GPU (Ada, Hopper, Blackwell)."),
+    click.option("--fp8-linears", type=_choice(Fp8Linears), default=_D.fp8_linears.value, show_default=True,
+                 help="With --fp8: skip-first-last (accelerate's default filter: the first linear and the lm_head "
+                      "stay high precision; axolotl goes through it too) or all (torchao's own default)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
                  help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
@@ -283,6 +290,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
         compile=Compile(kw.get("compile") or "none"),
         tiled_mlp=bool(kw.get("tiled_mlp")), tiled_mlp_shards=kw.get("tiled_mlp_shards") or 0,
+        fp8=Fp8(kw.get("fp8") or "none"), fp8_linears=Fp8Linears(kw.get("fp8_linears") or "skip-first-last"),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)

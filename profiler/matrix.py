@@ -500,3 +500,21 @@ def summarize(errors_pct: list[float], failed: int = 0) -> Summary:
         return Summary(0, failed, 0.0, 0.0, 0.0)
     absolute = [abs(e) for e in errors_pct]
     return Summary(len(errors_pct), failed, statistics.median(absolute), max(absolute), min(0.0, min(errors_pct)))
+
+# torchao float8 training (planner/techniques/fp8.py), the real torchao 0.18 conversion under FakeTensorMode
+# (profiler/build.py). bf16-true only: Float8Linear tests CUDA's autocast flag, which the simulator's CPU
+# autocast never sets, so the bf16-mixed rows (accelerate's fp8) are modelled from source, not simulated.
+FP8_T = {"precision": "bf16-true", "fp8": "tensorwise"}
+FP8_R = {"precision": "bf16-true", "fp8": "rowwise"}
+ALL_LINEARS = {"fp8_linears": "all"}
+FP8_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen2.5-0.5b", FP8_T, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_T, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_R, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_T, **ALL_LINEARS}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_R, **NO_CKPT}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-3-0.6b", {**FP8_T, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**FP8_R, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("llama", "llama-3.2-1b", FP8_T, batch_size=2, seq_len=512),
+)
+MATRICES["fp8"] = FP8_MATRIX

@@ -44,7 +44,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 LORA_GROUP = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")
 QLORA_GROUP = ("quant_type", "double_quant")
 MORE_GROUP = ("grad_accum", "attn", "padding", "packing", "loss", "ckpt_every", "ckpt_first",
-              "activation_offload", "compile")   # behind "more options" in compact forms
+              "activation_offload", "compile", "fp8", "fp8_linears")   # behind "more options" in compact forms
 # multi-GPU and offload flags (planner/parallel.py ParallelSpec), where the CLI has them
 PARALLEL_GROUP = ("gpus_per_node", "nodes", "zero", "fsdp", "offload", "offload_device", "tp", "pp",
                   "context_parallel", "cp_kind", "heads_k_stride")

@@ -23,7 +23,9 @@ TABLE: dict[str, KeyRule] = {
                                  "others refused"),
     "num_processes": modelled("processes in all: --gpus (per node) x --nodes"),
     "num_machines": modelled("--nodes"),
-    "mixed_precision": modelled("bf16: --precision bf16-mixed; fp16: fp16-mixed; no: fp32; fp8 refused"),
+    "mixed_precision": modelled("bf16: --precision bf16-mixed; fp16: fp16-mixed; no: fp32; fp8: --precision bf16-mixed "
+                                "--fp8 tensorwise (bf16 autocast plus torchao float8 with accelerate's filter, "
+                                "skip-first-last: accelerator.py AORecipeKwargs, utils/ao.py convert_model_to_fp8_ao)"),
     "deepspeed_config.zero_stage": modelled("--zero"),
     "deepspeed_config.offload_optimizer_device": modelled("cpu/nvme: --offload optimizer --offload-device"),
     "deepspeed_config.offload_param_device": modelled("cpu/nvme: --offload params --offload-device"),
@@ -57,7 +59,13 @@ TABLE: dict[str, KeyRule] = {
                                     "--fsdp over the GPUs, read when their product is num_processes"),
     "parallelism_config.*": refused("accelerate's N-D parallelism (context / tensor parallel) is not read yet",
                                     lambda v: v not in (None, 1, "1")),
-    "fp8_config.*": refused("FP8 training"),
+    "fp8_config.backend": modelled("AO (or unset: accelerate picks torchao when it is installed): --fp8 tensorwise; "
+                                   "TE / MSAMP refused"),
+    "fp8_config.enable_fsdp_float8_all_gather": modelled("with --fp8: FSDP's float8 all-gather, which never runs on "
+                                                         "one GPU (--fp8 on more GPUs is refused)"),
+    "fp8_config.pad_inner_dim": modelled("with --fp8: accelerate's filter converts only linears whose features are "
+                                         "multiples of 16, so nothing is padded"),
+    "fp8_config.*": refused("FP8 options of the Transformer Engine / MS-AMP backends"),
     "deepspeed_config.deepspeed_moe_layer_cls_names": refused("ZeRO-3 leaf modules (MoE blocks gathered whole)"),
     "ipex_config.*": refused("Intel IPEX"),
     **no_effect("save-time gathers go to host memory", ["deepspeed_config.zero3_save_16bit_model"]),
@@ -142,7 +150,12 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if mp in _PREC:
             o.use("mixed_precision", "precision", _PREC[mp])
         elif mp == "fp8":
-            rep.refuse("mixed_precision", mp, "FP8 training", "use bf16")
+            fp8_backend = str(flat.get("fp8_config.backend") or "AO").upper()
+            if fp8_backend in ("AO", "NO"):
+                o["precision"], o["fp8"] = "bf16-mixed", "tensorwise"
+                rep.set("mixed_precision", "--precision bf16-mixed --fp8 tensorwise")
+            else:
+                rep.refuse("mixed_precision", mp, f"FP8 training with the {fp8_backend} backend", "use fp8_config.backend AO")
         else:
             o.use("mixed_precision", "precision", "fp32")
     backend = flat.get("dynamo_config.dynamo_backend")

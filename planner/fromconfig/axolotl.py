@@ -166,8 +166,11 @@ TABLE: dict[str, KeyRule] = {
     "llama4_linearized_experts": refused("linearized Llama-4 experts"),
     "use_scattermoe": refused("ScatterMoE kernels"),
     "use_sonicmoe": refused("SonicMoE kernels"),
-    "fp8": refused("FP8 training (torchao)"),
-    "fp8_enable_fsdp_float8_all_gather": refused("FP8 all-gather"),
+    "fp8": modelled("true: --fp8 tensorwise (axolotl patches the Trainer's Accelerator to mixed_precision fp8 with "
+                    "torchao's recipe: monkeypatch/trainer_accelerator_args.py; accelerate's convert_model_to_fp8_ao "
+                    "filter, skip-first-last)"),
+    "fp8_enable_fsdp_float8_all_gather": modelled("with fp8: FSDP's float8 all-gather, which never runs on one GPU "
+                                                  "(--fp8 on more GPUs is refused)"),
     "fp32_norms": refused("norms kept in fp32 under FSDP2"),
     "bfloat16": modelled("true: as bf16: true (bf16 load, TrainingArguments bf16=True)"),
     "float16": modelled("true: fp16 weights without autocast unless fp16: --precision fp16-true"),
@@ -554,6 +557,8 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             rep.set(k, f"{show(d[k])}: as gpuplan plans")
     if todo & {"context_parallel_size", "sequence_parallel_degree", "ring_attn_func", "heads_k_stride"}:
         _context_parallel(d, todo, o, rep)
+    if on(get("fp8")):
+        o.use("fp8", "fp8", "tensorwise")
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):

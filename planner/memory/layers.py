@@ -15,6 +15,7 @@ from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import AdapterKind, Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, moe_lora, precision, quantization, tiled_mlp
 from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import fp8   # torchao float8: no autocast copies of converted linears
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,9 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         per_layer += tiled_mlp.saved_delta(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
     layer_copies += moe_lora.merged_bytes(m, rs)   # peft's merged expert / router weights, saved per MoE layer
+    if fp8.active(rs.setup):
+        fp8.check(m, rs)
+        layer_copies, head_copy, head_copy_saved = fp8.weight_copies(m, rs, layer_copies, head_copy, head_copy_saved)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
                            head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe)

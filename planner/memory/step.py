@@ -25,6 +25,7 @@ from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
 from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import fp8   # torchao float8 casts
 from .layers import ActivationBytes
 from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
 from .result import Assumption
@@ -93,6 +94,10 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     phases: Phases = {}
     phases[Phase.FORWARD] = {C.WEIGHTS: W, C.GRADIENTS: g_live, C.OPTIMIZER_STATE: O,
                              C.ACTIVATIONS: fwd_acts, C.LOGITS: logit_fwd, C.TEMPORARIES: 0}
+    if fp8.active(setup):   # a converted linear's casts, above everything the forward saved [techniques/fp8.py]
+        cast = max(fp8.head_forward_peak(model, rs, T), fp8.layer_forward_peak(model, rs, T))
+        if cast > logit_fwd:
+            phases[Phase.FORWARD].update({C.LOGITS: 0, C.TEMPORARIES: cast})
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
@@ -131,6 +136,12 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         embed_grad = (2 if model.tied_embeddings else 1) * model.vocab * model.hidden * rs.trainable.bytes
     candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad), C.ACTIVATIONS: T * act.outside,
                        C.LOGITS: 0, C.TEMPORARIES: layer_transient + embed_grad})
+    if fp8.active(setup):   # the converted lm_head's backward casts; the largest linear's in the first layer
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
+                           C.TEMPORARIES: fp8.head_backward_peak(model, rs, T)})
+        candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad),
+                           C.ACTIVATIONS: T * (act.outside + act.per_layer), C.LOGITS: 0,
+                           C.TEMPORARIES: fp8.layer_backward_peak(model, rs, T)})
     if setup.optimizer_in_backward:   # no full gradient set is live [techniques/in_backward.py]
         candidates = in_backward.backward_candidates(model, rs, candidates, st.largest_trainable, T * act.outside,
                                                       saved_head, T)
@@ -157,6 +168,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += liger.notes(model, rs.setup.liger)
     notes += compiled.notes(rs)
     notes += tiled_mlp.notes(model, rs, rs.setup.seq_len)
+    notes += fp8.notes(rs)
     notes += in_backward.notes(rs)
     notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)

@@ -16,6 +16,7 @@ from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
+from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
 from .evidence import memory_errors
@@ -163,6 +164,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     its `source` and `notes` are reported. Knobs are searched only on the closed form: any other
     change of the setup would need simulations of its own."""
     setup.validate()
+    fp8_check_gpu(setup, gpu)
     total_of = device_total or (lambda s: run_device_total(model, s))
     given = total_of(setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes

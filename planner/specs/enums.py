@@ -239,3 +239,18 @@ class Compile(Choice):
 
     NONE = "none"            # eager PyTorch
     INDUCTOR = "inductor"    # torch.compile(model) with its default backend and mode (no CUDA graphs)
+
+
+class Fp8(Choice):
+    """torchao float8 training of the model's linears (planner/techniques/fp8.py)."""
+
+    NONE = "none"                # no fp8 casts
+    TENSORWISE = "tensorwise"    # torchao Float8LinearConfig.from_recipe_name("tensorwise"): one scale per tensor
+    ROWWISE = "rowwise"          # ... ("rowwise"): one scale per row, power-of-2 scales
+
+
+class Fp8Linears(Choice):
+    """Which nn.Linear modules are converted to torchao's Float8Linear."""
+
+    SKIP_FIRST_LAST = "skip-first-last"   # accelerate convert_model_to_fp8_ao's default filter (accelerate/utils/ao.py)
+    ALL = "all"                           # torchao convert_to_float8_training with no module_filter_fn

@@ -9,6 +9,7 @@ from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .enums import Compile   # torch.compile [techniques/compile.py]
+from .enums import Fp8, Fp8Linears   # torchao float8 training [techniques/fp8.py]
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
@@ -87,7 +88,8 @@ class LoraSpec:
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
-                "tiled_mlp": False, "tiled_mlp_shards": 0}
+                "tiled_mlp": False, "tiled_mlp_shards": 0,
+                "fp8": "none", "fp8_linears": "skip-first-last"}
 _GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
                   "vllm_colocate": 0.0}
 # mask fields a setup's dict shows only when they are not the default
@@ -213,6 +215,8 @@ class TrainingSetup:
     # tiles: 0 for axolotl's default, ceil(seq_len / 32768)
     tiled_mlp: bool = False
     tiled_mlp_shards: int = 0
+    fp8: Fp8 = Fp8.NONE   # torchao float8 training recipe [techniques/fp8.py]
+    fp8_linears: Fp8Linears = Fp8Linears.SKIP_FIRST_LAST   # which linears it converts (accelerate's default)
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -465,7 +469,7 @@ class TrainingSetup:
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
-                 "compile": Compile}
+                 "compile": Compile, "fp8": Fp8, "fp8_linears": Fp8Linears}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
 
