@@ -3,6 +3,7 @@ knobs when nothing fits."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 
@@ -78,8 +79,8 @@ def fit_from_simulations(model, setup, gpu, reason: str):
     simulation at the largest micro-batch found, whose error is reported (and which moves the answer
     down while the simulated step does not fit)."""
     from gpuplan.planner.memory.load import run_phase_totals   # lazy: each command loads what it needs (fast start)
-    from gpuplan.planner.plans.fit import fit as run_fit
-    from gpuplan.planner.specs.enums import Source
+    from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.specs.enums import Source   # lazy: each command loads what it needs (fast start)
     from gpuplan.profiler.answer import fitted, simulated_estimate   # lazy: torch loads only to simulate
 
     if not setup.parallel.single_gpu:
@@ -109,10 +110,8 @@ def fit_from_simulations(model, setup, gpu, reason: str):
         b -= 1
     if b != r.max_batch:
         notes.append(f"the simulated step does not fit above micro-batch {b}: that is the answer")
-        from dataclasses import replace
         r = replace(r, max_batch=b, max_batch_total_bytes=simulated if b else None,
                     safe_max_batch=min(r.safe_max_batch, b))
-    from dataclasses import replace
     return replace(r, notes=tuple(notes))
 
 

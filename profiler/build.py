@@ -123,7 +123,7 @@ def _convert_to_float8(lm: torch.nn.Module, setup: TrainingSetup) -> None:
     config = Float8LinearConfig.from_recipe_name(setup.fp8.value)
     module_filter_fn = None
     if setup.fp8_linears is Fp8Linears.SKIP_FIRST_LAST:
-        from accelerate.utils.ao import filter_linear_layers, find_first_last_linear_layers
+        from accelerate.utils.ao import filter_linear_layers, find_first_last_linear_layers   # lazy: only for --fp8
 
         first, last = find_first_last_linear_layers(lm)
         module_filter_fn = functools.partial(filter_linear_layers, layers_to_filter=[first, last])

@@ -25,6 +25,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gpuplan.planner import ModelSpec, TrainingSetup
 from gpuplan.planner.specs.enums import Compile
+from gpuplan.planner.io.architectures import model_from_config
+from gpuplan.planner.specs.resolved import resolve
+from gpuplan.planner.techniques import compile as compiled
 
 from .build import build_model, materialize
 from .dtypes import TORCH_DTYPES
@@ -42,13 +45,11 @@ class SavedSet:
 
 def truncated(model: ModelSpec, layers: int) -> ModelSpec:
     """`model` with its first `layers` decoder layers only, read again from its config (planner and profiler alike)."""
-    from gpuplan.planner.io.architectures import model_from_config
-
     return model_from_config({**model.hf_config, "num_hidden_layers": layers}, name=f"{model.name}[:{layers}]")
 
 
 def _partition(name: str):
-    from functorch.compile import default_partition, min_cut_rematerialization_partition
+    from functorch.compile import default_partition, min_cut_rematerialization_partition   # lazy: AOTAutograd only to count
 
     if name == "inductor":
         return functools.partial(min_cut_rematerialization_partition, compiler="inductor")
@@ -58,8 +59,8 @@ def _partition(name: str):
 def saved_for_backward(model: ModelSpec, setup: TrainingSetup, partitioner: str = "inductor") -> SavedSet:
     """The tensors the forward graph of one training step of `model` (loss included) saves for
     backward, under `partitioner` ("inductor": torch.compile's; "default": what eager saves)."""
-    from functorch.compile import aot_function, make_boxed_func
-    from torch._inductor.compile_fx import select_decomp_table
+    from functorch.compile import aot_function, make_boxed_func   # lazy: AOTAutograd only to count
+    from torch._inductor.compile_fx import select_decomp_table    # lazy: inductor's tables only to count
 
     lm, _ = build_model(model, setup, torch.device("meta"))   # the real SDPA: traceable, unlike the stand-in
     fake = FakeTensorMode(allow_non_fake_inputs=True)
@@ -129,9 +130,6 @@ def per_layer(model: ModelSpec, setup: TrainingSetup, partitioner: str = "induct
 def planned_saved_bytes(model: ModelSpec, setup: TrainingSetup) -> int:
     """The planner's closed form for the same count (planner/techniques/compile.py): the layers, the
     final norm and the first layer's recompute, and the loss; the input ids (a graph input) left out."""
-    from gpuplan.planner.specs.resolved import resolve
-    from gpuplan.planner.techniques import compile as compiled
-
     setup = setup.with_(compile=Compile.INDUCTOR) if setup.compile is Compile.NONE else setup
     rs = resolve(model, setup)
     compiled.check(model, setup, rs)

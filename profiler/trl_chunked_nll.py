@@ -42,7 +42,7 @@ def _trl_patch(loss: Loss) -> Callable:
     if not version.startswith(wanted):
         raise PlannerError(f"simulating --loss {loss.value} runs TRL {wanted[0]}-{wanted[1]}'s own loss; trl "
                            f"{version} is installed: pip install '{_PIN[loss]}' in the environment that simulates")
-    from trl.trainer import sft_trainer
+    from trl.trainer import sft_trainer   # lazy: TRL loads only when its loss is simulated
     if sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE != CHUNK_POSITIONS:
         raise PlannerError(f"trl {version} chunks the LM head by {sft_trainer._CHUNKED_LM_HEAD_CHUNK_SIZE} positions; "
                            f"planner/techniques/chunked_nll.py models {CHUNK_POSITIONS}")
