@@ -63,8 +63,11 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         click.echo(f"    (the margin is {r.margin_source})")
     else:
         click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")
+    from gpuplan.planner.techniques.grpo import batch_unit   # lazy: each command loads what it needs (fast start)
+
+    unit = batch_unit(s)   # 1, or GRPO's smallest micro-batch
     click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"
-               + (f"; at micro-batch 1: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > 1 else ""))
+               + (f"; at micro-batch {unit}: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > unit else ""))
     if not r.fits:
         for line in knob_lines(r):
             click.echo("  " + line)

@@ -175,7 +175,8 @@ def _plan_load(run: RunPlan, model, setup, kw: dict[str, Any]) -> None:
                            "add --fsdp full, or drop it")
     plan = LoadPlan(LoadDevice.GPU if kw.get("load_on_gpu") else LoadDevice.CPU, bool(kw.get("cpu_ram_efficient_loading")))
     est = estimate(model, setup)
-    run.before_step = {k: v for k, v in run_phase_totals(model, setup, est, plan).items() if k != RunPhase.STEP.value}
+    run.before_step = {k: v for k, v in run_phase_totals(model, setup, est, plan).items()
+                       if k not in (RunPhase.STEP.value, RunPhase.GENERATE.value)}   # GRPO's rollouts: run.generation
     run.load = load_estimate(model, setup, plan)
 
 

@@ -63,13 +63,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..specs.engines import Engine, engine_of, shard_degree
-from ..specs.enums import Choice, Component, Phase, QuantType, RunPhase
+from ..specs.enums import Choice, Component, Objective, Phase, QuantType, RunPhase
 from ..specs.errors import NoClosedForm
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload
 from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
 from ..techniques import quantization
+from . import rollouts
 from .estimate import estimate
 from .pieces import terms
 
@@ -276,14 +277,16 @@ def device_total(est, allocated: int) -> int:
 
 
 def run_phase_totals(model: ModelSpec, setup: TrainingSetup, est=None, plan: LoadPlan = LoadPlan()) -> dict[str, int]:
-    """Device bytes per GPU of the load, first-step and step phases (RunPhase values); load is absent
-    where it is not modelled."""
+    """Device bytes per GPU of the load, first-step and step phases (RunPhase values), and GRPO's
+    generation phase; load is absent where it is not modelled."""
     est = est if est is not None else estimate(model, setup)
     out = {RunPhase.FIRST_STEP.value: device_total(est, first_step_allocated(est, setup)),
            RunPhase.STEP.value: est.device_total_bytes}
     load = load_estimate(model, setup, plan)
     if load is not None:
         out = {RunPhase.LOAD.value: device_total(est, load.peak_allocated_bytes), **out}
+    if setup.objective is Objective.GRPO:   # its rollouts, a phase of their own [memory/rollouts.py]
+        out[RunPhase.GENERATE.value] = device_total(est, rollouts.generation_phase(model, setup).peak_allocated_bytes)
     return out
 
 

@@ -16,6 +16,7 @@ from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
+from ..techniques import grpo
 from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
@@ -68,7 +69,7 @@ class FitResult:
     max_batch: int                          # at the setup's sequence length (0: not even batch 1)
     max_batch_total_bytes: int | None
     max_seq_len: int                        # at the setup's micro-batch (0: none)
-    max_seq_len_batch1: int                 # at micro-batch 1
+    max_seq_len_batch1: int                 # at micro-batch 1 (GRPO: the smallest its generation groups allow)
     knobs: tuple[KnobOption, ...] = field(default=())   # when the setup does not fit: best first
     safe_max_batch: int = 0                 # the largest micro-batch that leaves `margin` of the GPU free
     margin: float = 0.0                     # fraction of the GPU kept free (safety_margin)
@@ -125,8 +126,9 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
             totals[b] = run_device_total(model, setup.with_(batch_size=b))
         return totals[b]
 
-    b = _largest(lambda n: total(n) <= gpu.memory_bytes, 1, min(setup.batch_size, MAX_BATCH))
-    return (b, total(b)) if b > 0 else (0, total(1))
+    u = grpo.batch_unit(setup)   # GRPO: the micro-batches its generation groups divide
+    k = _largest(lambda n: total(n * u) <= gpu.memory_bytes, 1, max(min(setup.batch_size, MAX_BATCH) // u, 1))
+    return (k * u, total(k * u)) if k > 0 else (0, total(u))
 
 
 @lru_cache(maxsize=8)
@@ -165,7 +167,11 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     change of the setup would need simulations of its own."""
     setup.validate()
     fp8_check_gpu(setup, gpu)
-    total_of = device_total or (lambda s: run_device_total(model, s))
+    base_total = device_total or (lambda s: run_device_total(model, s))
+    vllm = int(gpu.memory_bytes * setup.vllm_colocate)   # GRPO's colocated vLLM takes its share of the GPU first
+
+    def total_of(s: TrainingSetup) -> int:
+        return base_total(s) + vllm
     given = total_of(setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
     totals: dict[int, int] = {}
@@ -175,16 +181,24 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
             totals[b] = total_of(setup.with_(batch_size=b))
         return totals[b]
 
-    max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
+    u = grpo.batch_unit(setup)   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
+    max_b = max(_largest(lambda k: total_b(k * u) <= mem, 1, MAX_BATCH // u), 0) * u
     margin, margin_source = safety_margin(setup.method)
-    safe_b = _largest(lambda b: total_b(b) <= mem * (1 - margin), 1, max(max_b, 1)) if max_b > 0 else 0
+    safe_b = max(_largest(lambda k: total_b(k * u) <= mem * (1 - margin), 1, max(max_b // u, 1)), 0) * u \
+        if max_b > 0 else 0
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
         return lambda k: total_of(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
 
-    max_s = max(_largest(seq_ok(setup.batch_size), 1, ctx), 0) * SEQ_STEP
-    max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
+    lo = -(-grpo.min_seq_len(setup) // SEQ_STEP)   # GRPO: a prompt beyond the completion
+
+    def longest(batch: int) -> int:
+        k = _largest(seq_ok(batch), lo, ctx)
+        return k * SEQ_STEP if k >= lo else 0   # none fits
+
+    max_s = longest(setup.batch_size)
+    max_s1 = longest(u) if setup.batch_size > u else max_s
     knobs: tuple[KnobOption, ...] = ()
     if given > mem and device_total is None:
         floor = min(max(max_b, 0), setup.batch_size) if memory_only else 0   # the setup alone reaches this

@@ -115,7 +115,10 @@ def cases() -> Iterator[tuple[str, list[str]]]:
                               ("qwen-2.5-7b", "l4", ("--method", "lora", "--no-grad-ckpt")),
                               ("gemma-2-9b", "rtx-3090", ("--method", "qlora", "-b", "4", "-s", "2048")),
                               ("llama-3.1-70b", "h100", ("--gpus", "8", "--fsdp", "full", "-b", "1", "-s", "2048")),
-                              ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true"))):
+                              ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true")),
+                              ("qwen-2.5-0.5b", "l4", ("--method", "lora", "--objective", "grpo", "--loss", "trl",
+                                                      "-s", "1024", "--max-completion-length", "768", "-b", "8",
+                                                      "--vllm-colocate", "0.3"))):
         yield (f"fit {model} {gpu} {' '.join(extra)}", ["fit", "-m", model, "--gpu", gpu, *extra, "--json"])
     # 6. the accuracy matrices' setups: single GPU (profiler/matrix.py) and multi-GPU (benchmarks/)
     from gpuplan.profiler.matrix import MATRIX
