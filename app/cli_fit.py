@@ -3,7 +3,6 @@ knobs when nothing fits."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import click
 
@@ -38,7 +37,9 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         try:
             r = run_fit(model, setup, gpu, memory_only=True)
         except NoClosedForm as e:
-            r = fit_from_simulations(model, setup, gpu, str(e))
+            from gpuplan.profiler.answer import fit_from_simulations   # lazy: torch loads only to simulate
+
+            r = fit_from_simulations(model, setup, gpu, str(e), say=lambda line: click.echo(line, err=True))
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     if as_json:
@@ -63,9 +64,7 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         click.echo(f"    (the margin is {r.margin_source})")
     else:
         click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")
-    from gpuplan.planner.techniques.grpo import batch_unit   # lazy: each command loads what it needs (fast start)
-
-    unit = batch_unit(s)   # 1, or GRPO's smallest micro-batch
+    unit = s.batch_unit()   # 1, or GRPO's smallest micro-batch
     click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"
                + (f"; at micro-batch {unit}: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > unit else ""))
     if not r.fits:
@@ -74,48 +73,6 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     for note in r.notes:
         click.echo("  note: " + note)
     click.echo(f"answered by: {r.source}")
-
-
-def fit_from_simulations(model, setup, gpu, reason: str):
-    """fit() of a setup without a closed form: its run's device total at any batch and sequence length
-    from a sweep fitted to a few simulations (profiler/answer.py fitted, cached on disk), then one more
-    simulation at the largest micro-batch found, whose error is reported (and which moves the answer
-    down while the simulated step does not fit)."""
-    from gpuplan.planner.memory.load import run_phase_totals   # lazy: each command loads what it needs (fast start)
-    from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
-    from gpuplan.planner.specs.enums import Source   # lazy: each command loads what it needs (fast start)
-    from gpuplan.profiler.answer import fitted, simulated_estimate   # lazy: torch loads only to simulate
-
-    if not setup.parallel.single_gpu:
-        raise PlannerError(f"{reason}: fit answers a setup without a closed form from simulations of one GPU; "
-                           "drop the multi-GPU flags")
-    click.echo(f"no closed form ({reason}): fitting a sweep to simulations (cached after the first run)...", err=True)
-    sweep = fitted(model, setup)
-
-    def device_total(s) -> int:
-        return max(run_phase_totals(model, s, est=sweep.estimate(s.batch_size, s.seq_len)).values())
-
-    r = run_fit(model, setup, gpu, memory_only=True, device_total=device_total, source=Source.FITTED.value)
-    notes = [f"no closed form ({reason}): batch and sequence searched on c0 + c1 b + c2 b s + c3 b s^2 per component, "
-             f"fitted to {len(sweep.fit_points)} simulations (worst held-out error {sweep.residual_pct:.2f}%); knobs "
-             "are not searched (each change would need simulations of its own)"]
-    b = r.max_batch
-    while b > 0:   # the answer checked by the simulator itself
-        click.echo(f"checking micro-batch {b} x {setup.seq_len} with one simulation...", err=True)
-        at = setup.with_(batch_size=b)
-        simulated = max(run_phase_totals(model, at, est=simulated_estimate(model, at, reason)).values())
-        predicted = device_total(at)
-        notes.append(f"checked at micro-batch {b} x {setup.seq_len} by one simulation: {simulated / 2**30:.2f} GiB "
-                     f"device total against the fit's {predicted / 2**30:.2f} GiB "
-                     f"({(predicted - simulated) / simulated * 100:+.2f}%)")
-        if simulated <= gpu.memory_bytes:
-            break
-        b -= 1
-    if b != r.max_batch:
-        notes.append(f"the simulated step does not fit above micro-batch {b}: that is the answer")
-        r = replace(r, max_batch=b, max_batch_total_bytes=simulated if b else None,
-                    safe_max_batch=min(r.safe_max_batch, b))
-    return replace(r, notes=tuple(notes))
 
 
 def _smaller_batch(max_batch: int, sequences: int) -> str:

@@ -119,7 +119,7 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                     loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
                 elif setup.loss.trl_chunked:      # TRL's patched forward: the loop reads its count
                     rows, cols = ids.shape
-                    with answered_chunk_count(rows, cols, setup.loss_token_fraction):
+                    with answered_chunk_count(setup, rows, cols):
                         out = lm(**batch)
                     loss = out.loss
                 elif setup.objective is Objective.ORPO:   # TRL's ORPOTrainer loss, by TRL's code

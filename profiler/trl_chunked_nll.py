@@ -9,7 +9,7 @@ TRL 1.14.0]. The simulator applies that same patch; nothing of TRL is re-impleme
 
 The number of chunks is read on the host (`range(0, n_padded, chunk_size)`), which fake tensors
 cannot answer. The count follows from the labels the run has, `loss_token_fraction` of the shifted
-positions (planner/techniques/chunked_nll.py labelled_positions): `HostCount` answers exactly that
+positions (TrainingSetup.labelled_positions): `HostCount` answers exactly that
 one read per forward, and any other host read of an integer fails the simulation.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from gpuplan.planner.specs.enums import Loss
 from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.techniques.chunked_nll import CHUNK_POSITIONS, chunks, labelled_positions
+from gpuplan.planner.specs.setup import TrainingSetup
+from gpuplan.planner.techniques.chunked_nll import CHUNK_POSITIONS, chunks
 
 # The TRL releases each form of the loss is run with: 1.13.0 changed `h.float() @ w.float().t()` (1.8-1.12)
 # into `(h @ w.to(h.dtype).t()).float()`; 1.8-1.10 read one more boolean on the host (an all-masked guard),
@@ -84,9 +85,10 @@ def chunked_nll_forward(lm: torch.nn.Module, mark_loss: Callable[[], None],
 
 
 @contextlib.contextmanager
-def answered_chunk_count(batch_size: int, seq_len: int, fraction: float) -> Iterator[None]:
-    """The host read of one forward answered: labelled positions rounded up to whole chunks."""
-    n = labelled_positions(batch_size * seq_len, batch_size, fraction)
+def answered_chunk_count(setup: TrainingSetup, rows: int, seq_len: int) -> Iterator[None]:
+    """The host read of one forward of `rows` x `seq_len` token ids answered: the labelled positions
+    among the shifted ones, rounded up to whole chunks."""
+    n = setup.labelled_positions(rows * (seq_len - 1), rows)
     with HostCount(chunks(n) * CHUNK_POSITIONS) as mode:
         yield
     if mode.reads != 1:

@@ -16,7 +16,6 @@ from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
-from ..techniques import grpo
 from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
@@ -126,7 +125,7 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
             totals[b] = run_device_total(model, setup.with_(batch_size=b))
         return totals[b]
 
-    u = grpo.batch_unit(setup)   # GRPO: the micro-batches its generation groups divide
+    u = setup.batch_unit()   # GRPO: the micro-batches its generation groups divide
     k = _largest(lambda n: total(n * u) <= gpu.memory_bytes, 1, max(min(setup.batch_size, MAX_BATCH) // u, 1))
     return (k * u, total(k * u)) if k > 0 else (0, total(u))
 
@@ -181,7 +180,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
             totals[b] = total_of(setup.with_(batch_size=b))
         return totals[b]
 
-    u = grpo.batch_unit(setup)   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
+    u = setup.batch_unit()   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
     max_b = max(_largest(lambda k: total_b(k * u) <= mem, 1, MAX_BATCH // u), 0) * u
     margin, margin_source = safety_margin(setup.method)
     safe_b = max(_largest(lambda k: total_b(k * u) <= mem * (1 - margin), 1, max(max_b // u, 1)), 0) * u \
@@ -191,7 +190,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     def seq_ok(batch: int) -> Callable[[int], bool]:
         return lambda k: total_of(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
 
-    lo = -(-grpo.min_seq_len(setup) // SEQ_STEP)   # GRPO: a prompt beyond the completion
+    lo = -(-setup.min_seq_len() // SEQ_STEP)   # GRPO: a prompt beyond the completion
 
     def longest(batch: int) -> int:
         k = _largest(seq_ok(batch), lo, ctx)

@@ -2,6 +2,7 @@
 user gets when they leave the knob alone."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
@@ -270,6 +271,27 @@ class TrainingSetup:
                 f"choose from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         return tuple(targets)
 
+    def labelled_positions(self, positions: int, sequences: int) -> int:
+        """Positions whose label is not -100 among `positions` shifted ones (what TRL's heads, its
+        chunked_nll and CCE project): GRPO's completion tokens, each sequence's `completion_len`
+        (`labels[:, :-logits_to_keep] = -100`, trl/trainer/grpo_trainer.py); else `loss_token_fraction`
+        of them, at least one."""
+        if self.objective is Objective.GRPO:
+            return sequences * self.completion_len
+        return max(1, math.ceil(self.loss_token_fraction * positions))
+
+    def batch_unit(self) -> int:
+        """The micro-batches the setup's trainer accepts are the multiples of this: GRPOConfig requires the
+        generation batch (micro-batch x steps per generation) to divide into `num_generations` groups
+        [trl/trainer/grpo_config.py __post_init__, TRL 1.16.0]; 1 for every other objective."""
+        if self.objective is not Objective.GRPO:
+            return 1
+        return self.num_generations // math.gcd(self.num_generations, self.steps_per_generation or self.grad_accum)
+
+    def min_seq_len(self) -> int:
+        """The shortest sequence the setup takes: GRPO's prompt + completion needs one prompt token."""
+        return self.completion_len + 1 if self.objective is Objective.GRPO else 1
+
     def for_model(self, model: ModelSpec) -> "TrainingSetup":
         """The setup as it runs on `model`: SDPA falls back to eager attention where transformers
         has no SDPA path for the architecture (what a user who leaves --attn alone gets)."""
@@ -481,7 +503,7 @@ class TrainingSetup:
         if self.loss_token_fraction != 1.0:
             raise PlannerError("GRPO's labelled positions are its completions (--max-completion-length): drop "
                                "--loss-tokens")
-        if not 0 < self.completion_len < self.seq_len:
+        if not 0 < self.completion_len or self.seq_len < self.min_seq_len():
             raise PlannerError(f"--max-completion-length {self.completion_len} must be positive and below --seq-len "
                                f"{self.seq_len} (prompt + completion)")
         if self.num_generations < 2:
@@ -495,7 +517,7 @@ class TrainingSetup:
         if self.kl_beta < 0:
             raise PlannerError(f"--kl-beta must be 0 or more, got {self.kl_beta}")
         spg = self.steps_per_generation or self.grad_accum   # GRPOConfig: gradient_accumulation_steps by default
-        if (self.batch_size * spg) % self.num_generations:
+        if self.batch_size % self.batch_unit():   # (batch x spg) % num_generations, as GRPOConfig checks it
             raise PlannerError(f"the generation batch ({self.batch_size} x {spg} steps per generation = "
                                f"{self.batch_size * spg}) must be a multiple of --num-generations {self.num_generations} "
                                "(GRPOConfig raises otherwise): change --batch-size, --steps-per-generation or "

@@ -7,8 +7,6 @@ trl/trainer/sft_config.py l.332-334: `"nll" if self.use_liger_kernel else "chunk
 """
 from __future__ import annotations
 
-import math
-
 from ..specs.enums import Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
@@ -16,13 +14,9 @@ from ..specs.resolved import Resolved
 CHUNK_POSITIONS = 256   # _CHUNKED_LM_HEAD_CHUNK_SIZE
 
 
-def labelled_positions(T: int, sequences: int, fraction: float) -> int:
-    """Positions whose shifted label is not -100: `fraction` of the T - sequences shifted positions."""
-    return max(1, math.ceil(fraction * (T - sequences)))
-
-
 def chunks(n: int) -> int:
-    """Chunks the loop runs: `ceil(n / 256)`, at least one (`.clamp(min=1)`, TRL >= 1.12)."""
+    """Chunks the loop runs for n labelled positions: `ceil(n / 256)`, at least one (`.clamp(min=1)` since
+    TRL 1.11; 1.8-1.10 returned early for an all-masked batch, which n >= 1 never is)."""
     return max(1, -(-n // CHUNK_POSITIONS))
 
 
@@ -47,14 +41,13 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int,
     """
     h, V = m.hidden, m.vocab
     x = rs.residual.bytes                        # the final norm's output, and the lm_head's dtype
-    w = x
     fp32_projection = rs.setup.loss is Loss.CHUNKED_NLL_FP32
     P = T - sequences
     R = min(CHUNK_POSITIONS, P)
-    n_chunks = chunks(labelled_positions(T, sequences, rs.setup.loss_token_fraction))
+    n_chunks = chunks(rs.setup.labelled_positions(P, sequences))
     operand = 4 if fp32_projection else x        # the matmul's operands before autocast
     up_h = R * h * 4 if fp32_projection and x != 4 else 0
-    up_w = V * h * 4 if fp32_projection and w != 4 else 0
+    up_w = V * h * 4 if fp32_projection and x != 4 else 0
     mm = rs.compute.bytes if rs.autocast else operand    # what the matmul computes in, and returns
     cast = rs.autocast and mm != operand
     cast_h, cast_w = (R * h * mm, V * h * mm) if cast else (0, 0)

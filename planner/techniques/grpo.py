@@ -33,8 +33,6 @@ phase's bytes in memory/rollouts.py.
 """
 from __future__ import annotations
 
-import math
-
 from ..specs.enums import Objective
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
@@ -51,27 +49,6 @@ def steps_per_generation(s: TrainingSetup) -> int:
 def generation_batch(s: TrainingSetup) -> int:
     """Completions one GPU generates at once: per_device_train_batch_size x steps_per_generation."""
     return s.batch_size * steps_per_generation(s)
-
-
-def batch_unit(s: TrainingSetup) -> int:
-    """The micro-batches GRPOConfig accepts are the multiples of this: the generation batch (micro-batch x
-    steps per generation) must divide into --num-generations groups; 1 for every other objective."""
-    if s.objective is not Objective.GRPO:
-        return 1
-    return s.num_generations // math.gcd(s.num_generations, steps_per_generation(s))
-
-
-def min_seq_len(s: TrainingSetup) -> int:
-    """The shortest --seq-len (prompt + completion) a GRPO setup takes: one prompt token beyond the completion."""
-    return s.completion_len + 1 if s.objective is Objective.GRPO else 1
-
-
-def labelled_positions(s: TrainingSetup, positions: int, sequences: int) -> int:
-    """Positions whose label is not -100 among `positions` shifted ones: GRPO's completion tokens, every
-    sequence's `completion_len` (`labels[:, :-logits_to_keep] = -100`); else loss_token_fraction of them."""
-    if s.objective is Objective.GRPO:
-        return sequences * s.completion_len
-    return max(1, math.ceil(s.loss_token_fraction * positions))
 
 
 def keeps_reference(s: TrainingSetup) -> bool:

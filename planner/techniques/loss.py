@@ -2,12 +2,11 @@
 cross-entropy (Liger, Unsloth, torchtune), or TRL's fused LM head: the last two never build them."""
 from __future__ import annotations
 
-import math
 
 from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_nll, chunked_output, cut_ce, grpo, liger, orpo
+from . import chunked_nll, chunked_output, cut_ce, liger, orpo
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -92,7 +91,7 @@ def trl_fused_lm_head(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tup
     x = rs.residual.bytes                        # the final norm's output, and the lm_head's dtype
     c = rs.compute.bytes if rs.autocast else x   # torch.get_autocast_dtype under autocast, else hidden.dtype
     positions = T - sequences
-    N = grpo.labelled_positions(rs.setup, positions, sequences)   # GRPO: its completions
+    N = rs.setup.labelled_positions(positions, sequences)   # GRPO: its completions
     rows = min(N, TRL_TOKEN_TILE)
     tile = rows * TRL_VOCAB_TILE * c             # allocated at full width, whatever the vocabulary
     casts = (rows * h * c + min(V, TRL_VOCAB_TILE) * h * c) if x != c else 0

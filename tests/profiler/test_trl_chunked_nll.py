@@ -37,7 +37,7 @@ def test_a_second_host_read_fails_instead_of_being_guessed():
             t = torch.tensor([3, 4])
             int(t.sum()), int(t.max())
     with pytest.raises(RuntimeError, match="read 0 integers"):
-        with answered_chunk_count(1, 300, 1.0):
+        with answered_chunk_count(TrainingSetup(), 1, 300):
             pass
 
 

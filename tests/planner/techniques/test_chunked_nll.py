@@ -21,8 +21,8 @@ def _bytes(model, **kw):
 
 def test_chunks_and_labelled_positions():
     assert chunked_nll.chunks(1) == 1 and chunked_nll.chunks(256) == 1 and chunked_nll.chunks(257) == 2
-    assert chunked_nll.labelled_positions(2 * 1024, 2, 1.0) == 2046
-    assert chunked_nll.labelled_positions(2 * 1024, 2, 0.1) == 205
+    assert TrainingSetup().labelled_positions(2 * 1023, 2) == 2046
+    assert TrainingSetup(loss_token_fraction=0.1).labelled_positions(2 * 1023, 2) == 205
 
 
 def test_bf16_lora_bytes_by_hand():
