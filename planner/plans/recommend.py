@@ -232,8 +232,7 @@ def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Total
         for gpu in gpus:
             if not _precision_ok(base.precision, gpu):
                 continue
-            capacity = gpu.memory_bytes - int(gpu.memory_bytes * base.vllm_colocate)   # GRPO's colocated vLLM
-            b, total, decided = _largest_fitting(by_batch, capacity, space, base.parallel.dp)
+            b, total, decided = _largest_fitting(by_batch, gpu.memory_bytes, space, base.parallel.dp)
             considered += decided     # the micro-batches the bisection settled
             if b == 0:
                 misses.append((total - gpu.memory_bytes, base, gpu))
