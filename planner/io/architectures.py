@@ -66,13 +66,25 @@ def _max_positions(cfg: Mapping[str, Any]) -> int | None:
     return int(value) if value else None
 
 
-def _llama_linears(h: int, a: int, kv: int, d: int, inter: int, qkv_bias: bool, o_bias: bool,
-                   mlp_bias: bool) -> tuple[LinearSpec, ...]:
+def _attention_linears(h: int, a: int, kv: int, d: int, qkv_bias: bool, o_bias: bool,
+                       out: str = "o_proj") -> tuple[LinearSpec, ...]:
+    """q/k/v (grouped-query: kv heads) and the output projection, named as the family names it."""
     return (
         LinearSpec("q_proj", h, a * d, qkv_bias, "attn"),
         LinearSpec("k_proj", h, kv * d, qkv_bias, "attn"),
         LinearSpec("v_proj", h, kv * d, qkv_bias, "attn"),
-        LinearSpec("o_proj", a * d, h, o_bias, "attn", role=OUT),
+        LinearSpec(out, a * d, h, o_bias, "attn", role=OUT),
+    )
+
+
+def _plain_mlp_linears(h: int, inter: int, bias: bool, up: str, down: str) -> tuple[LinearSpec, ...]:
+    """An ungated MLP's two projections, named as the family names them."""
+    return LinearSpec(up, h, inter, bias, "mlp"), LinearSpec(down, inter, h, bias, "mlp", role=OUT)
+
+
+def _llama_linears(h: int, a: int, kv: int, d: int, inter: int, qkv_bias: bool, o_bias: bool,
+                   mlp_bias: bool) -> tuple[LinearSpec, ...]:
+    return _attention_linears(h, a, kv, d, qkv_bias, o_bias) + (
         LinearSpec("gate_proj", h, inter, mlp_bias, "mlp"),
         LinearSpec("up_proj", h, inter, mlp_bias, "mlp"),
         LinearSpec("down_proj", inter, h, mlp_bias, "mlp", role=OUT),
@@ -201,9 +213,7 @@ def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (  # Conv1D modules with biases [modeling_gpt2.py]
         LinearSpec("c_attn", h, 3 * h, True, "attn"),
         LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, True, "mlp"),
-        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "c_fc", "mlp.c_proj")
     return ModelSpec(
         name=name, model_type="gpt2", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
         hidden=h, n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter,
@@ -225,9 +235,7 @@ def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (  # [modeling_gpt_neox.py]
         LinearSpec("query_key_value", h, 3 * h, bias, "attn"),
         LinearSpec("dense", h, h, bias, "attn", role=OUT),
-        LinearSpec("dense_h_to_4h", h, inter, True, "mlp"),
-        LinearSpec("dense_4h_to_h", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "dense_h_to_4h", "dense_4h_to_h")
     return ModelSpec(
         name=name, model_type="gpt_neox", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
         n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
@@ -258,14 +266,7 @@ def _from_phi(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     if cfg.get("qk_layernorm"):
         raise PlannerError(f"{name}: Phi with qk_layernorm=true is not modelled yet (no released Phi "
                            "checkpoint uses it); pass a config with qk_layernorm false")
-    linears = (
-        LinearSpec("q_proj", h, a * d, True, "attn"),
-        LinearSpec("k_proj", h, kv * d, True, "attn"),
-        LinearSpec("v_proj", h, kv * d, True, "attn"),
-        LinearSpec("dense", a * d, h, True, "attn", role=OUT),
-        LinearSpec("fc1", h, inter, True, "mlp"),
-        LinearSpec("fc2", inter, h, True, "mlp", role=OUT),
-    )
+    linears = _attention_linears(h, a, kv, d, True, True, out="dense") + _plain_mlp_linears(h, inter, True, "fc1", "fc2")
     act = cfg.get("hidden_act", "gelu_new")
     if act != "gelu_new":
         raise PlannerError(f"{name}: Phi with hidden_act {act!r} is not modelled (released Phi models use gelu_new)")
@@ -296,9 +297,7 @@ def _from_gpt_bigcode(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (
         LinearSpec("c_attn", h, h + 2 * kv * d, True, "attn"),
         LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, True, "mlp"),
-        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "c_fc", "mlp.c_proj")
     return ModelSpec(
         name=name, model_type="gpt_bigcode", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
         hidden=h, n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter,
@@ -409,14 +408,7 @@ def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     d = int(cfg.get("head_dim") or h // a)
     inter = int(_get(cfg, "intermediate_size"))
     bias = bool(cfg.get("use_bias", True))
-    linears = (
-        LinearSpec("q_proj", h, a * d, bias, "attn"),
-        LinearSpec("k_proj", h, kv * d, bias, "attn"),
-        LinearSpec("v_proj", h, kv * d, bias, "attn"),
-        LinearSpec("o_proj", a * d, h, bias, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, bias, "mlp"),
-        LinearSpec("c_proj", inter, h, bias, "mlp", role=OUT),
-    )
+    linears = _attention_linears(h, a, kv, d, bias, bias) + _plain_mlp_linears(h, inter, bias, "c_fc", "c_proj")
     return ModelSpec(
         name=name, model_type="starcoder2", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
         n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
