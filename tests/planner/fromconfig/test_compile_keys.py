@@ -1,21 +1,15 @@
 """--from-config: torch.compile keys of HF/TRL, axolotl and torchtune."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from gpuplan.planner.fromconfig import read_config
+from config_files import write as _yaml   # the folder's one config-file helper
 
 TRL = "model_name_or_path: Qwen/Qwen2.5-0.5B\ngradient_checkpointing: false\n"
 AXOLOTL = "base_model: Qwen/Qwen2.5-0.5B\nmicro_batch_size: 2\nsequence_len: 1024\n"
 TORCHTUNE = "model:\n  _component_: torchtune.models.llama3_1.llama3_1_8b\n"
-
-
-def _yaml(tmp_path: Path, text: str) -> str:
-    f = tmp_path / "c.yaml"
-    f.write_text(text)
-    return str(f)
 
 
 @pytest.mark.parametrize("keys", ["torch_compile: true\n", "torch_compile_backend: inductor\n",

@@ -1,18 +1,11 @@
 """--from-config: FP8 training keys of accelerate and axolotl (torchao float8)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from gpuplan.planner.fromconfig import read_config
+from config_files import write as _yaml   # the folder's one config-file helper
 
 ACCEL = "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\n"
 AXOLOTL = "base_model: Qwen/Qwen2.5-0.5B\nmicro_batch_size: 2\nsequence_len: 1024\nbf16: true\n"
-
-
-def _yaml(tmp_path: Path, text: str) -> str:
-    f = tmp_path / "c.yaml"
-    f.write_text(text)
-    return str(f)
 
 
 def test_accelerate_fp8_ao_is_bf16_autocast_plus_tensorwise(tmp_path):

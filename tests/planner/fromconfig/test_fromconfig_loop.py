@@ -1,19 +1,13 @@
 """--from-config: selective checkpointing and activation offloading keys, as each library reads them."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from gpuplan.planner.fromconfig import read_config
+from config_files import write as _yaml   # the folder's one config-file helper
 
 FULL_8B = "model:\n  _component_: torchtune.models.llama3_1.llama3_1_8b\n"
-
-
-def _yaml(tmp_path: Path, text: str, name: str = "c.yaml") -> str:
-    f = tmp_path / name
-    f.write_text(text)
-    return str(f)
 
 
 def test_torchtune_selective_ac_every_k_layers_from_k_minus_1(tmp_path):

@@ -3,27 +3,12 @@ exact parameter counts against transformers' meta-device build of small variants
 presets are checked by tests/planner/specs/test_params.py and tests/data), peft's default targets,
 and one clear line for what they do not model."""
 import copy
-import gc
 
 import pytest
 
 from gpuplan.planner import model_from_config, param_counts
 from gpuplan.planner.io.catalog import load_preset, resolve_model
 from gpuplan.planner.specs.errors import PlannerError
-
-
-def _meta_count(config):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    config = copy.deepcopy(config)
-    cfg = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
-    try:
-        return sum(p.numel() for p in model.parameters())
-    finally:
-        del model
-        gc.collect()
 
 
 def _variant(preset, **changes):
@@ -57,9 +42,10 @@ def test_phi_fields():
     ("aya-23-8b", dict(num_hidden_layers=2, attention_bias=True, vocab_size=32000)),
     ("aya-23-8b", dict(num_hidden_layers=2, tie_word_embeddings=False, vocab_size=32000)),
 ])
-def test_counts_match_transformers_on_meta(preset, changes):
+def test_counts_match_transformers_on_meta(preset, changes, meta_causal_lm):
     cfg = _variant(preset, **changes)
-    assert param_counts(model_from_config(cfg)).total == _meta_count(cfg)
+    with meta_causal_lm(cfg) as model:
+        assert param_counts(model_from_config(cfg)).total == sum(p.numel() for p in model.parameters())
 
 
 def test_gpt_bigcode_multi_query():

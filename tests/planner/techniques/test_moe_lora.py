@@ -2,7 +2,6 @@
 transformers 5 for all-linear and for v4 expert names, trainable counts equal to peft's own on the
 meta-device build of small variants, the merged-weight bytes, and the refusals peft itself raises."""
 import copy
-import gc
 
 import pytest
 
@@ -21,20 +20,11 @@ def _variant(preset, **changes):
     return cfg
 
 
-def _peft_trainable(config, targets, r=8):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+def _peft_trainable(build, config, targets, r=8):
     peft = pytest.importorskip("peft")
-    config = copy.deepcopy(config)
-    cfg = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
-    try:
+    with build(config) as model:
         pm = peft.get_peft_model(model, peft.LoraConfig(r=r, lora_alpha=r, target_modules=targets))
         return pm.get_nb_trainable_parameters()[0]
-    finally:
-        del model
-        gc.collect()
 
 
 def _setup(targets, r=8, **kw):
@@ -48,11 +38,11 @@ def _setup(targets, r=8, **kw):
     ("mixtral-8x7b", dict(num_hidden_layers=1, num_local_experts=4), "all-linear"),
     ("deepseek-v2-lite", dict(num_hidden_layers=2, n_routed_experts=16), "all-linear"),   # dense first layer, shared experts
 ])
-def test_trainable_counts_are_peft_own(preset, changes, targets):
+def test_trainable_counts_are_peft_own(preset, changes, targets, meta_causal_lm):
     cfg = _variant(preset, **changes)
     m = model_from_config(cfg)
     ours = estimate(m, _setup([targets] if isinstance(targets, str) else targets, r=4)).trainable_params
-    assert ours == _peft_trainable(cfg, targets, r=4)
+    assert ours == _peft_trainable(meta_causal_lm, cfg, targets, r=4)
 
 
 def test_all_linear_adapts_router_and_experts_with_doubled_rank_on_gate_up():
