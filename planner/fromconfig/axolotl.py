@@ -315,6 +315,11 @@ TABLE: dict[str, KeyRule] = {
         "ray_run_name", "ray_num_workers", "resources_per_worker", "accelerator_config"]),
 }
 
+# axolotl's schema: eval_max_new_tokens "Total number of tokens generated for predictions sent to wandb.
+# Default is 128" [utils/schemas/config.py]
+EVAL_MAX_NEW_TOKENS = 128
+
+
 def _eval_generation(d: dict[str, Any], get, o: Options) -> None:
     """do_causal_lm_eval, and eval_table_size > 0 with a logger that takes the table: at each evaluation
     axolotl's callbacks generate over every eval batch, greedy, `max_new_tokens=eval_max_new_tokens`
@@ -335,7 +340,7 @@ def _eval_generation(d: dict[str, Any], get, o: Options) -> None:
             rep.set(k, f"{show(d[k])}: no generation at evaluation (no eval set, or the callback is off)")
     if not keys or not has_eval_set:
         return
-    tokens = int(get("eval_max_new_tokens") or 128)
+    tokens = int(get("eval_max_new_tokens") or EVAL_MAX_NEW_TOKENS)
     o["eval_batch_size"] = int(d.get("eval_batch_size") or d.get("micro_batch_size") or 1)
     flags = f"--eval-batch-size {o['eval_batch_size']} --eval-generate-tokens {tokens}"
     if d.get("eval_sequence_len"):   # else the training sequence length

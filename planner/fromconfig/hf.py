@@ -15,7 +15,7 @@ from typing import Any
 from . import ConfigSetup, liger
 from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
-from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
+from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
 SCHEMA = "transformers 5.24 TrainingArguments; TRL v1.9.0 SFTConfig, ModelConfig, ScriptArguments"
 

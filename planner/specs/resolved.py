@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .engines import Engine, engine_of
-from .enums import Choice, DType, Loss, Method, QuantType
+from .enums import Choice, DType, Method, QuantType
 from .errors import NoClosedForm, PlannerError
 from .model import ModelSpec
 from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, QuantSpec, TrainingSetup

@@ -54,7 +54,7 @@ STACKS: dict[Stack, StackDefaults] = {
     Stack.TRL_1_12: StackDefaults(
         COMMON + (("trl", "1.8-1.12 (read: 1.8.0-1.12.0)"),), Loss.CHUNKED_NLL_FP32, Precision.BF16_MIXED, "fp32", True,
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1146, TRL 1.10.0)", _TRL_ARGS,
-         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.332-336, TRL 1.8.0-1.12.0), "
+         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.336 in 1.8.0, l.332 in 1.12.0), "
          "each chunk `h.float() @ w.float().t()` (sft_trainer.py _chunk): gpuplan's --loss chunked-nll-fp32, simulated "
          "with TRL 1.12.0's own function")),
     Stack.TRL_1_14: StackDefaults(
@@ -93,7 +93,8 @@ DEFAULT_STACK = Stack.TRL_1_6
 # TRL 1.7.0's chunked_nll gathered the labelled rows with a boolean mask (`hidden[valid]`, a data-dependent
 # shape) where 1.8 sorts them to the front: neither form's numbers are its (trl/trainer/sft_trainer.py, 1.7.0)
 _TRL_1_7 = ("installed trl {v}: TRL 1.7's chunked_nll gathers only the labelled rows (a boolean mask), which "
-            "gpuplan does not model; choose --stack-versions trl-1.12 (TRL 1.8-1.12) or pass --loss hf (loss_type='nll')")
+            "gpuplan does not model; plan with loss_type='nll' (--stack-versions trl-1.6 or --loss hf), or upgrade "
+            "to TRL 1.8+ (--stack-versions trl-1.12 describes 1.8-1.12)")
 
 
 def stack_for_versions(versions: Mapping[str, str]) -> Stack:

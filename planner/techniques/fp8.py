@@ -37,7 +37,9 @@ from ..specs.model import LinearSpec, ModelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 
-CAST_PEAK = 9   # bytes per element of one cast: fp32 scaled copy (4) + its clamp (4) + fp8 data (1)
+# bytes per element of one cast: `tensor.to(torch.float32) * scale` (4), `to_fp8_saturated`'s clamp (4), then
+# `.to(float8_dtype)` (1) [torchao 0.18.0 float8/float8_training_tensor.py l.153-154, float8_utils.py l.118-138]
+CAST_PEAK = 9
 FP8 = 1         # bytes per element of float8_e4m3fn / e5m2
 SCALE = 4       # bytes per fp32 scale (one per row under rowwise)
 # compute capability >= 8.9 has fp8 tensor cores (torch._scaled_mm's requirement); by architecture
