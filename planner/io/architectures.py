@@ -66,6 +66,15 @@ def _max_positions(cfg: Mapping[str, Any]) -> int | None:
     return int(value) if value else None
 
 
+def _dims(cfg: Mapping[str, Any], head_dim_key: bool = True) -> tuple[int, int, int, int, int]:
+    """(hidden, heads, kv heads, head dim, intermediate) of a HF config; the head dim from `head_dim`
+    where the family's config class reads it (`head_dim_key`), else hidden // heads."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a) if head_dim_key else h // a
+    return h, a, kv, d, int(_get(cfg, "intermediate_size"))
+
+
 def _attention_linears(h: int, a: int, kv: int, d: int, qkv_bias: bool, o_bias: bool,
                        out: str = "o_proj") -> tuple[LinearSpec, ...]:
     """q/k/v (grouped-query: kv heads) and the output projection, named as the family names it."""
@@ -259,10 +268,7 @@ def _from_phi(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """Phi-1/1.5/2 [modeling_phi.py]: one LayerNorm per layer whose output feeds attention and the
     MLP in parallel (`attn_outputs + mlp(hidden_states) + residual`), q/k/v/dense with biases, rope
     on the first `head_dim * partial_rotary_factor` dims, gelu_new MLP fc1/fc2, lm_head with a bias."""
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = int(cfg.get("head_dim") or h // a)
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg)
     if cfg.get("qk_layernorm"):
         raise PlannerError(f"{name}: Phi with qk_layernorm=true is not modelled yet (no released Phi "
                            "checkpoint uses it); pass a config with qk_layernorm false")
@@ -403,10 +409,7 @@ def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """StarCoder2 [modeling_starcoder2.py]: pre-LayerNorm blocks in sequence, q/k/v/o and c_fc/c_proj
     with biases (`use_bias`), grouped-query attention with shared rope tables, a GELU MLP, residual,
     attention and embedding dropouts, sliding window."""
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = int(cfg.get("head_dim") or h // a)
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg)
     bias = bool(cfg.get("use_bias", True))
     linears = _attention_linears(h, a, kv, d, bias, bias) + _plain_mlp_linears(h, inter, bias, "c_fc", "c_proj")
     return ModelSpec(
@@ -431,10 +434,7 @@ def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
         raise PlannerError(f"{name}: StableLM with qk_layernorm or use_parallel_residual (stablelm-2-12b) is "
                            "not modelled yet; modelled: the sequential StableLM / StableLM-2 1.6B layout")
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = h // a
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg, head_dim_key=False)   # the modeling file takes hidden // heads
     linears = _llama_linears(h, a, kv, d, inter, bool(cfg.get("use_qkv_bias", False)), False, False)
     return ModelSpec(
         name=name, model_type="stablelm", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
@@ -457,10 +457,7 @@ def _from_cohere(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     if cfg.get("use_qk_norm"):
         raise PlannerError(f"{name}: Cohere with use_qk_norm=true (Command-R+) is not modelled yet; "
                            "modelled: use_qk_norm false (Command-R, Aya-23)")
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = h // a
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg, head_dim_key=False)   # the modeling file takes hidden // heads
     bias = bool(cfg.get("attention_bias", False))
     return ModelSpec(
         name=name, model_type="cohere", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
