@@ -33,7 +33,7 @@ from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
-from ..specs.enums import DType, Method, Optimizer, Precision
+from ..specs.enums import Compile, DType, Method, Optimizer, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
@@ -182,10 +182,13 @@ class Columns:
 def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
     """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
-    trainable = resolved_states(model, setup.with_(parallel=ParallelSpec())).trainable_params
+    # what trains and what crosses the links do not depend on torch.compile: ask the memory model
+    # without it (its compiled saved set refuses setups, e.g. checkpointing, the time model covers)
+    eager = setup.with_(compile=Compile.NONE)
+    trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
         return fl, trainable, (0, 0, 0)
-    vol = communication_bytes(model, setup)
+    vol = communication_bytes(model, eager)
     return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
                            vol.bytes_by(link=Link.HOST))
 
