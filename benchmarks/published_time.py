@@ -57,7 +57,7 @@ def write_constants(rows) -> str:
     f["gemm_efficiency"]["cross_family"] = {"value": round(c.cross_family, 4), "runs": ids,
                                             "source": note("every family pooled; used for families with fewer than 5 runs")}
     for key, value, what in (("memory_efficiency", c.memory_efficiency, "fraction of datasheet bandwidth for element-wise kernels, GEMM operands, LoRA branches, loss, optimizer (bound at 0.95)"),
-                             ("dequant_efficiency", c.dequant_efficiency, "fraction of bandwidth for bitsandbytes 4-bit dequantization (QLoRA runs)"),
+                             ("dequant_efficiency", c.dequant_efficiency, "fraction of bandwidth for bitsandbytes 4-bit dequantization: the memory efficiency (one bandwidth-bound kernel class, not fitted apart)"),
                              ("per_layer_pass_s", c.per_layer_pass_s, "seconds per decoder-layer pass (launches)"),
                              ("per_adapter_call_s", c.per_adapter_call_s, "seconds per LoRA branch pass (launches)"),
                              ("per_step_s", c.per_step_s, "seconds per optimizer step"),
@@ -71,15 +71,22 @@ def write_constants(rows) -> str:
     return str(path)
 
 
+def _kernels(r) -> tuple[str, ...]:
+    """The run's unmodelled kernel and data features (fused kernels, packing, padding; not the method's own
+    NF4 path): two runs that differ in them differ in more than the method or GPU (fms-acceleration's QLoRA
+    foak runs have fused_lora, its LoRA foak runs do not)."""
+    return tuple(sorted(u for u in r.run.unmodelled if any(k in u for k, _ in TIME_MILD if k != "NF4 path")))
+
+
 def _same_setup(r, drop: str) -> tuple:
     """A run's setup with one dimension (method or GPU) left out, for ranking pairs within a source."""
     m = {k: v for k, v in r.run.mapping.items() if k not in ("method", "lora", "quant", "base_dtype", "precision")}
     return (r.run.file, r.run.gpu_count, r.micro_batch_tokens, None if drop == "gpu" else r.run.gpu_catalog,
-            None if drop == "method" else r.method, json.dumps(m, sort_keys=True))
+            None if drop == "method" else r.method, json.dumps(m, sort_keys=True), _kernels(r))
 
 
 def rankings(rows, drop: str, label) -> str:
-    """Pairs of runs of one source that differ only in `drop` (method, or GPU type): does gpuplan's
+    """Pairs of runs of one source that differ only in `drop` (method, or GPU type; same unmodelled kernels): does gpuplan's
     out-of-sample tokens/s order them as the published figures do? Pairs whose published figures
     differ by less than 10% are counted apart (inside the model's error bands)."""
     groups: dict[tuple, list] = {}

@@ -8,7 +8,8 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
 
     gemm      = a x M x (GEMM FLOPs + attention FLOPs / attention_ratio) / (peak x e_gemm[family])
     memory    = (a x (M x bytes per token + weight bytes) + optimizer bytes) / (bandwidth x e_mem)
-    dequant   = a x QLoRA weights x passes x 2.5625 B / (bandwidth x e_dequant)
+    dequant   = a x QLoRA weights x passes x dequantize_4bit's bytes per weight (planner/speed/dequant.py:
+                2.5625 B into bf16, 2.766 with double quant) / (bandwidth x e_mem: the same bandwidth-bound class)
     overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
@@ -39,11 +40,11 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
 from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
-from . import links
+from . import dequant, links
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
-DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit: 0.5 B packed + 1/16 B absmax in, 2 B bf16 out
+DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit without double quant into bf16 (planner/speed/dequant.py)
 # Overlap of collectives with compute [Li et al. 2020, PyTorch DDP, Sec. 3.2.3: gradient buckets
 # all-reduce during backward; Zhao et al. 2023, PyTorch FSDP, Sec. 3.3: forward and backward
 # prefetch of the next unit's all-gather]: DDP/ZeRO-1/2 hide behind the backward (2/3 of the
@@ -221,7 +222,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     else:
         opt_seconds = opt_bytes / bw
     memory = a * (M * tr.bytes_per_token + tr.weight_bytes) / split / bw + opt_seconds
-    dequant = a * fl.quantized_weights * fl.dequant_passes * DEQUANT_BYTES_PER_WEIGHT / split / bw
+    deq_bytes = dequant.bytes_per_weight(setup.quant, setup.recipe.compute.bytes) if fl.quantized_weights else 0.0
+    dequant_s = a * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
     network = 0.0
     if intra or inter or host:
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
@@ -230,7 +232,7 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
-    return Columns(gemm, attention, memory, opt_seconds, dequant, a * tr.layer_passes / p.pp,
+    return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * tr.layer_passes / p.pp,
                    a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)
 
 
