@@ -61,7 +61,7 @@ def write_constants(rows) -> str:
                              ("per_layer_pass_s", c.per_layer_pass_s, "seconds per decoder-layer pass (launches)"),
                              ("per_adapter_call_s", c.per_adapter_call_s, "seconds per LoRA branch pass (launches)"),
                              ("per_step_s", c.per_step_s, "seconds per optimizer step"),
-                             ("per_expert_call_s", c.per_expert_call_s, "seconds per MoE expert pass (transformers loops over experts; Mixtral runs)"),
+                             ("per_expert_call_s", c.per_expert_call_s, "seconds per MoE expert pass (transformers loops over the experts): the per-layer-pass cost, one launch cost per block pass, not fitted apart (left out of the fit, the MoE source is then predicted within 16%)"),
                              ("overlap_efficiency", c.overlap_efficiency, "share of the collectives that can hide behind compute (multi-GPU runs; at most 1)")):
         f[key] = {"value": round(value, 6), "runs": ids, "source": note(what)}
     d["error_bands"] = {"source": "out-of-sample signed tokens/s errors (fraction) of the runs without a time-distorting "

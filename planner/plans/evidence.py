@@ -56,7 +56,14 @@ TIME_DISTORTING = (
     ("settings that differ", "settings not stated"),
     ("DoRA", "DoRA's weight-norm work in every forward"),
     ("empty_cache", "the allocator emptied every few steps"),
+    ("at capacity", "device memory at the card's capacity: on a failed cudaMalloc the caching allocator frees its "
+                    "cached blocks after synchronizing and retries (torch c10/cuda/CUDACachingAllocator.cpp "
+                    "DeviceCachingAllocator::malloc, release_cached_blocks, alloc_block isRetry: num_alloc_retries)"),
 )
+# A published nvidia-smi peak this close to the card's memory means the allocator retried: the five
+# runs at 98.6-99.1% (fms-acceleration-liger a100_80gb.csv, full fine-tuning on 2-4 GPUs) are 13-40%
+# slower than the same setups at <= 97.5%, and no published run lies between.
+AT_CAPACITY = 0.985
 # Features the model does not represent but that change kernels, not the work: fitted on, reported apart.
 TIME_MILD = (
     ("fused-ops-and-kernels", "Triton fused LoRA, norm, RoPE and loss kernels"),
@@ -70,7 +77,13 @@ def _time_unmodelled(run: PublishedRun) -> list[str]:
     """The run's unmodelled features that its time setup leaves unmodelled: torch.compile is modelled
     for time where the setup compiles (`time_overrides` or the mapping), whatever the memory mapping says."""
     compiles = run.mapping is not None and run.time_setup().compile is not Compile.NONE
-    return [u for u in run.unmodelled if not (compiles and "torch.compile" in u)]
+    lines = [u for u in run.unmodelled if not (compiles and "torch.compile" in u)]
+    device = run.figure(FigureKind.NVIDIA_SMI)
+    if device is not None and run.gpu_catalog is not None:
+        total = resolve_gpu(run.gpu_catalog).memory_bytes
+        if device.bytes >= AT_CAPACITY * total:
+            lines.append(f"device memory at capacity (nvidia-smi {device.bytes / 2**20:.0f} of {total / 2**20:.0f} MiB)")
+    return lines
 
 
 def time_class(run: PublishedRun) -> str:

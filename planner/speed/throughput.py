@@ -11,6 +11,7 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
     dequant   = a x QLoRA weights x passes x dequantize_4bit's bytes per weight (planner/speed/dequant.py:
                 2.5625 B into bf16, 2.766 with double quant) / (bandwidth x e_mem: the same bandwidth-bound class)
     overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
+                (t_expert = t_layer: one launch cost per block pass, fitted once; planner/speed/calibrate.py)
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
     offload   = host copies + the CPU optimizer's pass over its state + activation offloading's

@@ -35,6 +35,7 @@ def test_fit_recovers_the_constants_of_exact_evidence():
     assert c.efficiency("ampere")[0] == pytest.approx(0.6, rel=1e-3)
     assert c.memory_efficiency == pytest.approx(0.7, rel=1e-3)
     assert c.dequant_efficiency == c.memory_efficiency          # one bandwidth-bound class, no constant of its own
+    assert c.per_expert_call_s == c.per_layer_pass_s            # one launch cost per block pass (layer or expert)
     assert c.per_layer_pass_s == pytest.approx(2e-4, rel=1e-2)
 
 
