@@ -41,7 +41,8 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
 from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
-from . import dequant, links
+from ..specs.resolved import resolve
+from . import dequant, links, upcast
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
@@ -178,6 +179,7 @@ class Columns:
     tokens_per_step: int
     flops: StepFlops
     peak: float
+    upcast: bool = False  # QLoRA's kbit fp32 activations cast by every 4-bit linear (planner/speed/upcast.py)
 
 
 @lru_cache(maxsize=65536)
@@ -234,7 +236,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
     return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * tr.layer_passes / p.pp,
-                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)
+                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak,
+                   upcast.active(resolve(model, setup)))
 
 
 def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
@@ -359,6 +362,14 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                   Assumption("link_efficiency", peer.efficiency, "fraction", peer.source)]
     if setup.parallel.pp > 1:
         notes.append(Assumption("pipeline_bubble", 0, "fraction", "not modelled (1F1B with many micro-batches)"))
+    if setup.compile is not Compile.NONE:
+        notes.append(Assumption("compile_fused_kernels", setup.compile.value, "torch.compile backend",
+                                "inductor's fused kernels by the bytes they move (planner/speed/compiled.py), modelled "
+                                "from source; GEMMs, attention and launch costs as eager"))
+    if cols.upcast:
+        notes.append(Assumption("kbit_upcast_casts", True, "bool",
+                                "prepare_model_for_kbit_training's fp32 activations: each 4-bit linear casts its input "
+                                "and output (bitsandbytes Linear4bit.forward; planner/speed/upcast.py), modelled from source"))
     if act_note is not None:
         notes.append(act_note)
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,

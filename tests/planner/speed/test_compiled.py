@@ -48,3 +48,11 @@ def test_published_compile_rows_are_scored_not_excluded():
     by_id = {r.id: r for r in runs}
     assert time_class(by_id["torchtune-flags-l323b-compile"]) == "mild"            # packed rows: mild
     assert time_class(by_id["torchtune-l318b-full-a6000"]) == "distorting"         # other reasons stay
+
+
+def test_the_step_says_what_it_modelled_from_source():
+    m, g = resolve_model("llama-3.2-1b"), resolve_gpu("a100-80gb")
+    s = TrainingSetup(batch_size=1, seq_len=1024, checkpointing=Checkpointing.NONE)
+    names = lambda st: {a.name for a in st.assumptions}   # noqa: E731
+    assert "compile_fused_kernels" in names(step_time(m, s.with_(compile=Compile.INDUCTOR), g))
+    assert "compile_fused_kernels" not in names(step_time(m, s, g))
