@@ -14,6 +14,7 @@ apart; runs with mild ones (fused kernels, packing, padding) are fitted on and s
     python benchmarks/published_time.py                    # print the tables (markdown)
     python benchmarks/published_time.py --record           # also write the errors to data/published/errors_recorded.json
     python benchmarks/published_time.py --write-constants  # refit and write data/mfu.json (constants, runs, error bands)
+    python benchmarks/published_time.py --readme docs/readme/time.md   # rewrite its generated tables
 """
 from __future__ import annotations
 
@@ -123,14 +124,61 @@ def headline(rows) -> str:
             f"(target <= 40%: {'met' if worst <= 40 else 'not met'})\n")
 
 
+BEGIN, END = "<!-- published_time.py --readme: begin -->", "<!-- published_time.py --readme: end -->"
+
+
+def readme_tables(rows) -> str:
+    """The constants and accuracy tables of docs/readme/time.md, as this script computes them."""
+    d = json.loads((data_dir() / "mfu.json").read_text())["fitted"]
+    fams = d["gemm_efficiency"]["families"]
+    n = len(d["gemm_efficiency"]["cross_family"]["runs"])
+    out = ["| constant | value | fitted on |", "|---|---|---|"]
+    out += [f"| GEMM efficiency, {fam} | {v['value']} | {len(v['runs'])} {fam} runs |" for fam, v in sorted(fams.items())]
+    out.append(f"| GEMM efficiency, cross-family (families with < 5 runs) | {d['gemm_efficiency']['cross_family']['value']} "
+               "| every family pooled |")
+    for key, how in (("memory_efficiency", f"all {n} fit runs"), ("dequant_efficiency", "= memory_efficiency (not fitted apart)"),
+                     ("per_layer_pass_s", f"all {n} fit runs"), ("per_expert_call_s", "= per_layer_pass_s (not fitted apart)"),
+                     ("per_adapter_call_s", f"all {n} fit runs"), ("per_step_s", f"all {n} fit runs"),
+                     ("overlap_efficiency", f"all {n} fit runs")):
+        out.append(f"| {key} | {d[key]['value']} | {how} |")
+    fit_rows = [r for r in rows if r.time_class != "distorting"]
+    parts = ["\n".join(out) + "\n", headline(rows),
+             table("Without time-distorting features: by GPU family and method", fit_rows,
+                   lambda r: (r.gpu_family, r.method), ("GPU family", "method")),
+             table("Without time-distorting features: by source (LOSO for tuned, fitted-on-all-tuned for held out)",
+                   fit_rows, lambda r: (r.run.file, "held out" if r.held_out else "tuned"), ("source", "side")),
+             table("Without time-distorting features: by micro-batch tokens", fit_rows,
+                   lambda r: (tokens_bucket(r.micro_batch_tokens),), ("micro-batch tokens per GPU",)),
+             table("Without time-distorting features: by GPU count", fit_rows, lambda r: (str(r.run.gpu_count),), ("GPUs",)),
+             rankings(rows, "method", lambda r: r.method), rankings(rows, "gpu", lambda r: r.run.gpu_catalog),
+             table("By class of unmodelled features", rows, lambda r: (r.time_class,), ("class",)),
+             table("With time-distorting features (reported apart): by source",
+                   [r for r in rows if r.time_class == "distorting"], lambda r: (r.run.file,), ("source",))]
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def write_readme(path: str, rows) -> None:
+    """Replace the generated block of `path` (between BEGIN and END) with today's tables."""
+    text = open(path).read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + readme_tables(rows) + END + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="write today's errors to data/published/errors_recorded.json")
     parser.add_argument("--write-constants", action="store_true", help="refit and write data/mfu.json")
+    parser.add_argument("--readme", metavar="PATH", help="rewrite the generated tables of PATH (docs/readme/time.md)")
     args = parser.parse_args()
     rows = time_errors()
     if args.write_constants:
         print(f"wrote {write_constants(rows)}; run again (without --write-constants) for the tables", file=sys.stderr)
+        return 0
+    if args.readme:
+        write_readme(args.readme, rows)
+        print(f"rewrote the generated tables of {args.readme}", file=sys.stderr)
         return 0
     print(f"# gpuplan time model against {len(rows)} published throughputs (out-of-sample errors)\n")
     print(headline(rows))
