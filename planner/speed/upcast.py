@@ -13,7 +13,8 @@ autograd backward casts the gradients the other way (the same bytes); a recomput
 forward's. Between the linears the activations are fp32: SiLU(gate) * up and RoPE run on 4-byte
 elements instead of e, and flash-attn 2 is handed fp32 q, k, v, which transformers casts to the
 compute dtype first (transformers 5.24 integrations/flash_attention.py l.68-70: "the input hidden
-states gets silently casted in float32. Hence, we need cast them back"), (4 + e) (A + 2 K) bytes.
+states gets silently casted in float32. Hence, we need cast them back"), (4 + e) (A + 2 K) bytes; SDPA is handed them
+uncast and picks an fp32 kernel, which is not counted here.
 
 fms-acceleration names the cost (plugins/accelerated-peft framework_plugin_bnb.py at 0258544a: the
 stock prepare "will cause problems in the LoraLayers, because the activations will then be
