@@ -183,24 +183,25 @@ class Columns:
 
 
 @lru_cache(maxsize=65536)
-def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
+def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int], bool]:
     """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
+    up = upcast.active(resolve(model, setup))
     # what trains and what crosses the links do not depend on torch.compile: ask the memory model
     # without it (its compiled saved set refuses setups, e.g. checkpointing, the time model covers)
     eager = setup.with_(compile=Compile.NONE)
     trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
-        return fl, trainable, (0, 0, 0)
+        return fl, trainable, (0, 0, 0), up
     vol = communication_bytes(model, eager)
     return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
-                           vol.bytes_by(link=Link.HOST))
+                           vol.bytes_by(link=Link.HOST)), up
 
 
 def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Columns:
     """The step's parts before the fitted constants scale them (see the module docstring)."""
     p = setup.parallel
-    fl, trainable, (intra, inter, host) = _setup_terms(model, setup)
+    fl, trainable, (intra, inter, host), up = _setup_terms(model, setup)
     tr = step_traffic(model, setup)
     M = setup.batch_size * setup.seq_len
     if p.cp > 1:   # each rank of a context-parallel group works on its shard of the sequence
@@ -236,8 +237,7 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
     return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * tr.layer_passes / p.pp,
-                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak,
-                   upcast.active(resolve(model, setup)))
+                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak, up)
 
 
 def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
