@@ -14,6 +14,7 @@ apart; runs with mild ones (fused kernels, packing, padding) are fitted on and s
     python benchmarks/published_time.py                    # print the tables (markdown)
     python benchmarks/published_time.py --record           # also write the errors to data/published/errors_recorded.json
     python benchmarks/published_time.py --write-constants  # refit and write data/mfu.json (constants, runs, error bands)
+    python benchmarks/published_time.py --readme docs/readme/time.md   # rewrite its generated tables
 """
 from __future__ import annotations
 
@@ -57,11 +58,11 @@ def write_constants(rows) -> str:
     f["gemm_efficiency"]["cross_family"] = {"value": round(c.cross_family, 4), "runs": ids,
                                             "source": note("every family pooled; used for families with fewer than 5 runs")}
     for key, value, what in (("memory_efficiency", c.memory_efficiency, "fraction of datasheet bandwidth for element-wise kernels, GEMM operands, LoRA branches, loss, optimizer (bound at 0.95)"),
-                             ("dequant_efficiency", c.dequant_efficiency, "fraction of bandwidth for bitsandbytes 4-bit dequantization (QLoRA runs)"),
+                             ("dequant_efficiency", c.dequant_efficiency, "fraction of bandwidth for bitsandbytes 4-bit dequantization: the memory efficiency (one bandwidth-bound kernel class, not fitted apart)"),
                              ("per_layer_pass_s", c.per_layer_pass_s, "seconds per decoder-layer pass (launches)"),
                              ("per_adapter_call_s", c.per_adapter_call_s, "seconds per LoRA branch pass (launches)"),
                              ("per_step_s", c.per_step_s, "seconds per optimizer step"),
-                             ("per_expert_call_s", c.per_expert_call_s, "seconds per MoE expert pass (transformers loops over experts; Mixtral runs)"),
+                             ("per_expert_call_s", c.per_expert_call_s, "seconds per MoE expert pass (transformers loops over the experts): the per-layer-pass cost, one launch cost per block pass, not fitted apart (left out of the fit, the MoE source is then predicted within 16%)"),
                              ("overlap_efficiency", c.overlap_efficiency, "share of the collectives that can hide behind compute (multi-GPU runs; at most 1)")):
         f[key] = {"value": round(value, 6), "runs": ids, "source": note(what)}
     d["error_bands"] = {"source": "out-of-sample signed tokens/s errors (fraction) of the runs without a time-distorting "
@@ -71,15 +72,22 @@ def write_constants(rows) -> str:
     return str(path)
 
 
+def _kernels(r) -> tuple[str, ...]:
+    """The run's unmodelled kernel and data features (fused kernels, packing, padding; not the method's own
+    NF4 path): two runs that differ in them differ in more than the method or GPU (fms-acceleration's QLoRA
+    foak runs have fused_lora, its LoRA foak runs do not)."""
+    return tuple(sorted(u for u in r.run.unmodelled if any(k in u for k, _ in TIME_MILD if k != "NF4 path")))
+
+
 def _same_setup(r, drop: str) -> tuple:
     """A run's setup with one dimension (method or GPU) left out, for ranking pairs within a source."""
     m = {k: v for k, v in r.run.mapping.items() if k not in ("method", "lora", "quant", "base_dtype", "precision")}
     return (r.run.file, r.run.gpu_count, r.micro_batch_tokens, None if drop == "gpu" else r.run.gpu_catalog,
-            None if drop == "method" else r.method, json.dumps(m, sort_keys=True))
+            None if drop == "method" else r.method, json.dumps(m, sort_keys=True), _kernels(r))
 
 
 def rankings(rows, drop: str, label) -> str:
-    """Pairs of runs of one source that differ only in `drop` (method, or GPU type): does gpuplan's
+    """Pairs of runs of one source that differ only in `drop` (method, or GPU type; same unmodelled kernels): does gpuplan's
     out-of-sample tokens/s order them as the published figures do? Pairs whose published figures
     differ by less than 10% are counted apart (inside the model's error bands)."""
     groups: dict[tuple, list] = {}
@@ -116,14 +124,61 @@ def headline(rows) -> str:
             f"(target <= 40%: {'met' if worst <= 40 else 'not met'})\n")
 
 
+BEGIN, END = "<!-- published_time.py --readme: begin -->", "<!-- published_time.py --readme: end -->"
+
+
+def readme_tables(rows) -> str:
+    """The constants and accuracy tables of docs/readme/time.md, as this script computes them."""
+    d = json.loads((data_dir() / "mfu.json").read_text())["fitted"]
+    fams = d["gemm_efficiency"]["families"]
+    n = len(d["gemm_efficiency"]["cross_family"]["runs"])
+    out = ["| constant | value | fitted on |", "|---|---|---|"]
+    out += [f"| GEMM efficiency, {fam} | {v['value']} | {len(v['runs'])} {fam} runs |" for fam, v in sorted(fams.items())]
+    out.append(f"| GEMM efficiency, cross-family (families with < 5 runs) | {d['gemm_efficiency']['cross_family']['value']} "
+               "| every family pooled |")
+    for key, how in (("memory_efficiency", f"all {n} fit runs"), ("dequant_efficiency", "= memory_efficiency (not fitted apart)"),
+                     ("per_layer_pass_s", f"all {n} fit runs"), ("per_expert_call_s", "= per_layer_pass_s (not fitted apart)"),
+                     ("per_adapter_call_s", f"all {n} fit runs"), ("per_step_s", f"all {n} fit runs"),
+                     ("overlap_efficiency", f"all {n} fit runs")):
+        out.append(f"| {key} | {d[key]['value']} | {how} |")
+    fit_rows = [r for r in rows if r.time_class != "distorting"]
+    parts = ["\n".join(out) + "\n", headline(rows),
+             table("Without time-distorting features: by GPU family and method", fit_rows,
+                   lambda r: (r.gpu_family, r.method), ("GPU family", "method")),
+             table("Without time-distorting features: by source (LOSO for tuned, fitted-on-all-tuned for held out)",
+                   fit_rows, lambda r: (r.run.file, "held out" if r.held_out else "tuned"), ("source", "side")),
+             table("Without time-distorting features: by micro-batch tokens", fit_rows,
+                   lambda r: (tokens_bucket(r.micro_batch_tokens),), ("micro-batch tokens per GPU",)),
+             table("Without time-distorting features: by GPU count", fit_rows, lambda r: (str(r.run.gpu_count),), ("GPUs",)),
+             rankings(rows, "method", lambda r: r.method), rankings(rows, "gpu", lambda r: r.run.gpu_catalog),
+             table("By class of unmodelled features", rows, lambda r: (r.time_class,), ("class",)),
+             table("With time-distorting features (reported apart): by source",
+                   [r for r in rows if r.time_class == "distorting"], lambda r: (r.run.file,), ("source",))]
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def write_readme(path: str, rows) -> None:
+    """Replace the generated block of `path` (between BEGIN and END) with today's tables."""
+    text = open(path).read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + readme_tables(rows) + END + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="write today's errors to data/published/errors_recorded.json")
     parser.add_argument("--write-constants", action="store_true", help="refit and write data/mfu.json")
+    parser.add_argument("--readme", metavar="PATH", help="rewrite the generated tables of PATH (docs/readme/time.md)")
     args = parser.parse_args()
     rows = time_errors()
     if args.write_constants:
         print(f"wrote {write_constants(rows)}; run again (without --write-constants) for the tables", file=sys.stderr)
+        return 0
+    if args.readme:
+        write_readme(args.readme, rows)
+        print(f"rewrote the generated tables of {args.readme}", file=sys.stderr)
         return 0
     print(f"# gpuplan time model against {len(rows)} published throughputs (out-of-sample errors)\n")
     print(headline(rows))

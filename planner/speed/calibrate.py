@@ -7,11 +7,12 @@ A sample is one measured run: its `Columns` (planner/speed/throughput.py: the st
 constants), its GPU family, its source and the measured step seconds. The model is linear in the
 inverse efficiencies and the launch costs,
 
-    t = g / e_gemm[family] + m / e_mem + d / e_dequant + L t_layer + A t_adapter + X t_expert + t_step
+    t = g / e_gemm[family] + (m + d) / e_mem + (L + X) t_layer + A t_adapter + t_step
         + max(network - overlap busy, (1 - eta) network) + offload,
 
-so the fit is a non-negative least squares of the relative error (t_pred / t_meas - 1), solved by
-the normal equations with an active set, re-weighted (Huber, 15 %) so that one odd run does not
+(dequantization shares the memory efficiency and an MoE expert's pass the layer's launch cost:
+one bandwidth-bound class, one cost per block pass), so the fit is a non-negative least squares
+of the relative error (t_pred / t_meas - 1), solved by the normal equations with an active set, re-weighted (Huber, 15 %) so that one odd run does not
 set a constant, and iterated for the exposed communication (which depends on the busy time).
 A family gets its own GEMM efficiency only with MIN_FAMILY_RUNS runs or more; the others share
 the cross-family constant, itself fitted over every family pooled.
@@ -88,7 +89,10 @@ def _design(s: Sample, fam_index: dict[str, int], c: TimeConstants) -> tuple[lis
     busy = sum(assemble(col, c, c.efficiency(s.family)[0])[:5])
     exposed = exposed_comm(col, c, busy)
     floor = col.network > 0 and exposed == (1 - c.overlap_efficiency) * col.network and exposed > 0
-    row = g + [col.memory, col.dequant, col.layer_passes, col.adapter_calls, 1.0, col.expert_calls,
+    # dequantization is a bandwidth-bound kernel like the others: its bytes share the memory efficiency
+    # (no constant of its own: fitted alone it swung from 0.38 to the 0.95 bound between folds)
+    # an MoE expert's pass launches a sequence of kernels like a decoder layer's: one cost per block pass
+    row = g + [col.memory + col.dequant, 0.0, col.layer_passes + col.expert_calls, col.adapter_calls, 1.0, 0.0,
                -col.network if floor else 0.0]
     return row, (col.network if floor else exposed) + col.offload
 
@@ -106,8 +110,8 @@ def _constants(x: list[float], fams: list[str], c: TimeConstants, cross: float |
     cross_value = cross if cross is not None else eff.get("*", c.cross_family)
     return replace(c, gemm_efficiency=tuple(sorted((f, v) for f, v in eff.items() if f != "*")),
                    cross_family=cross_value, memory_efficiency=inv(x[k], c.memory_efficiency),
-                   dequant_efficiency=inv(x[k + 1], c.dequant_efficiency), per_layer_pass_s=x[k + 2],
-                   per_adapter_call_s=x[k + 3], per_step_s=x[k + 4], per_expert_call_s=x[k + 5],
+                   dequant_efficiency=inv(x[k], c.memory_efficiency), per_layer_pass_s=x[k + 2],
+                   per_adapter_call_s=x[k + 3], per_step_s=x[k + 4], per_expert_call_s=x[k + 2],
                    overlap_efficiency=min(1.0, x[k + 6]) if any_floor else c.overlap_efficiency, error_bands=())
 
 

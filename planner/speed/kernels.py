@@ -33,11 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..specs.enums import Attention, Loss, MlpKind
+from ..specs.enums import Attention, Compile, Loss, MlpKind
 from ..specs.model import LinearSpec, ModelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import TrainingSetup
 from ..techniques import checkpointing
+from . import compiled, upcast
 
 ROPE_PASSES = 7
 BACKWARD_FACTOR = 2.0        # backward kernels move twice the forward's bytes
@@ -107,17 +108,24 @@ def step_traffic(model: ModelSpec, setup: TrainingSetup) -> Traffic:
     recompute = checkpointing.recompute_flop_share(rs)
     per_pass = 1 + BACKWARD_FACTOR + recompute
     eager = setup.seq_len if rs.setup.attention is Attention.EAGER else 0
+    fused = setup.compile is not Compile.NONE
     layers_bytes, adapted, weights = 0.0, 0, 0.0
     for linears, moe, count in ((m.dense_linears, False, m.dense_layers), (m.moe_linears, True, m.moe_layers)):
         if not count:
             continue
         fwd = _layer_bytes_forward(m, linears, moe, e, r, eager)
+        if fused:   # inductor's fused kernels [planner/speed/compiled.py]; eager scores kept as eager's
+            fwd = compiled.layer_bytes_forward(m, linears, moe, e, r) + (fwd - _layer_bytes_forward(m, linears, moe, e, r, 0))
         ad_fwd, n = _adapter_bytes_forward(m, rs, linears)
         layers_bytes += count * (fwd + ad_fwd) * per_pass
+        if upcast.active(rs):   # kbit-prepared fp32 activations: 4-bit linears cast in and out [speed/upcast.py]
+            layers_bytes += count * upcast.layer_bytes(m, rs, linears, moe) * (2 + recompute)
         adapted += count * n
         weights += count * sum(lin.weight_count for lin in linears) * e
     V = m.vocab
     loss = (2 * e + 8) * V if setup.loss is Loss.CHUNKED else (3 * e + 28) * V
+    if fused and setup.loss is not Loss.CCE:   # the compiled loss's fused reductions [planner/speed/compiled.py]
+        loss = compiled.loss_bytes(e, V)
     if setup.loss is Loss.CCE:   # the logits stay in SRAM: no per-token vocabulary traffic [techniques/cut_ce.py]
         loss = 0
     head_operands = (m.hidden + V) * e * (1 + BACKWARD_FACTOR)

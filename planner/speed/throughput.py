@@ -8,8 +8,10 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
 
     gemm      = a x M x (GEMM FLOPs + attention FLOPs / attention_ratio) / (peak x e_gemm[family])
     memory    = (a x (M x bytes per token + weight bytes) + optimizer bytes) / (bandwidth x e_mem)
-    dequant   = a x QLoRA weights x passes x 2.5625 B / (bandwidth x e_dequant)
+    dequant   = a x QLoRA weights x passes x dequantize_4bit's bytes per weight (planner/speed/dequant.py:
+                2.5625 B into bf16, 2.766 with double quant) / (bandwidth x e_mem: the same bandwidth-bound class)
     overhead  = a x (layer passes x t_layer + adapter calls x t_adapter + expert calls x t_expert) + t_step
+                (t_expert = t_layer: one launch cost per block pass, fitted once; planner/speed/calibrate.py)
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
     offload   = host copies + the CPU optimizer's pass over its state + activation offloading's
@@ -33,17 +35,18 @@ from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
-from ..specs.enums import DType, Method, Optimizer, Precision
+from ..specs.enums import Compile, DType, Method, Optimizer, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
 from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
-from . import links
+from ..specs.resolved import resolve
+from . import dequant, links, upcast
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
-DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit: 0.5 B packed + 1/16 B absmax in, 2 B bf16 out
+DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit without double quant into bf16 (planner/speed/dequant.py)
 # Overlap of collectives with compute [Li et al. 2020, PyTorch DDP, Sec. 3.2.3: gradient buckets
 # all-reduce during backward; Zhao et al. 2023, PyTorch FSDP, Sec. 3.3: forward and backward
 # prefetch of the next unit's all-gather]: DDP/ZeRO-1/2 hide behind the backward (2/3 of the
@@ -176,24 +179,29 @@ class Columns:
     tokens_per_step: int
     flops: StepFlops
     peak: float
+    upcast: bool = False  # QLoRA's kbit fp32 activations cast by every 4-bit linear (planner/speed/upcast.py)
 
 
 @lru_cache(maxsize=65536)
-def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
+def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int], bool]:
     """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
-    trainable = resolved_states(model, setup.with_(parallel=ParallelSpec())).trainable_params
+    up = upcast.active(resolve(model, setup))
+    # what trains and what crosses the links do not depend on torch.compile: ask the memory model
+    # without it (its compiled saved set refuses setups, e.g. checkpointing, the time model covers)
+    eager = setup.with_(compile=Compile.NONE)
+    trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
-        return fl, trainable, (0, 0, 0)
-    vol = communication_bytes(model, setup)
+        return fl, trainable, (0, 0, 0), up
+    vol = communication_bytes(model, eager)
     return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
-                           vol.bytes_by(link=Link.HOST))
+                           vol.bytes_by(link=Link.HOST)), up
 
 
 def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Columns:
     """The step's parts before the fitted constants scale them (see the module docstring)."""
     p = setup.parallel
-    fl, trainable, (intra, inter, host) = _setup_terms(model, setup)
+    fl, trainable, (intra, inter, host), up = _setup_terms(model, setup)
     tr = step_traffic(model, setup)
     M = setup.batch_size * setup.seq_len
     if p.cp > 1:   # each rank of a context-parallel group works on its shard of the sequence
@@ -218,7 +226,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     else:
         opt_seconds = opt_bytes / bw
     memory = a * (M * tr.bytes_per_token + tr.weight_bytes) / split / bw + opt_seconds
-    dequant = a * fl.quantized_weights * fl.dequant_passes * DEQUANT_BYTES_PER_WEIGHT / split / bw
+    deq_bytes = dequant.bytes_per_weight(setup.quant, setup.recipe.compute.bytes) if fl.quantized_weights else 0.0
+    dequant_s = a * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
     network = 0.0
     if intra or inter or host:
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
@@ -227,8 +236,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
-    return Columns(gemm, attention, memory, opt_seconds, dequant, a * tr.layer_passes / p.pp,
-                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak)
+    return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * tr.layer_passes / p.pp,
+                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak, up)
 
 
 def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
@@ -353,6 +362,14 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                   Assumption("link_efficiency", peer.efficiency, "fraction", peer.source)]
     if setup.parallel.pp > 1:
         notes.append(Assumption("pipeline_bubble", 0, "fraction", "not modelled (1F1B with many micro-batches)"))
+    if setup.compile is not Compile.NONE:
+        notes.append(Assumption("compile_fused_kernels", setup.compile.value, "torch.compile backend",
+                                "inductor's fused kernels by the bytes they move (planner/speed/compiled.py), modelled "
+                                "from source; GEMMs, attention and launch costs as eager"))
+    if cols.upcast:
+        notes.append(Assumption("kbit_upcast_casts", True, "bool",
+                                "prepare_model_for_kbit_training's fp32 activations: each 4-bit linear casts its input "
+                                "and output (bitsandbytes Linear4bit.forward; planner/speed/upcast.py), modelled from source"))
     if act_note is not None:
         notes.append(act_note)
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,

@@ -28,3 +28,14 @@ def test_distorting_runs_are_never_fitted_on():
     rows = time_errors()
     assert any(r.time_class == "distorting" for r in rows)
     assert all(r.run.id not in ids for r in rows if r.time_class == "distorting")
+
+
+def test_runs_at_the_cards_capacity_are_time_distorting_by_their_nvidia_smi_peak():
+    from gpuplan.planner.io.published import load_published
+    from gpuplan.planner.plans.evidence import AT_CAPACITY, time_class
+    runs = {r.id: r for r in load_published()}
+    stem = "fmsliger-meta-llama-3-8b-full-foak-fast-kernels-"
+    for k in ("2gpu-bs4", "4gpu-bs8", "liger-2gpu-bs4", "liger-2gpu-bs8"):   # 80809-81143 of 81920 MiB
+        assert time_class(runs[stem + k]) == "distorting", k
+    assert time_class(runs[stem + "liger-1gpu-bs8"]) == "mild"               # 79881 MiB: 97.5%
+    assert 0.975 < AT_CAPACITY < 0.986

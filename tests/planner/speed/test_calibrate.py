@@ -10,7 +10,7 @@ from gpuplan.planner.speed.calibrate import Sample, fit, loso, predict
 from gpuplan.planner.speed.throughput import TimeConstants, time_columns
 
 TRUE = TimeConstants(gemm_efficiency=(("ampere", 0.6),), cross_family=0.6, memory_efficiency=0.7,
-                     dequant_efficiency=0.5, per_layer_pass_s=2e-4, per_adapter_call_s=5e-5, per_step_s=0.02,
+                     dequant_efficiency=0.7, per_layer_pass_s=2e-4, per_adapter_call_s=5e-5, per_step_s=0.02,
                      per_expert_call_s=0.0)
 
 
@@ -34,6 +34,8 @@ def test_fit_recovers_the_constants_of_exact_evidence():
                                     per_layer_pass_s=0.0, per_adapter_call_s=0.0, per_step_s=0.0))
     assert c.efficiency("ampere")[0] == pytest.approx(0.6, rel=1e-3)
     assert c.memory_efficiency == pytest.approx(0.7, rel=1e-3)
+    assert c.dequant_efficiency == c.memory_efficiency          # one bandwidth-bound class, no constant of its own
+    assert c.per_expert_call_s == c.per_layer_pass_s            # one launch cost per block pass (layer or expert)
     assert c.per_layer_pass_s == pytest.approx(2e-4, rel=1e-2)
 
 

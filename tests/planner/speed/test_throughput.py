@@ -7,7 +7,7 @@ from gpuplan.planner.io.catalog import resolve_gpu, resolve_model
 from gpuplan.planner.specs.enums import DType, Method, Optimizer
 from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
 from gpuplan.planner.specs.setup import Checkpointing, LoraSpec, TrainingSetup
-from gpuplan.planner.speed import links
+from gpuplan.planner.speed import dequant, links
 from gpuplan.planner.speed.kernels import step_traffic
 from gpuplan.planner.speed.throughput import (DEQUANT_BYTES_PER_WEIGHT, TimeConstants, mfu_defaults, mfu_for,
                                               step_time, time_columns)
@@ -46,7 +46,9 @@ def test_memory_bound_and_dequant_terms_are_bytes_over_bandwidth():
     tr = step_traffic(m, s)
     bw = g.memory_bandwidth
     assert st.memory_bound == pytest.approx(3 * (2 * 2048 * tr.bytes_per_token + tr.weight_bytes) / bw / c.memory_efficiency)
-    assert st.dequant == pytest.approx(3 * st.flops.quantized_weights * 3 * DEQUANT_BYTES_PER_WEIGHT / bw / c.dequant_efficiency)
+    per_weight = dequant.bytes_per_weight(s.quant, 2)     # double quant by default: ~2.766 B
+    assert st.dequant == pytest.approx(3 * st.flops.quantized_weights * 3 * per_weight / bw / c.dequant_efficiency)
+    assert c.dequant_efficiency == c.memory_efficiency
 
 
 def test_overhead_counts_launches():
