@@ -67,6 +67,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     from .stack_options import stack_notes   # lazy: each command loads what it needs (fast start)
 
     notes += stack_notes(click.get_current_context(silent=True))
+    from .ranges_report import ranges_block, stack_of   # lazy: each command loads what it needs (fast start)
+
+    ranges = ranges_block(est, setup, fit_rows, *stack_of(click.get_current_context(silent=True)))
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]
@@ -82,13 +85,15 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         stack = stack_block(click.get_current_context(silent=True))
         if stack is not None:   # --stack-versions: the library versions the estimate describes
             out["stack"] = stack
+        if ranges is not None:   # the real-GPU range of each figure (planner/plans/ranges.py)
+            out["ranges"] = ranges
         click.echo(json.dumps(out, indent=2))
     else:
         from .console import make_console   # at call time: tests swap the console
         from .report import render_estimate, render_time   # lazy: rich loads only to print tables
 
         console = make_console()
-        render_estimate(est, fit_rows, console, extra_notes=notes)
+        render_estimate(est, fit_rows, console, extra_notes=notes, ranges=ranges)
         render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
         console.print(f"answered by: {source.value}" + ("" if closed else " (no closed form; see the notes)"))
