@@ -28,7 +28,7 @@ def stack_of(ctx: click.Context | None) -> tuple[EvidenceStack, str]:
         return _CONFIG_STACKS[cfg.format], f"a {cfg.format} config"
     if block is not None:
         return EvidenceStack.HF, f"--stack-versions {block['name']}"
-    return EvidenceStack.HF, "gpuplan's defaults (TRL SFTTrainer, transformers, peft)"
+    return EvidenceStack.HF, "gpuplan's defaults (TRL's SFTTrainer)"
 
 
 def _figure_block(nbytes: int, r: Range) -> dict[str, Any]:
@@ -83,11 +83,11 @@ def render_ranges(block: dict[str, Any] | None, console) -> None:
     from .console import print_table   # lazy: with rich, only to print tables
 
     k = block["kind"]
-    t = Table(title=f"Real-GPU range of each figure (kind: {k['stack']} stack, {k['method']}; stack from {k['stack_from']})",
-              title_justify="left")
+    t = Table(title=f"Real-GPU range of each figure (GiB; kind: {k['stack']} stack, {k['method']})", title_justify="left")
     for col in ("figure", "estimate GiB", "range GiB", "error range", "bias", "from", "runs", "sources"):
         t.add_column(col, justify="right" if col in ("estimate GiB", "range GiB", "error range", "bias", "runs", "sources") else "left")
-    notes = []
+    notes = [f"the {k['stack']} stack is assumed from {k['stack_from']}; real = estimate / (1 + error), the error "
+             "range the 10th-90th percentile of published errors of the kind, held out by source"]
     for f in FIGURES:
         b = block[f]
         t.add_row(FIGURE_NAMES[f], _gib(b["estimate_bytes"]), f"{_gib(b['low_bytes'])}-{_gib(b['high_bytes'])}",

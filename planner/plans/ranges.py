@@ -231,6 +231,23 @@ def kind_range(rows: list[EvidenceRow], stack: str, method: str, figure: str) ->
     return None
 
 
+def coverage(rows: list[EvidenceRow]) -> list[tuple[EvidenceRow, Range | None, bool]]:
+    """(row, the range its kind gets from every *other* source, whether the row's error lies inside):
+    the check of the ranges themselves, one source held out at a time, through the same fallbacks an
+    estimate takes. A nominal 10th-90th percentile range should hold about 80% of the rows."""
+    out = []
+    for source in sorted({r.source for r in rows}):
+        rest = [r for r in rows if r.source != source]
+        seen: dict[tuple[str, str, str], Range | None] = {}
+        for r in (r for r in rows if r.source == source):
+            k = (r.stack, r.method, r.figure)
+            if k not in seen:
+                seen[k] = kind_range(rest, *k)
+            rng = seen[k]
+            out.append((r, rng, rng is not None and rng.low <= r.error <= rng.high))
+    return out
+
+
 @dataclass(frozen=True)
 class SimRow:
     method: str

@@ -128,3 +128,13 @@ def test_recorded_ranges_come_from_the_recorded_errors():
         if d["evidence"] == "published":
             assert d == fresh["kinds"][key], key
     assert {k: v for k, v in table["groups"].items()} == fresh["groups"]
+
+
+def test_coverage_holds_each_source_out_through_the_same_fallbacks():
+    evidence = rows("a", [-0.1, 0.0, 0.1]) + rows("b", [-0.1, 0.0, 0.1]) + rows("c", [0.5, 0.6])
+    cov = R.coverage(evidence)
+    assert [r.source for r, _, _ in cov] == ["a"] * 3 + ["b"] * 3 + ["c"] * 2
+    by = {r.key: (rng, ok) for r, rng, ok in cov}
+    rng, ok = by["c-0|max_memory_allocated"]
+    assert rng.sources == ("a", "b") and not ok            # c's +50% is outside what a and b give
+    assert all(ok for r, _, ok in cov if r.source != "c")
