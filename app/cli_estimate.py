@@ -24,9 +24,12 @@ CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits
 @run_options
 @click.option("--dataset-tokens", default=None, help="With --gpu: tokens per epoch (200M, 1.5B) for hours and dollars.")
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="With --dataset-tokens.")
+@click.option("--ranges-stack", type=click.Choice(["hf", "torchtune", "other"]), default=None,   # EvidenceStack
+              help="The stack whose published real-GPU runs give each figure's range (default: torchtune for "
+                   "--stack-versions torchtune-* or a torchtune config, other for an Unsloth script, else hf).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
 def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, dataset_tokens: str | None,
-             epochs: float, as_json: bool, **kw) -> None:
+             epochs: float, ranges_stack: str | None, as_json: bool, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
     A --gpu it does not fit says by how much, and the cheapest knobs that make it fit.
 
@@ -69,7 +72,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     notes += stack_notes(click.get_current_context(silent=True))
     from .ranges_report import ranges_block, stack_of   # lazy: each command loads what it needs (fast start)
 
-    ranges = ranges_block(est, setup, fit_rows, *stack_of(click.get_current_context(silent=True)))
+    ranges = ranges_block(est, setup, fit_rows, *stack_of(click.get_current_context(silent=True), ranges_stack))
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]

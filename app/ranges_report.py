@@ -14,9 +14,11 @@ GIB = 2**30
 _CONFIG_STACKS = {"torchtune": EvidenceStack.TORCHTUNE, "unsloth": EvidenceStack.OTHER}
 
 
-def stack_of(ctx: click.Context | None) -> tuple[EvidenceStack, str]:
-    """(the kind's stack, why): torchtune for --stack-versions torchtune-* or a torchtune config, other
-    for an Unsloth script, else hf (gpuplan's defaults are TRL's SFTTrainer)."""
+def stack_of(ctx: click.Context | None, given: str | None = None) -> tuple[EvidenceStack, str]:
+    """(the kind's stack, why): `given` (--ranges-stack); else torchtune for --stack-versions torchtune-*
+    or a torchtune config, other for an Unsloth script, else hf (gpuplan's defaults are TRL's SFTTrainer)."""
+    if given is not None:
+        return EvidenceStack(given), f"--ranges-stack {given}"
     from .from_config import FROM_CONFIG_META     # lazy: each command loads what it needs (fast start)
     from .stack_options import stack_block        # lazy: each command loads what it needs (fast start)
 

@@ -36,7 +36,7 @@ source*, each source one vote. A kind is (stack, method, figure): the stack as t
 collapsed to what an estimate can know (`hf`: transformers and peft, in HF Trainer/TRL or peft's own
 loop, gpuplan's default; `torchtune`, from `--stack-versions torchtune-0.6.1` or a torchtune config;
 `other`: stacks with their own model code or loop, LitGPT and Answer.AI's FSDP script, and an Unsloth
-script); the method (full, lora, qlora, with the adapter or objective when it is not plain LoRA SFT);
+script; `--ranges-stack` chooses one); the method (full, lora, qlora, with the adapter or objective when it is not plain LoRA SFT);
 the figure (peak allocated, peak reserved, device total, as each published figure is compared).
 
 **Held out, for an estimate that is not fitted.** No memory constant is fitted on the published runs,

@@ -62,6 +62,18 @@ class EvidenceStack(Choice):
     OTHER = "other"
 
 
+class Evidence(Choice):
+    PUBLISHED = "published"       # real-GPU runs others published (data/published/)
+    SIMULATED = "simulated"       # gpuplan's simulator (data/measurements/accuracy_simulate_*.json)
+
+
+class Fallback(Choice):
+    NONE = ""                                  # the kind's own rows
+    ALL_STACKS = "all stacks"                  # every stack's rows of the method and figure
+    ALL_METHODS = "all stacks and methods"     # every row of the figure
+    SIMULATOR = "simulator"                    # no published row has the method
+
+
 # data/published/*.json `stack` -> the kind's stack (data/published/README.md lists the stacks)
 _EVIDENCE_STACKS = {"hf": EvidenceStack.HF, "peft-loop": EvidenceStack.HF, "torchtune": EvidenceStack.TORCHTUNE}
 
@@ -111,7 +123,7 @@ class Range:
     """The signed-error range of one kind's figure, and where it comes from."""
 
     group: str                    # "stack|method|figure" the rows came from ("*" for any)
-    evidence: str                 # "published" or "simulated"
+    evidence: Evidence
     rows: int
     sources: tuple[str, ...]
     bias: float                   # median of per-source median signed errors (fraction)
@@ -120,17 +132,18 @@ class Range:
     median_abs: float             # median |held-out error| (sources one vote each)
     worst: float                  # the held-out error of largest magnitude
     held_out: bool                # False only where a single source leaves nothing to hold out
-    fallback: str = ""            # "" (the kind's own rows), "all stacks", "all stacks and methods", "simulator"
+    fallback: Fallback = Fallback.NONE
     why: str = ""                 # how the range was found where not from the kind's own rows
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["sources"] = list(self.sources)
+        d.update(sources=list(self.sources), evidence=self.evidence.value, fallback=self.fallback.value)
         return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Range":
-        return Range(**{**d, "sources": tuple(d["sources"])})
+        return Range(**{**d, "sources": tuple(d["sources"]), "evidence": Evidence(d["evidence"]),
+                        "fallback": Fallback(d["fallback"])})
 
 
 def quantile(values: list[float], p: float, weights: list[float] | None = None) -> float:
@@ -179,7 +192,7 @@ def held_out_errors(rows: list[EvidenceRow]) -> list[float]:
     return [b + (r.error - without[r.source]) for r in rows]
 
 
-def _summary(group: str, rows: list[EvidenceRow], cover: list[float] = (), fallback: str = "",
+def _summary(group: str, rows: list[EvidenceRow], cover: list[float] = (), fallback: Fallback = Fallback.NONE,
              why: str = "") -> Range:
     """The Range of `rows` held out by source, widened to cover the errors `cover` (a kind's own rows)."""
     sources = tuple(sorted({r.source for r in rows}))
@@ -191,7 +204,7 @@ def _summary(group: str, rows: list[EvidenceRow], cover: list[float] = (), fallb
     lo, hi = quantile(errs, QUANTILES[0], w), quantile(errs, QUANTILES[1], w)
     if cover:
         lo, hi = min(lo, *cover), max(hi, *cover)
-    return Range(group, "published", len(rows), sources, round(bias(rows), 4), round(lo, 4), round(hi, 4),
+    return Range(group, Evidence.PUBLISHED, len(rows), sources, round(bias(rows), 4), round(lo, 4), round(hi, 4),
                  round(quantile([abs(e) for e in errs], 0.5, w), 4), round(max(errs, key=abs), 4), held,
                  fallback, why)
 
@@ -221,11 +234,11 @@ def kind_range(rows: list[EvidenceRow], stack: str, method: str, figure: str) ->
         return _summary(f"{stack}|{method}|{figure}", own)
     cover = [r.error for r in own]
     have = f"{len(own)} run(s) from {len({r.source for r in own})} source(s)" if own else "no published run"
-    for key, pick, fallback in ((f"{ANY}|{method}|{figure}", lambda r: r.method == method, "all stacks"),
-                                (f"{ANY}|{ANY}|{figure}", lambda r: True, "all stacks and methods")):
+    for key, pick, fallback in ((f"{ANY}|{method}|{figure}", lambda r: r.method == method, Fallback.ALL_STACKS),
+                                (f"{ANY}|{ANY}|{figure}", lambda r: True, Fallback.ALL_METHODS)):
         pool = [r for r in rows if r.figure == figure and pick(r)]
-        if _enough(pool) or (fallback == "all stacks and methods" and pool):
-            why = (f"{name}: {have}, too few for a range of its own; the range of {fallback} for "
+        if _enough(pool) or (fallback is Fallback.ALL_METHODS and pool):
+            why = (f"{name}: {have}, too few for a range of its own; the range of {fallback.value} for "
                     f"{FIGURE_NAMES[figure]}" + (", widened to cover its own runs" if own else ""))
             return _summary(key, pool, cover, fallback, why)
     return None
@@ -266,16 +279,17 @@ def simulated_rows() -> list[SimRow]:
     return out
 
 
-def simulated_range(sim: list[SimRow], method: str) -> Range:
-    """The estimate's agreement with the simulator for `method` (every simulated row where none has it)."""
+def simulated_range(sim: list[SimRow], method: str | None) -> Range:
+    """The estimate's agreement with the simulator for `method`; every simulated row where none has
+    it (or for method None: the table's entry for methods it does not know, `{method}` in its text)."""
     own = [s for s in sim if s.method == method]
     pool, group = (own, f"sim|{method}") if own else (sim, f"sim|{ANY}")
     errs = [s.error for s in pool]
-    return Range(group, "simulated", len(pool), tuple(sorted({s.matrix for s in pool})), round(statistics.median(errs), 4),
-                 round(min(errs), 4), round(max(errs), 4), round(statistics.median(abs(e) for e in errs), 4),
-                 round(max(errs, key=abs), 4), False, "simulator",
-                 f"no real-GPU evidence covers {method}: the range is the estimate against the simulated step "
-                 f"({len(pool)} simulated rows{'' if own else ' of every method'}, lowest to highest), which leaves "
+    return Range(group, Evidence.SIMULATED, len(pool), tuple(sorted({s.matrix for s in pool})),
+                 round(statistics.median(errs), 4), round(min(errs), 4), round(max(errs), 4),
+                 round(statistics.median(abs(e) for e in errs), 4), round(max(errs, key=abs), 4), False, Fallback.SIMULATOR,
+                 f"no real-GPU evidence covers {method or '{method}'}: the range is the estimate against the simulated "
+                 f"step ({len(pool)} simulated rows{'' if own else ' of every method'}, lowest to highest), which leaves "
                  "out what a real GPU adds (allocator, CUDA context, a stack's own code)")
 
 
@@ -295,7 +309,7 @@ def build_table(rows: list[EvidenceRow], sim: list[SimRow]) -> dict[str, Any]:
                       "benchmarks/published.py --record from the same errors as errors_recorded.json"),
             "quantiles": list(QUANTILES), "min_sources": MIN_SOURCES, "min_rows": MIN_ROWS,
             "groups": {k: v.to_dict() for k, v in group_ranges(rows).items()},
-            "simulated_only": simulated_range(sim, "<none>").to_dict() if sim else None,
+            "simulated_only": simulated_range(sim, None).to_dict() if sim else None,
             "kinds": kinds,
             "rows": [asdict(r) for r in rows]}
 
@@ -329,8 +343,7 @@ def figure_range(kind: Kind, figure: str, table: dict[str, Any] | None = None) -
     sim = t.get("simulated_only")
     if sim is None:
         return None
-    r = Range.from_dict(sim)
-    return Range(**{**asdict(r), "sources": r.sources, "why": r.why.replace("<none>", kind.method)})
+    return Range.from_dict({**sim, "why": sim["why"].replace("{method}", kind.method)})
 
 
 def bounds(nbytes: int, r: Range) -> tuple[int, int]:

@@ -8,6 +8,7 @@ import re
 from click.testing import CliRunner
 
 from gpuplan.app.cli import cli
+from gpuplan.app.cli_estimate import estimate
 from gpuplan.app.ranges_report import verdict_line
 from gpuplan.planner.plans.ranges import FIGURES, EvidenceStack, Kind, Range, bounds, figure_range
 
@@ -81,3 +82,13 @@ def test_torchtune_stack_and_a_method_no_published_run_covers():
     b = d["ranges"]["device_total_bytes"]
     assert d["ranges"]["kind"]["method"] == "lora-dora" and b["evidence"] == "simulated"
     assert "no real-GPU evidence covers lora-dora" in b["why"]
+
+
+def test_ranges_stack_chooses_the_evidence():
+    opt = next(p for p in estimate.params if p.name == "ranges_stack")
+    assert list(opt.type.choices) == EvidenceStack.values()
+    d = json.loads(run(*LORA, "--ranges-stack", "other", "--json"))
+    assert d["ranges"]["kind"] == {"stack": "other", "method": "lora", "stack_from": "--ranges-stack other"}
+    assert d["ranges"]["peak_allocated_bytes"]["group"] == "other|lora|peak_allocated_bytes"
+    base = json.loads(run(*LORA, "--json"))
+    assert {k: v for k, v in d.items() if k != "ranges"} == {k: v for k, v in base.items() if k != "ranges"}

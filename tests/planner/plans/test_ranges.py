@@ -6,7 +6,7 @@ import pytest
 
 from gpuplan.planner.io.published import recorded_errors
 from gpuplan.planner.plans import ranges as R
-from gpuplan.planner.plans.ranges import EvidenceRow, EvidenceStack, Kind, Range, SimRow
+from gpuplan.planner.plans.ranges import Evidence, EvidenceRow, EvidenceStack, Fallback, Kind, Range, SimRow
 from gpuplan.planner.specs.enums import Method, Objective
 from gpuplan.planner.specs.setup import LoraSpec, PeftSpec, TrainingSetup
 
@@ -52,7 +52,7 @@ def test_the_range_is_held_out_not_the_fitted_errors():
     """The fitted (in-sample) errors of these rows lie within -22%..+22%; held out by source, a new
     source may be as far from the pool as each known one was: the range reaches about +-40%."""
     r = R.kind_range(rows("a", [-0.22, -0.20, -0.18]) + rows("b", [0.18, 0.20, 0.22]), "hf", "lora", A)
-    assert r.held_out and r.fallback == "" and r.rows == 6 and r.sources == ("a", "b")
+    assert r.held_out and r.fallback is Fallback.NONE and r.rows == 6 and r.sources == ("a", "b")
     assert r.bias == pytest.approx(0.0)
     assert r.low < -0.37 and r.high > 0.37            # in-sample: -0.22 and +0.22
     assert r.worst == pytest.approx(-0.42) or r.worst == pytest.approx(0.42)
@@ -73,14 +73,14 @@ def test_a_kind_with_one_source_falls_back_to_all_stacks_widened_to_its_own_rows
     evidence = (rows("tt", [0.5, 0.6, 0.7, 0.8, 0.9], stack="torchtune")
                 + rows("a", [-0.1, -0.05, 0.0]) + rows("b", [0.0, 0.05, 0.1]))
     r = R.kind_range(evidence, "torchtune", "lora", A)
-    assert r.fallback == "all stacks" and r.group == "*|lora|peak_allocated_bytes" and r.rows == 11
+    assert r.fallback is Fallback.ALL_STACKS and r.group == "*|lora|peak_allocated_bytes" and r.rows == 11
     assert r.high >= 0.9                                # its own runs stay inside the range
     assert "too few for a range of its own" in r.why
     # other figures of a method with evidence: the all-methods fallback
     dev = evidence + rows("c", [-0.3, -0.2, -0.1], method="full", figure="device_total_bytes") + \
         rows("d", [-0.2, -0.1], method="full", figure="device_total_bytes")
     r = R.kind_range(dev, "hf", "lora", "device_total_bytes")
-    assert r.fallback == "all stacks and methods" and r.sources == ("c", "d")
+    assert r.fallback is Fallback.ALL_METHODS and r.sources == ("c", "d")
     assert R.kind_range(evidence, "hf", "qlora", A) is None      # no published qlora row at all
 
 
@@ -88,13 +88,13 @@ def test_a_method_without_published_runs_gets_the_simulator_and_says_so():
     sim = [SimRow("lora-dora", 0.002, "accuracy_simulate_peft.json"), SimRow("lora-dora", -0.001, "accuracy_simulate_peft.json"),
            SimRow("full", 0.01, "accuracy_simulate.json")]
     r = R.simulated_range(sim, "lora-dora")
-    assert (r.evidence, r.rows, r.low, r.high, r.held_out) == ("simulated", 2, -0.001, 0.002, False)
+    assert (r.evidence, r.rows, r.low, r.high, r.held_out) == (Evidence.SIMULATED, 2, -0.001, 0.002, False)
     assert "no real-GPU evidence covers lora-dora" in r.why
     table = R.build_table(rows("a", [-0.1, 0.0, 0.1]) + rows("b", [-0.1, 0.0]), sim)
     assert table["kinds"]["hf|lora-dora|peak_allocated_bytes"]["evidence"] == "simulated"
     assert table["kinds"]["hf|lora|peak_allocated_bytes"]["evidence"] == "published"
     unknown = R.figure_range(Kind(EvidenceStack.HF, "qlora-boft"), A, table)
-    assert unknown.evidence == "simulated" and unknown.rows == 3 and "covers qlora-boft" in unknown.why
+    assert unknown.evidence is Evidence.SIMULATED and unknown.rows == 3 and "covers qlora-boft" in unknown.why
 
 
 def test_range_round_trips_through_its_dict():
@@ -103,14 +103,14 @@ def test_range_round_trips_through_its_dict():
 
 
 def test_bounds_and_verdicts():
-    r = Range("g", "published", 10, ("a", "b"), 0.0, -0.2, 0.25, 0.1, -0.3, True)
+    r = Range("g", Evidence.PUBLISHED, 10, ("a", "b"), 0.0, -0.2, 0.25, 0.1, -0.3, True)
     assert R.bounds(100, r) == (80, 125)           # published = estimate / (1 + error)
     assert R.headroom(200, 100, r).verdict == "fits"
     h = R.headroom(110, 100, r)                    # 10 to spare by the estimate, 15 over at the top
     assert (h.estimate, h.low, h.high, h.verdict) == (10, -15, 30, "may not fit")
     assert R.headroom(90, 100, r).verdict == "may fit"
     assert R.headroom(70, 100, r).verdict == "does not fit"
-    wild = Range("g", "published", 10, ("a", "b"), 0.0, -0.99, 0.0, 0.1, -0.99, True)
+    wild = Range("g", Evidence.PUBLISHED, 10, ("a", "b"), 0.0, -0.99, 0.0, 0.1, -0.99, True)
     assert R.bounds(100, wild) == (100, 1000)      # clamped at -90%
 
 
