@@ -2,10 +2,12 @@
 estimate shows it (planner/plans/ranges.py), and how well the ranges held on sources left out.
 
 Reads data/published/ranges_recorded.json, which `python benchmarks/published.py --record` writes
-from the same errors as errors_recorded.json (re-record that first after a change to the estimate).
+from the same errors as errors_recorded.json (re-record after a change to the estimate: that one
+command rewrites both files and docs/readme/ranges.md).
 
     python benchmarks/ranges.py            # print the tables (markdown)
-    python benchmarks/ranges.py --write    # also regenerate docs/readme/ranges.md (tables and example)
+    python benchmarks/ranges.py --write    # also regenerate docs/readme/ranges.md (tables and example);
+                                           # published.py --record does this too
 """
 from __future__ import annotations
 
@@ -60,8 +62,8 @@ why many are wide: they show the evidence as it is, not a target. Two pairs of s
 (fms-acceleration's two CSVs, LitGPT's two tables), so "2 sources" there is less independent than it
 reads. The ranges come from a recorded file, never from the runs at estimate time:
 
-    python benchmarks/published.py --record   # errors_recorded.json and ranges_recorded.json
-    python benchmarks/ranges.py --write       # this section's tables
+    python benchmarks/published.py --record   # errors_recorded.json, ranges_recorded.json, this section
+    python benchmarks/ranges.py               # the tables alone
 
 {tables}
 **In the estimate**
@@ -159,6 +161,23 @@ def report(table: dict) -> str:
             f"percentile range should hold about {int(100 * (QUANTILES[1] - QUANTILES[0]))}%: {inside} of {n})\n\n{cov}\n")
 
 
+def write_doc(table: dict) -> Path:
+    """Regenerate docs/readme/ranges.md: the prose, the tables of `table`, and the estimate example
+    as the README examples' runner prints it (tests/readme/examples.py checks it stays so)."""
+    sys.path.insert(0, str(ROOT / "tests" / "readme"))
+    from examples import run   # the README examples' runner: the block is what the command prints
+
+    full = run(EXAMPLE).splitlines()
+    start = next(i for i, ln in enumerate(full) if ln.startswith("Real-GPU range"))
+    command = f"{EXAMPLE} | tail -{len(full) - start}"   # from the range table to the end
+    fits_line = next(ln for ln in full if ": fits with " in ln)
+    may_line = next(ln for ln in full if ": may not fit: " in ln)
+    DOC.write_text(DOC_TEXT.format(fits_line=fits_line, may_line=may_line, min_rows=MIN_ROWS, min_sources=MIN_SOURCES,
+                                   tables=report(table), example_command=command,
+                                   example="\n".join(run(command).splitlines())))
+    return DOC
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="regenerate docs/readme/ranges.md")
@@ -170,17 +189,7 @@ def main() -> int:
     text = report(table)
     print(text)
     if args.write:
-        sys.path.insert(0, str(ROOT / "tests" / "readme"))
-        from examples import run   # the README examples' runner: the block is what the command prints
-
-        full = run(EXAMPLE).splitlines()
-        start = next(i for i, ln in enumerate(full) if ln.startswith("Real-GPU range"))
-        command = f"{EXAMPLE} | tail -{len(full) - start}"   # from the range table to the end
-        fits_line = next(ln for ln in full if ": fits with " in ln)
-        may_line = next(ln for ln in full if ": may not fit: " in ln)
-        DOC.write_text(DOC_TEXT.format(fits_line=fits_line, may_line=may_line, min_rows=MIN_ROWS, min_sources=MIN_SOURCES, tables=text,
-                                       example_command=command, example="\n".join(run(command).splitlines())))
-        print(f"wrote {DOC}", file=sys.stderr)
+        print(f"wrote {write_doc(table)}", file=sys.stderr)
     return 0
 
 
