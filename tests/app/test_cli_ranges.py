@@ -92,3 +92,12 @@ def test_ranges_stack_chooses_the_evidence():
     assert d["ranges"]["peak_allocated_bytes"]["group"] == "other|lora|peak_allocated_bytes"
     base = json.loads(run(*LORA, "--json"))
     assert {k: v for k, v in d.items() if k != "ranges"} == {k: v for k, v in base.items() if k != "ranges"}
+
+
+def test_fit_adds_the_range_verdict_and_keeps_its_own():
+    out = run("fit", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--method", "qlora")
+    lines = out.splitlines()
+    assert "does NOT fit" in lines[1]                                   # the estimate's verdict, unchanged
+    assert lines[2].startswith("  on a real GPU (hf stack, qlora; published runs held out by source): does not fit by")
+    d = json.loads(run("fit", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--method", "qlora", "--json"))
+    assert "ranges" not in d and d["fits"] is False
