@@ -28,9 +28,11 @@ DOC_TEXT = """## Ranges: how far each memory figure may be on a real GPU
 Every memory figure of `gpuplan estimate` carries the error that published real-GPU runs of the same
 kind of setup showed against gpuplan (the runs of "Against real GPUs", `data/published/`), so an
 estimate reads "{fits_line}" instead of a single number. With `--gpu`
-the verdict says **may not fit** when the range reaches past the card ("{may_line}"), and `--json` has a `ranges`
-object (bytes): the kind, each figure's low and high bytes, the rows and sources behind them, and
-each GPU's headroom at both ends.
+the verdict says **may not fit** when the range reaches past the card ("{may_line}"); "+a/-b" is how
+much more or less room there is at the two ends of the range. `--json` has a `ranges` object (bytes):
+the kind, each figure's low and high bytes, the rows and sources behind them, and each GPU's headroom
+at both ends. `gpuplan fit` adds the same verdict for the setup as given; neither changes its own
+verdict, which stays the estimate's.
 
 **What a range is.** error = (gpuplan - published) / published, so the real figure is
 estimate / (1 + error); the range is the 10th to 90th percentile of the kind's errors *held out by
@@ -47,7 +49,9 @@ the range itself, above all its bias (the kind's typical error). That is held ou
 held-out error is its error taken relative to the bias of the kind's *other* sources and put back on
 the bias of all of them. Where sources agree this is the run's own error; where they disagree it lies
 further out, as a source not in the evidence (a user's own run) may. The check below leaves each
-source out in turn and counts how many of its figures fall inside the range the others give.
+source out in turn and counts how many of its figures fall inside the range the others give. The
+tuned and the held-out sources of `split.json` both count: the split guards fitting, and nothing is
+fitted here (the tables say how many of each group's sources are held-out ones).
 
 **Few rows.** A kind needs {min_rows} runs from {min_sources} sources for a range of its own. With
 fewer, it takes the range of all stacks with its method and figure, then of every method with its
