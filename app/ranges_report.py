@@ -76,15 +76,16 @@ def verdict_line(gpu: str, fit: dict[str, Any]) -> str:
     return f"{gpu}: does not fit by {_gib(-est)} GiB, {spread}"
 
 
-def fit_range_line(setup, gpu, device_total: int, ctx: click.Context | None) -> str | None:
-    """`fit`'s line for the setup as given: its verdict over the device total's range (None where no
-    range was recorded)."""
-    stack, _ = stack_of(ctx)
-    r = figure_range(setup_kind(setup, stack), "device_total_bytes")
+def plan_range_line(setup, gpu, device_total: int, ctx: click.Context | None = None) -> str | None:
+    """`fit`'s and `recommend`'s line: the verdict of `device_total` on `gpu` over the device total's
+    real-GPU range (None where no range was recorded). Their own verdicts stay the estimate's."""
+    stack, _ = stack_of(ctx if ctx is not None else click.get_current_context(silent=True))
+    kind = setup_kind(setup, stack)
+    r = figure_range(kind, "device_total_bytes")
     if r is None:
         return None
     fit = headroom(gpu.memory_bytes, device_total, r).to_dict()
-    return (f"on a real GPU ({stack.value} stack, {setup_kind(setup, stack).method}; published runs held out by source): "
+    return (f"on a real GPU ({stack.value} stack, {kind.method}; published runs held out by source): "
             + verdict_line(gpu.name, fit).split(": ", 1)[1])
 
 

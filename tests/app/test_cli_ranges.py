@@ -101,3 +101,14 @@ def test_fit_adds_the_range_verdict_and_keeps_its_own():
     assert lines[2].startswith("  on a real GPU (hf stack, qlora; published runs held out by source): does not fit by")
     d = json.loads(run("fit", "--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--method", "qlora", "--json"))
     assert "ranges" not in d and d["fits"] is False
+
+
+def test_recommend_names_the_range_of_its_cheapest_and_fastest_plans():
+    args = ("recommend", "--model", "qwen2.5-1.5b", "--dataset-tokens", "50M", "--max-gpus", "1", "--gpus", "rtx-4090,h100")
+    out = run(*args)
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0 and "on a real GPU" not in r.stdout and "ranges" not in json.loads(r.stdout)                                # the plans and their JSON are unchanged
+    lines = out.splitlines()
+    for title in ("Cheapest: ", "Fastest: "):
+        i = next(k for k, ln in enumerate(lines) if ln.startswith(title))
+        assert lines[i + 2].startswith("  on a real GPU (hf stack, ")
