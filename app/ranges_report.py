@@ -26,8 +26,8 @@ def stack_of(ctx: click.Context | None, given: str | None = None) -> tuple[Evide
     if block is not None and str(block["name"]).startswith("torchtune"):
         return EvidenceStack.TORCHTUNE, f"--stack-versions {block['name']}"
     cfg = ctx.meta.get(FROM_CONFIG_META) if ctx is not None else None
-    if cfg is not None and cfg.format in _CONFIG_STACKS:
-        return _CONFIG_STACKS[cfg.format], f"a {cfg.format} config"
+    if cfg is not None:   # axolotl, HF/TRL, LLaMA-Factory and accelerate configs train with transformers + peft
+        return _CONFIG_STACKS.get(cfg.format, EvidenceStack.HF), f"the {cfg.format} config (--from-config)"
     if block is not None:
         return EvidenceStack.HF, f"--stack-versions {block['name']}"
     return EvidenceStack.HF, "gpuplan's defaults (TRL's SFTTrainer)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -112,3 +113,14 @@ def test_recommend_names_the_range_of_its_cheapest_and_fastest_plans():
     for title in ("Cheapest: ", "Fastest: "):
         i = next(k for k, ln in enumerate(lines) if ln.startswith(title))
         assert lines[i + 2].startswith("  on a real GPU (hf stack, ")
+
+
+def test_a_config_file_names_its_stack():
+    configs = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+    for path, stack in ((configs / "torchtune" / "llama3_2-1B_lora_single_device.yaml", "torchtune"),
+                        (configs / "unsloth" / "Llama3.1_8B-Alpaca.py", "other"),
+                        (configs / "axolotl" / "llama-2-qlora-fsdp.yml", "hf")):
+        r = CliRunner().invoke(cli, ["estimate", "--from-config", str(path), "--seq-len", "1024", "--json"])
+        assert r.exit_code == 0, r.output
+        kind = json.loads(r.stdout)["ranges"]["kind"]
+        assert kind["stack"] == stack and kind["stack_from"] == f"the {path.parent.name} config (--from-config)", path
