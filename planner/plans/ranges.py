@@ -22,6 +22,10 @@ row's held-out error is `b + (e - b_without)`, its signed error e taken relative
 that the kind's *other* sources give, and put back on the bias b of all sources. Where the sources of
 a kind agree, this is e; where they disagree, it is further out than e (a new source may be as far
 from the pool as each known one was), which is what a user of a source not in the evidence faces.
+(This is the cross-validation interval of a bias-only predictor with sources as folds: the bias plus
+the quantiles of its out-of-fold residuals, as in the CV/jackknife intervals of Barber, Candes, Ramdas
+and Tibshirani, "Predictive inference with the jackknife+", Ann. Statist. 49(1), 2021, Sec. 1-2,
+kept signed here because the errors are not symmetric.)
 The bias of a set of rows is the median of its per-source medians (every source one vote, so a
 131-run CSV does not outvote a README table). The range is the 10th to 90th percentile of the
 held-out errors, each source's rows sharing one vote (`quantile`: weighted, midpoint rule, clamped to
