@@ -24,9 +24,12 @@ CHECK_FAILED = 3   # `estimate --check`: a --gpu does not fit (0: every one fits
 @run_options
 @click.option("--dataset-tokens", default=None, help="With --gpu: tokens per epoch (200M, 1.5B) for hours and dollars.")
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="With --dataset-tokens.")
+@click.option("--ranges-stack", type=click.Choice(["hf", "torchtune", "other"]), default=None,   # EvidenceStack
+              help="The stack whose published real-GPU runs give each figure's range (default: torchtune for "
+                   "--stack-versions torchtune-* or a torchtune config, other for an Unsloth script, else hf).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in README.md).")
 def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, dataset_tokens: str | None,
-             epochs: float, as_json: bool, **kw) -> None:
+             epochs: float, ranges_stack: str | None, as_json: bool, **kw) -> None:
     """Peak GPU memory of one training step, by component and phase, and whether it fits.
     A --gpu it does not fit says by how much, and the cheapest knobs that make it fit.
 
@@ -67,6 +70,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     from .stack_options import stack_notes   # lazy: each command loads what it needs (fast start)
 
     notes += stack_notes(click.get_current_context(silent=True))
+    from .ranges_report import ranges_block, stack_of   # lazy: each command loads what it needs (fast start)
+
+    ranges = ranges_block(est, setup, fit_rows, *stack_of(click.get_current_context(silent=True), ranges_stack))
     if as_json:
         out = est.to_dict()
         out["notes"] = [*out["notes"], *notes]
@@ -82,13 +88,15 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         stack = stack_block(click.get_current_context(silent=True))
         if stack is not None:   # --stack-versions: the library versions the estimate describes
             out["stack"] = stack
+        if ranges is not None:   # the real-GPU range of each figure (planner/plans/ranges.py)
+            out["ranges"] = ranges
         click.echo(json.dumps(out, indent=2))
     else:
         from .console import make_console   # at call time: tests swap the console
         from .report import render_estimate, render_time   # lazy: rich loads only to print tables
 
         console = make_console()
-        render_estimate(est, fit_rows, console, extra_notes=notes)
+        render_estimate(est, fit_rows, console, extra_notes=notes, ranges=ranges)
         render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
         console.print(f"answered by: {source.value}" + ("" if closed else " (no closed form; see the notes)"))

@@ -52,6 +52,11 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     verdict = "fits" if r.fits else "does NOT fit"
     click.echo(f"  as given: {r.device_total_bytes / gib:.2f} GiB device total: {verdict} "
                f"(headroom {(gpu.memory_bytes - r.device_total_bytes) / gib:+.2f} GiB)")
+    from .ranges_report import plan_range_line   # lazy: each command loads what it needs (fast start)
+
+    line = plan_range_line(setup, gpu, r.device_total_bytes)
+    if line:   # the verdict over the real-GPU range of the device total (the verdict above is the estimate's)
+        click.echo("  " + line)
     from gpuplan.planner.memory.load import run_phase_totals   # lazy: each command loads what it needs (fast start)
 
     phases = run_phase_totals(model, setup) if r.source == "closed-form" else {}

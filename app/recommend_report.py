@@ -9,6 +9,7 @@ from gpuplan.planner.plans.purchase import Ownership, PurchaseOption
 from gpuplan.planner.plans.recommend import Recommendation
 
 from .console import print_table
+from .ranges_report import plan_range_line
 
 GIB = 2**30
 
@@ -21,6 +22,9 @@ def _plan_block(title: str, p: Plan, console: Console) -> None:
                   + f"; {st.tokens_per_s:,.0f} tokens/s, step {st.total:.2f} s (compute {st.compute:.2f}, "
                   f"comm {st.communication:.2f}, optimizer {st.optimizer:.3f}, dequant {st.dequant:.3f}), "
                   f"MFU {st.achieved_mfu:.0%}; memory {p.device_total_bytes / GIB:.1f} of {p.gpu.memory_bytes / GIB:.1f} GiB")
+    line = plan_range_line(p.setup, p.gpu, p.device_total_bytes)
+    if line:   # the verdict over the device total's real-GPU range (the plan itself qualified by the estimate)
+        console.print("  " + line, highlight=False, markup=False)
     console.print(f"  why: {p.why}")
     others = [c for c in p.costs if p.best is None or c.provider != p.best.provider][:4]
     if others:

@@ -17,7 +17,7 @@ def gib(nbytes: float) -> str:
 
 
 def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console: Console,
-                    extra_notes: list[str] = ()) -> None:
+                    extra_notes: list[str] = (), ranges: dict[str, Any] | None = None) -> None:
     s = est.setup
     ckpt = s['checkpointing']
     if "ckpt_every" in s:   # shown only when set (selective checkpointing by layer)
@@ -61,6 +61,10 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
             verdict = "[green]yes[/]" if row["fits"] else "[red]no[/]"
             fit.add_row(row["gpu"], gib(row["memory_bytes"]), verdict, gib(row["headroom_bytes"]))
         print_table(console, fit)
+    if ranges is not None:   # the real-GPU range of each figure and the verdict over it (app/ranges_report.py)
+        from .ranges_report import render_ranges   # lazy: each command loads what it needs (fast start)
+
+        render_ranges(ranges, console)
     console.print("[dim]Assumptions:[/]")
     for a in est.assumptions:
         value = gib(a.value) + " GiB" if a.unit == "bytes" else f"{a.value} ({a.unit})"

@@ -37,9 +37,14 @@ def record(section: str, rows: list[Any]) -> str:
                              "--record (time: key run); tests/planner/io/test_published.py fails if any |error| grows by more "
                              "than 0.5 points or an estimate falls further below a measurement")
     path = errors_path()
+    write_json(path, data)
+    return str(path)
+
+
+def write_json(path, data: Any) -> None:
+    """Write `data` to `path` atomically (a temporary file in the same folder, then a rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
-    return str(path)

@@ -9,15 +9,19 @@ with features gpuplan does not model are counted as "flagged" and listed with th
 
     python benchmarks/published.py            # print the tables (markdown)
     python benchmarks/published.py --record   # also write data/published/errors_recorded.json (memory)
+                                              # and data/published/ranges_recorded.json (the ranges the
+                                              # estimate shows: planner/plans/ranges.py), and regenerate
+                                              # docs/readme/ranges.md
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from _published_common import fmt, record, table
+from _published_common import fmt, record, table, write_json
 
 from gpuplan.planner.plans.evidence import memory_errors
+from gpuplan.planner.plans.ranges import build_table, evidence_rows, ranges_path, recorded_table, simulated_rows
 
 GIB = 2**30
 
@@ -48,7 +52,19 @@ def main() -> int:
             print(f"- {r.run.id}: " + "; ".join(r.run.unmodelled))
     if args.record:
         print(f"\nrecorded {len(rows)} errors to {record('memory', rows)}", file=sys.stderr)
+        print(f"recorded the ranges of {len(rows)} errors to {record_ranges(rows)}", file=sys.stderr)
+        from ranges import write_doc   # benchmarks/ranges.py (imports the CLI for its example): only here
+
+        recorded_table.cache_clear()   # the file just written
+        print(f"regenerated {write_doc(recorded_table())}", file=sys.stderr)
     return 0
+
+
+def record_ranges(rows) -> str:
+    """Write data/published/ranges_recorded.json from today's errors and the simulator's accuracy files."""
+    path = ranges_path()
+    write_json(path, build_table(evidence_rows(rows), simulated_rows()))
+    return str(path)
 
 
 if __name__ == "__main__":

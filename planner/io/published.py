@@ -20,7 +20,8 @@ from .catalog import data_dir
 
 SPLIT_FILE = "split.json"
 ERRORS_FILE = "errors_recorded.json"
-_NOT_SOURCES = {SPLIT_FILE, ERRORS_FILE}
+RANGES_FILE = "ranges_recorded.json"     # planner/plans/ranges.py, written with ERRORS_FILE
+_NOT_SOURCES = {SPLIT_FILE, ERRORS_FILE, RANGES_FILE}
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
