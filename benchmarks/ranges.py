@@ -22,6 +22,7 @@ from gpuplan.planner.plans.ranges import (ANY, FIGURE_NAMES, FIGURES, MIN_ROWS, 
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "readme" / "ranges.md"
+README = ROOT / "README.md"
 EXAMPLE = "gpuplan estimate --model llama-3.1-8b --method qlora --batch-size 1 --seq-len 4096 --gpu rtx-4090 --gpu l40s"
 DOC_TEXT = """## Ranges: how far each memory figure may be on a real GPU
 
@@ -179,12 +180,24 @@ def write_doc(table: dict) -> Path:
     DOC.write_text(DOC_TEXT.format(fits_line=fits_line, may_line=may_line, min_rows=MIN_ROWS, min_sources=MIN_SOURCES,
                                    tables=report(table), example_command=command,
                                    example="\n".join(run(command).splitlines())))
+    sync_readme()
     return DOC
+
+
+def sync_readme() -> None:
+    """README.md carries docs/readme/ranges.md as its section of the same heading: replace that section
+    (up to the next level-2 heading) with the doc, so a re-record refreshes both."""
+    doc = DOC.read_text().rstrip("\n").split("\n")
+    lines = README.read_text().split("\n")
+    start = lines.index(doc[0])
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    lines[start:end] = doc + [""]
+    README.write_text("\n".join(lines))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="regenerate docs/readme/ranges.md")
+    parser.add_argument("--write", action="store_true", help="regenerate docs/readme/ranges.md and its README section")
     args = parser.parse_args()
     table = recorded_table()
     if not table:

@@ -22,6 +22,8 @@ def _script():
 def test_the_readme_section_has_the_tables_of_the_recorded_ranges():
     text = (ROOT / "docs" / "readme" / "ranges.md").read_text()
     assert _script().report(recorded_table()) in text, "stale: run python benchmarks/ranges.py --write"
+    readme = (ROOT / "README.md").read_text()
+    assert text.rstrip("\n") + "\n" in readme, "README's Ranges section differs: run python benchmarks/ranges.py --write"
 
 
 def test_every_kind_an_estimate_can_ask_for_is_in_the_kind_table():
