@@ -148,7 +148,7 @@ class Objective(Choice):
     ORPO = "orpo"  # trl.experimental ORPOTrainer: chosen and rejected in one batch, full logits, no reference
     GRPO = "grpo"  # GRPOTrainer with HF generate: a generation phase (KV cache), then a fused-head step on completions
     PPO = "ppo"    # trl.experimental PPOTrainer: refused (policy, reference, reward and value models not modelled yet)
-    RM = "rm"      # RewardTrainer: refused (a sequence-classification score head instead of the lm_head, not modelled yet)
+    RM = "rm"      # RewardTrainer: AutoModelForSequenceClassification (num_labels=1), chosen and rejected in one batch
 
     @property
     def has_reference(self) -> bool:

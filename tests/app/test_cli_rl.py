@@ -38,8 +38,19 @@ def test_vllm_colocate_takes_its_share_of_each_gpu():
 def test_orpo_estimates_and_what_is_not_modelled_is_refused():
     out = json.loads(_run("-m", "qwen-2.5-0.5b", "--objective", "orpo", "--json").stdout)
     assert out["setup"]["objective"] == "orpo" and any("ORPO modelled" in n for n in out["notes"])
-    for objective, word in (("ppo", "PPOTrainer"), ("rm", "RewardTrainer")):
-        r = _run("-m", "qwen-2.5-0.5b", "--objective", objective)
-        assert r.exit_code == 2 and word in r.output and "Traceback" not in r.output
+    r = _run("-m", "qwen-2.5-0.5b", "--objective", "ppo")
+    assert r.exit_code == 2 and "PPOTrainer" in r.output and "Traceback" not in r.output
     r = _run("-m", "qwen-2.5-0.5b", "--objective", "grpo")
     assert r.exit_code == 2 and "--loss trl" in r.output
+
+
+def test_reward_modelling_plans_the_score_head_model():
+    out = json.loads(_run("-m", "llama-3.1-8b", "--objective", "rm", "--method", "lora", "-b", "2", "-s", "1024",
+                          "--gpu", "rtx-4090", "--json").stdout)
+    assert out["setup"]["objective"] == "rm" and out["params"]["lm_head"] == 4096   # the score head, hidden x 1
+    assert out["components"]["logits"] < 2**20                                       # no vocabulary logits
+    assert any("RewardTrainer" in n for n in out["notes"])
+    for bad, word in ((["--loss", "trl"], "score head"), (["--lora-targets", "q_proj,lm_head"], "lm_head"),
+                      (["--packing", "rows"], "never packs"), (["--eval-batch-size", "4"], "eval")):
+        r = _run("-m", "qwen-2.5-0.5b", "--objective", "rm", "--method", "lora", *bad)
+        assert r.exit_code == 2 and word in r.output and "Traceback" not in r.output, r.output
