@@ -368,8 +368,10 @@ class TrainingSetup:
             raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
                                "use --loss hf (the default) and no --liger with --objective orpo")
         if self.objective is Objective.PPO:
-            raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
-                               "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+            raise PlannerError("--objective ppo is not modelled: TRL 1.14 has no PPOTrainer (huggingface/trl#7020 removed "
+                               "it; TRL 1.12's trl.experimental.ppo has its policy, reference, reward and value models, "
+                               "rollouts and PPO epochs); plan --objective grpo, or the policy (sft) and reward model (rm) "
+                               "steps apart")
         if self.objective is Objective.RM:
             self._validate_rm()
         if self.objective is Objective.GRPO:
