@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..specs.enums import Objective
+from ..specs.enums import Objective, Padding
 from ..specs.memo import per_model
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
@@ -83,7 +83,12 @@ def mlp_backward_bytes(m: ModelSpec, rs: Resolved, T: int, layer_transient: int)
 
 def notes(rs: Resolved) -> list[str]:
     peft = (" its modules_to_save copy of the score head trained beside the adapters," if rs.setup.peft else "")
-    return [f"reward modelling modelled from TRL 1.14's RewardTrainer source (simulated with its own compute_loss): "
+    padded = "" if rs.setup.padding is Padding.NONE else ", padded with their attention mask"
+    out = []
+    if rs.setup.recipe.kbit_upcast:   # reward_trainer.py casts the trainable parameters to bf16 only (l.535-538)
+        out.append("RewardTrainer (TRL 1.14) does not call prepare_model_for_kbit_training: for its QLoRA path add "
+                   "--no-kbit-prepare (the plan keeps the upcast asked for)")
+    return out + [f"reward modelling modelled from TRL 1.14's RewardTrainer source (simulated with its own compute_loss): "
             f"AutoModelForSequenceClassification(num_labels=1), a score head (hidden x 1) in place of the lm_head "
             f"(no vocabulary logits),{peft} chosen and rejected in one batch of {2 * rs.setup.batch_size} sequences "
-            "of --seq-len tokens (--padding: a padded batch's mask)"]
+            f"of --seq-len tokens{padded}"]
