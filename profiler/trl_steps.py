@@ -13,6 +13,7 @@ TRL's Triton path on CUDA, so the simulator runs it through the stand-in of prof
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from types import SimpleNamespace
 
 import torch
@@ -79,8 +80,6 @@ def reward_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.d
     on the batch `DataCollatorForPreference` builds: chosen then rejected ids, 2b rows, an all-ones mask
     (fixed length: dropped before the model as a GPU run drops it); `padded`: the first row's last token is
     padding, so the mask reaches the model as a padded batch's does (profiler/batch.py)."""
-    from collections import defaultdict
-
     from trl import RewardTrainer  # lazy: TRL loads only when reward modelling is simulated
 
     host = _HostMetric()
