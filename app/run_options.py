@@ -129,6 +129,12 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     from gpuplan.planner.plans.cost import parse_bandwidth   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.techniques import lora   # lazy: each command loads what it needs (fast start)
 
+    from gpuplan.planner.techniques import reward   # lazy: each command loads what it needs (fast start)
+
+    model = reward.model_for(model, setup)   # reward modelling's phases run the sequence-classification model
+    if setup.objective is Objective.RM and kw["eval_batch_size"] is not None:
+        raise PlannerError("--eval-batch-size with --objective rm: RewardTrainer's eval (pooled rewards, no vocabulary "
+                           "logits) is not modelled yet; plan the training step without it")
     run = RunPlan(show_phases=bool(kw.get("show_phases")))
     _plan_load(run, model, setup, kw)
     if setup.objective is Objective.GRPO:   # its rollouts are a phase of their own

@@ -18,7 +18,8 @@ from transformers.optimization import Adafactor
 
 from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
 from gpuplan.planner.io.hf_vocabulary import hf_attention_name
-from gpuplan.planner.specs.enums import Fp8, Fp8Linears
+from gpuplan.planner.specs.enums import Fp8, Fp8Linears, Objective
+from gpuplan.planner.techniques.reward import SCORE_LABELS
 from gpuplan.planner.specs.errors import PlannerError
 
 from .dtypes import TORCH_DTYPES
@@ -54,6 +55,10 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
     else:
         config._attn_implementation = hf_attn_implementation(setup.attention)
     config.use_cache = False
+    if setup.objective is Objective.RM:   # RewardTrainer: num_labels=1, and a pad token to find the last token
+        config.num_labels = SCORE_LABELS
+        if config.get_text_config().pad_token_id is None:
+            config.get_text_config().pad_token_id = 0
     return config
 
 
@@ -72,7 +77,9 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device(device):
-            lm = transformers.AutoModelForCausalLM.from_config(config, dtype=load_dtype)
+            auto = transformers.AutoModelForSequenceClassification if setup.objective is Objective.RM \
+                else transformers.AutoModelForCausalLM   # RewardTrainer's model [trl/trainer/reward_trainer.py l.398]
+            lm = auto.from_config(config, dtype=load_dtype)
     lm.train()
     if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":
         notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "

@@ -319,6 +319,23 @@ RL_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=4, seq_len=256),
 )
 
+# TRL's RewardTrainer (planner/techniques/reward.py): AutoModelForSequenceClassification(num_labels=1), its own
+# compute_loss on chosen + rejected in one batch (profiler/trl_steps.py reward_loss); tied (Qwen, Llama-3.2) and
+# untied (TinyLlama) embeddings, full fine-tuning and LoRA/QLoRA (the score head a modules_to_save copy)
+RM = {"objective": "rm"}
+RMPPO_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "lora", "precision": "bf16-true"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "precision": "bf16-true"}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", RM, batch_size=1, seq_len=256),                 # fp32 weights under autocast
+    Case("llama", "llama-3.2-1b", {**RM, "method": "qlora"}, batch_size=2, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**RM, "method": "lora"}, batch_size=4, seq_len=256),
+    Case("llama", "tinyllama-1.1b", {**RM, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("llama", "tinyllama-1.1b", {**RM, "precision": "bf16-true"}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "lora", "padding": "max-length"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**RM, "method": "qlora", "padding": "max-length"}, batch_size=1, seq_len=512),
+)
+
 # axolotl's tiled MLP (planner/techniques/tiled_mlp.py): its own TiledMLP autograd Function in the simulated
 # step (profiler/tiled_mlp.py; needs `pip install axolotl --no-deps`), tiles set so that several run
 TILED = {"tiled_mlp": True, "tiled_mlp_shards": 4}
@@ -380,6 +397,7 @@ MATRICES["ckpt"] = CKPT_MATRIX
 MATRICES["masks"] = MASKS_MATRIX
 MATRICES["optim"] = OPTIM_MATRIX
 MATRICES["rl"] = RL_MATRIX
+MATRICES["rmppo"] = RMPPO_MATRIX
 
 # TRL 1.13-1.14 SFTTrainer's default loss, loss_type="chunked_nll" (--loss chunked-nll), run with TRL's own
 # _patch_chunked_ce_lm_head (profiler/trl_chunked_nll.py): the TRL stack's recipe (fp32 load, bf16

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gpuplan.planner.specs.enums import Objective
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, PeftSpec, TrainingSetup
@@ -86,10 +87,14 @@ def peft_config(model: ModelSpec, setup: TrainingSetup):
     # to the router and the fused experts besides the nn.Linear modules [peft/utils/
     # transformers_weight_conversion.py _resolve_string_target_modules], which a list of names does not
     targets = ALL_LINEAR if lora.targets == (ALL_LINEAR,) else list(setup.lora_targets(model))
+    saved = list(lora.modules_to_save)
+    task = "CAUSAL_LM"
+    if setup.objective is Objective.RM:   # RewardTrainer's docstring: modules_to_save=["score"]; TRL's
+        saved, task = saved + ["score"], "SEQ_CLS"   # ModelConfig: lora_task_type "SEQ_CLS" for reward modelling
     return peft.LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-        use_dora=lora.use_dora, modules_to_save=list(lora.modules_to_save) or None,
-        ensure_weight_tying=lora.ensure_weight_tying, task_type="CAUSAL_LM",
+        use_dora=lora.use_dora, modules_to_save=saved or None,
+        ensure_weight_tying=lora.ensure_weight_tying, task_type=task,
     )
 
 

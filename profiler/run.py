@@ -76,7 +76,7 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     """Why the profiler cannot run `setup` as its users do, or None. TRL's fused LM head and its
     DPOTrainer need TRL, whose tiles a Triton kernel folds on CUDA: the estimate models them from
     TRL's source, and a profile would measure a different step."""
-    if setup.objective not in (Objective.SFT, Objective.ORPO):   # ORPO: TRL's own code (profiler/trl_steps.py)
+    if setup.objective not in (Objective.SFT, Objective.ORPO, Objective.RM):   # ORPO, RM: TRL's own code (profiler/trl_steps.py)
         return (f"--objective {setup.objective.value} is modelled from TRL's source, not profiled: profile its "
                 "SFT step (--objective sft --loss hf or chunked)")
     if setup.loss is Loss.TRL:

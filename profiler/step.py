@@ -14,7 +14,7 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
-from gpuplan.planner.specs.enums import Objective, Packing
+from gpuplan.planner.specs.enums import Objective, Packing, Padding
 
 from .batch import micro_batch
 from .build import Built
@@ -22,7 +22,7 @@ from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .torchtune_loss import chunked_output_loss
 from .trl_chunked_nll import answered_chunk_count, chunked_nll_forward
-from .trl_steps import orpo_loss
+from .trl_steps import orpo_loss, reward_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .tracker import NullTracker, StorageTracker
@@ -74,6 +74,12 @@ def _optimizer_state(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [t for t in out if id(t) not in host and not getattr(t, "is_paged", False) and t.device.type != "meta"]
 
 
+def _score_head(lm: torch.nn.Module) -> torch.nn.Module:
+    """A sequence-classification model's score head (peft: its modules_to_save wrapper), where the logits start."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return base.score
+
+
 def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int = 2) -> None:
     """Runs `steps` optimizer steps under `tracker` (which must be the innermost dispatch mode)."""
     lm = built.model
@@ -81,7 +87,7 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     handles = [p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
                for p in trainable]
     tracker.track(list(lm.parameters()) + list(lm.buffers()) + quant_state_tensors(lm), Component.WEIGHTS)
-    head = lm.get_output_embeddings()
+    head = lm.get_output_embeddings() if setup.objective is not Objective.RM else _score_head(lm)
 
     def logits_start(module, inputs, output) -> None:
         tracker.track([output], Component.LOGITS)
@@ -125,6 +131,10 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                 elif setup.objective is Objective.ORPO:   # TRL's ORPOTrainer loss, by TRL's code
                     out = None
                     loss = orpo_loss(lm, setup.batch_size, setup.seq_len, vocab, built.device)
+                elif setup.objective is Objective.RM:     # TRL's RewardTrainer.compute_loss, by TRL's code
+                    out = None
+                    loss = reward_loss(lm, setup.batch_size, setup.seq_len, vocab, built.device,
+                                       padded=setup.padding is not Padding.NONE)
                 else:
                     out = lm(**batch)
                     loss = out.loss

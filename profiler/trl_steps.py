@@ -1,5 +1,7 @@
 """The loss computations of TRL's preference trainers, run on the simulator's model by TRL's own code.
 
+Reward modelling (TRL 1.14 trl/trainer/reward_trainer.py): `RewardTrainer.compute_loss` unbound, see reward_loss.
+
 ORPO (TRL 1.16.0 trl/experimental/orpo/orpo_trainer.py): `ORPOTrainer.concatenated_forward` and
 `odds_ratio_loss` called unbound on a stand-in for the trainer holding the attributes they read
 (`is_encoder_decoder`, `padding_value`, `aux_loss_enabled`, `beta`, `accelerator.device`, and its
@@ -11,6 +13,7 @@ TRL's Triton path on CUDA, so the simulator runs it through the stand-in of prof
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from types import SimpleNamespace
 
 import torch
@@ -59,3 +62,35 @@ def orpo_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.dev
     losses = ORPOTrainer.odds_ratio_loss(trainer, chosen_logps, rejected_logps)[0]
     del batch, chosen_logits, rejected_logits
     return nll - losses.mean()
+
+
+class _HostMetric:
+    """What `accelerator.gather` / `gather_for_metrics` hand RewardTrainer's metrics: reduced and read on the
+    host with `.item()`, which fake tensors cannot answer (a scalar each: no device memory the plan counts)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: 0.0 if name == "item" else self
+
+
+def reward_loss(lm: torch.nn.Module, b: int, s: int, vocab: int, device: torch.device, padded: bool = False,
+                center_rewards_coefficient: float | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """RewardTrainer's training loss on b (chosen, rejected) pairs, computed by TRL's own `compute_loss`
+    [trl/trainer/reward_trainer.py, TRL 1.14] called unbound on a stand-in for the trainer holding what it
+    reads (`model.training`, `args.center_rewards_coefficient`, `accelerator`, `_metrics`, the token count),
+    on the batch `DataCollatorForPreference` builds: chosen then rejected ids, 2b rows, an all-ones mask
+    (fixed length: dropped before the model as a GPU run drops it); `padded`: the first row's last token is
+    padding, so the mask reaches the model as a padded batch's does (profiler/batch.py)."""
+    from trl import RewardTrainer  # lazy: TRL loads only when reward modelling is simulated
+
+    host = _HostMetric()
+    trainer = SimpleNamespace(model=lm, args=SimpleNamespace(center_rewards_coefficient=center_rewards_coefficient),
+                              accelerator=SimpleNamespace(gather=lambda t: host, gather_for_metrics=lambda t: host),
+                              _metrics=defaultdict(lambda: defaultdict(list)), _total_train_tokens=0, _tp_size=1)
+    ids = torch.randint(0, vocab, (2 * b, s), device=device) if ids is None else ids
+    mask = torch.ones((2 * b, s), dtype=torch.int64, device=device)
+    if padded:
+        mask[0, -1] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    loss = RewardTrainer.compute_loss(trainer, lm if padded else _Unpadded(lm), inputs)
+    del inputs, ids
+    return loss

@@ -197,7 +197,11 @@ TABLE: dict[str, KeyRule] = {
     "rl": modelled("orpo: --objective orpo (TRL's ORPOTrainer, trl.experimental in TRL 1.x; axolotl "
                    "core/trainers/dpo ... ORPO); dpo/ipo/kto/simpo/grpo/ebft refused (axolotl's TRL pin and options "
                    "not mapped yet)"),
-    "reward_model": refused(_NOT_CAUSAL_LM),
+    "reward_model": modelled("true: --objective rm (axolotl's AxolotlRewardTrainer, TRL's RewardTrainer; with "
+                             "model_type AutoModelForSequenceClassification and num_labels 1)"),
+    "num_labels": modelled("with reward_model: 1 (RewardTrainer's score head); other counts refused"),
+    "center_rewards_coefficient": modelled("with reward_model: the centring term's tensors are b elements "
+                                           "(RewardTrainer.compute_loss): nothing more planned"),
     "process_reward_model": refused(_NOT_CAUSAL_LM),
     "trainer_cls": refused("a custom trainer class"),
     "kd_trainer": refused("knowledge distillation keeps teacher logits"),
@@ -240,7 +244,7 @@ TABLE: dict[str, KeyRule] = {
         "qgalore_queue_size"]),
     **read_only_with("lisa_n_layers", ["lisa_step_interval", "lisa_layers_attribute"]),
     **read_only_with("rl", ["dpo_use_logits_to_keep", "dpo_generate_during_eval", "dpo_norm_loss", "rpo_alpha",
-                            "center_rewards_coefficient", "num_labels", "dpo_use_weighting", "dpo_label_smoothing",
+                            "dpo_use_weighting", "dpo_label_smoothing",
                             "precompute_ref_log_probs", "dpo_use_liger_kernel", "dpo_padding_free", "dpo_loss_type",
                             "dpo_loss_weights", "kto_desirable_weight", "kto_undesirable_weight"]),
     **read_only_with("flex_attention", ["flex_attn_compile_kwargs"]),
@@ -406,6 +410,28 @@ def _rl(value: Any, o: Options, rep: Report) -> None:
     else:
         rep.refuse("rl", value, f"preference / RL training with {value} (a reference model or generation); "
                    f"{_NOT_CAUSAL_LM}, and rl: orpo", "plan its SFT step, or rl: orpo")
+def _reward_model(d: dict[str, Any], get, o: Options, rep: Report) -> bool:
+    """`reward_model: true`: axolotl's builder (core/builders/causal.py) trains with AxolotlRewardTrainer, a
+    TRL RewardTrainer [axolotl core/trainers/trl.py], on AutoModelForSequenceClassification with num_labels 1
+    (examples/gemma2/reward-model.yaml); True where planned."""
+    if not on(get("reward_model")):
+        for key in ("num_labels", "center_rewards_coefficient"):
+            if get(key) is not None:
+                rep.set(key, f"{show(d[key])}: read only with reward_model (no effect on a causal LM)")
+        return False
+    labels = get("num_labels")
+    if labels not in (None, 1):
+        rep.refuse("num_labels", labels, "RewardTrainer scores with one label (it raises for num_labels != 1)",
+                   "set num_labels: 1")
+        return False
+    o.use("reward_model", "objective", "rm")
+    if labels is not None:
+        rep.set("num_labels", "1: the score head planned")
+    if get("center_rewards_coefficient") is not None:
+        rep.set("center_rewards_coefficient", f"{show(d['center_rewards_coefficient'])}: b-element tensors, nothing planned")
+    return True
+
+
 # axolotl ring_attn_func -> gpuplan's --cp-kind [utils/schemas/enums.py RingAttnFunc]
 _RING_ATTN = {"batch_ring": "ring-flash", "varlen_llama3": "llama3"}
 
@@ -572,8 +598,11 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
             rep.refuse("plugins", ", ".join(other), "plugins whose keys gpuplan's axolotl table does not read",
                        "remove them to plan the rest")
     _rl(get("rl"), o, rep)
+    reward = _reward_model(d, get, o, rep)
     for key in ("model_type", "type_of_model"):
-        if get(key) and d[key] not in ("AutoModelForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
+        if reward and get(key) == "AutoModelForSequenceClassification":
+            rep.set(key, f"{d[key]}: the reward model planned (--objective rm)")
+        elif get(key) and d[key] not in ("AutoModelForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
             rep.refuse(key, d[key], _NOT_CAUSAL_LM, "use AutoModelForCausalLM")
     st = get("special_tokens")
     if isinstance(st, dict):

@@ -73,7 +73,13 @@ TABLE: dict[str, KeyRule] = {
     "lora_alpha": modelled("--lora-alpha"),
     "lora_dropout": modelled("--lora-dropout"),
     "lora_target_modules": modelled("--lora-targets"),
-    "lora_task_type": modelled("CAUSAL_LM (the task planned); others refused"),
+    "lora_task_type": modelled("CAUSAL_LM (the task planned); SEQ_CLS: --objective rm (TRL's ModelConfig: \"use "
+                               "'SEQ_CLS' for reward modeling\"); others refused"),
+    # RewardConfig [trl/trainer/reward_config.py, TRL 1.14]: center_rewards_coefficient marks a reward config
+    "center_rewards_coefficient": modelled("--objective rm (RewardTrainer); the centring term's tensors are b "
+                                           "elements (compute_loss): nothing more planned"),
+    "disable_dropout": modelled("true (RewardConfig's / DPOConfig's default): dropout modules set to p=0; planned as "
+                                "the model's config dropout (0 for Llama, Qwen, Mistral, Gemma); false: as planned"),
     "use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
     "attn_implementation": modelled("flash_attention_2: --attn flash; sdpa; eager; others refused"),
     "dtype": modelled("the load dtype: bfloat16/float16: full: --weights-dtype (under bf16/fp16 autocast; "
@@ -286,6 +292,8 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)
     _grpo(d, todo, o)
+    if "center_rewards_coefficient" in todo:   # a RewardConfig (the key is its own) [trl/trainer/reward_config.py]
+        o.use("center_rewards_coefficient", "objective", "rm")
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
@@ -424,7 +432,9 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
                 o.use(key, opt, conv(d[key]))
         if targets(get("lora_target_modules")):
             o.use("lora_target_modules", "lora_targets", targets(d["lora_target_modules"]))
-    if get("lora_task_type") not in (None, "CAUSAL_LM"):
+    if get("lora_task_type") == "SEQ_CLS":   # the score head in modules_to_save [peft PeftModelForSequenceClassification]
+        o.use("lora_task_type", "objective", "rm")
+    elif get("lora_task_type") not in (None, "CAUSAL_LM"):
         rep.refuse("lora_task_type", d["lora_task_type"], "only causal-LM adapters are planned", "use CAUSAL_LM")
     attn = get("attn_implementation") or mik.get("attn_implementation")
     if attn:

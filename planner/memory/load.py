@@ -69,7 +69,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import Offload
 from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
-from ..techniques import quantization
+from ..techniques import quantization, reward
 from . import rollouts
 from .estimate import estimate
 from .pieces import terms
@@ -148,7 +148,7 @@ def _largest_linear(model: ModelSpec) -> int:
 def _largest_tensors(model: ModelSpec, k: int) -> int:
     """Elements of the k largest checkpoint tensors: the embedding (and an untied lm_head), then the
     layers' largest linears (each layer has its own)."""
-    sizes = [model.vocab * model.hidden] * (1 if model.tied_embeddings else 2)
+    sizes = [model.vocab * model.hidden] + ([] if model.tied_embeddings else [model.head_rows * model.hidden])
     sizes += [_largest_linear(model)] * model.n_layers
     return sum(sorted(sizes, reverse=True)[:k])
 
@@ -280,6 +280,7 @@ def run_phase_totals(model: ModelSpec, setup: TrainingSetup, est=None, plan: Loa
     """Device bytes per GPU of the load, first-step and step phases (RunPhase values), and GRPO's
     generation phase; load is absent where it is not modelled."""
     est = est if est is not None else estimate(model, setup)
+    model = reward.model_for(model, setup)   # reward modelling loads the sequence-classification model
     out = {RunPhase.FIRST_STEP.value: device_total(est, first_step_allocated(est, setup)),
            RunPhase.STEP.value: est.device_total_bytes}
     load = load_estimate(model, setup, plan)

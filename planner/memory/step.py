@@ -24,6 +24,7 @@ from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
+from ..techniques import reward   # RewardTrainer's score head: the last layer's recompute is its peak
 from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
 from .layers import ActivationBytes
@@ -103,7 +104,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
     mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
-        else layer_transient
+        else reward.mlp_backward_bytes(model, rs, T, layer_transient)
     saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies - dropped + saved_head + adapters
     if part:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from ..io.catalog import all_gpus, resolve_gpu
 from ..specs.gpu import GpuSpec
-from ..specs.enums import Method, Optimizer, Precision
+from ..specs.enums import Loss, Method, Objective, Optimizer, Precision
 from ..specs.errors import PlannerError
 from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
@@ -56,6 +56,7 @@ class SearchSpace:
     optimizers: tuple[Optimizer, ...] = (Optimizer.ADAMW_FUSED, Optimizer.ADAMW_8BIT)
     checkpointing: tuple[Checkpointing, ...] = (Checkpointing.NONE, Checkpointing.FULL)
     max_micro_batch: int = 64
+    min_micro_batch: int = 1                   # KTOTrainer needs 2 (its KL pairs)
     base: TrainingSetup = field(default_factory=TrainingSetup)   # LoRA rank, targets, attention, loss
     mfu: float | None = None
 
@@ -144,6 +145,32 @@ class _Totals:
         return self.cache[key]
 
 
+# the loss each TRL trainer runs: DPO, KTO and GRPO score with TRL's fused LM head; ORPO and reward
+# modelling read the model's own logits / scores (their setup checks in specs/setup.py say so)
+OBJECTIVE_LOSS = {Objective.SFT: Loss.HF, Objective.DPO: Loss.TRL, Objective.KTO: Loss.TRL, Objective.GRPO: Loss.TRL,
+                  Objective.ORPO: Loss.HF, Objective.RM: Loss.HF}
+
+
+def objective_base(objective: Objective) -> TrainingSetup:
+    """The base setup recommend searches around for `objective`: its trainer's loss, GRPOConfig's defaults."""
+    if objective not in OBJECTIVE_LOSS:
+        raise PlannerError(f"--objective {objective.value} is not modelled (TRL 1.14 has no PPOTrainer: "
+                           "huggingface/trl#7020): recommend plans " + ", ".join(o.value for o in OBJECTIVE_LOSS))
+    return TrainingSetup(objective=objective, loss=OBJECTIVE_LOSS[objective])
+
+
+def _refused(setup: TrainingSetup) -> bool:
+    """Whether the objective refuses this candidate (e.g. planned on one GPU only): skipped, not an error."""
+    try:
+        setup.validate()
+    except PlannerError:
+        return True
+    return False
+
+
+REFUSED_TOTAL = 2**62   # the device total of a micro-batch the objective refuses: it fits no GPU
+
+
 def _batches(limit: int) -> list[int]:
     return [2**i for i in range(int(math.log2(limit)) + 1)]
 
@@ -158,7 +185,9 @@ def _largest_fitting(total: Callable[[int], int], memory: int, space: SearchSpac
     Bisection over powers of two: memory grows with the micro-batch (tests/planner/test_fit.py).
     The micro-batch times the data-parallel ranks stays within the global batch (the user's choice)."""
     cap = max(1, min(space.max_micro_batch, space.global_batch // max(dp, 1)))
-    batches = [b for b in _batches(space.max_micro_batch) if b <= cap]
+    batches = [b for b in _batches(space.max_micro_batch) if b <= cap and b >= space.min_micro_batch]
+    if not batches:
+        return 0, total(space.min_micro_batch), 1
     first = total(batches[0])
     if first > memory:
         return 0, first, len(batches)
@@ -181,7 +210,11 @@ def _batch_totals(totals: _Totals, base: TrainingSetup, space: SearchSpace) -> C
 
     def total(b: int) -> int:
         if b not in memo:
-            memo[b] = totals(base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp)))
+            setup = base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp))
+            if base.objective is not Objective.SFT and _refused(setup):   # e.g. GRPO's generation-batch multiple
+                memo[b] = REFUSED_TOTAL
+            else:
+                memo[b] = totals(setup)
         return memo[b]
     return total
 
@@ -217,15 +250,22 @@ def pareto_frontier(plans: Iterable[Plan]) -> tuple[Plan, ...]:
 FRONTIER_TOLERANCE = 1e-3
 
 
-def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Totals,
-            dataset_tokens: int, epochs: float) -> tuple[list[Plan], list[tuple[int, TrainingSetup, GpuSpec]], int]:
-    """(every fitting plan, the non-fitting (shortfall, setup, gpu), configurations considered)."""
+def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Totals, dataset_tokens: int,
+            epochs: float, skipped: list | None = None) -> tuple[list[Plan], list[tuple[int, TrainingSetup, GpuSpec]], int]:
+    """(every fitting plan, the non-fitting (shortfall, setup, gpu), configurations considered); candidates
+    the objective refuses (multi-GPU ones of an objective planned on one GPU) go to `skipped`."""
     gpus = [resolve_gpu(g) for g in c.gpus] if c.gpus else all_gpus()
     if c.require_price:
         gpus = [g for g in gpus if any(not c.providers or p.provider in c.providers for p in g.prices)]
     multi = c.max_gpus > 1
     plans, misses, considered = [], [], 0
     for base in _base_setups(model, c, space, multi):
+        first = space.min_micro_batch   # the search's first micro-batch, grad-accum filling the global batch
+        if base.objective is not Objective.SFT and _refused(base.with_(
+                batch_size=first, grad_accum=_grad_accum(space.global_batch, first, base.parallel.dp))):
+            if skipped is not None:
+                skipped.append(base)
+            continue
         if base.peft:
             base.lora_targets(model)
         by_batch = _batch_totals(totals, base, space)
@@ -357,7 +397,7 @@ def search_from_inputs(methods: str | Iterable[str] = "full,lora,qlora", max_gpu
                        deadline: str | None = None, budget: str | None = None,
                        providers: str | Iterable[str] | None = None, gpus: str | Iterable[str] | None = None,
                        spot: bool = False, seq_len: int = 1024, global_batch: int = 64,
-                       mfu: float | None = None) -> tuple[Constraints, SearchSpace]:
+                       mfu: float | None = None, objective: str = "sft") -> tuple[Constraints, SearchSpace]:
     """(Constraints, SearchSpace) from what a person types (the CLI's flags, the dashboard's fields):
     comma lists or sequences of names, '48h', '$500'; raises PlannerError naming the bad input."""
     try:
@@ -373,7 +413,29 @@ def search_from_inputs(methods: str | Iterable[str] = "full,lora,qlora", max_gpu
                     deadline_s=parse_duration(deadline) if deadline and deadline.strip() else None,
                     budget_usd=parse_usd(budget) if budget and budget.strip() else None,
                     providers=_names(providers) or None, gpus=gpu_names, spot=spot)
-    return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
+    try:
+        obj = Objective(objective)
+    except ValueError:
+        raise PlannerError(f"--objective {objective!r}: choose from {', '.join(Objective.values())}") from None
+    if obj is Objective.SFT:   # today's search, untouched
+        return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
+    return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu, base=objective_base(obj),
+                          min_micro_batch=2 if obj is Objective.KTO else 1)
+
+
+def _objective_notes(base: TrainingSetup, skipped: list[TrainingSetup]) -> list[str]:
+    """What a non-SFT objective changes in the search, one line each."""
+    if base.objective is Objective.SFT:
+        return []
+    notes = [f"--objective {base.objective.value}: each candidate's fit holds its trainer's step and run phases "
+             f"(--loss {base.loss.value}); the time and cost are the speed model's for the same micro-batch and "
+             "length, which does not count the objective's extra sequences or passes yet"]
+    if skipped:
+        multi = sum(1 for s in skipped if not s.parallel.single_gpu)
+        notes.append(f"--objective {base.objective.value} refuses {len(skipped)} candidate setups"
+                     + (f" ({multi} multi-GPU: the objective is planned on one GPU only)" if multi else "")
+                     + ": skipped")
+    return notes
 
 
 def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constraints: Constraints | None = None,
@@ -393,9 +455,10 @@ def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constr
         if unknown:
             raise PlannerError(f"unknown provider(s) {', '.join(unknown)}; the catalog has {', '.join(sorted(known))}")
     totals = _Totals(model)
-    plans, misses, considered = _search(model, c, space, totals, dataset_tokens, epochs)
+    skipped: list[TrainingSetup] = []
+    plans, misses, considered = _search(model, c, space, totals, dataset_tokens, epochs, skipped)
     good = [p for p in plans if _qualifies(p, c)]
-    notes: list[str] = []
+    notes: list[str] = _objective_notes(space.base, skipped)
     if not good:
         return Recommendation(None, None, (), considered, len(plans), 0, totals.count,
                               _closest(model, c, space, totals, plans, misses, dataset_tokens, epochs), tuple(notes))

@@ -147,8 +147,8 @@ class Objective(Choice):
     KTO = "kto"    # KTOTrainer: one completion per example, a no-grad KL forward, a frozen reference model
     ORPO = "orpo"  # trl.experimental ORPOTrainer: chosen and rejected in one batch, full logits, no reference
     GRPO = "grpo"  # GRPOTrainer with HF generate: a generation phase (KV cache), then a fused-head step on completions
-    PPO = "ppo"    # trl.experimental PPOTrainer: refused (policy, reference, reward and value models not modelled yet)
-    RM = "rm"      # RewardTrainer: refused (a sequence-classification score head instead of the lm_head, not modelled yet)
+    PPO = "ppo"    # PPOTrainer (trl.experimental up to TRL 1.12, removed by huggingface/trl#7020): refused, not modelled
+    RM = "rm"      # RewardTrainer: AutoModelForSequenceClassification (num_labels=1), chosen and rejected in one batch
 
     @property
     def has_reference(self) -> bool:

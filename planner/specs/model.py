@@ -115,6 +115,10 @@ class ModelSpec:
     # _MOE_TARGET_MODULE_MAPPING, _convert_peft_config_moe]; () where peft converts nothing
     peft_expert_targets: tuple[tuple[str, str], ...] = ()
     moe_norm_topk: bool = False                 # the router renormalizes its top-k weights (norm_topk_prob; Mixtral always)
+    # AutoModelForSequenceClassification (TRL's RewardTrainer, num_labels=1): a score head
+    # nn.Linear(hidden, score_labels, bias=False) in place of the lm_head, untied from the embedding
+    # [transformers modeling_layers.py GenericForSequenceClassification]; 0: a causal LM's lm_head
+    score_labels: int = 0
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -125,6 +129,11 @@ class ModelSpec:
     def norm_params(self) -> int:
         """Parameters of one hidden-sized norm (LayerNorm has a bias too)."""
         return self.hidden * (2 if self.norm_kind is NormKind.LAYER else 1)
+
+    @property
+    def head_rows(self) -> int:
+        """Output rows of the model's head: the vocabulary (lm_head), or a score head's labels."""
+        return self.score_labels or self.vocab
 
     def linear_names(self) -> set[str]:
         return {lin.name for lin in self.dense_linears + self.moe_linears}

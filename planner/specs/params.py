@@ -12,7 +12,7 @@ class ParamCounts:
     attention: int          # all layers' attention projections (+ biases, q/k norms)
     mlp: int                # all layers' MLP or expert weights (+ router)
     norms: int              # per-layer and final norms
-    lm_head: int            # 0 when tied to the embedding
+    lm_head: int            # 0 when tied to the embedding; a score head's weight (ModelSpec.score_labels)
 
     @property
     def total(self) -> int:
@@ -46,4 +46,6 @@ def _param_counts(m: ModelSpec) -> ParamCounts:
     norms = (m.n_layers * m.norms_per_layer + 1) * m.norm_params
     embedding = (m.vocab + m.learned_positions) * m.hidden
     lm_head = (0 if m.tied_embeddings else m.vocab * m.hidden) + (m.vocab if m.lm_head_bias else 0)
+    if m.score_labels:   # a sequence-classification model: the score head, no lm_head
+        lm_head = m.score_labels * m.hidden
     return ParamCounts(embedding, attention, mlp, norms, lm_head)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .engines import Engine, engine_of
-from .enums import Choice, DType, Method, QuantType
+from .enums import Choice, DType, Method, Objective, QuantType
 from .errors import NoClosedForm, PlannerError
 from .model import ModelSpec
 from .setup import ALL_LINEAR, EMBEDDING_NAMES, HEAD_NAMES, LoraSpec, PeftSpec, QuantSpec, TrainingSetup
@@ -163,6 +163,9 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
         raise NoClosedForm("DoRA on the embedding or lm_head has no closed form")
     inner = tuple(n for n in names if n not in EMBEDDING_NAMES + HEAD_NAMES)
     saved = _outer(lora.modules_to_save)
+    if setup.objective is Objective.RM and "head" not in saved:
+        # RewardTrainer's score head in modules_to_save (its docstring's advice; task_type SEQ_CLS adds it)
+        saved = (*saved, "head")
     if set(saved) & set(outer):
         raise PlannerError("a module cannot be both a LoRA target and in modules_to_save: peft wraps it once")
     tied = model.tied_embeddings and lora.ensure_weight_tying and len(saved) == 2

@@ -368,11 +368,12 @@ class TrainingSetup:
             raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
                                "use --loss hf (the default) and no --liger with --objective orpo")
         if self.objective is Objective.PPO:
-            raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
-                               "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+            raise PlannerError("--objective ppo is not modelled: TRL 1.14 has no PPOTrainer (huggingface/trl#7020 removed "
+                               "it; TRL 1.12's trl.experimental.ppo has its policy, reference, reward and value models, "
+                               "rollouts and PPO epochs); plan --objective grpo, or the policy (sft) and reward model (rm) "
+                               "steps apart")
         if self.objective is Objective.RM:
-            raise PlannerError("--objective rm (TRL's RewardTrainer: AutoModelForSequenceClassification, a score head "
-                               "instead of the lm_head) is not modelled yet: plan the backbone's SFT step as a bound")
+            self._validate_rm()
         if self.objective is Objective.GRPO:
             self._validate_grpo()
         if self.objective is Objective.ORPO and not self.parallel.single_gpu:
@@ -526,6 +527,25 @@ class TrainingSetup:
             raise PlannerError("--objective grpo is planned for one GPU only for now (ZeRO-3's "
                                "ds3_gather_for_generation and FSDP's summon_full_params are not modelled yet); drop "
                                "the multi-GPU flags")
+
+    def _validate_rm(self) -> None:
+        """What reward modelling (TRL 1.14 RewardTrainer, planner/techniques/reward.py) runs, and what the plan
+        does not model yet."""
+        if self.loss is not Loss.HF or self.liger.any() or self.loss_token_fraction != 1.0:
+            raise PlannerError("--objective rm scores each sequence with a hidden x 1 score head (no lm_head, no "
+                               "vocabulary logits): --loss, --loss-tokens and --liger do not apply; drop them")
+        named = [n for n in self.lora.targets + self.lora.modules_to_save if n in HEAD_NAMES]
+        if named:
+            raise PlannerError(f"--objective rm: the sequence-classification model has no {named[0]} (its score head "
+                               "is a modules_to_save copy already): drop it from --lora-targets / --modules-to-save")
+        if self.adapter is not None:
+            raise PlannerError(f"--objective rm with a {self.adapter.peft_type} --peft-config is not modelled (the score "
+                               "head's modules_to_save copy is planned for LoRA): use --method lora / qlora")
+        if self.packing is not Packing.NONE:   # RewardConfig has no packing / padding_free [trl/trainer/reward_config.py]
+            raise PlannerError(f"--packing {self.packing.value} with --objective rm: RewardTrainer pads chosen and "
+                               "rejected rows (DataCollatorForPreference), it never packs; use --padding or neither")
+        if not self.parallel.single_gpu:
+            raise PlannerError("--objective rm is planned for one GPU only for now; drop the multi-GPU flags")
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""

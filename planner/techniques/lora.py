@@ -48,10 +48,10 @@ def optimizer_shapes(model: ModelSpec, rs: Resolved) -> tuple[int, tuple[int, in
     rows, cols = layer_params(model, rs) // (2 * r), 2 * r
     rows += trainable_params(model, rs) - layer_params(model, rs) - outer.params(model, rs)   # magnitudes
     n_copies = 1 if rs.adapters.tied_copies else len(rs.adapters.saved_copies)
-    rows += n_copies * model.vocab + len(rs.adapters.embedding_lora) * (model.vocab + model.hidden)
+    copies = outer.copy_sizes(model, rs)   # V x H each (a score head: its labels x H)
+    rows += sum(copies) // model.hidden + len(rs.adapters.embedding_lora) * (model.vocab + model.hidden)
     cols += n_copies * model.hidden + len(rs.adapters.embedding_lora) * r
-    if n_copies:
-        largest = max(largest, model.vocab * model.hidden)
+    largest = max([largest, *copies])
     return largest, (rows, cols)
 
 

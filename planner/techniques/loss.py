@@ -7,6 +7,7 @@ from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
 from . import chunked_nll, chunked_output, cut_ce, liger, orpo
+from . import reward   # RewardTrainer's score head
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -26,6 +27,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
     V, e = m.vocab, rs.compute.bytes
     if rs.setup.objective is Objective.ORPO:   # ORPOTrainer's own loss on the full logits
         return orpo.loss_bytes(m, rs, T, sequences)
+    if rs.setup.objective is Objective.RM:     # a score head, no vocabulary logits
+        return reward.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CHUNKED:
         return fused_linear_cross_entropy(m, rs, T)
     if rs.setup.loss is Loss.TRL:

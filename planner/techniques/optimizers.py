@@ -93,7 +93,7 @@ def galore_targets(model, targets: tuple[str, ...]) -> list[tuple[int, int, int]
             if model.moe_layers and lin.experts == 1 and (not targets or targets == ("all-linear",)
                                                          or _targeted(lin, targets))]
     if not model.tied_embeddings and (targets == ("all-linear",) or any(_hit(t, "lm_head") for t in targets)):
-        out.append((model.vocab, model.hidden, 1))
+        out.append((model.head_rows, model.hidden, 1))   # the lm_head (a reward model's score head)
     return out
 
 
@@ -192,7 +192,7 @@ def tensor_inventory(model) -> list[tuple[int, int]]:
     if model.learned_positions:
         out.append((model.learned_positions * model.hidden, 1))
     if not model.tied_embeddings:
-        out.append((model.vocab * model.hidden, 1))
+        out.append((model.head_rows * model.hidden, 1))   # the lm_head (a reward model's score head)
     for linears, layers in ((model.dense_linears, model.dense_layers), (model.moe_linears, model.moe_layers)):
         for lin in linears:
             if layers:
@@ -273,7 +273,7 @@ def adam_mini_tensors(model) -> list[tuple[int, int, int]]:
     head_numel = model.hidden * model.hidden // model.n_heads
     out = [(model.vocab * model.hidden, model.vocab, 1)]
     if not model.tied_embeddings:
-        out.append((model.vocab * model.hidden, model.vocab, 1))
+        out.append((model.head_rows * model.hidden, model.head_rows, 1))   # the lm_head (or a score head)
     for lin in model.dense_linears:
         name = f"model.layers.0.{'self_attn' if lin.block == 'attn' else 'mlp'}.{lin.name}.weight"
         numel = lin.out_features * lin.in_features
@@ -309,7 +309,7 @@ def muon_matrices(model) -> list[tuple[int, int, int]]:
     for linears, layers in ((model.dense_linears, model.dense_layers), (model.moe_linears, model.moe_layers)):
         out += [(lin.out_features, lin.in_features, layers) for lin in linears if layers and lin.experts == 1]
     if not model.tied_embeddings:
-        out.append((model.vocab, model.hidden, 1))
+        out.append((model.head_rows, model.hidden, 1))   # the lm_head (a reward model's score head)
     return out
 
 

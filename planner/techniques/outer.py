@@ -20,8 +20,16 @@ def params(m: ModelSpec, rs: Resolved) -> int:
     [peft/tuners/lora/layer.py Embedding.update_layer, Linear]), V x H for each trained copy."""
     a = rs.adapters
     lora = len(a.embedding_lora) * a.r * (m.vocab + m.hidden)
-    copies = (1 if a.tied_copies else len(a.saved_copies)) * m.vocab * m.hidden
-    return lora + copies
+    return lora + sum(copy_sizes(m, rs))
+
+
+def copy_sizes(m: ModelSpec, rs: Resolved) -> list[int]:
+    """Elements of each trained copy: V x H for the embedding's and the lm_head's (one when tied), the
+    score head's labels x H for a sequence-classification model (ModelSpec.score_labels)."""
+    a = rs.adapters
+    if a.tied_copies:
+        return [m.vocab * m.hidden]
+    return [(m.vocab if part == "embedding" else m.head_rows) * m.hidden for part in a.saved_copies]
 
 
 def head_trains(rs: Resolved) -> bool:
@@ -64,4 +72,4 @@ def autocast_copies(m: ModelSpec, rs: Resolved) -> int:
 
 def extra_weight_grad_flop_weights(m: ModelSpec, rs: Resolved) -> int:
     """Weights whose weight-gradient GEMM runs per token besides the adapters': a trained lm_head."""
-    return m.vocab * m.hidden if head_trains(rs) else 0
+    return m.head_rows * m.hidden if head_trains(rs) else 0

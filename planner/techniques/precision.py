@@ -32,7 +32,7 @@ def weight_copies(m: ModelSpec, rs: Resolved) -> tuple[int, int, int]:
     if not rs.autocast or rs.residual is not DType.FP32:
         return 0, 0, 0
     e = rs.compute.bytes
-    head = int(e * m.vocab * m.hidden)
+    head = int(e * m.head_rows * m.hidden)   # the lm_head, or a score head
     head_live, head_saved = head, head
     if rs.setup.loss is Loss.CHUNKED:
         head_live, head_saved = (head if rs.full else 0), 0

@@ -19,12 +19,13 @@ from ..specs.enums import Objective
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from . import grpo, loss, orpo
+from . import grpo, loss, orpo, reward
 
 
 def sequences_per_example(rs: Resolved) -> int:
-    """Sequences one example puts through the policy with gradients: DPO's and ORPO's chosen and rejected."""
-    return 2 if rs.setup.objective in (Objective.DPO, Objective.ORPO) else 1
+    """Sequences one example puts through the policy with gradients: DPO's, ORPO's and reward modelling's
+    chosen and rejected."""
+    return 2 if rs.setup.objective in (Objective.DPO, Objective.ORPO, Objective.RM) else 1
 
 
 def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
@@ -56,6 +57,8 @@ def notes(rs: Resolved) -> list[str]:
         return orpo.notes(rs)
     if s.objective is Objective.GRPO:
         return grpo.notes(rs)
+    if s.objective is Objective.RM:
+        return reward.notes(rs)
     if not s.objective.has_reference:
         return []
     ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else

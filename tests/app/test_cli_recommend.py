@@ -106,3 +106,19 @@ def test_estimate_from_malformed_config(run):
 def test_estimate_without_model_or_config(run):
     r = run("estimate")
     assert r.exit_code == 2 and "--model is required" in r.output
+
+
+def test_recommend_plans_an_objective_and_refuses_ppo():
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from gpuplan.app.cli import cli
+
+    r = CliRunner().invoke(cli, ["recommend", "-m", "qwen-2.5-0.5b", "--dataset-tokens", "20M", "--methods", "lora",
+                                 "--gpu-types", "rtx-4090", "--max-gpus", "2", "--objective", "rm", "--json"])
+    out = _json.loads(r.stdout)
+    assert out["cheapest"]["setup"]["objective"] == "rm"
+    assert any("skipped" in n for n in out["notes"])
+    r = CliRunner().invoke(cli, ["recommend", "-m", "qwen-2.5-0.5b", "--dataset-tokens", "20M", "--objective", "ppo"])
+    assert r.exit_code == 2 and "PPOTrainer" in r.output and "Traceback" not in r.output

@@ -38,8 +38,31 @@ def test_vllm_colocate_takes_its_share_of_each_gpu():
 def test_orpo_estimates_and_what_is_not_modelled_is_refused():
     out = json.loads(_run("-m", "qwen-2.5-0.5b", "--objective", "orpo", "--json").stdout)
     assert out["setup"]["objective"] == "orpo" and any("ORPO modelled" in n for n in out["notes"])
-    for objective, word in (("ppo", "PPOTrainer"), ("rm", "RewardTrainer")):
-        r = _run("-m", "qwen-2.5-0.5b", "--objective", objective)
-        assert r.exit_code == 2 and word in r.output and "Traceback" not in r.output
+    r = _run("-m", "qwen-2.5-0.5b", "--objective", "ppo")
+    assert r.exit_code == 2 and "PPOTrainer" in r.output and "Traceback" not in r.output
     r = _run("-m", "qwen-2.5-0.5b", "--objective", "grpo")
     assert r.exit_code == 2 and "--loss trl" in r.output
+
+
+def test_reward_modelling_plans_the_score_head_model():
+    out = json.loads(_run("-m", "llama-3.1-8b", "--objective", "rm", "--method", "lora", "-b", "2", "-s", "1024",
+                          "--gpu", "rtx-4090", "--json").stdout)
+    assert out["setup"]["objective"] == "rm" and out["params"]["lm_head"] == 4096   # the score head, hidden x 1
+    assert out["components"]["logits"] < 2**20                                       # no vocabulary logits
+    assert any("RewardTrainer" in n for n in out["notes"])
+    for bad, word in ((["--loss", "trl"], "score head"), (["--lora-targets", "q_proj,lm_head"], "lm_head"),
+                      (["--packing", "rows"], "never packs"), (["--eval-batch-size", "4"], "eval")):
+        r = _run("-m", "qwen-2.5-0.5b", "--objective", "rm", "--method", "lora", *bad)
+        assert r.exit_code == 2 and word in r.output and "Traceback" not in r.output, r.output
+
+
+def test_reward_modellings_run_phases_load_and_save_the_score_head_model():
+    """Load and save phases see the sequence-classification model: a full bf16 checkpoint of Llama-3.1-8B loses the
+    untied V x H lm_head from the weights and both AdamW moments, and gains the H-element score head."""
+    args = ["-m", "llama-3.1-8b", "-b", "1", "-s", "512", "--precision", "bf16-true", "--save-steps", "100",
+            "--phases", "--json"]
+    rm, sft = (json.loads(_run(*args, "--objective", o).stdout) for o in ("rm", "sft"))
+    head = (128_256 * 4096 - 4096) * 2
+    saved = sft["checkpoint"]["bytes_per_checkpoint"] - rm["checkpoint"]["bytes_per_checkpoint"]
+    assert abs(saved - 3 * head) < 2**20                       # weights + exp_avg + exp_avg_sq, headers apart
+    assert rm["run_phases"]["load"] < sft["run_phases"]["load"]

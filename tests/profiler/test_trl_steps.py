@@ -58,3 +58,30 @@ def test_the_kernel_stand_in_allocates_as_trls_triton_function():
     assert grad.shape == logits.shape and grad.dtype is logits.dtype and grad.is_contiguous()
     assert utils._supports_trl_loss_kernel is before                    # restored after the block
     assert utils.selective_log_softmax(logits, index).dtype is torch.bfloat16   # TRL's CPU fallback again
+
+
+def _tiny_reward_model():
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   num_labels=1, pad_token_id=0)
+    return transformers.AutoModelForSequenceClassification.from_config(cfg)
+
+
+@pytest.mark.parametrize("center", [None, 0.01])
+def test_reward_loss_is_trls_bradley_terry_loss(center):
+    """RewardTrainer.compute_loss run by reward_loss: -log sigmoid(r_chosen - r_rejected), plus the centring term
+    center x mean((r_chosen + r_rejected)^2) when set [trl/trainer/reward_trainer.py compute_loss, TRL 1.14]."""
+    from gpuplan.profiler.trl_steps import reward_loss
+
+    lm = _tiny_reward_model()
+    ids = torch.randint(1, 97, (6, 11))          # 3 chosen rows, then 3 rejected; no pad token in them
+    ours = reward_loss(lm, 3, 11, 97, torch.device("cpu"), center_rewards_coefficient=center, ids=ids)
+    rewards = lm(ids).logits.squeeze(-1)         # the last token's score (no padding)
+    chosen, rejected = rewards[:3], rewards[3:]
+    expected = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    if center is not None:
+        expected = expected + center * torch.mean((chosen + rejected) ** 2)
+    torch.testing.assert_close(ours, expected)
+    ours.backward()
+    assert lm.score.weight.grad is not None and lm.score.weight.shape == (1, 32)

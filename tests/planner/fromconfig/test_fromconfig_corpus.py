@@ -250,6 +250,11 @@ EXPECTED: dict[str, Expect] = {
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
              attn='flash', objective='orpo'),
         refused=[]),
+    'axolotl/gemma2-reward-model.yaml': Expect(   # reward_model: true -> TRL's RewardTrainer
+        'axolotl', "gemma-2-2b",
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=4, grad_ckpt=True,
+             optimizer='adamw-8bit', attn='flash', padding='max-length', objective='rm'),
+        refused=[]),
     'axolotl/phi3-ft.yml': Expect(
         'axolotl', 'phi-3-mini-4k-instruct',
         dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,

@@ -41,3 +41,43 @@ def test_vllm_colocate_maps_and_server_mode_is_refused(tmp_path):
     assert read_config(str(p)).options["vllm_colocate"] == 0.4
     p.write_text(GRPO + "max_length: 512\nuse_vllm: true\nvllm_mode: server\n")
     assert any(r.startswith("vllm_mode: server") for r in read_config(str(p)).refused)
+
+
+REWARD = """model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct
+per_device_train_batch_size: 8
+max_length: 1024
+gradient_checkpointing: true
+bf16: true
+"""
+
+
+@pytest.mark.parametrize("marker", ["center_rewards_coefficient: 0.01\n", "center_rewards_coefficient: null\n",
+                                    "use_peft: true\nlora_task_type: SEQ_CLS\n"])
+def test_a_reward_config_maps_to_objective_rm(tmp_path, marker):
+    """RewardConfig's own key, or TRL ModelConfig's lora_task_type SEQ_CLS ("use 'SEQ_CLS' for reward modeling")."""
+    p = tmp_path / "reward.yaml"
+    p.write_text(REWARD + marker + "disable_dropout: true\n")
+    c = read_config(str(p))
+    assert c.options["objective"] == "rm" and c.options["seq_len"] == 1024
+    assert not c.refused and not c.unknown
+
+
+def test_an_sft_config_stays_sft(tmp_path):
+    p = tmp_path / "sft.yaml"
+    p.write_text(REWARD)
+    assert "objective" not in read_config(str(p)).options
+
+
+def test_axolotl_reward_model_needs_one_label(tmp_path):
+    """axolotl's reward_model: true trains TRL's RewardTrainer, which raises for num_labels != 1."""
+    base = "base_model: Qwen/Qwen2.5-0.5B\nmicro_batch_size: 2\nsequence_len: 512\nreward_model: true\n"
+    p = tmp_path / "rm.yml"
+    p.write_text(base + "model_type: AutoModelForSequenceClassification\nnum_labels: 1\n")
+    c = read_config(str(p))
+    assert c.options["objective"] == "rm" and not c.refused
+    p.write_text(base + "num_labels: 2\n")
+    c = read_config(str(p))
+    assert "objective" not in c.options and any(r.startswith("num_labels: 2") for r in c.refused)
+    p.write_text("base_model: Qwen/Qwen2.5-0.5B\nmicro_batch_size: 2\nsequence_len: 512\n"
+                 "model_type: AutoModelForSequenceClassification\n")
+    assert any(r.startswith("model_type:") for r in read_config(str(p)).refused)   # without reward_model
