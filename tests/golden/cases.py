@@ -108,6 +108,9 @@ def cases() -> Iterator[tuple[str, list[str]]]:
     # 4. the user's own configs
     for fixture in ("axolotl_qlora.yaml", "torchtune_lora.yaml", "trl_sft.json"):
         yield (f"from-config {fixture}", ["estimate", "--from-config", str(FIXTURES / fixture), "--json"])
+    yield ("from-config axolotl gemma2-reward-model.yaml",
+           ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "axolotl" / "gemma2-reward-model.yaml"),
+            "--json"])
     # 5. fit: fitting and not fitting, every method, a multi-GPU one
     for model, gpu, extra in (("llama-3.1-8b", "rtx-4090", ("--method", "qlora")),
                               ("llama-3.1-8b", "rtx-4090", ()),
@@ -142,6 +145,9 @@ def cases() -> Iterator[tuple[str, list[str]]]:
     yield ("recommend llama-3.1-70b 16 GPUs 48h", ["recommend", "-m", "llama-3.1-70b", "--dataset-tokens", "1B",
                                                    "--max-gpus", "16", "--deadline", "48h", "--methods", "full,lora",
                                                    "--json"])
+    for objective in ("dpo", "rm"):
+        yield (f"recommend qwen-2.5-0.5b 50M {objective}", ["recommend", "-m", "qwen-2.5-0.5b", "--dataset-tokens", "50M",
+                                                          "--objective", objective, "--max-gpus", "4", "--json"])
     yield ("recommend llama-3.1-8b impossible", ["recommend", "-m", "llama-3.1-8b", "--dataset-tokens", "10B",
                                                  "--deadline", "1h", "--budget", "5", "--max-gpus", "2", "--json"])
     # 8. every other accuracy matrix (a technique's simulated rows), named by its matrix
@@ -226,6 +232,12 @@ _TECHNIQUES = (
                                        "--gpu", "rtx-4090"]),
     ("ranges dora simulator-only", ["-m", "llama-3.2-1b", "--method", "lora", "--use-dora"]),
     ("ranges stack other", ["-m", "llama-3.2-1b", "--method", "lora", "--ranges-stack", "other", "--gpu", "l4"]),
+    ("rm lora 8b 4090", ["-m", "llama-3.1-8b", "--objective", "rm", "--method", "lora", "--base-dtype", "bf16",
+                         "-b", "2", "-s", "1024", "--gpu", "rtx-4090"]),
+    ("rm full bf16-true save phases", ["-m", "llama-3.1-8b", "--objective", "rm", "-b", "1", "-s", "512",
+                                       "--precision", "bf16-true", "--save-steps", "100", "--phases"]),
+    ("rm lora packing refused", ["-m", "llama-3.2-1b", "--objective", "rm", "--method", "lora", "--packing", "rows"]),
+    ("ppo refused", ["-m", "llama-3.2-1b", "--objective", "ppo"]),
     ("phases lora", ["-m", "llama-3.2-1b", "--method", "lora", "--phases"]),
     ("phases fsdp", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases"]),
     ("phases fsdp cpu-ram-efficient", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases",
