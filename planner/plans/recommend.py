@@ -428,8 +428,11 @@ def _objective_notes(base: TrainingSetup, skipped: list[TrainingSetup]) -> list[
     if base.objective is Objective.SFT:
         return []
     notes = [f"--objective {base.objective.value}: each candidate's fit holds its trainer's step and run phases "
-             f"(--loss {base.loss.value}); the time and cost are the speed model's for the same micro-batch and "
-             "length, which does not count the objective's extra sequences or passes yet"]
+             f"(--loss {base.loss.value}); "
+             + ("the time and cost leave out GRPO's rollouts (generation and its log-prob passes): "
+                "they are the step's alone" if base.objective is Objective.GRPO else
+                "the time and cost count the objective's sequences and no-grad forwards "
+                "(techniques/preference.py time_sequences), tokens/s the tokens of every sequence through the policy")]
     if skipped:
         multi = sum(1 for s in skipped if not s.parallel.single_gpu)
         notes.append(f"--objective {base.objective.value} refuses {len(skipped)} candidate setups"

@@ -91,7 +91,7 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     """FLOPs per token of forward, backward and recompute for `setup` (sequence length from it)."""
     rs = resolve(model, setup)
     W = _layer_linear_weights(model)
-    head = model.vocab * model.hidden
+    head = model.head_rows * model.hidden   # the LM head, or a reward model's hidden x 1 score head
     attn = attention.score_flops_per_token(model, setup.seq_len)
     adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
     adapters = adapter.flop_weights(model, rs) if adapter else 0.0

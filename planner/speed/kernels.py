@@ -122,7 +122,7 @@ def step_traffic(model: ModelSpec, setup: TrainingSetup) -> Traffic:
             layers_bytes += count * upcast.layer_bytes(m, rs, linears, moe) * (2 + recompute)
         adapted += count * n
         weights += count * sum(lin.weight_count for lin in linears) * e
-    V = m.vocab
+    V = m.head_rows   # the lm_head's vocabulary, or a reward model's score head (its loss is b scores)
     loss = (2 * e + 8) * V if setup.loss is Loss.CHUNKED else (3 * e + 28) * V
     if fused and setup.loss is not Loss.CCE:   # the compiled loss's fused reductions [planner/speed/compiled.py]
         loss = compiled.loss_bytes(e, V)

@@ -35,12 +35,12 @@ from ..memory.comm import Link, communication_bytes
 from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
-from ..specs.enums import Compile, DType, Method, Optimizer, Precision
+from ..specs.enums import Compile, DType, Method, Objective, Optimizer, Precision
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
-from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
+from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers, preference, reward
 from ..specs.resolved import resolve
 from . import dequant, links, upcast
 from .flops import StepFlops, step_flops
@@ -180,42 +180,52 @@ class Columns:
     flops: StepFlops
     peak: float
     upcast: bool = False  # QLoRA's kbit fp32 activations cast by every 4-bit linear (planner/speed/upcast.py)
+    objective: tuple[int, int, str] = (1, 0, "")   # preference.time_sequences: with-grad and no-grad sequences
 
 
 @lru_cache(maxsize=65536)
-def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int], bool]:
+def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int], bool,
+                                                                   tuple[int, int, str]]:
     """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
-    up = upcast.active(resolve(model, setup))
+    rs = resolve(model, setup)
+    up = upcast.active(rs)
+    objective = preference.time_sequences(rs)
     # what trains and what crosses the links do not depend on torch.compile: ask the memory model
     # without it (its compiled saved set refuses setups, e.g. checkpointing, the time model covers)
     eager = setup.with_(compile=Compile.NONE)
     trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params
     if setup.parallel.single_gpu:
-        return fl, trainable, (0, 0, 0), up
+        return fl, trainable, (0, 0, 0), up, objective
     vol = communication_bytes(model, eager)
     return fl, trainable, (vol.bytes_by(link=Link.INTRA_NODE), vol.bytes_by(link=Link.INTER_NODE),
-                           vol.bytes_by(link=Link.HOST)), up
+                           vol.bytes_by(link=Link.HOST)), up, objective
 
 
 def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Columns:
     """The step's parts before the fitted constants scale them (see the module docstring)."""
+    model = reward.model_for(model, setup)   # reward modelling runs the sequence-classification model
     p = setup.parallel
-    fl, trainable, (intra, inter, host), up = _setup_terms(model, setup)
+    fl, trainable, (intra, inter, host), up, objective = _setup_terms(model, setup)
     tr = step_traffic(model, setup)
     M = setup.batch_size * setup.seq_len
+    # a preference objective's micro-batch of b examples puts `policy` x b sequences through the step and
+    # `forward` x b through no-grad forwards (techniques/preference.py), each at the forward's share of a
+    # step's executed FLOPs; the per-token kernels and launches are scaled alike
+    policy, forward, _ = objective
+    passes = policy + forward * fl.forward / fl.hardware
     if p.cp > 1:   # each rank of a context-parallel group works on its shard of the sequence
         M = setup.batch_size * context_parallel.local_seq_len(p, setup.seq_len)
     a = setup.grad_accum
     split = p.tp * p.pp       # TP splits every GEMM, PP the layers (1F1B bubble not modelled)
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
     bw = gpu.memory_bandwidth
-    gemm = a * M * fl.linear / split / peak
+    gemm = a * M * passes * fl.linear / split / peak
     if setup.optimizer is Optimizer.GALORE_ADAMW and not setup.peft:   # GaLore's SVDs (fp32), amortized per step
         o = setup.optim
         gemm += optimizers.galore_svd_flops_per_step(model, o.rank, o.update_proj_gap, o.targets) / split / \
             gpu.peak_flops("fp32")
-    attention = a * M * fl.attention / split / peak
+    attention = a * M * passes * fl.attention / split / peak
     shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
     w = setup.adapter_dtype.bytes if setup.peft else setup.recipe.weights.bytes
     opt_bytes = trainable / split / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
@@ -225,9 +235,9 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
         opt_seconds = 0.0
     else:
         opt_seconds = opt_bytes / bw
-    memory = a * (M * tr.bytes_per_token + tr.weight_bytes) / split / bw + opt_seconds
+    memory = a * passes * (M * tr.bytes_per_token + tr.weight_bytes) / split / bw + opt_seconds
     deq_bytes = dequant.bytes_per_weight(setup.quant, setup.recipe.compute.bytes) if fl.quantized_weights else 0.0
-    dequant_s = a * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
+    dequant_s = a * passes * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
     network = 0.0
     if intra or inter or host:
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
@@ -236,8 +246,9 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
-    return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * tr.layer_passes / p.pp,
-                   a * tr.adapter_calls / p.pp, a * tr.expert_calls / p.pp, network, overlap, offload, a * M * max(p.dp, 1), fl, peak, up)
+    return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * passes * tr.layer_passes / p.pp,
+                   a * passes * tr.adapter_calls / p.pp, a * passes * tr.expert_calls / p.pp, network, overlap, offload,
+                   a * M * policy * max(p.dp, 1), fl, peak, up, objective)
 
 
 def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
@@ -372,5 +383,15 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                                 "and output (bitsandbytes Linear4bit.forward; planner/speed/upcast.py), modelled from source"))
     if act_note is not None:
         notes.append(act_note)
+    policy, forward, what = cols.objective
+    if policy > 1 or forward:
+        notes.append(Assumption("objective_sequences", [policy, forward], "sequences per example (with, without grad)",
+                                f"--objective {setup.objective.value}: {what} (techniques/preference.py); tokens/s counts "
+                                "the tokens of every sequence through the policy; each no-grad forward at the "
+                                "forward's share of the step's FLOPs, its kernels and launches scaled alike"))
+    elif setup.objective is Objective.GRPO:
+        notes.append(Assumption("objective_sequences", [1, 0], "sequences per example (with, without grad)",
+                                "--objective grpo: the training step only; the rollouts (generation and its no-grad "
+                                "log-prob passes) are not timed"))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
                     cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group)

@@ -28,6 +28,24 @@ def sequences_per_example(rs: Resolved) -> int:
     return 2 if rs.setup.objective in (Objective.DPO, Objective.ORPO, Objective.RM) else 1
 
 
+def time_sequences(rs: Resolved) -> tuple[int, int, str]:
+    """(sequences per example through the policy with gradients, sequences per example through a no-grad
+    forward, what they are) for the time model, from the same trainer steps this module plans:
+    DPO's chosen and rejected through the policy and, unless precomputed, the reference; KTO's completion,
+    its no-grad KL forward, and the reference's KL and main forwards; ORPO's and reward modelling's pair.
+    GRPO's rollouts (generation and its log-prob passes) are a phase of their own, not counted here."""
+    s = rs.setup
+    ref = s.objective.has_reference and not s.precompute_ref_log_probs
+    if s.objective is Objective.DPO:
+        return 2, 2 if ref else 0, "chosen and rejected" + (" and the reference's no-grad forward on both" if ref else "")
+    if s.objective is Objective.KTO:
+        return 1, 1 + (2 if ref else 0), ("a no-grad policy forward on the KL completions"
+                                           + (", the reference's KL and main forwards" if ref else ""))
+    if s.objective in (Objective.ORPO, Objective.RM):
+        return 2, 0, "chosen and rejected"
+    return 1, 0, ""
+
+
 def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
     """A frozen reference model's weights, where DPO keeps one."""
     s = rs.setup
