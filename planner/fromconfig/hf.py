@@ -294,7 +294,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         if isinstance(fcfg, str):
             rep.refuse("fsdp_config", fcfg, "an fsdp_config JSON file path is not read yet", "inline it")
             fcfg = None
-        read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
+        read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config", default_version=2, default_orig_params=True)
     return ngpus
 
 
