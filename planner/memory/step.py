@@ -34,6 +34,7 @@ from .figures import worst_phases
 from .slices import local_model
 from .states import States
 from .yafsdp import yafsdp_phases
+from . import preference_ranks   # DPO / KTO / ORPO / GRPO under FSDP2 and ZeRO
 
 # NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
 # and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
@@ -307,6 +308,10 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
         zero_phases if eng.deepspeed else _replicated_phases
+    preference_ranks.check(setup)
+    if setup.objective.value != "sft" and (eng.fsdp or eng.deepspeed):   # the objective's batch, the reference
+        sharded = layout
+        layout = lambda m_, s_, e_: preference_ranks.sharded_phases(m_, s_, e_, sharded)   # noqa: E731
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)
     else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)

@@ -63,7 +63,8 @@ def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
 def old_policy_pass(s: TrainingSetup) -> bool:
     """`gradient_accumulation_steps % generate_every != 0`, or vLLM with its importance-sampling correction
     (`vllm_importance_sampling_correction=True` by default): the old policy's log-probs are computed."""
-    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0 or s.vllm_colocate > 0
+    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0 or s.vllm_colocate > 0 \
+        or s.vllm_server_gpus > 0
 
 
 def notes(rs: Resolved) -> list[str]:
