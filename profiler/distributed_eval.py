@@ -58,3 +58,37 @@ def simulate_distributed_eval(model: ModelSpec, setup: TrainingSetup, batch_size
                     del logits
                 return start, tracker.peaks[Phase.FORWARD].total
 
+
+
+def simulate_reference_forward(model: ModelSpec, setup: TrainingSetup, batch_size: int, seq_len: int) -> tuple[int, int]:
+    """(rank 0's reference bytes before its forward, its peak allocated bytes over one no-grad forward) of a
+    frozen reference prepared as TRL 1.14.0's `prepare_fsdp` prepares it under FSDP2 [trl/models/utils.py
+    l.304-332]: `fully_shard` of the whole model with the policy's MixedPrecisionPolicy, one unit, then eval().
+    With a short batch the peak is the all-gather: the flat output and the unsharded copy of the whole model."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from gpuplan.planner import Engine, engine_of
+    from .dtypes import TORCH_DTYPES
+
+    setup.validate()
+    p = setup.parallel
+    eng = engine_of(p)
+    with fake_world(p.world, *mesh_shape(p)) as mesh:
+        lm, _ = build_model(model, setup, torch.device("meta"), simulated=True)
+        policy = MixedPrecisionPolicy()
+        if computes_without_autocast(setup.precision, eng):
+            policy = MixedPrecisionPolicy(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype],
+                                          reduce_dtype=torch.float32)
+        fully_shard(lm, mesh=mesh, mp_policy=policy, reshard_after_forward=eng is not Engine.FSDP_GRAD_OP)
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            lm.to_empty(device=torch.device("cpu"))
+            lm.eval()
+            tracker = ShardAwareTracker(lm)
+            with tracker, follow_resizes(tracker):
+                tracker.track(list(lm.parameters()) + list(lm.buffers()), Component.WEIGHTS)
+                start = tracker.current
+                tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
+                ids = torch.randint(0, lm.config.vocab_size, (batch_size, seq_len))
+                with torch.no_grad():
+                    lm(input_ids=ids)
+                return start, tracker.peaks[Phase.FORWARD].total

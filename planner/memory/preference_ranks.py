@@ -3,7 +3,8 @@ is the sharded layout's on the objective's batch (DPO's and ORPO's chosen and re
 and a frozen reference is prepared the way TRL 1.14.0 prepares it [trl/trainer/dpo_trainer.py l.957-963,
 kto_trainer.py l.967-972, grpo_trainer.py l.1134-1139: `prepare_deepspeed` under DeepSpeed,
 `prepare_fsdp` under FSDP, else `accelerator.prepare_model(ref, evaluation_mode=True)`]. Modelled from
-source, not simulated (the simulator has no reference model under FSDP2).
+source; the FSDP2 reference's gather is checked against a simulated one-unit reference forward
+(profiler/distributed_eval.py simulate_reference_forward), the step around it is not simulated.
 
 - FSDP2 (`prepare_fsdp`, trl/models/utils.py l.304-329): `fully_shard(model, ...)` of the whole reference,
   one unit, with the policy's MixedPrecisionPolicy and no upcast: its 1/n shard in the dtype it was
