@@ -67,7 +67,8 @@ def rank_states(model: ModelSpec, setup: TrainingSetup) -> RankStates:
     if eng in (Engine.SINGLE, Engine.DDP):
         buckets = st.gradients if eng is Engine.DDP else 0
         return RankStates(st.weights, st.optimizer_state, buckets, 0, 0, False, p.replicas,
-                          "DDP: every rank holds the model, its optimizer state and the gradient buckets"
+                          "DDP: every rank holds the model, its optimizer state and the gradient buckets (modelled "
+                          "from source, not simulated: DDP cannot run on fake tensors)"
                           if eng is Engine.DDP else "")
     if eng is Engine.YAFSDP:
         raise PlannerError("the eval phase under --fsdp yafsdp is not modelled (its forward gathers into reused "
@@ -118,4 +119,5 @@ def _zero(model: ModelSpec, setup: TrainingSetup, eng: Engine, n: int) -> RankSt
     between = {Engine.ZERO1: 0, Engine.ZERO2: bucket, Engine.ZERO3: G3}[eng]
     return RankStates(W + master, opt_state, between, 0, live, False, p.replicas,
                       f"DeepSpeed {eng.value}: each rank evaluates its own batch on the 16-bit module"
-                      + (f" partitioned over {n} GPUs, the module being run gathered" if eng is Engine.ZERO3 else ""))
+                      + (f" partitioned over {n} GPUs, the module being run gathered" if eng is Engine.ZERO3 else "")
+                      + " (modelled from source, not simulated)")

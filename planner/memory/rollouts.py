@@ -2,7 +2,9 @@
 (planner/techniques/grpo.py says what it does and which source lines): generate() on the local generation
 batch under the prepared model's autocast, then the no-grad log-prob passes through TRL's fused head, with
 the weights, the optimizer state and a kept reference resident and no gradients. Its generate is checked
-against transformers' sampling generate under the simulator (tests/profiler/test_grpo_generation.py).
+against transformers' sampling generate under the simulator (tests/profiler/test_grpo_generation.py). On
+several GPUs each rank holds what memory/eval_ranks.py says beside its generation batch, plus what generate
+gathers (`_gathers`) and the reference as TRL prepares it (memory/preference_ranks.py): modelled from source.
 """
 from __future__ import annotations
 

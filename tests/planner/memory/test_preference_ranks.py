@@ -110,3 +110,15 @@ def test_grpo_config_keys_for_server_mode_and_the_zero3_gather(tmp_path):
     assert dict(c.answerable)[next(r for r in c.refused if r.startswith("vllm_mode"))] == "vllm_server_gpus"
     p.write_text(base + "ds3_gather_for_generation: false\n")
     assert read_config(str(p)).options["ds3_gather_for_generation"] is False
+
+
+def test_the_vllm_server_gpus_are_paid_for():
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.plans.plan import time_report
+
+    m, h100 = resolve_model("qwen-2.5-7b"), resolve_gpu("h100")
+    s = _on(GRPO, fsdp=Fsdp.FULL)
+    plain = time_report(m, s, h100, dataset_tokens=10**8)
+    served = time_report(m, s.with_(vllm_server_gpus=2), h100, dataset_tokens=10**8)
+    assert "billed_gpus" not in plain and served["billed_gpus"] == 10
+    assert served["costs"][0]["usd"] == pytest.approx(plain["costs"][0]["usd"] * 10 / 8)
