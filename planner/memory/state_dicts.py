@@ -1,7 +1,10 @@
 """The FSDP save phase: what `state_dict()` and the optimizer's state dict gather on the GPU and in
 host RAM, for FSDP1 (`FullyShardedDataParallel`, FlatParameter units) and FSDP2 (`fully_shard`,
-DTensor parameters), with FULL_STATE_DICT or SHARDED_STATE_DICT. Modelled from the torch 2.13
-source, not simulated (the simulator runs no FSDP1 and no checkpoint save).
+DTensor parameters), with FULL_STATE_DICT or SHARDED_STATE_DICT, modelled from the torch 2.13 source.
+FSDP1's full (rank 0 only and every rank) and sharded state dicts without offload_to_cpu are checked
+byte for byte against the real hooks on two CPU processes with gloo (profiler/state_dict_check.py,
+tests/profiler/test_fsdp1_state_dict.py); offload_to_cpu, the optimizer's state dict and FSDP2 are
+modelled from source, not measured (on a CPU device every byte is host memory).
 
 How HF Trainer saves under FSDP [transformers 5.24 trainer.py: `save_model` l.4105-4108 calls
 `accelerator.get_state_dict` for FULL_STATE_DICT; `_save_optimizer_and_scheduler` l.3562-3569 calls
@@ -172,8 +175,10 @@ def fsdp_save_memory(model: ModelSpec, setup: TrainingSetup, plan: StateDictPlan
                          f"cloned on the GPU of {'rank 0' if plan.rank0_only else 'every rank'}")
         host_node = host0 * (1 if plan.rank0_only else per_node)
     else:
-        # every rank unshards the root for the whole traversal and one layer at a time, on the GPU
-        gpu = resident + R + U + (0 if plan.offload_to_cpu else F // n) + ((R + U) // n if offload else 0)
+        # every rank unshards the root for the whole traversal and one layer at a time, on the GPU; the
+        # kept chunks (without offload_to_cpu) peak at the end, the root's added while it is unsharded
+        kept = max(U + (F - R) // n, F // n) if not plan.offload_to_cpu else U
+        gpu = resident + R + kept + ((R + U) // n if offload else 0)
         host0 = F // n if plan.offload_to_cpu else 0
         host_node = host0 * per_node
         notes.append("SHARDED_STATE_DICT (FSDP1): each unit is unsharded on the GPU of every rank, the root "
