@@ -27,6 +27,7 @@ from ..specs.enums import Objective, Phase
 from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
+from ..specs.parallel import Fsdp
 from ..specs.setup import TrainingSetup
 from ..techniques import loss, preference
 from .pieces import compute_setup, terms
@@ -40,9 +41,18 @@ def check(setup: TrainingSetup) -> None:
     if p.tp > 1 or p.pp > 1 or p.cp > 1:
         raise PlannerError(f"--objective {setup.objective.value} with --tp / --pp / --context-parallel is not modelled "
                            "(TRL's trainers run data parallel); drop them")
-    if p.fsdp.value == "yafsdp":
+    if p.fsdp is Fsdp.YAFSDP:
         raise PlannerError(f"--objective {setup.objective.value} with --fsdp yafsdp is not modelled (TRL prepares a "
                            "reference with FSDP or DeepSpeed only); use --fsdp full")
+
+
+def for_objective(setup: TrainingSetup, eng: Engine, layout):
+    """The step's layout for `setup`'s objective: a sharded layout wrapped by `sharded_phases` for a preference
+    or RL objective; DDP's and one replica's layout already run the one-GPU step (memory/step.py)."""
+    check(setup)
+    if setup.objective is Objective.SFT or not (eng.fsdp or eng.deepspeed):
+        return layout
+    return lambda model, s, e: sharded_phases(model, s, e, layout)
 
 
 def reference_on_rank(model: ModelSpec, setup: TrainingSetup, eng: Engine) -> tuple[int, int]:

@@ -1,9 +1,9 @@
 """The FSDP save phase: what `state_dict()` and the optimizer's state dict gather on the GPU and in
 host RAM, for FSDP1 (`FullyShardedDataParallel`, FlatParameter units) and FSDP2 (`fully_shard`,
 DTensor parameters), with FULL_STATE_DICT or SHARDED_STATE_DICT, modelled from the torch 2.13 source.
-FSDP1's full (rank 0 only and every rank) and sharded state dicts without offload_to_cpu are checked
-byte for byte against the real hooks on two CPU processes with gloo (profiler/state_dict_check.py,
-tests/profiler/test_fsdp1_state_dict.py); offload_to_cpu, the optimizer's state dict and FSDP2 are
+FSDP1's full (rank 0 only and every rank) and sharded model state dicts and its full optimizer state dict,
+without offload_to_cpu, are checked against the real hooks on two CPU processes with gloo
+(profiler/state_dict_check.py, tests/profiler/test_fsdp1_state_dict.py); offload_to_cpu and FSDP2 are
 modelled from source, not measured (on a CPU device every byte is host memory).
 
 How HF Trainer saves under FSDP [transformers 5.24 trainer.py: `save_model` l.4105-4108 calls
@@ -184,8 +184,12 @@ def fsdp_save_memory(model: ModelSpec, setup: TrainingSetup, plan: StateDictPlan
         notes.append("SHARDED_STATE_DICT (FSDP1): each unit is unsharded on the GPU of every rank, the root "
                      "through the whole traversal, and re-chunked into this rank's shards")
     if with_optimizer:
-        largest = max(R_numel, U_numel) if rs.full else _adapter_unit_numel(model, setup, U_numel)
-        ogpu, ohost = _fsdp1_optimizer(setup, plan, st.optimizer_state, st.trainable_params, resident, largest, n)
+        if rs.full:   # the root (embedding first), the layers; the root's FlatParameter holds the lm_head too
+            units = (R_numel, max(R_numel, U_numel), U_numel)
+        else:         # peft: each adapter matrix its own unit (see _adapter_unit_numel)
+            a = _adapter_unit_numel(model, setup, U_numel)
+            units = (a, a, a)
+        ogpu, ohost = _fsdp1_optimizer(setup, plan, st.optimizer_state, st.trainable_params, resident, units, n)
         gpu, host0 = max(gpu, ogpu), max(host0, ohost)   # saved one after the other
         host_node = max(host_node, ohost * (1 if plan.kind is StateDictType.FULL and plan.rank0_only else per_node))
     if final is not None:   # the final save_model: the model alone, gathered for rank 0
@@ -218,9 +222,16 @@ def _adapter_unit_numel(model: ModelSpec, setup: TrainingSetup, layer_numel: int
 
 
 def _fsdp1_optimizer(setup: TrainingSetup, plan: StateDictPlan, O_full: int, trainable: int, resident: int,
-                     numel: int, n: int) -> tuple[int, int]:
-    """(GPU bytes, rank 0's host bytes) of FSDP.optim_state_dict under FSDP1, `numel` the elements of the
-    largest FlatParameter with optimizer state."""
+                     units: tuple[int, int, int], n: int) -> tuple[int, int]:
+    """(GPU bytes, rank 0's host bytes) of FSDP.optim_state_dict under FSDP1; `units`: the elements of the
+    first, the largest and the last FlatParameter with optimizer state, in the order the optimizer holds
+    them (model.parameters(): the root's embedding first, then the layers).
+
+    Per FlatParameter, with use_orig_params, one gathered buffer of its padded size in the state's dtype
+    serves every state (`_allgather_orig_param_states` allocates it before its loop over the states), next to
+    the cat of the local shard; without offload_to_cpu each state is cloned out of it on the GPU and kept
+    (l.1501-1503), so the peak is the first unit's clones beside its buffer, or the whole kept dict beside
+    the last unit's. Without use_orig_params every state of the unit is gathered before unflattening."""
     states = _PARAM_SHAPED_STATES.get(setup.optimizer)
     if states is None:
         raise PlannerError(f"FSDP1's optimizer state dict gathers states shaped like the parameters; "
@@ -229,14 +240,24 @@ def _fsdp1_optimizer(setup: TrainingSetup, plan: StateDictPlan, O_full: int, tra
     if not O_full:
         return resident, 0
     e = O_full // (states * trainable)                # bytes per state element (the trainable dtype)
-    if plan.use_orig_params:
-        transient = numel * e + numel * e // n        # the gathered buffer and the cat of the local shard
-    else:
-        transient = states * numel * e                # every state of the unit gathered together
+    first, largest, last = units
+
+    def buffers(numel: int) -> int:
+        if plan.use_orig_params:
+            return numel * e + numel * e // n         # the gathered buffer and the cat of the local shard
+        return states * numel * e                     # every state of the unit gathered together
+
     full_dict = plan.kind is StateDictType.FULL
-    kept = 0 if plan.offload_to_cpu else (O_full if full_dict else O_full // n)
-    host = (O_full if full_dict else O_full // n) if plan.offload_to_cpu else 0
-    return resident + transient + kept, host
+    whole = O_full if full_dict else O_full // n      # what rank 0 keeps
+    host = whole if plan.offload_to_cpu else 0
+    if plan.offload_to_cpu:                           # each state copied to host memory as it is made
+        return resident + buffers(largest), host
+    share = 1 if full_dict else n                     # a sharded dict keeps this rank's chunk of each state
+
+    def clones(numel: int) -> int:
+        return states * numel * e // share
+
+    return resident + max(clones(first) + buffers(first), whole + buffers(last)), host
 
 
 def _fsdp2(model: ModelSpec, setup: TrainingSetup, plan: StateDictPlan, resident: int, F: int, n: int,

@@ -308,10 +308,7 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
         zero_phases if eng.deepspeed else _replicated_phases
-    preference_ranks.check(setup)
-    if setup.objective.value != "sft" and (eng.fsdp or eng.deepspeed):   # the objective's batch, the reference
-        sharded = layout
-        layout = lambda m_, s_, e_: preference_ranks.sharded_phases(m_, s_, e_, sharded)   # noqa: E731
+    layout = preference_ranks.for_objective(setup, eng, layout)   # DPO/KTO/ORPO/GRPO: their batch, the reference
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)
     else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)

@@ -14,6 +14,7 @@ from .cost import ProviderCost, run_cost
 from ..specs.model import ModelSpec
 from ..memory.result import MemoryEstimate
 from ..specs.setup import TrainingSetup
+from ..specs.enums import Objective
 from ..speed.throughput import StepTime, step_time
 
 
@@ -113,7 +114,7 @@ class Plan:
 def billed_gpus(setup: TrainingSetup) -> int:
     """GPUs the run pays for: its world, and GRPO's vLLM server GPUs (vllm_mode server: `trl vllm-serve` on GPUs
     of their own, taken to be of the same --gpu kind)."""
-    return setup.parallel.world + (setup.vllm_server_gpus if setup.objective.value == "grpo" else 0)
+    return setup.parallel.world + (setup.vllm_server_gpus if setup.objective is Objective.GRPO else 0)
 
 
 def make_plan(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_tokens: int, epochs: float,

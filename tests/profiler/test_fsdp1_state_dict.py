@@ -34,3 +34,9 @@ def test_fsdp1_state_dicts_match_the_real_hooks():
     sharded = StateDictPlan(1, StateDictType.SHARDED, offload_to_cpu=False)
     assert planned(sharded) == measured["sharded"][0]                       # the root with every rank's chunks
     assert measured["sharded"][1] == st.weights // 2
+    # the optimizer's full state dict on the device: the root's two AdamW moments cloned beside its gathered
+    # buffer (the embedding's FlatParameter comes first), or the whole dict kept beside the last layer's
+    opt = fsdp_save_memory(model, setup, full).gpu_bytes - resident
+    peak, kept = measured["optim-full"]
+    assert kept == pytest.approx(st.optimizer_state, rel=0.001)            # + 39 one-element step tensors
+    assert opt == pytest.approx(peak, rel=0.001), (opt, peak)
