@@ -134,6 +134,11 @@ SETUP_OPTIONS = [
     click.option("--vllm-colocate", type=float, default=_D.vllm_colocate, show_default=True,
                  help="GRPO: vLLM in colocate mode generates, holding this fraction of each GPU "
                       "(vllm_gpu_memory_utilization; TRL's default 0.3); 0: HF generate."),
+    click.option("--vllm-server-gpus", type=int, default=_D.vllm_server_gpus, show_default=True,
+                 help="GRPO: vLLM in server mode (trl vllm-serve) on this many other GPUs generates; the training GPUs "
+                      "hold no vLLM share, and the run needs these GPUs too."),
+    click.option("--ds3-gather-for-generation/--no-ds3-gather-for-generation", default=True, show_default=True,
+                 help="GRPO under --zero 3: gather the whole policy for generate (GRPOConfig.ds3_gather_for_generation)."),
     click.option("--precompute-ref-log-probs", is_flag=True, help="DPO/KTO: reference log-probs computed before "
                  "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
@@ -281,7 +286,8 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         num_generations=kw.get("num_generations") or _D.num_generations,
         completion_len=kw.get("completion_len") or _D.completion_len,
         steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,
-        vllm_colocate=kw.get("vllm_colocate") or 0.0,
+        vllm_colocate=kw.get("vllm_colocate") or 0.0, vllm_server_gpus=kw.get("vllm_server_gpus") or 0,
+        ds3_gather_for_generation=kw.get("ds3_gather_for_generation", True) is not False,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,

@@ -110,6 +110,9 @@ def render_checkpoint(ckpt, console: Console) -> None:
                   f"{ckpt.kept} kept: {ckpt.bytes_on_disk_total / gib:,.1f} GiB on disk; "
                   f"{ckpt.save_seconds:,.1f} s to write each (synchronous: the GPU waits); "
                   f"save phase {ckpt.save_peak_bytes / gib:,.2f} GiB allocated per GPU")
+    if ckpt.save_host_bytes_rank0 is not None:
+        console.print(f"save phase host RAM: {ckpt.save_host_bytes_rank0 / gib:,.2f} GiB on rank 0, "
+                      f"{ckpt.save_host_bytes_per_node / gib:,.2f} GiB per node")
     for note in ckpt.notes:
         console.print(f"  note: {note}")
 

@@ -16,6 +16,20 @@ RUN_OPTIONS = [
     click.option("--max-steps", type=int, default=None, help="Optimizer steps of the run, to count checkpoints [one]."),
     click.option("--disk-bandwidth", default=None, help="Checkpoint write speed: 1.5GB/s, 800MB/s [2GB/s, a datacenter NVMe]."),
     click.option("--save-only-model", is_flag=True, help="Checkpoints without the optimizer state (HF save_only_model)."),
+    click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None, help="FSDP: the save phase runs "
+                 "FSDP1's (FullyShardedDataParallel) or FSDP2's (fully_shard) state-dict code; the step is planned "
+                 "with FSDP2's shards either way [2]."),
+    click.option("--fsdp-state-dict", type=click.Choice(["full", "sharded"]), default=None, help="FSDP "
+                 "state_dict_type of the save: full (FULL_STATE_DICT, gathered for rank 0) or sharded "
+                 "(SHARDED_STATE_DICT, each rank's shards) [full]."),
+    click.option("--state-dict-on-gpu", is_flag=True, help="FSDP1: FullStateDictConfig / ShardedStateDictConfig("
+                 "offload_to_cpu=False), torch's default; accelerate and HF Trainer always offload to CPU."),
+    click.option("--state-dict-all-ranks", is_flag=True, help="FSDP1 full state dict: rank0_only=False (every rank "
+                 "keeps the whole state dict), torch's default; accelerate sets rank0_only=True."),
+    click.option("--final-full-state-dict", is_flag=True, help="FSDP with --fsdp-state-dict sharded: the run ends "
+                 "with a full-state-dict save_model (axolotl final_state_dict_type: FULL_STATE_DICT)."),
+    click.option("--fsdp-flat-params", is_flag=True, help="FSDP1 use_orig_params=False (accelerate's own default; "
+                 "HF Trainer's fsdp_config defaults it true): the optimizer save gathers a unit's states together."),
     click.option("--eval-batch-size", type=int, default=None, help="Plan the eval phase too, at this "
                  "per_device_eval_batch_size (HF default 8): no grads, the eval batch's logits."),
     click.option("--eval-seq-len", type=int, default=None, help="Eval sequence length [--seq-len]."),
@@ -38,7 +52,9 @@ RUN_OPTIONS = [
     click.option("--cpu-ram-efficient-loading", is_flag=True, help="FSDP: accelerate's fsdp_cpu_ram_efficient_loading "
                  "(rank 0 alone loads the model into host RAM and broadcasts it)."),
 ]
-NAMES = ("save_steps", "save_total_limit", "max_steps", "disk_bandwidth", "save_only_model", "eval_batch_size",
+NAMES = ("save_steps", "save_total_limit", "max_steps", "disk_bandwidth", "save_only_model", "fsdp_version",
+         "fsdp_state_dict", "state_dict_on_gpu", "state_dict_all_ranks", "final_full_state_dict", "fsdp_flat_params",
+         "eval_batch_size",
          "eval_seq_len", "eval_accumulate_logits", "eval_accumulation_steps", "eval_batches", "eval_generate_tokens",
          "eval_cache", "adapters", "show_phases", "load_on_gpu", "cpu_ram_efficient_loading")
 
@@ -145,10 +161,12 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     if kw["save_steps"] is not None:
         bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S
         run.checkpoint = checkpoint_estimate(model, setup, SavePlan(kw["save_steps"], kw["save_total_limit"],
-                                                                    kw["max_steps"], bandwidth, kw["save_only_model"]))
-    elif any(kw[k] is not None for k in ("save_total_limit", "max_steps", "disk_bandwidth")) or kw["save_only_model"]:
-        raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth and --save-only-model "
-                           "describe checkpoints: add --save-steps N")
+                                                                    kw["max_steps"], bandwidth, kw["save_only_model"],
+                                                                    _state_dict_plan(kw)))
+    elif any(kw[k] is not None for k in ("save_total_limit", "max_steps", "disk_bandwidth")) or kw["save_only_model"] \
+            or kw.get("state_dict_on_gpu") or kw.get("state_dict_all_ranks"):
+        raise PlannerError("--save-total-limit, --max-steps, --disk-bandwidth, --save-only-model, --state-dict-on-gpu "
+                           "and --state-dict-all-ranks describe checkpoints: add --save-steps N")
     if kw["adapters"] is not None:
         if not setup.peft or kw["adapters"] < 1:
             raise PlannerError("--adapters counts LoRA adapters on one base: use it with --method lora or qlora, "
@@ -168,6 +186,17 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
     if kw.get("eval_cache") is not None and not kw.get("eval_generate_tokens"):
         raise PlannerError("--eval-cache is generate's KV cache: add --eval-generate-tokens N")
     return run
+
+
+def _state_dict_plan(kw: dict[str, Any]):
+    """The FSDP save's StateDictPlan (planner/memory/state_dicts.py) from the options; a config's FSDP keys
+    (fsdp_version, fsdp_state_dict_type, fsdp_use_orig_params) arrive here too, and only count for FSDP."""
+    from gpuplan.planner.memory.state_dicts import StateDictPlan, StateDictType   # lazy: fast start
+
+    kind = kw.get("fsdp_state_dict")
+    return StateDictPlan(int(kw.get("fsdp_version") or 2), StateDictType(kind) if kind else StateDictType.FULL,
+                         not kw.get("state_dict_on_gpu"), not kw.get("state_dict_all_ranks"),
+                         not kw.get("fsdp_flat_params"), bool(kw.get("final_full_state_dict")))
 
 
 def _plan_load(run: RunPlan, model, setup, kw: dict[str, Any]) -> None:

@@ -72,7 +72,9 @@ TABLE: dict[str, KeyRule] = {
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [schemas/fsdp.py]"),
-    "fsdp_version": modelled("1 or 2: planned with FSDP2's shards"),
+    "fsdp_version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code (unset: FSDP1, accelerate's "
+                             "default: axolotl sets FSDP_VERSION only for 2, utils/trainer.py l.601-602); the step "
+                             "is planned with FSDP2's shards either way"),
     # padding and packing [axolotl utils/collators/batching.py: DataCollatorForSeq2Seq pads with the tokenizer
     # (attention_mask, padding="max_length" under pad_to_sequence_len); V2BatchSamplerDataCollatorForSeq2Seq
     # concatenates a bin's samples, position_ids restarting, attention_mask holding sample ids padded to
@@ -299,7 +301,9 @@ TABLE: dict[str, KeyRule] = {
         "saves_per_epoch", "save_strategy", "save_total_limit", "save_first_step", "save_only_model",
         "resume_from_checkpoint", "auto_resume_from_checkpoints", "early_stopping_patience",
         "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "merge_lora", "merge_method",
-        "fsdp_final_state_dict_type", "axolotl_config_path"]),
+        "axolotl_config_path"]),
+    "fsdp_final_state_dict_type": modelled("FULL_STATE_DICT: --final-full-state-dict (deprecated spelling of "
+                                           "fsdp_config.final_state_dict_type; train.py l.330-336)"),
     **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
         "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy",
         "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split",
@@ -627,6 +631,12 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
     if get("fsdp") or get("fsdp_config") or get("fsdp_version"):
         read_fsdp(fsdp_words(get("fsdp")), get("fsdp_config"), o, "fsdp", "fsdp_config", version=get("fsdp_version"))
+    final = get("fsdp_final_state_dict_type")
+    if final is not None:
+        if str(final).upper() == "FULL_STATE_DICT":
+            o.use("fsdp_final_state_dict_type", "final_full_state_dict", True)
+        else:
+            rep.set("fsdp_final_state_dict_type", f"{final}: the final save as the checkpoints")
     if get("world_size"):
         o.use("world_size", "gpus_per_node", int(d["world_size"]))
     model = get("base_model")

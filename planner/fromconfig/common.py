@@ -256,7 +256,8 @@ def read_deepspeed(value: Any, base: Path, o: Options, key: str) -> int | None:
 FSDP_STRATEGY = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "grad-op", "2": "grad-op",
                  "HYBRID_SHARD": "hybrid", "4": "hybrid"}
 FSDP_TABLE: dict[str, KeyRule] = {
-    "version": modelled("1 or 2: both planned with FSDP2's per-rank shards (planner/sharding.py)"),
+    "version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code (planner/memory/state_dicts.py); "
+                        "the step is planned with FSDP2's per-rank shards either way"),
     "sharding_strategy": modelled("FULL_SHARD: --fsdp full; SHARD_GRAD_OP: grad-op; HYBRID_SHARD: hybrid"),
     "reshard_after_forward": modelled("FSDP2: true: --fsdp full; false: --fsdp grad-op"),
     "offload_params": modelled("true: --offload params (CPUOffloadPolicy)"),
@@ -274,15 +275,37 @@ FSDP_TABLE: dict[str, KeyRule] = {
     # YaFSDP's patched accelerate: FullyShardedDataParallelPlugin.ya_fsdp_enabled, --fsdp_ya_fsdp_enabled
     # [yandex/YaFSDP patches/accelerate.diff @ 669fc36]
     "ya_fsdp_enabled": modelled("true: --fsdp yafsdp (YaFSDP zero_stage=3 instead of FSDP; planner/memory/yafsdp.py)"),
-    **no_effect("parameter views and init order: the same bytes", ["use_orig_params", "sync_module_states"]),
+    **no_effect("init order: the same bytes", ["sync_module_states"]),
+    "use_orig_params": modelled("FSDP1 false: --fsdp-flat-params (its optimizer save gathers a unit's states "
+                                "together); true, or FSDP2 (always the original parameters): as planned"),
     "cpu_ram_efficient_loading": modelled("true: --cpu-ram-efficient-loading (the load phase: rank 0 broadcasts each "
                                           "full tensor; planner/memory/load.py)"),
-    **no_effect("checkpoint format; full state dicts gather to rank 0's host memory",
-                ["state_dict_type", "final_state_dict_type", "save_only_model"]),
+    "state_dict_type": modelled("FULL_STATE_DICT: --fsdp-state-dict full; SHARDED_STATE_DICT: sharded (the save "
+                                "phase; unset: accelerate's default, full for FSDP1, sharded for FSDP2); LOCAL refused"),
+    "final_state_dict_type": modelled("FULL_STATE_DICT: --final-full-state-dict (axolotl's final save_model gathers "
+                                      "the model: train.py l.330-336); else the run's state_dict_type"),
+    **no_effect("checkpoint contents; the optimizer's save is planned unless --save-only-model", ["save_only_model"]),
     **no_effect("compile/tracing switches that HF leaves off: xla only", ["xla", "xla_fsdp_settings",
                                                                           "xla_fsdp_grad_ckpt", "xla_fsdp_v2"]),
 }
 _WRAP_OK = {"TRANSFORMER_BASED_WRAP", "transformer_based_wrap"}
+_STATE_DICT = {"FULL_STATE_DICT": "full", "SHARDED_STATE_DICT": "sharded", "1": "full", "3": "sharded"}
+
+
+def _state_dict_defaults(o: Options, flat: Mapping[str, Any], version: Any, default_version: int,
+                         default_orig_params: bool) -> None:
+    """What the launcher picks for the keys the config leaves out: the FSDP version, and the state-dict type
+    accelerate defaults it to (FULL_STATE_DICT for FSDP1, SHARDED_STATE_DICT for FSDP2: utils/dataclasses.py
+    set_state_dict_type l.2047-2051); FSDP2 has no flat parameters (use_orig_params is dropped, l.1940-1942)."""
+    if "fsdp" not in o or o["fsdp"] == "yafsdp":
+        return
+    v = int(flat.get("version") or version or default_version)
+    o["fsdp_version"] = str(v)
+    o.setdefault("fsdp_state_dict", "full" if v == 1 else "sharded")
+    if v == 2:
+        o.pop("fsdp_flat_params", None)
+    elif "use_orig_params" not in flat and not default_orig_params:
+        o["fsdp_flat_params"] = True
 
 
 def _bare(k: str) -> str:
@@ -299,8 +322,13 @@ def fsdp_words(value: Any) -> list[str]:
 
 
 def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key: str, cfg_key: str,
-              version: Any = None) -> None:
-    """Map HF/axolotl `fsdp` words and an fsdp_config block into --fsdp / --offload params / --grad-ckpt."""
+              version: Any = None, default_version: int = 1, default_orig_params: bool = False) -> None:
+    """Map HF/axolotl `fsdp` words and an fsdp_config block into --fsdp / --offload params / --grad-ckpt, and
+    the save phase's --fsdp-version / --fsdp-state-dict / --fsdp-flat-params. `default_version`: the FSDP
+    version the launcher picks when the config names none (accelerate: 1, FSDP_VERSION's default in
+    utils/dataclasses.py l.1830-1831; HF TrainingArguments: 2, training_args.py l.2826), and FSDP1's
+    use_orig_params when the config leaves it out (accelerate: false, FSDP_USE_ORIG_PARAMS's default,
+    l.1938-1939; HF TrainingArguments: true, training_args.py l.2876-2877)."""
     rep = o.report
     words = [w.lower() for w in words]
     mode = None
@@ -319,8 +347,10 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
         if "offload" in words:
             o.use(key, "offload", "params")
     if version is not None:
-        rep.set("fsdp_version", f"FSDP{version}: planned with FSDP2's shards")
+        o.use("fsdp_version", "fsdp_version", str(int(version)))
     if not fcfg:
+        if words:
+            _state_dict_defaults(o, {}, version, default_version, default_orig_params)
         return
     flat = {k[5:] if k.startswith("fsdp_") else k: v for k, v in fcfg.items()}
     orig = {(k[5:] if k.startswith("fsdp_") else k): k for k in fcfg}
@@ -357,11 +387,27 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
             else:
                 rep.set(name, "false: fully_shard moves each unit to the GPU whole, as planned")
         elif k == "version":
-            rep.set(name, f"FSDP{v}: planned with FSDP2's shards")
+            o.use(name, "fsdp_version", str(int(v)))
+        elif k in ("state_dict_type", "final_state_dict_type"):
+            t = str(v).split(".")[-1].upper()
+            if t not in _STATE_DICT:
+                rep.refuse(name, v, f"FSDP {t} (each rank's flat local shards)", "use FULL_STATE_DICT or SHARDED_STATE_DICT")
+            elif k == "state_dict_type":
+                o.use(name, "fsdp_state_dict", _STATE_DICT[t])
+            elif t == "FULL_STATE_DICT":
+                o.use(name, "final_full_state_dict", True)
+            else:
+                rep.set(name, f"{t}: the final save as the checkpoints")
+        elif k == "use_orig_params":
+            if not on(v):
+                o.use(name, "fsdp_flat_params", True)
+            else:
+                rep.set(name, "true: the original parameters, as planned")
         else:
             rep.set(name, FSDP_TABLE[k].note)
     if "fsdp" not in o and (flat.get("version") or version):
         o.use(cfg_key, "fsdp", "full")   # FSDP2 without a strategy: reshard_after_forward defaults to True
+    _state_dict_defaults(o, flat, version, default_version, default_orig_params)
     if "ya_fsdp_enabled" in todo and on(flat["ya_fsdp_enabled"]):   # replaces FSDP whatever the strategy
         o.use(f"{cfg_key}.{orig['ya_fsdp_enabled']}", "fsdp", "yafsdp")
 

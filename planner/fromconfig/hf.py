@@ -36,8 +36,11 @@ TABLE: dict[str, KeyRule] = {
     "generation_batch_size": refused("a generation batch given in completions (it depends on the GPU count)",
                                      fix="give --steps-per-generation instead"),
     "use_vllm": modelled("with num_generations and vllm_mode colocate (TRL's default): --vllm-colocate "
-                         "vllm_gpu_memory_utilization (default 0.3) of each GPU; server mode refused"),
-    "vllm_mode": modelled("colocate: as planned; server: refused (the vLLM server's GPUs are not planned)"),
+                         "vllm_gpu_memory_utilization (default 0.3) of each GPU; server mode: --vllm-server-gpus"),
+    "vllm_mode": modelled("colocate: as planned; server: generation on other GPUs (trl vllm-serve), planned with "
+                          "--vllm-server-gpus N, whose count the config does not give"),
+    "ds3_gather_for_generation": modelled("false: --no-ds3-gather-for-generation (ZeRO-3 gathers module by module "
+                                          "during generate); true (default): the whole 16-bit policy gathered"),
     "vllm_gpu_memory_utilization": modelled("with use_vllm: --vllm-colocate"),
     "vllm_enable_sleep_mode": refused("vLLM's sleep mode frees its share during the training step"),
     "vllm_tensor_parallel_size": modelled("with use_vllm: inside vLLM's own share of each GPU"),
@@ -302,7 +305,7 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         if isinstance(fcfg, str):
             rep.refuse("fsdp_config", fcfg, "an fsdp_config JSON file path is not read yet", "inline it")
             fcfg = None
-        read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
+        read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config", default_version=2, default_orig_params=True)
     return ngpus
 
 
@@ -322,10 +325,15 @@ def _grpo(d: dict[str, Any], todo: set[str], o: Options) -> None:
         o.use("beta", "kl_beta", float(d["beta"]))
     if on(get("use_vllm")):
         mode = str(get("vllm_mode") or "colocate")
-        if mode != "colocate":
-            o.report.refuse("vllm_mode", mode, "a vLLM server on other GPUs", "plan colocate mode or HF generate")
+        if mode == "server":
+            o.report.refuse_unless_given("vllm_mode", mode, "generation on a vLLM server's GPUs, which the config does "
+                                         "not count", "vllm_server_gpus")
+        elif mode != "colocate":
+            o.report.refuse("vllm_mode", mode, "a vLLM mode other than colocate and server", "use one of them")
         else:
             o.use("use_vllm", "vllm_colocate", float(get("vllm_gpu_memory_utilization") or 0.3))
+    if get("ds3_gather_for_generation") is not None and not on(get("ds3_gather_for_generation")):
+        o.use("ds3_gather_for_generation", "ds3_gather_for_generation", False)
     if "seq_len" not in o:
         o.report.refuse_unless_given("num_generations", d["num_generations"], "GRPO's prompts are as long as the "
                                      "data's (GRPOConfig has no prompt length)", "seq_len")

@@ -31,6 +31,7 @@ from ..specs.parallel import ParallelSpec
 from ..specs.setup import TrainingSetup
 from .pieces import terms
 from . import yafsdp
+from .state_dicts import StateDictPlan, StateDictType, fsdp_save_memory
 
 SAFETENSORS_ENTRY_BYTES = 100     # JSON header bytes per tensor: name, dtype, shape, offsets (estimate)
 # torch.save of an AdamW state_dict: per parameter the zip records of exp_avg, exp_avg_sq and step
@@ -51,6 +52,7 @@ class SavePlan:
     total_steps: int | None = None          # None: one checkpoint is planned
     disk_bytes_per_s: float = DEFAULT_DISK_BYTES_PER_S
     save_only_model: bool = False
+    state_dict: StateDictPlan = StateDictPlan()   # FSDP: version and state-dict type (memory/state_dicts.py)
 
     def validate(self) -> "SavePlan":
         if self.save_steps < 1:
@@ -72,11 +74,19 @@ class CheckpointEstimate:
     save_seconds: float                     # writing one checkpoint at disk_bytes_per_s (synchronous: GPU idle)
     save_peak_bytes: int                    # GPU bytes allocated while saving (RunPhase.SAVE), per GPU
     notes: tuple[str, ...] = field(default=())
+    # FSDP with a state-dict plan given: the plan, and the host RAM the save takes (None: not modelled)
+    state_dict: dict | None = None
+    save_host_bytes_rank0: int | None = None
+    save_host_bytes_per_node: int | None = None
 
     def to_dict(self) -> dict:
-        return {"files": dict(self.files), "bytes_per_checkpoint": self.bytes_per_checkpoint,
-                "checkpoints": self.checkpoints, "kept": self.kept, "bytes_on_disk_total": self.bytes_on_disk_total,
-                "save_seconds": self.save_seconds, "save_peak_bytes": self.save_peak_bytes, "notes": list(self.notes)}
+        out = {"files": dict(self.files), "bytes_per_checkpoint": self.bytes_per_checkpoint,
+               "checkpoints": self.checkpoints, "kept": self.kept, "bytes_on_disk_total": self.bytes_on_disk_total,
+               "save_seconds": self.save_seconds, "save_peak_bytes": self.save_peak_bytes, "notes": list(self.notes)}
+        if self.state_dict is not None:   # shown only when planned (older dicts stay as they were)
+            out.update(state_dict=self.state_dict, save_host_bytes_rank0=self.save_host_bytes_rank0,
+                       save_host_bytes_per_node=self.save_host_bytes_per_node)
+        return out
 
 
 def _tensor_count(model: ModelSpec) -> int:
@@ -97,6 +107,7 @@ def safetensors_bytes(data_bytes: int, tensors: int) -> int:
 def checkpoint_estimate(model: ModelSpec, setup: TrainingSetup, plan: SavePlan) -> CheckpointEstimate:
     """What each save of `setup` writes, and what the run keeps on disk."""
     plan.validate()
+    plan.state_dict.validate(setup)
     p = setup.parallel
     eng = engine_of(p)
     rs, st, _ = terms(model, setup.with_(parallel=ParallelSpec()))
@@ -133,8 +144,18 @@ def checkpoint_estimate(model: ModelSpec, setup: TrainingSetup, plan: SavePlan) 
                      "stage3_gather_16bit_weights_on_model_save=true")
     notes.append("scheduler, RNG and trainer state files (a few KiB) are not counted; safetensors headers "
                  "and torch.save containers are estimated (about 100 bytes per tensor and 1,000 per parameter's state)")
-    return CheckpointEstimate(files, per, count, kept, per * kept, per / plan.disk_bytes_per_s,
-                              save_peak_bytes(model, setup), tuple(notes))
+    sd = plan.state_dict
+    if sd.is_default or not eng.fsdp:
+        return CheckpointEstimate(files, per, count, kept, per * kept, per / plan.disk_bytes_per_s,
+                                  save_peak_bytes(model, setup), tuple(notes))
+    mem = fsdp_save_memory(model, setup, sd, with_optimizer=not plan.save_only_model)
+    full2 = sd.fsdp_version == 2 and (sd.kind is StateDictType.FULL or sd.final_full)
+    # FSDP2's full state dict: one tensor at a time, as save_peak_bytes plans it
+    gpu = max(mem.gpu_bytes, save_peak_bytes(model, setup)) if full2 else mem.gpu_bytes
+    shown = {"fsdp_version": sd.fsdp_version, "type": sd.kind.value, "offload_to_cpu": sd.offload_to_cpu,
+             "rank0_only": sd.rank0_only, "use_orig_params": sd.use_orig_params, "final_full": sd.final_full}
+    return CheckpointEstimate(files, per, count, kept, per * kept, per / plan.disk_bytes_per_s, gpu,
+                              tuple(notes) + mem.notes, shown, mem.host_bytes_rank0, mem.host_bytes_per_node)
 
 
 def save_peak_bytes(model: ModelSpec, setup: TrainingSetup) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..specs.engines import engine_of
 from ..specs.enums import Component as C
 from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
@@ -27,7 +28,8 @@ from ..specs.parallel import ParallelSpec
 from ..specs.setup import TrainingSetup
 from ..techniques import generation, loss
 from ..techniques.generation import CacheKind
-from .pieces import terms
+from .eval_ranks import rank_states
+from .pieces import compute_setup, terms
 
 EVAL_BATCH_DEFAULT = 8     # TrainingArguments.per_device_eval_batch_size
 
@@ -70,12 +72,18 @@ class EvalEstimate:
 
 
 def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> EvalEstimate:
-    """Allocated bytes at the peak of an evaluation, on one GPU (the training setup's)."""
+    """Allocated bytes at the peak of an evaluation, per GPU (on several GPUs: every rank evaluates its own
+    eval batch; planner/memory/eval_ranks.py says what each holds beside it)."""
     plan.validate()
-    if not setup.parallel.single_gpu:
-        raise PlannerError("the eval phase is planned for one GPU only for now; drop the multi-GPU flags")
+    multi = not setup.parallel.single_gpu
+    if multi and plan.generate_tokens:
+        raise PlannerError("--eval-generate-tokens on several GPUs is not modelled yet (generate under FSDP/ZeRO-3 "
+                           "gathers every layer at each decoded token); plan generation on one GPU")
+    rank = rank_states(model, setup)
     s = plan.seq_len or setup.seq_len
     es = setup.for_model(model).with_(batch_size=plan.batch_size, seq_len=s, grad_accum=1, parallel=ParallelSpec())
+    if multi:   # the activations of the dtype the engine computes in (16-bit parameters replace autocast)
+        es = compute_setup(es.with_(parallel=setup.parallel), engine_of(setup.parallel))
     rs, st, act = terms(model, es)
     T = plan.batch_size * s
     e, r = rs.compute.bytes, rs.residual.bytes
@@ -88,21 +96,42 @@ def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> Eva
     at_loss = T * (r * model.hidden + 8)
     fwd_loss, _, _ = loss.loss_bytes(model, rs, T, plan.batch_size)
     kept = T * model.vocab * e                 # one step's logits, as prediction_step returns them
+    D = rank.replicas                          # gather_for_metrics: every rank keeps every replica's logits
     steps = 0
     if plan.accumulate_logits:
         steps = min(plan.accumulation_steps or plan.eval_batches, plan.eval_batches)
-    # at the last step before a flush: the earlier steps' logits, plus this step's loss; the
-    # concatenation then holds old and new together (2k-1 steps' logits)
-    accumulated = max((steps - 1) * kept + fwd_loss, (2 * steps - 1) * kept) if steps else fwd_loss
-    if layer > at_loss + accumulated:
-        acts, logits = copies + layer, (steps - 1) * kept if steps else 0
+    earlier = (steps - 1) * D * kept if steps else 0   # the earlier steps' logits, kept since
+    # after the step's forward, at the last step before a flush: on one GPU the concatenation holds old
+    # and new together (2k-1 steps' logits, as simulated); on several, each step's logits are first
+    # all-gathered (accelerate utils/operations.py _gpu_gather_one: an output of num_processes x the
+    # rank's logits) beside the rank's own, then concatenated: old, new and the result (2kD)
+    if not steps:
+        after = 0
+    elif D == 1:
+        after = (2 * steps - 1) * kept
     else:
-        acts, logits = copies + at_loss, accumulated
-    comps = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
+        after = max(D + 1, 2 * steps * D if steps > 1 else 0) * kept
+    # the parameters each moment has gathered, beside the resident ones. FSDP2, inside the forward: the
+    # root, the layer running and the last all-gather's flat output, which the forward keeps until the
+    # next all-gather (_fsdp_param_group.py wait_for_unshard: AllGatherState), and every layer already run
+    # under SHARD_GRAD_OP; after it, only SHARD_GRAD_OP's units (the root's post-forward reshards it and
+    # frees the last all-gather output, _fsdp_state.py _post_forward). ZeRO-3: its live module and
+    # prefetch bucket (the lm_head at the loss), released after the forward.
+    held = model.n_layers * rank.layer if rank.held_layers else 0
+    w_layer = rank.root + 2 * rank.layer + max(held - rank.layer, 0) if rank.root else rank.layer
+    w_loss = rank.root + held + rank.layer
+    w_after = rank.root + held if rank.held_layers else 0
+    moments = [(w_loss, copies + at_loss, earlier + fwd_loss), (w_after, copies + at_loss, after),
+               (w_layer, copies + layer, earlier)]   # a tie goes to the loss
+    if rank.root:   # the first layer's all-gather and copy-out while the root's all-gather output is kept
+        moments.append((2 * (rank.root + rank.layer), T * r * model.hidden, earlier))   # (sharded.py's 2nd moment)
+    gathered, acts, logits = max(moments, key=sum)
+    comps = {C.WEIGHTS: rank.weights + gathered, C.GRADIENTS: rank.gradients, C.OPTIMIZER_STATE: rank.optimizer,
              C.ACTIVATIONS: int(acts), C.LOGITS: int(logits), C.TEMPORARIES: 0}
-    notes = []
+    notes = [rank.note] if rank.note else []
     if steps:
-        notes.append(f"compute_metrics keeps {steps} eval steps' logits ({kept / 2**30:,.2f} GiB each) on the GPU; "
+        notes.append(f"compute_metrics keeps {steps} eval steps' logits ({D * kept / 2**30:,.2f} GiB each"
+                     + (f", gathered from {D} ranks" if D > 1 else "") + ") on the GPU; "
                      "eval_accumulation_steps or preprocess_logits_for_metrics bounds it")
     gen = None
     if plan.generate_tokens:

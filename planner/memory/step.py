@@ -35,6 +35,7 @@ from .figures import worst_phases
 from .slices import local_model
 from .states import States
 from .yafsdp import yafsdp_phases
+from . import preference_ranks   # DPO / KTO / ORPO / GRPO under FSDP2 and ZeRO
 
 # NCCL's own device buffers, outside PyTorch's allocator: NCCL_BUFFSIZE (4 MiB default) per channel
 # and peer [NCCL docs, Environment Variables: NCCL_BUFFSIZE]; with ~16-32 ring channels on NVLink
@@ -308,6 +309,7 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
         zero_phases if eng.deepspeed else _replicated_phases
+    layout = preference_ranks.for_objective(setup, eng, layout)   # DPO/KTO/ORPO/GRPO: their batch, the reference
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)
     else:   # the more loaded of the first stage (embedding, micro-batches in flight) and the last (logits)

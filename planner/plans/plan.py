@@ -14,6 +14,7 @@ from .cost import ProviderCost, run_cost
 from ..specs.model import ModelSpec
 from ..memory.result import MemoryEstimate
 from ..specs.setup import TrainingSetup
+from ..specs.enums import Objective
 from ..speed.throughput import StepTime, step_time
 
 
@@ -110,6 +111,12 @@ class Plan:
         }
 
 
+def billed_gpus(setup: TrainingSetup) -> int:
+    """GPUs the run pays for: its world, and GRPO's vLLM server GPUs (vllm_mode server: `trl vllm-serve` on GPUs
+    of their own, taken to be of the same --gpu kind)."""
+    return setup.parallel.world + (setup.vllm_server_gpus if setup.objective is Objective.GRPO else 0)
+
+
 def make_plan(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_tokens: int, epochs: float,
               est: MemoryEstimate | int, providers: tuple[str, ...] | None = None, mfu: float | None = None,
               spot: bool = False) -> Plan:
@@ -118,7 +125,7 @@ def make_plan(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_toke
     total = est if isinstance(est, int) else est.device_total_bytes
     hours = dataset_tokens * epochs / st.tokens_per_s / 3600
     return Plan(model.name, setup, gpu, setup.parallel.world, total, st, dataset_tokens, epochs,
-                run_cost(gpu, setup.parallel.world, hours, providers), spot)
+                run_cost(gpu, billed_gpus(setup), hours, providers), spot)
 
 
 def time_report(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_tokens: int | None = None,
@@ -142,5 +149,7 @@ def time_report(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_to
         hours_range = [tokens / hi_tps / 3600, tokens / lo_tps / 3600]
         out.update({"dataset_tokens": dataset_tokens, "epochs": epochs, "hours": hours, "hours_range": hours_range,
                     "costs": [{**c.to_dict(), "usd_range": [c.usd * hours_range[0] / hours, c.usd * hours_range[1] / hours]}
-                              for c in run_cost(gpu, st.gpus, hours, providers)]})
+                              for c in run_cost(gpu, billed_gpus(setup), hours, providers)]})
+    if billed_gpus(setup) != st.gpus:   # shown only when set (older dicts stay as they were)
+        out["billed_gpus"] = billed_gpus(setup)
     return out

@@ -92,7 +92,7 @@ _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", 
                 "tiled_mlp": False, "tiled_mlp_shards": 0,
                 "fp8": "none", "fp8_linears": "skip-first-last"}
 _GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
-                  "vllm_colocate": 0.0}
+                  "vllm_colocate": 0.0, "vllm_server_gpus": 0, "ds3_gather_for_generation": True}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -194,6 +194,8 @@ class TrainingSetup:
     steps_per_generation: int | None = None           # None: gradient_accumulation_steps
     kl_beta: float = 0.0                              # GRPOConfig.beta: > 0 keeps a reference model
     vllm_colocate: float = 0.0                        # use_vllm + vllm_mode colocate: vllm_gpu_memory_utilization
+    vllm_server_gpus: int = 0                         # use_vllm + vllm_mode server: GPUs running `trl vllm-serve`
+    ds3_gather_for_generation: bool = True            # GRPOConfig: ZeRO-3 gathers the whole policy for generate
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -376,11 +378,7 @@ class TrainingSetup:
             self._validate_rm()
         if self.objective is Objective.GRPO:
             self._validate_grpo()
-        if self.objective is Objective.ORPO and not self.parallel.single_gpu:
-            raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
-        if self.objective.has_reference and not self.parallel.single_gpu:
-            raise PlannerError(f"--objective {self.objective.value} is planned for one GPU only for now; drop the "
-                               "multi-GPU flags")
+        # on several GPUs: planner/memory/preference_ranks.py (the reference as TRL prepares it)
         if self.lora.alpha <= 0:
             raise PlannerError(f"LoRA alpha must be positive, got {self.lora.alpha}")
         if self.method is Method.QLORA and self.precision is Precision.FP32:
@@ -523,10 +521,12 @@ class TrainingSetup:
                                f"{self.batch_size * spg}) must be a multiple of --num-generations {self.num_generations} "
                                "(GRPOConfig raises otherwise): change --batch-size, --steps-per-generation or "
                                "--num-generations")
-        if not self.parallel.single_gpu:
-            raise PlannerError("--objective grpo is planned for one GPU only for now (ZeRO-3's "
-                               "ds3_gather_for_generation and FSDP's summon_full_params are not modelled yet); drop "
-                               "the multi-GPU flags")
+        if self.vllm_server_gpus < 0 or (self.vllm_server_gpus and self.vllm_colocate):
+            raise PlannerError("--vllm-server-gpus N (vllm_mode server: generation on N other GPUs) and "
+                               "--vllm-colocate (vLLM on the training GPUs) are two vLLM modes: give one")
+        if not self.ds3_gather_for_generation and self.parallel.zero != 3:
+            raise PlannerError("--no-ds3-gather-for-generation is ZeRO-3's (GRPOConfig.ds3_gather_for_generation): "
+                               "add --zero 3 or drop it")
 
     def _validate_rm(self) -> None:
         """What reward modelling (TRL 1.14 RewardTrainer, planner/techniques/reward.py) runs, and what the plan

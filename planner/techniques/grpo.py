@@ -26,10 +26,11 @@ A run has two peaks, each its own phase (the run's peak is the larger):
   positions (techniques/loss.py trl_fused_lm_head); no value model; the reference, when kept, adds its
   weights to every phase.
 
-`ds3_gather_for_generation` (ZeRO-3 gathers the whole policy for generate) and vLLM (`use_vllm`,
-colocate mode's `vllm_gpu_memory_utilization` of the device) need more than one GPU or an engine the
-planner does not model yet: refused. The setup's checks are in specs/setup.py (validate), the generation
-phase's bytes in memory/rollouts.py.
+On several GPUs (planner/memory/rollouts.py, preference_ranks.py; TRL 1.14.0's source): each rank generates
+its own generation batch; ZeRO-3 with `ds3_gather_for_generation` (GRPOConfig's default) gathers the whole
+16-bit policy for generate; vLLM's colocate mode holds `vllm_gpu_memory_utilization` of every device, its
+server mode (`vllm_mode="server"`) generates on GPUs of its own (--vllm-server-gpus), which the cost counts.
+The setup's checks are in specs/setup.py (validate), the generation phase's bytes in memory/rollouts.py.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
 def old_policy_pass(s: TrainingSetup) -> bool:
     """`gradient_accumulation_steps % generate_every != 0`, or vLLM with its importance-sampling correction
     (`vllm_importance_sampling_correction=True` by default): the old policy's log-probs are computed."""
-    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0 or s.vllm_colocate > 0
+    return s.grad_accum % (steps_per_generation(s) * NUM_ITERATIONS) != 0 or s.vllm_colocate > 0 \
+        or s.vllm_server_gpus > 0
 
 
 def notes(rs: Resolved) -> list[str]:

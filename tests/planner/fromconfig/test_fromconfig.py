@@ -126,7 +126,7 @@ def test_fsdp_blocks_of_hf_and_axolotl(tmp_path):
                                     "fsdp: hybrid_shard auto_wrap offload\nfsdp_config:\n  backward_prefetch: "
                                     "backward_pre\n  activation_checkpointing: true\n"))
     assert c.options == {"batch_size": 1, "fsdp": "hybrid", "offload": "params", "grad_ckpt": True, "gpus_per_node": 8,
-                         "nodes": 2}
+                         "nodes": 2, "fsdp_version": "2", "fsdp_state_dict": "sharded"}   # TrainingArguments' FSDP2
     assert any("planned on 2 nodes" in n for n in c.notes)
     a = read_config(_yaml(tmp_path, "base_model: x\nfsdp_version: 2\nfsdp_config:\n  reshard_after_forward: false\n"
                                     "  offload_params: false\n  auto_wrap_policy: SIZE_BASED_WRAP\n"))

@@ -60,7 +60,9 @@ def test_log_prob_passes_run_only_when_trl_runs_them():
 def test_grpo_refuses_what_trl_refuses_or_the_plan_does_not_model():
     cases = [(dict(loss=Loss.HF), "--loss trl"), (dict(num_generations=1), "at least 2"),
              (dict(num_generations=3), "multiple of --num-generations"), (dict(completion_len=1024), "below --seq-len"),
-             (dict(loss_token_fraction=0.5), "drop --loss-tokens"), (dict(parallel=ParallelSpec(gpus=2)), "one GPU only")]
+             (dict(loss_token_fraction=0.5), "drop --loss-tokens"),
+             (dict(vllm_server_gpus=2, vllm_colocate=0.3), "two vLLM modes"),
+             (dict(ds3_gather_for_generation=False), "add --zero 3")]
     for change, message in cases:
         with pytest.raises(PlannerError, match=message):
             BASE.with_(**change).validate()
