@@ -111,6 +111,10 @@ def cases() -> Iterator[tuple[str, list[str]]]:
     yield ("from-config axolotl gemma2-reward-model.yaml",
            ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "axolotl" / "gemma2-reward-model.yaml"),
             "--json"])
+    yield ("from-config hf alignment-handbook-accelerate-fsdp.yaml",
+           ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "hf" /
+                                             "alignment-handbook-accelerate-fsdp.yaml"),
+            "-m", "llama-3.1-8b", "--save-steps", "100", "--json"])
     # 5. fit: fitting and not fitting, every method, a multi-GPU one
     for model, gpu, extra in (("llama-3.1-8b", "rtx-4090", ("--method", "qlora")),
                               ("llama-3.1-8b", "rtx-4090", ()),
@@ -238,6 +242,24 @@ _TECHNIQUES = (
                                        "--precision", "bf16-true", "--save-steps", "100", "--phases"]),
     ("rm lora packing refused", ["-m", "llama-3.2-1b", "--objective", "rm", "--method", "lora", "--packing", "rows"]),
     ("ppo refused", ["-m", "llama-3.2-1b", "--objective", "ppo"]),
+    *((f"save fsdp {name}", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full", "--save-steps", "100",
+                             *extra])
+      for name, extra in (("v1 full offloaded", ("--fsdp-version", "1")),
+                          ("v1 full on gpu", ("--fsdp-version", "1", "--state-dict-on-gpu")),
+                          ("v2 sharded", ("--fsdp-state-dict", "sharded")))),
+    ("eval fsdp 8 accumulate logits", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full",
+                                       "--eval-batch-size", "8", "--eval-seq-len", "2048", "--eval-accumulate-logits",
+                                       "--eval-batches", "4"]),
+    ("eval zero3 8", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--zero", "3", "--eval-batch-size", "8"]),
+    *((f"dpo 8 gpus {name}", ["-m", "llama-3.1-8b", "--objective", "dpo", "--loss", "trl", "-b", "2", "-s", "1024",
+                              "--gpus-per-node", "8", *extra])
+      for name, extra in (("fsdp", ("--fsdp", "full")), ("zero2", ("--zero", "2")), ("zero3", ("--zero", "3")))),
+    *((f"grpo 8 gpus {name}", ["-m", "qwen-2.5-7b", "--objective", "grpo", "--loss", "trl", "-b", "8", "-s", "1536",
+                               "--max-completion-length", "1024", "--gpus-per-node", "8", *extra])
+      for name, extra in (("zero3", ("--zero", "3")),
+                          ("zero3 no gather", ("--zero", "3", "--no-ds3-gather-for-generation")),
+                          ("fsdp vllm server", ("--fsdp", "full", "--vllm-server-gpus", "2", "--gpu", "h100",
+                                                "--dataset-tokens", "100M")))),
     ("phases lora", ["-m", "llama-3.2-1b", "--method", "lora", "--phases"]),
     ("phases fsdp", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases"]),
     ("phases fsdp cpu-ram-efficient", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases",
