@@ -100,8 +100,8 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
         console.print(f"answered by: {source.value}" + ("" if closed else " (no closed form; see the notes)"))
-        for gpu in (g for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
-            _why_not(model, setup, gpu, console)
+        for gpu, row in ((g, row) for g, row in zip(gpu_specs, fit_rows) if not row["fits"]):
+            _why_not(model, setup, gpu, row, console)
     if check and not all(row["fits"] for row in fit_rows):
         if as_json:
             click.echo(f"does not fit: {', '.join(r['gpu'] for r in fit_rows if not r['fits'])}", err=True)
@@ -121,17 +121,26 @@ def _estimate(model, setup):
         return estimate_or_simulate(model, setup)
 
 
-def _why_not(model, setup, gpu, console) -> None:
-    """By how much the setup misses `gpu`, and what makes it fit (planner.fit, memory-only knobs)."""
+def _why_not(model, setup, gpu, row: dict, console) -> None:
+    """By how much the run misses `gpu` (its fit row: the run's peak phase, vLLM's share taken), and what
+    makes the training step fit (planner.fit, memory-only knobs)."""
     from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
 
     from .cli_fit import knob_lines   # lazy: each command loads what it needs (fast start)
 
-    r = run_fit(model, setup, gpu, memory_only=True)
     gib = 2**30
     per_gpu = " per GPU" if not setup.parallel.single_gpu else ""
-    console.print(f"[red]Does not fit {gpu.name}[/] by {(r.device_total_bytes - gpu.memory_bytes) / gib:,.2f} GiB (needs "
-                  f"{r.device_total_bytes / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB{per_gpu}).", highlight=False)
+    over = -row["headroom_bytes"]
+    phase = row.get("phase")
+    at = f" at its {phase} phase" if phase and phase != "step" else ""
+    console.print(f"[red]Does not fit {gpu.name}[/]{at} by {over / gib:,.2f} GiB (needs "
+                  f"{(gpu.memory_bytes + over) / gib:,.2f} of {gpu.memory_bytes / gib:,.2f} GiB{per_gpu}).",
+                  highlight=False)
+    r = run_fit(model, setup, gpu, memory_only=True)
+    if at and r.fits:
+        console.print(f"  the training step fits ({r.device_total_bytes / gib:,.2f} GiB): the {phase} phase is what "
+                      f"misses; its notes above say what it holds", highlight=False, markup=False)
+        return
     for line in knob_lines(r):
         console.print("  " + line, highlight=False, markup=False)
 

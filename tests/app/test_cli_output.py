@@ -97,6 +97,20 @@ def test_estimate_says_by_how_much_and_what_fits():
     assert "--loss chunked" in r.stdout and "--seq-len" not in r.stdout.split("Does not fit")[1]
 
 
+def test_estimate_says_which_phase_misses_and_by_how_much():
+    # FSDP1's full state dict kept on rank 0's GPU: the step fits an L40S, the save does not
+    r = run("estimate", "-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full", "--save-steps", "100",
+            "--fsdp-version", "1", "--state-dict-on-gpu", "--gpu", "l40s", "--json")
+    row = json.loads(r.stdout)["fits"][0]
+    assert not row["fits"] and row["phase"] == "save"
+    r = run("estimate", "-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full", "--save-steps", "100",
+            "--fsdp-version", "1", "--state-dict-on-gpu", "--gpu", "l40s")
+    over, needs = -row["headroom_bytes"] / 2**30, (row["memory_bytes"] - row["headroom_bytes"]) / 2**30
+    assert over > 0
+    assert f"Does not fit l40s at its save phase by {over:,.2f} GiB (needs {needs:,.2f} of" in r.stdout
+    assert "the training step fits" in r.stdout and "knobs that make it fit" not in r.stdout
+
+
 def test_check_exit_status():
     args = ("estimate", "-m", "llama-3.1-8b", "--method", "qlora", "-b", "8", "-s", "2048")
     assert run(*args, "--gpu", "h100", "--check").exit_code == 0
