@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .enums import Choice, MlpKind, NormKind
+from .vision import VisionSpec
 
 
 class LinearRole(Choice):
@@ -115,6 +116,7 @@ class ModelSpec:
     # _MOE_TARGET_MODULE_MAPPING, _convert_peft_config_moe]; () where peft converts nothing
     peft_expert_targets: tuple[tuple[str, str], ...] = ()
     moe_norm_topk: bool = False                 # the router renormalizes its top-k weights (norm_topk_prob; Mixtral always)
+    vision: VisionSpec | None = None            # a multimodal wrapper's vision tower and projector (specs/vision.py)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -13,10 +13,11 @@ class ParamCounts:
     mlp: int                # all layers' MLP or expert weights (+ router)
     norms: int              # per-layer and final norms
     lm_head: int            # 0 when tied to the embedding
+    vision: int = 0         # a multimodal wrapper's vision tower and projector (specs/vision.py)
 
     @property
     def total(self) -> int:
-        return self.embedding + self.attention + self.mlp + self.norms + self.lm_head
+        return self.embedding + self.attention + self.mlp + self.norms + self.lm_head + self.vision
 
     @property
     def linear(self) -> int:
@@ -46,4 +47,4 @@ def _param_counts(m: ModelSpec) -> ParamCounts:
     norms = (m.n_layers * m.norms_per_layer + 1) * m.norm_params
     embedding = (m.vocab + m.learned_positions) * m.hidden
     lm_head = (0 if m.tied_embeddings else m.vocab * m.hidden) + (m.vocab if m.lm_head_bias else 0)
-    return ParamCounts(embedding, attention, mlp, norms, lm_head)
+    return ParamCounts(embedding, attention, mlp, norms, lm_head, m.vision.params if m.vision else 0)

@@ -264,7 +264,9 @@ class TrainingSetup:
                 f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "
                 f"from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         v4_experts = [old for old, _ in model.peft_expert_targets]   # peft maps them to the experts / router
-        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES]
+        vision = model.vision.linear_names() if model.vision else set()   # peft's suffix match [techniques/multimodal.py]
+        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES
+                   and not any(v == t or v.endswith("." + t) for v in vision)]
         if unknown or not targets:
             raise PlannerError(
                 f"LoRA target(s) {', '.join(unknown) or '(none)'} match no linear module of {model.name}; "
