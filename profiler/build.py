@@ -43,7 +43,9 @@ def hf_attn_implementation(attention: Attention) -> str:
 
 
 def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
-    cfg = copy.deepcopy(dict(model.hf_config))  # transformers edits rope_scaling in place
+    # a multimodal wrapper is built whole from its own config.json (planner/io/multimodal.py)
+    source = model.vision.config if model.vision is not None else model.hf_config
+    cfg = copy.deepcopy(dict(source))  # transformers edits rope_scaling in place
     model_type = cfg.pop("model_type")
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
@@ -54,6 +56,8 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
     else:
         config._attn_implementation = hf_attn_implementation(setup.attention)
     config.use_cache = False
+    if model.vision is not None:
+        config.get_text_config().use_cache = False
     return config
 
 
@@ -72,7 +76,9 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device(device):
-            lm = transformers.AutoModelForCausalLM.from_config(config, dtype=load_dtype)
+            # multimodal wrappers: their native ForConditionalGeneration class, never remote code
+            auto = transformers.AutoModelForImageTextToText if model.vision is not None else transformers.AutoModelForCausalLM
+            lm = auto.from_config(config, dtype=load_dtype)
     lm.train()
     if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":
         notes.append("--attn flash: flash-attn is not installed here, so SDPA ran (on CUDA its flash "
