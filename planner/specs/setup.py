@@ -259,6 +259,7 @@ class TrainingSetup:
         if self.lora.targets == (ALL_LINEAR,):
             return tuple(dict.fromkeys(names))
         targets = self.lora.targets or model.peft_default_targets
+        names += sorted(model.vision.linear_names()) if model.vision else []   # a wrapper's vision side, too
         if not targets:   # peft raises for a model_type missing from its default-targets table
             raise PlannerError(
                 f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "

@@ -18,7 +18,7 @@ mask) are not modelled: refused in one line.
 """
 from __future__ import annotations
 
-from ..specs.errors import PlannerError
+from ..specs.errors import NoClosedForm, PlannerError
 from ..specs.model import ModelSpec
 from ..specs.resolved import AdapterKind, Resolved
 from ..specs.setup import ALL_LINEAR, TrainingSetup
@@ -69,13 +69,14 @@ def check_parallel(model: ModelSpec, setup: TrainingSetup) -> None:
 
 
 def check(model: ModelSpec, rs: Resolved) -> None:
-    """Refuses an adapter method other than LoRA on a multimodal wrapper, in one line."""
+    """NoClosedForm for an adapter method other than LoRA on a multimodal wrapper (the simulator, which
+    builds the whole wrapper and applies the method with peft, answers it)."""
     if model.vision is None:
         return
     what = _what(model)
-    if rs.adapters is not None and rs.adapters.kind is not AdapterKind.LORA:
-        raise PlannerError(f"{rs.adapters.kind.value} on {what} is not modelled; modelled: full fine-tuning, LoRA, "
-                           "QLoRA (and DoRA)")
+    if rs.adapters is not None and rs.adapters.kind is not AdapterKind.LORA:   # the simulator answers it
+        raise NoClosedForm(f"{rs.adapters.kind.value} on {what} has no closed form (full fine-tuning, LoRA, QLoRA "
+                           "and DoRA have)")
 
 
 def notes(model: ModelSpec, rs: Resolved) -> list[str]:
