@@ -30,7 +30,7 @@ from typing import Any
 
 from ..io import catalog
 from ..memory.comm import Link, communication_bytes
-from ..memory.pieces import resolved_states, terms
+from ..memory.pieces import terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import DType, Method, Optimizer, Precision
@@ -39,6 +39,7 @@ from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
 from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
+from ..techniques import multimodal   # a multimodal wrapper's idle vision side
 from . import links
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
@@ -182,7 +183,9 @@ class Columns:
 def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int, tuple[int, int, int]]:
     """GPU-independent parts, memoized: recommend() times one setup on many GPUs."""
     fl = step_flops(model, setup)
-    trainable = resolved_states(model, setup.with_(parallel=ParallelSpec())).trainable_params
+    rs, st, _ = terms(model, setup.with_(parallel=ParallelSpec()))
+    # the optimizer streams the parameters it steps: not a multimodal wrapper's idle vision side
+    trainable = st.trainable_params - multimodal.idle_params(model, rs)
     if setup.parallel.single_gpu:
         return fl, trainable, (0, 0, 0)
     vol = communication_bytes(model, setup)

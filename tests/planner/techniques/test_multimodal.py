@@ -95,3 +95,15 @@ def test_json_params_show_the_vision_side_only_for_wrappers():
     wrapper = estimate(resolve_model(GEMMA3), _setup(method="lora", lora={"targets": ["q_proj"]})).to_dict()
     assert wrapper["params"]["vision"] == 416_866_032 + 2_950_272      # SigLIP tower + projector
     assert "vision" not in estimate(resolve_model("gemma-3-4b"), _setup(method="lora")).to_dict()["params"]
+
+
+def test_step_time_ignores_the_idle_vision_side():
+    """The vision tower neither computes nor is stepped on text-only batches: the time columns of
+    full fine-tuning equal those of the same text tower alone."""
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.speed.throughput import time_columns
+
+    m = resolve_model("qwen2-vl-2b-instruct")
+    text_only = dataclasses.replace(m, vision=None, model_type="qwen2")
+    s, gpu = _setup(precision="bf16-true", checkpointing="none"), resolve_gpu("h100-sxm")
+    assert time_columns(m, s, gpu) == time_columns(text_only, s, gpu)
