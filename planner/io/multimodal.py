@@ -196,5 +196,8 @@ def from_multimodal(name: str, cfg: Mapping[str, Any],
     lists gemma3_text, not gemma3), so none is taken [peft/utils/constants.py
     TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, lora/model.py _prepare_adapter_config]."""
     text, vision = _WRAPPERS[cfg["model_type"]](cfg)
+    dtype = cfg.get("dtype") or cfg.get("torch_dtype")   # the checkpoint's, where the text_config names none
+    if dtype and not (text.get("dtype") or text.get("torch_dtype")):
+        text["torch_dtype"] = dtype
     spec = text_reader(name, text)
     return dataclasses.replace(spec, model_type=cfg["model_type"], vision=vision, peft_default_targets=())

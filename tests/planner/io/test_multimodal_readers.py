@@ -96,6 +96,15 @@ def test_fields():
     assert {"gate_proj", "up_proj", "down_proj", "qkv", "mlp.0"} <= q25.vision.linear_names()
 
 
+def test_checkpoint_dtype_from_the_wrapper():
+    from gpuplan.planner.memory.load import checkpoint_dtype_bytes
+
+    g = resolve_model("gemma-3-4b-it-multimodal")     # text_config names no dtype; the wrapper bfloat16
+    assert "torch_dtype" not in load_preset("gemma-3-4b-it-multimodal")["config"]["text_config"]
+    assert checkpoint_dtype_bytes(g) == 2
+    assert checkpoint_dtype_bytes(resolve_model("llava-1.5-7b")) == 2   # float16
+
+
 def test_refusals():
     with pytest.raises(PlannerError, match="mistral.*not modelled"):
         model_from_config(_variant("llava-1.5-7b", dict(model_type="mistral")))
