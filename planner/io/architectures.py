@@ -492,6 +492,10 @@ def model_from_config(cfg: Mapping[str, Any], name: str | None = None) -> ModelS
         return from_multimodal(name or str(cfg.get("_name_or_path") or cfg["model_type"]), cfg,
                                lambda n, text: _READERS[text["model_type"]](n, text))
     if "text_config" in cfg and "model_type" in cfg and cfg["model_type"] not in SUPPORTED_MODEL_TYPES:
+        if cfg.get("vision_config") is not None:   # its vision tower would be left out without a word
+            raise PlannerError(f"multimodal model_type {cfg['model_type']!r} is not supported yet; supported wrappers: "
+                               f"{', '.join(MULTIMODAL_MODEL_TYPES)} (pass its text_config alone to plan the text "
+                               "tower without the vision tower)")
         cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", "")}
     mt = cfg.get("model_type")
     if not mt:

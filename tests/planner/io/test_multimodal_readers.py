@@ -110,3 +110,6 @@ def test_refusals():
         model_from_config(_variant("llava-1.5-7b", dict(model_type="mistral")))
     with pytest.raises(PlannerError, match="siglip_vision_model.*not modelled"):
         model_from_config(_variant("llava-1.5-7b", vision=dict(model_type="siglip_vision_model")))
+    # another wrapper is refused rather than read as its text tower alone
+    with pytest.raises(PlannerError, match="multimodal model_type 'llava_next' is not supported yet.*text_config alone"):
+        model_from_config(_variant("llava-1.5-7b", model_type="llava_next"))
