@@ -390,6 +390,10 @@ MULTIMODAL_MATRIX: tuple[Case, ...] = (
                                                 "lora": {"targets": ["q_proj", "v_proj"]}}, batch_size=1),
     Case("gemma3", "gemma-3-4b-it-multimodal", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
     Case("llava", "llava-1.5-7b", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
+    # unsloth's finetune_vision_layers=False: the seven projections in the language model only (a regex)
+    Case("gemma3", "gemma-3-4b-it-multimodal", {"method": "qlora", "lora": {
+        "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "language_only": True}}, batch_size=1),
 )
 MATRICES["multimodal"] = MULTIMODAL_MATRIX
 MATRICES["moe_lora"] = MOE_LORA_MATRIX

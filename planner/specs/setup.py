@@ -79,6 +79,9 @@ class LoraSpec:
     # copies unless ensure_weight_tying=True
     modules_to_save: tuple[str, ...] = ()
     ensure_weight_tying: bool = False
+    # a multimodal wrapper: targets matched inside the language model only (a `.*language_model.*` regex,
+    # as unsloth's finetune_vision_layers=False builds), not in the vision tower; a no-op on a text model
+    language_only: bool = False
 
     def is_plain(self) -> bool:
         """No LoRA variant or extra trainable module: what every setup before them was."""
@@ -86,7 +89,7 @@ class LoraSpec:
 
 
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
-_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
+_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False, "language_only": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
                 "tiled_mlp": False, "tiled_mlp_shards": 0,

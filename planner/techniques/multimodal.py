@@ -29,10 +29,11 @@ def _matches(lin: VisionLinear, target: str) -> bool:
     return lin.name == target or lin.name.endswith("." + target)
 
 
-def targeted(model: ModelSpec, targets: tuple[str, ...]) -> tuple[VisionLinear, ...]:
+def targeted(model: ModelSpec, targets: tuple[str, ...], language_only: bool = False) -> tuple[VisionLinear, ...]:
     """The vision tower's and projector's linears peft adapts for LoRA `targets` (as the setup names
-    them: () is peft's default, which the wrappers do not have)."""
-    if model.vision is None or not targets:
+    them: () is peft's default, which the wrappers do not have); none with `language_only` (the
+    targets as a regex inside the language model)."""
+    if model.vision is None or not targets or language_only:
         return ()
     if targets == (ALL_LINEAR,):
         return model.vision.linears
@@ -46,7 +47,7 @@ def adapter_params(model: ModelSpec, rs: Resolved) -> int:
         return 0
     a = rs.adapters
     per = (lambda lin: a.r * (lin.in_features + lin.out_features) + (lin.out_features if a.use_dora else 0))
-    return sum(lin.count * per(lin) for lin in targeted(model, rs.setup.lora.targets))
+    return sum(lin.count * per(lin) for lin in targeted(model, rs.setup.lora.targets, rs.setup.lora.language_only))
 
 
 def idle_params(model: ModelSpec, rs: Resolved) -> int:

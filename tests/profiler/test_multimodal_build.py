@@ -46,8 +46,9 @@ TINY_GEMMA3["boi_token_index"], TINY_GEMMA3["eoi_token_index"] = 501, 502
     {"method": "lora", "lora": {"targets": ["q_proj", "v_proj"]}},
     {"method": "lora", "lora": {"targets": ["all-linear"]}},
     {"method": "lora", "lora": {"targets": ["fc1"], "use_dora": True}},     # a vision-only name
+    {"method": "lora", "lora": {"targets": ["q_proj", "v_proj", "lm_head"], "language_only": True}},   # a regex
     {"method": "full"},
-], ids=["qv", "all-linear", "fc1-dora", "full"])
+], ids=["qv", "all-linear", "fc1-dora", "qv-language-only", "full"])
 def test_trainable_counts_are_peft_s(config, setup):
     m = model_from_config(config, "tiny")
     s = TrainingSetup.from_dict({**setup, "batch_size": 1, "seq_len": 16})

@@ -107,3 +107,15 @@ def test_step_time_ignores_the_idle_vision_side():
     text_only = dataclasses.replace(m, vision=None, model_type="qwen2")
     s, gpu = _setup(precision="bf16-true", checkpointing="none"), resolve_gpu("h100-sxm")
     assert time_columns(m, s, gpu) == time_columns(text_only, s, gpu)
+
+
+def test_language_only_keeps_the_adapters_out_of_the_vision_tower():
+    m = resolve_model(GEMMA3)
+    both = estimate(m, _setup(method="lora", lora={"targets": ["q_proj", "v_proj"]}))
+    text = estimate(m, _setup(method="lora", lora={"targets": ["q_proj", "v_proj"], "language_only": True}))
+    assert both.trainable_params - text.trainable_params == 2 * 27 * 8 * (1152 + 1152)
+    assert text.setup["lora"]["language_only"] is True and "language_only" not in both.setup["lora"]
+    assert not any("no gradient" in n for n in text.notes)
+    plain = resolve_model("gemma-3-4b")     # a text model: a no-op
+    assert estimate(plain, _setup(method="lora", lora={"language_only": True})).peak_allocated_bytes == \
+        estimate(plain, _setup(method="lora")).peak_allocated_bytes
