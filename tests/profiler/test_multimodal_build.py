@@ -69,3 +69,17 @@ def test_text_only_step_leaves_the_vision_side_without_gradients():
     vision = [n for n in trained if ".visual." in n]
     assert vision and not any(trained[n] for n in vision)
     assert all(trained[n] for n in trained if n not in vision)
+
+
+def test_the_answer_cache_keys_the_whole_wrapper():
+    import dataclasses
+
+    from gpuplan.profiler.answer import cache_key
+
+    m = model_from_config(TINY_QWEN2_VL, "tiny")
+    other = copy.deepcopy(TINY_QWEN2_VL)
+    other["vision_config"]["depth"] = 2          # the same text tower, a deeper vision tower
+    s = TrainingSetup.from_dict({"method": "lora", "lora": {"targets": ["q_proj"]}, "batch_size": 1, "seq_len": 16})
+    assert cache_key(m, s, "step") != cache_key(model_from_config(other, "tiny"), s, "step")
+    text = dataclasses.replace(m, vision=None)
+    assert cache_key(text, s, "step") != cache_key(m, s, "step")
