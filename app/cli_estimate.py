@@ -170,6 +170,9 @@ def models(as_json: bool) -> None:
             rows[-1]["mla"] = {"q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank,
                                "qk_rope_head_dim": m.qk_rope_head_dim, "qk_nope_head_dim": m.qk_nope_head_dim,
                                "v_head_dim": m.v_head_dim, "shared_experts_intermediate": m.shared_expert_intermediate}
+        if m.vision is not None:   # a multimodal wrapper: its vision tower beside the text tower
+            rows[-1]["vision"] = {"tower": m.vision.tower.value, "params": m.vision.params,
+                                  "image_tokens": m.vision.image_tokens}   # null: Qwen2-VL's dynamic resolution
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -148,6 +148,9 @@ SETUP_OPTIONS = [
     click.option("--lora-alpha", type=float, default=None, help="LoRA alpha [peft default 8]."),
     click.option("--lora-dropout", type=float, default=None, help="LoRA dropout [peft default 0]."),
     click.option("--lora-targets", default=None, help="Comma list of module names, or all-linear [peft's default per model]."),
+    click.option("--lora-language-only", is_flag=True, default=False,
+                 help="Multimodal models: adapt the named targets in the language model only, not in the vision "
+                      "tower [peft matches names in both towers]."),
     click.option("--adapter-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                  help="[LoRA: fp32 as peft does; QLoRA: bf16 as TRL does]"),
     click.option("--base-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
@@ -264,7 +267,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         dropout=kw["lora_dropout"] if kw.get("lora_dropout") is not None else LoraSpec.dropout,
         targets=targets,
         adapter_dtype=DType(kw["adapter_dtype"]) if kw.get("adapter_dtype") else None,
-        use_dora=use_dora, modules_to_save=modules_to_save,
+        use_dora=use_dora, modules_to_save=modules_to_save, language_only=bool(kw.get("lora_language_only")),
     )
     quant = QuantSpec(
         quant_type=QuantType(kw["quant_type"]) if kw.get("quant_type") else QuantSpec.quant_type,

@@ -60,7 +60,9 @@ def _versions() -> dict[str, str | None]:
 
 def cache_key(model: ModelSpec, setup: TrainingSetup, kind: str) -> str:
     """sha256 of (model config, setup, library versions, what is cached)."""
-    payload = {"schema": CACHE_SCHEMA, "kind": kind, "config": dict(model.hf_config), "model": model.name,
+    # a multimodal wrapper's whole config (its vision tower too), not only its text tower's
+    config = model.vision.config if model.vision is not None else model.hf_config
+    payload = {"schema": CACHE_SCHEMA, "kind": kind, "config": dict(config), "model": model.name,
                "setup": setup.to_dict(), "versions": _versions()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -44,7 +44,9 @@ def hf_attn_implementation(attention: Attention) -> str:
 
 
 def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
-    cfg = copy.deepcopy(dict(model.hf_config))  # transformers edits rope_scaling in place
+    # a multimodal wrapper is built whole from its own config.json (planner/io/multimodal.py)
+    source = model.vision.config if model.vision is not None else model.hf_config
+    cfg = copy.deepcopy(dict(source))  # transformers edits rope_scaling in place
     model_type = cfg.pop("model_type")
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
@@ -59,6 +61,8 @@ def hf_config(model: ModelSpec, setup: TrainingSetup, simulated: bool = False):
         config.num_labels = SCORE_LABELS
         if config.get_text_config().pad_token_id is None:
             config.get_text_config().pad_token_id = 0
+    if model.vision is not None:
+        config.get_text_config().use_cache = False
     return config
 
 
@@ -77,8 +81,12 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device(device):
-            auto = transformers.AutoModelForSequenceClassification if setup.objective is Objective.RM \
-                else transformers.AutoModelForCausalLM   # RewardTrainer's model [trl/trainer/reward_trainer.py l.398]
+            if setup.objective is Objective.RM:   # RewardTrainer's model [trl/trainer/reward_trainer.py l.398]
+                auto = transformers.AutoModelForSequenceClassification
+            elif model.vision is not None:   # multimodal wrappers: their native ForConditionalGeneration class
+                auto = transformers.AutoModelForImageTextToText   # (never remote code)
+            else:
+                auto = transformers.AutoModelForCausalLM
             lm = auto.from_config(config, dtype=load_dtype)
     lm.train()
     if setup.attention is Attention.FLASH and not simulated and config._attn_implementation != "flash_attention_2":

@@ -390,6 +390,29 @@ COHERE_MATRIX: tuple[Case, ...] = (
 
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["cohere"] = COHERE_MATRIX
+
+# multimodal wrappers on text-only batches, built whole (ForConditionalGeneration): the vision tower's
+# weights resident, peft's adapters in it (q_proj/v_proj in SigLIP and CLIP, all-linear everywhere,
+# Qwen2.5-VL's gate/up/down_proj) and every vision parameter under full fine-tuning idle: no gradient,
+# no optimizer state (planner/techniques/multimodal.py)
+MULTIMODAL_MATRIX: tuple[Case, ...] = (
+    Case("qwen2_vl", "qwen2-vl-2b-instruct", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                              "lora": {"targets": ["q_proj", "v_proj"]}}, batch_size=1),
+    Case("qwen2_vl", "qwen2-vl-2b-instruct", {"method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
+    Case("qwen2_vl", "qwen2-vl-2b-instruct", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
+    Case("qwen2_vl", "qwen2-vl-2b-instruct", {"precision": "bf16-true", **NO_CKPT}, batch_size=1),
+    Case("qwen2_5_vl", "qwen2.5-vl-3b-instruct", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                                  "lora": {"targets": ["gate_proj", "up_proj", "down_proj"]}}, batch_size=1),
+    Case("gemma3", "gemma-3-4b-it-multimodal", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                                "lora": {"targets": ["q_proj", "v_proj"]}}, batch_size=1),
+    Case("gemma3", "gemma-3-4b-it-multimodal", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
+    Case("llava", "llava-1.5-7b", {"method": "qlora", "lora": {"targets": ["all-linear"]}}, batch_size=1),
+    # unsloth's finetune_vision_layers=False: the seven projections in the language model only (a regex)
+    Case("gemma3", "gemma-3-4b-it-multimodal", {"method": "qlora", "lora": {
+        "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "language_only": True}}, batch_size=1),
+)
+MATRICES["multimodal"] = MULTIMODAL_MATRIX
 MATRICES["moe_lora"] = MOE_LORA_MATRIX
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX

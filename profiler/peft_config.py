@@ -13,7 +13,7 @@ from typing import Any
 from gpuplan.planner.specs.enums import Objective
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import ALL_LINEAR, PeftSpec, TrainingSetup
+from gpuplan.planner.specs.setup import ALL_LINEAR, HEAD_NAMES, PeftSpec, TrainingSetup
 
 # adapter_config.json fields that say where the adapter came from or how peft loads it, not what
 # it trains [peft/config.py PeftConfigMixin: base_model_name_or_path, revision, peft_type, task_type,
@@ -91,11 +91,26 @@ def peft_config(model: ModelSpec, setup: TrainingSetup):
     task = "CAUSAL_LM"
     if setup.objective is Objective.RM:   # RewardTrainer's docstring: modules_to_save=["score"]; TRL's
         saved, task = saved + ["score"], "SEQ_CLS"   # ModelConfig: lora_task_type "SEQ_CLS" for reward modelling
+    if lora.language_only and model.vision is not None:   # the names inside the language model only, as a regex
+        targets = _language_model_regex(setup.lora_targets(model))
     return peft.LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
         use_dora=lora.use_dora, modules_to_save=saved or None,
         ensure_weight_tying=lora.ensure_weight_tying, task_type=task,
     )
+
+
+def _language_model_regex(names: tuple[str, ...]) -> str:
+    """peft's regex form of `target_modules` (a str is matched with re.fullmatch against each module's
+    full name [peft/tuners/tuners_utils.py check_target_module_exists]): the names under a multimodal
+    wrapper's `language_model`, and lm_head (outside it) where named, as unsloth's
+    finetune_vision_layers=False builds it [unsloth_zoo/peft_utils.py get_peft_regex]."""
+    import re
+
+    inner = [re.escape(n) for n in names if n not in HEAD_NAMES]
+    heads = [re.escape(n) for n in names if n in HEAD_NAMES]
+    parts = ([rf".*\.language_model\..*\b({'|'.join(inner)})"] if inner else []) + [rf"(.*\.)?{h}" for h in heads]
+    return "|".join(f"(?:{p})" for p in parts)
 
 
 def dequantize_standins() -> None:

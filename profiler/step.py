@@ -108,7 +108,7 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
 
 def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: int) -> None:
     lm, opt = built.model, built.optimizer
-    vocab = lm.config.vocab_size
+    vocab = lm.config.get_text_config().vocab_size   # a multimodal wrapper: its text tower's
     for step in range(steps):
         if step == steps - 1:
             tracker.reset_peaks()

@@ -80,7 +80,7 @@ GET_PEFT_MODEL: dict[str, KeyRule] = {
     "qat_scheme": refused("quantization-aware training"),
     "target_parameters": refused("LoRA on raw parameters (MoE experts) is not planned"),
     "use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
-    "finetune_vision_layers": refused("adapters on a vision tower (vision inputs)"),
+    "finetune_vision_layers": refused("adapters on a vision tower (vision inputs)"),   # false: --lora-language-only
     "finetune_language_layers": modelled("true (the default): adapters on the language model"),
     "finetune_attention_modules": modelled("true: --lora-targets += q_proj,k_proj,v_proj,o_proj (FastModel)"),
     "finetune_mlp_modules": modelled("true: --lora-targets += gate_proj,up_proj,down_proj (FastModel)"),
@@ -287,6 +287,11 @@ def _read_calls(calls: dict[str, dict[str, Any]], path: str) -> ConfigSetup:
                        "are trained in full (Unsloth makes them modules_to_save)", "remove them to plan the rest")
             mods = [m for m in mods if m not in whole]
         o.use(tkey if tkey.split(".", 1)[1] in peft else "get_peft_model", "lora_targets", targets(mods))
+        vision = calls.get("get_peft_model", {}).get("finetune_vision_layers")   # false: not in `peft` (refused if on)
+        if vision is not None and not isinstance(vision, _NonLiteral) and not on(vision):
+            # get_peft_regex keeps the targets to modules named after the language model, none in the vision
+            # tower [unsloth_zoo/peft_utils.py get_peft_regex]: on a multimodal model, --lora-language-only
+            o.use("get_peft_model.finetune_vision_layers", "lora_language_only", True)
         if peft.get("bias", "none") != "none":
             rep.refuse("get_peft_model.bias", peft["bias"], "trained biases", "use bias = \"none\"")
     gc_src = ("get_peft_model", peft) if peft is not None else ("from_pretrained", fp)

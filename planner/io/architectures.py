@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from ..specs.enums import MlpKind, NormKind
 from ..specs.errors import PlannerError
 from ..specs.model import LinearRole, LinearSpec, ModelSpec, QkNorm, RopeKind
+from .multimodal import MULTIMODAL_MODEL_TYPES, from_multimodal
 from .validate import validate_model_config
 
 IN, OUT = LinearRole.INPUT, LinearRole.OUTPUT
@@ -478,15 +479,23 @@ _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
     "starcoder2": _from_starcoder2, "stablelm": _from_stablelm, "cohere": _from_cohere,
 }
-SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
+TEXT_MODEL_TYPES = tuple(sorted(_READERS))
+SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS.keys() | set(MULTIMODAL_MODEL_TYPES)))
 
 
 def model_from_config(cfg: Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """ModelSpec from a parsed HF config.json; raises PlannerError for what it cannot read."""
-    validate_model_config(cfg, SUPPORTED_MODEL_TYPES)
+    validate_model_config(cfg, TEXT_MODEL_TYPES)   # a wrapper's text_config, as its text reader reads it
     if not isinstance(cfg, Mapping):
         raise PlannerError("config.json must hold a JSON object")
+    if cfg.get("model_type") in MULTIMODAL_MODEL_TYPES:   # planner/io/multimodal.py
+        return from_multimodal(name or str(cfg.get("_name_or_path") or cfg["model_type"]), cfg,
+                               lambda n, text: _READERS[text["model_type"]](n, text))
     if "text_config" in cfg and "model_type" in cfg and cfg["model_type"] not in SUPPORTED_MODEL_TYPES:
+        if cfg.get("vision_config") is not None:   # its vision tower would be left out without a word
+            raise PlannerError(f"multimodal model_type {cfg['model_type']!r} is not supported yet; supported wrappers: "
+                               f"{', '.join(MULTIMODAL_MODEL_TYPES)} (pass its text_config alone to plan the text "
+                               "tower without the vision tower)")
         cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", "")}
     mt = cfg.get("model_type")
     if not mt:

@@ -17,6 +17,7 @@ from ..specs.parallel import ParallelSpec
 from ..specs.resolved import virtual_tokens
 from ..specs.setup import TrainingSetup
 from ..techniques import masks, reward
+from ..techniques import multimodal   # a multimodal wrapper's refusals
 from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
@@ -49,6 +50,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     (the most loaded one) for multi-GPU and offloaded setups."""
     setup.validate()
     model = reward.model_for(model, setup)   # reward modelling trains the sequence-classification model
+    multimodal.check_setup(model, setup)
     requested, setup = setup, setup.for_model(model)
     prompt = virtual_tokens(setup)
     if prompt:   # prompt tuning: the frozen model runs on s + n positions (techniques/prompt.py)

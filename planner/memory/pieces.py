@@ -14,6 +14,7 @@ from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved, resolve
 from ..specs.setup import TrainingSetup
 from ..techniques import checkpointing, context_parallel, loss
+from ..techniques import multimodal   # a multimodal wrapper's refusals
 from .layers import ActivationBytes, activation_bytes
 from .states import States, states
 
@@ -29,6 +30,7 @@ def terms(model: ModelSpec, setup: TrainingSetup) -> tuple[Resolved, States, Act
     recommend, the dashboard's curves) compute them once."""
     def make() -> tuple[Resolved, States, ActivationBytes]:
         rs = resolve(model, setup)
+        multimodal.check(model, rs)
         return rs, states(model, rs), activation_bytes(model, rs)
 
     return per_model(_TERMS, (id(model), _term_key(setup)), model, make)

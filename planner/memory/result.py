@@ -63,7 +63,8 @@ class MemoryEstimate:
             **figures_dict(self),
             "params": {"total": self.params.total, "trainable": self.trainable_params,
                        "embedding": self.params.embedding, "attention": self.params.attention,
-                       "mlp": self.params.mlp, "norms": self.params.norms, "lm_head": self.params.lm_head},
+                       "mlp": self.params.mlp, "norms": self.params.norms, "lm_head": self.params.lm_head,
+                       **({"vision": self.params.vision} if self.params.vision else {})},   # a multimodal wrapper's
             "setup": self.setup,
             "assumptions": [{"name": a.name, "value": a.value, "unit": a.unit, "source": a.source}
                             for a in self.assumptions],

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, optimizers, quantization
+from ..techniques import ADAPTERS, multimodal, optimizers, quantization
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ def states(model: ModelSpec, rs: Resolved) -> States:
             weights = total * frozen
             layer_bytes = layer_weights * frozen
         weights += trainable * dtype.bytes
+        vision_adapters = multimodal.adapter_params(model, rs)   # LoRA that peft put in the vision tower
+        weights += vision_adapters * dtype.bytes
+        trainable += vision_adapters
+    # trainable but idle on text-only batches: no gradient, no optimizer state [techniques/multimodal.py]
+    stepped = trainable - multimodal.idle_params(model, rs)
     embedding = pc.embedding if rs.full else ADAPTERS[rs.adapters.kind].embedding_params(model, rs)
     opt = rs.setup.optimizer
     if opt in optimizers.EXTRA and rs.full:   # per-tensor rules (GaLore, torchao, schedule-free)
@@ -55,11 +60,11 @@ def states(model: ModelSpec, rs: Resolved) -> States:
         state, paged, temp = optimizers.extra_state_bytes(opt, model, optimizers.tensor_inventory(model), dtype,
                                                           o.rank, o.update_proj_gap, o.targets, o.block_size)
     elif opt in optimizers.EXTRA:             # schedule-free AdamW over adapters: no per-tensor rule
-        state, paged, temp = optimizers.extra_state_bytes(opt, model, [(trainable, 1)], dtype, 0, 1, (), 256)
+        state, paged, temp = optimizers.extra_state_bytes(opt, model, [(stepped, 1)], dtype, 0, 1, (), 256)
     else:
-        state, paged, temp = optimizers.state_bytes(opt, trainable, dtype, largest, shapes, embedding)
+        state, paged, temp = optimizers.state_bytes(opt, stepped, dtype, largest, shapes, embedding)
     return States(
-        weights=int(weights), gradients=int(trainable * dtype.bytes), optimizer_state=state,
+        weights=int(weights), gradients=int(stepped * dtype.bytes), optimizer_state=state,
         optimizer_paged=paged, optimizer_step_temporaries=temp, trainable_params=trainable,
         largest_trainable=largest, layer_weight_bytes=int(layer_bytes),
     )

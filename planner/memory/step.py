@@ -25,6 +25,7 @@ from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
 from ..techniques import reward   # RewardTrainer's score head: the last layer's recompute is its peak
+from ..techniques import multimodal   # a multimodal wrapper's vision side
 from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
 from .layers import ActivationBytes
@@ -178,6 +179,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
     notes += moe_lora.notes(model, rs)
+    notes += multimodal.notes(model, rs)
     moe_qlora = quantization.moe_fused_experts_note(model, rs)
     if moe_qlora:
         notes.append(moe_qlora)

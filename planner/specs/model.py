@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .enums import Choice, MlpKind, NormKind
+from .vision import VisionSpec
 
 
 class LinearRole(Choice):
@@ -119,6 +120,7 @@ class ModelSpec:
     # nn.Linear(hidden, score_labels, bias=False) in place of the lm_head, untied from the embedding
     # [transformers modeling_layers.py GenericForSequenceClassification]; 0: a causal LM's lm_head
     score_labels: int = 0
+    vision: VisionSpec | None = None            # a multimodal wrapper's vision tower and projector (specs/vision.py)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

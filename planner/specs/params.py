@@ -13,10 +13,11 @@ class ParamCounts:
     mlp: int                # all layers' MLP or expert weights (+ router)
     norms: int              # per-layer and final norms
     lm_head: int            # 0 when tied to the embedding; a score head's weight (ModelSpec.score_labels)
+    vision: int = 0         # a multimodal wrapper's vision tower and projector (specs/vision.py)
 
     @property
     def total(self) -> int:
-        return self.embedding + self.attention + self.mlp + self.norms + self.lm_head
+        return self.embedding + self.attention + self.mlp + self.norms + self.lm_head + self.vision
 
     @property
     def linear(self) -> int:
@@ -48,4 +49,4 @@ def _param_counts(m: ModelSpec) -> ParamCounts:
     lm_head = (0 if m.tied_embeddings else m.vocab * m.hidden) + (m.vocab if m.lm_head_bias else 0)
     if m.score_labels:   # a sequence-classification model: the score head, no lm_head
         lm_head = m.score_labels * m.hidden
-    return ParamCounts(embedding, attention, mlp, norms, lm_head)
+    return ParamCounts(embedding, attention, mlp, norms, lm_head, m.vision.params if m.vision else 0)

@@ -79,6 +79,9 @@ class LoraSpec:
     # copies unless ensure_weight_tying=True
     modules_to_save: tuple[str, ...] = ()
     ensure_weight_tying: bool = False
+    # a multimodal wrapper: targets matched inside the language model only (a `.*language_model.*` regex,
+    # as unsloth's finetune_vision_layers=False builds), not in the vision tower; a no-op on a text model
+    language_only: bool = False
 
     def is_plain(self) -> bool:
         """No LoRA variant or extra trainable module: what every setup before them was."""
@@ -86,7 +89,7 @@ class LoraSpec:
 
 
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
-_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
+_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False, "language_only": False}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
                 "tiled_mlp": False, "tiled_mlp_shards": 0,
@@ -261,12 +264,15 @@ class TrainingSetup:
         if self.lora.targets == (ALL_LINEAR,):
             return tuple(dict.fromkeys(names))
         targets = self.lora.targets or model.peft_default_targets
+        names += sorted(model.vision.linear_names()) if model.vision else []   # a wrapper's vision side, too
         if not targets:   # peft raises for a model_type missing from its default-targets table
             raise PlannerError(
                 f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "
                 f"from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         v4_experts = [old for old, _ in model.peft_expert_targets]   # peft maps them to the experts / router
-        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES]
+        vision = model.vision.linear_names() if model.vision else set()   # peft's suffix match [techniques/multimodal.py]
+        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES
+                   and not any(v == t or v.endswith("." + t) for v in vision)]
         if unknown or not targets:
             raise PlannerError(
                 f"LoRA target(s) {', '.join(unknown) or '(none)'} match no linear module of {model.name}; "

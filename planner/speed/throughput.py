@@ -32,7 +32,7 @@ from typing import Any
 
 from ..io import catalog
 from ..memory.comm import Link, communication_bytes
-from ..memory.pieces import resolved_states, terms
+from ..memory.pieces import terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Compile, DType, Method, Objective, Optimizer, Precision
@@ -43,6 +43,7 @@ from ..specs.setup import ActivationOffload, TrainingSetup
 from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers, preference, reward
 from ..specs.resolved import resolve
 from . import dequant, links, upcast
+from ..techniques import multimodal   # a multimodal wrapper's idle vision side
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
@@ -194,7 +195,9 @@ def _setup_terms(model: ModelSpec, setup: TrainingSetup) -> tuple[StepFlops, int
     # what trains and what crosses the links do not depend on torch.compile: ask the memory model
     # without it (its compiled saved set refuses setups, e.g. checkpointing, the time model covers)
     eager = setup.with_(compile=Compile.NONE)
-    trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params
+    # the optimizer streams the parameters it steps: not a multimodal wrapper's idle vision side
+    trainable = resolved_states(model, eager.with_(parallel=ParallelSpec())).trainable_params - \
+        multimodal.idle_params(model, rs)
     if setup.parallel.single_gpu:
         return fl, trainable, (0, 0, 0), up, objective
     vol = communication_bytes(model, eager)

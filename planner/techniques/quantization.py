@@ -29,6 +29,9 @@ def linear_inventory(model: ModelSpec) -> tuple[int, int]:
     for count, linears in ((model.dense_layers, model.dense_linears), (model.moe_layers, model.moe_linears)):
         weights += count * sum(lin.weight_count for lin in linears)
         rows += count * sum(lin.experts * lin.out_features for lin in linears)
+    if model.vision is not None:   # bitsandbytes replaces the vision tower's and projector's nn.Linear too
+        weights += sum(lin.weight_count for lin in model.vision.linears)   # [techniques/multimodal.py]
+        rows += sum(lin.count * lin.out_features for lin in model.vision.linears)
     return weights, rows
 
 

@@ -56,7 +56,10 @@ def _count_on_meta(config):
     cfg = transformers.AutoConfig.for_model(
         model_type, **{k: v for k, v in config.items() if k != "model_type"})
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
+        try:
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+        except ValueError:   # multimodal wrappers (llava, qwen2_vl) are image-text-to-text classes
+            model = transformers.AutoModelForImageTextToText.from_config(cfg)
     try:
         return type(model).__name__, sum(p.numel() for p in model.parameters())
     finally:

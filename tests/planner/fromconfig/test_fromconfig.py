@@ -229,7 +229,9 @@ def test_unsloth_fastmodel_switches_and_embedding_targets(tmp_path):
                  "    use_gradient_checkpointing=False)\n")
     c = read_config(str(f))
     assert c.options["lora_targets"] == "q_proj,k_proj,v_proj,o_proj" and c.options["grad_ckpt"] is False
-    assert c.used["get_peft_model.finetune_vision_layers"] == "false: as gpuplan plans"
+    # false: the targets stay in the language model (unsloth_zoo get_peft_regex): --lora-language-only
+    assert c.used["get_peft_model.finetune_vision_layers"] == "false: as gpuplan plans --lora-language-only"
+    assert c.options["lora_language_only"] is True
     g = tmp_path / "emb.py"
     g.write_text("m, t = FastLanguageModel.from_pretrained(model_name='x')\n"
                  "m = FastLanguageModel.get_peft_model(m, target_modules=['q_proj', 'embed_tokens', 'lm_head'],\n"

@@ -467,10 +467,11 @@ EXPECTED: dict[str, Expect] = {
              grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
              activation_offload='unsloth'),
         refused=[]),
-    'unsloth/Gemma3_4B.py': Expect(
-        'unsloth', "unknown model 'unsloth/gemma-3-4b-it'",
+    'unsloth/Gemma3_4B.py': Expect(   # FastModel loads the whole Gemma3ForConditionalGeneration
+        'unsloth', 'gemma-3-4b-it-multimodal',
         dict(method='qlora', precision='bf16-mixed', loss='chunked', lora_r=8, lora_alpha=8.0, lora_dropout=0.0,
-             lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', seq_len=2048, batch_size=2,
+             lora_targets='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', lora_language_only=True,
+             seq_len=2048, batch_size=2,
              grad_accum=4, optimizer='adamw-8bit', grad_ckpt=True,
              activation_offload='unsloth'),
         refused=[]),
