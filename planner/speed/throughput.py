@@ -32,7 +32,7 @@ from typing import Any
 
 from ..io import catalog
 from ..memory.comm import Link, communication_bytes
-from ..memory.pieces import terms
+from ..memory.pieces import resolved_states, terms
 from ..memory.result import Assumption
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Compile, DType, Method, Objective, Optimizer, Precision
@@ -40,10 +40,10 @@ from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
-from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers, preference, reward
 from ..specs.resolved import resolve
+from ..techniques import (activation_offload, checkpointing, context_parallel, loss, multimodal, optimizers, preference,
+                          reward)
 from . import dequant, links, upcast
-from ..techniques import multimodal   # a multimodal wrapper's idle vision side
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
