@@ -115,6 +115,8 @@ def cases() -> Iterator[tuple[str, list[str]]]:
            ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "hf" /
                                              "alignment-handbook-accelerate-fsdp.yaml"),
             "-m", "llama-3.1-8b", "--save-steps", "100", "--json"])
+    yield ("from-config unsloth Gemma3_4B.py",
+           ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "unsloth" / "Gemma3_4B.py"), "--json"])
     # 5. fit: fitting and not fitting, every method, a multi-GPU one
     for model, gpu, extra in (("llama-3.1-8b", "rtx-4090", ("--method", "qlora")),
                               ("llama-3.1-8b", "rtx-4090", ()),
@@ -260,6 +262,14 @@ _TECHNIQUES = (
                           ("zero3 no gather", ("--zero", "3", "--no-ds3-gather-for-generation")),
                           ("fsdp vllm server", ("--fsdp", "full", "--vllm-server-gpus", "2", "--gpu", "h100",
                                                 "--dataset-tokens", "100M")))),
+    ("multimodal qwen2-vl lora all-linear", ["-m", "qwen2-vl-2b-instruct", "--method", "lora",
+                                             "--lora-targets", "all-linear"]),
+    ("multimodal gemma-3 qlora language-only", ["-m", "gemma-3-4b-it-multimodal", "--method", "qlora", "--lora-targets",
+                                                "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                                                "--lora-language-only"]),
+    ("multimodal qwen2-vl full bf16-true", ["-m", "qwen2-vl-2b-instruct", "--precision", "bf16-true", "--no-grad-ckpt"]),
+    ("multimodal rm refused", ["-m", "qwen2-vl-2b-instruct", "--objective", "rm", "--method", "lora",
+                               "--lora-targets", "q_proj,v_proj"]),
     ("phases lora", ["-m", "llama-3.2-1b", "--method", "lora", "--phases"]),
     ("phases fsdp", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases"]),
     ("phases fsdp cpu-ram-efficient", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases",
