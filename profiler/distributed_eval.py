@@ -65,10 +65,10 @@ def simulate_reference_forward(model: ModelSpec, setup: TrainingSetup, batch_siz
     frozen reference prepared as TRL 1.14.0's `prepare_fsdp` prepares it under FSDP2 [trl/models/utils.py
     l.304-332]: `fully_shard` of the whole model with the policy's MixedPrecisionPolicy, one unit, then eval().
     With a short batch the peak is the all-gather: the flat output and the unsharded copy of the whole model."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard   # lazy: only this simulation wraps with FSDP2
 
-    from gpuplan.planner import Engine, engine_of
-    from .dtypes import TORCH_DTYPES
+    from gpuplan.planner import Engine, engine_of   # lazy: kept beside the one function that needs it
+    from .dtypes import TORCH_DTYPES   # lazy: kept beside the one function that needs it
 
     setup.validate()
     p = setup.parallel

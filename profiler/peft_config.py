@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,6 @@ def _language_model_regex(names: tuple[str, ...]) -> str:
     full name [peft/tuners/tuners_utils.py check_target_module_exists]): the names under a multimodal
     wrapper's `language_model`, and lm_head (outside it) where named, as unsloth's
     finetune_vision_layers=False builds it [unsloth_zoo/peft_utils.py get_peft_regex]."""
-    import re
-
     inner = [re.escape(n) for n in names if n not in HEAD_NAMES]
     heads = [re.escape(n) for n in names if n in HEAD_NAMES]
     parts = ([rf".*\.language_model\..*\b({'|'.join(inner)})"] if inner else []) + [rf"(.*\.)?{h}" for h in heads]

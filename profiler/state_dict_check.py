@@ -19,10 +19,10 @@ MODES = ("full-rank0", "full-all", "sharded")   # and "optim-full": FSDP.optim_s
 
 
 def _worker(rank: int, world: int, port: int, config: dict[str, Any], q) -> None:
-    import transformers
-    from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP
-    from torch.distributed.fsdp import FullOptimStateDictConfig, ShardedStateDictConfig, StateDictType
-    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    import transformers   # lazy: imported in the spawned worker process, not by the parent
+    from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP   # lazy: worker only
+    from torch.distributed.fsdp import FullOptimStateDictConfig, ShardedStateDictConfig, StateDictType   # lazy: worker only
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy   # lazy: worker only
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
