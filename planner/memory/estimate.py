@@ -21,6 +21,7 @@ from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
 from .pieces import terms
+from .reserved import reserved_for
 from .result import MemoryEstimate
 from .step import parallel_step, single_gpu_step
 
@@ -72,7 +73,8 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
                                                  f"{requested.seq_len} + {prompt} positions long",))
-    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator)
+    alloc = reserved_for(step.local or model, setup, step.phases)
+    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=alloc)
     extra = {}
     if not setup.parallel.single_gpu:
         extra = dict(host_bytes_per_node=host_bytes_per_node(model, setup),

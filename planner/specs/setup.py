@@ -198,6 +198,8 @@ class TrainingSetup:
     # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
+    # PYTORCH_CUDA_ALLOC_CONF the caching allocator runs under ("": PyTorch's defaults) [planner/memory/reserved.py]
+    alloc_conf: str = ""
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -461,4 +463,6 @@ class TrainingSetup:
             if d[key] == default:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
+        if not d["alloc_conf"]:
+            d.pop("alloc_conf")   # shown only when set: older setups' dicts stay as they were
         return d
