@@ -150,6 +150,9 @@ SETUP_OPTIONS = [
     click.option("--offload-device", type=click.Choice(["cpu", "nvme"]), default="cpu", show_default=True,
                  help="nvme: ZeRO-Infinity (needs --zero 3)."),
     click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (Megatron layout)."),
+    click.option("--alloc-conf", default=None, metavar="PYTORCH_CUDA_ALLOC_CONF",
+                 help="The caching allocator's settings the run uses, as PYTORCH_CUDA_ALLOC_CONF "
+                      "(expandable_segments:True, max_split_size_mb:128, ...) [unset: PyTorch's defaults]."),
     click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
 ]
 
@@ -239,6 +242,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
+        alloc_conf=_alloc_conf(kw.get("alloc_conf")),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)
@@ -340,3 +344,12 @@ def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
         offload=Offload(get("offload", "none")), offload_device=OffloadDevice(get("offload_device", "cpu")),
         tp=get("tp", 1), pp=get("pp", 1),
     )
+
+
+def _alloc_conf(text: str | None) -> str:
+    """--alloc-conf as the canonical PYTORCH_CUDA_ALLOC_CONF ("" for the defaults); PlannerError if bad."""
+    if not text:
+        return ""
+    from gpuplan.planner.memory.alloc_config import AllocatorConfig   # lazy: each command loads what it needs (fast start)
+
+    return AllocatorConfig.parse(text).to_conf()

@@ -21,7 +21,7 @@ from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
 from .pieces import terms
-from .reserved import reserved_for
+from .reserved import fragmentation_risk, reserved_for
 from .result import MemoryEstimate
 from .step import parallel_step, single_gpu_step
 
@@ -85,12 +85,19 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=step.phases,
         params=param_counts(model), trainable_params=trainable, setup=setup_dict,
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
-        activation_host_bytes=step.activation_host_bytes,
+        activation_host_bytes=step.activation_host_bytes, allocator=alloc,
     )
 
 
 def fits(est: MemoryEstimate, gpu: GpuSpec) -> dict[str, object]:
     """Fit verdict for one GPU: headroom in bytes (negative: short by that much)."""
     headroom = gpu.memory_bytes - est.device_total_bytes
-    return {"gpu": gpu.name, "memory_bytes": gpu.memory_bytes, "fits": headroom >= 0,
-            "headroom_bytes": headroom}
+    row = {"gpu": gpu.name, "memory_bytes": gpu.memory_bytes, "fits": headroom >= 0, "headroom_bytes": headroom}
+    outside = est.device_total_bytes - est.peak_reserved_bytes
+    if est.allocator is not None and headroom < 0 <= gpu.memory_bytes - outside - est.peak_allocated_bytes:
+        # the tensors fit, what the allocator caches does not: it frees its cache and retries, and
+        # either gets by or fails for want of one free piece large enough (fragmentation)
+        note = fragmentation_risk(est.allocator, est.peak_allocated_bytes, gpu.memory_bytes - outside)
+        if note:
+            row["allocator_note"] = note
+    return row

@@ -32,7 +32,7 @@ the simulated step's own log.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, engine_of, gather_dtype, shard_degree
 from ..specs.enums import Component as C
@@ -41,7 +41,7 @@ from ..specs.memo import per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
-from .alloc_config import AllocatorConfig
+from .alloc_config import LARGE_BUFFER, AllocatorConfig
 from .allocator import MIN_BLOCK_SIZE, SMALL_SIZE, allocation_size, round_size
 from .pieces import Stage, pieces, terms
 from .replay import Event, Op, replay
@@ -53,6 +53,7 @@ OWN_SEGMENT = 10 * MiB
 _ALL_GATHER, _REDUCE_SCATTER = 1, 2      # FSDP2's side streams, as the simulator's log numbers them
 _CACHE: dict = {}
 _FOR: dict = {}
+MAX_LAYERS = 8                           # decoder layers replayed, at most (merged() groups the rest)
 MAX_PIECES = 6                           # residual-width saved tensors per layer, at most
 _CONFIGS: dict[str, AllocatorConfig] = {}
 _MAX_ENTRIES = 4096
@@ -105,6 +106,8 @@ class Reserved:
     largest_free_at_peak: int          # largest cached free block when reserved peaked
     largest_request: int               # the largest single allocation of the step
     conf: str                          # the PYTORCH_CUDA_ALLOC_CONF, canonical (to_conf)
+    shape: StepShape | None = None     # what was replayed (for fragmentation_risk)
+    closed_reserved: int = 0           # reserved by the persistent tensors counted in closed form
 
     def assumption(self) -> Assumption:
         """The line the estimate shows: the ratio, and the allocator settings it assumed."""
@@ -146,6 +149,22 @@ def _layer_saved(total: int, h_piece: int, i_piece: int, gated: bool) -> tuple[i
     # at most MAX_PIECES residual-width tensors (more, smaller ones only add events to replay)
     unit = max(h_piece, -(-rest // MAX_PIECES) // MIN_BLOCK_SIZE * MIN_BLOCK_SIZE + MIN_BLOCK_SIZE)
     return (i_piece,) * n_i + _pieces_of(rest, unit)
+
+
+def merged(shape: StepShape, most: int = MAX_LAYERS) -> StepShape:
+    """`shape` with its decoder layers merged into at most `most` groups, each holding the saved
+    tensors, gradients, weights and FSDP2 units of layers/groups layers (the bytes are kept; a
+    layer's temporaries and recompute stay one layer's, as backward runs one layer at a time).
+    benchmarks/reserved.py --merge compares it with the replay of every layer."""
+    if shape.layers <= most:
+        return shape
+    groups = most
+    g = shape.layers / groups
+    sc = lambda t: tuple(int(x * g) // MIN_BLOCK_SIZE * MIN_BLOCK_SIZE for x in t)  # noqa: E731
+    one = lambda x: int(x * g) // MIN_BLOCK_SIZE * MIN_BLOCK_SIZE  # noqa: E731
+    return replace(shape, layers=groups, saved=sc(shape.saved), layer_grads=sc(shape.layer_grads),
+                   layer_weights=sc(shape.layer_weights), unit=one(shape.unit), unit_grad=one(shape.unit_grad),
+                   unit_reduce=one(shape.unit_reduce))
 
 
 def step_shape(model: ModelSpec, setup: TrainingSetup, phases: dict) -> StepShape:
@@ -377,8 +396,13 @@ def closed_form_large(sizes: list[int], conf: AllocatorConfig) -> tuple[int, int
     for size in sizes:
         r = round_size(size, conf)
         seg = allocation_size(r)
+        if conf.expandable_segments:   # mapped back to back onto one segment, 20 MiB pages
+            alloc, resv = alloc + r, resv + r
+            continue
         resv += seg
-        alloc += seg if (seg - r <= SMALL_SIZE and not conf.expandable_segments) else r
+        alloc += seg if seg - r <= SMALL_SIZE else r
+    if conf.expandable_segments:       # the last page partly used [ExpandableSegment::map]
+        resv += -resv % LARGE_BUFFER
     return alloc, resv
 
 
@@ -404,7 +428,7 @@ def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
     alloc, resv = r.peak_allocated + la, r.peak_reserved + lr
     largest = max([e.size for e in events if e.op is Op.MALLOC] + large, default=0)
     out = Reserved(resv / alloc if alloc else 1.0, alloc, resv, r.largest_free_at_peak_reserved, largest,
-                   cfg.to_conf())
+                   cfg.to_conf(), shape, lr)
     if len(_CACHE) > _MAX_ENTRIES:
         _CACHE.clear()
     _CACHE[key] = out
@@ -416,6 +440,38 @@ def reserved_for(model: ModelSpec, setup: TrainingSetup, phases: dict) -> Reserv
     holds, `phases` from memory/step.py), under `setup.alloc_conf`."""
     def make() -> Reserved:
         cfg = allocator_config(setup.alloc_conf)   # a bad setting is refused before any work
-        return replay_shape(step_shape(model, setup, phases), cfg.to_conf())
+        return replay_shape(merged(step_shape(model, setup, phases)), cfg.to_conf())
 
     return per_model(_FOR, (id(model), setup), model, make)
+
+
+def fragmentation_risk(res: Reserved, allocated: int, capacity: int) -> str | None:
+    """What the caching allocator does on a device that holds `capacity` bytes for it, where the
+    step's tensors fit but its cached segments would not: a note that it gets by after freeing its
+    cache and retrying (slower), or that it runs out of memory by fragmentation (the largest request
+    exceeds the largest free block though the free bytes in all would hold it). None if neither.
+
+    `allocated` is the estimate's peak allocated bytes; the capacity is scaled by the synthetic
+    step's own peak to it, and the persistent tensors counted in closed form are taken off first.
+    """
+    if res.shape is None or allocated <= 0 or capacity <= 0:
+        return None
+    cap = int(capacity * res.peak_allocated / allocated) - res.closed_reserved
+    if cap <= 0:
+        return None
+    events, _ = synthetic_events(res.shape)
+    r = replay(events, allocator_config(res.conf), capacity=cap)
+    oom, MiB_ = r.oom, 2**20
+    if oom is None:
+        if not r.stats.num_alloc_retries:
+            return None
+        return (f"the allocator fits this step only by freeing its cached segments and retrying "
+                f"({r.stats.num_alloc_retries} times in two steps: cudaFree/cudaMalloc stalls); PYTORCH_CUDA_ALLOC_CONF="
+                f"expandable_segments:True reserves less (caching allocator replay, modelled from source)")
+    if not oom.fragmentation:
+        return None
+    return (f"fragmentation OOM risk: a {oom.rounded / MiB_:,.0f} MiB request finds no free block that large "
+            f"(largest {oom.largest_free_block / MiB_:,.0f} MiB, {oom.cached_free / MiB_:,.0f} MiB cached free in all) "
+            f"and too little device memory for a new segment, though the tensors fit; "
+            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True or a smaller micro-batch avoids it "
+            f"(caching allocator replay, modelled from source)")
