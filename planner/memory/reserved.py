@@ -100,8 +100,8 @@ class StepShape:
 @dataclass(frozen=True)
 class Reserved:
     """What the replay of a step shape gave, under one allocator config."""
-    ratio: float                       # peak reserved / peak allocated (the allocator's block bytes)
-    peak_allocated: int                # of the synthetic step
+    ratio: float                       # peak reserved / peak requested bytes (the tensors' own sizes)
+    peak_allocated: int                # of the synthetic step: its tensors' bytes at the peak, as requested
     peak_reserved: int
     largest_free_at_peak: int          # largest cached free block when reserved peaked
     largest_request: int               # the largest single allocation of the step
@@ -426,9 +426,12 @@ def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
     r = replay(events, cfg)
     la, lr = closed_form_large(large, cfg)
     alloc, resv = r.peak_allocated + la, r.peak_reserved + lr
+    # the ratio is to the tensors' bytes as requested (what the estimate's allocated adds up), not to
+    # the allocator's blocks, whose unsplit remainders depend on the settings themselves
+    requested = r.peak_requested + sum(large)
     largest = max([e.size for e in events if e.op is Op.MALLOC] + large, default=0)
-    out = Reserved(resv / alloc if alloc else 1.0, alloc, resv, r.largest_free_at_peak_reserved, largest,
-                   cfg.to_conf(), shape, lr)
+    out = Reserved(resv / requested if requested else 1.0, requested, resv, r.largest_free_at_peak_reserved,
+                   largest, cfg.to_conf(), shape, lr)
     if len(_CACHE) > _MAX_ENTRIES:
         _CACHE.clear()
     _CACHE[key] = out
