@@ -54,7 +54,7 @@ _ALL_GATHER, _REDUCE_SCATTER = 1, 2      # FSDP2's side streams, as the simulato
 _CACHE: dict = {}
 _FOR: dict = {}
 MAX_LAYERS = 8                           # decoder layers replayed, at most (merged() groups the rest)
-MAX_PIECES = 6                           # residual-width saved tensors per layer, at most
+MAX_PIECES = 3                           # residual-width saved tensors per layer, at most
 _CONFIGS: dict[str, AllocatorConfig] = {}
 _MAX_ENTRIES = 4096
 
