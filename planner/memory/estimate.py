@@ -73,7 +73,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
                                                  f"{requested.seq_len} + {prompt} positions long",))
-    alloc = reserved_for(step.local or model, setup, step.phases)
+    alloc, _ = reserved_for(step.local or model, setup, step.phases, lambda at: _phases_at(model, requested, at))
     fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=alloc)
     extra = {}
     if not setup.parallel.single_gpu:
@@ -87,6 +87,15 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
         activation_host_bytes=step.activation_host_bytes, allocator=alloc,
     )
+
+
+def _phases_at(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> tuple[ModelSpec, dict]:
+    """(the slice planned, the phases) of the step of `setup` (as it runs) at another size."""
+    if setup.parallel.single_gpu:
+        return model, single_gpu_step(model, requested.with_(batch_size=setup.batch_size, seq_len=setup.seq_len),
+                                      setup).phases
+    step = parallel_step(model, setup)
+    return step.local or model, step.phases
 
 
 def fits(est: MemoryEstimate, gpu: GpuSpec) -> dict[str, object]:

@@ -33,6 +33,7 @@ the simulated step's own log.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from ..specs.engines import Engine, engine_of, gather_dtype, shard_degree
 from ..specs.enums import Component as C
@@ -53,6 +54,9 @@ OWN_SEGMENT = 10 * MiB
 _ALL_GATHER, _REDUCE_SCATTER = 1, 2      # FSDP2's side streams, as the simulator's log numbers them
 _CACHE: dict = {}
 _FOR: dict = {}
+_GRID: dict = {}
+GRID_MIN_TOKENS = 256                    # the grid of tokens per micro-batch starts here (reserved_for)
+GRID_SEQ = 2048                          # sequence length of the grid's steps, at most
 MAX_LAYERS = 8                           # decoder layers replayed, at most (merged() groups the rest)
 MAX_PIECES = 3                           # residual-width saved tensors per layer, at most
 _CONFIGS: dict[str, AllocatorConfig] = {}
@@ -438,14 +442,59 @@ def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
     return out
 
 
-def reserved_for(model: ModelSpec, setup: TrainingSetup, phases: dict) -> Reserved:
-    """The caching allocator's verdict on the step of `setup` (as it runs: the slice `model` this GPU
-    holds, `phases` from memory/step.py), under `setup.alloc_conf`."""
-    def make() -> Reserved:
+def grid_setup(setup: TrainingSetup, tokens: int) -> TrainingSetup:
+    """The setup at a grid point of `tokens` per micro-batch: sequences of GRID_SEQ (or fewer) tokens."""
+    seq = min(tokens, GRID_SEQ)
+    return setup.with_(batch_size=max(tokens // seq, 1), seq_len=seq)
+
+
+def grid_points(tokens: int) -> list[int]:
+    """GRID_MIN_TOKENS, twice that, ... up to the first power of two not below `tokens`."""
+    points, g = [GRID_MIN_TOKENS], GRID_MIN_TOKENS
+    while g < tokens:
+        g *= 2
+        points.append(g)
+    return points
+
+
+def reserved_for(model: ModelSpec, setup: TrainingSetup, phases: dict,
+                 phases_at: Callable[[TrainingSetup], tuple[ModelSpec, dict]]) -> tuple[Reserved, int]:
+    """(the caching allocator's replay, the estimate's reserved bytes) for the step of `setup` (as it
+    runs: the slice `model` this GPU holds, `phases` from memory/step.py), under `setup.alloc_conf`.
+
+    Replays run on a grid of tokens per micro-batch (GRID_MIN_TOKENS, doubling), each grid point's
+    step built by `phases_at` from `setup` at that size. Between grid points g_lo < T <= g_hi the
+    reserved bytes are allocated(T) x ratio(g_hi), and never less than the largest reserved bytes
+    of the grid points below: so they never fall as the micro-batch or the sequence grows (the fit
+    and recommend bisections rely on it), and a grid's replays serve every size of the setup.
+    """
+    def make() -> tuple[Reserved, int]:
         cfg = allocator_config(setup.alloc_conf)   # a bad setting is refused before any work
-        return replay_shape(merged(step_shape(model, setup, phases)), cfg.to_conf())
+        conf = cfg.to_conf()
+        allocated = max(sum(c.values()) for c in phases.values())
+        points = grid_points(setup.batch_size * setup.seq_len)
+        floor = 0
+        for g in points[:-1]:
+            res, alloc_g = _grid(model, setup, g, conf, phases_at)
+            floor = max(floor, int(alloc_g * res.ratio))
+        top, _ = _grid(model, setup, points[-1], conf, phases_at)
+        reserved = max(int(allocated * top.ratio), floor, allocated)
+        return replace(top, ratio=reserved / allocated if allocated else 1.0,
+                       shape=merged(step_shape(model, setup, phases))), reserved
 
     return per_model(_FOR, (id(model), setup), model, make)
+
+
+def _grid(model: ModelSpec, setup: TrainingSetup, tokens: int, conf: str, phases_at) -> tuple[Reserved, int]:
+    """(the replay, the estimate's allocated bytes) at a grid point, memoized."""
+    at = grid_setup(setup, tokens)
+
+    def make() -> tuple[Reserved, int]:
+        local, phases = phases_at(at)
+        return (replay_shape(merged(step_shape(local, at, phases)), conf),
+                max(sum(c.values()) for c in phases.values()))
+
+    return per_model(_GRID, (id(model), at, conf), model, make)
 
 
 def fragmentation_risk(res: Reserved, allocated: int, capacity: int) -> str | None:
@@ -459,6 +508,7 @@ def fragmentation_risk(res: Reserved, allocated: int, capacity: int) -> str | No
     """
     if res.shape is None or allocated <= 0 or capacity <= 0:
         return None
+    res = replay_shape(res.shape, res.conf)   # this step's own size, not the grid point's
     cap = int(capacity * res.peak_allocated / allocated) - res.closed_reserved
     if cap <= 0:
         return None

@@ -151,10 +151,17 @@ def test_fragmentation_risk_where_the_tensors_fit_and_the_cache_does_not():
 
 
 def test_replays_are_memoized_by_shape():
-    m = resolve_model("qwen-2.5-0.5b")
-    a = estimate(m, TrainingSetup(batch_size=3)).allocator
-    b = estimate(resolve_model("qwen-2.5-0.5b"), TrainingSetup(batch_size=3)).allocator   # a new model object
-    assert a is b
+    """A new model object with the same numbers replays nothing new; every size of a setup shares
+    one grid of replays, and its device total never falls as the micro-batch or sequence grows."""
+    a = estimate(resolve_model("qwen-2.5-0.5b"), TrainingSetup(batch_size=3))
+    n = len(R._CACHE)
+    b = estimate(resolve_model("qwen-2.5-0.5b"), TrainingSetup(batch_size=3))
+    assert len(R._CACHE) == n and a.peak_reserved_bytes == b.peak_reserved_bytes
+    m = resolve_model("llama-3.2-1b")
+    for d in ({}, {"method": "lora"}, {"parallel": {"gpus": 8, "fsdp": "full"}}):
+        s = TrainingSetup.from_dict(d)
+        totals = [estimate(m, s.with_(batch_size=b)).device_total_bytes for b in range(1, 13)]
+        assert totals == sorted(totals)
 
 
 def test_cli_alloc_conf():
