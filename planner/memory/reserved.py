@@ -18,17 +18,20 @@ a few hundred events from what memory/step.py already knows, in the order a trai
 - the optimizer step's temporaries per layer, then zero_grad(set_to_none=True) frees the gradients
   [torch/optim/optimizer.py: zero_grad];
 - FSDP2: each unit's all-gather output on the all-gather stream, copied out into its unsharded
-  parameters on the default stream, freed at reshard; gradients reduce-scattered from an input on
-  the reduce-scatter stream, whose output (the sharded gradient) stays in that stream's pool
-  [torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py: foreach_all_gather, foreach_reduce].
+  parameters on the default stream, freed at reshard; each layer's reduce-scatter input on the
+  default stream (kept until the next reduce-scatter), the sharded gradients on the reduce-scatter
+  stream, whose pool only that stream reuses; the root unit (embedding, lm_head) gathered from the
+  forward's start to the backward's end [torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py:
+  foreach_all_gather, foreach_all_gather_copy_out, foreach_reduce; _fsdp_param_group.py].
 
 Two steps are replayed and the peaks reset before the second (the steady state, as the simulator
-measures). The replay's reserved/allocated ratio, times the estimate's allocated bytes, is the
-estimate's reserved figure. Large persistent tensors (weights and optimizer state of 10 MiB or
-more: their own segments, never freed, reused by no one) are counted in closed form instead of
-replayed, which keeps a replay to a few milliseconds; small persistent tensors are replayed as
-1 MiB pieces of the small pool. benchmarks/reserved.py checks the result against the replay of
-the simulated step's own log.
+measures). Weights of 10 MiB or more (own segments, allocated first, never freed) are counted in
+closed form; optimizer state is replayed (it takes blocks the first step freed); small persistent
+tensors are replayed as 1 MiB pieces of the small pool; decoder layers beyond MAX_LAYERS are merged
+into MAX_LAYERS groups of the same bytes. reserved_for() replays on a grid of tokens per
+micro-batch and makes the reserved bytes non-decreasing in it. benchmarks/reserved.py checks the
+result against the replay of the simulated step's own allocation log (error table in
+docs/readme/reserved.md); modelled from source, not measured on a GPU.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ _CACHE: dict = {}
 _FOR: dict = {}
 _GRID: dict = {}
 GRID_MIN_TOKENS = 256                    # the grid of tokens per micro-batch starts here (reserved_for)
+GRID_STEP = 2                            # each grid point this many times the last
 GRID_SEQ = 2048                          # sequence length of the grid's steps, at most
 MAX_LAYERS = 8                           # decoder layers replayed, at most (merged() groups the rest)
 MAX_PIECES = 3                           # residual-width saved tensors per layer, at most
@@ -449,10 +453,10 @@ def grid_setup(setup: TrainingSetup, tokens: int) -> TrainingSetup:
 
 
 def grid_points(tokens: int) -> list[int]:
-    """GRID_MIN_TOKENS, twice that, ... up to the first power of two not below `tokens`."""
+    """GRID_MIN_TOKENS, GRID_STEP times that, ... up to the first grid point not below `tokens`."""
     points, g = [GRID_MIN_TOKENS], GRID_MIN_TOKENS
     while g < tokens:
-        g *= 2
+        g *= GRID_STEP
         points.append(g)
     return points
 
