@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..specs.engines import Engine, engine_of, gather_dtype, shard_degree
+from ..specs.engines import Engine, engine_of, gather_dtype, reduce_dtype
 from ..specs.enums import Component as C
 from ..specs.enums import MlpKind, Phase
 from ..specs.memo import per_model
@@ -221,17 +221,17 @@ def step_shape(model: ModelSpec, setup: TrainingSetup, phases: dict) -> StepShap
     unit = root = unit_grad = unit_reduce = root_grad = root_reduce = 0
     keep = False
     if eng.fsdp and eng is not Engine.YAFSDP:
-        n = shard_degree(setup.parallel)
         g_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype).bytes
         unit = (pc.attention + pc.mlp) // L * g_e
         root = (pc.embedding + pc.lm_head) * g_e
         unit_grad = (pc.attention + pc.mlp) // L * g_e if rs.full else st.trainable_params // L * g_e
-        unit_reduce = unit_grad * (2 if g_e == 2 else 1)   # fp32 reduce dtype for 16-bit gathers
+        # the reduce-scatter input in reduce_dtype, as memory/sharded.py sizes it
+        r_e = reduce_dtype(setup.precision, eng, setup.precision.weight_dtype if rs.full else setup.adapter_dtype).bytes
+        unit_reduce = unit_grad // g_e * r_e
         keep = eng is Engine.FSDP_GRAD_OP
         if rs.full:
             root_grad = model.vocab * model.hidden * g_e
-            root_reduce = (pc.embedding + pc.lm_head) * (4 if g_e == 2 else g_e)
-        del n
+            root_reduce = (pc.embedding + pc.lm_head) * r_e
     ckpt_saved = pz.acts - pz.outside
     return StepShape(
         layers=L, layer_weights=tuple(layer_w), outer_weights=tuple(outer_w),
