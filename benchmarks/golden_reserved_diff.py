@@ -67,7 +67,9 @@ def main() -> None:
     print(f"peak_allocated_bytes changed: {len(allocated_moved)}")
     for row in allocated_moved[:20]:
         print("  ", *row)
-    print(f"other numbers changed (not expected): {len(unexpected)}")
+    from collections import Counter
+    leaves = Counter(path.rsplit(".", 1)[-1].split("[")[0] for _, path, _, _ in unexpected)
+    print(f"other numbers changed (not expected): {len(unexpected)}: " + ", ".join(f"{k} {v}" for k, v in leaves.most_common(12)))
     for row in unexpected[:30]:
         print("  ", *row)
     sys.exit(1 if unexpected or allocated_moved else 0)
