@@ -50,6 +50,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
         model, setup = setup_from_options(**kw)
         run_kw = _config_run_options(run_kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
+        from gpuplan.planner.techniques.fp8 import check_gpu as fp8_check_gpu   # lazy: fast start
+        for g in gpu_specs:
+            fp8_check_gpu(setup, g)
         est, source = _estimate(model, setup)
         closed = source.value == "closed-form"
         run = plan_run(model, setup, run_kw) if closed else plan_run_refused(run_kw)

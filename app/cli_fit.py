@@ -28,11 +28,18 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     from gpuplan.planner.io.catalog import resolve_gpu   # lazy: each command loads what it needs (fast start)
     from gpuplan.planner.plans.fit import fit as run_fit   # lazy: each command loads what it needs (fast start)
 
+    from gpuplan.planner.specs.errors import NoClosedForm   # lazy: each command loads what it needs (fast start)
+
     try:
         load_gpu_catalogs(gpu_catalogs)
         gpu = resolve_gpu(gpu_name)
         model, setup = setup_from_options(**kw)
-        r = run_fit(model, setup, gpu, memory_only=True)
+        try:
+            r = run_fit(model, setup, gpu, memory_only=True)
+        except NoClosedForm as e:
+            from gpuplan.profiler.answer import fit_from_simulations   # lazy: torch loads only to simulate
+
+            r = fit_from_simulations(model, setup, gpu, str(e), say=lambda line: click.echo(line, err=True))
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     if as_json:
@@ -45,17 +52,27 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     verdict = "fits" if r.fits else "does NOT fit"
     click.echo(f"  as given: {r.device_total_bytes / gib:.2f} GiB device total: {verdict} "
                f"(headroom {(gpu.memory_bytes - r.device_total_bytes) / gib:+.2f} GiB)")
+    from gpuplan.planner.memory.load import run_phase_totals   # lazy: each command loads what it needs (fast start)
+
+    phases = run_phase_totals(model, setup) if r.source == "closed-form" else {}
+    if phases and max(phases, key=phases.get) == "load" and phases["load"] > phases["step"]:
+        click.echo(f"  (that is the load phase; the step alone needs {phases['step'] / gib:.2f} GiB: "
+                   "gpuplan estimate --phases shows both)")
     if r.max_batch:
         click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB, "
                    f"no headroom); with a {r.margin:.0%} safety margin: {r.safe_max_batch or 'none'}")
         click.echo(f"    (the margin is {r.margin_source})")
     else:
         click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")
+    unit = s.batch_unit()   # 1, or GRPO's smallest micro-batch
     click.echo(f"  longest sequence at micro-batch {s.batch_size}: {r.max_seq_len or 'none'}"
-               + (f"; at micro-batch 1: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > 1 else ""))
+               + (f"; at micro-batch {unit}: {r.max_seq_len_batch1 or 'none'}" if s.batch_size > unit else ""))
     if not r.fits:
         for line in knob_lines(r):
             click.echo("  " + line)
+    for note in r.notes:
+        click.echo("  note: " + note)
+    click.echo(f"answered by: {r.source}")
 
 
 def _smaller_batch(max_batch: int, sequences: int) -> str:

@@ -8,10 +8,12 @@ import click
 
 from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objective, Optimizer, Packing, Padding,
                                         Precision, QuantType)
+from gpuplan.planner.specs.enums import Compile
+from gpuplan.planner.specs.enums import Fp8, Fp8Linears
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
-from gpuplan.planner.specs.parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from gpuplan.planner.specs.parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from gpuplan.planner.specs.setup import ALL_LINEAR, ActivationOffload, Checkpointing, LigerSpec, LoraSpec, QuantSpec, TrainingSetup
 from gpuplan.planner.specs.stack import Stack
 
@@ -72,6 +74,20 @@ SETUP_OPTIONS = [
                       "activation_offloading, axolotl true/disk), trl-sync (axolotl legacy), torchtune "
                       "(enable_activation_offloading), layer-inputs (only each checkpointed layer's input: Unsloth's "
                       "\"unsloth\" checkpointing, transformers' checkpointing offload, axolotl hidden_states)."),
+    click.option("--compile", type=_choice(Compile), default=_D.compile.value, show_default=True,
+                 help="torch.compile(model) (HF/TRL/axolotl torch_compile, torchtune compile): inductor's min-cut "
+                      "partitioner recomputes elementwise ops instead of saving them; needs --no-grad-ckpt."),
+    click.option("--tiled-mlp", is_flag=True, default=False,
+                 help="axolotl tiled_mlp (ALST's TiledMLP): each layer's MLP in sequence tiles under no_grad, "
+                      "recomputed tile by tile in backward; only its input is saved (modelled from source)."),
+    click.option("--tiled-mlp-shards", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="--tiled-mlp's tiles (axolotl tiled_mlp_num_shards); 0: its default, ceil(seq_len / 32768)."),
+    click.option("--fp8", type=_choice(Fp8), default=_D.fp8.value, show_default=True,
+                 help="torchao float8 training (accelerate mixed_precision fp8 with the AO backend, axolotl fp8): "
+                      "dynamic tensorwise or rowwise scaling; full fine-tuning on an fp8 GPU (Ada, Hopper, Blackwell)."),
+    click.option("--fp8-linears", type=_choice(Fp8Linears), default=_D.fp8_linears.value, show_default=True,
+                 help="With --fp8: skip-first-last (accelerate's default filter: the first linear and the lm_head "
+                      "stay high precision; axolotl goes through it too) or all (torchao's own default)."),
     click.option("--attn", type=_choice(Attention), default=_D.attention.value, show_default=True),
     click.option("--padding", type=_choice(Padding), default=_D.padding.value, show_default=True,
                  help="none: rows of --seq-len real tokens, no attention mask; longest / max-length: a padded batch "
@@ -86,7 +102,9 @@ SETUP_OPTIONS = [
                  help="hf: full fp32 logits (transformers, TRL <= 1.6); chunked: fused linear cross-entropy "
                       "(Liger, Unsloth); trl: TRL >= 1.15 SFTTrainer's fused LM head (labelled positions only); "
                       "chunked-output: torchtune's CEWithChunkedOutputLoss (logits per sequence chunk); cce: "
-                      "Cut Cross-Entropy (apple/ml-cross-entropy, axolotl's cut_cross_entropy)."),
+                      "Cut Cross-Entropy (apple/ml-cross-entropy, axolotl's cut_cross_entropy); chunked-nll: TRL 1.13-1.14 "
+                      "SFTTrainer's default loss_type='chunked_nll' (lm_head in checkpointed 256-position chunks); "
+                      "chunked-nll-fp32: TRL 1.8-1.12's, each chunk projected from fp32 copies."),
     click.option("--liger", is_flag=True, default=False,
                  help="Liger Kernel as apply_liger_kernel_to_<family>() applies it by default: RMSNorm, RoPE, "
                       "SwiGLU/GeGLU and the fused linear cross-entropy (--loss chunked); modelled from source."),
@@ -99,7 +117,23 @@ SETUP_OPTIONS = [
     click.option("--objective", type=_choice(Objective), default=_D.objective.value, show_default=True,
                  help="sft: one sequence per example; dpo: TRL's DPOTrainer (chosen + rejected, a reference model; "
                       "needs --loss trl); kto: TRL's KTOTrainer (one completion, a no-grad KL forward, a reference "
-                      "model; needs --loss trl and a micro-batch of 2 or more)."),
+                      "model; needs --loss trl and a micro-batch of 2 or more); orpo: trl.experimental's ORPOTrainer (chosen + "
+                      "rejected, the full logits, no reference model; --loss hf); grpo: GRPOTrainer with HF generate (a "
+                      "generation phase, then a fused-head step on the completions; --loss trl); ppo, rm: refused."),
+    click.option("--num-generations", type=int, default=_D.num_generations, show_default=True,
+                 help="GRPO: completions per prompt (GRPOConfig.num_generations); the generation batch must be a "
+                      "multiple of it."),
+    click.option("--max-completion-length", "completion_len", type=int, default=_D.completion_len, show_default=True,
+                 help="GRPO: tokens generated per completion, decoded to the full length (min_new_tokens = "
+                      "max_new_tokens); --seq-len is prompt + completion."),
+    click.option("--steps-per-generation", type=int, default=None,
+                 help="GRPO: micro-batches generated at once per GPU (GRPOConfig.steps_per_generation) "
+                      "[--grad-accum]."),
+    click.option("--kl-beta", type=float, default=_D.kl_beta, show_default=True,
+                 help="GRPO: GRPOConfig.beta; above 0 a reference model is kept (full fine-tuning: a frozen copy)."),
+    click.option("--vllm-colocate", type=float, default=_D.vllm_colocate, show_default=True,
+                 help="GRPO: vLLM in colocate mode generates, holding this fraction of each GPU "
+                      "(vllm_gpu_memory_utilization; TRL's default 0.3); 0: HF generate."),
     click.option("--precompute-ref-log-probs", is_flag=True, help="DPO/KTO: reference log-probs computed before "
                  "training, no reference model kept."),
     click.option("--loss-tokens", "loss_token_fraction", type=float, default=1.0, show_default=True,
@@ -154,6 +188,17 @@ SETUP_OPTIONS = [
                  help="The caching allocator's settings the run uses, as PYTORCH_CUDA_ALLOC_CONF "
                       "(expandable_segments:True, max_split_size_mb:128, ...) [unset: PyTorch's defaults]."),
     click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
+    click.option("--context-parallel", "context_parallel", type=int, default=1, show_default=True,
+                 help="Context/sequence-parallel degree: each GPU of a group holds 1/N of every sequence "
+                      "(planner/techniques/context_parallel.py; modelled from source)."),
+    click.option("--cp-kind", type=click.Choice(["torch", "torch-alltoall", "ring-flash", "llama3", "ulysses"]),
+                 default="torch", show_default=True,
+                 help="torch: accelerate's cp_size (torch context_parallel over SDPA, FSDP2; -alltoall: "
+                      "cp_comm_strategy alltoall); ring-flash / llama3: axolotl's context_parallel_size "
+                      "(ring-flash-attn batch_ring / varlen_llama3, flash-attn 2); ulysses: DeepSpeed ALST "
+                      "(accelerate sp_size, ZeRO)."),
+    click.option("--heads-k-stride", type=int, default=1, show_default=True,
+                 help="--cp-kind llama3: K/V heads all-gathered at a time (axolotl heads_k_stride)."),
 ]
 
 
@@ -236,12 +281,19 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         objective=Objective(kw.get("objective") or "sft"),
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
+        num_generations=kw.get("num_generations") or _D.num_generations,
+        completion_len=kw.get("completion_len") or _D.completion_len,
+        steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,
+        vllm_colocate=kw.get("vllm_colocate") or 0.0,
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,
         autocast=kw.get("autocast"), kbit_upcast=kw.get("kbit_upcast"),
         padding=Padding(kw.get("padding") or "none"), packing=Packing(kw.get("packing") or "none"),
         optimizer_in_backward=bool(kw.get("optimizer_in_backward")), optim=optim_from_options(kw),
+        compile=Compile(kw.get("compile") or "none"),
+        tiled_mlp=bool(kw.get("tiled_mlp")), tiled_mlp_shards=kw.get("tiled_mlp_shards") or 0,
+        fp8=Fp8(kw.get("fp8") or "none"), fp8_linears=Fp8Linears(kw.get("fp8_linears") or "skip-first-last"),
         alloc_conf=_alloc_conf(kw.get("alloc_conf")),
     )
     if kw.get("length_histogram"):
@@ -342,7 +394,8 @@ def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
     return ParallelSpec(
         gpus=get("gpus_per_node", 1), nodes=get("nodes", 1), zero=get("zero", 0), fsdp=Fsdp(get("fsdp", "none")),
         offload=Offload(get("offload", "none")), offload_device=OffloadDevice(get("offload_device", "cpu")),
-        tp=get("tp", 1), pp=get("pp", 1),
+        tp=get("tp", 1), pp=get("pp", 1), cp=get("context_parallel", 1), cp_kind=CpKind(get("cp_kind", "torch")),
+        heads_k_stride=get("heads_k_stride", 1),
     )
 
 

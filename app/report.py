@@ -27,7 +27,9 @@ def render_estimate(est: MemoryEstimate, fit_rows: list[dict[str, Any]], console
     console.print(f"[bold]{s['model']}[/]  {est.params.total / 1e9:.2f} B params, "
                   f"{est.trainable_params / 1e6:,.1f} M trainable  |  {s['method']}, {s['precision']}, "
                   f"{s['optimizer']}, batch {s['batch_size']} x {s['seq_len']} tokens, "
-                  f"grad-accum {s['grad_accum']}, checkpointing {ckpt}, attn {s['attention']}")
+                  f"grad-accum {s['grad_accum']}, checkpointing {ckpt}, attn {s['attention']}"
+                  + (f", torch.compile {s['compile']}" if "compile" in s else "")
+                  + (f", fp8 {s['fp8']}" if "fp8" in s else ""))
     table = Table(title="Memory by component and phase (GiB)", title_justify="left")
     table.add_column("component")
     for phase in Phase:

@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from gpuplan.planner.specs.errors import PlannerError
-from gpuplan.planner.specs.stack import Stack, describe, stack_for_versions, stack_options, unmodelled_loss
+from gpuplan.planner.specs.stack import Stack, describe, stack_for_versions, stack_options
 
 STACK_META = "gpuplan.stack"
 # the distributions a stack row names, read for `installed`
@@ -33,8 +32,8 @@ def installed_versions() -> dict[str, str]:
 
 def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     """kw with the chosen stack's defaults for each knob neither the command line nor the --from-config
-    file set; the stack is kept on the click context for the output. PlannerError for a stack default
-    with no model."""
+    file set; the stack is kept on the click context for the output (`installed`: PlannerError for
+    installed versions no row describes)."""
     from .from_config import FROM_CONFIG_META   # lazy: each command loads what it needs (fast start)
 
     name = kw.get("stack_versions")
@@ -58,8 +57,6 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     for opt, value in stack_options(stack, model).items():
         if given(opt):
             continue
-        if value is None:
-            raise PlannerError(f"--stack-versions {stack.value}: {unmodelled_loss(stack)}")
         out[opt] = value
     if ctx is not None and _on_command_line(ctx, "stack_versions"):
         # named in the output when asked for; a stack a config reader names (torchtune's) applies its

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import logging
 import platform
@@ -50,6 +51,10 @@ def environment(device: str) -> dict[str, str]:
         import bitsandbytes   # optional: recorded when installed
         env["bitsandbytes"] = bitsandbytes.__version__
     except ImportError:
+        pass
+    try:
+        env["trl"] = importlib.metadata.version("trl")   # optional: the trl matrices run TRL's own loss
+    except importlib.metadata.PackageNotFoundError:
         pass
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)

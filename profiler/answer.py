@@ -5,6 +5,7 @@ simulations.
 
     estimate_or_simulate(model, setup) -> (MemoryEstimate, Source)
     fitted(model, setup) -> SweepFit        # fit.estimate(b, s) in microseconds
+    fit_from_simulations(model, setup, gpu, reason) -> FitResult   # gpuplan fit without a closed form
 
 Simulated answers and fits are cached on disk (cache_dir()), keyed by the model's config, the
 setup and the torch / transformers / peft versions, so a repeated query costs a file read.
@@ -21,9 +22,11 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gpuplan.planner.memory.estimate import estimate
+from gpuplan.planner.memory.load import run_phase_totals
+from gpuplan.planner.plans.fit import fit as run_fit
 from gpuplan.planner import peak_figures
 from gpuplan.planner.memory.result import MemoryEstimate
 from gpuplan.planner.specs.enums import Component, Phase, Source
@@ -269,3 +272,41 @@ def fitted(model: ModelSpec, setup: TrainingSetup, fit_points: tuple[tuple[int, 
     fit = replace(fit, residual_pct=round(worst, 4))
     _write(key, fit.to_json())
     return fit
+
+
+def fit_from_simulations(model: ModelSpec, setup: TrainingSetup, gpu, reason: str,
+                         say: Callable[[str], None] = lambda line: None):
+    """fit() of a setup without a closed form: its run's device total at any batch and sequence length
+    from a sweep fitted to a few simulations (profiler/answer.py fitted, cached on disk), then one more
+    simulation at the largest micro-batch found, whose error is reported (and which moves the answer
+    down while the simulated step does not fit)."""
+    if not setup.parallel.single_gpu:
+        raise PlannerError(f"{reason}: fit answers a setup without a closed form from simulations of one GPU; "
+                           "drop the multi-GPU flags")
+    say(f"no closed form ({reason}): fitting a sweep to simulations (cached after the first run)...")
+    sweep = fitted(model, setup)
+
+    def device_total(s) -> int:
+        return max(run_phase_totals(model, s, est=sweep.estimate(s.batch_size, s.seq_len)).values())
+
+    r = run_fit(model, setup, gpu, memory_only=True, device_total=device_total, source=Source.FITTED.value)
+    notes = [f"no closed form ({reason}): batch and sequence searched on c0 + c1 b + c2 b s + c3 b s^2 per component, "
+             f"fitted to {len(sweep.fit_points)} simulations (worst held-out error {sweep.residual_pct:.2f}%); knobs "
+             "are not searched (each change would need simulations of its own)"]
+    b = r.max_batch
+    while b > 0:   # the answer checked by the simulator itself
+        say(f"checking micro-batch {b} x {setup.seq_len} with one simulation...")
+        at = setup.with_(batch_size=b)
+        simulated = max(run_phase_totals(model, at, est=simulated_estimate(model, at, reason)).values())
+        predicted = device_total(at)
+        notes.append(f"checked at micro-batch {b} x {setup.seq_len} by one simulation: {simulated / 2**30:.2f} GiB "
+                     f"device total against the fit's {predicted / 2**30:.2f} GiB "
+                     f"({(predicted - simulated) / simulated * 100:+.2f}%)")
+        if simulated <= gpu.memory_bytes:
+            break
+        b -= 1
+    if b != r.max_batch:
+        notes.append(f"the simulated step does not fit above micro-batch {b}: that is the answer")
+        r = replace(r, max_batch=b, max_batch_total_bytes=simulated if b else None,
+                    safe_max_batch=min(r.safe_max_batch, b))
+    return replace(r, notes=tuple(notes))

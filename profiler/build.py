@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from transformers.optimization import Adafactor
 
 from gpuplan.planner import Attention, Checkpointing, Method, ModelSpec, Optimizer, TrainingSetup
 from gpuplan.planner.io.hf_vocabulary import hf_attention_name
+from gpuplan.planner.specs.enums import Fp8, Fp8Linears
+from gpuplan.planner.specs.errors import PlannerError
 
 from .dtypes import TORCH_DTYPES
 from .kernels.attention import in_kernel, register
@@ -85,6 +88,12 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
         notes.append("bitsandbytes weights replaced by a byte-exact stand-in")
     if setup.peft:
         lm = _apply_lora(lm, model, setup)
+    if setup.fp8 is not Fp8.NONE:   # accelerate's prepare() converts before the first step
+        if simulated and setup.recipe.autocast:
+            raise PlannerError("--fp8 under autocast cannot be simulated: Float8Linear tests CUDA's autocast flag, "
+                               "which the simulator's CPU autocast never sets; use --precision bf16-true or the "
+                               "closed form (modelled from source)")
+        _convert_to_float8(lm, setup)
     if setup.checkpointing in (Checkpointing.FULL, Checkpointing.SAVE_ATTENTION):
         kwargs = {"use_reentrant": False}
         if setup.checkpointing is Checkpointing.SAVE_ATTENTION:
@@ -94,7 +103,31 @@ def build_model(model: ModelSpec, setup: TrainingSetup, device: torch.device,
             _checkpoint_every(lm, setup.ckpt_every, setup.ckpt_first)
         if setup.peft:
             lm.enable_input_require_grads()
+    if setup.tiled_mlp:   # axolotl's TiledMLP on every decoder layer's MLP [profiler/tiled_mlp.py]
+        from .tiled_mlp import apply_tiled_mlp   # lazy: axolotl's file is loaded for --tiled-mlp only
+
+        apply_tiled_mlp(lm, setup)
+        notes.append("axolotl's TiledMLP (its own autograd Function) on every decoder layer's MLP")
     return lm, notes
+
+
+def _convert_to_float8(lm: torch.nn.Module, setup: TrainingSetup) -> None:
+    """Swap nn.Linear for torchao's Float8Linear in place, with the filter accelerate or torchao uses.
+
+    accelerate 1.15 `convert_model_to_fp8_ao` (accelerate/utils/ao.py) passes `filter_linear_layers` with
+    the first and last nn.Linear of `named_modules()`; torchao 0.18 `convert_to_float8_training` with no
+    `module_filter_fn` converts every nn.Linear.
+    """
+    from torchao.float8 import Float8LinearConfig, convert_to_float8_training   # lazy: torchao only for --fp8
+
+    config = Float8LinearConfig.from_recipe_name(setup.fp8.value)
+    module_filter_fn = None
+    if setup.fp8_linears is Fp8Linears.SKIP_FIRST_LAST:
+        from accelerate.utils.ao import filter_linear_layers, find_first_last_linear_layers   # lazy: only for --fp8
+
+        first, last = find_first_last_linear_layers(lm)
+        module_filter_fn = functools.partial(filter_linear_layers, layers_to_filter=[first, last])
+    convert_to_float8_training(lm, module_filter_fn=module_filter_fn, config=config)
 
 
 def _save_attention_policy(ctx, op, *args, **kwargs):

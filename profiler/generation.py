@@ -71,17 +71,19 @@ class HostReads(TorchDispatchMode):
 
 
 def simulate_generation(model: ModelSpec, setup: TrainingSetup, batch_size: int, prompt_len: int,
-                        new_tokens: int, cache_implementation: str | None = None) -> tuple[int, int]:
+                        new_tokens: int, cache_implementation: str | None = None,
+                        do_sample: bool = False) -> tuple[int, int]:
     """(weights bytes, peak allocated bytes) of `model.generate` on `batch_size` prompts of
     `prompt_len` tokens, `new_tokens` new tokens each (greedy, no EOS), in eval mode under the
-    training setup's autocast, as Trainer's eval with generation runs it."""
+    training setup's autocast, as Trainer's eval with generation runs it; `do_sample`: multinomial sampling
+    with no logits warper (GRPOTrainer's defaults: temperature 1, top_p 1, top_k 0)."""
     with fake_eval_model(model, setup) as (lm, tracker, built):
         weights = tracker.current
         ids = torch.randint(0, lm.config.vocab_size, (batch_size, prompt_len))
         mask = torch.ones_like(ids)
         with torch.no_grad(), built.autocast(), length_only_stop(prompt_len + new_tokens), HostReads():
             out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=None,
+                              min_new_tokens=new_tokens, do_sample=do_sample, eos_token_id=None, pad_token_id=None,
                               use_cache=True, cache_implementation=cache_implementation)
         del out
     return weights, tracker.peaks[Phase.FORWARD].total

@@ -305,12 +305,114 @@ ARCH_MATRIX: tuple[Case, ...] = (
          batch_size=2, seq_len=256),
 )
 
+# TRL's preference / RL trainers whose loss the simulator runs with TRL's own code (profiler/trl_steps.py):
+# ORPO (trl.experimental, full logits, no reference model)
+ORPO = {"objective": "orpo"}
+RL_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "method": "lora", "precision": "bf16-true"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**ORPO, "precision": "bf16-true"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=1, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "qlora"}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", ORPO, batch_size=1, seq_len=256),                 # fp32 weights under autocast
+    Case("llama", "llama-3.2-1b", {**ORPO, "method": "lora"}, batch_size=4, seq_len=256),
+)
+
+# axolotl's tiled MLP (planner/techniques/tiled_mlp.py): its own TiledMLP autograd Function in the simulated
+# step (profiler/tiled_mlp.py; needs `pip install axolotl --no-deps`), tiles set so that several run
+TILED = {"tiled_mlp": True, "tiled_mlp_shards": 4}
+TILED_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {"method": "lora", **TILED, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {**TILED, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "precision": "bf16-true", "loss": "chunked", **TILED, **NO_CKPT},
+         batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {"method": "lora", **TILED}, batch_size=1, seq_len=2048),
+    # checkpointing and a chunked loss: the tiled backward of the recomputed layer is the peak
+    Case("llama", "llama-3.2-1b", {"method": "lora", "loss": "chunked", "tiled_mlp": True, "tiled_mlp_shards": 2},
+         batch_size=1, seq_len=4096),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **TILED, **NO_CKPT}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {"precision": "bf16-true", **TILED, **NO_CKPT}, batch_size=2, seq_len=1024),
+)
+
+# LoRA on MoE experts and routers as peft 0.21 converts targets for transformers 5 (planner/techniques/
+# moe_lora.py): "all-linear" adapts the router and the fused experts through lora.ParamWrapper, whose
+# merged expert weights each layer saves; v4 expert names (gate_proj/up_proj/down_proj) the experts alone
+MOE_ALL = {"targets": ["all-linear"]}
+MOE_LORA_MATRIX: tuple[Case, ...] = (
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=512),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", "lora": {**MOE_ALL, "adapter_dtype": "bf16"}},
+         batch_size=2, seq_len=512),
+    Case("moe", "qwen-3-30b-a3b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                   "lora": {"targets": ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "precision": "bf16-true", "lora": MOE_ALL},
+         batch_size=1, seq_len=512),
+    Case("moe", "mixtral-8x7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("deepseek", "deepseek-v2-lite", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT},
+         batch_size=1, seq_len=256),
+    # OLMoE-1B-7B (reader added with these rows): full q/k norms, 64 experts top-8, no renormalized top-k
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                  "lora": {"targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}}, batch_size=2, seq_len=256),
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=1, seq_len=512),
+    Case("olmoe", "olmoe-1b-7b", {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("olmoe", "olmoe-1b-7b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+
+# Cohere / Command-R (Aya-23-8B): one weight-only LayerNorm in python ops feeding attention and the gated
+# MLP in parallel, tied 256k vocabulary, logit_scale; layer 0's norm and MLP unrecorded without checkpointing
+COHERE_MATRIX: tuple[Case, ...] = (
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("cohere", "aya-23-8b", {"method": "lora", "lora": MOE_ALL}, batch_size=2, seq_len=256),
+    Case("cohere", "aya-23-8b", {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
+MATRICES["cohere"] = COHERE_MATRIX
+MATRICES["moe_lora"] = MOE_LORA_MATRIX
 MATRICES["precision"] = PRECISION_MATRIX
 MATRICES["torchtune"] = TORCHTUNE_MATRIX
 MATRICES["ckpt"] = CKPT_MATRIX
 MATRICES["masks"] = MASKS_MATRIX
 MATRICES["optim"] = OPTIM_MATRIX
+MATRICES["rl"] = RL_MATRIX
+
+# TRL 1.13-1.14 SFTTrainer's default loss, loss_type="chunked_nll" (--loss chunked-nll), run with TRL's own
+# _patch_chunked_ce_lm_head (profiler/trl_chunked_nll.py): the TRL stack's recipe (fp32 load, bf16
+# autocast), bf16 loads, QLoRA, full fine-tuning, a completion-only fraction, one row and several
+CNLL = {"loss": "chunked-nll"}
+TRL_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora"}, batch_size=2, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", **BF16_LOAD, **NO_CKPT}, batch_size=1, seq_len=2048),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "qlora"}, batch_size=4, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "loss_token_fraction": 0.1}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**CNLL, "method": "lora", "precision": "bf16-true"}, batch_size=1, seq_len=700),
+    Case("qwen", "qwen-2.5-0.5b", CNLL, batch_size=1, seq_len=512),
+    Case("qwen", "qwen-3-0.6b", {**CNLL, "method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=4,
+         seq_len=512),
+    Case("neox", "pythia-160m", {**CNLL, "method": "lora"}, batch_size=2, seq_len=512),
+)
+MATRICES["trl"] = TRL_MATRIX
+
+# TRL 1.8-1.12's form (--loss chunked-nll-fp32: `h.float() @ w.float().t()`), simulated with TRL 1.12.0
+# installed (`pip install trl==1.12.0`, then --matrix trl-fp32 --record). Without autocast only: under CUDA
+# autocast log_softmax is on the fp32 set-opt-dtype list (ATen/autocast_mode.h), which the simulator's CPU
+# autocast lacks, so the autocast rows of this form are modelled from that source, not simulated.
+CNLL32 = {"loss": "chunked-nll-fp32", "precision": "bf16-true"}
+TRL_FP32_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", {**CNLL32, "method": "lora"}, batch_size=1, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL32, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**CNLL32, "method": "lora"}, batch_size=1, seq_len=700),
+    Case("qwen", "qwen-3-0.6b", {**CNLL32, "method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=2,
+         seq_len=512),
+    Case("neox", "pythia-160m", {**CNLL32, "method": "lora"}, batch_size=2, seq_len=512),
+)
+MATRICES["trl-fp32"] = TRL_FP32_MATRIX
+MATRICES["tiled"] = TILED_MATRIX
 
 
 @dataclass
@@ -398,3 +500,21 @@ def summarize(errors_pct: list[float], failed: int = 0) -> Summary:
         return Summary(0, failed, 0.0, 0.0, 0.0)
     absolute = [abs(e) for e in errors_pct]
     return Summary(len(errors_pct), failed, statistics.median(absolute), max(absolute), min(0.0, min(errors_pct)))
+
+# torchao float8 training (planner/techniques/fp8.py), the real torchao 0.18 conversion under FakeTensorMode
+# (profiler/build.py). bf16-true only: Float8Linear tests CUDA's autocast flag, which the simulator's CPU
+# autocast never sets, so the bf16-mixed rows (accelerate's fp8) are modelled from source, not simulated.
+FP8_T = {"precision": "bf16-true", "fp8": "tensorwise"}
+FP8_R = {"precision": "bf16-true", "fp8": "rowwise"}
+ALL_LINEARS = {"fp8_linears": "all"}
+FP8_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen2.5-0.5b", FP8_T, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_T, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_R, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_T, **ALL_LINEARS}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen2.5-0.5b", {**FP8_R, **NO_CKPT}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-3-0.6b", {**FP8_T, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=512),
+    Case("llama", "llama-3.2-1b", {**FP8_R, **ALL_LINEARS, **NO_CKPT}, batch_size=1, seq_len=256),
+    Case("llama", "llama-3.2-1b", FP8_T, batch_size=2, seq_len=512),
+)
+MATRICES["fp8"] = FP8_MATRIX

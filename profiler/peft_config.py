@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
-from gpuplan.planner.specs.setup import PeftSpec, TrainingSetup
+from gpuplan.planner.specs.setup import ALL_LINEAR, PeftSpec, TrainingSetup
 
 # adapter_config.json fields that say where the adapter came from or how peft loads it, not what
 # it trains [peft/config.py PeftConfigMixin: base_model_name_or_path, revision, peft_type, task_type,
@@ -82,8 +82,12 @@ def peft_config(model: ModelSpec, setup: TrainingSetup):
         except (TypeError, ValueError) as exc:
             raise PlannerError(f"{setup.adapter.peft_type} config: {str(exc).splitlines()[0]}") from None
     lora = setup.lora
+    # "all-linear" goes to peft as the string it is: on transformers-5 MoE families peft resolves it
+    # to the router and the fused experts besides the nn.Linear modules [peft/utils/
+    # transformers_weight_conversion.py _resolve_string_target_modules], which a list of names does not
+    targets = ALL_LINEAR if lora.targets == (ALL_LINEAR,) else list(setup.lora_targets(model))
     return peft.LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(setup.lora_targets(model)),
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
         use_dora=lora.use_dora, modules_to_save=list(lora.modules_to_save) or None,
         ensure_weight_tying=lora.ensure_weight_tying, task_type="CAUSAL_LM",
     )

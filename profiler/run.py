@@ -76,7 +76,7 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     """Why the profiler cannot run `setup` as its users do, or None. TRL's fused LM head and its
     DPOTrainer need TRL, whose tiles a Triton kernel folds on CUDA: the estimate models them from
     TRL's source, and a profile would measure a different step."""
-    if setup.objective is not Objective.SFT:
+    if setup.objective not in (Objective.SFT, Objective.ORPO):   # ORPO: TRL's own code (profiler/trl_steps.py)
         return (f"--objective {setup.objective.value} is modelled from TRL's source, not profiled: profile its "
                 "SFT step (--objective sft --loss hf or chunked)")
     if setup.loss is Loss.TRL:
@@ -85,12 +85,18 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.parallel.fsdp.value == "yafsdp":
         return ("--fsdp yafsdp needs YaFSDP's patched accelerate/transformers/trl and CUDA streams: modelled from "
                 "its source, not profiled; profile --fsdp full")
+    if setup.parallel.cp > 1:
+        return (f"--context-parallel {setup.parallel.cp} ({setup.parallel.cp_kind.value}) exchanges K/V over NCCL with "
+                "CUDA flash kernels: modelled from source, not profiled; profile the shard (--seq-len / N) without it")
     if setup.loss is Loss.CCE:
         return ("--loss cce (Cut Cross-Entropy's Triton kernels) is modelled from its source, not profiled: "
                 "profile with --loss hf or --loss chunked")
     if setup.liger.any():
         return ("Liger's RMSNorm/RoPE/SwiGLU/cross_entropy are Triton kernels, modelled from Liger's source, not profiled: "
                 "profile without --liger (its fused linear cross-entropy alone: --loss chunked)")
+    if setup.compile.value != "none":
+        return ("--compile: the profiler runs eager kernels; the compiled saved set is counted by "
+                "benchmarks/compile_saved.py (profiler/compiled.py), not profiled: profile without --compile")
     return None
 
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from gpuplan.planner import Component, ModelSpec, TrainingSetup
+from gpuplan.planner import Component, ModelSpec, Objective, TrainingSetup
 
 from .build import build
 from .kernels.dropout import cuda_dropout
@@ -24,8 +24,17 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     setup.validate()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
-    with cuda_dropout():
+    with cuda_dropout(), _trl_kernels(setup):
         return tracked_run(built, model, setup, "simulate", steps, per_module, fake)
+
+
+def _trl_kernels(setup: TrainingSetup) -> contextlib.AbstractContextManager:
+    """TRL's Triton log-prob kernel as CUDA runs it (a stand-in), for the TRL trainers simulated by TRL's code."""
+    if setup.objective is not Objective.ORPO:
+        return contextlib.nullcontext()
+    from .kernels.trl_logprob import trl_logprob_kernel  # lazy: TRL loads only when its trainer is simulated
+
+    return trl_logprob_kernel()
 
 
 @contextlib.contextmanager

@@ -14,13 +14,15 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
-from gpuplan.planner.specs.enums import Packing
+from gpuplan.planner.specs.enums import Objective, Packing
 
 from .batch import micro_batch
 from .build import Built
 from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
 from .torchtune_loss import chunked_output_loss
+from .trl_chunked_nll import answered_chunk_count, chunked_nll_forward
+from .trl_steps import orpo_loss
 from .hooks import attributed
 from .measurement import Measurement, from_tracker
 from .tracker import NullTracker, StorageTracker
@@ -88,8 +90,10 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     handles.append(head.register_forward_hook(logits_start))
     if setup.optimizer_in_backward:   # after the tracker's hooks: each gradient is counted, then stepped and freed
         handles += built.optimizer.register(trainable)
+    loss_patch = (chunked_nll_forward(lm, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS), setup.loss)
+                  if setup.loss.trl_chunked else contextlib.nullcontext())
     try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
-        with packed_sequences(setup.packing is not Packing.NONE):
+        with packed_sequences(setup.packing is not Packing.NONE), loss_patch:
             _steps(built, setup, tracker, steps)
     finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
         for handle in handles:
@@ -113,6 +117,14 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                 elif setup.loss is Loss.CHUNKED_OUTPUT:   # torchtune's CEWithChunkedOutputLoss
                     out = None
                     loss = chunked_output_loss(lm, ids, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS))
+                elif setup.loss.trl_chunked:      # TRL's patched forward: the loop reads its count
+                    rows, cols = ids.shape
+                    with answered_chunk_count(setup, rows, cols):
+                        out = lm(**batch)
+                    loss = out.loss
+                elif setup.objective is Objective.ORPO:   # TRL's ORPOTrainer loss, by TRL's code
+                    out = None
+                    loss = orpo_loss(lm, setup.batch_size, setup.seq_len, vocab, built.device)
                 else:
                     out = lm(**batch)
                     loss = out.loss

@@ -1,6 +1,9 @@
 """Tiny models shared by the tests (profiler, app): each step runs in milliseconds on a CPU."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import gc
 import json
 import warnings
 
@@ -14,6 +17,28 @@ TINY_LLAMA = {
     "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 256, "max_position_embeddings": 128,
     "tie_word_embeddings": False,
 }
+
+
+@pytest.fixture
+def meta_causal_lm():
+    """A context manager: a config dict's causal LM as transformers builds it, on the meta device, freed
+    on exit (skips without torch/transformers)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+
+    @contextlib.contextmanager
+    def build(config: dict):
+        config = copy.deepcopy(config)
+        cfg = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+        try:
+            yield model
+        finally:
+            del model
+            gc.collect()
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -38,16 +38,18 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096), "seq_len": (1, 4 * 1024 * 1024), "grad_accum": (1, 4096), "lora_r": (1, 4096),
     "lora_alpha": (0.01, 1e6), "lora_dropout": (0.0, 0.99),
     "gpus_per_node": (1, 64), "nodes": (1, 1024), "tp": (1, 64), "pp": (1, 256),
+    "context_parallel": (1, 1024), "heads_k_stride": (1, 128),
     "galore_rank": (1, 65536), "galore_update_proj_gap": (1, 10**9), "optim_block_size": (1, 2**20),
 }
 LORA_GROUP = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_dtype", "base_dtype")
 QLORA_GROUP = ("quant_type", "double_quant")
 MORE_GROUP = ("grad_accum", "attn", "padding", "packing", "loss", "ckpt_every", "ckpt_first",
-              "activation_offload")   # behind "more options" in compact forms
+              "activation_offload", "compile", "fp8", "fp8_linears")   # behind "more options" in compact forms
 # multi-GPU and offload flags (planner/parallel.py ParallelSpec), where the CLI has them
-PARALLEL_GROUP = ("gpus_per_node", "nodes", "zero", "fsdp", "offload", "offload_device", "tp", "pp")
+PARALLEL_GROUP = ("gpus_per_node", "nodes", "zero", "fsdp", "offload", "offload_device", "tp", "pp",
+                  "context_parallel", "cp_kind", "heads_k_stride")
 LABELS = {"gpus_per_node": "GPUs per node", "zero": "ZeRO stage", "fsdp": "FSDP", "tp": "tensor parallel",
-          "pp": "pipeline stages", "grad_ckpt": "gradient checkpointing", "attn": "attention"}
+          "pp": "pipeline stages", "context_parallel": "context parallel", "cp_kind": "context-parallel kind", "grad_ckpt": "gradient checkpointing", "attn": "attention"}
 MODEL_SOURCES = {"preset": "preset", "path": "config.json path", "upload": "upload config.json"}
 DEFAULT_MODEL = "llama-3.1-8b"
 

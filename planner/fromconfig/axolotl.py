@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, read_only_with, refused, show
 
@@ -18,6 +19,10 @@ SCHEMA = "axolotl-ai-cloud/axolotl@067b021c src/axolotl/utils/schemas/"
 
 _PACKING = "packing changes the attention mask and the tokens per micro-batch"
 _NOT_CAUSAL_LM = "only decoder language-model fine-tuning (SFT) is planned"
+
+_GENERATES = ("true with an eval set: the eval phase generates eval_max_new_tokens per prompt "
+              "(--eval-generate-tokens, --eval-batch-size eval_batch_size or micro_batch_size, prompts up to "
+              "sequence_len)")
 
 TABLE: dict[str, KeyRule] = {
     # --- the setup gpuplan plans [schemas/model.py, peft.py, training.py, config.py] ---
@@ -96,7 +101,8 @@ TABLE: dict[str, KeyRule] = {
                                       "writes nothing to disk at this commit); legacy: trl-sync; hidden_states: "
                                       "layer-inputs [core/trainers/mixins/activation_checkpointing.py]"),
     "layer_offloading": refused("layer offloading moves parameters to host memory between uses"),
-    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
+    "torch_compile": modelled("true: --compile inductor (handed to HF's TrainingArguments: torch.compile(model)) "
+                              "[fromconfig/compile.py]"),
     "peft_use_dora": modelled("--use-dora: DoRA's magnitude vectors and weight-norm activations (planner/techniques/dora.py)"),
     "peft_use_rslora": modelled("rank-stabilized scaling alpha/sqrt(r): the same parameters and bytes"),
     "lora_modules_to_save": modelled("--modules-to-save: trainable full copies of those modules and their optimizer state"),
@@ -116,14 +122,24 @@ TABLE: dict[str, KeyRule] = {
     "added_tokens_overrides": refused("token overrides can resize the embeddings"),
     "resize_token_embeddings_to_32x": refused("resizing the vocabulary to a multiple of 32 adds rows"),
     "shrink_embeddings": refused("shrinking the vocabulary removes rows"),
-    "sequence_parallel_degree": refused("sequence parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
-    "context_parallel_size": refused("context parallelism splits the sequence across GPUs", lambda v: v not in (None, 1)),
+    "sequence_parallel_degree": modelled("deprecated spelling of context_parallel_size, read when that is unset "
+                                         "[utils/schemas/validation.py check_context_parallel_size]"),
+    "context_parallel_size": modelled("--context-parallel N --cp-kind ring-flash (ring_attn_func batch_ring, the "
+                                      "default without sample_packing) or llama3 (varlen_llama3, the default with it) "
+                                      "[utils/schemas/validation.py validate_ring_attn_func; techniques/context_parallel.py]"),
+    "ring_attn_func": modelled("batch_ring: --cp-kind ring-flash; varlen_llama3: --cp-kind llama3"),
+    "heads_k_stride": modelled("--heads-k-stride (varlen_llama3 only: batch_ring does not read it "
+                               "[monkeypatch/ring_attn/patch.py register_ring_attn_from_device_mesh])"),
     "tensor_parallel_size": refused("axolotl's DTensor tensor parallelism is not planned from a config yet "
                                     "(give --tp)", lambda v: v not in (None, 1)),
     "dp_shard_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "dp_replicate_size": refused("an explicit N-D device mesh", lambda v: v not in (None, 1)),
     "expert_parallel_size": refused("expert parallelism", lambda v: v not in (None, 1)),
-    "tiled_mlp": refused("tiled MLP (ALST) computes the MLP in sequence shards"),
+    "tiled_mlp": modelled("true: --tiled-mlp (ALST's TiledMLP patched into the MLP class "
+                          "[loaders/patch_manager.py _apply_tiled_mlp; techniques/tiled_mlp.py])"),
+    "tiled_mlp_num_shards": modelled("--tiled-mlp-shards (unset: ceil(seqlen / 32768) [monkeypatch/tiled_mlp/patch.py])"),
+    "tiled_mlp_use_original_mlp": modelled("the family's MLP forward or a generic gate/up/down one: the same "
+                                           "tensors either way"),
     "lora_mlp_kernel": refused("axolotl's LoRA MLP kernels fuse the adapter math and save fewer activations"),
     "lora_qkv_kernel": refused("axolotl's LoRA QKV kernels fuse the adapter math and save fewer activations"),
     "lora_o_kernel": refused("axolotl's LoRA O kernels fuse the adapter math and save fewer activations"),
@@ -150,8 +166,11 @@ TABLE: dict[str, KeyRule] = {
     "llama4_linearized_experts": refused("linearized Llama-4 experts"),
     "use_scattermoe": refused("ScatterMoE kernels"),
     "use_sonicmoe": refused("SonicMoE kernels"),
-    "fp8": refused("FP8 training (torchao)"),
-    "fp8_enable_fsdp_float8_all_gather": refused("FP8 all-gather"),
+    "fp8": modelled("true: --fp8 tensorwise (axolotl patches the Trainer's Accelerator to mixed_precision fp8 with "
+                    "torchao's recipe: monkeypatch/trainer_accelerator_args.py; accelerate's convert_model_to_fp8_ao "
+                    "filter, skip-first-last)"),
+    "fp8_enable_fsdp_float8_all_gather": modelled("with fp8: FSDP's float8 all-gather, which never runs on one GPU "
+                                                  "(--fp8 on more GPUs is refused)"),
     "fp32_norms": refused("norms kept in fp32 under FSDP2"),
     "bfloat16": modelled("true: as bf16: true (bf16 load, TrainingArguments bf16=True)"),
     "float16": modelled("true: fp16 weights without autocast unless fp16: --precision fp16-true"),
@@ -175,7 +194,9 @@ TABLE: dict[str, KeyRule] = {
     "model_config": refused("overrides of the model's config.json change the architecture planned"),
     "overrides_of_model_kwargs": refused("from_pretrained keyword overrides"),
     "model_kwargs": refused("from_pretrained keyword overrides"),
-    "rl": refused(f"preference / RL training (a reference model, pairs of sequences); {_NOT_CAUSAL_LM}"),
+    "rl": modelled("orpo: --objective orpo (TRL's ORPOTrainer, trl.experimental in TRL 1.x; axolotl "
+                   "core/trainers/dpo ... ORPO); dpo/ipo/kto/simpo/grpo/ebft refused (axolotl's TRL pin and options "
+                   "not mapped yet)"),
     "reward_model": refused(_NOT_CAUSAL_LM),
     "process_reward_model": refused(_NOT_CAUSAL_LM),
     "trainer_cls": refused("a custom trainer class"),
@@ -226,10 +247,10 @@ TABLE: dict[str, KeyRule] = {
     **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
     **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
     **read_only_with("use_eaft", ["eaft_alpha", "eaft_k"]),
-    **read_only_with("tiled_mlp", ["tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"]),
     **read_only_with("fp32_norms", ["fp32_norm_classes"]),
-    **read_only_with("sequence_parallel_degree / context_parallel_size", ["heads_k_stride", "ring_attn_func"]),
-    **read_only_with("torch_compile", ["torch_compile_backend", "torch_compile_mode", "torch_compile_options"]),
+    "torch_compile_backend": modelled("with torch_compile: inductor; other backends refused"),
+    "torch_compile_mode": modelled("with torch_compile: default / max-autotune-no-cudagraphs; CUDA-graph modes refused"),
+    "torch_compile_options": refused("inductor options (they can change what is fused and saved)"),
     # --- no effect on per-GPU memory or step time ---
     **no_effect("post-training quantization (axolotl quantize runs after training)", ["quantization"]),
     **no_effect("a library path", ["torchdistx_path"]),
@@ -276,16 +297,59 @@ TABLE: dict[str, KeyRule] = {
         "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "merge_lora", "merge_method",
         "fsdp_final_state_dict_type", "axolotl_config_path"]),
     **no_effect("evaluation schedule and metrics (when and what, not the eval batch)", [
-        "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy", "do_causal_lm_eval",
-        "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split", "eval_table_size",
-        "eval_max_new_tokens", "generate_samples", "num_generation_samples", "generation_max_new_tokens",
+        "eval_steps", "evals_per_epoch", "eval_strategy", "evaluation_strategy",
+        "eval_causal_lm_metrics", "do_bench_eval", "bench_dataset", "bench_split",
         "generation_temperature", "generation_top_p", "generation_top_k", "generation_prompt_ratio",
         "generation_do_sample"]),
+    # generation during evaluation: model.generate over each eval batch's prompts, greedy, with the KV cache
+    # [axolotl utils/callbacks/__init__.py causal_lm_bench_eval_callback_factory, log_prediction_callback_factory]
+    "do_causal_lm_eval": modelled(_GENERATES),
+    "eval_table_size": modelled("> 0 with wandb/mlflow/comet: " + _GENERATES + " (and the eval batch's logits)"),
+    "eval_max_new_tokens": modelled("with do_causal_lm_eval or eval_table_size: --eval-generate-tokens (schema "
+                                    "default 128)"),
+    "generate_samples": refused("sample generation during training (GenerateSamplesCallback) is not modelled"),
+    **read_only_with("generate_samples", ["num_generation_samples", "generation_max_new_tokens"]),
     **no_effect("process-level switches: timeouts, garbage collection, the Gradio demo, Ray workers", [
         "ddp_timeout", "gc_steps", "gc_collect_steps", "torch_empty_cache_steps", "gradio_title", "gradio_share",
         "gradio_server_name", "gradio_server_port", "gradio_max_new_tokens", "gradio_temperature", "use_ray",
         "ray_run_name", "ray_num_workers", "resources_per_worker", "accelerator_config"]),
 }
+
+# axolotl's schema: eval_max_new_tokens "Total number of tokens generated for predictions sent to wandb.
+# Default is 128" [utils/schemas/config.py]
+EVAL_MAX_NEW_TOKENS = 128
+
+
+def _eval_generation(d: dict[str, Any], get, o: Options) -> None:
+    """do_causal_lm_eval, and eval_table_size > 0 with a logger that takes the table: at each evaluation
+    axolotl's callbacks generate over every eval batch, greedy, `max_new_tokens=eval_max_new_tokens`
+    (schema default 128), on the prompts padded to the longest [axolotl utils/callbacks/__init__.py
+    causal_lm_bench_eval_callback_factory, log_prediction_callback_factory]. Planned as the eval phase
+    with generation at the eval batch (eval_batch_size, else micro_batch_size, axolotl's
+    per_device_eval_batch_size) on prompts as long as a training sample can be (sequence_len)."""
+    rep = o.report
+    table = get("eval_table_size")
+    # the table goes to wandb (on with wandb_project), mlflow or comet: without one the callback is not added
+    logger = any(on(d.get(k)) for k in ("use_wandb", "wandb_project", "use_mlflow", "mlflow_experiment_name", "use_comet"))
+    logs_table = bool(table) and int(table) > 0 and logger
+    keys = [k for k, active in (("do_causal_lm_eval", on(get("do_causal_lm_eval"))), ("eval_table_size", logs_table))
+            if active]
+    has_eval_set = bool(d.get("test_datasets")) or float(d.get("val_set_size") or 0) > 0
+    for k in ("do_causal_lm_eval", "eval_table_size", "eval_max_new_tokens"):
+        if get(k) is not None and (not keys or not has_eval_set):
+            rep.set(k, f"{show(d[k])}: no generation at evaluation (no eval set, or the callback is off)")
+    if not keys or not has_eval_set:
+        return
+    tokens = int(get("eval_max_new_tokens") or EVAL_MAX_NEW_TOKENS)
+    o["eval_batch_size"] = int(d.get("eval_batch_size") or d.get("micro_batch_size") or 1)
+    flags = f"--eval-batch-size {o['eval_batch_size']} --eval-generate-tokens {tokens}"
+    if d.get("eval_sequence_len"):   # else the training sequence length
+        o["eval_seq_len"] = int(d["eval_sequence_len"])
+        flags += f" --eval-seq-len {o['eval_seq_len']}"
+    o["eval_generate_tokens"] = tokens
+    for k in keys + (["eval_max_new_tokens"] if get("eval_max_new_tokens") is not None else []):
+        rep.set(k, flags)
+
 
 _ATTN = {"flash_attention_2": "flash", "flash_attention": "flash", "sdpa": "sdpa", "eager": "eager"}
 _PLUGINS = {"axolotl.integrations.liger.LigerPlugin", "axolotl.integrations.liger.plugin.LigerPlugin",
@@ -332,6 +396,48 @@ def _activation_offloading(value: Any, gc: Any, o: Options, rep: Report) -> None
     else:
         o.use("activation_offloading", "activation_offload", _AXOLOTL_OFFLOAD[mode])
         o.use("activation_offloading", "grad_ckpt", True)
+
+def _rl(value: Any, o: Options, rep: Report) -> None:
+    """`rl:` names the TRL trainer axolotl runs [axolotl/utils/schemas/enums.py RLType]."""
+    if value is None or value is False:
+        return
+    if str(value).lower() == "orpo":
+        o.use("rl", "objective", "orpo")
+    else:
+        rep.refuse("rl", value, f"preference / RL training with {value} (a reference model or generation); "
+                   f"{_NOT_CAUSAL_LM}, and rl: orpo", "plan its SFT step, or rl: orpo")
+# axolotl ring_attn_func -> gpuplan's --cp-kind [utils/schemas/enums.py RingAttnFunc]
+_RING_ATTN = {"batch_ring": "ring-flash", "varlen_llama3": "llama3"}
+
+
+def _context_parallel(d: dict[str, Any], todo: set[str], o: Options, rep: Report) -> None:
+    """context_parallel_size (or the deprecated sequence_parallel_degree) -> --context-parallel and the
+    ring-flash-attn function axolotl picks [utils/schemas/validation.py check_context_parallel_size,
+    validate_ring_attn_func @ 067b021c]."""
+    key = "context_parallel_size" if d.get("context_parallel_size") else "sequence_parallel_degree"
+    size = d.get(key)
+    on_size = size not in (None, 1)
+    for k in ("context_parallel_size", "sequence_parallel_degree"):
+        if k in todo and (k != key or not on_size):
+            rep.set(k, "overridden by context_parallel_size" if on_size else f"{show(d[k])}: as gpuplan plans")
+    if not on_size:
+        for k in ("ring_attn_func", "heads_k_stride"):
+            if k in todo:
+                rep.set(k, f"{show(d[k])}: no effect without context_parallel_size > 1")
+        return
+    o.use(key, "context_parallel", int(size))
+    func = d.get("ring_attn_func") or ("varlen_llama3" if on(d.get("sample_packing")) else "batch_ring")
+    if func not in _RING_ATTN:
+        rep.refuse("ring_attn_func", func, "not one of axolotl's batch_ring / varlen_llama3", "use one of them")
+        return
+    o.use("ring_attn_func" if "ring_attn_func" in todo else key, "cp_kind", _RING_ATTN[func])
+    stride = d.get("heads_k_stride")
+    if "heads_k_stride" in todo:
+        if func == "varlen_llama3" and stride is not None:
+            o.use("heads_k_stride", "heads_k_stride", int(stride))
+        else:
+            rep.set("heads_k_stride", f"{show(stride)}: batch_ring does not read it")
+
 
 def read(d: dict[str, Any], path: str) -> ConfigSetup:
     rep = Report("axolotl")
@@ -443,6 +549,21 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if o.get("seq_len"):
             o.use("pad_to_multiple_of", "seq_len", -(-int(o["seq_len"]) // d["pad_to_multiple_of"]) * d["pad_to_multiple_of"])
     liger.axolotl(d, todo, o)
+    if "torch_compile" in todo:   # axolotl hands backend and mode on only with torch_compile
+        tc = on(d["torch_compile"])
+        compile_keys.read("torch_compile", d["torch_compile"], get("torch_compile_backend") if tc else None,
+                     get("torch_compile_mode") if tc else None, o)
+    if on(get("tiled_mlp")):
+        o.use("tiled_mlp", "tiled_mlp", True)
+        if get("tiled_mlp_num_shards"):
+            o.use("tiled_mlp_num_shards", "tiled_mlp_shards", int(d["tiled_mlp_num_shards"]))
+    for k in ("tiled_mlp", "tiled_mlp_num_shards", "tiled_mlp_use_original_mlp"):
+        if k in todo and k not in rep.used:
+            rep.set(k, f"{show(d[k])}: as gpuplan plans")
+    if todo & {"context_parallel_size", "sequence_parallel_degree", "ring_attn_func", "heads_k_stride"}:
+        _context_parallel(d, todo, o, rep)
+    if on(get("fp8")):
+        o.use("fp8", "fp8", "tensorwise")
     if on(get("cut_cross_entropy")):
         o.use("cut_cross_entropy", "loss", "cce")
     if get("plugins"):
@@ -450,6 +571,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if other:
             rep.refuse("plugins", ", ".join(other), "plugins whose keys gpuplan's axolotl table does not read",
                        "remove them to plan the rest")
+    _rl(get("rl"), o, rep)
     for key in ("model_type", "type_of_model"):
         if get(key) and d[key] not in ("AutoModelForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
             rep.refuse(key, d[key], _NOT_CAUSAL_LM, "use AutoModelForCausalLM")
@@ -470,6 +592,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
     if el is not None and int(el) > int(d.get("sequence_len") or 0):
         rep.refuse("eval_sequence_len", el, "eval at a longer sequence than training can peak above the step "
                    "(logits of the eval batch)", f"set it to {d.get('sequence_len')} or less")
+    _eval_generation(d, get, o)
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")

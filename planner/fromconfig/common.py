@@ -275,7 +275,8 @@ FSDP_TABLE: dict[str, KeyRule] = {
     # [yandex/YaFSDP patches/accelerate.diff @ 669fc36]
     "ya_fsdp_enabled": modelled("true: --fsdp yafsdp (YaFSDP zero_stage=3 instead of FSDP; planner/memory/yafsdp.py)"),
     **no_effect("parameter views and init order: the same bytes", ["use_orig_params", "sync_module_states"]),
-    **no_effect("load-time host memory (rank 0 reads the checkpoint)", ["cpu_ram_efficient_loading"]),
+    "cpu_ram_efficient_loading": modelled("true: --cpu-ram-efficient-loading (the load phase: rank 0 broadcasts each "
+                                          "full tensor; planner/memory/load.py)"),
     **no_effect("checkpoint format; full state dicts gather to rank 0's host memory",
                 ["state_dict_type", "final_state_dict_type", "save_only_model"]),
     **no_effect("compile/tracing switches that HF leaves off: xla only", ["xla", "xla_fsdp_settings",
@@ -350,6 +351,11 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
             rep.refuse(name, v, "wrapping other than one unit per decoder layer", "use TRANSFORMER_BASED_WRAP")
         elif k == "backward_prefetch" and str(v).upper() not in ("BACKWARD_PRE", "BACKWARDPREFETCH.BACKWARD_PRE"):
             rep.refuse(name, v, "backward prefetch other than BACKWARD_PRE", "use BACKWARD_PRE")
+        elif k == "cpu_ram_efficient_loading":
+            if on(v):
+                o.use(name, "cpu_ram_efficient_loading", True)
+            else:
+                rep.set(name, "false: fully_shard moves each unit to the GPU whole, as planned")
         elif k == "version":
             rep.set(name, f"FSDP{v}: planned with FSDP2's shards")
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ConfigSetup, liger
+from . import compile as compile_keys   # torch.compile's keys (not the builtin)
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
@@ -26,6 +27,21 @@ _EVAL_ON = ("steps/epoch (or do_eval: true): evaluation runs, so the eval phase 
 
 TABLE: dict[str, KeyRule] = {
     # --- mapped [TrainingArguments, SFTConfig, ModelConfig] ---
+    # GRPOConfig [trl/trainer/grpo_config.py, TRL 1.16.0]: num_generations marks a GRPO config
+    "num_generations": modelled("--objective grpo --loss trl --num-generations (GRPOTrainer; its prompts' length is the "
+                                "data's: give --seq-len, prompt + completion)"),
+    "max_completion_length": modelled("with num_generations: --max-completion-length (decoded to full length)"),
+    "steps_per_generation": modelled("with num_generations: --steps-per-generation"),
+    "beta": modelled("with num_generations: --kl-beta (> 0 keeps a reference model); DPO/KTO/ORPO: the loss's scale"),
+    "generation_batch_size": refused("a generation batch given in completions (it depends on the GPU count)",
+                                     fix="give --steps-per-generation instead"),
+    "use_vllm": modelled("with num_generations and vllm_mode colocate (TRL's default): --vllm-colocate "
+                         "vllm_gpu_memory_utilization (default 0.3) of each GPU; server mode refused"),
+    "vllm_mode": modelled("colocate: as planned; server: refused (the vLLM server's GPUs are not planned)"),
+    "vllm_gpu_memory_utilization": modelled("with use_vllm: --vllm-colocate"),
+    "vllm_enable_sleep_mode": refused("vLLM's sleep mode frees its share during the training step"),
+    "vllm_tensor_parallel_size": modelled("with use_vllm: inside vLLM's own share of each GPU"),
+    "vllm_max_model_length": modelled("with use_vllm: inside vLLM's own share of each GPU (its cache sizing)"),
     "model_name_or_path": modelled("--model"),
     "per_device_train_batch_size": modelled("--batch-size"),
     "per_gpu_train_batch_size": modelled("--batch-size (4.x name)"),
@@ -100,9 +116,10 @@ TABLE: dict[str, KeyRule] = {
                                    "auto/null: no padding beyond the longest (off Neuron)"),
     "activation_offloading": modelled("true: --activation-offload trl (SFTConfig/DPOConfig: TRL's OffloadActivations "
                                       "around each training step [trl/models/activation_offloading.py])"),
-    "torch_compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
-    "torch_compile_backend": refused("torch.compile"),
-    "torch_compile_mode": refused("torch.compile"),
+    "torch_compile": modelled("true: --compile inductor (torch.compile(model) by accelerate; the min-cut "
+                              "partitioner's saved set) [fromconfig/compile.py]"),
+    "torch_compile_backend": modelled("inductor (also switches torch_compile on); other backends refused"),
+    "torch_compile_mode": modelled("default / max-autotune-no-cudagraphs; the CUDA-graph modes refused"),
     "torchdynamo": refused("torch.compile"),
     "use_dora": refused("DoRA adds a magnitude vector and the weight-norm activations per adapted linear"),
     "lora_modules_to_save": refused("modules_to_save trains full copies of those modules (and their optimizer state)"),
@@ -123,7 +140,8 @@ TABLE: dict[str, KeyRule] = {
                                    lambda v: v not in (None, 0)),
     "label_smoothing_factor": refused("label smoothing builds a second fp32 logits-sized term in the loss",
                                       lambda v: v not in (None, 0, 0.0)),
-    "loss_type": refused("a loss other than negative log-likelihood", lambda v: v not in (None, "nll")),
+    "loss_type": modelled("chunked_nll: --loss chunked-nll (TRL 1.13-1.14 SFTTrainer's default, trl/trainer/"
+                          "sft_config.py l.332-334); nll: the model's own loss, as planned; others (dft) refused"),
     "router_aux_loss_coef": modelled("MoE router loss weight (a scalar)"),
     "assistant_only_loss": modelled("loss masked to assistant tokens: the same logits and loss bytes"),
     "completion_only_loss": modelled("loss masked to completion tokens: the same logits and loss bytes"),
@@ -256,9 +274,18 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
         read_optim(d, "optim", path, o)
     if on(get("use_liger_kernel")):
         liger.hf(get("liger_kernel_config"), o)
+    loss_type = get("loss_type")
+    if loss_type == "chunked_nll":
+        o.use("loss_type", "loss", "chunked-nll")
+    elif loss_type not in (None, "nll"):
+        rep.refuse("loss_type", loss_type, "a loss other than negative log-likelihood", "use nll or chunked_nll")
+    elif loss_type == "nll":
+        rep.set("loss_type", "nll: the model's own loss, as planned")
+    compile_keys.read("torch_compile", get("torch_compile"), get("torch_compile_backend"), get("torch_compile_mode"), o)
     if on(get("use_cache")):
         rep.refuse("use_cache", True, "a KV cache kept during training", "set it false")
     _eval_phase(d, todo, o)
+    _grpo(d, todo, o)
     ngpus = None
     if get("deepspeed"):
         ngpus = read_deepspeed(d["deepspeed"], Path(path).parent, o, "deepspeed")
@@ -269,6 +296,31 @@ def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> in
             fcfg = None
         read_fsdp(fsdp_words(d["fsdp"]), fcfg, o, "fsdp", "fsdp_config")
     return ngpus
+
+
+def _grpo(d: dict[str, Any], todo: set[str], o: Options) -> None:
+    """A GRPOConfig (num_generations set): GRPOTrainer with HF generate [trl/trainer/grpo_config.py 1.16.0]."""
+    get = lambda k: d.get(k) if k in todo else None   # noqa: E731
+    if get("num_generations") is None:
+        return
+    o.use("num_generations", "objective", "grpo")
+    o.use("num_generations", "loss", "trl")
+    o.use("num_generations", "num_generations", int(d["num_generations"]))
+    if get("max_completion_length") is not None:
+        o.use("max_completion_length", "completion_len", int(d["max_completion_length"]))
+    if get("steps_per_generation") is not None:
+        o.use("steps_per_generation", "steps_per_generation", int(d["steps_per_generation"]))
+    if get("beta") is not None:
+        o.use("beta", "kl_beta", float(d["beta"]))
+    if on(get("use_vllm")):
+        mode = str(get("vllm_mode") or "colocate")
+        if mode != "colocate":
+            o.report.refuse("vllm_mode", mode, "a vLLM server on other GPUs", "plan colocate mode or HF generate")
+        else:
+            o.use("use_vllm", "vllm_colocate", float(get("vllm_gpu_memory_utilization") or 0.3))
+    if "seq_len" not in o:
+        o.report.refuse_unless_given("num_generations", d["num_generations"], "GRPO's prompts are as long as the "
+                                     "data's (GRPOConfig has no prompt length)", "seq_len")
 
 
 def packing_options(d: dict[str, Any], get, o: Options) -> None:

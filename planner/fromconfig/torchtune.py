@@ -89,7 +89,8 @@ TABLE: dict[str, KeyRule] = {
                                  "post-accumulate-grad hook); the recipes refuse it with gradient accumulation or "
                                  "clip_grad_norm"),
     "optimizer.block_size": modelled("torchao AdamW8bit/AdamW4bit: --optim-block-size"),
-    "compile": refused("torch.compile fuses kernels and changes saved activations and temporaries"),
+    "compile": refused("torchtune compiles each decoder layer and its loss apart (training.compile_model, "
+                       "compile_loss); the layers' cut is --compile's, the compiled chunked loss is not modelled yet"),
     "custom_sharded_layers": refused("extra FSDP units (embeddings, output) sharded apart"),
     "tensor_parallel_plan._component_": refused("tensor parallelism through a torchtune plan (give --tp)"),
     "tensor_parallel_dim": refused("tensor parallelism (give --tp)", lambda v: v not in (None, 1)),

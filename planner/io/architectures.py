@@ -27,6 +27,17 @@ PEFT_DEFAULT_TARGETS = {
     "stablelm": ("q_proj", "v_proj"),
 }
 
+# peft 0.21 converts LoRA targets for transformers-5 MoE families (v4 module name -> what it adapts
+# now): model types whose checkpoint conversion pattern is qwen2_moe [transformers 5.24
+# conversion_mapping.py _MODEL_TO_CONVERSION_PATTERN: qwen3_moe, olmoe, deepseek_v2, deepseek_v3]
+# and mixtral [peft/utils/transformers_weight_conversion.py: _MODEL_TO_CONVERSION_PATTERN["mixtral"],
+# _MOE_TARGET_MODULE_MAPPING]; qwen2_moe itself is absent from the pattern table, so not converted
+_QWEN2_MOE_EXPERTS = (("gate", "router"), ("gate_proj", "gate_up_proj"), ("up_proj", "gate_up_proj"),
+                      ("down_proj", "down_proj"))
+_MIXTRAL_EXPERTS = (("gate", "router"), ("w1", "gate_up_proj"), ("w3", "gate_up_proj"), ("w2", "down_proj"))
+PEFT_EXPERT_TARGETS = {"qwen3_moe": _QWEN2_MOE_EXPERTS, "olmoe": _QWEN2_MOE_EXPERTS, "deepseek_v2": _QWEN2_MOE_EXPERTS,
+                       "deepseek_v3": _QWEN2_MOE_EXPERTS, "mixtral": _MIXTRAL_EXPERTS}
+
 # tensors of the MLP width each activation saves for backward: nn.GELU (exact or tanh) is one
 # aten op saving its input; gelu_new is written in python ops saving x, tanh, 0.5x and 1+tanh
 # [transformers/activations.py: GELUActivation, PytorchGELUTanh, NewGELUActivation]
@@ -55,13 +66,34 @@ def _max_positions(cfg: Mapping[str, Any]) -> int | None:
     return int(value) if value else None
 
 
-def _llama_linears(h: int, a: int, kv: int, d: int, inter: int, qkv_bias: bool, o_bias: bool,
-                   mlp_bias: bool) -> tuple[LinearSpec, ...]:
+def _dims(cfg: Mapping[str, Any], head_dim_key: bool = True) -> tuple[int, int, int, int, int]:
+    """(hidden, heads, kv heads, head dim, intermediate) of a HF config; the head dim from `head_dim`
+    where the family's config class reads it (`head_dim_key`), else hidden // heads."""
+    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
+    kv = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a) if head_dim_key else h // a
+    return h, a, kv, d, int(_get(cfg, "intermediate_size"))
+
+
+def _attention_linears(h: int, a: int, kv: int, d: int, qkv_bias: bool, o_bias: bool,
+                       out: str = "o_proj") -> tuple[LinearSpec, ...]:
+    """q/k/v (grouped-query: kv heads) and the output projection, named as the family names it."""
     return (
         LinearSpec("q_proj", h, a * d, qkv_bias, "attn"),
         LinearSpec("k_proj", h, kv * d, qkv_bias, "attn"),
         LinearSpec("v_proj", h, kv * d, qkv_bias, "attn"),
-        LinearSpec("o_proj", a * d, h, o_bias, "attn", role=OUT),
+        LinearSpec(out, a * d, h, o_bias, "attn", role=OUT),
+    )
+
+
+def _plain_mlp_linears(h: int, inter: int, bias: bool, up: str, down: str) -> tuple[LinearSpec, ...]:
+    """An ungated MLP's two projections, named as the family names them."""
+    return LinearSpec(up, h, inter, bias, "mlp"), LinearSpec(down, inter, h, bias, "mlp", role=OUT)
+
+
+def _llama_linears(h: int, a: int, kv: int, d: int, inter: int, qkv_bias: bool, o_bias: bool,
+                   mlp_bias: bool) -> tuple[LinearSpec, ...]:
+    return _attention_linears(h, a, kv, d, qkv_bias, o_bias) + (
         LinearSpec("gate_proj", h, inter, mlp_bias, "mlp"),
         LinearSpec("up_proj", h, inter, mlp_bias, "mlp"),
         LinearSpec("down_proj", inter, h, mlp_bias, "mlp", role=OUT),
@@ -84,6 +116,9 @@ _LLAMA_LIKE: dict[str, dict[str, Any]] = {
     "olmo2": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias", post_norm=True),
     "mixtral": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False),
     "qwen3_moe": dict(norms=2, qk_norm=QkNorm.PER_HEAD, qkv_bias="attention_bias", o_bias="attention_bias"),
+    # OLMoE [modeling_olmoe.py OlmoeAttention]: pre-norm, q_norm over all heads and k_norm over the kv heads
+    # on the projections' outputs (OLMo-2's full q/k norms), a MoE MLP in every layer
+    "olmoe": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias"),
     "phi3": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False, fused=True),
 }
 
@@ -96,6 +131,9 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     mt = cfg["model_type"]
     rules = _LLAMA_LIKE[mt]
     gemma = rules.get("gemma", False)
+    if mt == "olmoe" and cfg.get("clip_qkv") is not None:
+        raise PlannerError(f"{name}: OLMoE with clip_qkv (in-place clamps of q, k and v) is not modelled yet; "
+                           "released OLMoE checkpoints set clip_qkv null")
     h = int(_get(cfg, "hidden_size"))
     a = int(_get(cfg, "num_attention_heads"))
     kv = int(_get(cfg, "num_key_value_heads", default=a))
@@ -129,7 +167,8 @@ def _from_llama_like(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
         sliding_layers=_sliding_layers(cfg, n_layers),
-        peft_default_targets=PEFT_DEFAULT_TARGETS[mt], max_positions=_max_positions(cfg),
+        # olmoe: none in peft's table, name them (--lora-targets)
+        peft_default_targets=PEFT_DEFAULT_TARGETS.get(mt, ()), max_positions=_max_positions(cfg),
         hf_config=dict(cfg), **moe,
     )
 
@@ -171,7 +210,10 @@ def _moe_fields(cfg: Mapping[str, Any], n_layers: int, h: int,
         LinearSpec("down_proj", inter, h, False, "mlp", experts=experts, role=OUT),
     )
     return dict(moe_linears=linears, moe_layers=moe_layers, n_experts=experts, top_k=top_k,
-                moe_intermediate=inter)
+                moe_intermediate=inter, peft_expert_targets=PEFT_EXPERT_TARGETS.get(cfg["model_type"], ()),
+                # MixtralTopKRouter always renormalizes; the others per norm_topk_prob (their config classes
+                # default it to False) [modeling_mixtral.py, modeling_qwen3_moe.py, modeling_olmoe.py TopKRouter]
+                moe_norm_topk=cfg["model_type"] == "mixtral" or bool(cfg.get("norm_topk_prob", False)))
 
 
 def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
@@ -180,9 +222,7 @@ def _from_gpt2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (  # Conv1D modules with biases [modeling_gpt2.py]
         LinearSpec("c_attn", h, 3 * h, True, "attn"),
         LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, True, "mlp"),
-        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "c_fc", "mlp.c_proj")
     return ModelSpec(
         name=name, model_type="gpt2", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
         hidden=h, n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter,
@@ -204,9 +244,7 @@ def _from_gpt_neox(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (  # [modeling_gpt_neox.py]
         LinearSpec("query_key_value", h, 3 * h, bias, "attn"),
         LinearSpec("dense", h, h, bias, "attn", role=OUT),
-        LinearSpec("dense_h_to_4h", h, inter, True, "mlp"),
-        LinearSpec("dense_4h_to_h", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "dense_h_to_4h", "dense_4h_to_h")
     return ModelSpec(
         name=name, model_type="gpt_neox", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
         n_heads=a, n_kv_heads=a, head_dim=h // a, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
@@ -230,21 +268,11 @@ def _from_phi(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """Phi-1/1.5/2 [modeling_phi.py]: one LayerNorm per layer whose output feeds attention and the
     MLP in parallel (`attn_outputs + mlp(hidden_states) + residual`), q/k/v/dense with biases, rope
     on the first `head_dim * partial_rotary_factor` dims, gelu_new MLP fc1/fc2, lm_head with a bias."""
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = int(cfg.get("head_dim") or h // a)
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg)
     if cfg.get("qk_layernorm"):
         raise PlannerError(f"{name}: Phi with qk_layernorm=true is not modelled yet (no released Phi "
                            "checkpoint uses it); pass a config with qk_layernorm false")
-    linears = (
-        LinearSpec("q_proj", h, a * d, True, "attn"),
-        LinearSpec("k_proj", h, kv * d, True, "attn"),
-        LinearSpec("v_proj", h, kv * d, True, "attn"),
-        LinearSpec("dense", a * d, h, True, "attn", role=OUT),
-        LinearSpec("fc1", h, inter, True, "mlp"),
-        LinearSpec("fc2", inter, h, True, "mlp", role=OUT),
-    )
+    linears = _attention_linears(h, a, kv, d, True, True, out="dense") + _plain_mlp_linears(h, inter, True, "fc1", "fc2")
     act = cfg.get("hidden_act", "gelu_new")
     if act != "gelu_new":
         raise PlannerError(f"{name}: Phi with hidden_act {act!r} is not modelled (released Phi models use gelu_new)")
@@ -275,9 +303,7 @@ def _from_gpt_bigcode(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     linears = (
         LinearSpec("c_attn", h, h + 2 * kv * d, True, "attn"),
         LinearSpec("attn.c_proj", h, h, True, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, True, "mlp"),
-        LinearSpec("mlp.c_proj", inter, h, True, "mlp", role=OUT),
-    )
+    ) + _plain_mlp_linears(h, inter, True, "c_fc", "mlp.c_proj")
     return ModelSpec(
         name=name, model_type="gpt_bigcode", n_layers=int(_get(cfg, "n_layer", "num_hidden_layers")),
         hidden=h, n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter,
@@ -371,7 +397,8 @@ def _from_deepseek(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         moe_linears=moe_linears, moe_layers=max(0, n_layers - first_dense), n_experts=experts,
         top_k=int(_get(cfg, "num_experts_per_tok")), moe_intermediate=moe_inter,
         q_lora_rank=qr, kv_lora_rank=kvr, qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=vd,
-        shared_expert_intermediate=shared, rope_dim=rope,
+        shared_expert_intermediate=shared, rope_dim=rope, peft_expert_targets=PEFT_EXPERT_TARGETS[mt],
+        moe_norm_topk=bool(cfg.get("norm_topk_prob", False)),
         attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
         # peft has no default target_modules for DeepSeek: name them (--lora-targets)
         peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
@@ -382,19 +409,9 @@ def _from_starcoder2(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """StarCoder2 [modeling_starcoder2.py]: pre-LayerNorm blocks in sequence, q/k/v/o and c_fc/c_proj
     with biases (`use_bias`), grouped-query attention with shared rope tables, a GELU MLP, residual,
     attention and embedding dropouts, sliding window."""
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = int(cfg.get("head_dim") or h // a)
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg)
     bias = bool(cfg.get("use_bias", True))
-    linears = (
-        LinearSpec("q_proj", h, a * d, bias, "attn"),
-        LinearSpec("k_proj", h, kv * d, bias, "attn"),
-        LinearSpec("v_proj", h, kv * d, bias, "attn"),
-        LinearSpec("o_proj", a * d, h, bias, "attn", role=OUT),
-        LinearSpec("c_fc", h, inter, bias, "mlp"),
-        LinearSpec("c_proj", inter, h, bias, "mlp", role=OUT),
-    )
+    linears = _attention_linears(h, a, kv, d, bias, bias) + _plain_mlp_linears(h, inter, bias, "c_fc", "c_proj")
     return ModelSpec(
         name=name, model_type="starcoder2", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
         n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
@@ -417,10 +434,7 @@ def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
         raise PlannerError(f"{name}: StableLM with qk_layernorm or use_parallel_residual (stablelm-2-12b) is "
                            "not modelled yet; modelled: the sequential StableLM / StableLM-2 1.6B layout")
-    h, a = int(_get(cfg, "hidden_size")), int(_get(cfg, "num_attention_heads"))
-    kv = int(cfg.get("num_key_value_heads") or a)
-    d = h // a
-    inter = int(_get(cfg, "intermediate_size"))
+    h, a, kv, d, inter = _dims(cfg, head_dim_key=False)   # the modeling file takes hidden // heads
     linears = _llama_linears(h, a, kv, d, inter, bool(cfg.get("use_qkv_bias", False)), False, False)
     return ModelSpec(
         name=name, model_type="stablelm", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
@@ -435,11 +449,34 @@ def _from_stablelm(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _from_cohere(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Cohere / Command-R / Aya-23 [modeling_cohere.py]: one weight-only CohereLayerNorm per layer
+    whose output feeds attention and Llama's gated MLP in parallel, q/k/v/o (biases per
+    `attention_bias`), rope on interleaved pairs in fp32, tied embeddings by default, logits times
+    `logit_scale` (a scalar product on the logits, saving nothing)."""
+    if cfg.get("use_qk_norm"):
+        raise PlannerError(f"{name}: Cohere with use_qk_norm=true (Command-R+) is not modelled yet; "
+                           "modelled: use_qk_norm false (Command-R, Aya-23)")
+    h, a, kv, d, inter = _dims(cfg, head_dim_key=False)   # the modeling file takes hidden // heads
+    bias = bool(cfg.get("attention_bias", False))
+    return ModelSpec(
+        name=name, model_type="cohere", n_layers=int(_get(cfg, "num_hidden_layers")), hidden=h,
+        n_heads=a, n_kv_heads=kv, head_dim=d, intermediate=inter, vocab=int(_get(cfg, "vocab_size")),
+        # CohereConfig defaults tie_word_embeddings to True [configuration_cohere.py]
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), mlp_kind=MlpKind.GATED,
+        norm_kind=NormKind.LAYER_NO_BIAS, dense_linears=_llama_linears(h, a, kv, d, inter, bias, bias, False),
+        norms_per_layer=1, shared_norm=True, rope=RopeKind.SHARED,
+        attention_dropout=float(cfg.get("attention_dropout", 0.0) or 0.0),
+        # peft has no default target_modules for cohere: name them (--lora-targets)
+        peft_default_targets=(), max_positions=_max_positions(cfg), hf_config=dict(cfg),
+    )
+
+
 _READERS: dict[str, Callable[[str, Mapping[str, Any]], ModelSpec]] = {
     **{mt: _from_llama_like for mt in _LLAMA_LIKE}, "gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox,
     "phi": _from_phi, "gpt_bigcode": _from_gpt_bigcode,
     "falcon": _from_falcon, "deepseek_v2": _from_deepseek, "deepseek_v3": _from_deepseek,
-    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm,
+    "starcoder2": _from_starcoder2, "stablelm": _from_stablelm, "cohere": _from_cohere,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_READERS))
 

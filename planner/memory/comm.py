@@ -41,7 +41,7 @@ from ..specs.params import param_counts
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import Checkpointing, TrainingSetup
-from ..techniques import ADAPTERS, quantization
+from ..techniques import ADAPTERS, context_parallel, quantization
 from .slices import local_model
 
 
@@ -232,6 +232,22 @@ def _offload_terms(eng: Engine, p: ParallelSpec, mb: ModelBytes, micro: int) -> 
     return out
 
 
+def _cp_terms(model: ModelSpec, setup: TrainingSetup) -> list[CommTerm]:
+    """Context parallelism's attention exchanges, every layer, every micro-batch (an all-to-all as the
+    p2p sends NCCL groups it into) [techniques/context_parallel.py transfers]; CP ranks adjacent."""
+    p = setup.parallel
+    T = setup.batch_size * context_parallel.local_seq_len(p, setup.seq_len)
+    recompute = setup.checkpointing is not Checkpointing.NONE
+    link = Link.INTER_NODE if crosses_nodes(1, p.cp, p.gpus) else Link.INTRA_NODE
+    per = setup.grad_accum * model.n_layers
+    out = []
+    for t in context_parallel.transfers(model, p, setup.precision.compute_dtype.bytes, T, recompute):
+        c = Collective(t.collective)
+        out.append(CommTerm(c, link, per * ring_bytes(c, t.size, p.cp), per * t.calls, p.cp,
+                            f"{t.what} (context parallel {p.cp_kind.value})"))
+    return out
+
+
 def communication_bytes(model: ModelSpec, setup: TrainingSetup) -> CommVolume:
     """CommVolume: bytes each GPU sends per optimizer step, by collective and link (see module doc)."""
     p = setup.parallel
@@ -255,5 +271,7 @@ def communication_bytes(model: ModelSpec, setup: TrainingSetup) -> CommVolume:
         # a middle stage sends each micro-batch's activation forward and its gradient back
         terms.append(CommTerm(Collective.P2P, link, int(2 * micro * act), 2 * micro, 2,
                               "activations and their gradients between pipeline stages"))
+    if context_parallel.enabled(p):
+        terms += _cp_terms(model, setup)
     terms += _offload_terms(eng, p, mb, micro)
     return CommVolume(tuple(t for t in terms if t.bytes > 0 or t.collective is Collective.HOST_COPY))

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
-from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, precision, quantization
+from ..specs.resolved import AdapterKind, Resolved
+from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, moe_lora, precision, quantization, tiled_mlp
+from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import fp8   # torchao float8: no autocast copies of converted linears
 
 
 @dataclass(frozen=True)
@@ -228,10 +230,71 @@ def layernorm_rope_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     return LayerBytes(lns_kept + attn + mlp + dropout, lns_dw + o * I + o_in)
 
 
-def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
-    """Routed experts of one MoE layer, per token: top-k expert MLPs plus router (approximate)."""
+def parallel_gated_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
+    """Cohere / Command-R [modeling_cohere.py CohereDecoderLayer]: one CohereLayerNorm whose output
+    feeds attention and Llama's gated MLP in parallel (`residual + attn + mlp`), no biases.
+
+    CohereLayerNorm is written in python ops in fp32: `x.float()` (a copy of a 16-bit input, saved
+    by nothing), the centred `x - mean` (fp32, saved by pow and the rsqrt product) and the fp32 rsqrt
+    are kept; the normalized tensor is saved by the weight product only for the weight's gradient.
+    Its output (back in the input dtype) is saved once by the five INPUT linears for their weight
+    gradients (one 16-bit cast each under autocast on an fp32 residual). Rope runs on fp32 copies
+    of q and k (`apply_rotary_pos_emb`: q.float(), k.float()) multiplied by the shared cos/sin, which
+    is all those products save; the kernel saves the roped 16-bit copies as in Llama."""
+    e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
+    h, I = m.hidden, m.intermediate
+    consumers = sum(1 for lin in m.dense_linears if lin.role is LinearRole.INPUT)
+    ln_kept = 8 * h + 4                        # `x - mean` twice (pow and the rsqrt product), rsqrt; fp32
+    ln_dw = 4 * h + (consumers * e * h if autocast and r == 4 else r * h)
+    attn = masks.layer_mix(m, rs, s, attention.core_bytes(m, rs, s), masks.efficient_core_bytes(m, rs, s))
+    o_in = attention.output_copy_bytes(m, rs)
+    o = quantization.base_linear_out_bytes(rs)
+    mlp_kept = 3 * o * I                       # gate (the activation's input), its output and up (the product)
+    return LayerBytes(ln_kept + attn + mlp_kept, ln_dw + o * I + o_in)
+
+
+def _untracked_first_layer(m: ModelSpec, rs: Resolved) -> float:
+    """Per token, what the first parallel (Cohere) layer does not save when nothing before it needs
+    a gradient: with LoRA on a frozen base, no checkpointing (which makes peft call
+    enable_input_require_grads) and nothing trained in the embedding, layer 0's input requires no
+    grad, so autograd records neither its LayerNorm nor, when no MLP linear carries an adapter,
+    its MLP (it reads the norm output directly, not the adapted attention as a sequential layer's
+    MLP does). Measured in the simulated step's per-module table."""
+    ad = rs.adapters
+    if not (m.shared_norm and m.mlp_kind is MlpKind.GATED) or ad is None or ad.kind is not AdapterKind.LORA \
+            or checkpointing.enabled(rs) or "embedding" in ad.embedding_lora + ad.saved_copies:
+        return 0.0
+    mlp_adapted = any(lin.block == "mlp" and lin.name in ad.targets for lin in m.dense_linears)
+    o = quantization.base_linear_out_bytes(rs)
+    return 8 * m.hidden + 4 + (0 if mlp_adapted else 3 * o * m.intermediate)
+
+
+def moe_layer_extra_4x(m: ModelSpec, rs: Resolved) -> float:
+    """QLoRA's MoE layers, estimated in the transformers-4 layout (quantized per-expert linears,
+    techniques/quantization.py moe_fused_experts_note): top-k expert MLPs plus router, approximate."""
     e = rs.compute.bytes
     return m.top_k * (4 * e * m.moe_intermediate + 2 * e * m.hidden) + 8 * m.n_experts
+
+
+def moe_layer_extra(m: ModelSpec, rs: Resolved) -> float:
+    """Router and routed experts of one MoE layer, per token [transformers 5.24 integrations/moe.py
+    grouped_mm_experts_forward; models/qwen3_moe/modeling_qwen3_moe.py Qwen3MoeTopKRouter.forward].
+
+    Router: softmax's fp32 output (E), topk's int64 indices (k), and with norm_topk_prob the
+    division's fp32 sum and quotient (1 + k). Per routed token (k per token), in the experts'
+    16-bit weight dtype (`_grouped_mm` casts its input to it; torch._grouped_mm takes bf16 only, so
+    fp32 experts, as QLoRA's upcast leaves them, fail in transformers 5; QLoRA is estimated in the
+    transformers-4 layout, quantized experts computing in the compute dtype): the
+    gate_up output (2I, kept by the activation through its gate view), the activation's output
+    (I), the down output (H, saved by the routing-weight product) and that weight, and three int64
+    index tensors (`perm // top_k`, `perm`, `inv_perm`). Trained experts (full fine-tuning) also
+    save their grouped matmuls' inputs for the weight gradient: the gathered hidden states (H) and
+    the gated product (I); LoRA on the experts adds those in techniques/moe_lora.py."""
+    w = rs.compute.bytes
+    k, I, h = m.top_k, m.moe_intermediate, m.hidden
+    router = 4 * m.n_experts + 8 * k + (4 + 4 * k if m.moe_norm_topk else 0)
+    routed = 3 * w * I + w * h + w + 3 * 8 + (w * (h + I) if rs.full else 0)
+    return router + k * routed
 
 
 @dataclass(frozen=True)
@@ -243,6 +306,8 @@ class ActivationBytes:
     head_copy: int            # autocast's 16-bit copy of an fp32 lm_head, alive to the forward's end
     head_copy_saved: int      # the part of it kept for backward (saved by the lm_head's matmul)
     adapter_copies: int = 0   # autocast's cached 16-bit copies of fp32 LoRA adapters (all layers)
+    expert_backward: int = 0  # one MoE layer's backward beyond its merged expert weights (techniques/moe_lora.py)
+    moe_per_layer: float = 0.0   # bytes per token saved by one MoE layer (0: no MoE layers)
 
 
 def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
@@ -250,13 +315,20 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     liger.check(m, rs.setup.liger)
-    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else shared_norm_layer if m.shared_norm else
+    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else
+             parallel_gated_layer if m.shared_norm and m.mlp_kind is MlpKind.GATED else shared_norm_layer if m.shared_norm else
              layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
              plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
     per_layer = layer.total(frozen)
+    per_layer -= _untracked_first_layer(m, rs) / m.n_layers
+    moe = 0.0
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
-        dense_mlp = 4 * rs.compute.bytes * m.intermediate
+        # the dense gated MLP the layer formula charged: gate, its activation and up (kept), down's input (dW)
+        o = quantization.base_linear_out_bytes(rs)
+        dense_mlp = (liger.glu_saved_tensors(rs) * o + (0 if frozen else o)) * m.intermediate
         moe = per_layer - dense_mlp + moe_layer_extra(m, rs)
+        if rs.quantized is not None:   # transformers 5 cannot run it (fp32 experts); the 4.x estimate
+            moe = per_layer - 4 * rs.compute.bytes * m.intermediate + moe_layer_extra_4x(m, rs)
         if m.shared_expert_intermediate:   # DeepSeek's shared experts: Llama's gated MLP on every token
             o = quantization.base_linear_out_bytes(rs)
             moe += (3 * o + (0 if frozen else o)) * m.shared_expert_intermediate
@@ -265,9 +337,12 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     if adapter:
         per_layer += (m.dense_layers * adapter.saved_bytes_per_layer(m, rs)
                       + m.moe_layers * adapter.saved_bytes_per_layer(m, rs, moe=True)) / m.n_layers
+        moe += adapter.saved_bytes_per_layer(m, rs, moe=True) if m.moe_layers else 0
     r, e = rs.residual.bytes, rs.compute.bytes
     rope = 2 * (m.rope_dim or m.head_dim) * (4 if rs.autocast else e) if m.rope is RopeKind.SHARED else 0
     final_norm = _norm(m.hidden, 1, r, e, rs.autocast, m.norm_fp32_scale, liger.patched(rs, "rms_norm")).kept
+    if m.norm_kind is NormKind.LAYER_NO_BIAS:   # CohereLayerNorm: `x - mean` twice and rsqrt (parallel_gated_layer)
+        final_norm = 8 * m.hidden + 4
     embed_dropout = m.dropout if m.embed_dropout is None else m.embed_dropout
     outside = 8 + rope + final_norm + (m.hidden if embed_dropout > 0 else 0) + masks.outside_bytes_per_token(m, rs, s)
     if m.causal_mask_always:   # Falcon's (b, 1, s, s) mask: bool for SDPA, additive in the embeddings' dtype for eager
@@ -275,7 +350,17 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
     per_layer += quantization.int8_inputs_per_layer(m, rs)
+    if compiled.active(rs):   # the min-cut partitioner's cut replaces eager's saved tensors
+        compiled.check(m, rs.setup, rs)
+        per_layer, outside = compiled.layer_bytes(m, rs, s), compiled.outside_bytes(m, rs)
+    if tiled_mlp.enabled(rs):   # the MLP saves only its input [techniques/tiled_mlp.py]
+        tiled_mlp.check(m, rs)
+        per_layer += tiled_mlp.saved_delta(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
+    layer_copies += moe_lora.merged_bytes(m, rs)   # peft's merged expert / router weights, saved per MoE layer
+    if fp8.active(rs.setup):
+        fp8.check(m, rs)
+        layer_copies, head_copy, head_copy_saved = fp8.weight_copies(m, rs, layer_copies, head_copy, head_copy_saved)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
-                           head_copy_saved, adapter_copies)
+                           head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe)

@@ -13,7 +13,7 @@ from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved, resolve
 from ..specs.setup import TrainingSetup
-from ..techniques import checkpointing, loss
+from ..techniques import checkpointing, context_parallel, loss
 from .layers import ActivationBytes, activation_bytes
 from .states import States, states
 
@@ -101,8 +101,17 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
         embed = (3 if m.tied_embeddings and stage is Stage.ALL else 1) * m.vocab * m.hidden * w
     if stage is Stage.LAST:
         embed = 0            # no embedding backward on the last stage
+    transient = T * (2 * r * m.hidden + 2 * e * m.intermediate)   # the MLP's backward
+    if context_parallel.enabled(setup.parallel):
+        # a layer's backward peaks in its MLP or in its attention with the exchange buffers, one after the
+        # other; Ulysses saves more per layer (techniques/context_parallel.py)
+        ex = context_parallel.exchange(m, rs, setup.parallel, T, context_parallel.o_proj_saved(rs))
+        transient = max(transient, ex.backward)
+        n_ckpt, n_kept, _ = checkpointing.layer_split(m, rs)
+        acts += ex.saved_per_layer * n_kept
+        recompute += ex.saved_per_layer if n_ckpt else 0
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(recompute),
-                  int(T * (2 * r * m.hidden + 2 * e * m.intermediate)), lf, ls, lb, int(embed),
+                  int(transient), lf, ls, lb, int(embed),
                   0 if stage is Stage.FIRST or setup.loss in (Loss.TRL, Loss.CCE) else int(T * e * m.vocab))
 
 

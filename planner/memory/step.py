@@ -17,15 +17,17 @@ from dataclasses import dataclass, replace
 
 from ..specs.engines import Engine, engine_of
 from ..specs.enums import Component as C
-from ..specs.enums import Loss, Phase
+from ..specs.enums import Loss, Packing, Padding, Phase
 from ..specs.model import ModelSpec
-from ..specs.parallel import ParallelSpec
+from ..specs.parallel import CpKind, ParallelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from ..techniques import activation_offload, attention, checkpointing, cut_ce, in_backward, liger, loss, masks, optimizers, preference, quantization
+from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
+from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import fp8   # torchao float8 casts
 from .layers import ActivationBytes
-from .pieces import Stage, held, in_flight, pieces, terms
+from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
 from .result import Assumption
 from .sharded import fsdp_phases, zero_phases
 from .figures import worst_phases
@@ -64,6 +66,8 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     W, G, O = st.weights, st.gradients, st.optimizer_state
     g_live = G if setup.grad_accum > 1 else 0          # accumulated gradients during later micro-batches
     logit_fwd, logit_saved, logit_bwd = loss.loss_bytes(model, rs, T, setup.batch_size)
+    if compiled.active(rs):   # the compiled loss: 16-bit logits and two reductions per row
+        logit_fwd, logit_saved, logit_bwd = compiled.loss_bytes(model, rs, T, setup.seq_len)
 
     saved_per_layer = act.ckpt_per_layer if ckpt else act.per_layer
     acts = T * (L * saved_per_layer + act.outside)
@@ -79,6 +83,10 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         acts = T * (n_ckpt * act.ckpt_per_layer + n_kept * act.per_layer + act.outside)
         kept_copies = (act.layer_copies + adapters) * n_kept // L
         fwd_copies = all_copies if rs.full else head_copy + act.layer_copies * n_kept // L
+    # tiled MLP: the MLP's matmuls run under no_grad, so no frozen weight's copy is saved [techniques/tiled_mlp.py]
+    dropped = tiled_mlp.dropped_copies(model, rs)
+    if not (rs.full or ckpt):
+        fwd_copies -= dropped
     fwd_acts = acts + fwd_copies + adapters
     off = activation_offload.offloaded(model, rs, act, T, logit_saved)   # saved tensors moved to host memory
     fwd_acts -= off.forward
@@ -86,11 +94,18 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     phases: Phases = {}
     phases[Phase.FORWARD] = {C.WEIGHTS: W, C.GRADIENTS: g_live, C.OPTIMIZER_STATE: O,
                              C.ACTIVATIONS: fwd_acts, C.LOGITS: logit_fwd, C.TEMPORARIES: 0}
+    if fp8.active(setup):   # a converted linear's casts, above everything the forward saved [techniques/fp8.py]
+        cast = max(fp8.head_forward_peak(model, rs, T), fp8.layer_forward_peak(model, rs, T))
+        if cast > logit_fwd:
+            phases[Phase.FORWARD].update({C.LOGITS: 0, C.TEMPORARIES: cast})
 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
+    # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
+    mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
+        else layer_transient
     saved_head = act.head_copy_saved
-    bwd_copies = saved_head if ckpt else act.layer_copies + saved_head + adapters
+    bwd_copies = saved_head if ckpt else act.layer_copies - dropped + saved_head + adapters
     if part:
         bwd_copies = saved_head + kept_copies
     start = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: logit_saved,
@@ -103,11 +118,16 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         below = acts - T * above * act.per_layer + saved_head + kept_copies * (n_kept - above) // max(n_kept, 1)
         layer_copy = (act.layer_copies + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below - off.recompute, C.LOGITS: 0,
-                           C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+                           C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif ckpt:
-        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        layer_copy = (act.layer_copies - dropped + adapters) // max(L, 1)
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
-                           C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + layer_transient})
+                           C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
+    elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
+                           C.TEMPORARIES: mlp_bwd})
+    if act.expert_backward and not part:   # peft's merged expert weights (techniques/moe_lora.py)
+        candidates += moe_lora.backward_candidates(model, rs, act, T, ckpt, acts + bwd_copies, saved_head, layer_transient)
     # the embedding's backward ends it: embedding_dense_backward builds a (vocab, hidden) gradient;
     # tied to the lm_head it is then added into the lm_head's, with a second such buffer
     # (measured in the simulated step; aten/src/ATen/native/Embedding.cpp)
@@ -116,6 +136,12 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         embed_grad = (2 if model.tied_embeddings else 1) * model.vocab * model.hidden * rs.trainable.bytes
     candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad), C.ACTIVATIONS: T * act.outside,
                        C.LOGITS: 0, C.TEMPORARIES: layer_transient + embed_grad})
+    if fp8.active(setup):   # the converted lm_head's backward casts; the largest linear's in the first layer
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
+                           C.TEMPORARIES: fp8.head_backward_peak(model, rs, T)})
+        candidates.append({C.GRADIENTS: G - (0 if model.tied_embeddings else embed_grad),
+                           C.ACTIVATIONS: T * (act.outside + act.per_layer), C.LOGITS: 0,
+                           C.TEMPORARIES: fp8.layer_backward_peak(model, rs, T)})
     if setup.optimizer_in_backward:   # no full gradient set is live [techniques/in_backward.py]
         candidates = in_backward.backward_candidates(model, rs, candidates, st.largest_trainable, T * act.outside,
                                                       saved_head, T)
@@ -140,12 +166,16 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += loss.notes(rs)
     notes += precision.notes(rs)
     notes += liger.notes(model, rs.setup.liger)
+    notes += compiled.notes(rs)
+    notes += tiled_mlp.notes(model, rs, rs.setup.seq_len)
+    notes += fp8.notes(rs)
     notes += in_backward.notes(rs)
     notes += optimizers.notes(rs.setup.optimizer)
     notes += attention.notes(model, requested.attention, rs)
     notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:
         notes.append("MoE routed-expert activations are approximate (top-k tokens per expert)")
+    notes += moe_lora.notes(model, rs)
     moe_qlora = quantization.moe_fused_experts_note(model, rs)
     if moe_qlora:
         notes.append(moe_qlora)
@@ -227,11 +257,52 @@ def _stage_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage,
     return worst_phases(fwd, bwd, opt)
 
 
+def _with_exchange(m: ModelSpec, setup: TrainingSetup, eng: Engine, phases: Phases,
+                   seq_len: int) -> tuple[Phases, list[str]]:
+    """The phases of a context-parallel rank's shard (`setup` at the local sequence length) with its
+    attention's exchange buffers. The sharded layouts take them from `pieces` (a layer's backward
+    transient is its MLP's or its attention's, whichever is larger; Ulysses' extra saved bytes); the
+    one-GPU phases of DDP, whose weights and optimizer state are the same in every phase, get the same
+    terms here. The forward gains a point inside the last layer's attention: the saved activations,
+    no logits yet, the exchange buffers (where the forward's worst point holds activations)."""
+    p = setup.parallel
+    rs, _, act = terms(m, compute_setup(setup, eng))
+    T = setup.batch_size * setup.seq_len
+    ex = context_parallel.exchange(m, rs, p, T, context_parallel.o_proj_saved(rs))
+    out = {ph: dict(c) for ph, c in phases.items()}
+    fwd, bwd = out[Phase.FORWARD], out[Phase.BACKWARD]
+    if not (eng.fsdp or eng.deepspeed):
+        pz = pieces(m, setup, eng)
+        n_ckpt, n_kept, _ = checkpointing.layer_split(m, rs)
+        extra = ex.saved_per_layer * n_kept
+        before = bwd[C.ACTIVATIONS]
+        fwd[C.ACTIVATIONS] += extra
+        if before + extra >= pz.acts:   # a backward point that holds every layer's saved tensors
+            bwd[C.ACTIVATIONS] += extra
+        # as single_gpu_phases' recompute point: one layer's autocast copies beside its recomputed tensors
+        layer_copy = (act.layer_copies + act.adapter_copies) // m.n_layers if n_ckpt else 0
+        inside = {**bwd, C.GRADIENTS: fwd[C.GRADIENTS], C.ACTIVATIONS: pz.acts, C.LOGITS: 0,
+                  C.TEMPORARIES: pz.recompute + layer_copy + pz.layer_transient}
+        if sum(inside.values()) > sum(bwd.values()):
+            out[Phase.BACKWARD] = inside
+    if fwd[C.ACTIVATIONS]:
+        attn = {**fwd, C.LOGITS: 0, C.TEMPORARIES: ex.forward}
+        if sum(attn.values()) > sum(fwd.values()):
+            out[Phase.FORWARD] = attn
+    return out, context_parallel.notes(m, p, seq_len, ex)
+
+
 def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     """The step of the most loaded GPU of a multi-GPU or offloaded job (`setup` validated, as it
     runs on `model`)."""
     p = setup.parallel
     p.validate(model, setup.optimizer)
+    cp_seq = setup.seq_len
+    if context_parallel.enabled(p):   # every rank plans its shard of each sequence [techniques/context_parallel.py]
+        context_parallel.check(model, p, setup.seq_len, setup.batch_size, setup.attention,
+                               setup.padding is not Padding.NONE or (setup.packing is not Packing.NONE
+                                                                      and p.cp_kind is not CpKind.LLAMA3))
+        setup = setup.with_(seq_len=context_parallel.local_seq_len(p, setup.seq_len))
     eng = engine_of(p)
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
@@ -244,6 +315,9 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
         phases, notes = by_stage[stage]
         notes = notes + [f"pipeline: the {stage.value} stage is the more loaded; figures are for it"]
     notes = list(notes) + liger.notes(model, setup.liger)
+    if context_parallel.enabled(p):
+        phases, cp_notes = _with_exchange(m, setup, eng, phases, cp_seq)
+        notes += cp_notes
     if setup.loss is Loss.CCE:   # the tag of a loss modelled from source (the other losses' notes are single-GPU's)
         notes += cut_ce.notes(terms(m, setup)[0])
     if p.tp > 1 or p.pp > 1:

@@ -13,9 +13,10 @@ from typing import Any, Callable
 
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Optimizer, Precision
-from ..memory.estimate import estimate
+from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
+from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
 from .evidence import memory_errors
@@ -67,11 +68,13 @@ class FitResult:
     max_batch: int                          # at the setup's sequence length (0: not even batch 1)
     max_batch_total_bytes: int | None
     max_seq_len: int                        # at the setup's micro-batch (0: none)
-    max_seq_len_batch1: int                 # at micro-batch 1
+    max_seq_len_batch1: int                 # at micro-batch 1 (GRPO: the smallest its generation groups allow)
     knobs: tuple[KnobOption, ...] = field(default=())   # when the setup does not fit: best first
     safe_max_batch: int = 0                 # the largest micro-batch that leaves `margin` of the GPU free
     margin: float = 0.0                     # fraction of the GPU kept free (safety_margin)
     margin_source: str = ""
+    source: str = "closed-form"             # which path answered (Source values): closed-form or fitted
+    notes: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -84,7 +87,8 @@ class FitResult:
                 "max_seq_len": self.max_seq_len, "max_seq_len_batch_1": self.max_seq_len_batch1,
                 "setup": self.setup.to_dict(), "knobs": [k.to_dict() for k in self.knobs],
                 "safe_max_batch_size": self.safe_max_batch, "safety_margin": self.margin,
-                "safety_margin_source": self.margin_source}
+                "safety_margin_source": self.margin_source, **({"source": self.source, "notes": list(self.notes)}
+                                                               if self.source != "closed-form" else {})}
 
 
 TASK_KNOBS = ("--seq-len",)   # knobs that change what is trained, not how: never a memory fix
@@ -118,11 +122,12 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
 
     def total(b: int) -> int:
         if b not in totals:
-            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+            totals[b] = run_device_total(model, setup.with_(batch_size=b))
         return totals[b]
 
-    b = _largest(lambda n: total(n) <= gpu.memory_bytes, 1, min(setup.batch_size, MAX_BATCH))
-    return (b, total(b)) if b > 0 else (0, total(1))
+    u = setup.batch_unit()   # GRPO: the micro-batches its generation groups divide
+    k = _largest(lambda n: total(n * u) <= gpu.memory_bytes, 1, max(min(setup.batch_size, MAX_BATCH) // u, 1))
+    return (k * u, total(k * u)) if k > 0 else (0, total(u))
 
 
 @lru_cache(maxsize=8)
@@ -149,36 +154,56 @@ def safety_margin(method: Method) -> tuple[float, str]:
 
 
 def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: int = 5,
-        memory_only: bool = False) -> FitResult:
+        memory_only: bool = False, device_total: Callable[[TrainingSetup], int] | None = None,
+        source: str = "closed-form", notes: tuple[str, ...] = ()) -> FitResult:
     """FitResult of `setup` on `gpu` (one GPU as setup.parallel says). memory_only: offer only knobs
     that keep the task (no --seq-len halving) and that buy something a smaller micro-batch does not
-    (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits)."""
+    (a larger micro-batch than the setup's own largest, or a fit where no micro-batch fits).
+
+    device_total: the run's device bytes of `setup` at another batch or sequence length, for a setup
+    without a closed form (the app passes a sweep fitted to simulations, profiler/answer.py fitted);
+    its `source` and `notes` are reported. Knobs are searched only on the closed form: any other
+    change of the setup would need simulations of its own."""
     setup.validate()
-    given = estimate(model, setup).device_total_bytes
+    fp8_check_gpu(setup, gpu)
+    base_total = device_total or (lambda s: run_device_total(model, s))
+    vllm = int(gpu.memory_bytes * setup.vllm_colocate)   # GRPO's colocated vLLM takes its share of the GPU first
+
+    def total_of(s: TrainingSetup) -> int:
+        return base_total(s) + vllm
+    given = total_of(setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
     totals: dict[int, int] = {}
 
     def total_b(b: int) -> int:
         if b not in totals:
-            totals[b] = estimate(model, setup.with_(batch_size=b)).device_total_bytes
+            totals[b] = total_of(setup.with_(batch_size=b))
         return totals[b]
 
-    max_b = _largest(lambda b: total_b(b) <= mem, 1, MAX_BATCH)
+    u = setup.batch_unit()   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
+    max_b = max(_largest(lambda k: total_b(k * u) <= mem, 1, MAX_BATCH // u), 0) * u
     margin, margin_source = safety_margin(setup.method)
-    safe_b = _largest(lambda b: total_b(b) <= mem * (1 - margin), 1, max(max_b, 1)) if max_b > 0 else 0
+    safe_b = max(_largest(lambda k: total_b(k * u) <= mem * (1 - margin), 1, max(max_b // u, 1)), 0) * u \
+        if max_b > 0 else 0
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
-        return lambda k: estimate(model, setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)).device_total_bytes <= mem
+        return lambda k: total_of(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
 
-    max_s = max(_largest(seq_ok(setup.batch_size), 1, ctx), 0) * SEQ_STEP
-    max_s1 = max(_largest(seq_ok(1), 1, ctx), 0) * SEQ_STEP if setup.batch_size > 1 else max_s
+    lo = -(-setup.min_seq_len() // SEQ_STEP)   # GRPO: a prompt beyond the completion
+
+    def longest(batch: int) -> int:
+        k = _largest(seq_ok(batch), lo, ctx)
+        return k * SEQ_STEP if k >= lo else 0   # none fits
+
+    max_s = longest(setup.batch_size)
+    max_s1 = longest(u) if setup.batch_size > u else max_s
     knobs: tuple[KnobOption, ...] = ()
-    if given > mem:
+    if given > mem and device_total is None:
         floor = min(max(max_b, 0), setup.batch_size) if memory_only else 0   # the setup alone reaches this
         knobs = _cheapest_knobs(model, setup, gpu, max_knob_options, memory_only, floor)
     return FitResult(gpu, setup, given, max(max_b, 0), total_b(max_b) if max_b > 0 else None, max_s, max_s1, knobs,
-                     max(safe_b, 0), margin, margin_source)
+                     max(safe_b, 0), margin, margin_source, source, notes)
 
 
 def _cheapest_knobs(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, limit: int, memory_only: bool = False,

@@ -95,8 +95,7 @@ class Plan:
         b = self.best
         return {
             "model": self.model, "gpu": self.gpu.name, "gpus": self.gpus,
-            "setup": {**self.setup.to_dict(), "parallel": {k: getattr(v, "value", v) for k, v in
-                                                            self.setup.parallel.__dict__.items()}},
+            "setup": {**self.setup.to_dict(), "parallel": self.setup.parallel.as_dict()},
             "description": self.describe(),
             "device_total_bytes": self.device_total_bytes, "memory_bytes": self.gpu.memory_bytes,
             "headroom_bytes": self.headroom_bytes,

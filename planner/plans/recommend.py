@@ -22,7 +22,7 @@ from ..io.catalog import all_gpus, resolve_gpu
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Method, Optimizer, Precision
 from ..specs.errors import PlannerError
-from ..memory.estimate import estimate
+from ..memory.load import run_device_total
 from ..specs.model import ModelSpec
 from ..specs.parallel import Fsdp, ParallelSpec
 from .cost import parse_duration, parse_usd
@@ -139,7 +139,7 @@ class _Totals:
     def __call__(self, setup: TrainingSetup) -> int:
         key = setup
         if key not in self.cache:
-            self.cache[key] = estimate(self.model, setup).device_total_bytes
+            self.cache[key] = run_device_total(self.model, setup)   # the run's largest phase (memory/load.py)
             self.count += 1
         return self.cache[key]
 

@@ -130,6 +130,13 @@ class Loss(Choice):
     TRL = "trl"          # TRL >= 1.15 SFTTrainer's fused LM head: log-probs of labelled positions only, in tiles
     CHUNKED_OUTPUT = "chunked-output"   # torchtune CEWithChunkedOutputLoss: logits per sequence chunk, upcast chunk by chunk
     CCE = "cce"          # Cut Cross-Entropy (apple/ml-cross-entropy): logits blockwise in SRAM, never in memory
+    CHUNKED_NLL = "chunked-nll"   # TRL 1.13-1.14 SFTTrainer's default: labelled positions first, checkpointed 256-row chunks
+    CHUNKED_NLL_FP32 = "chunked-nll-fp32"   # TRL 1.8-1.12's: the same, each chunk projected from fp32 copies
+
+    @property
+    def trl_chunked(self) -> bool:
+        """TRL's SFTTrainer chunked_nll (planner/techniques/chunked_nll.py), in either version's form."""
+        return self in (Loss.CHUNKED_NLL, Loss.CHUNKED_NLL_FP32)
 
 
 class Objective(Choice):
@@ -138,6 +145,10 @@ class Objective(Choice):
     SFT = "sft"    # next-token loss on one sequence per example (SFTTrainer, plain Trainer)
     DPO = "dpo"    # DPOTrainer: chosen and rejected sequences in one batch, a frozen reference model
     KTO = "kto"    # KTOTrainer: one completion per example, a no-grad KL forward, a frozen reference model
+    ORPO = "orpo"  # trl.experimental ORPOTrainer: chosen and rejected in one batch, full logits, no reference
+    GRPO = "grpo"  # GRPOTrainer with HF generate: a generation phase (KV cache), then a fused-head step on completions
+    PPO = "ppo"    # trl.experimental PPOTrainer: refused (policy, reference, reward and value models not modelled yet)
+    RM = "rm"      # RewardTrainer: refused (a sequence-classification score head instead of the lm_head, not modelled yet)
 
     @property
     def has_reference(self) -> bool:
@@ -176,6 +187,7 @@ class MlpKind(Choice):
 class NormKind(Choice):
     RMS = "rmsnorm"
     LAYER = "layernorm"
+    LAYER_NO_BIAS = "layernorm-no-bias"   # Cohere: mean-subtracting LayerNorm with a weight only (CohereLayerNorm)
 
 
 class Phase(Choice):
@@ -192,6 +204,7 @@ class RunPhase(Choice):
     FIRST_STEP = "first_step"  # the optimizer allocates its state lazily in step 1
     STEP = "step"              # the steady-state step, from step 2 on
     EVAL = "eval"              # evaluation: no gradients, eval batch, maybe generation
+    GENERATE = "generate"      # GRPO's rollouts: generate() on the generation batch, then no-grad log-prob passes
     SAVE = "save"              # checkpoint save: state-dict gathers, merges
 
 
@@ -219,3 +232,25 @@ class Source(Choice):
     CLOSED_FORM = "closed-form"   # the planner's formulas
     SIMULATED = "simulated"       # gpuplan.profiler.simulate: the real model and peft method under FakeTensorMode
     FITTED = "fitted"             # c0 + c1 b s + c2 b s^2 fitted to a few simulations (gpuplan.profiler.answer)
+
+
+class Compile(Choice):
+    """`torch.compile` of the model (planner/techniques/compile.py)."""
+
+    NONE = "none"            # eager PyTorch
+    INDUCTOR = "inductor"    # torch.compile(model) with its default backend and mode (no CUDA graphs)
+
+
+class Fp8(Choice):
+    """torchao float8 training of the model's linears (planner/techniques/fp8.py)."""
+
+    NONE = "none"                # no fp8 casts
+    TENSORWISE = "tensorwise"    # torchao Float8LinearConfig.from_recipe_name("tensorwise"): one scale per tensor
+    ROWWISE = "rowwise"          # ... ("rowwise"): one scale per row, power-of-2 scales
+
+
+class Fp8Linears(Choice):
+    """Which nn.Linear modules are converted to torchao's Float8Linear."""
+
+    SKIP_FIRST_LAST = "skip-first-last"   # accelerate convert_model_to_fp8_ao's default filter (accelerate/utils/ao.py)
+    ALL = "all"                           # torchao convert_to_float8_training with no module_filter_fn

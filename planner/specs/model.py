@@ -110,6 +110,11 @@ class ModelSpec:
     v_head_dim: int = 0
     shared_expert_intermediate: int = 0         # DeepSeek MoE: the always-on shared experts' MLP width
     dropouts_per_layer: int = 2                 # residual dropouts of a LayerNorm-rope layer (StarCoder2 2, StableLM 1)
+    # peft's transformers-5 MoE target conversion for the family: (v4 module name, what it adapts
+    # now: "router" or a fused expert parameter) [peft/utils/transformers_weight_conversion.py
+    # _MOE_TARGET_MODULE_MAPPING, _convert_peft_config_moe]; () where peft converts nothing
+    peft_expert_targets: tuple[tuple[str, str], ...] = ()
+    moe_norm_topk: bool = False                 # the router renormalizes its top-k weights (norm_topk_prob; Mixtral always)
     hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

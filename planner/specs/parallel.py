@@ -24,6 +24,16 @@ class Fsdp(Choice):
     YAFSDP = "yafsdp"      # Yandex's YaFSDP (zero_stage=3): reusable gather buffers, fp32 master shard
 
 
+class CpKind(Choice):
+    """Which context/sequence-parallel attention splits the sequence (planner/techniques/context_parallel.py)."""
+
+    TORCH = "torch"                    # torch context_parallel ring over SDPA, K/V all-gathered (accelerate cp_size)
+    TORCH_ALLTOALL = "torch-alltoall"  # the same, K/V rotated rank to rank (cp_comm_strategy: alltoall)
+    RING_FLASH = "ring-flash"          # ring-flash-attn ring_flash_attn_func (axolotl ring_attn_func: batch_ring)
+    LLAMA3 = "llama3"                  # ring-flash-attn llama3_flash_attn_varlen_func (axolotl varlen_llama3)
+    ULYSSES = "ulysses"                # DeepSpeed ALST UlyssesSPAttentionHF: all-to-all over heads (accelerate sp_size)
+
+
 class Offload(Choice):
     NONE = "none"
     OPTIMIZER = "optimizer"   # optimizer state (and its step) on the host: ZeRO-Offload, FSDP CPUOffload
@@ -45,6 +55,9 @@ class ParallelSpec:
     offload_device: OffloadDevice = OffloadDevice.CPU
     tp: int = 1                         # tensor-parallel degree
     pp: int = 1                         # pipeline stages
+    cp: int = 1                         # context/sequence-parallel degree: each rank holds 1/cp of every sequence
+    cp_kind: CpKind = CpKind.TORCH      # the attention that exchanges K/V (or heads) between those ranks
+    heads_k_stride: int = 1             # ring-flash-attn llama3: K/V heads all-gathered at a time
 
     @property
     def world(self) -> int:
@@ -54,6 +67,18 @@ class ParallelSpec:
     def dp(self) -> int:
         """Data-parallel degree: the world divided among tensor and pipeline groups."""
         return self.world // (self.tp * self.pp)
+
+    def as_dict(self) -> dict:
+        """Plain values by field; the context-parallel ones only when set (older dicts stay as they were)."""
+        return {k: getattr(v, "value", v) for k, v in self.__dict__.items()
+                if k not in _CP_DEFAULTS or v != _CP_DEFAULTS[k]}
+
+    @property
+    def replicas(self) -> int:
+        """Distinct micro-batches per step across the world: the data-parallel ranks, of which each group
+        of `cp` shares one batch (the sharding group stays `dp`: accelerate's dp_shard_cp mesh, DeepSpeed's
+        sequence-data-parallel group)."""
+        return self.dp // self.cp
 
     @property
     def single_gpu(self) -> bool:
@@ -79,6 +104,7 @@ class ParallelSpec:
             raise PlannerError(f"{self.world} GPUs ({self.gpus} per node x {self.nodes} nodes) do not divide into "
                                f"--tp {self.tp} x --pp {self.pp} = {self.tp * self.pp}; choose counts whose product "
                                f"divides the GPU count")
+        self._validate_cp()
         if self.tp > self.gpus and self.tp % self.gpus:
             raise PlannerError(f"--tp {self.tp} spans nodes unevenly ({self.gpus} GPUs per node); "
                                f"use a --tp that divides or is a multiple of --gpus")
@@ -100,6 +126,36 @@ class ParallelSpec:
         if model is not None:
             self._validate_model(model)
         return self
+
+    def _validate_cp(self) -> None:
+        """Context parallelism's engine limits (the model's and the sequence's: techniques/context_parallel.py)."""
+        if self.cp < 1:
+            raise PlannerError(f"--context-parallel must be at least 1, got {self.cp}")
+        if self.cp == 1:
+            if self.cp_kind is not CpKind.TORCH or self.heads_k_stride != 1:
+                raise PlannerError("--cp-kind / --heads-k-stride apply with --context-parallel 2 or more")
+            return
+        if self.dp < self.cp:
+            raise PlannerError(f"--context-parallel {self.cp} splits each sequence over {self.cp} GPUs, but the job has "
+                               f"{self.dp} data-parallel rank(s): add --gpus-per-node {self.cp} (or a multiple)")
+        if self.dp % self.cp:
+            raise PlannerError(f"--context-parallel {self.cp} does not divide the {self.dp} data-parallel ranks "
+                               f"({self.world} GPUs / (--tp x --pp)); choose a degree that divides the GPU count")
+        if self.tp > 1 or self.pp > 1:
+            raise PlannerError("--context-parallel with --tp/--pp is not modelled yet; drop --tp/--pp")
+        if self.heads_k_stride < 1:
+            raise PlannerError(f"--heads-k-stride must be at least 1, got {self.heads_k_stride}")
+        if self.heads_k_stride != 1 and self.cp_kind is not CpKind.LLAMA3:
+            raise PlannerError("--heads-k-stride is ring-flash-attn's llama3 knob: use it with --cp-kind llama3")
+        torch_cp = self.cp_kind in (CpKind.TORCH, CpKind.TORCH_ALLTOALL)
+        if torch_cp and self.fsdp in (Fsdp.NONE, Fsdp.YAFSDP):
+            raise PlannerError(f"--cp-kind {self.cp_kind.value}: accelerate runs torch's context_parallel with FSDP2 "
+                               "only (ParallelismConfig cp_backend torch); add --fsdp full (or use --cp-kind ring-flash)")
+        if self.cp_kind is CpKind.ULYSSES and not self.zero:
+            raise PlannerError("--cp-kind ulysses is DeepSpeed's (ALST, accelerate sp_backend deepspeed): add --zero "
+                               "1, 2 or 3")
+        if self.fsdp is Fsdp.YAFSDP:
+            raise PlannerError("--fsdp yafsdp with --context-parallel is not modelled; use --fsdp full")
 
     def _validate_offload(self, optimizer: Optimizer | None) -> None:
         if self.offload is Offload.NONE:
@@ -135,8 +191,20 @@ class ParallelSpec:
             raise PlannerError(f"--tp {self.tp} must divide {model.name}'s {model.n_heads} attention heads and "
                                f"{model.n_kv_heads} key/value heads; try --tp "
                                f"{max(t for t in (1, 2, 4, 8, 16) if not model.n_heads % t and not model.n_kv_heads % t)}")
+        if self.cp > 1 and self.cp_kind is CpKind.ULYSSES:
+            # UlyssesSPAttentionHF.__init__ raises both [deepspeed/runtime/sequence_parallel/ulysses_sp.py]
+            if model.n_heads % self.cp:
+                raise PlannerError(f"--cp-kind ulysses: {model.name}'s {model.n_heads} attention heads do not divide "
+                                   f"by --context-parallel {self.cp} (DeepSpeed raises); choose a degree dividing them")
+            if model.n_kv_heads % self.cp and self.cp % model.n_kv_heads:
+                raise PlannerError(f"--cp-kind ulysses: {model.name}'s {model.n_kv_heads} key/value heads and "
+                                   f"--context-parallel {self.cp} divide neither way (DeepSpeed raises)")
+        if self.cp > 1 and self.cp_kind is CpKind.LLAMA3 and model.n_kv_heads % self.heads_k_stride:
+            raise PlannerError(f"--heads-k-stride {self.heads_k_stride} must divide {model.name}'s {model.n_kv_heads} "
+                               "key/value heads (llama3_flash_attn_varlen_forward asserts it)")
         if self.pp > model.n_layers:
             raise PlannerError(f"--pp {self.pp} is more pipeline stages than {model.name}'s {model.n_layers} layers")
 
 
 _SINGLE_GPU = ParallelSpec()
+_CP_DEFAULTS = {"cp": 1, "cp_kind": CpKind.TORCH, "heads_k_stride": 1}

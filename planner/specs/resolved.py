@@ -39,6 +39,10 @@ class AdapterSpec:
     tied_copies: bool = False
     feedforward: tuple[str, ...] = ()   # IA3: linears whose input (not output) is scaled
     virtual_tokens: int = 0             # prompt tuning: embeddings prepended to every sequence
+    # MoE layers under peft's transformers-5 conversion (techniques/moe_lora.py): fused expert
+    # parameters adapted through lora.ParamWrapper with their rank, and the router's weight
+    expert_ranks: tuple[tuple[str, int], ...] = ()
+    router: bool = False
 
 
 # adapter_config.json fields that change values, not bytes: read by nothing below [peft/tuners/lora/
@@ -129,6 +133,9 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if setup.method is Method.FULL:
         return None
     lora = setup.lora
+    if setup.loss.trl_chunked and (setup.adapter is not None or lora.modules_to_save):
+        raise NoClosedForm("TRL's chunked_nll with a peft config or modules_to_save (its chunks read the wrapped "
+                           "lm_head's weight) has no closed form")
     if setup.adapter is not None:
         if setup.adapter.peft_type == "IA3":
             return _ia3(model, setup)
@@ -148,6 +155,10 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
         raise NoClosedForm("DoRA on an 8-bit base has no closed form checked against the simulator (QDoRA on 4 bit has)")
     names = setup.lora_targets(model)
     outer = _outer(names)
+    if setup.loss.trl_chunked and "head" in outer:   # trl/trainer/sft_trainer.py l.1347-1358, TRL 1.14.0
+        raise PlannerError("TRL's chunked_nll refuses a LoRA-adapted lm_head (`loss_type='chunked_nll'` is not "
+                           "supported when `lm_head` is wrapped by a PEFT adapter): drop lm_head from the targets, "
+                           "or use --loss hf (loss_type='nll')")
     if lora.use_dora and outer:
         raise NoClosedForm("DoRA on the embedding or lm_head has no closed form")
     inner = tuple(n for n in names if n not in EMBEDDING_NAMES + HEAD_NAMES)
@@ -155,8 +166,53 @@ def adapter_spec(model: ModelSpec, setup: TrainingSetup) -> AdapterSpec | None:
     if set(saved) & set(outer):
         raise PlannerError("a module cannot be both a LoRA target and in modules_to_save: peft wraps it once")
     tied = model.tied_embeddings and lora.ensure_weight_tying and len(saved) == 2
+    inner, expert_ranks, router = _peft_expert_targets(model, setup, lora, inner)
     return AdapterSpec(AdapterKind.LORA, lora.r, lora.alpha, lora.dropout, inner, setup.adapter_dtype,
-                       lora.use_dora, outer, saved, tied)
+                       lora.use_dora, outer, saved, tied, expert_ranks=expert_ranks, router=router)
+
+
+def _peft_expert_targets(model: ModelSpec, setup: TrainingSetup, lora: LoraSpec,
+                         inner: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...], bool]:
+    """(linear targets left, fused expert parameters adapted with their rank, router adapted) as
+    peft 0.21 converts a LoRA config for a transformers-5 MoE family before injecting it
+    [peft/utils/transformers_weight_conversion.py _convert_peft_config_moe]: "all-linear" resolves
+    to every nn.Linear's name plus all the v4 expert and router names (`_resolve_string_target_modules`);
+    each v4 name found moves from target_modules to target_parameters (the router's `gate.weight`,
+    the fused `gate_up_proj`, `down_proj`), so a dense layer's or shared expert's gate_proj /
+    up_proj / down_proj of that name is no longer adapted (target_parameters match only
+    `<module>.<parameter>` keys). A fused parameter gets rank r times the names fused into it
+    (rank_pattern), and half of a fused pair is refused by peft (ValueError)."""
+    if not model.peft_expert_targets or not model.moe_layers:
+        return inner, (), False
+    olds = {old for old, _ in model.peft_expert_targets}
+    asked = olds if lora.targets == (ALL_LINEAR,) else {t for t in inner if t in olds}
+    if not asked:
+        return inner, (), False
+    fused: dict[str, list[str]] = {}
+    for old, new in model.peft_expert_targets:
+        fused.setdefault(new, []).append(old)
+    ranks = []
+    for new, names in fused.items():
+        present = [n for n in names if n in asked]
+        if present and len(present) < len(names):
+            missing = ", ".join(n for n in names if n not in asked)
+            raise PlannerError(f"peft cannot convert LoRA target(s) {', '.join(present)} on {model.model_type} without "
+                               f"also targeting {missing}: transformers 5 fuses them into {new} "
+                               "[peft _convert_peft_config_moe]; target both or neither")
+        if present and new != "router":
+            ranks.append((new, lora.r * len(names)))
+    router = "router" in {new for old, new in model.peft_expert_targets if old in asked}
+    if lora.dropout > 0:
+        raise PlannerError(f"LoRA dropout {lora.dropout} with {model.model_type}'s experts or router targeted: peft's "
+                           "lora.ParamWrapper raises 'does not work with lora_dropout != 0'; set --lora-dropout 0 or "
+                           "leave the experts out (name the targets instead of all-linear)")
+    if lora.use_dora:
+        raise PlannerError(f"DoRA with {model.model_type}'s experts or router targeted: peft's lora.ParamWrapper raises "
+                           "'does not work with use_dora=True'; leave the experts out (name the targets)")
+    if setup.method is Method.QLORA:
+        raise NoClosedForm(f"QLoRA with {model.model_type}'s fused experts targeted (peft's ParamWrapper on "
+                           "unquantized 3-D expert weights) has no closed form checked against the simulator")
+    return tuple(t for t in inner if t not in olds), tuple(ranks), router
 
 
 @dataclass(frozen=True)

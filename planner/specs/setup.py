@@ -2,16 +2,19 @@
 user gets when they leave the knob alone."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
 from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
+from .enums import Compile   # torch.compile [techniques/compile.py]
+from .enums import Fp8, Fp8Linears   # torchao float8 training [techniques/fp8.py]
 from .errors import PlannerError
 from .model import ModelSpec
 from .optim import OptimSpec, optim_dict, validate_optimizer
-from .parallel import Fsdp, Offload, OffloadDevice, ParallelSpec
+from .parallel import CpKind, Fsdp, Offload, OffloadDevice, ParallelSpec
 from .engines import engine_of
 from .recipe import Recipe, preset_of, preset_recipe
 
@@ -85,7 +88,11 @@ class LoraSpec:
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False}
 # loop knobs a setup's dict shows only when they are set
-_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none"}
+_LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
+                "tiled_mlp": False, "tiled_mlp_shards": 0,
+                "fp8": "none", "fp8_linears": "skip-first-last"}
+_GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
+                  "vllm_colocate": 0.0}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
@@ -181,6 +188,12 @@ class TrainingSetup:
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
     objective: Objective = Objective.SFT
     precompute_ref_log_probs: bool = False            # DPO: reference log-probs computed before training
+    # GRPO (GRPOConfig, TRL 1.16.0; planner/techniques/grpo.py): seq_len is prompt + completion
+    num_generations: int = 8                          # completions per prompt
+    completion_len: int = 512                         # max_completion_length, decoded to the full length
+    steps_per_generation: int | None = None           # None: gradient_accumulation_steps
+    kl_beta: float = 0.0                              # GRPOConfig.beta: > 0 keeps a reference model
+    vllm_colocate: float = 0.0                        # use_vllm + vllm_mode colocate: vllm_gpu_memory_utilization
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -198,6 +211,13 @@ class TrainingSetup:
     # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
     optimizer_in_backward: bool = False
     optim: OptimSpec = field(default_factory=OptimSpec)   # low-rank / block optimizers' knobs (GaLore, APOLLO, torchao)
+    compile: Compile = Compile.NONE   # torch.compile of the model [techniques/compile.py]
+    # axolotl's tiled MLP (ALST's TiledMLP): the MLP in sequence tiles, recomputed [techniques/tiled_mlp.py];
+    # tiles: 0 for axolotl's default, ceil(seq_len / 32768)
+    tiled_mlp: bool = False
+    tiled_mlp_shards: int = 0
+    fp8: Fp8 = Fp8.NONE   # torchao float8 training recipe [techniques/fp8.py]
+    fp8_linears: Fp8Linears = Fp8Linears.SKIP_FIRST_LAST   # which linears it converts (accelerate's default)
     # PYTORCH_CUDA_ALLOC_CONF the caching allocator runs under ("": PyTorch's defaults) [planner/memory/reserved.py]
     alloc_conf: str = ""
 
@@ -245,12 +265,34 @@ class TrainingSetup:
             raise PlannerError(
                 f"peft has no default LoRA target_modules for {model.model_type}; name them with --lora-targets, "
                 f"from {', '.join(dict.fromkeys(names))} or 'all-linear'")
-        unknown = [t for t in targets if t not in names and t not in EMBEDDING_NAMES + HEAD_NAMES]
+        v4_experts = [old for old, _ in model.peft_expert_targets]   # peft maps them to the experts / router
+        unknown = [t for t in targets if t not in names + v4_experts and t not in EMBEDDING_NAMES + HEAD_NAMES]
         if unknown or not targets:
             raise PlannerError(
                 f"LoRA target(s) {', '.join(unknown) or '(none)'} match no linear module of {model.name}; "
                 f"choose from {', '.join(dict.fromkeys(names))} or 'all-linear'")
         return tuple(targets)
+
+    def labelled_positions(self, positions: int, sequences: int) -> int:
+        """Positions whose label is not -100 among `positions` shifted ones (what TRL's heads, its
+        chunked_nll and CCE project): GRPO's completion tokens, each sequence's `completion_len`
+        (`labels[:, :-logits_to_keep] = -100`, trl/trainer/grpo_trainer.py); else `loss_token_fraction`
+        of them, at least one."""
+        if self.objective is Objective.GRPO:
+            return sequences * self.completion_len
+        return max(1, math.ceil(self.loss_token_fraction * positions))
+
+    def batch_unit(self) -> int:
+        """The micro-batches the setup's trainer accepts are the multiples of this: GRPOConfig requires the
+        generation batch (micro-batch x steps per generation) to divide into `num_generations` groups
+        [trl/trainer/grpo_config.py __post_init__, TRL 1.16.0]; 1 for every other objective."""
+        if self.objective is not Objective.GRPO:
+            return 1
+        return self.num_generations // math.gcd(self.num_generations, self.steps_per_generation or self.grad_accum)
+
+    def min_seq_len(self) -> int:
+        """The shortest sequence the setup takes: GRPO's prompt + completion needs one prompt token."""
+        return self.completion_len + 1 if self.objective is Objective.GRPO else 1
 
     def for_model(self, model: ModelSpec) -> "TrainingSetup":
         """The setup as it runs on `model`: SDPA falls back to eager attention where transformers
@@ -303,6 +345,11 @@ class TrainingSetup:
         if off is not ActivationOffload.NONE and not self.parallel.single_gpu:
             raise PlannerError(f"--activation-offload {off.value} is planned for one GPU only for now; drop the "
                                "multi-GPU / offload flags")
+        if self.tiled_mlp_shards < 0 or (self.tiled_mlp_shards and not self.tiled_mlp):
+            raise PlannerError(f"--tiled-mlp-shards {self.tiled_mlp_shards}: a positive tile count, with --tiled-mlp")
+        if self.tiled_mlp and not self.parallel.single_gpu:
+            raise PlannerError("--tiled-mlp is planned for one GPU only for now (its backward under FSDP2/ZeRO "
+                               "defers resharding, not modelled); drop the multi-GPU flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
         if not 0.0 <= self.lora.dropout < 1.0:
@@ -319,6 +366,19 @@ class TrainingSetup:
             raise PlannerError("--loss chunked-output (torchtune's CEWithChunkedOutputLoss) is planned for one GPU "
                                "only for now (its multi-GPU step is not checked against the simulator); drop the "
                                "multi-GPU flags")
+        if self.objective is Objective.ORPO and (self.loss is not Loss.HF or self.liger.any()):
+            raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
+                               "use --loss hf (the default) and no --liger with --objective orpo")
+        if self.objective is Objective.PPO:
+            raise PlannerError("--objective ppo (trl.experimental PPOTrainer: policy, reference, reward and value models, "
+                               "generation) is not modelled yet: plan --objective grpo, or the policy's SFT step")
+        if self.objective is Objective.RM:
+            raise PlannerError("--objective rm (TRL's RewardTrainer: AutoModelForSequenceClassification, a score head "
+                               "instead of the lm_head) is not modelled yet: plan the backbone's SFT step as a bound")
+        if self.objective is Objective.GRPO:
+            self._validate_grpo()
+        if self.objective is Objective.ORPO and not self.parallel.single_gpu:
+            raise PlannerError("--objective orpo is planned for one GPU only for now; drop the multi-GPU flags")
         if self.objective.has_reference and not self.parallel.single_gpu:
             raise PlannerError(f"--objective {self.objective.value} is planned for one GPU only for now; drop the "
                                "multi-GPU flags")
@@ -336,6 +396,12 @@ class TrainingSetup:
         if self.method is Method.FULL and self.base_dtype not in (None, self.recipe.weights):
             raise PlannerError("--base-dtype applies to LoRA/QLoRA; for full fine-tuning choose --precision")
         self._validate_recipe()
+        if self.compile is not Compile.NONE and self.tiled_mlp:
+            raise PlannerError("--compile with --tiled-mlp: the compiled partitioner's cut of a tiled MLP (an autograd "
+                               "Function under no_grad) is not modelled; drop one of them")
+        if self.loss.trl_chunked and self.liger.any():   # trl/trainer/sft_trainer.py l.1365-1366, TRL 1.14.0
+            raise PlannerError("TRL refuses loss_type='chunked_nll' with use_liger_kernel=True (its default loss is "
+                               "then 'nll' with Liger's fused linear cross-entropy): use --loss chunked, or drop --liger")
         if self.liger.cross_entropy and self.loss is not Loss.HF:
             raise PlannerError(f"Liger's cross_entropy replaces transformers' loss over the full logits; it cannot "
                                f"run with --loss {self.loss.value}: use --loss hf, or drop cross_entropy")
@@ -423,12 +489,45 @@ class TrainingSetup:
         liger = build(LigerSpec, d.pop("liger", {}) or {}, {})
         optim = build(OptimSpec, d.pop("optim", {}) or {}, {})
         parallel = build(ParallelSpec, d.pop("parallel", {}) or {},
-                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice})
+                         {"fsdp": Fsdp, "offload": Offload, "offload_device": OffloadDevice, "cp_kind": CpKind})
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
-                 "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing}
+                 "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
+                 "compile": Compile, "fp8": Fp8, "fp8_linears": Fp8Linears}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
+
+    def _validate_grpo(self) -> None:
+        """What GRPOConfig / GRPOTrainer raise (TRL 1.16.0), and what the plan does not model yet."""
+        if self.loss is not Loss.TRL:
+            raise PlannerError("TRL's GRPOTrainer scores completions with its fused LM head (fused_lm_head=True): use "
+                               "--loss trl with --objective grpo")
+        if self.loss_token_fraction != 1.0:
+            raise PlannerError("GRPO's labelled positions are its completions (--max-completion-length): drop "
+                               "--loss-tokens")
+        if not 0 < self.completion_len or self.seq_len < self.min_seq_len():
+            raise PlannerError(f"--max-completion-length {self.completion_len} must be positive and below --seq-len "
+                               f"{self.seq_len} (prompt + completion)")
+        if self.num_generations < 2:
+            raise PlannerError("GRPO needs at least 2 generations per prompt (TRL raises otherwise): "
+                               "--num-generations 2 or more")
+        if self.steps_per_generation is not None and self.steps_per_generation < 1:
+            raise PlannerError("--steps-per-generation must be at least 1")
+        if not 0.0 <= self.vllm_colocate < 1.0:
+            raise PlannerError(f"--vllm-colocate is vLLM's gpu_memory_utilization, a fraction in [0, 1), got "
+                               f"{self.vllm_colocate}")
+        if self.kl_beta < 0:
+            raise PlannerError(f"--kl-beta must be 0 or more, got {self.kl_beta}")
+        spg = self.steps_per_generation or self.grad_accum   # GRPOConfig: gradient_accumulation_steps by default
+        if self.batch_size % self.batch_unit():   # (batch x spg) % num_generations, as GRPOConfig checks it
+            raise PlannerError(f"the generation batch ({self.batch_size} x {spg} steps per generation = "
+                               f"{self.batch_size * spg}) must be a multiple of --num-generations {self.num_generations} "
+                               "(GRPOConfig raises otherwise): change --batch-size, --steps-per-generation or "
+                               "--num-generations")
+        if not self.parallel.single_gpu:
+            raise PlannerError("--objective grpo is planned for one GPU only for now (ZeRO-3's "
+                               "ds3_gather_for_generation and FSDP's summon_full_params are not modelled yet); drop "
+                               "the multi-GPU flags")
 
     def to_dict(self, model: ModelSpec | None = None) -> dict[str, Any]:
         """Plain JSON-able dict with every default resolved."""
@@ -449,13 +548,22 @@ class TrainingSetup:
             d.pop("lora")
         if self.method is not Method.QLORA:
             d.pop("quant")
-        if self.loss not in (Loss.TRL, Loss.CCE):
-            d.pop("loss_token_fraction")   # only TRL's fused LM head and CCE depend on it
+        if self.loss not in (Loss.TRL, Loss.CCE) and not self.loss.trl_chunked:
+            d.pop("loss_token_fraction")   # only TRL's losses and CCE depend on it
         if not self.liger.any():
             d.pop("liger")   # shown only when a Liger kernel is on (older setups' dicts stay as they were)
         if self.objective is Objective.SFT:
             d.pop("objective")
             d.pop("precompute_ref_log_probs")
+        elif not self.objective.has_reference:   # ORPO, RM: no reference model to precompute
+            d.pop("precompute_ref_log_probs")
+        if self.objective is not Objective.GRPO:
+            for key in _GRPO_DEFAULTS:
+                d.pop(key)
+        else:
+            for key, default in _GRPO_DEFAULTS.items():   # shown only when set
+                if d[key] == default:
+                    d.pop(key)
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)
@@ -463,6 +571,7 @@ class TrainingSetup:
             if d[key] == default:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
+        d["parallel"] = self.parallel.as_dict()   # context-parallel fields only when set
         if not d["alloc_conf"]:
             d.pop("alloc_conf")   # shown only when set: older setups' dicts stay as they were
         return d

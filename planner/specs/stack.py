@@ -21,7 +21,8 @@ COMMON = (("transformers", "5.24"), ("peft", "0.21.2"), ("bitsandbytes", "0.50.2
 
 class Stack(Choice):
     TRL_1_6 = "trl-1.6"                   # TRL <= 1.6 SFTTrainer (gpuplan's defaults)
-    TRL_1_14 = "trl-1.14"                 # TRL 1.7-1.14 SFTTrainer
+    TRL_1_12 = "trl-1.12"                 # TRL 1.8-1.12 SFTTrainer (chunked_nll projected from fp32 copies)
+    TRL_1_14 = "trl-1.14"                 # TRL 1.13-1.14 SFTTrainer
     TRL_1_16 = "trl-1.16"                 # TRL 1.15-1.16 SFTTrainer
     TRANSFORMERS = "transformers-5.24"    # the plain transformers Trainer loop, no TRL
     TORCHTUNE = "torchtune-0.6.1"         # torchtune's recipes, its last release (no longer maintained)
@@ -30,10 +31,10 @@ class Stack(Choice):
 
 @dataclass(frozen=True)
 class StackDefaults:
-    """What one stack gives a knob left alone. `loss` None: the stack's default loss has no model."""
+    """What one stack gives a knob left alone."""
 
     libraries: tuple[tuple[str, str], ...]   # (distribution, versions the row describes)
-    loss: Loss | None
+    loss: Loss
     precision: Precision
     weights: str          # "fp32" | "bf16" | "config": the model config's own dtype (from_pretrained "auto")
     grad_ckpt: bool
@@ -50,10 +51,17 @@ STACKS: dict[Stack, StackDefaults] = {
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1003, TRL 1.6.0)", _TRL_ARGS,
          "loss_type None -> 'nll' in SFTConfig.__post_init__ (sft_config.py l.297-308, TRL 1.6.0): the logits "
          "through transformers' ForCausalLMLoss, upcast to fp32")),
-    Stack.TRL_1_14: StackDefaults(
-        COMMON + (("trl", "1.7-1.14 (read: 1.10.0)"),), None, Precision.BF16_MIXED, "fp32", True,
+    Stack.TRL_1_12: StackDefaults(
+        COMMON + (("trl", "1.8-1.12 (read: 1.8.0-1.12.0)"),), Loss.CHUNKED_NLL_FP32, Precision.BF16_MIXED, "fp32", True,
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1146, TRL 1.10.0)", _TRL_ARGS,
-         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.334-335, TRL 1.10.0)")),
+         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.336 in 1.8.0, l.332 in 1.12.0), "
+         "each chunk `h.float() @ w.float().t()` (sft_trainer.py _chunk): gpuplan's --loss chunked-nll-fp32, simulated "
+         "with TRL 1.12.0's own function")),
+    Stack.TRL_1_14: StackDefaults(
+        COMMON + (("trl", "1.13-1.14 (read: 1.14.0)"),), Loss.CHUNKED_NLL, Precision.BF16_MIXED, "fp32", True,
+        (f"{_TRL_LOAD} (trl/trainer/utils.py l.1146, TRL 1.10.0)", _TRL_ARGS,
+         "loss_type None -> 'nll' if use_liger_kernel else 'chunked_nll' (sft_config.py l.332-334, TRL 1.14.0): "
+         "gpuplan's --loss chunked-nll (sft_trainer.py _chunked_cross_entropy_loss, simulated with TRL 1.14.0's own)")),
     Stack.TRL_1_16: StackDefaults(
         COMMON + (("trl", "1.15-1.16 (read: 1.16.0)"),), Loss.TRL, Precision.BF16_MIXED, "fp32", True,
         (f"{_TRL_LOAD} (trl/trainer/utils.py l.1332, TRL 1.16.0)", _TRL_ARGS,
@@ -82,9 +90,11 @@ STACKS: dict[Stack, StackDefaults] = {
 }
 DEFAULT_STACK = Stack.TRL_1_6
 
-_NO_LOSS = {Stack.TRL_1_14: "TRL 1.7-1.14's SFTTrainer defaults to loss_type='chunked_nll' (the lm_head on labelled "
-                            "tokens only, in token chunks; trl/trainer/sft_config.py, TRL 1.10.0), which gpuplan does "
-                            "not model yet: pass --loss hf (loss_type='nll') or --loss trl (TRL >= 1.15's fused head)"}
+# TRL 1.7.0's chunked_nll gathered the labelled rows with a boolean mask (`hidden[valid]`, a data-dependent
+# shape) where 1.8 sorts them to the front: neither form's numbers are its (trl/trainer/sft_trainer.py, 1.7.0)
+_TRL_1_7 = ("installed trl {v}: TRL 1.7's chunked_nll gathers only the labelled rows (a boolean mask), which "
+            "gpuplan does not model; plan with loss_type='nll' (--stack-versions trl-1.6 or --loss hf), or upgrade "
+            "to TRL 1.8+ (--stack-versions trl-1.12 describes 1.8-1.12)")
 
 
 def stack_for_versions(versions: Mapping[str, str]) -> Stack:
@@ -99,17 +109,15 @@ def stack_for_versions(versions: Mapping[str, str]) -> Stack:
                            f"{', '.join(s.value for s in STACKS)}") from None
     if (major, minor) <= (1, 6):
         return Stack.TRL_1_6
+    if (major, minor) == (1, 7):
+        raise PlannerError(_TRL_1_7.format(v=trl))
+    if (major, minor) <= (1, 12):
+        return Stack.TRL_1_12
     return Stack.TRL_1_14 if (major, minor) <= (1, 14) else Stack.TRL_1_16
 
 
-def unmodelled_loss(stack: Stack) -> str | None:
-    """Why the stack's default loss cannot be planned, and the flags that plan one (None: it can)."""
-    return _NO_LOSS.get(stack)
-
-
 def stack_options(stack: Stack, model: ModelSpec) -> dict[str, object]:
-    """The setup options (app/options.py names) the stack gives the knobs left alone; `loss` None where
-    the stack's default loss has no model (unmodelled_loss says why)."""
+    """The setup options (app/options.py names) the stack gives the knobs left alone."""
     row = STACKS[stack]
     weights = config_dtype(model) if row.weights == "config" else DType(row.weights)
     precision = row.precision         # the TRL rows: fp32 weights under bf16 autocast, bf16-mixed itself
@@ -117,7 +125,7 @@ def stack_options(stack: Stack, model: ModelSpec) -> dict[str, object]:
         precision = Precision.FP32          # an fp32 config without autocast trains in fp32
     elif row.precision is Precision.BF16_TRUE and weights is DType.FP16:
         precision = Precision.FP16_TRUE
-    return {"loss": row.loss.value if row.loss else None, "precision": precision.value, "grad_ckpt": row.grad_ckpt}
+    return {"loss": row.loss.value, "precision": precision.value, "grad_ckpt": row.grad_ckpt}
 
 
 def config_dtype(model: ModelSpec) -> DType:

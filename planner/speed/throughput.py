@@ -38,7 +38,7 @@ from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import ActivationOffload, TrainingSetup
-from ..techniques import activation_offload, checkpointing, loss, optimizers
+from ..techniques import activation_offload, checkpointing, context_parallel, loss, optimizers
 from . import links
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
@@ -196,6 +196,8 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     fl, trainable, (intra, inter, host) = _setup_terms(model, setup)
     tr = step_traffic(model, setup)
     M = setup.batch_size * setup.seq_len
+    if p.cp > 1:   # each rank of a context-parallel group works on its shard of the sequence
+        M = setup.batch_size * context_parallel.local_seq_len(p, setup.seq_len)
     a = setup.grad_accum
     split = p.tp * p.pp       # TP splits every GEMM, PP the layers (1F1B bubble not modelled)
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))

@@ -24,7 +24,6 @@ Source: apple/ml-cross-entropy 25.6.4 (commit d42911f9b1a1f98289bb601c35c8151562
 """
 from __future__ import annotations
 
-import math
 
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
@@ -33,9 +32,6 @@ SOURCE = "apple/ml-cross-entropy 25.6.4 (d42911f)"
 TAG = "modelled from source, not simulated"
 
 
-def labelled(rs: Resolved, T: int, sequences: int) -> int:
-    """N: positions with a label after the shift by one (`shift=True`: the last of each sequence has none)."""
-    return max(1, math.ceil(rs.setup.loss_token_fraction * (T - sequences)))
 
 
 def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int, int, int]:
@@ -45,7 +41,7 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int,
     h, V = m.hidden, m.vocab
     x = rs.residual.bytes                        # the hidden states' and the lm_head's stored dtype
     c = rs.compute.bytes if rs.autocast else x   # torch.get_autocast_gpu_dtype() under autocast
-    N = labelled(rs, T, sequences)
+    N = rs.setup.labelled_positions(T - sequences, sequences)   # `shift=True`: the last of each sequence has none
     e_saved = T * h * c                          # e itself (no cast) or its cast copy
     c_copy = V * h * c if c != x else 0          # the classifier cast; otherwise the parameter itself
     vectors = 4 * N + 4 * N + 4 * V              # lse (fp32), valids (int32), logit_avg (fp32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..specs.enums import Attention, DType
 from ..specs.model import LinearRole, LinearSpec, ModelSpec
 from ..specs.resolved import Resolved
-from . import dora, outer
+from . import dora, moe_lora, outer
 from .quantization import base_linear_out_bytes
 
 
@@ -16,7 +16,7 @@ def params_per_layer(model: ModelSpec, rs: Resolved, moe: bool = False) -> int:
     targets = set(a.targets)
     linears = model.moe_linears if moe else model.dense_linears
     return sum(a.r * (lin.in_features + lin.out_features)
-               for lin in linears if lin.name in targets and lin.experts == 1)
+               for lin in linears if lin.name in targets and lin.experts == 1) + (moe_lora.params_per_layer(model, rs) if moe else 0)
 
 
 def layer_params(model: ModelSpec, rs: Resolved) -> int:
@@ -101,7 +101,7 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
             if key not in seen:
                 seen.add(key)
                 total += uncounted
-    return total + dora.saved_bytes_per_layer(m, rs, moe)
+    return total + dora.saved_bytes_per_layer(m, rs, moe) + (moe_lora.saved_bytes_per_token(m, rs) if moe else 0)
 
 
 def outside_bytes_per_token(m: ModelSpec, rs: Resolved) -> float:
@@ -113,8 +113,10 @@ def autocast_copies(m: ModelSpec, rs: Resolved) -> int:
     """Bytes of autocast's cached 16-bit copies of fp32 adapters: trainable leaves, cached until
     autocast exits [aten/src/ATen/autocast_mode.cpp cached_cast]."""
     if rs.autocast and rs.adapters.dtype.bytes > rs.compute.bytes:
-        # DoRA's magnitudes meet only element-wise ops, which autocast does not cast
-        return int(rs.compute.bytes * layer_params(m, rs)) + outer.autocast_copies(m, rs)
+        # DoRA's magnitudes meet only element-wise ops, which autocast does not cast; the fused
+        # experts' factors are cast by peft's own `.to` (techniques/moe_lora.py), not by autocast
+        cast = layer_params(m, rs) - m.moe_layers * moe_lora.expert_params_per_layer(m, rs)
+        return int(rs.compute.bytes * cast) + outer.autocast_copies(m, rs)
     return 0
 
 
@@ -124,7 +126,9 @@ def flop_weights(model: ModelSpec, rs: Resolved) -> int:
     a = rs.adapters
     head = a.r * (model.hidden + model.vocab) if "head" in a.embedding_lora else 0
     embed = a.r * model.hidden if "embedding" in a.embedding_lora else 0    # after_A @ B; the lookup is free
-    return layer_params(model, rs) + head + embed
+    # the fused experts' factors are folded into the weights once per forward, not per token
+    experts = model.moe_layers * moe_lora.expert_params_per_layer(model, rs)
+    return layer_params(model, rs) - experts + head + embed
 
 
 def extra_weight_grad_weights(model: ModelSpec, rs: Resolved) -> int:

@@ -2,12 +2,11 @@
 cross-entropy (Liger, Unsloth, torchtune), or TRL's fused LM head: the last two never build them."""
 from __future__ import annotations
 
-import math
 
-from ..specs.enums import Loss
+from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_output, cut_ce, liger
+from . import chunked_nll, chunked_output, cut_ce, liger, orpo
 
 
 # TRL's fused LM head tiles [trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE; trl/trainer/utils.py
@@ -25,6 +24,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
     its input [transformers/loss/loss_utils.py; aten log_softmax_backward_data].
     """
     V, e = m.vocab, rs.compute.bytes
+    if rs.setup.objective is Objective.ORPO:   # ORPOTrainer's own loss on the full logits
+        return orpo.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CHUNKED:
         return fused_linear_cross_entropy(m, rs, T)
     if rs.setup.loss is Loss.TRL:
@@ -33,6 +34,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
         return chunked_output.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CCE:
         return cut_ce.loss_bytes(m, rs, T, sequences)
+    if rs.setup.loss.trl_chunked:   # TRL 1.8-1.14's default
+        return chunked_nll.loss_bytes(m, rs, T, sequences)
     if rs.setup.liger.cross_entropy:
         return liger.cross_entropy_bytes(m, rs, T)
     upcast = 4 * V if e < 4 else 0
@@ -88,7 +91,7 @@ def trl_fused_lm_head(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tup
     x = rs.residual.bytes                        # the final norm's output, and the lm_head's dtype
     c = rs.compute.bytes if rs.autocast else x   # torch.get_autocast_dtype under autocast, else hidden.dtype
     positions = T - sequences
-    N = max(1, math.ceil(rs.setup.loss_token_fraction * positions))
+    N = rs.setup.labelled_positions(positions, sequences)   # GRPO: its completions
     rows = min(N, TRL_TOKEN_TILE)
     tile = rows * TRL_VOCAB_TILE * c             # allocated at full width, whatever the vocabulary
     casts = (rows * h * c + min(V, TRL_VOCAB_TILE) * h * c) if x != c else 0
@@ -109,4 +112,6 @@ def notes(rs: Resolved) -> list[str]:
                 f"{rs.setup.loss_token_fraction:.0%} of positions carry a label"]
     if rs.setup.loss is Loss.CCE:
         return cut_ce.notes(rs)
+    if rs.setup.loss.trl_chunked:
+        return [chunked_nll.note(rs)]
     return []

@@ -214,7 +214,6 @@ def extra_state_bytes(opt: Optimizer, model, tensors: list[tuple[int, int]], dty
     trainable `tensors` ((numel, count) pairs) of `model` (full fine-tuning)."""
     p = dtype.bytes
     total = sum(n * c for n, c in tensors)
-    largest = max(n for n, _ in tensors)
     if opt is Optimizer.MUON:
         state, temp = muon_bytes(model, total, p)
         return state, 0, temp

@@ -36,7 +36,7 @@ def weight_copies(m: ModelSpec, rs: Resolved) -> tuple[int, int, int]:
     head_live, head_saved = head, head
     if rs.setup.loss is Loss.CHUNKED:
         head_live, head_saved = (head if rs.full else 0), 0
-    elif rs.setup.loss in (Loss.TRL, Loss.CCE):   # they cast the lm_head themselves (`.to`), autocast caches nothing
+    elif rs.setup.loss in (Loss.TRL, Loss.CCE) or rs.setup.loss.trl_chunked:   # they cast the lm_head themselves (`.to`, a view), autocast caches nothing
         head_live, head_saved = 0, 0
     if rs.quantized is not None:
         return 0, head_live, head_saved

@@ -19,17 +19,19 @@ from ..specs.enums import Objective
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from . import loss
+from . import grpo, loss, orpo
 
 
 def sequences_per_example(rs: Resolved) -> int:
-    """Sequences one example puts through the policy with gradients: DPO's chosen and rejected."""
-    return 2 if rs.setup.objective is Objective.DPO else 1
+    """Sequences one example puts through the policy with gradients: DPO's and ORPO's chosen and rejected."""
+    return 2 if rs.setup.objective in (Objective.DPO, Objective.ORPO) else 1
 
 
 def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
     """A frozen reference model's weights, where DPO keeps one."""
     s = rs.setup
+    if s.objective is Objective.GRPO:   # beta > 0: a frozen copy (full fine-tuning)
+        return grpo.reference_weight_bytes(m, rs)
     if not s.objective.has_reference or not rs.full or s.precompute_ref_log_probs:
         return 0
     return param_counts(m).total * rs.trainable.bytes
@@ -50,6 +52,10 @@ def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) 
 
 def notes(rs: Resolved) -> list[str]:
     s = rs.setup
+    if s.objective is Objective.ORPO:
+        return orpo.notes(rs)
+    if s.objective is Objective.GRPO:
+        return grpo.notes(rs)
     if not s.objective.has_reference:
         return []
     ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else

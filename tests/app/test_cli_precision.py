@@ -53,10 +53,19 @@ def test_a_stack_fills_the_knobs_left_alone_and_is_named():
     assert _json("--stack-versions", "trl-1.6")["peak_allocated_bytes"] == _json()["peak_allocated_bytes"]
 
 
-def test_a_stack_whose_default_loss_has_no_model_is_refused_unless_a_loss_is_given():
-    r = run("--stack-versions", "trl-1.14")
-    assert r.exit_code == 2 and "chunked_nll" in r.output
-    assert _json("--stack-versions", "trl-1.14", "--loss", "trl")["stack"]["name"] == "trl-1.14"
+def test_trl_1_12_plans_its_own_fp32_projection():
+    old = _json("--stack-versions", "trl-1.12", "--method", "lora", "--weights-dtype", "bf16")
+    assert old["setup"]["loss"] == "chunked-nll-fp32" and old["stack"]["libraries"]["trl"].startswith("1.8-1.12")
+    new = _json("--stack-versions", "trl-1.14", "--method", "lora", "--weights-dtype", "bf16")
+    assert old["phases"]["forward"] > new["phases"]["forward"]   # the fp32 copy of the bf16 lm_head, per chunk
+    assert _json("--stack-versions", "trl-1.12", "--loss", "hf")["setup"]["loss"] == "hf"   # the flag wins
+
+
+def test_trl_1_14_plans_its_default_chunked_nll_below_the_full_logits():
+    d = _json("--stack-versions", "trl-1.14")
+    assert d["setup"]["loss"] == "chunked-nll" and d["stack"]["libraries"]["trl"].startswith("1.13-1.14")
+    assert d["peak_allocated_bytes"] < _json("--stack-versions", "trl-1.6")["peak_allocated_bytes"]
+    assert any("chunked_nll" in n for n in d["notes"])
 
 
 def test_installed_reads_the_versions_only_when_asked(monkeypatch):

@@ -115,7 +115,10 @@ def cases() -> Iterator[tuple[str, list[str]]]:
                               ("qwen-2.5-7b", "l4", ("--method", "lora", "--no-grad-ckpt")),
                               ("gemma-2-9b", "rtx-3090", ("--method", "qlora", "-b", "4", "-s", "2048")),
                               ("llama-3.1-70b", "h100", ("--gpus", "8", "--fsdp", "full", "-b", "1", "-s", "2048")),
-                              ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true"))):
+                              ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true")),
+                              ("qwen-2.5-0.5b", "l4", ("--method", "lora", "--objective", "grpo", "--loss", "trl",
+                                                      "-s", "1024", "--max-completion-length", "768", "-b", "8",
+                                                      "--vllm-colocate", "0.3"))):
         yield (f"fit {model} {gpu} {' '.join(extra)}", ["fit", "-m", model, "--gpu", gpu, *extra, "--json"])
     # 6. the accuracy matrices' setups: single GPU (profiler/matrix.py) and multi-GPU (benchmarks/)
     from gpuplan.profiler.matrix import MATRIX
@@ -181,6 +184,44 @@ _TECHNIQUES = (
                              "--eval-seq-len", "512", "--eval-generate-tokens", "512"]),
     ("eval generate static", ["-m", "qwen-2.5-7b", "--method", "lora", "--eval-batch-size", "8",
                               "--eval-generate-tokens", "1024", "--eval-cache", "static"]),
+    *((f"stack {v}", ["-m", "llama-3.1-8b", "--method", "qlora", "-b", "4", "-s", "4096", "--stack-versions", v])
+      for v in ("trl-1.12", "trl-1.14")),
+    ("chunked-nll completion-only", ["-m", "qwen-2.5-7b", "--method", "lora", "--loss", "chunked-nll",
+                                     "--loss-tokens", "0.3", "-b", "2", "-s", "8192"]),
+    ("compile inductor", ["-m", "qwen-2.5-0.5b", "--no-grad-ckpt", "--compile", "inductor"]),
+    ("compile inductor lora", ["-m", "llama-3.2-1b", "--method", "lora", "--no-grad-ckpt", "--compile", "inductor"]),
+    ("compile inductor bf16-true", ["-m", "llama-3.1-8b", "--precision", "bf16-true", "--no-grad-ckpt",
+                                    "--compile", "inductor"]),
+    ("orpo lora", ["-m", "qwen-2.5-0.5b", "--method", "lora", "--objective", "orpo"]),
+    ("orpo qlora 8b", ["-m", "llama-3.1-8b", "--method", "qlora", "--objective", "orpo", "-b", "2", "-s", "2048"]),
+    ("grpo lora", ["-m", "qwen-2.5-7b", "--method", "lora", "--objective", "grpo", "--loss", "trl", "-s", "1024",
+                   "--max-completion-length", "768"]),
+    ("grpo full beta", ["-m", "qwen-2.5-0.5b", "--objective", "grpo", "--loss", "trl", "-s", "1024",
+                        "--max-completion-length", "768", "--kl-beta", "0.04", "--steps-per-generation", "4"]),
+    ("grpo vllm colocate", ["-m", "qwen-2.5-7b", "--method", "lora", "--objective", "grpo", "--loss", "trl",
+                            "-s", "1024", "--max-completion-length", "768", "--vllm-colocate", "0.3",
+                            "--gpu", "h100"]),
+    *((f"context-parallel {name}", ["-m", "llama-3.1-8b", "--method", "full", "-b", "1", "--seq-len", "65536",
+                                    "--gpus-per-node", "8", "--loss", "chunked", *extra])
+      for name, extra in (("fsdp torch", ("--fsdp", "full", "--context-parallel", "4")),
+                          ("fsdp llama3", ("--fsdp", "full", "--context-parallel", "4", "--cp-kind", "llama3",
+                                           "--attn", "flash")),
+                          ("zero3 ulysses", ("--zero", "3", "--context-parallel", "4", "--cp-kind", "ulysses")))),
+    ("context-parallel lora 8", ["-m", "llama-3.1-8b", "--method", "lora", "-b", "1", "--seq-len", "65536",
+                                 "--gpus-per-node", "8", "--loss", "chunked", "--fsdp", "full",
+                                 "--context-parallel", "8"]),
+    ("tiled-mlp 64k", ["-m", "llama-3.2-1b", "-b", "1", "--seq-len", "65536", "--tiled-mlp"]),
+    ("fp8 tensorwise all", ["-m", "qwen-2.5-0.5b", "--precision", "bf16-true", "--fp8", "tensorwise",
+                            "--fp8-linears", "all", "--no-grad-ckpt", "-b", "1", "-s", "256"]),
+    ("fp8 mixed 8b", ["-m", "llama-3.1-8b", "--fp8", "tensorwise", "-s", "4096"]),
+    ("fp8 rowwise all 8b", ["-m", "llama-3.1-8b", "--precision", "bf16-true", "--fp8", "rowwise",
+                            "--fp8-linears", "all", "-s", "4096"]),
+    ("phases lora", ["-m", "llama-3.2-1b", "--method", "lora", "--phases"]),
+    ("phases fsdp", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases"]),
+    ("phases fsdp cpu-ram-efficient", ["-m", "llama-3.1-8b", "--gpus", "8", "--fsdp", "full", "--phases",
+                                       "--cpu-ram-efficient-loading"]),
+    ("phases qlora fsdp 70b 4090", ["-m", "llama-3.1-70b", "--method", "qlora", "--gpus", "8", "--fsdp", "full",
+                                    "-b", "1", "-s", "1024", "--gpu", "rtx-4090", "--phases"]),
 )
 
 

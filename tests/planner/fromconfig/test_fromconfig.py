@@ -5,6 +5,7 @@ import pytest
 
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.fromconfig import read_config
+from config_files import write as _yaml   # the folder's one config-file helper
 
 FX = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -66,12 +67,6 @@ def test_missing_deepspeed_file_says_where_it_looked(tmp_path):
 import json  # noqa: E402
 
 from gpuplan.planner.fromconfig import docs  # noqa: E402
-
-
-def _yaml(tmp_path, text, name="c.yaml"):
-    f = tmp_path / name
-    f.write_text(text)
-    return str(f)
 
 
 def test_unknown_key_is_listed_apart_not_as_no_effect(tmp_path):

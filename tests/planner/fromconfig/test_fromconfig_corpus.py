@@ -167,12 +167,17 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', 'llama-2-7b',
         dict(method='qlora', precision='bf16-mixed', batch_size=4, seq_len=512, grad_accum=4, lora_r=32,
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-fused',
-             attn='flash', fsdp='full', offload='params', gpus_per_node=8)),
+             attn='flash', fsdp='full', cpu_ram_efficient_loading=True, offload='params', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b-liger-fsdp.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16 weights; accelerate upcasts them to fp32 under FSDP mixed precision
         dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=4, grad_ckpt=True,
              optimizer='adamw-fused', attn='flash', liger_kernels='rope,rms_norm,swiglu,geglu,flce',
-             liger_before_load=True, fsdp='full', offload='params', gpus_per_node=8)),
+             liger_before_load=True, fsdp='full', cpu_ram_efficient_loading=True, offload='params', gpus_per_node=8)),
+    'axolotl/llama3-8b-fsdp2-alst.yaml': Expect(
+        'axolotl', 'llama-3.1-8b',    # ALST: context_parallel_size with sample_packing -> ring-flash-attn varlen_llama3
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=500000, grad_accum=1, grad_ckpt=True,
+             activation_offload='trl-sync', optimizer='torchao-adamw-8bit', attn='flash', packing='rows',
+             tiled_mlp=True, context_parallel=8, cp_kind='llama3', fsdp='full', gpus_per_node=8)),
     'axolotl/llama-3-fft-8b.yaml': Expect(
         'axolotl', 'llama-3.1-8b',    # bf16: true loads bf16 weights and autocasts (TrainingArguments bf16=True)
         dict(packing='rows', precision='bf16-mixed', weights_dtype='bf16', batch_size=1, seq_len=8192, grad_accum=8, grad_ckpt=True,
@@ -224,7 +229,7 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', "unknown model 'casperhansen/llama-3-70b-fp16'",
         dict(method='qlora', precision='bf16-mixed', batch_size=1, seq_len=512, grad_accum=4, lora_r=8,
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-fused',
-             attn='flash', fsdp='full', offload='params', gpus_per_node=8)),
+             attn='flash', fsdp='full', cpu_ram_efficient_loading=True, offload='params', gpus_per_node=8)),
     'axolotl/llama-3-qlora.yml': Expect(
         'axolotl', 'llama-3-8b',
         dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4, lora_r=32,
@@ -239,11 +244,17 @@ EXPECTED: dict[str, Expect] = {
              optimizer='adamw-8bit', attn='flash'),
         refused=[
         ]),
+    'axolotl/mistral-qlora-orpo.yml': Expect(   # rl: orpo -> TRL's ORPOTrainer
+        'axolotl', "mistral-7b-v0.1",
+        dict(method='qlora', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4, lora_r=32,
+             lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
+             attn='flash', objective='orpo'),
+        refused=[]),
     'axolotl/phi3-ft.yml': Expect(
         'axolotl', 'phi-3-mini-4k-instruct',
         dict(packing='rows', method='lora', precision='bf16-mixed', base_dtype='bf16', batch_size=2, seq_len=4096, grad_accum=1,
              lora_r=64, lora_alpha=32.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True,
-             optimizer='adamw-fused', attn='flash'),
+             optimizer='adamw-fused', attn='flash', eval_batch_size=2, eval_generate_tokens=32),
         refused=[
             'resize_token_embeddings_to_32x: true is not modelled yet (resizing the vocabulary to a multiple '
              'of 32 adds rows); remove it to plan the rest',
@@ -252,7 +263,7 @@ EXPECTED: dict[str, Expect] = {
         'axolotl', "unknown model 'Qwen/Qwen2-7B'",
         dict(packing='rows', method='qlora', precision='bf16-mixed', batch_size=1, seq_len=2048, grad_accum=4, lora_r=32,
              lora_alpha=64.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-fused',
-             attn='flash', fsdp='full', offload='params', gpus_per_node=8),
+             attn='flash', fsdp='full', cpu_ram_efficient_loading=True, offload='params', gpus_per_node=8),
         refused=[
         ]),
     'hf/alignment-handbook-accelerate-ddp.yaml': Expect(
@@ -260,7 +271,7 @@ EXPECTED: dict[str, Expect] = {
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed')),
     'hf/alignment-handbook-accelerate-fsdp.yaml': Expect(
         'accelerate', None,
-        dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', fsdp='full')),
+        dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', fsdp='full', cpu_ram_efficient_loading=True)),
     'hf/alignment-handbook-accelerate-zero3.yaml': Expect(
         'accelerate', None,
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=3)),
@@ -282,7 +293,7 @@ EXPECTED: dict[str, Expect] = {
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=2)),
     'hf/trl-accelerate-fsdp2.yaml': Expect(
         'accelerate', None,
-        dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', fsdp='full')),
+        dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', fsdp='full', cpu_ram_efficient_loading=True)),
     'hf/trl-accelerate-multi_gpu.yaml': Expect(
         'accelerate', None,
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed')),
@@ -291,7 +302,7 @@ EXPECTED: dict[str, Expect] = {
         dict()),
     'llamafactory/accelerate_fsdp_config.yaml': Expect(
         'accelerate', None,
-        dict(nodes=1, gpus_per_node=2, precision='bf16-mixed', fsdp='full')),
+        dict(nodes=1, gpus_per_node=2, precision='bf16-mixed', fsdp='full', cpu_ram_efficient_loading=True)),
     'llamafactory/fsdp_qlora_llama3_lora_sft-v0.9.3.yaml': Expect(
         'llamafactory', "llama-3-8b",   # fp32 adapters, no prepare_model_for_kbit_training (model/adapter.py)
         dict(method='qlora', precision='bf16-mixed', adapter_dtype='fp32', kbit_upcast=False, seq_len=2048, lora_r=8,

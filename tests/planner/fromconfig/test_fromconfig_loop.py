@@ -1,19 +1,13 @@
 """--from-config: selective checkpointing and activation offloading keys, as each library reads them."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from gpuplan.planner.fromconfig import read_config
+from config_files import write as _yaml   # the folder's one config-file helper
 
 FULL_8B = "model:\n  _component_: torchtune.models.llama3_1.llama3_1_8b\n"
-
-
-def _yaml(tmp_path: Path, text: str, name: str = "c.yaml") -> str:
-    f = tmp_path / name
-    f.write_text(text)
-    return str(f)
 
 
 def test_torchtune_selective_ac_every_k_layers_from_k_minus_1(tmp_path):
@@ -97,3 +91,35 @@ def test_axolotl_selective_checkpointing_saves_attention(tmp_path):
     assert ops.refused and ops.refused[0].startswith("selective_checkpointing:")
     off = read_config(_yaml(tmp_path, AXOLOTL + "selective_checkpointing: true\n"))
     assert off.refused and "requires gradient_checkpointing" in off.refused[0]
+
+
+_AXO_EVAL = ("base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nmicro_batch_size: 2\nsequence_len: 2048\n"
+             "val_set_size: 0.05\n")
+
+
+@pytest.mark.parametrize("extra, generates", [
+    ("do_causal_lm_eval: true\neval_max_new_tokens: 256\n", 256),
+    ("do_causal_lm_eval: true\n", 128),                                   # the schema's default
+    ("eval_table_size: 5\nwandb_project: p\n", 128),                      # the prediction table, logged to wandb
+    ("eval_table_size: 5\n", None),                                       # no logger: the callback is not added
+])
+def test_axolotl_generation_at_evaluation_plans_the_eval_phase(tmp_path, extra, generates):
+    f = tmp_path / "a.yaml"
+    f.write_text(_AXO_EVAL + extra)
+    c = read_config(str(f))
+    assert c.options.get("eval_generate_tokens") == generates
+    if generates:
+        assert c.options["eval_batch_size"] == 2
+
+
+def test_axolotl_generation_without_an_eval_set_is_nothing(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text(_AXO_EVAL.replace("val_set_size: 0.05\n", "") + "do_causal_lm_eval: true\n")
+    c = read_config(str(f))
+    assert "eval_generate_tokens" not in c.options and "no generation" in c.used["do_causal_lm_eval"]
+
+
+def test_axolotl_generate_samples_is_refused_naming_it(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text(_AXO_EVAL + "generate_samples: true\n")
+    assert any("generate_samples" in str(r) for r in read_config(str(f)).refused)

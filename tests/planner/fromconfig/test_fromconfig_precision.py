@@ -80,3 +80,14 @@ def test_the_mapped_recipes_plan(tmp_path):
     c = _read(tmp_path, _HF + "torch_dtype: bfloat16\nbf16: true\n")
     s = TrainingSetup(weights=DType(c.options["weights_dtype"])).validate()
     assert estimate(resolve_model("llama-3.2-1b"), s).setup["weights"] == "bf16"
+
+
+@pytest.mark.parametrize("value, loss", [("chunked_nll", "chunked-nll"), ("nll", None)])
+def test_trl_loss_type_maps_to_its_loss(tmp_path, value, loss):
+    c = _read(tmp_path, _HF + f"loss_type: {value}\n")
+    assert c.options.get("loss") == loss and "loss_type" in c.used and not c.refused
+
+
+def test_trl_loss_type_other_than_nll_is_refused_naming_it(tmp_path):
+    c = _read(tmp_path, _HF + "loss_type: dft\n")
+    assert [r for r in c.refused if "loss_type" in str(r)] and "loss" not in c.options

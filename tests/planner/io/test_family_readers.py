@@ -3,27 +3,12 @@ exact parameter counts against transformers' meta-device build of small variants
 presets are checked by tests/planner/specs/test_params.py and tests/data), peft's default targets,
 and one clear line for what they do not model."""
 import copy
-import gc
 
 import pytest
 
 from gpuplan.planner import model_from_config, param_counts
 from gpuplan.planner.io.catalog import load_preset, resolve_model
 from gpuplan.planner.specs.errors import PlannerError
-
-
-def _meta_count(config):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    config = copy.deepcopy(config)
-    cfg = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
-    try:
-        return sum(p.numel() for p in model.parameters())
-    finally:
-        del model
-        gc.collect()
 
 
 def _variant(preset, **changes):
@@ -53,10 +38,14 @@ def test_phi_fields():
     ("deepseek-v3", dict(num_hidden_layers=4, n_routed_experts=16, n_group=4, topk_group=2)),
     ("starcoder2-7b", dict(num_hidden_layers=2, use_bias=False, tie_word_embeddings=False)),
     ("stablelm-2-zephyr-1.6b", dict(num_hidden_layers=2, use_qkv_bias=False, num_key_value_heads=8)),
+    ("olmoe-1b-7b", dict(num_hidden_layers=2, num_key_value_heads=4, attention_bias=True)),   # GQA k_norm, biases
+    ("aya-23-8b", dict(num_hidden_layers=2, attention_bias=True, vocab_size=32000)),
+    ("aya-23-8b", dict(num_hidden_layers=2, tie_word_embeddings=False, vocab_size=32000)),
 ])
-def test_counts_match_transformers_on_meta(preset, changes):
+def test_counts_match_transformers_on_meta(preset, changes, meta_causal_lm):
     cfg = _variant(preset, **changes)
-    assert param_counts(model_from_config(cfg)).total == _meta_count(cfg)
+    with meta_causal_lm(cfg) as model:
+        assert param_counts(model_from_config(cfg)).total == sum(p.numel() for p in model.parameters())
 
 
 def test_gpt_bigcode_multi_query():
@@ -147,3 +136,41 @@ def test_unmodelled_variants_are_refused_in_one_line(preset, changes, fragment):
         model_from_config(_variant(preset, **changes))
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
+
+
+def test_olmoe_fields():
+    from gpuplan.planner.specs.model import QkNorm
+
+    m = resolve_model("olmoe-1b-7b")
+    assert m.qk_norm is QkNorm.FULL and m.qk_norm_size == 2048 + 2048     # q_norm over all heads, k_norm over kv heads
+    assert (m.moe_layers, m.n_experts, m.top_k, m.moe_intermediate) == (16, 64, 8, 1024)
+    assert not m.moe_norm_topk and m.peft_default_targets == ()            # OlmoeConfig: norm_topk_prob False
+    with pytest.raises(PlannerError, match="clip_qkv") as exc:
+        model_from_config(_variant("olmoe-1b-7b", clip_qkv=8.0))
+    assert "\n" not in str(exc.value)
+
+
+def test_cohere_fields():
+    from gpuplan.planner.specs.enums import MlpKind, NormKind
+
+    m = resolve_model("aya-23-8b")
+    assert m.shared_norm and m.mlp_kind is MlpKind.GATED and m.norm_kind is NormKind.LAYER_NO_BIAS
+    assert m.norms_per_layer == 1 and m.norm_params == m.hidden and m.tied_embeddings   # CohereConfig ties by default
+    assert m.peft_default_targets == ()
+    with pytest.raises(PlannerError, match="use_qk_norm") as exc:
+        model_from_config(_variant("aya-23-8b", use_qk_norm=True))
+    assert "\n" not in str(exc.value)
+
+
+def test_cohere_first_layer_saves_no_norm_or_mlp_without_an_upstream_gradient():
+    from gpuplan.planner import TrainingSetup
+    from gpuplan.planner.memory.layers import activation_bytes
+    from gpuplan.planner.specs.resolved import resolve
+
+    m = resolve_model("aya-23-8b")
+    def per_layer(**kw):
+        return activation_bytes(m, resolve(m, TrainingSetup.from_dict({"method": "lora", "base_dtype": "bf16", **kw}))).per_layer
+    qv = {"targets": ["q_proj", "v_proj"]}
+    off = per_layer(checkpointing="none", lora=qv)
+    on_embed = per_layer(checkpointing="none", lora={**qv, "modules_to_save": ["embed_tokens"]})
+    assert (on_embed - off) * m.n_layers == 8 * m.hidden + 4 + 3 * 2 * m.intermediate

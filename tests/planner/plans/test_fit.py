@@ -74,3 +74,19 @@ def test_fit_reports_a_safety_margin_from_the_published_runs():
     assert total <= gpu.memory_bytes * (1 - margin)
     d = r.to_dict()
     assert d["safe_max_batch_size"] == r.safe_max_batch and d["safety_margin_source"] == source
+
+
+def test_fit_holds_grpo_s_rollouts_and_colocated_vllm_to_the_gpu():
+    from gpuplan.planner.memory.load import run_phase_totals
+    from gpuplan.planner.memory.rollouts import generation_phase
+    model = resolve_model("qwen-2.5-0.5b")
+    grpo = TrainingSetup.from_dict({"method": "lora", "objective": "grpo", "loss": "trl", "seq_len": 1024,
+                                    "completion_len": 768, "batch_size": 8})
+    phases = run_phase_totals(model, grpo)
+    assert phases["generate"] > generation_phase(model, grpo).peak_allocated_bytes   # + slack and context
+    gpu = resolve_gpu("l4")
+    alone = fit(model, grpo, gpu)
+    assert alone.device_total_bytes == max(phases.values())
+    shared = fit(model, grpo.with_(vllm_colocate=0.3), gpu)
+    assert shared.device_total_bytes == alone.device_total_bytes + int(gpu.memory_bytes * 0.3)
+    assert shared.max_batch <= alone.max_batch
