@@ -192,6 +192,8 @@ def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bo
                                                             space.checkpointing, counts):
         if method is Method.QLORA and prec is Precision.FP32:
             continue
+        if method is not Method.FULL and opt.full_only:
+            continue   # GaLore, torchao's and Adam-mini's states are planned per full weight (specs/optim.py refuses)
         for par in parallel_specs(count):
             if method is not Method.FULL and par.zero == 2:
                 continue   # adapters' gradients are tiny: ZeRO-2 buys LoRA nothing over DDP
