@@ -21,7 +21,7 @@ from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
 from .pieces import terms
-from .reserved import fragmentation_risk, reserved_for
+from .reserved import NOT_REPLAYED, fragmentation_risk, reserved_for
 from .result import MemoryEstimate
 from .step import parallel_step, single_gpu_step
 
@@ -45,9 +45,14 @@ def _setup_dict(model: ModelSpec, setup: TrainingSetup) -> dict:
     return out
 
 
-def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
+def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = (), replay: bool = True) -> MemoryEstimate:
     """MemoryEstimate in bytes for one steady-state training step of `model` under `setup`: per GPU
-    (the most loaded one) for multi-GPU and offloaded setups."""
+    (the most loaded one) for multi-GPU and offloaded setups.
+
+    replay=False: the caching allocator is not replayed and reserved is taken as allocated, a lower
+    bound of every figure (the replay's reserved is never below allocated: memory/reserved.py
+    reserved_for); replayed() of it gives the estimate itself. The fit and recommend searches
+    rule out what does not fit even then before they pay for a replay."""
     setup.validate()
     requested, setup = setup, setup.for_model(model)
     prompt = virtual_tokens(setup)
@@ -73,20 +78,33 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
                                                  f"{requested.seq_len} + {prompt} positions long",))
-    alloc, _ = reserved_for(step.local or model, setup, step.phases, lambda at: _phases_at(model, requested, at))
-    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=alloc)
+    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=NOT_REPLAYED)
     extra = {}
     if not setup.parallel.single_gpu:
         extra = dict(host_bytes_per_node=host_bytes_per_node(model, setup),
                      nvme_bytes_per_node=nvme_bytes_per_node(model, setup),
                      communication=communication_bytes(model, setup))
-    return MemoryEstimate(
+    est = MemoryEstimate(
         peak_allocated_bytes=fig.allocated, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total,
         peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=step.phases,
         params=param_counts(model), trainable_params=trainable, setup=setup_dict,
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
-        activation_host_bytes=step.activation_host_bytes, allocator=alloc,
+        activation_host_bytes=step.activation_host_bytes,
+        pending=(step.local or model, setup, step.outside_allocator, lambda at: _phases_at(model, requested, at)),
     )
+    return replayed(est) if replay else est
+
+
+def replayed(est: MemoryEstimate) -> MemoryEstimate:
+    """The estimate of estimate(replay=False) with its reserved memory from the caching allocator's
+    replay (memory/reserved.py); an estimate already replayed as it is."""
+    if est.pending is None:
+        return est
+    local, setup, outside, phases_at = est.pending
+    alloc, _ = reserved_for(local, setup, est.phase_components, phases_at)
+    fig = peak_figures(est.phase_components, outside_allocator=outside, allocator=alloc)
+    return replace(est, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total, components=fig.components,
+                   assumptions=fig.assumptions + est.assumptions[len(fig.assumptions):], allocator=alloc, pending=None)
 
 
 def _phases_at(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> tuple[ModelSpec, dict]:

@@ -126,6 +126,10 @@ class Reserved:
                           "(planner/memory/reserved.py); modelled from source, not measured on a GPU")
 
 
+# estimate(replay=False)'s stand-in: reserved taken as allocated (a lower bound; never shown)
+NOT_REPLAYED = Reserved(1.0, 0, 0, 0, 0, "")
+
+
 def _split(total: int, weights: list[int]) -> list[int]:
     """`total` bytes in pieces proportional to `weights` (512-byte multiples, the remainder in the last)."""
     s = sum(weights)

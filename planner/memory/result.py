@@ -58,6 +58,8 @@ class MemoryEstimate:
     activation_host_bytes: int = 0
     # the caching allocator's replay of this step (planner/memory/reserved.py Reserved), for fits()
     allocator: Any = field(default=None, compare=False, repr=False)
+    # estimate(replay=False): what memory/estimate.py replayed() needs to replay it (reserved = allocated till then)
+    pending: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` schema (documented in README.md)."""
