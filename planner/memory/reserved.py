@@ -46,9 +46,9 @@ from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
 from .alloc_config import LARGE_BUFFER, AllocatorConfig
-from .allocator import MIN_BLOCK_SIZE, SMALL_SIZE, allocation_size, round_size
+from .allocator import MIN_BLOCK_SIZE, SMALL_SIZE, AllocatorOOM, CachingAllocator, allocation_size, round_size
 from .pieces import Stage, pieces, terms
-from .replay import Event, Op, replay
+from .replay import Event, Op
 from .result import Assumption
 
 MiB = 2**20
@@ -275,6 +275,37 @@ class _Log:
     def mark(self, label: str) -> None:
         self.events.append(Event(Op.MARK, label=label))
 
+    def reset_peaks(self) -> None:
+        self.events.append(Event(Op.RESET_PEAKS))
+
+
+class _Direct:
+    """_Log's interface applied straight to a CachingAllocator: the replay of the same events as
+    replay.replay() makes of synthetic_events(), without building them (the estimate's hot path).
+    AllocatorOOM propagates from malloc."""
+
+    def __init__(self, alloc: CachingAllocator) -> None:
+        self.alloc = alloc
+        self.largest = 0
+
+    def malloc(self, size: int, stream: int = 0) -> int:
+        if size <= 0:
+            return 0
+        if size > self.largest:
+            self.largest = size
+        return self.alloc.malloc(size, stream)
+
+    def free(self, *keys: int) -> None:
+        for k in keys:
+            if k:
+                self.alloc.free(k)
+
+    def mark(self, label: str) -> None:
+        pass
+
+    def reset_peaks(self) -> None:
+        self.alloc.reset_peaks()
+
 
 def _persistent(sizes, small: list[int], large: list[int]) -> None:
     """Sorts persistent tensors: 10 MiB or more are counted in closed form, the rest replayed."""
@@ -300,13 +331,30 @@ def _compact(sizes: tuple[int, ...]) -> tuple[int, ...]:
 def synthetic_events(shape: StepShape) -> tuple[list[Event], list[int]]:
     """(the events of two steps of `shape`, the persistent tensors counted in closed form)."""
     log = _Log()
+    return log.events, _steps(log, shape)
+
+
+def _direct(shape: StepShape, cfg: AllocatorConfig, capacity: int | None = None) -> tuple[CachingAllocator, AllocatorOOM | None, int, list[int]]:
+    """(the allocator after two steps of `shape`, the OOM that stopped it or None, the largest
+    request, the persistent tensors counted in closed form): replay(synthetic_events(shape)) without the events."""
+    alloc = CachingAllocator(cfg, capacity)
+    log = _Direct(alloc)
+    try:
+        large = _steps(log, shape)
+    except AllocatorOOM as exc:
+        return alloc, exc, log.largest, []
+    return alloc, None, log.largest, large
+
+
+def _steps(log, shape: StepShape) -> list[int]:
+    """Two steps of `shape` into `log` (_Log or _Direct); the persistent tensors counted in closed form."""
     small: list[int] = []
     large: list[int] = []
     _persistent(list(shape.outer_weights) + list(shape.layer_weights) * shape.layers, small, large)
     _small_pieces(small, log)
     for step in range(2):
         if step == 1:
-            log.events.append(Event(Op.RESET_PEAKS))
+            log.reset_peaks()
         grads: list[int] = []
         for mb in range(shape.micro_batches):
             _micro_batch(log, shape, grads, first=mb == 0)
@@ -324,7 +372,7 @@ def synthetic_events(shape: StepShape) -> tuple[list[Event], list[int]]:
                 log.free(*[log.malloc(x) for x in per_layer])
             log.free(*[log.malloc(int(g * shape.opt_temp_fraction)) for g in shape.outer_grads])
         log.free(*grads)   # zero_grad(set_to_none=True)
-    return log.events, large
+    return large
 
 
 def _micro_batch(log: _Log, shape: StepShape, grads: list[int], first: bool) -> None:
@@ -418,15 +466,6 @@ def closed_form_large(sizes: list[int], conf: AllocatorConfig) -> tuple[int, int
     return alloc, resv
 
 
-def _replayed(shape: StepShape, cfg: AllocatorConfig) -> tuple[int, int, int, int]:
-    """(peak allocated, peak reserved, largest free block at the peak, largest request) of the
-    replayed part of `shape` (the persistent tensors counted in closed form left out)."""
-    events, _ = synthetic_events(shape)
-    r = replay(events, cfg)
-    largest = max((e.size for e in events if e.op is Op.MALLOC), default=0)
-    return r.peak_allocated, r.peak_reserved, r.largest_free_at_peak_reserved, largest
-
-
 def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
     """The replay of `shape` under PYTORCH_CUDA_ALLOC_CONF `conf`, memoized by value."""
     key = (shape, conf)
@@ -434,15 +473,15 @@ def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
     if hit is not None:
         return hit
     cfg = allocator_config(conf)
-    events, large = synthetic_events(shape)
-    r = replay(events, cfg)
+    a, _, largest, large = _direct(shape, cfg)
+    st = a.stats
     la, lr = closed_form_large(large, cfg)
-    alloc, resv = r.peak_allocated + la, r.peak_reserved + lr
+    resv = st.reserved.peak + lr
     # the ratio is to the tensors' bytes as requested (what the estimate's allocated adds up), not to
     # the allocator's blocks, whose unsplit remainders depend on the settings themselves
-    requested = r.peak_requested + sum(large)
-    largest = max([e.size for e in events if e.op is Op.MALLOC] + large, default=0)
-    out = Reserved(resv / requested if requested else 1.0, requested, resv, r.largest_free_at_peak_reserved,
+    requested = st.requested.peak + sum(large)
+    largest = max([largest] + large)
+    out = Reserved(resv / requested if requested else 1.0, requested, resv, st.largest_free_at_peak_reserved,
                    largest, cfg.to_conf(), shape, lr)
     if len(_CACHE) > _MAX_ENTRIES:
         _CACHE.clear()
@@ -520,14 +559,13 @@ def fragmentation_risk(res: Reserved, allocated: int, capacity: int) -> str | No
     cap = int(capacity * res.peak_allocated / allocated) - res.closed_reserved
     if cap <= 0:
         return None
-    events, _ = synthetic_events(res.shape)
-    r = replay(events, allocator_config(res.conf), capacity=cap)
-    oom, MiB_ = r.oom, 2**20
+    a, exc, _, _ = _direct(res.shape, allocator_config(res.conf), capacity=cap)
+    oom, MiB_ = (exc.oom if exc is not None else None), 2**20
     if oom is None:
-        if not r.stats.num_alloc_retries:
+        if not a.stats.num_alloc_retries:
             return None
         return (f"the allocator fits this step only by freeing its cached segments and retrying "
-                f"({r.stats.num_alloc_retries} times in two steps: cudaFree/cudaMalloc stalls); PYTORCH_CUDA_ALLOC_CONF="
+                f"({a.stats.num_alloc_retries} times in two steps: cudaFree/cudaMalloc stalls); PYTORCH_CUDA_ALLOC_CONF="
                 f"expandable_segments:True reserves less (caching allocator replay, modelled from source)")
     if not oom.fragmentation:
         return None

@@ -15,7 +15,7 @@ from gpuplan.planner import TrainingSetup, estimate, resolve_model
 from gpuplan.planner.io.catalog import resolve_gpu
 from gpuplan.planner.memory import reserved as R
 from gpuplan.planner.memory.estimate import fits
-from gpuplan.planner.memory.replay import Op
+from gpuplan.planner.memory.replay import Op, replay
 from gpuplan.planner.memory.step import single_gpu_step
 from gpuplan.planner.specs.errors import PlannerError
 
@@ -82,7 +82,29 @@ def test_synthetic_log_is_well_formed():
                 live.add(e.key)
             elif e.op is Op.FREE:
                 live.remove(e.key)
-        assert R.replay(events).fits
+        assert replay(events).fits
+
+
+def test_direct_replay_is_the_replay_of_the_events():
+    """The estimate's path (the synthetic step applied straight to the allocator) gives what
+    replay() gives on synthetic_events(), under the defaults and with other settings and a capacity."""
+    m = resolve_model("qwen-2.5-0.5b")
+    for d, conf in (({}, ""), ({"method": "qlora"}, "expandable_segments:True"),
+                    ({"parallel": {"gpus": 4, "fsdp": "full"}, "grad_accum": 2}, "max_split_size_mb:64"),
+                    ({"checkpointing": "none", "batch_size": 4}, "")):
+        shape = estimate(m, TrainingSetup.from_dict(d)).allocator.shape
+        events, large = R.synthetic_events(shape)
+        for capacity in (None, replay(events).peak_reserved * 3 // 4):
+            r = replay(events, conf, capacity=capacity)
+            a, exc, largest, large_direct = R._direct(shape, R.allocator_config(conf), capacity)
+            st = a.stats
+            assert (st.allocated.peak, st.reserved.peak, st.requested.peak, st.largest_free_at_peak_reserved,
+                    st.num_alloc_retries) == (r.peak_allocated, r.peak_reserved, r.peak_requested,
+                                              r.largest_free_at_peak_reserved, r.stats.num_alloc_retries)
+            assert (exc.oom if exc else None) == r.oom
+            assert largest == max(e.size for e in events if e.op is Op.MALLOC)
+            if exc is None:
+                assert large_direct == large
 
 
 def test_merging_layers_keeps_the_bytes():
