@@ -165,9 +165,13 @@ def _layer_saved(total: int, h_piece: int, i_piece: int, gated: bool) -> tuple[i
 
 def merged(shape: StepShape, most: int = MAX_LAYERS) -> StepShape:
     """`shape` with its decoder layers merged into at most `most` groups, each holding the saved
-    tensors, gradients, weights and FSDP2 units of layers/groups layers (the bytes are kept; a
-    layer's temporaries and recompute stay one layer's, as backward runs one layer at a time).
-    benchmarks/reserved.py --merge compares it with the replay of every layer."""
+    tensors, gradients and weights of layers/groups layers (the bytes are kept). What lives only
+    while one layer runs stays one layer's: its temporaries and recompute (backward runs one layer
+    at a time) and, under FSDP2, its all-gathered unit, unsharded gradients and reduce-scatter
+    input (each decoder layer is its own fully_shard unit, gathered before it runs and resharded
+    after it [_fsdp_param_group.py: unshard, reshard, post_backward]); SHARD_GRAD_OP keeps every
+    unit gathered from forward to backward, so there the gathered bytes are a group's.
+    benchmarks/reserved.py's `full` column compares it with the replay of every layer."""
     if shape.layers <= most:
         return shape
     groups = most
@@ -175,8 +179,7 @@ def merged(shape: StepShape, most: int = MAX_LAYERS) -> StepShape:
     sc = lambda t: tuple(int(x * g) // MIN_BLOCK_SIZE * MIN_BLOCK_SIZE for x in t)  # noqa: E731
     one = lambda x: int(x * g) // MIN_BLOCK_SIZE * MIN_BLOCK_SIZE  # noqa: E731
     return replace(shape, layers=groups, saved=sc(shape.saved), layer_grads=sc(shape.layer_grads),
-                   layer_weights=sc(shape.layer_weights), unit=one(shape.unit), unit_grad=one(shape.unit_grad),
-                   unit_reduce=one(shape.unit_reduce))
+                   layer_weights=sc(shape.layer_weights), unit=one(shape.unit) if shape.keep_gathered else shape.unit)
 
 
 def step_shape(model: ModelSpec, setup: TrainingSetup, phases: dict) -> StepShape:
