@@ -17,6 +17,7 @@ from gpuplan.planner.memory import reserved as R
 from gpuplan.planner.memory.estimate import fits
 from gpuplan.planner.memory.replay import Op, replay
 from gpuplan.planner.memory.step import single_gpu_step
+from gpuplan.planner.techniques import masks
 from gpuplan.planner.specs.errors import PlannerError
 
 RECORD = Path(__file__).resolve().parents[3] / "data" / "measurements" / "reserved_replay.json"
@@ -119,6 +120,22 @@ def test_merging_layers_keeps_the_bytes():
     assert small.transient == shape.transient and small.recompute == shape.recompute
 
 
+def test_merged_fsdp_groups_gather_one_unit_at_a_time():
+    """FSDP2 gathers each decoder layer's unit around that layer: a merged group holds one unit, its
+    unsharded gradients and reduce-scatter input, not layers/groups of them; SHARD_GRAD_OP keeps
+    every unit gathered from forward to backward, so there a group holds its layers' units."""
+    m = resolve_model("llama-3.1-8b")
+    for mode, kept in (("full", False), ("grad-op", True)):
+        est = estimate(m, TrainingSetup.from_dict({"parallel": {"gpus": 8, "fsdp": mode}}))
+        setup = masks.run_setup(TrainingSetup.from_dict({"parallel": {"gpus": 8, "fsdp": mode}}).for_model(m))
+        shape = R.step_shape(m, setup, est.phase_components)
+        small = R.merged(shape)
+        assert shape.unit > 0 and small.layers < shape.layers and small.keep_gathered is kept
+        assert (small.unit_grad, small.unit_reduce) == (shape.unit_grad, shape.unit_reduce)
+        g = shape.layers / small.layers
+        assert small.unit == (int(shape.unit * g) // 512 * 512 if kept else shape.unit)
+
+
 def test_alloc_conf_is_a_setup_field_that_round_trips():
     setup = TrainingSetup(alloc_conf="expandable_segments:True")
     d = setup.to_dict()
@@ -170,6 +187,14 @@ def test_fragmentation_risk_where_the_tensors_fit_and_the_cache_does_not():
     assert not row["fits"] and "fragmentation OOM risk" in row["allocator_note"]
     roomy = fits(estimate(m, TrainingSetup.from_dict({"method": "qlora", "batch_size": 1})), resolve_gpu("h100"))
     assert roomy["fits"] and "allocator_note" not in roomy
+
+
+def test_cli_text_names_the_allocator_settings_and_the_fragmentation_risk():
+    r = CliRunner().invoke(cli, ["estimate", "-m", "llama-3.1-8b", "--method", "qlora", "-b", "3", "-s", "2400",
+                                 "--gpu", "rtx-4090"], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    assert "allocator_reserved_ratio" in r.output and "PYTORCH_CUDA_ALLOC_CONF unset (PyTorch's defaults)" in r.output
+    assert "rtx-4090: fragmentation OOM risk: a 3,523 MiB request" in r.output
 
 
 def test_replays_are_memoized_by_shape():
