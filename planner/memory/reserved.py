@@ -493,7 +493,12 @@ def replay_shape(shape: StepShape, conf: str = "") -> Reserved:
 
 
 def grid_setup(setup: TrainingSetup, tokens: int) -> TrainingSetup:
-    """The setup at a grid point of `tokens` per micro-batch: sequences of GRID_SEQ (or fewer) tokens."""
+    """The setup at a grid point of `tokens` per micro-batch: sequences of GRID_SEQ (or fewer) tokens;
+    under context parallelism one row of `tokens` (its ranks split the sequence; --cp-kind llama3
+    takes batch 1 only), a multiple of 2 x the degree (torch's context_parallel shards it evenly)."""
+    n = setup.parallel.cp
+    if n > 1:
+        return setup.with_(batch_size=1, seq_len=max(tokens // (2 * n), 1) * 2 * n)
     seq = min(tokens, GRID_SEQ)
     return setup.with_(batch_size=max(tokens // seq, 1), seq_len=seq)
 

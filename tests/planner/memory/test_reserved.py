@@ -19,6 +19,7 @@ from gpuplan.planner.memory.replay import Op, replay
 from gpuplan.planner.memory.step import single_gpu_step
 from gpuplan.planner.techniques import masks
 from gpuplan.planner.specs.errors import PlannerError
+from gpuplan.planner.specs.parallel import ParallelSpec
 
 RECORD = Path(__file__).resolve().parents[3] / "data" / "measurements" / "reserved_replay.json"
 FIXED_SLACK = 0.06
@@ -220,3 +221,16 @@ def test_cli_alloc_conf():
     assert any("expandable_segments:True" in a["source"] for a in out["assumptions"])
     r = CliRunner().invoke(cli, ["estimate", "-m", "qwen-2.5-0.5b", "--alloc-conf", "expandable_segments:yes"])
     assert r.exit_code == 2 and "expected True or False" in r.output and "Traceback" not in r.output
+
+
+def test_context_parallel_grid_steps_are_one_row():
+    """Under context parallelism the grid's steps are one row (--cp-kind llama3 takes batch 1 only,
+    torch's context_parallel needs the sequence in 2 x degree pieces): every kind estimates."""
+    m = resolve_model("llama-3.1-8b")
+    for kind, extra in (("llama3", {"attention": "flash"}), ("torch", {"attention": "sdpa"})):
+        setup = TrainingSetup.from_dict({"batch_size": 1, "seq_len": 65536, "loss": "chunked", **extra,
+                                         "parallel": {"gpus": 8, "fsdp": "full", "cp": 4, "cp_kind": kind}})
+        assert R.grid_setup(setup, 8192).batch_size == 1 and R.grid_setup(setup, 8192).seq_len == 8192
+        est = estimate(m, setup)
+        assert est.peak_reserved_bytes > est.peak_allocated_bytes
+    assert R.grid_setup(TrainingSetup(parallel=ParallelSpec(gpus=6, cp=3)), 1024).seq_len == 1020
