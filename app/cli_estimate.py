@@ -97,6 +97,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
 
         console = make_console()
         render_estimate(est, fit_rows, console, extra_notes=notes, ranges=ranges)
+        for row in fit_rows:   # the caching allocator's verdict where the tensors fit and its cache does not
+            if row.get("allocator_note"):
+                console.print(f"{row['gpu']}: {row['allocator_note']}", highlight=False, markup=False)
         render_time(fit_rows, times, console)
         render(run, est, fit_rows, console)
         console.print(f"answered by: {source.value}" + ("" if closed else " (no closed form; see the notes)"))

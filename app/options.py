@@ -192,6 +192,9 @@ SETUP_OPTIONS = [
     click.option("--offload-device", type=click.Choice(["cpu", "nvme"]), default="cpu", show_default=True,
                  help="nvme: ZeRO-Infinity (needs --zero 3)."),
     click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (Megatron layout)."),
+    click.option("--alloc-conf", default=None, metavar="PYTORCH_CUDA_ALLOC_CONF",
+                 help="The caching allocator's settings the run uses, as PYTORCH_CUDA_ALLOC_CONF "
+                      "(expandable_segments:True, max_split_size_mb:128, ...) [unset: PyTorch's defaults]."),
     click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages (1F1B)."),
     click.option("--context-parallel", "context_parallel", type=int, default=1, show_default=True,
                  help="Context/sequence-parallel degree: each GPU of a group holds 1/N of every sequence "
@@ -300,6 +303,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         compile=Compile(kw.get("compile") or "none"),
         tiled_mlp=bool(kw.get("tiled_mlp")), tiled_mlp_shards=kw.get("tiled_mlp_shards") or 0,
         fp8=Fp8(kw.get("fp8") or "none"), fp8_linears=Fp8Linears(kw.get("fp8_linears") or "skip-first-last"),
+        alloc_conf=_alloc_conf(kw.get("alloc_conf")),
     )
     if kw.get("length_histogram"):
         from gpuplan.planner.io.lengths import read_length_histogram   # lazy: each command loads what it needs (fast start)
@@ -402,3 +406,12 @@ def parallel_from_options(kw: dict[str, Any]) -> ParallelSpec:
         tp=get("tp", 1), pp=get("pp", 1), cp=get("context_parallel", 1), cp_kind=CpKind(get("cp_kind", "torch")),
         heads_k_stride=get("heads_k_stride", 1),
     )
+
+
+def _alloc_conf(text: str | None) -> str:
+    """--alloc-conf as the canonical PYTORCH_CUDA_ALLOC_CONF ("" for the defaults); PlannerError if bad."""
+    if not text:
+        return ""
+    from gpuplan.planner.memory.alloc_config import AllocatorConfig   # lazy: each command loads what it needs (fast start)
+
+    return AllocatorConfig.parse(text).to_conf()

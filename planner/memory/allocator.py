@@ -122,13 +122,13 @@ class _SortedBlocks:
         return (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr)
 
     def add(self, b: _Block) -> None:
-        k = self.key(b)
+        k = (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr)
         i = bisect.bisect_left(self.keys, k)
         self.keys.insert(i, k)
         self.blocks.insert(i, b)
 
     def remove(self, b: _Block) -> None:
-        i = bisect.bisect_left(self.keys, self.key(b))
+        i = bisect.bisect_left(self.keys, (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr))
         assert self.blocks[i] is b, "allocator model: block not where its key says"
         del self.keys[i], self.blocks[i]
 
@@ -169,7 +169,8 @@ class Stat:
 
     def add(self, n: int) -> None:         # increase_stat / decrease_stat
         self.current += n
-        self.peak = max(self.peak, self.current)
+        if self.current > self.peak:
+            self.peak = self.current
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,7 @@ class CachingAllocator:
         self._handles = itertools.count(1)
         self._next_addr = 0
         self._at_new_peak = False
+        self._rounded: dict[int, int] = {}       # round_size memo (the config is fixed)
 
     # --- public events ----------------------------------------------------------------------
     def malloc(self, size: int, stream: int = 0) -> int:
@@ -272,8 +274,11 @@ class CachingAllocator:
         Size 0 allocates nothing and returns handle 0 [CCA: NativeCachingAllocator::allocate]."""
         if size == 0:
             return 0
-        self.process_events()
-        rounded = round_size(size, self.config)
+        if self.events:
+            self.process_events()
+        rounded = self._rounded.get(size)
+        if rounded is None:
+            rounded = self._rounded[size] = round_size(size, self.config)
         pool = self.small if rounded <= SMALL_SIZE else self.large       # get_pool
         alloc_size = allocation_size(rounded)
         block = self._get_free_block(pool, rounded, stream)

@@ -22,6 +22,7 @@ from .comm import communication_bytes
 from .figures import peak_figures
 from .offload import host_bytes_per_node, nvme_bytes_per_node
 from .pieces import terms
+from .reserved import NOT_REPLAYED, fragmentation_risk, reserved_for
 from .result import MemoryEstimate
 from .step import parallel_step, single_gpu_step
 
@@ -45,9 +46,14 @@ def _setup_dict(model: ModelSpec, setup: TrainingSetup) -> dict:
     return out
 
 
-def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = ()) -> MemoryEstimate:
+def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] = (), replay: bool = True) -> MemoryEstimate:
     """MemoryEstimate in bytes for one steady-state training step of `model` under `setup`: per GPU
-    (the most loaded one) for multi-GPU and offloaded setups."""
+    (the most loaded one) for multi-GPU and offloaded setups.
+
+    replay=False: the caching allocator is not replayed and reserved is taken as allocated, a lower
+    bound of every figure (the replay's reserved is never below allocated: memory/reserved.py
+    reserved_for); replayed() of it gives the estimate itself. The fit and recommend searches
+    rule out what does not fit even then before they pay for a replay."""
     setup.validate()
     model = reward.model_for(model, setup)   # reward modelling trains the sequence-classification model
     multimodal.check_setup(model, setup)
@@ -75,23 +81,53 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
                                                  f"{requested.seq_len} + {prompt} positions long",))
-    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator)
+    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=NOT_REPLAYED)
     extra = {}
     if not setup.parallel.single_gpu:
         extra = dict(host_bytes_per_node=host_bytes_per_node(model, setup),
                      nvme_bytes_per_node=nvme_bytes_per_node(model, setup),
                      communication=communication_bytes(model, setup))
-    return MemoryEstimate(
+    est = MemoryEstimate(
         peak_allocated_bytes=fig.allocated, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total,
         peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=step.phases,
         params=param_counts(model), trainable_params=trainable, setup=setup_dict,
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
         activation_host_bytes=step.activation_host_bytes,
+        pending=(step.local or model, setup, step.outside_allocator, lambda at: _phases_at(model, requested, at)),
     )
+    return replayed(est) if replay else est
+
+
+def replayed(est: MemoryEstimate) -> MemoryEstimate:
+    """The estimate of estimate(replay=False) with its reserved memory from the caching allocator's
+    replay (memory/reserved.py); an estimate already replayed as it is."""
+    if est.pending is None:
+        return est
+    local, setup, outside, phases_at = est.pending
+    alloc, _ = reserved_for(local, setup, est.phase_components, phases_at)
+    fig = peak_figures(est.phase_components, outside_allocator=outside, allocator=alloc)
+    return replace(est, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total, components=fig.components,
+                   assumptions=fig.assumptions + est.assumptions[len(fig.assumptions):], allocator=alloc, pending=None)
+
+
+def _phases_at(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> tuple[ModelSpec, dict]:
+    """(the slice planned, the phases) of the step of `setup` (as it runs) at another size."""
+    if setup.parallel.single_gpu:
+        return model, single_gpu_step(model, requested.with_(batch_size=setup.batch_size, seq_len=setup.seq_len),
+                                      setup).phases
+    step = parallel_step(model, setup)
+    return step.local or model, step.phases
 
 
 def fits(est: MemoryEstimate, gpu: GpuSpec) -> dict[str, object]:
     """Fit verdict for one GPU: headroom in bytes (negative: short by that much)."""
     headroom = gpu.memory_bytes - est.device_total_bytes
-    return {"gpu": gpu.name, "memory_bytes": gpu.memory_bytes, "fits": headroom >= 0,
-            "headroom_bytes": headroom}
+    row = {"gpu": gpu.name, "memory_bytes": gpu.memory_bytes, "fits": headroom >= 0, "headroom_bytes": headroom}
+    outside = est.device_total_bytes - est.peak_reserved_bytes
+    if est.allocator is not None and headroom < 0 <= gpu.memory_bytes - outside - est.peak_allocated_bytes:
+        # the tensors fit, what the allocator caches does not: it frees its cache and retries, and
+        # either gets by or fails for want of one free piece large enough (fragmentation)
+        note = fragmentation_risk(est.allocator, est.peak_allocated_bytes, gpu.memory_bytes - outside)
+        if note:
+            row["allocator_note"] = note
+    return row

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..io.catalog import assumptions
 from ..specs.enums import Component as C
@@ -20,23 +21,31 @@ class Figures:
     assumptions: tuple[Assumption, ...]
 
 
-def peak_figures(phases: dict[Phase, dict[C, int]], outside_allocator: int = 0) -> Figures:
+def peak_figures(phases: dict[Phase, dict[C, int]], outside_allocator: int = 0,
+                 allocator: Any = None) -> Figures:
     """The three figures from tensor bytes per phase and component: allocated at the largest
-    phase; reserved adds the allocator's slack; the device total adds the CUDA context and
-    `outside_allocator` (paged optimizer state, NCCL buffers), both assumptions in data/."""
+    phase; reserved is allocated times the reserved/allocated ratio of `allocator` (a
+    memory/reserved.py Reserved: the caching allocator replayed on the step's shape), or without
+    one the fixed slack fraction of data/assumptions.json (the simulator's answers); the device
+    total adds the CUDA context and `outside_allocator` (paged optimizer state, NCCL buffers)."""
     totals = {p: sum(comps.values()) for p, comps in phases.items()}
     peak_phase = max(totals, key=lambda p: totals[p])
     allocated = totals[peak_phase]
     a = assumptions()
-    slack = int(allocated * a["allocator_slack_fraction"]["value"])
     context = int(a["cuda_context_bytes"]["value"])
+    if allocator is None:
+        slack = int(allocated * a["allocator_slack_fraction"]["value"])
+        slack_used = Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
+                                a["allocator_slack_fraction"]["source"])
+    else:
+        slack = max(int(allocated * allocator.ratio) - allocated, 0)
+        slack_used = allocator.assumption()
     components = dict(phases[peak_phase])
     components[C.ALLOCATOR_SLACK] = slack
     components[C.CUDA_CONTEXT] = context + outside_allocator
     used = (
         Assumption("cuda_context_bytes", context, "bytes", a["cuda_context_bytes"]["source"]),
-        Assumption("allocator_slack_fraction", a["allocator_slack_fraction"]["value"], "fraction",
-                   a["allocator_slack_fraction"]["source"]),
+        slack_used,
     )
     return Figures(peak_phase, totals, allocated, allocated + slack, allocated + slack + context + outside_allocator,
                    components, used)

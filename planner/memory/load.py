@@ -61,6 +61,7 @@ training instead of after activations have been allocated"]: its first step is i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..specs.engines import Engine, engine_of, shard_degree
 from ..specs.enums import Choice, Component, Objective, Phase, QuantType, RunPhase
@@ -71,7 +72,7 @@ from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
 from ..techniques import quantization, reward
 from . import rollouts
-from .estimate import estimate
+from .estimate import estimate, replayed
 from .pieces import terms
 
 # transformers/core_model_loading.py: GLOBAL_WORKERS = min(4, os.cpu_count() or 4) reader threads
@@ -276,22 +277,45 @@ def device_total(est, allocated: int) -> int:
     return int(allocated * ratio) + est.device_total_bytes - est.peak_reserved_bytes
 
 
+def _phase_allocated(model: ModelSpec, setup: TrainingSetup, est, plan: LoadPlan) -> dict[str, int]:
+    """Allocated bytes of the phases besides the step (RunPhase values), in run_phase_totals' order."""
+    model = reward.model_for(model, setup)   # reward modelling loads the sequence-classification model
+    out = {RunPhase.FIRST_STEP.value: first_step_allocated(est, setup)}
+    load = load_estimate(model, setup, plan)
+    if load is not None:
+        out = {RunPhase.LOAD.value: load.peak_allocated_bytes, **out}
+    if setup.objective is Objective.GRPO:   # its rollouts, a phase of their own [memory/rollouts.py]
+        out[RunPhase.GENERATE.value] = rollouts.generation_phase(model, setup).peak_allocated_bytes
+    return out
+
+
+def _totals(est, allocated: dict[str, int]) -> dict[str, int]:
+    out = {k: device_total(est, a) for k, a in allocated.items()}
+    out[RunPhase.STEP.value] = est.device_total_bytes
+    order = [RunPhase.LOAD.value, RunPhase.FIRST_STEP.value, RunPhase.STEP.value, RunPhase.GENERATE.value]
+    return {k: out[k] for k in order if k in out}
+
+
 def run_phase_totals(model: ModelSpec, setup: TrainingSetup, est=None, plan: LoadPlan = LoadPlan()) -> dict[str, int]:
     """Device bytes per GPU of the load, first-step and step phases (RunPhase values), and GRPO's
     generation phase; load is absent where it is not modelled."""
     est = est if est is not None else estimate(model, setup)
-    model = reward.model_for(model, setup)   # reward modelling loads the sequence-classification model
-    out = {RunPhase.FIRST_STEP.value: device_total(est, first_step_allocated(est, setup)),
-           RunPhase.STEP.value: est.device_total_bytes}
-    load = load_estimate(model, setup, plan)
-    if load is not None:
-        out = {RunPhase.LOAD.value: device_total(est, load.peak_allocated_bytes), **out}
-    if setup.objective is Objective.GRPO:   # its rollouts, a phase of their own [memory/rollouts.py]
-        out[RunPhase.GENERATE.value] = device_total(est, rollouts.generation_phase(model, setup).peak_allocated_bytes)
-    return out
+    return _totals(est, _phase_allocated(model, setup, est, plan))
 
 
 def run_device_total(model: ModelSpec, setup: TrainingSetup, plan: LoadPlan = LoadPlan()) -> int:
     """Device bytes per GPU of the run's largest phase among load, first step and step: the figure
     fit() and recommend() hold to the GPU's memory."""
     return max(run_phase_totals(model, setup, plan=plan).values())
+
+
+def run_device_bounds(model: ModelSpec, setup: TrainingSetup,
+                      plan: LoadPlan = LoadPlan()) -> tuple[int, Callable[[], int]]:
+    """(a lower bound of run_device_total, a function that gives run_device_total itself): the bound
+    takes every phase's reserved memory as its allocated bytes (estimate(replay=False)), which the
+    caching allocator's replay never goes below; the function replays it (memory/reserved.py).
+    fit() and recommend() settle "does not fit" on the bound and replay only what may fit."""
+    est = estimate(model, setup, replay=False)
+    allocated = _phase_allocated(model, setup, est, plan)
+    low = max(_totals(est, allocated).values())
+    return low, lambda: max(_totals(replayed(est), allocated).values())

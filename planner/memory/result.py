@@ -56,6 +56,10 @@ class MemoryEstimate:
     source: Source = Source.CLOSED_FORM
     # activation offloading (planner/techniques/activation_offload.py): pinned host memory per GPU
     activation_host_bytes: int = 0
+    # the caching allocator's replay of this step (planner/memory/reserved.py Reserved), for fits()
+    allocator: Any = field(default=None, compare=False, repr=False)
+    # estimate(replay=False): what memory/estimate.py replayed() needs to replay it (reserved = allocated till then)
+    pending: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` schema (documented in README.md)."""

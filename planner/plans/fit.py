@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Optimizer, Precision
-from ..memory.load import run_device_total
+from ..memory.load import run_device_bounds
 from ..specs.model import ModelSpec
 from ..specs.errors import PlannerError
 from ..techniques.fp8 import check_gpu as fp8_check_gpu   # no fp8 tensor cores: refused
 from ..specs.setup import Checkpointing, TrainingSetup
 from ..speed.throughput import step_time
+from ..io.published import load_published
 from .evidence import memory_errors
 
 MAX_BATCH = 4096
@@ -116,17 +117,37 @@ def _knobs(setup: TrainingSetup) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+class _Bounded:
+    """Device totals of setups, memoized, each with a lower bound that needs no allocator replay
+    (memory/load.py run_device_bounds): fits() settles on the bound what does not fit even then."""
+
+    def __init__(self, model: ModelSpec, extra: int = 0) -> None:
+        self.model, self.extra, self.bounds, self.totals = model, extra, {}, {}
+
+    def _bounds(self, setup: TrainingSetup) -> tuple[int, Callable[[], int]]:
+        if setup not in self.bounds:
+            self.bounds[setup] = run_device_bounds(self.model, setup)
+        return self.bounds[setup]
+
+    def __call__(self, setup: TrainingSetup) -> int:
+        if setup not in self.totals:
+            self.totals[setup] = self._bounds(setup)[1]() + self.extra
+        return self.totals[setup]
+
+    def fits(self, setup: TrainingSetup, memory: float) -> bool:
+        return self._bounds(setup)[0] + self.extra <= memory and self(setup) <= memory
+
+
 def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int]:
     """(largest micro-batch, its device total) for `setup` on `gpu`; (0, total at 1) if none."""
-    totals: dict[int, int] = {}
+    totals = _Bounded(model)
 
     def total(b: int) -> int:
-        if b not in totals:
-            totals[b] = run_device_total(model, setup.with_(batch_size=b))
-        return totals[b]
+        return totals(setup.with_(batch_size=b))
 
     u = setup.batch_unit()   # GRPO: the micro-batches its generation groups divide
-    k = _largest(lambda n: total(n * u) <= gpu.memory_bytes, 1, max(min(setup.batch_size, MAX_BATCH) // u, 1))
+    k = _largest(lambda n: totals.fits(setup.with_(batch_size=n * u), gpu.memory_bytes), 1,
+                 max(min(setup.batch_size, MAX_BATCH) // u, 1))
     return (k * u, total(k * u)) if k > 0 else (0, total(u))
 
 
@@ -137,8 +158,9 @@ def safety_margin(method: Method) -> tuple[float, str]:
     evidence.py). The worst under-estimate among runs with nothing unmodelled; with fewer than two
     such runs, the median under-estimate of all of them (their packing, padding or evaluation is
     part of that gap, and the source says so); 0 where the estimate is not below the runs."""
-    rows = [r for r in memory_errors() if r.run.stack == "hf" and r.compared_with == "device_total_bytes"
-            and r.run.setup().method is method]
+    runs = [r for r in load_published() if r.mapping is not None and r.stack == "hf" and r.setup().method is method
+            and any(f.kind.compared_with == "device_total_bytes" for f in r.memory_figures)]   # only these are estimated
+    rows = [r for r in memory_errors(runs) if r.compared_with == "device_total_bytes"]
     clean = [r.error_pct for r in rows if not r.flagged]
     if len(clean) >= 2:
         under = -min(clean)
@@ -166,29 +188,35 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
     change of the setup would need simulations of its own."""
     setup.validate()
     fp8_check_gpu(setup, gpu)
-    base_total = device_total or (lambda s: run_device_total(model, s))
     vllm = int(gpu.memory_bytes * setup.vllm_colocate)   # GRPO's colocated vLLM takes its share of the GPU first
+    if device_total is None:
+        bounded = _Bounded(model, vllm)
+        total_of, fits_in = bounded, bounded.fits
+    else:
+        memo: dict[TrainingSetup, int] = {}
 
-    def total_of(s: TrainingSetup) -> int:
-        return base_total(s) + vllm
+        def total_of(s: TrainingSetup) -> int:
+            if s not in memo:
+                memo[s] = device_total(s) + vllm
+            return memo[s]
+
+        def fits_in(s: TrainingSetup, memory: float) -> bool:
+            return total_of(s) <= memory
     given = total_of(setup)   # the run's largest phase: load, first step or step
     mem = gpu.memory_bytes
-    totals: dict[int, int] = {}
 
     def total_b(b: int) -> int:
-        if b not in totals:
-            totals[b] = total_of(setup.with_(batch_size=b))
-        return totals[b]
+        return total_of(setup.with_(batch_size=b))
 
     u = setup.batch_unit()   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
-    max_b = max(_largest(lambda k: total_b(k * u) <= mem, 1, MAX_BATCH // u), 0) * u
+    max_b = max(_largest(lambda k: fits_in(setup.with_(batch_size=k * u), mem), 1, MAX_BATCH // u), 0) * u
     margin, margin_source = safety_margin(setup.method)
-    safe_b = max(_largest(lambda k: total_b(k * u) <= mem * (1 - margin), 1, max(max_b // u, 1)), 0) * u \
-        if max_b > 0 else 0
+    safe_b = max(_largest(lambda k: fits_in(setup.with_(batch_size=k * u), mem * (1 - margin)), 1,
+                          max(max_b // u, 1)), 0) * u if max_b > 0 else 0
     ctx = max_context(model) // SEQ_STEP
 
     def seq_ok(batch: int) -> Callable[[int], bool]:
-        return lambda k: total_of(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP)) <= mem
+        return lambda k: fits_in(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP), mem)
 
     lo = -(-setup.min_seq_len() // SEQ_STEP)   # GRPO: a prompt beyond the completion
 

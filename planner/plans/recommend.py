@@ -22,7 +22,7 @@ from ..io.catalog import all_gpus, resolve_gpu
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Objective, Optimizer, Precision
 from ..specs.errors import PlannerError
-from ..memory.load import run_device_total
+from ..memory.load import run_device_bounds
 from ..specs.model import ModelSpec
 from ..specs.parallel import Fsdp, ParallelSpec
 from .cost import parse_duration, parse_usd
@@ -132,17 +132,24 @@ def parallel_specs(count: int) -> list[ParallelSpec]:
 
 
 class _Totals:
-    """Device totals per setup, memoized: estimate() runs once per distinct setup."""
+    """Device totals per setup, memoized: estimate() runs once per distinct setup, and the caching
+    allocator is replayed only for a setup whose lower bound (reserved taken as allocated) fits."""
 
     def __init__(self, model: ModelSpec) -> None:
-        self.model, self.cache, self.count = model, {}, 0
+        self.model, self.cache, self.bounds, self.count = model, {}, {}, 0
+
+    def low(self, setup: TrainingSetup) -> int:
+        """A lower bound of the device total, without the allocator's replay (memory/load.py run_device_bounds)."""
+        if setup not in self.bounds:
+            self.bounds[setup] = run_device_bounds(self.model, setup)
+            self.count += 1
+        return self.bounds[setup][0]
 
     def __call__(self, setup: TrainingSetup) -> int:
-        key = setup
-        if key not in self.cache:
-            self.cache[key] = run_device_total(self.model, setup)   # the run's largest phase (memory/load.py)
-            self.count += 1
-        return self.cache[key]
+        if setup not in self.cache:
+            self.low(setup)
+            self.cache[setup] = self.bounds[setup][1]()   # the run's largest phase, replayed (memory/load.py)
+        return self.cache[setup]
 
 
 # the loss each TRL trainer runs: DPO, KTO and GRPO score with TRL's fused LM head; ORPO and reward
@@ -179,44 +186,48 @@ def _grad_accum(global_batch: int, micro: int, dp: int) -> int:
     return max(1, math.ceil(global_batch / (micro * dp)))
 
 
-def _largest_fitting(total: Callable[[int], int], memory: int, space: SearchSpace, dp: int = 1) -> tuple[int, int, int]:
+def _largest_fitting(total: Callable[[int], int], memory: int, space: SearchSpace, dp: int = 1,
+                     low: Callable[[int], int] | None = None) -> tuple[int, int, int]:
     """(micro-batch, its device total, micro-batches decided); micro-batch 0 (and the total at 1) if none fits.
 
     Bisection over powers of two: memory grows with the micro-batch (tests/planner/test_fit.py).
-    The micro-batch times the data-parallel ranks stays within the global batch (the user's choice)."""
+    The micro-batch times the data-parallel ranks stays within the global batch (the user's choice).
+    `low`: a lower bound of `total` (no allocator replay): where it exceeds `memory`, so does the total.
+    With no micro-batch fitting, the total at 1 is returned as a function (it is replayed only if asked)."""
+    low = low or total
     cap = max(1, min(space.max_micro_batch, space.global_batch // max(dp, 1)))
     batches = [b for b in _batches(space.max_micro_batch) if b <= cap and b >= space.min_micro_batch]
     if not batches:
-        return 0, total(space.min_micro_batch), 1
-    first = total(batches[0])
-    if first > memory:
-        return 0, first, len(batches)
-    best, lo, hi = (batches[0], first), 1, len(batches) - 1
+        return 0, lambda: total(space.min_micro_batch), 1
+    if low(batches[0]) > memory or total(batches[0]) > memory:
+        return 0, lambda: total(batches[0]), len(batches)
+    best, lo, hi = (batches[0], total(batches[0])), 1, len(batches) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        t = total(batches[mid])
-        if t <= memory:
+        if low(batches[mid]) <= memory and (t := total(batches[mid])) <= memory:
             best, lo = (batches[mid], t), mid + 1
         else:
             hi = mid - 1
     return best[0], best[1], len(batches)
 
 
-def _batch_totals(totals: _Totals, base: TrainingSetup, space: SearchSpace) -> Callable[[int], int]:
-    """Device total of `base` at micro-batch b (grad-accum filling the global batch), memoized per b:
-    the same base is checked against every GPU type."""
-    memo: dict[int, int] = {}
+def _batch_totals(totals: _Totals, base: TrainingSetup,
+                  space: SearchSpace) -> tuple[Callable[[int], int], Callable[[int], int]]:
+    """(device total, its lower bound without the allocator's replay) of `base` at micro-batch b
+    (grad-accum filling the global batch): the same base is checked against every GPU type."""
     dp = base.parallel.dp
 
-    def total(b: int) -> int:
-        if b not in memo:
-            setup = base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp))
+    def at(b: int) -> TrainingSetup:
+        return base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp))
+
+    def checked(measure: Callable[[TrainingSetup], int]) -> Callable[[int], int]:
+        def total(b: int) -> int:
+            setup = at(b)
             if base.objective is not Objective.SFT and _refused(setup):   # e.g. GRPO's generation-batch multiple
-                memo[b] = REFUSED_TOTAL
-            else:
-                memo[b] = totals(setup)
-        return memo[b]
-    return total
+                return REFUSED_TOTAL
+            return measure(setup)
+        return total
+    return checked(totals), checked(totals.low)
 
 
 def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bool) -> Iterable[TrainingSetup]:
@@ -225,6 +236,8 @@ def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bo
                                                             space.checkpointing, counts):
         if method is Method.QLORA and prec is Precision.FP32:
             continue
+        if method is not Method.FULL and opt.full_only:
+            continue   # GaLore, torchao's and Adam-mini's states are planned per full weight (specs/optim.py refuses)
         for par in parallel_specs(count):
             if method is not Method.FULL and par.zero == 2:
                 continue   # adapters' gradients are tiny: ZeRO-2 buys LoRA nothing over DDP
@@ -268,14 +281,14 @@ def _search(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Total
             continue
         if base.peft:
             base.lora_targets(model)
-        by_batch = _batch_totals(totals, base, space)
+        by_batch, low = _batch_totals(totals, base, space)
         for gpu in gpus:
             if not _precision_ok(base.precision, gpu):
                 continue
-            b, total, decided = _largest_fitting(by_batch, gpu.memory_bytes, space, base.parallel.dp)
+            b, total, decided = _largest_fitting(by_batch, gpu.memory_bytes, space, base.parallel.dp, low)
             considered += decided     # the micro-batches the bisection settled
-            if b == 0:
-                misses.append((total - gpu.memory_bytes, base, gpu))
+            if b == 0:   # (shortfall at micro-batch 1, its lower bound), base, gpu
+                misses.append(((lambda t=total, m=gpu.memory_bytes: t() - m), low(1) - gpu.memory_bytes, base, gpu))
                 continue
             setup = base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, base.parallel.dp))
             plans.append(make_plan(model, setup, gpu, dataset_tokens, epochs, total, c.providers, space.mfu, c.spot))
@@ -338,7 +351,7 @@ def _closest(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Tota
     priced = [p for p in plans if p.costs or not c.require_price]
     if not priced:
         if misses:
-            short, setup, gpu = min(misses, key=lambda m: m[0])
+            short, setup, gpu = _least_short(misses)
             hints.append(Hint("memory", f"nothing fits: closest is {setup.method.value}, {setup.precision.value}, "
                                         f"{setup.optimizer.value}, checkpointing {setup.checkpointing.value}, micro-batch 1 x "
                                         f"{setup.seq_len} on {setup.parallel.world}x {gpu.name}, short by "
@@ -384,6 +397,20 @@ def _closest(model: ModelSpec, c: Constraints, space: SearchSpace, totals: _Tota
             best = min(spot, key=lambda p: p.usd)
             hints.append(Hint("spot", f"--spot: {best.describe()} qualifies at spot prices, ${best.usd:,.2f}", best))
     return tuple(hints)
+
+
+def _least_short(misses: list) -> tuple[int, TrainingSetup, GpuSpec]:
+    """(shortfall, setup, gpu) of the miss short by the least at micro-batch 1 (the first of equals),
+    replaying only the misses whose lower-bound shortfall could still be the least."""
+    best: tuple[int, int] | None = None
+    for i in sorted(range(len(misses)), key=lambda i: misses[i][1]):
+        if best is not None and misses[i][1] > best[0]:
+            break
+        short = misses[i][0]()
+        if best is None or (short, i) < best:
+            best = (short, i)
+    _, _, setup, gpu = misses[best[1]]
+    return best[0], setup, gpu
 
 
 def _names(value: str | Iterable[str] | None) -> tuple[str, ...]:

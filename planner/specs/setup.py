@@ -223,6 +223,8 @@ class TrainingSetup:
     tiled_mlp_shards: int = 0
     fp8: Fp8 = Fp8.NONE   # torchao float8 training recipe [techniques/fp8.py]
     fp8_linears: Fp8Linears = Fp8Linears.SKIP_FIRST_LAST   # which linears it converts (accelerate's default)
+    # PYTORCH_CUDA_ALLOC_CONF the caching allocator runs under ("": PyTorch's defaults) [planner/memory/reserved.py]
+    alloc_conf: str = ""
 
     # --- resolved views (every default filled in) ---------------------------------------------
     @property
@@ -596,4 +598,6 @@ class TrainingSetup:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were
         d["parallel"] = self.parallel.as_dict()   # context-parallel fields only when set
+        if not d["alloc_conf"]:
+            d.pop("alloc_conf")   # shown only when set: older setups' dicts stay as they were
         return d

@@ -85,13 +85,13 @@ def test_estimate_tables_in_80_columns(terminal80):
     assert run("estimate", "-m", "llama-3.1-70b", "--gpus-per-node", "8", "--zero", "3", "--gpu", "h100").exit_code == 0
     out = terminal80.getvalue()
     assert ELLIPSIS not in out and max(len(ln) for ln in out.splitlines()) <= 80
-    assert "device total" in out and "177.20" in out
+    assert "device total" in out and "171.64" in out   # reserved from the allocator replay (planner/memory/reserved.py)
 
 
 def test_estimate_says_by_how_much_and_what_fits():
     r = run("estimate", "-m", "llama-3.1-8b", "--method", "qlora", "-b", "8", "-s", "2048", "--gpu", "rtx-4090")
     assert r.exit_code == 0
-    assert "Does not fit rtx-4090 by 18.93 GiB (needs 42.92 of 23.99 GiB)" in r.stdout
+    assert "Does not fit rtx-4090 by 22.01 GiB (needs 46.00 of 23.99 GiB)" in r.stdout   # reserved: the allocator replay
     assert "fits at --batch-size 2 --grad-accum 4 (the same 8 sequences per optimizer step; the largest " \
            "micro-batch that fits is 3)" in r.stdout
     assert "--loss chunked" in r.stdout and "--seq-len" not in r.stdout.split("Does not fit")[1]
@@ -122,7 +122,7 @@ def test_check_exit_status():
 
 def test_fit_offers_only_knobs_that_buy_memory():
     out = json.loads(run("fit", "-m", "llama-3.1-8b", "--gpu", "rtx-4090", "--method", "qlora", "--json").stdout)
-    assert not out["fits"] and out["max_batch_size"] == 7
+    assert not out["fits"] and out["max_batch_size"] == 6   # 7 with the fixed 6% slack; the allocator replay reserves more
     assert out["knobs"], "a knob makes micro-batch 8 fit"
     for k in out["knobs"]:
         assert "--seq-len" not in k["changes"]
