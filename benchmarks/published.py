@@ -8,15 +8,18 @@ by stack, method and figure, tuned and held-out sources apart (data/published/sp
 with features gpuplan does not model are counted as "flagged" and listed with those features.
 
     python benchmarks/published.py            # print the tables (markdown)
+    python benchmarks/published.py --readme README.md   # rewrite the README's generated tables
     python benchmarks/published.py --record   # also write data/published/errors_recorded.json (memory)
                                               # and data/published/ranges_recorded.json (the ranges the
                                               # estimate shows: planner/plans/ranges.py), and regenerate
-                                              # docs/readme/ranges.md
+                                              # docs/readme/ranges.md and the README's tables
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+from pathlib import Path
 
 from _published_common import fmt, record, table, write_json
 
@@ -26,18 +29,59 @@ from gpuplan.planner.plans.ranges import build_table, evidence_rows, ranges_path
 GIB = 2**30
 
 
+BEGIN, END = "<!-- published.py --readme: begin -->", "<!-- published.py --readme: end -->"
+
+
+def summary(rows) -> str:
+    """One paragraph: tuned and held-out medians, and the figures of runs with no unmodelled feature."""
+    parts = []
+    for held, name in ((False, "tuned"), (True, "held-out")):
+        errs = [r.error_pct for r in rows if r.held_out is held]
+        parts.append(f"{name} sources {len(errs)} figures, median |error| {statistics.median(map(abs, errs)):.1f}%, "
+                     f"median signed {fmt(statistics.median(errs), True)}")
+    clean = [r for r in rows if not r.flagged]
+    by_kind: dict[str, list[float]] = {}
+    for r in clean:
+        by_kind.setdefault(r.kind.value, []).append(r.error_pct)
+    spans = "; ".join(f"{k}: {fmt(min(v), True)} to {fmt(max(v), True)}" for k, v in sorted(by_kind.items()))
+    return (f"Memory, all mapped figures: {'; '.join(parts)}. The {len(clean)} figures of runs with no unmodelled "
+            f"feature ({len({r.run.id for r in clean})} runs): {spans}.\n")
+
+
+def readme_tables(rows) -> str:
+    """The summary and the tables of the README's "Against real GPUs" section, as this script computes them."""
+    by = lambda r: (r.run.stack, r.run.mapping["method"], r.kind.value)   # noqa: E731
+    out = [summary(rows)]
+    for held, title in ((False, "Tuned sources"), (True, "Held-out sources (split.json; never used for fitting)")):
+        part = [r for r in rows if r.held_out is held]
+        out.append(table(f"{title}: by stack, method and figure", part, by, ("stack", "method", "published figure")))
+    out.append(table("All sources: by figure compared", rows, lambda r: (r.kind.value, r.compared_with),
+                     ("published figure", "gpuplan figure")))
+    out.append(table("All sources: by stack", rows, lambda r: (r.run.stack,), ("stack",)))
+    return "\n\n".join(p.strip("\n") for p in out) + "\n"
+
+
+def write_readme(path: str, rows) -> None:
+    """Replace the generated block of `path` (between BEGIN and END) with today's tables."""
+    text = open(path).read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + readme_tables(rows) + END + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="write today's errors to data/published/errors_recorded.json")
+    parser.add_argument("--readme", metavar="PATH", help="rewrite the generated tables of PATH (README.md)")
     args = parser.parse_args()
     rows = memory_errors()
-    by = lambda r: (r.run.stack, r.run.mapping["method"], r.kind.value)   # noqa: E731
+    if args.readme:
+        write_readme(args.readme, rows)
+        print(f"rewrote the generated tables of {args.readme}", file=sys.stderr)
+        return 0
     print(f"# gpuplan memory estimate against {len(rows)} published figures of {len({r.run.id for r in rows})} mapped runs\n")
-    for held, title in ((False, "Tuned sources"), (True, "Held-out sources (split.json; never used for fitting)")):
-        part = [r for r in rows if r.held_out is held]
-        print(table(f"{title}: by stack, method and figure", part, by, ("stack", "method", "published figure")))
-    print(table("All sources: by figure compared", rows, lambda r: (r.kind.value, r.compared_with), ("published figure", "gpuplan figure")))
-    print(table("All sources: by stack", rows, lambda r: (r.run.stack,), ("stack",)))
+    print(readme_tables(rows))
     print("\n**Every run** (`*`: has features gpuplan does not model, listed below the table)\n")
     print("| run | source | held out | figure | compared with | published GiB | estimate GiB | error |")
     print("|---|---|---|---|---|---|---|---|")
@@ -57,6 +101,9 @@ def main() -> int:
 
         recorded_table.cache_clear()   # the file just written
         print(f"regenerated {write_doc(recorded_table())}", file=sys.stderr)
+        readme = Path(__file__).resolve().parents[1] / "README.md"
+        write_readme(str(readme), rows)
+        print(f"rewrote the generated tables of {readme}", file=sys.stderr)
     return 0
 
 
