@@ -48,3 +48,19 @@ def write_json(path, data: Any) -> None:
         json.dump(data, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def generated_block(text: str, begin: str, end: str) -> str:
+    """What a document holds between its `begin` and `end` markers (a generated block)."""
+    if begin not in text or end not in text:
+        raise ValueError(f"the document lost its generated block ({begin} ... {end})")
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
+def write_generated_block(path: str, begin: str, end: str, body: str) -> None:
+    """Replace the block of `path` between `begin` and `end` with `body` (the README's generated tables)."""
+    text = open(path).read()
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + body + end + tail)

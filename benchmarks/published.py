@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _published_common import fmt, record, table, write_json
+from _published_common import fmt, record, table, write_generated_block, write_json
 
 from gpuplan.planner.plans.evidence import memory_errors
 from gpuplan.planner.plans.ranges import build_table, evidence_rows, ranges_path, recorded_table, simulated_rows
@@ -63,11 +63,7 @@ def readme_tables(rows) -> str:
 
 def write_readme(path: str, rows) -> None:
     """Replace the generated block of `path` (between BEGIN and END) with today's tables."""
-    text = open(path).read()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with open(path, "w") as f:
-        f.write(head + BEGIN + "\n" + readme_tables(rows) + END + tail)
+    write_generated_block(path, BEGIN, END, readme_tables(rows))
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _published_common import fmt, record, table
+from _published_common import fmt, record, table, write_generated_block
 
 import json
 import statistics
@@ -159,11 +159,7 @@ def readme_tables(rows) -> str:
 
 def write_readme(path: str, rows) -> None:
     """Replace the generated block of `path` (between BEGIN and END) with today's tables."""
-    text = open(path).read()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with open(path, "w") as f:
-        f.write(head + BEGIN + "\n" + readme_tables(rows) + END + tail)
+    write_generated_block(path, BEGIN, END, readme_tables(rows))
 
 
 def main() -> int:
