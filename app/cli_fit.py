@@ -64,8 +64,10 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         click.echo(f"  (that is the load phase; the step alone needs {phases['step'] / gib:.2f} GiB: "
                    "gpuplan estimate --phases shows both)")
     if r.max_batch:
+        capped = s.max_micro_batch() == r.max_batch   # e.g. llama3 context parallelism: batch 1 only
         click.echo(f"  largest micro-batch at seq-len {s.seq_len}: {r.max_batch} ({r.max_batch_total_bytes / gib:.2f} GiB, "
-                   f"no headroom); with a {r.margin:.0%} safety margin: {r.safe_max_batch or 'none'}")
+                   + ("the largest the setup accepts" if capped else "no headroom")
+                   + f"); with a {r.margin:.0%} safety margin: {r.safe_max_batch or 'none'}")
         click.echo(f"    (the margin is {r.margin_source})")
     else:
         click.echo(f"  no micro-batch fits at seq-len {s.seq_len}")

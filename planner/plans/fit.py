@@ -146,8 +146,8 @@ def _try(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> tuple[int, int
         return totals(setup.with_(batch_size=b))
 
     u = setup.batch_unit()   # GRPO: the micro-batches its generation groups divide
-    k = _largest(lambda n: totals.fits(setup.with_(batch_size=n * u), gpu.memory_bytes), 1,
-                 max(min(setup.batch_size, MAX_BATCH) // u, 1))
+    top = min(setup.batch_size, MAX_BATCH, setup.max_micro_batch() or MAX_BATCH)
+    k = _largest(lambda n: totals.fits(setup.with_(batch_size=n * u), gpu.memory_bytes), 1, max(top // u, 1))
     return (k * u, total(k * u)) if k > 0 else (0, total(u))
 
 
@@ -209,7 +209,8 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
         return total_of(setup.with_(batch_size=b))
 
     u = setup.batch_unit()   # GRPO: only multiples of this are valid micro-batches (1 otherwise)
-    max_b = max(_largest(lambda k: fits_in(setup.with_(batch_size=k * u), mem), 1, MAX_BATCH // u), 0) * u
+    top = min(MAX_BATCH, setup.max_micro_batch() or MAX_BATCH)   # llama3 context parallelism: batch 1 only
+    max_b = max(_largest(lambda k: fits_in(setup.with_(batch_size=k * u), mem), 1, max(top // u, 1)), 0) * u
     margin, margin_source = safety_margin(setup.method)
     safe_b = max(_largest(lambda k: fits_in(setup.with_(batch_size=k * u), mem * (1 - margin)), 1,
                           max(max_b // u, 1)), 0) * u if max_b > 0 else 0

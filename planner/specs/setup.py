@@ -298,6 +298,13 @@ class TrainingSetup:
             return 1
         return self.num_generations // math.gcd(self.num_generations, self.steps_per_generation or self.grad_accum)
 
+    def max_micro_batch(self) -> int | None:
+        """The largest micro-batch the setup's trainer accepts, None where any is: llama3 context
+        parallelism runs varlen rows of batch 1 (techniques/context_parallel.py, axolotl's assertion)."""
+        if self.parallel.cp > 1 and self.parallel.cp_kind is CpKind.LLAMA3:
+            return 1
+        return None
+
     def min_seq_len(self) -> int:
         """The shortest sequence the setup takes: GRPO's prompt + completion needs one prompt token."""
         return self.completion_len + 1 if self.objective is Objective.GRPO else 1

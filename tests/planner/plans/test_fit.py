@@ -90,3 +90,15 @@ def test_fit_holds_grpo_s_rollouts_and_colocated_vllm_to_the_gpu():
     shared = fit(model, grpo.with_(vllm_colocate=0.3), gpu)
     assert shared.device_total_bytes == alone.device_total_bytes + int(gpu.memory_bytes * 0.3)
     assert shared.max_batch <= alone.max_batch
+
+
+def test_llama3_context_parallelism_is_searched_at_batch_1_only():
+    # axolotl's llama3 ring attention asserts batch_size == 1: fit must not probe batch 2 (it raised)
+    from gpuplan.planner.specs.enums import Attention, Loss
+    from gpuplan.planner.specs.parallel import CpKind, Fsdp, ParallelSpec
+
+    s = TrainingSetup(method=Method.FULL, batch_size=1, seq_len=65536, loss=Loss.CHUNKED, attention=Attention.FLASH,
+                      parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL, cp=4, cp_kind=CpKind.LLAMA3))
+    assert s.max_micro_batch() == 1 and s.with_(parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL)).max_micro_batch() is None
+    r = fit(resolve_model("llama-3.1-8b"), s, resolve_gpu("h100"))
+    assert r.fits and r.max_batch == 1 and r.safe_max_batch <= 1 and r.max_seq_len >= 65536
