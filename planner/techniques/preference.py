@@ -35,15 +35,15 @@ def time_sequences(rs: Resolved) -> tuple[int, int, str]:
     its no-grad KL forward, and the reference's KL and main forwards; ORPO's and reward modelling's pair.
     GRPO's rollouts (generation and its log-prob passes) are a phase of their own, not counted here."""
     s = rs.setup
+    policy = sequences_per_example(rs)
     ref = s.objective.has_reference and not s.precompute_ref_log_probs
-    if s.objective is Objective.DPO:
-        return 2, 2 if ref else 0, "chosen and rejected" + (" and the reference's no-grad forward on both" if ref else "")
-    if s.objective is Objective.KTO:
-        return 1, 1 + (2 if ref else 0), ("a no-grad policy forward on the KL completions"
-                                           + (", the reference's KL and main forwards" if ref else ""))
-    if s.objective in (Objective.ORPO, Objective.RM):
-        return 2, 0, "chosen and rejected"
-    return 1, 0, ""
+    if s.objective is Objective.KTO:   # the KL completions through the policy, then the reference's KL and main
+        return policy, 1 + (2 if ref else 0), ("a no-grad policy forward on the KL completions"
+                                                + (", the reference's KL and main forwards" if ref else ""))
+    what = "chosen and rejected" if policy == 2 else ""
+    if ref:   # DPO: the reference's no-grad forward on the same 2b sequences
+        return policy, policy, what + " and the reference's no-grad forward on both"
+    return policy, 0, what
 
 
 def reference_weight_bytes(m: ModelSpec, rs: Resolved) -> int:
