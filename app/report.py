@@ -138,3 +138,8 @@ def render_time(fit_rows: list[dict[str, Any]], times: list[dict[str, Any]], con
         table.add_row(row["gpu"], str(tm["gpus"]), f"{tm['step_time_s']:.3f}", f"{tm['tokens_per_s']:,.0f}",
                       f"{lo:,.0f}-{hi:,.0f}", hours, hrange, usd, urange)
     print_table(console, table, drop_order=("$ range", "hours range", "tokens/s range", "GPUs", "step s"))
+    for row, tm in zip(fit_rows, times):
+        if tm["parts_s"].get("generation"):   # GRPO's rollouts with HF generate (planner/speed/rollout.py)
+            console.print(f"{row['gpu']}: {tm['parts_s']['generation']:,.2f} s of the {tm['step_time_s']:,.2f} s step "
+                          "are GRPO's rollouts (HF generate, modelled with the step's constants; no published GRPO "
+                          "run checks them)")

@@ -141,7 +141,7 @@ def time_report(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, dataset_to
         "error_band": list(st.band), "error_band_source": st.band_source,
         "parts_s": {"compute": st.compute, "memory_bound": st.memory_bound, "dequant": st.dequant,
                     "optimizer": st.optimizer, "overhead": st.overhead, "communication": st.communication,
-                    "offload": st.offload},
+                    "offload": st.offload} | ({"generation": st.generation} if st.generation else {}),
     }
     if dataset_tokens:
         tokens = dataset_tokens * epochs

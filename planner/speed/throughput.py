@@ -43,7 +43,7 @@ from ..specs.setup import ActivationOffload, TrainingSetup
 from ..specs.resolved import resolve
 from ..techniques import (activation_offload, checkpointing, context_parallel, loss, multimodal, optimizers, preference,
                           reward)
-from . import dequant, links, upcast
+from . import dequant, links, rollout, upcast
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
@@ -291,11 +291,12 @@ class StepTime:
     overhead: float = 0.0      # fixed launch costs: layers, adapters, the step
     band: tuple[float, float] = (0.0, 0.0)   # signed tokens/s error range of this family x method (cross-validated)
     band_source: str = ""
+    generation: float = 0.0    # GRPO's rollouts with HF generate, per optimizer step (planner/speed/rollout.py)
 
     @property
     def total(self) -> float:
         return (self.compute + self.memory_bound + self.dequant + self.optimizer + self.overhead
-                + self.communication + self.offload)
+                + self.communication + self.offload + self.generation)
 
     @property
     def tokens_per_s(self) -> float:
@@ -327,7 +328,8 @@ class StepTime:
                 "memory_bound_s": self.memory_bound, "overhead_s": self.overhead,
                 "step_time_s_range": list(self.total_range), "tokens_per_s_range": list(self.tokens_per_s_range),
                 "error_band": list(self.band), "error_band_source": self.band_source,
-                "assumptions": [a.__dict__ for a in self.assumptions]}
+                "assumptions": [a.__dict__ for a in self.assumptions]} | (
+                    {"generation_s": self.generation} if self.generation else {})
 
 
 def assemble(cols: Columns, c: TimeConstants, e_gemm: float) -> tuple[float, float, float, float, float, float]:
@@ -392,9 +394,17 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                                 f"--objective {setup.objective.value}: {what} (techniques/preference.py); tokens/s counts "
                                 "the tokens of every sequence through the policy; each no-grad forward at the "
                                 "forward's share of the step's FLOPs, its kernels and launches scaled alike"))
+    gen = rollout.rollout_time(model, setup, gpu, c, used.value, cols.peak)
+    if gen is not None:
+        notes.append(Assumption("rollouts", [gen.completions, gen.new_tokens, round(gen.per_step, 4)],
+                                "completions, new tokens, generations per optimizer step",
+                                f"GRPO's HF generate: prefill {gen.prefill_s:.3g} s, {gen.new_tokens - 1} decode steps "
+                                f"{gen.decode_s:.3g} s, gathers {gen.gather_s:.3g} s per generation (planner/speed/"
+                                "rollout.py: the step's constants applied to generate's forwards, not checked against a "
+                                "published GRPO run; sampling's Python work outside the model not counted)"))
     elif setup.objective is Objective.GRPO:
-        notes.append(Assumption("objective_sequences", [1, 0], "sequences per example (with, without grad)",
-                                "--objective grpo: the training step only; the rollouts (generation and its no-grad "
-                                "log-prob passes) are not timed"))
+        notes.append(Assumption("rollouts", None, "", "vLLM generates: its generation is not timed (its own engine); "
+                                "the step's time covers training and the log-prob passes"))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
-                    cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group)
+                    cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group,
+                    gen.per_optimizer_step_s if gen is not None else 0.0)

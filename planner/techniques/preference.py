@@ -33,9 +33,15 @@ def time_sequences(rs: Resolved) -> tuple[int, int, str]:
     forward, what they are) for the time model, from the same trainer steps this module plans:
     DPO's chosen and rejected through the policy and, unless precomputed, the reference; KTO's completion,
     its no-grad KL forward, and the reference's KL and main forwards; ORPO's and reward modelling's pair.
-    GRPO's rollouts (generation and its log-prob passes) are a phase of their own, not counted here."""
+    GRPO's log-prob passes after generate (the reference's, the old policy's), each a no-grad forward over
+    the generation batch, one micro-batch's worth per micro-batch; its generation is timed apart
+    (planner/speed/rollout.py)."""
     s = rs.setup
     policy = sequences_per_example(rs)
+    if s.objective is Objective.GRPO:
+        passes = [n for n, on in (("the reference's", grpo.keeps_reference(s)),
+                                  ("the old policy's", grpo.old_policy_pass(s))) if on]
+        return policy, len(passes), (" and ".join(passes) + " no-grad log-prob forward after generate") if passes else ""
     ref = s.objective.has_reference and not s.precompute_ref_log_probs
     if s.objective is Objective.KTO:   # the KL completions through the policy, then the reference's KL and main
         return policy, 1 + (2 if ref else 0), ("a no-grad policy forward on the KL completions"
