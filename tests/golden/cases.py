@@ -213,6 +213,11 @@ _TECHNIQUES = (
     ("grpo vllm colocate", ["-m", "qwen-2.5-7b", "--method", "lora", "--objective", "grpo", "--loss", "trl",
                             "-s", "1024", "--max-completion-length", "768", "--vllm-colocate", "0.3",
                             "--gpu", "h100"]),
+    ("grpo lora generate time", ["-m", "qwen-2.5-0.5b", "--method", "lora", "--objective", "grpo", "--loss", "trl",
+                                 "-s", "1024", "--max-completion-length", "768", "--kl-beta", "0.04", "--gpu", "l4"]),
+    ("grpo fsdp generate time", ["-m", "qwen-2.5-7b", "--objective", "grpo", "--loss", "trl", "-b", "8", "-s", "1536",
+                                 "--max-completion-length", "1024", "--gpus-per-node", "8", "--fsdp", "full",
+                                 "--gpu", "rtx-4090"]),
     *((f"context-parallel {name}", ["-m", "llama-3.1-8b", "--method", "full", "-b", "1", "--seq-len", "65536",
                                     "--gpus-per-node", "8", "--loss", "chunked", *extra])
       for name, extra in (("fsdp torch", ("--fsdp", "full", "--context-parallel", "4")),
