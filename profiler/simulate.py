@@ -12,6 +12,7 @@ from gpuplan.planner import Component, ModelSpec, Objective, TrainingSetup
 from .build import build
 from .kernels.dropout import cuda_dropout
 from .measurement import Measurement
+from .module_dropout import module_dropout_draws
 from .step import tracked_run
 from .tracker import StorageTracker
 
@@ -24,7 +25,7 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     setup.validate()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
-    with cuda_dropout(), _trl_kernels(setup):
+    with cuda_dropout(), _trl_kernels(setup), module_dropout_draws():
         return tracked_run(built, model, setup, "simulate", steps, per_module, fake)
 
 

@@ -97,7 +97,15 @@ def test_peft_config_with_lora_flags_is_refused(tmp_path):
 
 def test_a_method_the_simulator_cannot_run_is_one_line(tmp_path):
     pytest.importorskip("peft")
-    cfg = write(tmp_path, {"peft_type": "LOHA", "r": 8, "target_modules": ["q_proj", "v_proj"]})
+    cfg = write(tmp_path, {"peft_type": "SHIRA", "r": 8, "target_modules": ["q_proj", "v_proj"]})
     code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64")
-    assert code == 2 and "LOHA has no closed form" in out and "FakeTensorMode cannot give" in out
-    assert "Traceback" not in out
+    assert code == 2 and "SHIRA has no closed form" in out and "the simulator cannot run it" in out
+    assert "nonzero" in out and "Traceback" not in out
+
+
+def test_loha_is_answered_by_the_simulator(tmp_path):
+    """LoHa's host-side module-dropout draw is answered under FakeTensorMode (profiler/module_dropout.py)."""
+    pytest.importorskip("peft")
+    cfg = write(tmp_path, {"peft_type": "LOHA", "r": 8, "target_modules": ["q_proj", "v_proj"]})
+    code, out = run("-m", TINY, "--peft-config", cfg, "-b", "2", "-s", "64", "--json")
+    assert code == 0 and json.loads(out)["source"] == "simulated"
