@@ -202,6 +202,11 @@ def _optimizer(params: list[torch.nn.Parameter], setup: TrainingSetup, lm: torch
         return torch.optim.SGD(params, lr=1e-5, momentum=0.9, foreach=True)
     if kind is Optimizer.ADAFACTOR:
         return Adafactor(params, lr=1e-5, scale_parameter=False, relative_step=False)
+    if kind is Optimizer.LORAFA:   # peft's LoRA-FA: freezes every lora_A, AdamW-hf on B [peft/optimizers/lorafa.py]
+        from peft.optimizers import create_lorafa_optimizer   # lazy: peft loads with the peft model only
+
+        lora = setup.lora
+        return create_lorafa_optimizer(lm, r=lora.r, lora_alpha=lora.alpha, lr=1e-5)
     if kind.low_rank or kind.torchao or kind in (Optimizer.SCHEDULE_FREE_ADAMW, Optimizer.ADAM_MINI, Optimizer.MUON):
         from .optimizers import extra_optimizer   # lazy: each library is loaded for its optimizers only
 

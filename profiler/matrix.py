@@ -422,6 +422,22 @@ MATRICES["optim"] = OPTIM_MATRIX
 MATRICES["rl"] = RL_MATRIX
 MATRICES["rmppo"] = RMPPO_MATRIX
 
+# peft's LoRA-FA optimizer (--optimizer lorafa, planner/techniques/lora_fa.py): lora_A frozen, run with
+# create_lorafa_optimizer itself; peft MetaMathQA's pairing (q,v: one shared saved input) and all-linear
+LORAFA_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "optimizer": "lorafa", **NO_CKPT,
+                                   "lora": {"r": 32, "alpha": 64, "targets": ["q_proj", "v_proj"]}}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "optimizer": "lorafa",
+                                   "lora": {"r": 32, "alpha": 64, "targets": ["q_proj", "v_proj"]}}),
+    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", "optimizer": "lorafa", **NO_CKPT,
+                                   "lora": {"r": 16, "dropout": 0.05, "targets": ["all-linear"]}}),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "optimizer": "lorafa", "base_dtype": "bf16", **NO_CKPT,
+                                   "lora": {"r": 16, "targets": ["all-linear"]}}),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "optimizer": "lorafa",
+                                   "lora": {"r": 16, "targets": ["all-linear"]}}),
+)
+MATRICES["lorafa"] = LORAFA_MATRIX
+
 # TRL 1.13-1.14 SFTTrainer's default loss, loss_type="chunked_nll" (--loss chunked-nll), run with TRL's own
 # _patch_chunked_ce_lm_head (profiler/trl_chunked_nll.py): the TRL stack's recipe (fp32 load, bf16
 # autocast), bf16 loads, QLoRA, full fine-tuning, a completion-only fraction, one row and several

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, multimodal, optimizers, quantization
+from ..techniques import ADAPTERS, lora_fa, multimodal, optimizers, quantization
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ def states(model: ModelSpec, rs: Resolved) -> States:
         trainable += vision_adapters
     # trainable but idle on text-only batches: no gradient, no optimizer state [techniques/multimodal.py]
     stepped = trainable - multimodal.idle_params(model, rs)
+    frozen_a = lora_fa.frozen_a_params(model, rs)   # LoRA-FA freezes every lora_A [techniques/lora_fa.py]
+    stepped -= frozen_a
+    trainable -= frozen_a
     embedding = pc.embedding if rs.full else ADAPTERS[rs.adapters.kind].embedding_params(model, rs)
     opt = rs.setup.optimizer
     if opt in optimizers.EXTRA and rs.full:   # per-tensor rules (GaLore, torchao, schedule-free)
@@ -61,6 +64,8 @@ def states(model: ModelSpec, rs: Resolved) -> States:
                                                           o.rank, o.update_proj_gap, o.targets, o.block_size)
     elif opt in optimizers.EXTRA:             # schedule-free AdamW over adapters: no per-tensor rule
         state, paged, temp = optimizers.extra_state_bytes(opt, model, [(stepped, 1)], dtype, 0, 1, (), 256)
+    elif lora_fa.active(rs.setup):   # AdamW-hf's two moments for B and the other trainables; B's projected gradient
+        state, paged, temp = 2 * stepped * dtype.bytes, 0, lora_fa.step_temporaries(model, rs)
     else:
         state, paged, temp = optimizers.state_bytes(opt, stepped, dtype, largest, shapes, embedding)
     return States(

@@ -93,6 +93,7 @@ class Optimizer(Choice):
     ADAM_MINI = "adam-mini"                      # adam_mini.Adam_mini (LLaMA-Factory use_adam_mini; no HF name)
     APOLLO_ADAMW = "apollo-adamw"                # apollo_torch.APOLLOAdamW (HF optim="apollo_adamw")
     MUON = "muon"                                # torch.optim.Muon on 2-D parameters + AdamW on the rest
+    LORAFA = "lorafa"                            # peft.optimizers.create_lorafa_optimizer: lora_A frozen, B stepped
 
     @property
     def paged(self) -> bool:

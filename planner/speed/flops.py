@@ -30,7 +30,7 @@ from ..specs.enums import Attention, Loss
 from ..specs.model import ModelSpec
 from ..specs.resolved import resolve
 from ..specs.setup import TrainingSetup
-from ..techniques import ADAPTERS, attention, checkpointing, cut_ce
+from ..techniques import ADAPTERS, attention, checkpointing, cut_ce, lora_fa
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     else:
         # frozen linears and head: input gradient only; adapters: both; attention: 2x forward
         backward = 2 * (W + head) + 4 * adapters + 2 * attn + 2 * trained_frozen
+        backward -= 2 * lora_fa.frozen_a_params(model, rs)   # LoRA-FA: no weight gradient for the frozen A's
     ckpt = checkpointing.enabled(rs)
     attn_share = 0 if checkpointing.attention_outputs(model, rs) else 1   # save-attention: not recomputed
     recompute = checkpointing.recompute_flop_share(rs) * (2 * (W + adapters) + attn_share * attn)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..specs.enums import Attention, DType
 from ..specs.model import LinearRole, LinearSpec, ModelSpec
 from ..specs.resolved import Resolved
-from . import dora, moe_lora, outer
+from . import dora, lora_fa, moe_lora, outer
 from .quantization import base_linear_out_bytes
 
 
@@ -85,10 +85,14 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
     x = e.bytes if autocast else a.bytes      # what lora_A saves when it is a new tensor
     seen: set[object] = set()
     total = 0.0
+    frozen_a = lora_fa.active(rs.setup)   # LoRA-FA: a frozen lora_A saves no input [techniques/lora_fa.py]
     for lin in (m.moe_linears if moe else m.dense_linears):
         if lin.name not in targets or lin.experts > 1:
             continue
         total += x * ad.r                                       # lora_B's input
+        if frozen_a:
+            total += lin.in_features if ad.dropout > 0 else 0   # dropout's bool mask only
+            continue
         in_dtype, uncounted = linear_input(rs, lin)
         if ad.dropout > 0:
             total += (x + 1) * lin.in_features                  # its own dropout output (or cast), mask

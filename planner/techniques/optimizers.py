@@ -6,6 +6,7 @@ import re
 
 from ..specs.enums import DType, Optimizer
 from ..specs.params import param_counts
+from . import lora_fa
 
 # 8-bit optimizers keep blockwise-quantized states (blocks of 256, fp32 absmax) for tensors with
 # at least 4096 elements; smaller tensors keep 32-bit states
@@ -366,6 +367,8 @@ def notes(opt: Optimizer) -> list[str]:
     if opt is Optimizer.ADAM_MINI:
         return ["adam-mini: adam_mini 1.1.1's reduced second moments by parameter name (Llama-style names), modelled "
                 "from source and checked on a real CPU step, not simulated (its step reads tensor values)"]
+    if opt is Optimizer.LORAFA:
+        return [lora_fa.note()]
     if opt is Optimizer.SCHEDULE_FREE_ADAMW:
         return ["schedule-free-adamw: schedulefree 1.4.1 AdamWScheduleFree (z and the second moment), simulated"]
     return []
