@@ -10,6 +10,7 @@ from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objecti
                                         Precision, QuantType)
 from gpuplan.planner.specs.enums import Compile
 from gpuplan.planner.specs.enums import Fp8, Fp8Linears
+from gpuplan.planner.specs.enums import LoraVariant
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
@@ -148,6 +149,9 @@ SETUP_OPTIONS = [
     click.option("--lora-alpha", type=float, default=None, help="LoRA alpha [peft default 8]."),
     click.option("--lora-dropout", type=float, default=None, help="LoRA dropout [peft default 0]."),
     click.option("--lora-targets", default=None, help="Comma list of module names, or all-linear [peft's default per model]."),
+    click.option("--lora-variant", type=click.Choice(LoraVariant.values()), default=None,
+                 help="A LoRA variant from a paper that peft lacks: dylora and delta-lora are modelled from their "
+                      "papers; longlora and rosa are refused, naming what is missing [none]."),
     click.option("--lora-language-only", is_flag=True, default=False,
                  help="Multimodal models: adapt the named targets in the language model only, not in the vision "
                       "tower [peft matches names in both towers]."),
@@ -271,6 +275,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         targets=targets,
         adapter_dtype=DType(kw["adapter_dtype"]) if kw.get("adapter_dtype") else None,
         use_dora=use_dora, modules_to_save=modules_to_save, language_only=bool(kw.get("lora_language_only")),
+        variant=LoraVariant(kw["lora_variant"]) if kw.get("lora_variant") else LoraVariant.NONE,
     )
     quant = QuantSpec(
         quant_type=QuantType(kw["quant_type"]) if kw.get("quant_type") else QuantSpec.quant_type,

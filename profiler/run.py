@@ -82,6 +82,9 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     if setup.loss is Loss.TRL:
         return ("--loss trl (TRL's fused LM head) is modelled from TRL's source, not profiled: profile with "
                 "--loss hf or --loss chunked")
+    if setup.lora.variant.value != "none":   # no library implements them for the profiler to run
+        return (f"--lora-variant {setup.lora.variant.value} is modelled from its paper, not profiled (peft does not "
+                "implement it): profile plain LoRA at the same rank")
     if setup.parallel.fsdp.value == "yafsdp":
         return ("--fsdp yafsdp needs YaFSDP's patched accelerate/transformers/trl and CUDA streams: modelled from "
                 "its source, not profiled; profile --fsdp full")

@@ -93,7 +93,8 @@ _OWN: dict[str, KeyRule] = {
     "use_muon": refused("the Muon optimizer"),
     "use_llama_pro": refused("LLaMA Pro expands and trains added blocks"),
     "mixture_of_depths": refused("mixture-of-depths routing"),
-    "shift_attn": refused("shift short attention (S^2-Attn)"),
+    "shift_attn": refused("LongLoRA's shift short attention (S^2-Attn), a monkey patch over flash-attn that "
+                          "transformers and peft lack (techniques/lora_variants.py)"),
     "rope_scaling": refused("RoPE scaling changes the context planned"),
     "model_max_length": refused("a tokenizer/model length override"),
     "enable_liger_kernel": modelled("true at stage sft: --liger --liger-before-load (the family's defaults, patched "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from ..techniques import ADAPTERS, lora_fa, multimodal, optimizers, quantization
+from ..techniques import ADAPTERS, lora_fa, lora_variants, multimodal, optimizers, quantization
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class States:
 
 
 def states(model: ModelSpec, rs: Resolved) -> States:
+    lora_variants.check(rs.setup)   # a paper's LoRA variant: modelled or refused [techniques/lora_variants.py]
     pc = param_counts(model)
     total = pc.total
     layer_weights = (pc.attention + pc.mlp) // model.n_layers
@@ -68,6 +69,7 @@ def states(model: ModelSpec, rs: Resolved) -> States:
         state, paged, temp = 2 * stepped * dtype.bytes, 0, lora_fa.step_temporaries(model, rs)
     else:
         state, paged, temp = optimizers.state_bytes(opt, stepped, dtype, largest, shapes, embedding)
+    temp += lora_variants.step_temporaries(model, rs)   # Delta-LoRA's in-place update of W
     return States(
         weights=int(weights), gradients=int(stepped * dtype.bytes), optimizer_state=state,
         optimizer_paged=paged, optimizer_step_temporaries=temp, trainable_params=trainable,

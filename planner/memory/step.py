@@ -28,6 +28,7 @@ from ..techniques import reward   # RewardTrainer's score head: the last layer's
 from ..techniques import multimodal   # a multimodal wrapper's vision side
 from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
+from ..techniques import lora_variants   # LoRA variants from papers (DyLoRA, Delta-LoRA)
 from .layers import ActivationBytes
 from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
 from .result import Assumption
@@ -174,6 +175,7 @@ def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st
     notes += fp8.notes(rs)
     notes += in_backward.notes(rs)
     notes += optimizers.notes(rs.setup.optimizer)
+    notes += lora_variants.notes(rs)
     notes += attention.notes(model, requested.attention, rs)
     notes += masks.notes(model, rs, rs.setup.seq_len)
     if model.moe_layers:

@@ -76,6 +76,15 @@ _AUTOCAST = frozenset(p for p in Precision if p.value.endswith("-mixed"))
 _WEIGHT_DTYPE = {p: _COMPUTE_DTYPE[p] if p.value.endswith("-true") else DType.FP32 for p in Precision}
 
 
+class LoraVariant(Choice):
+    """LoRA variants from papers that peft does not implement (planner/techniques/lora_variants.py)."""
+    NONE = "none"
+    DYLORA = "dylora"            # Valipour et al. 2023: a random rank b <= r each step; modelled as LoRA at r
+    DELTA_LORA = "delta-lora"    # Zi et al. 2023: W updated by the change of A B; modelled from the paper
+    LONGLORA = "longlora"        # Chen et al. 2024: S^2-Attn + trainable embeddings and norms; refused
+    ROSA = "rosa"                # Nikdan et al. 2024: sparse + low-rank; refused
+
+
 class Optimizer(Choice):
     ADAMW = "adamw"                    # torch.optim.AdamW, foreach implementation
     ADAMW_FUSED = "adamw-fused"        # torch.optim.AdamW(fused=True): HF Trainer's default

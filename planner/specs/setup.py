@@ -10,6 +10,7 @@ from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
 from .enums import Compile   # torch.compile [techniques/compile.py]
+from .enums import LoraVariant   # LoRA variants from papers [techniques/lora_variants.py]
 from .enums import Fp8, Fp8Linears   # torchao float8 training [techniques/fp8.py]
 from .errors import PlannerError
 from .model import ModelSpec
@@ -82,14 +83,19 @@ class LoraSpec:
     # a multimodal wrapper: targets matched inside the language model only (a `.*language_model.*` regex,
     # as unsloth's finetune_vision_layers=False builds), not in the vision tower; a no-op on a text model
     language_only: bool = False
+    # a LoRA variant from a paper that peft lacks (DyLoRA, Delta-LoRA: modelled; LongLoRA, RoSA: refused)
+    # [techniques/lora_variants.py]
+    variant: LoraVariant = LoraVariant.NONE
 
     def is_plain(self) -> bool:
         """No LoRA variant or extra trainable module: what every setup before them was."""
-        return not (self.use_dora or self.modules_to_save or self.ensure_weight_tying)
+        return not (self.use_dora or self.modules_to_save or self.ensure_weight_tying
+                    or self.variant is not LoraVariant.NONE)
 
 
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
-_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False, "language_only": False}
+_LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False, "language_only": False,
+               "variant": "none"}
 # loop knobs a setup's dict shows only when they are set
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
                 "tiled_mlp": False, "tiled_mlp_shards": 0,
@@ -400,8 +406,8 @@ class TrainingSetup:
             raise PlannerError("QLoRA stores weights in 4/8 bit and computes in 16 bit; "
                                "use --precision bf16-mixed (default), fp16-mixed, bf16-true or fp16-true")
         if self.method is Method.FULL and (self.adapter is not None or not self.lora.is_plain()):
-            raise PlannerError("a peft method (--peft-config, --use-dora, --modules-to-save) trains adapters on a "
-                               "frozen base: use --method lora (or qlora for a 4/8-bit base)")
+            raise PlannerError("a peft method (--peft-config, --use-dora, --modules-to-save, --lora-variant) trains "
+                               "adapters on a frozen base: use --method lora (or qlora for a 4/8-bit base)")
         if self.adapter is not None and not self.lora.is_plain():
             raise PlannerError(f"--use-dora / --modules-to-save are LoRA knobs; the {self.adapter.peft_type} config "
                                "given takes its own fields (put modules_to_save in its adapter_config.json)")
@@ -491,7 +497,7 @@ class TrainingSetup:
             return kind(**out)
 
         d = {k: v for k, v in d.items() if k != "model"}
-        lora = build(LoraSpec, d.pop("lora", {}) or {}, {"adapter_dtype": DType})
+        lora = build(LoraSpec, d.pop("lora", {}) or {}, {"adapter_dtype": DType, "variant": LoraVariant})
         quant = build(QuantSpec, d.pop("quant", {}) or {}, {"quant_type": QuantType})
         adapter = d.pop("adapter", None)
         if adapter is not None:
