@@ -259,9 +259,10 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
     if method is not Method.QLORA and (kw.get("quant_type") or kw.get("double_quant") is not None):
         raise PlannerError("--quant-type / --double-quant apply to --method qlora")
     model = resolve_model(kw["model"])
-    from .stack_options import apply_stack   # lazy: each command loads what it needs (fast start)
+    from .stack_options import apply_stack, objective_loss   # lazy: each command loads what it needs (fast start)
 
     kw = apply_stack(kw, model)
+    kw = objective_loss(kw)   # DPO/KTO/GRPO: TRL's fused LM head unless a loss was chosen
     liger_spec, loss_name = _liger(kw, model)
     targets: tuple[str, ...] = ()
     if kw.get("lora_targets"):

@@ -40,7 +40,7 @@ def test_orpo_estimates_and_what_is_not_modelled_is_refused():
     assert out["setup"]["objective"] == "orpo" and any("ORPO modelled" in n for n in out["notes"])
     r = _run("-m", "qwen-2.5-0.5b", "--objective", "ppo")
     assert r.exit_code == 2 and "PPOTrainer" in r.output and "Traceback" not in r.output
-    r = _run("-m", "qwen-2.5-0.5b", "--objective", "grpo")
+    r = _run("-m", "qwen-2.5-0.5b", "--objective", "grpo", "--loss", "chunked")
     assert r.exit_code == 2 and "--loss trl" in r.output
 
 
@@ -66,3 +66,16 @@ def test_reward_modellings_run_phases_load_and_save_the_score_head_model():
     saved = sft["checkpoint"]["bytes_per_checkpoint"] - rm["checkpoint"]["bytes_per_checkpoint"]
     assert abs(saved - 3 * head) < 2**20                       # weights + exp_avg + exp_avg_sq, headers apart
     assert rm["run_phases"]["load"] < sft["run_phases"]["load"]
+
+
+def test_trl_trainers_with_a_fused_head_get_trl_s_loss_when_none_is_given():
+    for objective in ("dpo", "kto"):
+        out = json.loads(_run("-m", "qwen-2.5-0.5b", "--method", "lora", "--objective", objective, "-b", "2",
+                              "--json").stdout)
+        assert out["setup"]["loss"] == "trl", objective
+    grpo = [a for a in GRPO if a not in ("--loss", "trl")]
+    assert json.loads(_run(*grpo).stdout)["setup"]["loss"] == "trl"
+    given = _run("-m", "qwen-2.5-0.5b", "--method", "lora", "--objective", "dpo", "--loss", "hf")
+    assert given.exit_code == 2 and "use --loss trl with --objective dpo" in given.output   # a loss given is kept
+    sft = json.loads(_run("-m", "qwen-2.5-0.5b", "--method", "lora", "--json").stdout)
+    assert sft["setup"]["loss"] == "hf"   # SFT keeps the project's default
