@@ -456,8 +456,9 @@ def _objective_notes(base: TrainingSetup, skipped: list[TrainingSetup]) -> list[
         return []
     notes = [f"--objective {base.objective.value}: each candidate's fit holds its trainer's step and run phases "
              f"(--loss {base.loss.value}); "
-             + ("the time and cost leave out GRPO's rollouts (generation and its log-prob passes): "
-                "they are the step's alone" if base.objective is Objective.GRPO else
+             + ("the time and cost include GRPO's rollouts with HF generate (planner/speed/rollout.py: the step's "
+                "constants applied to generate's forwards, no published GRPO run checks them) and its log-prob "
+                "passes" if base.objective is Objective.GRPO else
                 "the time and cost count the objective's sequences and no-grad forwards "
                 "(techniques/preference.py time_sequences), tokens/s the tokens of every sequence through the policy")]
     if skipped:
