@@ -76,9 +76,6 @@ def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> Eva
     eval batch; planner/memory/eval_ranks.py says what each holds beside it)."""
     plan.validate()
     multi = not setup.parallel.single_gpu
-    if multi and plan.generate_tokens:
-        raise PlannerError("--eval-generate-tokens on several GPUs is not modelled yet (generate under FSDP/ZeRO-3 "
-                           "gathers every layer at each decoded token); plan generation on one GPU")
     rank = rank_states(model, setup)
     s = plan.seq_len or setup.seq_len
     es = setup.for_model(model).with_(batch_size=plan.batch_size, seq_len=s, grad_accum=1, parallel=ParallelSpec())
@@ -139,11 +136,21 @@ def eval_estimate(model: ModelSpec, setup: TrainingSetup, plan: EvalPlan) -> Eva
                                  head_transient=0 if rs.full else act.head_copy,
                                  linear_transient=generation.frozen_mlp_cast(model, rs))
         g = generation.generation_bytes(model, rs, plan.batch_size, s, plan.generate_tokens, casts, plan.cache)
+        if multi:   # each rank generates its own eval batch beside what it holds, and gathers as a forward does
+            resident = {C.WEIGHTS: rank.weights + w_layer, C.GRADIENTS: rank.gradients, C.OPTIMIZER_STATE: rank.optimizer}
+        else:
+            resident = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state}
         gen = {"new_tokens": plan.generate_tokens, "cache": plan.cache.value, "kv_cache_bytes": g.cache,
-               "peak_allocated_bytes": st.weights + st.optimizer_state + g.total, "moment": g.moment}
+               "peak_allocated_bytes": sum(resident.values()) + g.total, "moment": g.moment}
         notes.append(f"generate: {plan.generate_tokens} new tokens per prompt (greedy, no early stop), "
                      f"{plan.cache.value} KV cache {g.cache / 2**30:,.2f} GiB at its peak ({g.moment})")
+        if multi:
+            notes.append("generation on several GPUs modelled from source, not simulated: every rank generates its "
+                         "eval batch to the full length (Seq2SeqTrainer passes synced_gpus=True under ZeRO-3 and FSDP, "
+                         "so no rank stops early), gathering the weights at each decode step as its eval forward does "
+                         "(FSDP2's forward hooks: the root and a layer at a time; ZeRO-3: module by module, the "
+                         "Trainer's generate has no ds3_gather_for_generation) [transformers 5.24 trainer_seq2seq.py "
+                         "l.307-308]")
         if gen["peak_allocated_bytes"] > sum(comps.values()):   # the cache is counted with the activations
-            comps = {C.WEIGHTS: st.weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: st.optimizer_state,
-                     C.ACTIVATIONS: g.total, C.LOGITS: 0, C.TEMPORARIES: 0}
+            comps = {**resident, C.ACTIVATIONS: g.total, C.LOGITS: 0, C.TEMPORARIES: 0}
     return EvalEstimate(sum(comps.values()), comps, steps, tuple(notes), gen)

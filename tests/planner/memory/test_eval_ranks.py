@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from gpuplan.app.cli import cli
 from gpuplan.planner import Component, Fsdp, Method, ParallelSpec, PlannerError, TrainingSetup, resolve_model
 from gpuplan.planner.memory.evaluation import EvalPlan, eval_estimate
+from gpuplan.planner.memory.eval_ranks import rank_states
 from gpuplan.planner.memory.pieces import terms
 
 LLAMA = resolve_model("llama-3.1-8b")
@@ -46,12 +47,29 @@ def test_each_kept_step_holds_every_replicas_logits():
 
 @pytest.mark.parametrize("parallel, plan, match", [
     (ParallelSpec(gpus=8, tp=2), PLAN, "--tp / --pp"),
-    (ParallelSpec(gpus=8, fsdp=Fsdp.FULL), EvalPlan(generate_tokens=64), "--eval-generate-tokens on several GPUs"),
     (ParallelSpec(gpus=8, fsdp=Fsdp.YAFSDP), PLAN, "yafsdp"),
 ])
 def test_unmodelled_layouts_are_refused(parallel, plan, match):
     with pytest.raises(PlannerError, match=match):
         eval_estimate(LLAMA, TrainingSetup(parallel=parallel), plan)
+
+
+def test_generation_on_several_gpus_holds_the_rank_and_gathers_as_its_forward():
+    gen = EvalPlan(batch_size=8, seq_len=512, generate_tokens=256)
+    one = eval_estimate(LLAMA, TrainingSetup(method=Method.LORA), gen)
+    caches = []
+    for parallel in (ParallelSpec(gpus=8, fsdp=Fsdp.FULL), ParallelSpec(gpus=8, zero=3), ParallelSpec(gpus=8)):
+        e = eval_estimate(LLAMA, TrainingSetup(method=Method.LORA, parallel=parallel), gen)
+        rank = rank_states(LLAMA, TrainingSetup(method=Method.LORA, parallel=parallel))
+        caches.append(e.generation["kv_cache_bytes"])   # each rank its own eval batch
+        beside = e.generation["peak_allocated_bytes"] - e.generation["kv_cache_bytes"]
+        assert beside >= rank.weights + rank.optimizer
+        assert "synced_gpus" in " ".join(e.notes)
+    # FSDP2/ZeRO-3 compute with 16-bit parameters instead of autocast: bf16 keys, not RoPE's fp32 ones; DDP runs
+    # the one-GPU module (memory/pieces.py compute_setup)
+    assert caches[0] == caches[1] < caches[2] == one.generation["kv_cache_bytes"]
+    sharded = eval_estimate(LLAMA, TrainingSetup(method=Method.LORA, parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL)), gen)
+    assert sharded.generation["peak_allocated_bytes"] < one.generation["peak_allocated_bytes"]   # 1/8 of the weights
 
 
 def test_cli_plans_the_eval_phase_on_eight_gpus():
