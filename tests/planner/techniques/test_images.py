@@ -23,9 +23,57 @@ def test_image_tokens_per_example(preset, per_image):
     assert images.image_tokens(m, _setup()) == 0
 
 
-def test_an_image_batch_has_no_closed_form_yet():
-    with pytest.raises(NoClosedForm, match="576 image tokens"):
-        estimate(resolve_model("llava-1.5-7b"), _setup(images_per_example=1))
+LLAVA = "llava-1.5-7b"
+
+
+@pytest.mark.parametrize("preset, setup, match", [
+    ("gemma-3-4b-it-multimodal", {}, "bidirectional image attention"),
+    (LLAVA, {"lora": {"targets": ["q_proj", "v_proj"]}}, "trainable parameters"),     # CLIP's q/v adapted too
+    (LLAVA, {"lora": {"targets": ["all-linear"], "language_only": False}}, "trainable parameters"),
+    (LLAVA, {"method": "full", "precision": "bf16-true"}, "trainable parameters"),
+    (LLAVA, {"method": "qlora", "quant": {"quant_type": "int8"}}, "8-bit base"),
+    (LLAVA, {"checkpointing": "save-attention"}, "ckpt-policy"),
+])
+def test_the_simulator_answers_what_the_closed_form_does_not_cover(preset, setup, match):
+    with pytest.raises(NoClosedForm, match=match):
+        estimate(resolve_model(preset), _setup(images_per_example=1, **setup))
+
+
+def _extra(**d):
+    from gpuplan.planner.specs.resolved import resolve
+
+    m = resolve_model(LLAVA)
+    return images.extra_bytes(m, resolve(m, _setup(**d).for_model(m)))
+
+
+CLIP_STATE = 577 * 1024          # one image's hidden state in CLIP ViT-L/14-336 (576 patches + the class token)
+PROJECTED = 576 * 4096           # one image's projected features (LLaVA-1.5-7B: Llama-2-7B's width)
+PIXELS = 3 * 336 * 336 * 4       # the image processor's fp32 pixel_values
+
+
+def test_without_checkpointing_nothing_on_the_vision_side_is_kept():
+    forward, backward, weights = _extra(base_dtype="bf16", checkpointing="none", images_per_example=1)
+    assert (backward, weights) == (0, 0)
+    # until the loss: the feature layer's and the last layer's hidden states, the features, the pixels
+    assert forward == 2 * CLIP_STATE * 2 + PROJECTED * 2 + PIXELS
+    assert _extra(base_dtype="bf16", checkpointing="none", images_per_example=2, seq_len=2048)[0] == 2 * forward
+
+
+def test_checkpointing_keeps_the_clip_layers_inputs_until_the_backward():
+    one = _extra(base_dtype="bf16", images_per_example=1)[1]
+    two = _extra(base_dtype="bf16", images_per_example=2, seq_len=2048)[1]
+    # per image: the patch embedding's output, pre_layrnorm's input, 23 layers' inputs, GELU's input
+    per_image = 576 * 1024 * 2 + CLIP_STATE * 2 * (1 + 23) + PROJECTED * 2
+    stats = 2 * (images._alloc(2 * 577 * 4) - images._alloc(577 * 4))   # pre_layrnorm's fp32 mean and rstd
+    assert two - one == per_image + stats + 1024 * 4096 * 2 + 1024    # and the longer sequence's embeddings, mask
+    fp32 = _extra(images_per_example=1)[1]   # fp32 frozen weights: 16-bit copies of the projector's weights
+    assert fp32 - one > (1024 * 4096 + 4096 * 4096) * 2
+
+
+def test_qlora_s_vision_biases_drop_to_16_bit_once_images_run():
+    biases = 24 * (4 * 1024 + 4096 + 1024) + 2 * 4096   # CLIP's six linears per layer, the projector's two
+    assert _extra(method="qlora", images_per_example=1)[2] == -biases * 2
+    assert _extra(images_per_example=1)[2] == 0
 
 
 @pytest.mark.parametrize("preset, setup, match", [
