@@ -14,7 +14,7 @@ What the real stack does with the vision side when no image is in the batch:
   the adapters peft put there under LoRA) get no gradient, and torch's optimizers create no state
   for a parameter whose grad is None [torch/optim/adamw.py _init_group: `if p.grad is None: continue`].
 Batches with images (the vision tower's activations, image tokens, Gemma-3's bidirectional image
-mask) are not modelled: refused in one line.
+mask) are techniques/images.py's.
 """
 from __future__ import annotations
 
