@@ -98,3 +98,11 @@ def test_shown_in_the_dict_only_when_set_and_round_trips():
     assert s.to_dict()["images_per_example"] == 2
     back = TrainingSetup.from_dict(s.to_dict())
     assert back.images_per_example == 2 and back.to_dict() == s.to_dict()
+
+
+def test_fit_searches_sequences_above_the_image_tokens():
+    from gpuplan.planner.io.catalog import resolve_gpu
+    from gpuplan.planner.plans.fit import fit
+
+    r = fit(resolve_model(LLAVA), _setup(method="qlora", images_per_example=1), resolve_gpu("a100-40gb"))
+    assert r.max_batch >= 1 and r.max_seq_len > 576
