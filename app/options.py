@@ -155,6 +155,9 @@ SETUP_OPTIONS = [
     click.option("--lora-language-only", is_flag=True, default=False,
                  help="Multimodal models: adapt the named targets in the language model only, not in the vision "
                       "tower [peft matches names in both towers]."),
+    click.option("--images-per-example", type=int, default=0, show_default=True,
+                 help="Multimodal models (LLaVA, Gemma-3): images in each example; their image tokens (576 / 256 "
+                      "per image) are part of --seq-len."),
     click.option("--adapter-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                  help="[LoRA: fp32 as peft does; QLoRA: bf16 as TRL does]"),
     click.option("--base-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
@@ -294,6 +297,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         attention=Attention(kw["attn"]), loss=Loss(loss_name), lora=lora, quant=quant, liger=liger_spec,
         loss_token_fraction=kw.get("loss_token_fraction") or 1.0,
         objective=Objective(kw.get("objective") or "sft"),
+        images_per_example=kw.get("images_per_example") or 0,
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
         num_generations=kw.get("num_generations") or _D.num_generations,
         completion_len=kw.get("completion_len") or _D.completion_len,

@@ -575,3 +575,19 @@ FP8_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", FP8_T, batch_size=2, seq_len=512),
 )
 MATRICES["fp8"] = FP8_MATRIX
+
+# LLaVA-1.5 on batches with images (planner/techniques/images.py): 576 image tokens per image inside
+# seq_len, the frozen CLIP tower and projector run on fake pixel_values; under checkpointing with an
+# adapter enable_input_require_grads hooks the patch embedding, so the checkpointed CLIP layers keep
+# their inputs; without it nothing on the vision side is kept
+_LANG_QV = {"targets": ["q_proj", "v_proj"], "language_only": True}
+VISION2_MATRIX: tuple[Case, ...] = (
+    Case("llava", "llava-1.5-7b", {"method": "qlora", "lora": _LANG_QV, "images_per_example": 1}, batch_size=1, seq_len=1024),
+    Case("llava", "llava-1.5-7b", {"method": "lora", "base_dtype": "bf16", "images_per_example": 1, "lora": {
+        "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], "language_only": True}},
+         batch_size=2, seq_len=768),
+    Case("llava", "llava-1.5-7b", {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": _LANG_QV,
+                                   "images_per_example": 2}, batch_size=1, seq_len=1536),
+    Case("llava", "llava-1.5-7b", {"method": "lora", "lora": _LANG_QV, "images_per_example": 1}, batch_size=1, seq_len=1024),
+)
+MATRICES["vision2"] = VISION2_MATRIX

@@ -17,6 +17,7 @@ from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
 from gpuplan.planner.specs.enums import Objective, Packing, Padding
 
 from .batch import micro_batch
+from .images import add_images, fake_placeholder_check
 from .build import Built
 from .kernels.attention import packed_sequences
 from .kernels.chunked_loss import chunked_loss
@@ -99,7 +100,8 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     loss_patch = (chunked_nll_forward(lm, lambda: tracker.mark(Phase.FORWARD, Component.LOGITS), setup.loss)
                   if setup.loss.trl_chunked else contextlib.nullcontext())
     try:   # packed-sequence detection answered as a real run answers it (fake position_ids cannot be read)
-        with packed_sequences(setup.packing is not Packing.NONE), loss_patch:
+        images = fake_placeholder_check() if setup.images_per_example else contextlib.nullcontext()
+        with packed_sequences(setup.packing is not Packing.NONE), loss_patch, images:
             _steps(built, setup, tracker, steps)
     finally:   # the model may be profiled again (find_max_batch): no hooks of this run may stay
         for handle in handles:
@@ -115,6 +117,8 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
         for _ in range(setup.grad_accum):
             tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
             batch = micro_batch(setup, vocab, built.device)   # ids, and a padding mask or packed position_ids
+            if setup.images_per_example:   # a multimodal wrapper's image tokens and pixel_values [profiler/images.py]
+                add_images(batch, lm.config, setup)
             ids = batch["input_ids"]
             with built.autocast():
                 if setup.loss is Loss.CHUNKED:   # Liger's fused linear cross-entropy: no logits

@@ -26,6 +26,7 @@ from ..techniques import activation_offload, attention, checkpointing, context_p
 from ..techniques import precision   # the recipe note
 from ..techniques import reward   # RewardTrainer's score head: the last layer's recompute is its peak
 from ..techniques import multimodal   # a multimodal wrapper's vision side
+from ..techniques import images   # ... and its batches with images
 from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
 from ..techniques import lora_variants   # LoRA variants from papers (DyLoRA, Delta-LoRA)
@@ -194,6 +195,7 @@ def single_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingS
     k = preference.sequences_per_example(rs)
     batch = setup.with_(batch_size=k * setup.batch_size) if k > 1 else setup
     phases = single_gpu_phases(model, batch, rs, st, act)
+    phases = images.with_images(model, rs, phases)   # a multimodal wrapper's image batch [techniques/images.py]
     ref_weights = preference.reference_weight_bytes(model, rs)
     if ref_weights or k > 1 or setup.objective.has_reference:
         phases = _with_reference(model, batch, rs, phases, ref_weights)

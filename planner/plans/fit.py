@@ -11,6 +11,7 @@ from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..techniques import images   # an image batch's image tokens set the shortest sequence
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Optimizer, Precision
 from ..memory.load import run_device_bounds
@@ -220,6 +221,7 @@ def fit(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, max_knob_options: 
         return lambda k: fits_in(setup.with_(batch_size=batch, seq_len=k * SEQ_STEP), mem)
 
     lo = -(-setup.min_seq_len() // SEQ_STEP)   # GRPO: a prompt beyond the completion
+    lo = max(lo, images.image_tokens(model, setup) // SEQ_STEP + 1)   # an image batch: a text token beyond its images
 
     def longest(batch: int) -> int:
         k = _largest(seq_ok(batch), lo, ctx)

@@ -104,6 +104,7 @@ _GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_genera
                   "vllm_colocate": 0.0, "vllm_server_gpus": 0, "ds3_gather_for_generation": True}
 # mask fields a setup's dict shows only when they are not the default
 _MASK_DEFAULTS = {"padding": Padding.NONE.value, "packing": Packing.NONE.value}
+_IMAGE_DEFAULTS = {"images_per_example": 0}   # shown in to_dict only when set
 # module names peft's LoRA can target besides the decoder layers' linears [peft/tuners/lora/layer.py
 # Embedding; lm_head is an nn.Linear], as transformers names them in the families gpuplan reads
 EMBEDDING_NAMES = ("embed_tokens", "wte", "embed_in")
@@ -218,6 +219,9 @@ class TrainingSetup:
     # attention masks [planner/techniques/masks.py]: a padded batch, or packed samples (position_ids)
     padding: Padding = Padding.NONE
     packing: Packing = Packing.NONE
+    # a multimodal wrapper's batches with images: images in each example, their image tokens part of
+    # seq_len (as the processor expands them) [planner/techniques/images.py]; 0: text-only batches
+    images_per_example: int = 0
     # the optimizer step inside backward: one optimizer per parameter, stepped and its gradient freed
     # by a post-accumulate-grad hook (torchtune optimizer_in_bwd, HF galore_*_layerwise) [techniques/in_backward.py]
     optimizer_in_backward: bool = False
@@ -373,6 +377,8 @@ class TrainingSetup:
                                "defers resharding, not modelled); drop the multi-GPU flags")
         if self.seq_len > 4 * 1024 * 1024:
             raise PlannerError(f"sequence length {self.seq_len} is beyond any model's context (max 4M)")
+        if self.images_per_example < 0:
+            raise PlannerError(f"--images-per-example must be 0 (text-only) or more, got {self.images_per_example}")
         if not 0.0 <= self.lora.dropout < 1.0:
             raise PlannerError(f"LoRA dropout must be in [0, 1), got {self.lora.dropout}")
         if not 0.0 < self.loss_token_fraction <= 1.0:
@@ -606,7 +612,7 @@ class TrainingSetup:
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)
-        for key, default in {**_LOOP_EXTRAS, **_MASK_DEFAULTS}.items():   # shown only when set: older setups' dicts stay as they were
+        for key, default in {**_LOOP_EXTRAS, **_MASK_DEFAULTS, **_IMAGE_DEFAULTS}.items():   # shown only when set: older setups' dicts stay as they were
             if d[key] == default:
                 d.pop(key)
         optim_dict(self, d)   # shown only when set: older setups' dicts stay as they were

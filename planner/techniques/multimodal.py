@@ -14,7 +14,7 @@ What the real stack does with the vision side when no image is in the batch:
   the adapters peft put there under LoRA) get no gradient, and torch's optimizers create no state
   for a parameter whose grad is None [torch/optim/adamw.py _init_group: `if p.grad is None: continue`].
 Batches with images (the vision tower's activations, image tokens, Gemma-3's bidirectional image
-mask) are not modelled: refused in one line.
+mask) are techniques/images.py's.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..specs.model import ModelSpec
 from ..specs.resolved import AdapterKind, Resolved
 from ..specs.setup import ALL_LINEAR, TrainingSetup
 from ..specs.vision import VisionLinear
+from . import images
 
 
 def _matches(lin: VisionLinear, target: str) -> bool:
@@ -66,6 +67,7 @@ def _what(model: ModelSpec) -> str:
 def check_setup(model: ModelSpec, setup: TrainingSetup) -> None:
     """Refuses, in one line, what is not modelled for a multimodal wrapper: a multi-GPU or offloaded plan,
     and reward modelling (the score head is planned on causal LMs only: techniques/reward.py)."""
+    images.check_setup(model, setup)   # batches with images [techniques/images.py]
     if model.vision is not None and setup.objective is Objective.RM:
         raise PlannerError(f"--objective rm on {_what(model)} is not modelled (the score head is planned on "
                            "text-only models); plan the text-only preset of its language model")
@@ -79,6 +81,7 @@ def check(model: ModelSpec, rs: Resolved) -> None:
     builds the whole wrapper and applies the method with peft, answers it)."""
     if model.vision is None:
         return
+    images.check(model, rs)
     what = _what(model)
     if rs.adapters is not None and rs.adapters.kind is not AdapterKind.LORA:   # the simulator answers it
         raise NoClosedForm(f"{rs.adapters.kind.value} on {what} has no closed form (full fine-tuning, LoRA, QLoRA "
@@ -90,6 +93,8 @@ def notes(model: ModelSpec, rs: Resolved) -> list[str]:
     if model.vision is None:
         return []
     v = model.vision
+    if rs.setup.images_per_example:
+        return images.notes(model, rs)
     idle = idle_params(model, rs)
     out = [f"{model.name}: text-only batches; the {v.tower.value} vision tower and projector ({v.params / 1e6:,.1f} M "
            "parameters) are on the GPU as weights and never run; batches with images are not modelled"]
