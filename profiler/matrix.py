@@ -456,6 +456,27 @@ MATRICES["trl-fp32"] = TRL_FP32_MATRIX
 MATRICES["tiled"] = TILED_MATRIX
 
 
+# The last checkpointed layer's recompute as the step's peak (planner/memory/layers.py mlp_backward_bytes):
+# chunked losses leave no logits to dominate; QLoRA's fp32 base-linear outputs (bitsandbytes' `.to(inp_dtype)`)
+# and kbit_upcast=False's bf16 ones, fp32-base LoRA's autocast copies, all-linear adapters on down_proj, Qwen 3's
+# q/k norms, Gemma 3's four norms, bf16-true, selective checkpointing, and RewardTrainer's score head
+QC = {"method": "qlora", "loss": "chunked"}
+RECOMPUTE_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", QC, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**QC, "kbit_upcast": False}, batch_size=4, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**QC, "lora": {"targets": ["all-linear"]}}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "kbit_upcast": False, "lora": {"targets": ["all-linear"]}, **CNLL},
+         batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-3-0.6b", QC, batch_size=4, seq_len=1024),
+    Case("gemma", "gemma-3-1b", QC, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "loss": "chunked"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**QC, "precision": "bf16-true"}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**QC, "ckpt_every": 2, "ckpt_first": 1}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "qlora", "kbit_upcast": False}, batch_size=2, seq_len=512),
+)
+MATRICES["recompute"] = RECOMPUTE_MATRIX
+
+
 @dataclass
 class Result:
     case: Case
