@@ -475,6 +475,8 @@ RECOMPUTE_MATRIX: tuple[Case, ...] = (
     Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "qlora", "kbit_upcast": False}, batch_size=2, seq_len=512),
     # full fine-tuning, the gradients accumulated: a trained down_proj's dW input released before MulBackward
     Case("qwen", "qwen-2.5-0.5b", {**RM, "precision": "bf16-true", "grad_accum": 2}, batch_size=4, seq_len=512),
+    # the README's headline setup (TRL 1.14's chunked_nll on QLoRA Llama-3.1-8B, 16384 tokens)
+    Case("llama", "llama-3.1-8b", {"method": "qlora", **CNLL}, batch_size=4, seq_len=4096),
 )
 MATRICES["recompute"] = RECOMPUTE_MATRIX
 
