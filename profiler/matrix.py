@@ -472,6 +472,31 @@ MATRICES["trl-fp32"] = TRL_FP32_MATRIX
 MATRICES["tiled"] = TILED_MATRIX
 
 
+# The last checkpointed layer's recompute as the step's peak (planner/memory/layers.py mlp_backward_bytes):
+# chunked losses leave no logits to dominate; QLoRA's fp32 base-linear outputs (bitsandbytes' `.to(inp_dtype)`)
+# and kbit_upcast=False's bf16 ones, fp32-base LoRA's autocast copies, all-linear adapters on down_proj, Qwen 3's
+# q/k norms, Gemma 3's four norms, bf16-true, selective checkpointing, RewardTrainer's score head, full fine-tuning
+QC = {"method": "qlora", "loss": "chunked"}
+RECOMPUTE_MATRIX: tuple[Case, ...] = (
+    Case("llama", "llama-3.2-1b", QC, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**QC, "kbit_upcast": False}, batch_size=4, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**QC, "lora": {"targets": ["all-linear"]}}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "qlora", "kbit_upcast": False, "lora": {"targets": ["all-linear"]}, **CNLL},
+         batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-3-0.6b", QC, batch_size=4, seq_len=1024),
+    Case("gemma", "gemma-3-1b", QC, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {"method": "lora", "loss": "chunked"}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**QC, "precision": "bf16-true"}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**QC, "ckpt_every": 2, "ckpt_first": 1}, batch_size=4, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "method": "qlora", "kbit_upcast": False}, batch_size=2, seq_len=512),
+    # full fine-tuning, the gradients accumulated: a trained down_proj's dW input released before MulBackward
+    Case("qwen", "qwen-2.5-0.5b", {**RM, "precision": "bf16-true", "grad_accum": 2}, batch_size=4, seq_len=512),
+    # the README's headline setup (TRL 1.14's chunked_nll on QLoRA Llama-3.1-8B, 16384 tokens)
+    Case("llama", "llama-3.1-8b", {"method": "qlora", **CNLL}, batch_size=4, seq_len=4096),
+)
+MATRICES["recompute"] = RECOMPUTE_MATRIX
+
+
 @dataclass
 class Result:
     case: Case

@@ -8,13 +8,14 @@ modeling_llama.py / modeling_gpt2.py / modeling_gpt_neox.py and what autograd sa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..specs.enums import Attention, MlpKind, NormKind
 from ..specs.model import LinearRole, ModelSpec, RopeKind
 from ..specs.resolved import AdapterKind, Resolved
 from ..techniques import ADAPTERS, attention, checkpointing, liger, masks, moe_lora, precision, quantization, tiled_mlp
 from ..techniques import compile as compiled   # torch.compile's saved set
+from ..techniques import lora, outer   # the head's saved inputs (head_side)
 from ..techniques import fp8   # torchao float8: no autocast copies of converted linears
 
 
@@ -88,6 +89,55 @@ def llama_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     mlp_kept = liger.glu_saved_tensors(rs) * o * I   # 3; Liger's SiLUMul/GELUMul: gate and up only
     mlp_dw = o * I                # the product, saved only by down_proj for its weight gradient
     return LayerBytes(norms.kept + attn + mlp_kept, norms.dw_only + qk_dw + mlp_dw + o_in)
+
+
+def mlp_backward_bytes(m: ModelSpec, rs: Resolved) -> float:
+    """Bytes per token live at the peak of a recomputed layer's MLP backward beyond the saved tensors the
+    layer's ledger counts (the last layer's, under checkpointing).
+
+    Llama's eager gated MLP, `down_proj(act_fn(gate_proj(x)) * up_proj(x))` [transformers 5.24
+    modeling_llama.py LlamaMLP.forward l.164], peaks in MulBackward: the product's gradient (down_proj's input
+    gradient) and the gradients of act_fn(gate) and up, beside the layer output's gradient (the residual
+    dtype). The three are in the base linears' output dtype [techniques/quantization.py base_linear_out_bytes]:
+    fp32 for bitsandbytes' Linear4bit on QLoRA's fp32 residual, which returns `matmul_4bit(x.to(compute_dtype),
+    ...).to(inp_dtype)` [bitsandbytes 0.50.2 nn/modules.py Linear4bit.forward l.626-637], so the backward of
+    that cast hands fp32 gradients on (MatMul4Bit.backward's own grad_A is in the 16-bit grad_output's dtype,
+    autograd/_functions.py l.384). Released by then, and so taken off: what down_proj saved (its adapter's
+    inputs, its dW-only input), its backward having run (MatMul4Bit keeps only the packed weight, on
+    `ctx.tensors`, l.358); and the layer input, where the recomputed first norm saves it as itself
+    (`hidden_states.to(torch.float32)` of an fp32 residual is a no-op, LlamaRMSNorm.forward l.64), it being
+    the checkpoint's saved input, already counted. Checked tensor by tensor against the simulated step's live
+    set at that point (profiler/tracker.py). Other MLPs (plain, fused gate_up, Liger's SiLUMul, MoE experts,
+    compiled): two intermediate-sized gradients and two residual-sized ones, in the same output dtype."""
+    r, h, I = rs.residual.bytes, m.hidden, m.intermediate
+    o = quantization.base_linear_out_bytes(rs)
+    if not _eager_gated_mlp(m, rs):
+        return 2 * r * h + 2 * o * I
+    outs = tuple(lin.name for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.OUTPUT)
+    out_saved = o * I if rs.full else 0.0       # a trained down_proj's dW-only input (llama_layer's mlp_dw)
+    adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
+    if adapter and set(outs) & set(rs.adapters.targets):   # its adapter's saved inputs, alone
+        only = replace(rs, adapters=replace(rs.adapters, targets=outs))
+        out_saved += adapter.saved_bytes_per_layer(m, only)
+    reused = r * h if (r == 4 and not m.post_norm and not liger.patched(rs, "rms_norm")) else 0
+    return r * h + 3 * o * I - out_saved - reused
+
+
+def _eager_gated_mlp(m: ModelSpec, rs: Resolved) -> bool:
+    """The MLP is llama_layer's eager `act_fn(gate) * up` on separate gate and up projections."""
+    mlp_in = sum(1 for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.INPUT)
+    return (_layer_kind(m) is llama_layer and mlp_in == 2 and not m.moe_layers and liger.glu_saved_tensors(rs) == 3
+            and not compiled.active(rs) and not tiled_mlp.enabled(rs))
+
+
+def mlp_output_copy(m: ModelSpec, rs: Resolved, layer_copies: int) -> int:
+    """Bytes of autocast's copy of one layer's MLP output projection (down_proj), among `layer_copies`
+    (all layers'): saved by its matmul for the input gradient, released once its backward has run, before
+    the MLP backward's peak [mlp_backward_bytes]."""
+    if not layer_copies or not _eager_gated_mlp(m, rs) or fp8.active(rs.setup):
+        return 0
+    return int(rs.compute.bytes * sum(lin.weight_count for lin in m.dense_linears
+                                      if lin.block == "mlp" and lin.role is LinearRole.OUTPUT))
 
 
 def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
@@ -308,6 +358,17 @@ class ActivationBytes:
     adapter_copies: int = 0   # autocast's cached 16-bit copies of fp32 LoRA adapters (all layers)
     expert_backward: int = 0  # one MoE layer's backward beyond its merged expert weights (techniques/moe_lora.py)
     moe_per_layer: float = 0.0   # bytes per token saved by one MoE layer (0: no MoE layers)
+    mlp_backward: float = 0.0    # per token, the recomputed layer's MLP backward beyond its saved set (mlp_backward_bytes)
+    mlp_out_copy: int = 0        # autocast's copy of one layer's down_proj, released before that peak
+    head_side: float = 0.0       # per token, the part of `outside` the head's and final norm's backward release
+
+
+def _layer_kind(m: ModelSpec):
+    """The layer formula of `m`'s family."""
+    return (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else
+            parallel_gated_layer if m.shared_norm and m.mlp_kind is MlpKind.GATED else shared_norm_layer if m.shared_norm else
+            layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
+            plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)
 
 
 def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
@@ -315,10 +376,7 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     s = rs.setup.seq_len
     frozen = not rs.full
     liger.check(m, rs.setup.liger)
-    layer = (mla_layer if m.kv_lora_rank else expanded_kv_layer if m.expand_kv else
-             parallel_gated_layer if m.shared_norm and m.mlp_kind is MlpKind.GATED else shared_norm_layer if m.shared_norm else
-             layernorm_rope_layer if m.norm_kind is NormKind.LAYER and m.rope is RopeKind.SHARED else
-             plain_layer if m.mlp_kind is MlpKind.PLAIN else llama_layer)(m, rs, s)
+    layer = _layer_kind(m)(m, rs, s)
     per_layer = layer.total(frozen)
     per_layer -= _untracked_first_layer(m, rs) / m.n_layers
     moe = 0.0
@@ -349,10 +407,13 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         outside += s * (r if rs.setup.attention is Attention.EAGER else 1)
     if adapter:
         outside += adapter.outside_bytes_per_token(m, rs)
+    # released by the backward of the head and the final norm, before any layer's: their saved inputs
+    head_side = final_norm + (outer.head_saved_bytes_per_token(m, rs) if adapter is lora else 0.0)
     per_layer += quantization.int8_inputs_per_layer(m, rs)
     if compiled.active(rs):   # the min-cut partitioner's cut replaces eager's saved tensors
         compiled.check(m, rs.setup, rs)
         per_layer, outside = compiled.layer_bytes(m, rs, s), compiled.outside_bytes(m, rs)
+        head_side = 0.0
     if tiled_mlp.enabled(rs):   # the MLP saves only its input [techniques/tiled_mlp.py]
         tiled_mlp.check(m, rs)
         per_layer += tiled_mlp.saved_delta(m, rs)
@@ -363,4 +424,5 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         layer_copies, head_copy, head_copy_saved = fp8.weight_copies(m, rs, layer_copies, head_copy, head_copy_saved)
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
-                           head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe)
+                           head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe,
+                           mlp_backward_bytes(m, rs), mlp_output_copy(m, rs, layer_copies), head_side)

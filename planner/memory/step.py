@@ -24,7 +24,6 @@ from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
-from ..techniques import reward   # RewardTrainer's score head: the last layer's recompute is its peak
 from ..techniques import multimodal   # a multimodal wrapper's vision side
 from ..techniques import images   # ... and its batches with images
 from ..techniques import compile as compiled   # torch.compile's saved set
@@ -108,7 +107,10 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
     mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
-        else reward.mlp_backward_bytes(model, rs, T, layer_transient)
+        else int(T * act.mlp_backward)   # the gradients at its peak, in the base linears' output dtype [layers.py]
+    # released by then, their backward having run: the head's and the final norm's saved inputs, the lm_head's
+    # saved 16-bit copy, down_proj's autocast copy (layers.py ActivationBytes.head_side, mlp_out_copy)
+    head_side = int(T * act.head_side)
     saved_head = act.head_copy_saved
     bwd_copies = saved_head if ckpt else act.layer_copies - dropped + saved_head + adapters
     if part:
@@ -120,13 +122,13 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward + off.in_flight,
                            C.LOGITS: 0, C.TEMPORARIES: layer_transient})
     if part:   # the highest checkpointed layer's recompute, once the kept layers above it are done
-        below = acts - T * above * act.per_layer + saved_head + kept_copies * (n_kept - above) // max(n_kept, 1)
-        layer_copy = (act.layer_copies + adapters) // max(L, 1)
+        below = acts - T * above * act.per_layer - head_side + kept_copies * (n_kept - above) // max(n_kept, 1)
+        layer_copy = (act.layer_copies + adapters) // max(L, 1) - act.mlp_out_copy
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: below - off.recompute, C.LOGITS: 0,
                            C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif ckpt:
-        layer_copy = (act.layer_copies - dropped + adapters) // max(L, 1)
-        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + saved_head - off.recompute,
+        layer_copy = (act.layer_copies - dropped + adapters) // max(L, 1) - act.mlp_out_copy
+        candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts - head_side - off.recompute,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
     elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
@@ -287,10 +289,13 @@ def _with_exchange(m: ModelSpec, setup: TrainingSetup, eng: Engine, phases: Phas
         fwd[C.ACTIVATIONS] += extra
         if before + extra >= pz.acts:   # a backward point that holds every layer's saved tensors
             bwd[C.ACTIVATIONS] += extra
-        # as single_gpu_phases' recompute point: one layer's autocast copies beside its recomputed tensors
-        layer_copy = (act.layer_copies + act.adapter_copies) // m.n_layers if n_ckpt else 0
-        inside = {**bwd, C.GRADIENTS: fwd[C.GRADIENTS], C.ACTIVATIONS: pz.acts, C.LOGITS: 0,
-                  C.TEMPORARIES: pz.recompute + layer_copy + pz.layer_transient}
+        # as single_gpu_phases' recompute point: one layer's autocast copies beside its recomputed tensors, less
+        # what the head's backward and down_proj's released; its MLP's backward or its attention's, the larger
+        layer_copy = (act.layer_copies + act.adapter_copies) // m.n_layers - act.mlp_out_copy if n_ckpt else 0
+        inner = max(int(T * act.mlp_backward), ex.backward) if n_ckpt else pz.layer_transient
+        head_side = int(T * act.head_side) if n_ckpt else 0
+        inside = {**bwd, C.GRADIENTS: fwd[C.GRADIENTS], C.ACTIVATIONS: pz.acts - head_side, C.LOGITS: 0,
+                  C.TEMPORARIES: pz.recompute + layer_copy + inner}
         if sum(inside.values()) > sum(bwd.values()):
             out[Phase.BACKWARD] = inside
     if fwd[C.ACTIVATIONS]:

@@ -47,11 +47,16 @@ def saved_bytes_per_token(m: ModelSpec, rs: Resolved) -> float:
     """
     a = rs.adapters
     x = rs.compute.bytes if rs.autocast else a.dtype.bytes
+    return head_saved_bytes_per_token(m, rs) + (x * a.r if "embedding" in a.embedding_lora else 0.0)
+
+
+def head_saved_bytes_per_token(m: ModelSpec, rs: Resolved) -> float:
+    """The head's part of saved_bytes_per_token: released by the head's backward, before the layers'."""
+    a = rs.adapters
+    x = rs.compute.bytes if rs.autocast else a.dtype.bytes
     out = 0.0
     if "head" in a.embedding_lora:
         out += x * (m.hidden + a.r)
-    if "embedding" in a.embedding_lora:
-        out += x * a.r
     if head_trains(rs):
         out += rs.compute.bytes * m.hidden
     return out

@@ -33,7 +33,6 @@ from ..specs.memo import per_model
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
-from . import quantization
 
 # RewardTrainer.__init__: `model_init_kwargs["num_labels"] = 1  # the only output of the model is the
 # reward score` [trl/trainer/reward_trainer.py l.394, TRL 1.14.0]
@@ -68,17 +67,6 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int,
     # backward: IndexBackward's zeros of the scores, then the score's input gradient (2b, s, H)
     bwd = scores + T * h * e
     return int(fwd), int(index), int(bwd)
-
-
-def mlp_backward_bytes(m: ModelSpec, rs: Resolved, T: int, layer_transient: int) -> int:
-    """The last layer's MLP backward beyond its recomputed tensors, where the score head leaves it the step's
-    peak: the gradients of the MLP's intermediates in the base linears' output dtype (bitsandbytes returns fp32
-    under QLoRA [techniques/quantization.py base_linear_out_bytes]), as the simulated step holds them. The
-    causal-LM step keeps the step builder's figure (`layer_transient`)."""
-    if rs.setup.objective is not Objective.RM:
-        return layer_transient
-    o = quantization.base_linear_out_bytes(rs)
-    return int(T * (2 * rs.residual.bytes * m.hidden + 2 * o * m.intermediate))
 
 
 def notes(rs: Resolved) -> list[str]:

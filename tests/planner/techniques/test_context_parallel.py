@@ -185,5 +185,6 @@ def test_ddp_ring_flash_shard_and_llama3_buffers():
     llama3 = estimate(m, base.with_(seq_len=32768, parallel=ParallelSpec(gpus=8, cp=8, cp_kind=CpKind.LLAMA3,
                                                                          heads_k_stride=8)))
     # kv_buffer, kv_buffer_copy, dkv_buffer: (2, 4096 x 8, 8 heads, 64) bf16 = 64 MiB each, and dq/dk/dv
-    # 2 x 4096 x (2048 + 2 x 512) = 24 MiB: 216 MiB against the MLP's 4096 (2 x 4 x 2048 + 2 x 2 x 8192) = 192 MiB
+    # 2 x 4096 x (2048 + 2 x 512) = 24 MiB: 216 MiB against the MLP's MulBackward gradients, 4096 x 3 x 2 x 8192
+    # = 192 MiB (memory/layers.py mlp_backward_bytes)
     assert llama3.peak_allocated_bytes - plain == 24 * MiB

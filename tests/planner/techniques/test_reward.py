@@ -91,18 +91,3 @@ def test_to_dict_round_trips():
     d = setup.to_dict(TIED)
     assert d["objective"] == "rm" and "precompute_ref_log_probs" not in d and "num_generations" not in d
     assert TrainingSetup.from_dict({k: v for k, v in d.items() if k != "base_dtype"}).objective is Objective.RM
-
-
-def test_the_mlp_backward_is_in_the_base_linears_output_dtype():
-    """The score head leaves the last layer's recompute the step's peak: its MLP gradients are in the dtype the
-    base linears return (fp32 from bitsandbytes under QLoRA), as the simulated step holds them; SFT keeps the
-    step builder's figure."""
-    from gpuplan.planner.specs.resolved import resolve
-
-    m, T = reward.score_model(resolve_model("llama-3.2-1b")), 2048
-    plain = T * (2 * 4 * m.hidden + 2 * 2 * m.intermediate)         # fp32 residual, bf16 compute (bf16-mixed)
-    for method, o in ((Method.LORA, 2), (Method.QLORA, 4)):
-        rs = resolve(m, RM.with_(method=method).for_model(m))
-        assert reward.mlp_backward_bytes(m, rs, T, plain) == T * (2 * 4 * m.hidden + 2 * o * m.intermediate)
-        sft = resolve(m, RM.with_(method=method, objective=Objective.SFT).for_model(m))
-        assert reward.mlp_backward_bytes(m, sft, T, plain) == plain
