@@ -396,5 +396,10 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
         notes.append(Assumption("objective_sequences", [1, 0], "sequences per example (with, without grad)",
                                 "--objective grpo: the training step only; the rollouts (generation and its no-grad "
                                 "log-prob passes) are not timed"))
+    elif setup.objective is Objective.PPO:
+        notes.append(Assumption("objective_sequences", [1, 0], "sequences per example (with, without grad)",
+                                "--objective ppo: the policy's micro-batch step only; the value model's forward and "
+                                "backward, the rollout (generation, the reference, value and reward forwards) and "
+                                "num_ppo_epochs are not timed"))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
                     cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group)
