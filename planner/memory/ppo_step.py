@@ -80,29 +80,35 @@ def ppo_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -
     p_acts = T * (L * (act.ckpt_per_layer if ckpt else act.per_layer) + act.outside)
     head_fwd, head_saved, head_bwd = head_bytes(model, e, b, s, R)
     hidden = (L + 1) * T * H * r            # output.hidden_states, bound with the logits
+    # without checkpointing, a 16-bit run's layer outputs are not what autograd saves (RMSNorm saves its fp32
+    # copy): output.hidden_states keeps them beside the saved set (with checkpointing they are the saved inputs)
+    if not ckpt and r < 4:
+        p_acts += hidden
     logits = T * model.vocab * e
-    held = logits + hidden                  # the policy's output after its graph is freed
     layer_transient = T * (2 * r * H + 2 * e * model.intermediate)
     p_embed = model.vocab * H * rs.trainable.bytes * (2 if model.tied_embeddings else 1) if rs.full else 0
-    # within a mini-batch of several micro-batches, the previous one's output and statistics are still bound
-    prev = held + 2 * b * R * model.vocab * e if ppo.micro_batches_per_mini(setup) > 1 else 0
+    # within a mini-batch of several micro-batches, the previous one's tensors are still bound: its output (logits,
+    # hidden states) until this forward returns, its softmax probabilities (b, R, V) until this backward is done
+    probs = b * R * model.vocab * e if ppo.micro_batches_per_mini(setup) > 1 else 0
 
     def live(g: int, a: int, lg: int, t: int) -> dict[C, int]:
         return {C.WEIGHTS: W, C.GRADIENTS: g, C.OPTIMIZER_STATE: O, C.ACTIVATIONS: a + kept, C.LOGITS: lg,
                 C.TEMPORARIES: t}
 
-    forward = [live(g_live, v_acts + vpred + prev, 0, v_transient),
-               live(g_live, v_acts + vpred + prev + p_acts, head_fwd, 0)]
-    backward = [live(g_live, v_acts + vpred + p_acts, head_saved, 0),       # its start
-                live(g_live, v_acts + vpred + p_acts, logits, head_bwd)]    # the head's backward
-    if ckpt:   # the last policy layer recomputed
-        backward.append(live(g_live, v_acts + vpred + p_acts + held, 0, T * act.per_layer + layer_transient))
-    backward.append(live(G_p + g_live, v_acts + vpred + T * act.outside + held, 0, layer_transient + p_embed))
+    prev_logits, prev_acts = (logits, hidden + probs) if probs else (0, 0)
+    forward = [live(g_live, v_acts + vpred + prev_acts, prev_logits, v_transient),
+               live(g_live, v_acts + vpred + prev_acts + p_acts, head_fwd + prev_logits, 0)]
+    backward = [live(g_live, v_acts + vpred + p_acts + probs, head_saved, 0),       # its start
+                live(g_live, v_acts + vpred + p_acts + probs, logits, head_bwd)]    # the head's backward
+    if ckpt:   # the last policy layer recomputed (the saved layer inputs are the bound hidden states)
+        backward.append(live(g_live, v_acts + vpred + p_acts + probs, logits, T * act.per_layer + layer_transient))
+    backward.append(live(G_p + g_live, v_acts + vpred + T * act.outside + hidden + probs, logits,
+                         layer_transient + p_embed))
     # then the value model's backward, the policy's gradients done and its output still bound
-    backward.append(live(G - v_embed, T * vact.outside + held, 0, v_transient + v_embed))
-    optimizer = [live(G, held, 0, st.optimizer_step_temporaries + vst.optimizer_step_temporaries),
+    backward.append(live(G - v_embed, T * vact.outside + hidden + probs, logits, v_transient + v_embed))
+    optimizer = [live(G, hidden, logits, st.optimizer_step_temporaries + vst.optimizer_step_temporaries),
                  # the no-grad statistics: softmax's (b, R, V) probabilities and their product with the logits
-                 live(g_live, held, 0, 2 * b * R * model.vocab * e)]
+                 live(g_live, hidden, logits, 2 * b * R * model.vocab * e)]
     phases = {Phase.FORWARD: max(forward, key=lambda c: sum(c.values())),
               Phase.BACKWARD: max(backward, key=lambda c: sum(c.values())),
               Phase.OPTIMIZER: max(optimizer, key=lambda c: sum(c.values()))}
