@@ -357,6 +357,8 @@ PPO_MATRIX: tuple[Case, ...] = (
     Case("llama", "smollm-2-360m", {**PPO, "response_len": 64}, batch_size=4, seq_len=256),
     Case("llama", "smollm-2-360m", {**PPO, "method": "lora", "reward_model": "smollm-2-135m", **NO_CKPT},
          batch_size=4, seq_len=256),
+    Case("llama", "smollm-2-135m", {**PPO, "response_len": 64, "grad_accum": 4, "rollout_batch": 4}, batch_size=2,
+         seq_len=128),
 )
 
 # axolotl's tiled MLP (planner/techniques/tiled_mlp.py): its own TiledMLP autograd Function in the simulated
@@ -517,8 +519,21 @@ def run_case(case: Case, device: Device = Device.SIMULATE) -> Result:
     comparison = compare(est, measured)
     components = {row.name: (row.estimate, row.measured) for row in comparison.components
                   if row.name in {c.value for c in Component.tensor_components()}}
+    components.update(_rollout_row(model, setup, measured.notes))
     return Result(case, est.peak_allocated_bytes, measured.peak_allocated_bytes, components,
                   time.perf_counter() - start)
+
+
+def _rollout_row(model, setup: TrainingSetup, notes: list[str]) -> dict[str, tuple[int, int]]:
+    """PPO's rollout phase, estimated and simulated (profiler/ppo_step.py notes its peak): {"rollout": (est, sim)}."""
+    from gpuplan.planner.techniques.ppo import ROLLOUT_NOTE
+
+    note = next((n for n in notes if n.startswith(ROLLOUT_NOTE)), None)
+    if note is None:
+        return {}
+    from gpuplan.planner.memory.ppo_step import rollout_phase
+
+    return {"rollout": (rollout_phase(model, setup).peak_allocated_bytes, int(note[len(ROLLOUT_NOTE):]))}
 
 
 def select(cases: Iterable[Case], families: set[str] | None = None, max_params: float | None = None,

@@ -66,24 +66,16 @@ def _models(model: ModelSpec, setup: TrainingSetup) -> tuple[torch.nn.Module, ..
     return policy, value, reward, ref
 
 
-def _rollout_kept(setup: TrainingSetup, vocab: int, value_dtype: torch.dtype, pad: int,
-                  device: torch.device) -> dict[str, torch.Tensor]:
-    """What the rollout leaves bound for the training phase, shaped as train() makes it (l.676-800)."""
-    n, q, R = ppo.local_batch(setup), setup.seq_len - setup.response_len, setup.response_len
-    chunks, rows = ppo.rollout_chunks(setup)
-    data = {"input_ids": torch.randint(0, pad, (n, q), device=device),
-            "attention_mask": torch.ones((n, q), dtype=torch.int64, device=device)}
-    queries = data["input_ids"]
-    # batch_generation's pad(): (chunks, rows, ...) then viewed to the local batch
-    query_responses = torch.randint(0, pad, (chunks, rows, q + R), device=device).view(-1, q + R)[:n]
-    logitss = torch.empty((chunks, rows, R, vocab), dtype=torch.float32, device=device).view(-1, R, vocab)[:n]
-    responses = query_responses[:, q:].clone()                      # torch.cat of the chunks' views
-    postprocessed = responses.clone()
-    logprobs = torch.zeros((n, R), device=device)
-    ref_logprobs = torch.zeros((n, R), device=device)
-    sequence_lengths = torch.full((n,), R - 1, dtype=torch.int64, device=device)
-    scores = torch.zeros((n,), dtype=value_dtype, device=device)
-    values = torch.zeros((n, R), dtype=value_dtype, device=device)
+def _post_rollout(data: dict, queries: torch.Tensor, query_responses: torch.Tensor, logitss: torch.Tensor,
+                  cat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The rollout's rewards and advantages (l.760-800), on the tensors the rollout's loop made; what it returns
+    is what train() keeps bound through the training phase."""
+    responses, postprocessed = cat.pop("responses"), cat.pop("postprocessed")
+    logprobs, ref_logprobs, values = cat.pop("logprobs"), cat.pop("ref_logprobs"), cat.pop("values")
+    sequence_lengths, scores = cat.pop("sequence_lengths"), cat.pop("scores")
+    n, R = responses.shape
+    device = responses.device
+    pad = 0   # the eos id compared against (any id: contain_eos is a bool per query)
     contain_eos = torch.any(postprocessed == pad, dim=-1)
     response_idxs = torch.arange(R, device=device).repeat(n, 1)
     padding_mask = response_idxs > sequence_lengths.unsqueeze(1)
@@ -118,6 +110,118 @@ def _rollout_kept(setup: TrainingSetup, vocab: int, value_dtype: torch.dtype, pa
                 padding_mask_p1=padding_mask_p1, logr=logr, kl=kl, non_score_reward=non_score_reward, rewards=rewards,
                 actual_start=actual_start, actual_end=actual_end, reversed_=reversed_, delta=delta,
                 advantages=advantages, returns=returns)
+
+
+def _shaped_rollout(setup: TrainingSetup, vocab: int, value_dtype: torch.dtype, pad: int,
+                    device: torch.device) -> dict[str, torch.Tensor]:
+    """The first update's rollout, its tensors made with the shapes and dtypes train() gives them (generation is
+    slow under fake tensors; the steady-state update that is measured runs the real rollout, `_rollout`)."""
+    n, q, R = ppo.local_batch(setup), setup.seq_len - setup.response_len, setup.response_len
+    chunks, rows = ppo.rollout_chunks(setup)
+    data = {"input_ids": torch.randint(0, pad, (n, q), device=device),
+            "attention_mask": torch.ones((n, q), dtype=torch.int64, device=device)}
+    query_responses = torch.randint(0, pad, (chunks, rows, q + R), device=device).view(-1, q + R)[:n]
+    logitss = torch.empty((chunks, rows, R, vocab), dtype=torch.float32, device=device).view(-1, R, vocab)[:n]
+    responses = query_responses[:, q:].clone()
+    cat = {"responses": responses, "postprocessed": responses.clone(),
+           "logprobs": torch.zeros((n, R), device=device), "ref_logprobs": torch.zeros((n, R), device=device),
+           "sequence_lengths": torch.full((n,), R - 1, dtype=torch.int64, device=device),
+           "scores": torch.zeros((n,), dtype=value_dtype, device=device),
+           "values": torch.zeros((n, R), dtype=value_dtype, device=device)}
+    del responses
+    return _post_rollout(data, data["input_ids"], query_responses, logitss, cat)
+
+
+class _HostReadsPerCall(torch.utils._python_dispatch.TorchDispatchMode):
+    """generate's host reads of booleans, answered as an unpadded batch of non-negative ids answers them on a GPU
+    (profiler/generation.py HOST_READS), told apart by the source line that reads: the mask is all ones, no
+    row ends in the pad id (no right padding), no id is negative. Any other read fails the simulation."""
+
+    # [transformers 5.24 generation/utils.py: _prepare_special_tokens, _prepare_attention_mask_for_generation,
+    # the right-padding check, _valid_auto_compile_criteria / the mask drop, _get_logits_processor]
+    ANSWERS = (("attention_mask[:, -1] == 0", False), ("_pad_token_tensor) > 0", False), ("== 1).all()", True),
+               ("isin(inputs_tensor, pad_token_id)", False), ("< 0", False))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].dtype is torch.bool:
+            import linecache
+            import traceback
+
+            for frame in reversed(traceback.extract_stack()):
+                if "transformers" in frame.filename:   # the statement, over the lines it spans
+                    line = "".join(linecache.getline(frame.filename, i) for i in range(frame.lineno, frame.lineno + 6))
+                    for word, answer in self.ANSWERS:
+                        if word in line:
+                            return answer
+                    raise RuntimeError(f"generate read a boolean the PPO simulation does not answer: {line!r}")
+        return func(*args, **(kwargs or {}))
+
+
+def _rollout(policy, value, reward, ref, setup: TrainingSetup, vocab: int, pad: int, device: torch.device,
+             old: dict) -> dict[str, torch.Tensor]:
+    """The rollout as train() runs it (l.676-800): TRL's batch_generation (transformers' sampling generate,
+    `output_scores=True`, decoded to the full response_length: see profiler/generation.py), then per chunk
+    selective_log_softmax on the scores, TRL's `forward` through the reference (peft: the policy with its
+    adapters disabled) and TRL's `get_reward` through the value and reward models; the previous rollout's
+    tensors (`old`) are let go when batch_generation returns, as the names are rebound."""
+    from transformers import GenerationConfig
+    from trl.experimental.ppo.ppo_trainer import batch_generation, forward
+    from trl.experimental.utils import first_true_indices, get_reward
+    from trl.trainer.utils import selective_log_softmax
+
+    from .generation import length_only_stop
+
+    n, q, R = ppo.local_batch(setup), setup.seq_len - setup.response_len, setup.response_len
+    rb = setup.rollout_batch
+    old.pop("data", None)   # data = next(iter_dataloader) rebinds the batch first
+    data = {"input_ids": torch.randint(0, pad, (n, q), device=device),
+            "attention_mask": torch.ones((n, q), dtype=torch.int64, device=device)}
+    queries = data["input_ids"]
+    config = GenerationConfig(max_new_tokens=R, temperature=ppo.TEMPERATURE + 1e-7, top_k=0.0, top_p=1.0,
+                              do_sample=True)
+    # PPOTrainer.__init__: generation_config.eos_token_id = stop_token_id (None by default): no EOS stop
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    base.generation_config.eos_token_id = None
+    checkpointed = policy.is_gradient_checkpointing
+    if checkpointed:   # unwrap_model_for_generation disables it around generate
+        policy.gradient_checkpointing_disable()
+    with torch.no_grad():
+        with length_only_stop(q + R), _HostReadsPerCall():
+            query_responses, logitss = batch_generation(policy, queries, rb, pad, config)
+        old.clear()
+        if checkpointed:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        out = {k: [] for k in ("responses", "postprocessed", "logprobs", "ref_logprobs", "sequence_lengths", "scores",
+                               "values")}
+        for i in range(0, n, rb):
+            query = queries[i:i + rb]
+            query_response = query_responses[i:i + rb]
+            response = query_response[:, q:]
+            logits = logitss[i:i + rb]
+            logprob = selective_log_softmax(logits, response)
+            del logits
+            if ref is None:
+                with policy.disable_adapter():
+                    ref_output = forward(_NoMask(policy), query_response, pad)
+            else:
+                ref_output = forward(_NoMask(ref), query_response, pad)
+            ref_logits = ref_output.logits[:, q - 1:-1]
+            ref_logits /= ppo.TEMPERATURE + 1e-7
+            ref_logprob = selective_log_softmax(ref_logits, response)
+            del ref_output, ref_logits
+            postprocessed_response = response   # stop_token_id None (the default): no truncation
+            postprocessed_query_response = torch.cat((query, postprocessed_response), 1)
+            sequence_length = first_true_indices(postprocessed_response == pad) - 1
+            full_value, _, _ = get_reward(value, query_response, pad, q)
+            value_ = full_value[:, q - 1:-1].squeeze(-1)
+            _, score, _ = get_reward(reward, postprocessed_query_response, pad, q)
+            for k, v in (("responses", response), ("postprocessed", postprocessed_response), ("logprobs", logprob),
+                         ("ref_logprobs", ref_logprob), ("sequence_lengths", sequence_length), ("scores", score),
+                         ("values", value_)):
+                out[k].append(v)
+        cat = {k: torch.cat(v, 0) for k, v in out.items()}
+        del out, logprob, ref_logprob, full_value, value_, score
+    return _post_rollout(data, queries, query_responses, logitss, cat)
 
 
 def _training_phase(model: torch.nn.Module, opt: torch.optim.Optimizer, setup: TrainingSetup, kept: dict,
@@ -210,11 +314,11 @@ def simulate_ppo(model: ModelSpec, setup: TrainingSetup, updates: int = 2) -> Me
             if lm is not None:
                 materialize(lm, device)
                 disable_dropout_in_model(lm)
+        for lm in (value, reward):   # get_reward and the wrapper call the backbone: its mask dropped as on a GPU
+            setattr(lm, lm.base_model_prefix, _NoMask(getattr(lm, lm.base_model_prefix)))
         wrapper = PolicyAndValueWrapper(policy, value)
-        wrapper.critic_backbone = _NoMask(wrapper.critic_backbone)
         wrapper.policy = _NoMask(policy)
         opt = build_optimizer(wrapper, setup)
-        value_dtype = next(value.parameters()).dtype
         tracker = StorageTracker()
         with tracker, cuda_dropout(), packed_sequences(False):
             trainable = [p for p in wrapper.parameters() if p.requires_grad]
@@ -229,17 +333,25 @@ def simulate_ppo(model: ModelSpec, setup: TrainingSetup, updates: int = 2) -> Me
                 tracker.track([output], Component.LOGITS)
                 tracker.mark(Phase.FORWARD, Component.LOGITS)
 
-            hook = head.register_forward_hook(logits_start)
             wrapper.train()
-            kept = None
+            kept: dict = {}
+            rollout_peak = 0
             for update in range(updates):
+                last = update == updates - 1
+                if last:
+                    tracker.reset_peaks()
                 tracker.mark(Phase.FORWARD, Component.ACTIVATIONS)
-                del kept
-                kept = _rollout_kept(setup, vocab, value_dtype, pad, device)
-                _training_phase(wrapper, opt, setup, kept, pad, tracker, autocast_for(setup, device),
-                                reset=update == updates - 1)
-            hook.remove()
+                if last:
+                    kept = _rollout(policy, value, reward, ref, setup, vocab, pad, device, kept)
+                else:
+                    kept = _shaped_rollout(setup, vocab, next(value.parameters()).dtype, pad, device)
+                if last:
+                    rollout_peak = max(p.total for p in tracker.peaks.values())
+                hook = head.register_forward_hook(logits_start)
+                _training_phase(wrapper, opt, setup, kept, pad, tracker, autocast_for(setup, device), reset=last)
+                hook.remove()
     return from_tracker(tracker, model, setup, device="simulate",
-                        notes=["PPO's training phase simulated with TRL 1.12.0's forward, selective_log_softmax, "
-                               "masked_mean and PolicyAndValueWrapper; the rollout's tensors made as its source "
-                               "shapes them (generation not simulated)"])
+                        notes=["PPO simulated with TRL 1.12.0's batch_generation, forward, get_reward, "
+                               "selective_log_softmax, masked_mean and PolicyAndValueWrapper: the figures are the "
+                               "training phase's",
+                               f"{ppo.ROLLOUT_NOTE}{rollout_peak}"])

@@ -86,7 +86,10 @@ def ppo_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -
         p_acts += hidden
     logits = T * model.vocab * e
     layer_transient = T * (2 * r * H + 2 * e * model.intermediate)
-    p_embed = model.vocab * H * rs.trainable.bytes * (2 if model.tied_embeddings else 1) if rs.full else 0
+    # the embedding's backward (step.py single_gpu_phases): tied, its gradient and the lm_head's are summed; with
+    # the gradient already accumulated from an earlier micro-batch the sum is a third buffer, not the .grad
+    tied = (3 if g_live else 2) if model.tied_embeddings else 1
+    p_embed = model.vocab * H * rs.trainable.bytes * tied if rs.full else 0
     # within a mini-batch of several micro-batches, the previous one's tensors are still bound: its output (logits,
     # hidden states) until this forward returns, its softmax probabilities (b, R, V) until this backward is done
     probs = b * R * model.vocab * e if ppo.micro_batches_per_mini(setup) > 1 else 0
@@ -102,7 +105,7 @@ def ppo_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -
                 live(g_live, v_acts + vpred + p_acts + probs, logits, head_bwd)]    # the head's backward
     if ckpt:   # the last policy layer recomputed (the saved layer inputs are the bound hidden states)
         backward.append(live(g_live, v_acts + vpred + p_acts + probs, logits, T * act.per_layer + layer_transient))
-    backward.append(live(G_p + g_live, v_acts + vpred + T * act.outside + hidden + probs, logits,
+    backward.append(live(G if g_live else G_p, v_acts + vpred + T * act.outside + hidden + probs, logits,
                          layer_transient + p_embed))
     # then the value model's backward, the policy's gradients done and its output still bound
     backward.append(live(G - v_embed, T * vact.outside + hidden + probs, logits, v_transient + v_embed))

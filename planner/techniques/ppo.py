@@ -48,6 +48,8 @@ LAM = 0.95
 # non_score_reward, rewards, advantages, returns; bool padding_mask, padding_mask_p1; values in the value
 # model's dtype; the GAE loop's list holds one fp32 (local batch) tensor per response position
 KEPT_INT64, KEPT_FP32, KEPT_BOOL = 3, 8, 2
+# how the simulator (profiler/ppo_step.py) reports the rollout phase's peak beside the training phase's
+ROLLOUT_NOTE = "rollout phase peak allocated bytes (simulated): "
 
 
 def local_batch(s: TrainingSetup) -> int:

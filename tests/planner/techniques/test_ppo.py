@@ -143,3 +143,4 @@ def test_the_recorded_simulations_are_met_within_one_percent():
         errors.append(100.0 * (est - r["measured_bytes"]) / r["measured_bytes"])
     assert max(abs(e) for e in errors) <= 1.0, errors
     assert statistics.median(abs(e) for e in errors) <= 0.5
+
