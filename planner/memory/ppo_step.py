@@ -123,8 +123,9 @@ def ppo_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -
 
 
 def rollout_phase(model: ModelSpec, setup: TrainingSetup):
-    """PPO's rollout (RunPhase.GENERATE) as a rollouts.GenerationPhase, modelled from TRL 1.12.0's source, not
-    simulated [ppo_trainer.py train(), l.676-800; batch_generation, generate]. Resident: the four models' weights
+    """PPO's rollout (RunPhase.GENERATE) as a rollouts.GenerationPhase, modelled from TRL 1.12.0's source
+    [ppo_trainer.py train(), l.676-800; batch_generation, generate] and checked against the simulated rollout
+    (profiler/ppo_step.py _rollout: TRL's own batch_generation, forward and get_reward). Resident: the four models' weights
     and the optimizer state (the gradients were set to None); the previous update's rollout tensors stay bound
     until batch_generation returns (steady state). generate() on chunks of `local_rollout_forward_batch_size`
     queries, `max_new_tokens = response_length`, sampled with `output_scores=True`: each decode step keeps its
@@ -159,7 +160,8 @@ def rollout_phase(model: ModelSpec, setup: TrainingSetup):
     acts, cache = moments[moment]
     comps = {C.WEIGHTS: weights, C.GRADIENTS: 0, C.OPTIMIZER_STATE: opt, C.ACTIVATIONS: int(acts + cache),
              C.LOGITS: 0, C.TEMPORARIES: 0}
-    note = (f"PPO rollout modelled from TRL 1.12.0's source, not simulated: {ppo.local_batch(setup)} queries generated "
+    note = (f"PPO rollout modelled from TRL 1.12.0's source, checked against the simulator: {ppo.local_batch(setup)} "
+            f"queries generated "
             f"in {chunks} chunk(s) of {rows} (local_rollout_forward_batch_size), {R} tokens each (decoded to the full "
             f"length), KV cache {g.cache / 2**30:,.2f} GiB at its peak; every step's fp32 scores kept "
             f"(output_scores=True) and padded into logitss; the previous rollout's tensors still bound; then the "

@@ -1,6 +1,6 @@
 """PPO as TRL 1.12.0's `trl.experimental.ppo.PPOTrainer` runs it (removed in TRL 1.13, huggingface/trl#7020),
 modelled from its source [trl/experimental/ppo/ppo_trainer.py, ppo_config.py, TRL 1.12.0]; the training
-phase is checked against the simulator (profiler/ppo_step.py, which runs TRL 1.12's own functions).
+and rollout phases are checked against the simulator (profiler/ppo_step.py, which runs TRL 1.12's own functions).
 
 Four models, on one GPU, all resident in every phase:
 - the policy (the causal LM being trained; peft's LoRA when `peft_config` is given),
@@ -24,7 +24,8 @@ gradient_accumulation_steps` queries (generate in chunks of `local_rollout_forwa
 `output_scores=True`, then no-grad forwards of the reference, value and reward models over query + response),
 then `num_ppo_epochs` epochs of `num_mini_batches` mini-batches, each of micro-batches of
 `per_device_train_batch_size` through policy and value with gradients. The training phase is the step the
-estimate plans (memory/ppo_step.py); the rollout is a run phase of its own (RunPhase.GENERATE).
+estimate plans (memory/ppo_step.py); the rollout is a run phase of its own (RunPhase.GENERATE). Both are
+checked against the simulator, which runs the rollout with TRL 1.12's batch_generation, forward and get_reward.
 """
 from __future__ import annotations
 

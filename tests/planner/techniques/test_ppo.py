@@ -144,3 +144,16 @@ def test_the_recorded_simulations_are_met_within_one_percent():
     assert max(abs(e) for e in errors) <= 1.0, errors
     assert statistics.median(abs(e) for e in errors) <= 0.5
 
+
+def test_the_recorded_rollouts_are_met_within_one_percent():
+    """The rollout phase (memory/ppo_step.py rollout_phase) against the simulated one: TRL 1.12's batch_generation
+    (transformers' sampling generate), its reference, value and reward forwards (profiler/ppo_step.py)."""
+    rows = [r for r in json.loads(RECORD.read_text())["results"] if "rollout" in r["components"]]
+    assert len(rows) >= 6
+    errors = []
+    for r in rows:
+        s = TrainingSetup.from_dict({**r["setup"], "batch_size": r["batch_size"], "seq_len": r["seq_len"]})
+        est = rollout_phase(resolve_model(r["model"]), s).peak_allocated_bytes
+        measured = r["components"]["rollout"]["measured_bytes"]
+        errors.append(100.0 * (est - measured) / measured)
+    assert max(abs(e) for e in errors) <= 1.0, errors
