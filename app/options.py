@@ -120,7 +120,18 @@ SETUP_OPTIONS = [
                       "needs --loss trl); kto: TRL's KTOTrainer (one completion, a no-grad KL forward, a reference "
                       "model; needs --loss trl and a micro-batch of 2 or more); orpo: trl.experimental's ORPOTrainer (chosen + "
                       "rejected, the full logits, no reference model; --loss hf); grpo: GRPOTrainer with HF generate (a "
-                      "generation phase, then a fused-head step on the completions; --loss trl); ppo, rm: refused."),
+                      "generation phase, then a fused-head step on the completions; --loss trl); ppo: TRL 1.12's "
+                      "trl.experimental.ppo PPOTrainer (policy, value, reference and reward models; one GPU, "
+                      "--precision bf16-true or fp32); rm: RewardTrainer."),
+    click.option("--response-length", "response_len", type=int, default=_D.response_len, show_default=True,
+                 help="PPO: tokens generated per query (PPOConfig.response_length); --seq-len is query + response."),
+    click.option("--rollout-batch", type=int, default=_D.rollout_batch, show_default=True,
+                 help="PPO: queries generated and scored at once in the rollout "
+                      "(PPOConfig.local_rollout_forward_batch_size)."),
+    click.option("--num-mini-batches", "mini_batches", type=int, default=_D.mini_batches, show_default=True,
+                 help="PPO: mini-batches each rollout of batch x grad-accum queries splits into (num_mini_batches)."),
+    click.option("--reward-model", default="", help="PPO: the reward model's preset or config.json [the policy's]."),
+    click.option("--value-model", default="", help="PPO: the value model's preset or config.json [the policy's]."),
     click.option("--num-generations", type=int, default=_D.num_generations, show_default=True,
                  help="GRPO: completions per prompt (GRPOConfig.num_generations); the generation batch must be a "
                       "multiple of it."),
@@ -304,6 +315,9 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,
         vllm_colocate=kw.get("vllm_colocate") or 0.0, vllm_server_gpus=kw.get("vllm_server_gpus") or 0,
         ds3_gather_for_generation=kw.get("ds3_gather_for_generation", True) is not False,
+        response_len=kw.get("response_len") or _D.response_len, rollout_batch=kw.get("rollout_batch") or _D.rollout_batch,
+        mini_batches=kw.get("mini_batches") or _D.mini_batches, reward_model=kw.get("reward_model") or "",
+        value_model=kw.get("value_model") or "",
         base_dtype=DType(kw["base_dtype"]) if kw.get("base_dtype") else None,
         parallel=parallel_from_options(kw), adapter=adapter,
         weights=DType(kw["weights_dtype"]) if kw.get("weights_dtype") else None,

@@ -158,6 +158,10 @@ def plan_run(model, setup, kw: dict[str, Any]) -> RunPlan:
 
         run.generation = generation_phase(model, setup)
         run.vllm_fraction = setup.vllm_colocate
+    if setup.objective is Objective.PPO:    # its rollout: a phase of its own [planner/memory/ppo_step.py]
+        from gpuplan.planner.memory.ppo_step import rollout_phase   # lazy: each command loads what it needs (fast start)
+
+        run.generation = rollout_phase(model, setup)
     if kw["save_steps"] is not None:
         bandwidth = parse_bandwidth(kw["disk_bandwidth"]) if kw["disk_bandwidth"] else DEFAULT_DISK_BYTES_PER_S
         run.checkpoint = checkpoint_estimate(model, setup, SavePlan(kw["save_steps"], kw["save_total_limit"],

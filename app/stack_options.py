@@ -43,6 +43,10 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     if stack is Stack.INSTALLED:
         versions = installed_versions()
         stack = stack_for_versions(versions)
+    if kw.get("objective") == "ppo":   # TRL 1.12's PPOTrainer, gone from 1.13 on [planner/techniques/ppo.py]
+        from gpuplan.planner.techniques.ppo import check_stack   # lazy: PPO only
+
+        check_stack(stack.value, (versions or {}).get("trl"))
     ctx = click.get_current_context(silent=True)
     cfg = ctx.meta.get(FROM_CONFIG_META) if ctx is not None else None
 
@@ -54,7 +58,9 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
         return _on_command_line(ctx, opt)
 
     out = dict(kw)
-    for opt, value in stack_options(stack, model).items():
+    # a stack row's defaults are its SFTTrainer's: PPOTrainer's loss is its own and it never autocasts
+    defaults = {} if kw.get("objective") == "ppo" else stack_options(stack, model)
+    for opt, value in defaults.items():
         if given(opt):
             continue
         out[opt] = value

@@ -336,6 +336,31 @@ RMPPO_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {**RM, "method": "qlora", "padding": "max-length"}, batch_size=1, seq_len=512),
 )
 
+# TRL 1.12.0's PPOTrainer (planner/techniques/ppo.py; trl.experimental.ppo, removed in 1.13): its training phase
+# simulated by profiler/ppo_step.py with TRL 1.12's own functions (needs trl==1.12.0): policy, value and reward
+# models, the reference (full) or adapters disabled (LoRA), the rollout's kept scores; no autocast (PPOTrainer's
+# Accelerator has no mixed_precision)
+PPO = {"objective": "ppo", "precision": "bf16-true", "response_len": 32}
+PPO_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "method": "lora"}, batch_size=2, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, **NO_CKPT}, batch_size=2, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "method": "lora", "response_len": 128}, batch_size=4, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "response_len": 128}, batch_size=2, seq_len=512),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "method": "lora", "grad_accum": 2, "rollout_batch": 3}, batch_size=2,
+         seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "method": "lora", "grad_accum": 2, "mini_batches": 2, **NO_CKPT},
+         batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**PPO, "precision": "fp32", "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**PPO, "method": "lora", "value_model": "qwen-2.5-0.5b",
+                                   "reward_model": "qwen-2.5-0.5b"}, batch_size=2, seq_len=256),
+    Case("llama", "smollm-2-360m", {**PPO, "response_len": 64}, batch_size=4, seq_len=256),
+    Case("llama", "smollm-2-360m", {**PPO, "method": "lora", "reward_model": "smollm-2-135m", **NO_CKPT},
+         batch_size=4, seq_len=256),
+    Case("llama", "smollm-2-135m", {**PPO, "response_len": 64, "grad_accum": 4, "rollout_batch": 4}, batch_size=2,
+         seq_len=128),
+)
+
 # axolotl's tiled MLP (planner/techniques/tiled_mlp.py): its own TiledMLP autograd Function in the simulated
 # step (profiler/tiled_mlp.py; needs `pip install axolotl --no-deps`), tiles set so that several run
 TILED = {"tiled_mlp": True, "tiled_mlp_shards": 4}
@@ -421,6 +446,7 @@ MATRICES["masks"] = MASKS_MATRIX
 MATRICES["optim"] = OPTIM_MATRIX
 MATRICES["rl"] = RL_MATRIX
 MATRICES["rmppo"] = RMPPO_MATRIX
+MATRICES["ppo"] = PPO_MATRIX
 
 # peft's LoRA-FA optimizer (--optimizer lorafa, planner/techniques/lora_fa.py): lora_A frozen, run with
 # create_lorafa_optimizer itself; peft MetaMathQA's pairing (q,v: one shared saved input) and all-linear
@@ -534,8 +560,21 @@ def run_case(case: Case, device: Device = Device.SIMULATE) -> Result:
     comparison = compare(est, measured)
     components = {row.name: (row.estimate, row.measured) for row in comparison.components
                   if row.name in {c.value for c in Component.tensor_components()}}
+    components.update(_rollout_row(model, setup, measured.notes))
     return Result(case, est.peak_allocated_bytes, measured.peak_allocated_bytes, components,
                   time.perf_counter() - start)
+
+
+def _rollout_row(model, setup: TrainingSetup, notes: list[str]) -> dict[str, tuple[int, int]]:
+    """PPO's rollout phase, estimated and simulated (profiler/ppo_step.py notes its peak): {"rollout": (est, sim)}."""
+    from gpuplan.planner.techniques.ppo import ROLLOUT_NOTE
+
+    note = next((n for n in notes if n.startswith(ROLLOUT_NOTE)), None)
+    if note is None:
+        return {}
+    from gpuplan.planner.memory.ppo_step import rollout_phase
+
+    return {"rollout": (rollout_phase(model, setup).peak_allocated_bytes, int(note[len(ROLLOUT_NOTE):]))}
 
 
 def select(cases: Iterable[Case], families: set[str] | None = None, max_params: float | None = None,

@@ -54,6 +54,10 @@ def measure(model: ModelSpec, setup: TrainingSetup, device: Device = Device.SIMU
     (transformers or peft raising ValueError, e.g. Gemma-2 with sdpa): one line, no traceback.
     """
     unsimulated = _not_runnable(setup)
+    if setup.objective is Objective.PPO:   # TRL 1.12's PPO loop, simulated only [profiler/ppo_step.py]
+        unsimulated = None if device is Device.SIMULATE else (
+            "--objective ppo is simulated only (profiler/ppo_step.py runs TRL 1.12's loop under fake tensors): "
+            "use --device simulate")
     if unsimulated:
         raise PlannerError(unsimulated)
     steps = steps or device.default_steps

@@ -23,6 +23,10 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
     With `per_module`, the result also holds the per-module table and timeline (profiler/hooks.py).
     """
     setup.validate()
+    if setup.objective is Objective.PPO:   # four models and TRL 1.12's loop [profiler/ppo_step.py]
+        from .ppo_step import simulate_ppo   # lazy: TRL 1.12 loads only when PPO is simulated
+
+        return simulate_ppo(model, setup)
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
     with cuda_dropout(), _trl_kernels(setup), module_dropout_draws():

@@ -61,7 +61,8 @@ def targets(value: Any) -> str | None:
     return ",".join(str(v) for v in value)
 
 
-_FLAGS = {"gpus_per_node": "--gpus", "kbit_upcast": "--kbit-prepare"}   # option names whose CLI flag is spelled otherwise (app/options.py)
+_FLAGS = {"gpus_per_node": "--gpus", "kbit_upcast": "--kbit-prepare", "response_len": "--response-length",
+          "mini_batches": "--num-mini-batches"}   # option names whose CLI flag is spelled otherwise (app/options.py)
 
 
 class Options(dict):

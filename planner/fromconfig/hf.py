@@ -14,6 +14,7 @@ from typing import Any
 
 from . import ConfigSetup, liger
 from . import compile as compile_keys   # torch.compile's keys (not the builtin)
+from . import ppo as ppo_keys   # TRL 1.12's PPOConfig keys
 from .common import Options, fsdp_words, precision, read_deepspeed, read_fsdp, read_optim, targets
 from .rules import KeyRule, Report, modelled, no_effect, on, refused, show
 
@@ -257,6 +258,9 @@ def _eval_phase(d: dict[str, Any], todo: set[str], o: Options) -> None:
         o.use("eval_accumulation_steps", "eval_accumulation_steps", int(d["eval_accumulation_steps"]))
 
 
+TABLE.update(ppo_keys.TABLE)   # TRL 1.12.0's PPOConfig [planner/fromconfig/ppo.py]
+
+
 def trainer_args(d: dict[str, Any], todo: set[str], o: Options, path: str) -> int | None:
     """Map the TrainingArguments keys every HF-Trainer-based format shares (batch, accumulation,
     checkpointing, optimizer, Liger, cache, eval batch, DeepSpeed, FSDP); returns the GPU count a
@@ -457,9 +461,13 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         # TRL passes autocast_adapter_dtype=False to get_peft_model under ZeRO-3 with a non-quantized base:
         # the adapters stay in the base dtype [trl/trainer/sft_trainer.py, v1.9.0, TRL issue #6089]
         o.use(dkey, "adapter_dtype", load)
+    ppo_keys.read(d, todo, o)   # a PPOConfig: --objective ppo and its knobs
     model = get("model_name_or_path")
     if model:
         rep.set("model_name_or_path", f"--model {model}")
+    elif get("sft_model_path"):   # PPOConfig: the policy TRL's example loads
+        model = get("sft_model_path")
+        rep.set("sft_model_path", f"--model {model}")
     for k in todo:
         rep.fallback(k, d[k], "no adapter (use_peft unset): not read"
                      if k.startswith(("lora_", "bnb_", "use_bnb")) and method == "full" else

@@ -25,6 +25,8 @@ from .pieces import terms
 from .reserved import NOT_REPLAYED, fragmentation_risk, reserved_for
 from .result import MemoryEstimate
 from .step import parallel_step, single_gpu_step
+from .ppo_step import ppo_step   # PPO (TRL 1.12): policy, value, reference and reward models
+from ..specs.enums import Objective
 
 _SIZES = ("batch_size", "seq_len", "grad_accum")
 _DICTS: dict[tuple, tuple] = {}
@@ -64,7 +66,7 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     shaped = setup
     setup = masks.run_setup(setup)   # padding-free: the micro-batch is one row (techniques/masks.py)
     if setup.parallel.single_gpu:
-        step = single_gpu_step(model, requested, setup)
+        step = _one_gpu_step(model, requested, setup)
         setup_dict = _setup_dict(model, setup)
         trainable = step.trainable_params
     else:
@@ -98,6 +100,13 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
     return replayed(est) if replay else est
 
 
+def _one_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup):
+    """The one-GPU step; PPO's training phase is its own (memory/ppo_step.py: four models, TRL 1.12's loop)."""
+    if setup.objective is Objective.PPO:
+        return ppo_step(model, requested, setup)
+    return single_gpu_step(model, requested, setup)
+
+
 def replayed(est: MemoryEstimate) -> MemoryEstimate:
     """The estimate of estimate(replay=False) with its reserved memory from the caching allocator's
     replay (memory/reserved.py); an estimate already replayed as it is."""
@@ -113,8 +122,8 @@ def replayed(est: MemoryEstimate) -> MemoryEstimate:
 def _phases_at(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup) -> tuple[ModelSpec, dict]:
     """(the slice planned, the phases) of the step of `setup` (as it runs) at another size."""
     if setup.parallel.single_gpu:
-        return model, single_gpu_step(model, requested.with_(batch_size=setup.batch_size, seq_len=setup.seq_len),
-                                      setup).phases
+        return model, _one_gpu_step(model, requested.with_(batch_size=setup.batch_size, seq_len=setup.seq_len),
+                                    setup).phases
     step = parallel_step(model, setup)
     return step.local or model, step.phases
 

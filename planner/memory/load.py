@@ -286,6 +286,9 @@ def _phase_allocated(model: ModelSpec, setup: TrainingSetup, est, plan: LoadPlan
         out = {RunPhase.LOAD.value: load.peak_allocated_bytes, **out}
     if setup.objective is Objective.GRPO:   # its rollouts, a phase of their own [memory/rollouts.py]
         out[RunPhase.GENERATE.value] = rollouts.generation_phase(model, setup).peak_allocated_bytes
+    if setup.objective is Objective.PPO:    # its rollout, a phase of its own [memory/ppo_step.py]
+        from .ppo_step import rollout_phase   # lazy: PPO only
+        out[RunPhase.GENERATE.value] = rollout_phase(model, setup).peak_allocated_bytes
     return out
 
 

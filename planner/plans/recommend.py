@@ -161,8 +161,9 @@ OBJECTIVE_LOSS = {Objective.SFT: Loss.HF, Objective.DPO: Loss.TRL, Objective.KTO
 def objective_base(objective: Objective) -> TrainingSetup:
     """The base setup recommend searches around for `objective`: its trainer's loss, GRPOConfig's defaults."""
     if objective not in OBJECTIVE_LOSS:
-        raise PlannerError(f"--objective {objective.value} is not modelled (TRL 1.14 has no PPOTrainer: "
-                           "huggingface/trl#7020): recommend plans " + ", ".join(o.value for o in OBJECTIVE_LOSS))
+        raise PlannerError(f"recommend does not search --objective {objective.value} (TRL 1.12's PPOTrainer is planned "
+                           "on one GPU by `gpuplan estimate --objective ppo`): recommend plans "
+                           + ", ".join(o.value for o in OBJECTIVE_LOSS))
     return TrainingSetup(objective=objective, loss=OBJECTIVE_LOSS[objective])
 
 

@@ -100,6 +100,8 @@ _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying":
 _LOOP_EXTRAS = {"ckpt_every": 1, "ckpt_first": 0, "activation_offload": "none", "compile": "none",
                 "tiled_mlp": False, "tiled_mlp_shards": 0,
                 "fp8": "none", "fp8_linears": "skip-first-last"}
+# PPO (PPOConfig, TRL 1.12.0; planner/techniques/ppo.py): shown only with --objective ppo, and only when set
+_PPO_DEFAULTS = {"response_len": 53, "rollout_batch": 64, "mini_batches": 1, "reward_model": "", "value_model": ""}
 _GRPO_DEFAULTS = {"num_generations": 8, "completion_len": 512, "steps_per_generation": None, "kl_beta": 0.0,
                   "vllm_colocate": 0.0, "vllm_server_gpus": 0, "ds3_gather_for_generation": True}
 # mask fields a setup's dict shows only when they are not the default
@@ -206,6 +208,12 @@ class TrainingSetup:
     vllm_colocate: float = 0.0                        # use_vllm + vllm_mode colocate: vllm_gpu_memory_utilization
     vllm_server_gpus: int = 0                         # use_vllm + vllm_mode server: GPUs running `trl vllm-serve`
     ds3_gather_for_generation: bool = True            # GRPOConfig: ZeRO-3 gathers the whole policy for generate
+    # PPO (PPOConfig, TRL 1.12.0 trl/experimental/ppo; planner/techniques/ppo.py): seq_len is query + response
+    response_len: int = 53                            # response_length, generated to the full length
+    rollout_batch: int = 64                           # local_rollout_forward_batch_size
+    mini_batches: int = 1                             # num_mini_batches
+    reward_model: str = ""                            # the reward model's preset or config ("": the policy's)
+    value_model: str = ""                             # the value model's preset or config ("": the policy's)
     lora: LoraSpec = field(default_factory=LoraSpec)
     quant: QuantSpec = field(default_factory=QuantSpec)
     base_dtype: DType | None = None   # frozen base weights of LoRA; None: the precision's weight dtype
@@ -317,6 +325,8 @@ class TrainingSetup:
 
     def min_seq_len(self) -> int:
         """The shortest sequence the setup takes: GRPO's prompt + completion needs one prompt token."""
+        if self.objective is Objective.PPO:   # a query token before the response
+            return self.response_len + 1
         return self.completion_len + 1 if self.objective is Objective.GRPO else 1
 
     def for_model(self, model: ModelSpec) -> "TrainingSetup":
@@ -396,11 +406,9 @@ class TrainingSetup:
         if self.objective is Objective.ORPO and (self.loss is not Loss.HF or self.liger.any()):
             raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
                                "use --loss hf (the default) and no --liger with --objective orpo")
-        if self.objective is Objective.PPO:
-            raise PlannerError("--objective ppo is not modelled: TRL 1.14 has no PPOTrainer (huggingface/trl#7020 removed "
-                               "it; TRL 1.12's trl.experimental.ppo has its policy, reference, reward and value models, "
-                               "rollouts and PPO epochs); plan --objective grpo, or the policy (sft) and reward model (rm) "
-                               "steps apart")
+        if self.objective is Objective.PPO:   # TRL 1.12.0's PPOTrainer [planner/techniques/ppo.py]
+            from ..techniques.ppo import validate as validate_ppo   # lazy: techniques import this module
+            validate_ppo(self)
         if self.objective is Objective.RM:
             self._validate_rm()
         if self.objective is Objective.GRPO:
@@ -609,6 +617,9 @@ class TrainingSetup:
             for key, default in _GRPO_DEFAULTS.items():   # shown only when set
                 if d[key] == default:
                     d.pop(key)
+        for key, default in _PPO_DEFAULTS.items():   # PPO's knobs: only with --objective ppo, only when set
+            if self.objective is not Objective.PPO or d[key] == default:
+                d.pop(key)
         for key in ("weights", "autocast", "kbit_upcast"):   # shown only when given (older dicts unchanged)
             if d[key] is None:
                 d.pop(key)

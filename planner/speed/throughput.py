@@ -405,6 +405,11 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     elif setup.objective is Objective.GRPO:
         notes.append(Assumption("rollouts", None, "", "vLLM generates: its generation is not timed (its own engine); "
                                 "the step's time covers training and the log-prob passes"))
+    elif setup.objective is Objective.PPO:
+        notes.append(Assumption("objective_sequences", [1, 0], "sequences per example (with, without grad)",
+                                "--objective ppo: the policy's micro-batch step only; the value model's forward and "
+                                "backward, the rollout (generation, the reference, value and reward forwards) and "
+                                "num_ppo_epochs are not timed"))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
                     cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group,
                     gen.per_optimizer_step_s if gen is not None else 0.0)
