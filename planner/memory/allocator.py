@@ -36,6 +36,7 @@ UNLIMITED_CAPACITY = 2**48     # address space of an expandable segment when no 
 # order as those tuples do, and compare and bisect without building tuples
 _BITS = 64
 _LOW = (1 << _BITS) - 1
+_STREAM = 2 * _BITS            # size_key >> _STREAM is the stream
 
 
 def round_size(size: int, config: AllocatorConfig) -> int:
@@ -177,7 +178,7 @@ class _Pool:
             size = (k >> _BITS) & _LOW
             if size > best:
                 best = size
-            i = bisect_left(keys, (k >> (2 * _BITS)) << (2 * _BITS))
+            i = bisect_left(keys, (k >> _STREAM) << _STREAM)
         return best
 
 
@@ -287,6 +288,9 @@ class CachingAllocator:
         self._at_new_peak = False
         self._rounded: dict[int, int] = {}       # round_size memo (the config is fixed)
         self._gc_counts = self.set_fraction and self.config.garbage_collection_threshold > 0.0
+        self._max_split = self.config.max_split_size
+        self._non_split = self.config.max_non_split_rounding
+        self._expandable = self.config.expandable_segments
 
     # --- public events ----------------------------------------------------------------------
     def malloc(self, size: int, stream: int = 0) -> int:
@@ -300,7 +304,21 @@ class CachingAllocator:
         if rounded is None:
             rounded = self._rounded[size] = round_size(size, self.config)
         pool = self.small if rounded <= SMALL_SIZE else self.large       # get_pool
-        block = self._get_free_block(pool, rounded, stream)
+        # _get_free_block, inline for an ordinary block (the estimate's replays make millions)
+        if self._gc_counts:
+            pool.free_block_calls += 1
+        sb = pool.blocks
+        keys = sb.keys
+        i = bisect_left(keys, ((stream << _BITS) | rounded) << _BITS)
+        block = sb.blocks[i] if i < len(keys) and keys[i] >> _STREAM == stream else None
+        if block is not None:
+            if block.segment is not None:
+                block = self._best_fit(pool, i, rounded, stream)
+            elif (block.size < self._max_split if rounded < self._max_split
+                  else block.size < rounded + self._non_split):
+                del keys[i], sb.blocks[i]
+            else:
+                block = None
         if block is None:
             alloc_size = allocation_size(rounded)
             if self._gc_counts:
@@ -316,9 +334,39 @@ class CachingAllocator:
                 limit = self.allowed_maximum if self.set_fraction else self.capacity
                 raise AllocatorOOM(OutOfMemory(size, rounded, alloc_size, self.stats.allocated.current,
                                                self.stats.reserved.current, limit, self.largest_free_block()))
-        handle = self._alloc_found_block(block, pool, rounded, size, stream)
+        # _alloc_found_block, inline
+        remaining = block.size - rounded
+        if (remaining >= MIN_BLOCK_SIZE if block.small or self._expandable
+                else rounded < self._max_split and remaining > SMALL_SIZE):    # should_split
+            rest = block
+            block = _Block(stream, rounded, rest.ptr, pool.small, rest.segment)
+            block.prev = rest.prev
+            if block.prev is not None:
+                block.prev.next = block
+            block.next = rest
+            rest.prev = block
+            rest.ptr += rounded
+            rest.size = remaining
+            rest.gc_base = pool.free_block_calls     # pool.insert(rest)
+            k = (((rest.stream << _BITS) | remaining) << _BITS) | rest.ptr
+            i = bisect_left(keys, k)
+            keys.insert(i, k)
+            sb.blocks.insert(i, rest)
+        block.allocated = True
+        block.requested = size
+        handle = next(self._handles)
+        self.active[handle] = block
+        st = self.stats
+        stat = st.allocated                 # Stat.add, inline
+        stat.current += block.size
+        if stat.current > stat.peak:
+            stat.peak = stat.current
+        stat = st.requested
+        stat.current += size
+        if stat.current > stat.peak:
+            stat.peak = stat.current
         if self._at_new_peak:   # cacheInfo once this malloc is done (the split remainder is cached)
-            self.stats.largest_free_at_peak_reserved = self.largest_free_block()
+            st.largest_free_at_peak_reserved = self.largest_free_block()
             self._at_new_peak = False
         return handle
 
@@ -328,11 +376,26 @@ class CachingAllocator:
             return
         block = self.active.pop(handle)
         block.allocated = False
-        self.stats.allocated.current -= block.size   # a decrease never moves the peak (peak >= current)
+        st = self.stats
+        st.allocated.current -= block.size   # a decrease never moves the peak (peak >= current)
         if block.stream_uses:
             self._insert_events(block)
-        else:
-            self._free_block(block)
+            return
+        # _free_block, inline
+        pool = self.small if block.small else self.large
+        st.requested.current -= block.requested
+        block.requested = 0
+        prev, after = block.prev, block.next
+        if prev is not None and not prev.allocated:
+            self._try_merge_blocks(block, prev, pool)
+        if after is not None and not after.allocated:
+            self._try_merge_blocks(block, after, pool)
+        block.gc_base = pool.free_block_calls               # pool.insert(block)
+        sb = pool.blocks
+        k = (((block.stream << _BITS) | block.size) << _BITS) | block.ptr
+        i = bisect_left(sb.keys, k)
+        sb.keys.insert(i, k)
+        sb.blocks.insert(i, block)
 
     def record_stream(self, handle: int, stream: int) -> None:
         """The block is used on `stream` too; uses on its own stream need nothing [CCA: recordStream]."""
@@ -417,27 +480,32 @@ class CachingAllocator:
     # --- finding and making blocks ------------------------------------------------------------
     def _get_free_block(self, pool: _Pool, size: int, stream: int) -> _Block | None:
         """Best fit: the smallest cached block of this stream that holds `size` [CCA: get_free_block]."""
-        cfg = self.config
         if self._gc_counts:
             pool.free_block_calls += 1
+        keys = pool.blocks.keys
+        i = bisect_left(keys, ((stream << _BITS) | size) << _BITS)
+        if i == len(keys) or keys[i] >> _STREAM != stream:
+            return None
+        return self._best_fit(pool, i, size, stream)
+
+    def _best_fit(self, pool: _Pool, i: int, size: int, stream: int) -> _Block | None:
+        """get_free_block from index `i`, the pool's first block of `stream` holding `size`."""
+        cfg = self.config
         keys, blocks = pool.blocks.keys, pool.blocks.blocks
         n = len(keys)
-        i = bisect_left(keys, ((stream << _BITS) | size) << _BITS)
-        if i == n or keys[i] >> (2 * _BITS) != stream:
-            return None
         if blocks[i].segment is not None:
             if cfg.expandable_segments:
                 # a block followed by unmapped pages counts as the size it can grow to
                 def expandable_size(b: _Block) -> int:
                     return b.size + (b.next.size if b.next is not None and not b.next.mapped else 0)
-                while (blocks[i].segment is not None and i + 1 < n and keys[i + 1] >> (2 * _BITS) == stream
+                while (blocks[i].segment is not None and i + 1 < n and keys[i + 1] >> _STREAM == stream
                        and expandable_size(blocks[i + 1]) < expandable_size(blocks[i])):
                     i += 1
             else:   # expandable segments switched off: only ordinary blocks
                 i += 1
-                while i < n and blocks[i].segment is not None and keys[i] >> (2 * _BITS) == stream:
+                while i < n and blocks[i].segment is not None and keys[i] >> _STREAM == stream:
                     i += 1
-                if i == n or keys[i] >> (2 * _BITS) != stream:
+                if i == n or keys[i] >> _STREAM != stream:
                     return None
         found = blocks[i]
         # an oversize block is not handed to a request under max_split_size, and serves an
@@ -693,7 +761,7 @@ class CachingAllocator:
         need = max(size, limit)
         keys, blocks = pool.blocks.keys, pool.blocks.blocks
         i = pool.blocks.lower_bound(size_key(stream, need))
-        if i < len(keys) and keys[i] >> (2 * _BITS) == stream:
+        if i < len(keys) and keys[i] >> _STREAM == stream:
             self._release_block(blocks[i], pool)
             return True
         if i == 0:

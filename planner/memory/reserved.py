@@ -301,18 +301,20 @@ class _Direct:
     def __init__(self, alloc: CachingAllocator) -> None:
         self.alloc = alloc
         self.largest = 0
+        self._malloc, self._free = alloc.malloc, alloc.free
 
     def malloc(self, size: int, stream: int = 0) -> int:
         if size <= 0:
             return 0
         if size > self.largest:
             self.largest = size
-        return self.alloc.malloc(size, stream)
+        return self._malloc(size, stream)
 
     def free(self, *keys: int) -> None:
+        free = self._free
         for k in keys:
             if k:
-                self.alloc.free(k)
+                free(k)
 
     def mark(self, label: str) -> None:
         pass
@@ -321,10 +323,13 @@ class _Direct:
         self.alloc.reset_peaks()
 
 
+_DEFAULT = AllocatorConfig()
+
+
 def _persistent(sizes, small: list[int], large: list[int]) -> None:
     """Sorts persistent tensors: 10 MiB or more are counted in closed form, the rest replayed."""
     for size in sizes:
-        (large if round_size(size, AllocatorConfig()) >= OWN_SEGMENT else small).append(size)
+        (large if round_size(size, _DEFAULT) >= OWN_SEGMENT else small).append(size)
 
 
 def _small_pieces(sizes: list[int], log: _Log) -> list[int]:
