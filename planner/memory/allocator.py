@@ -304,7 +304,7 @@ class CachingAllocator:
         if rounded is None:
             rounded = self._rounded[size] = round_size(size, self.config)
         pool = self.small if rounded <= SMALL_SIZE else self.large       # get_pool
-        # _get_free_block, inline for an ordinary block (the estimate's replays make millions)
+        # best fit, inline for an ordinary block [CCA: get_free_block] (the estimate's replays make millions)
         if self._gc_counts:
             pool.free_block_calls += 1
         sb = pool.blocks
@@ -334,7 +334,7 @@ class CachingAllocator:
                 limit = self.allowed_maximum if self.set_fraction else self.capacity
                 raise AllocatorOOM(OutOfMemory(size, rounded, alloc_size, self.stats.allocated.current,
                                                self.stats.reserved.current, limit, self.largest_free_block()))
-        # _alloc_found_block, inline
+        # hand it out, first splitting off the remainder [CCA: alloc_found_block]
         remaining = block.size - rounded
         if (remaining >= MIN_BLOCK_SIZE if block.small or self._expandable
                 else rounded < self._max_split and remaining > SMALL_SIZE):    # should_split
@@ -478,18 +478,8 @@ class CachingAllocator:
         self.events.clear()
 
     # --- finding and making blocks ------------------------------------------------------------
-    def _get_free_block(self, pool: _Pool, size: int, stream: int) -> _Block | None:
-        """Best fit: the smallest cached block of this stream that holds `size` [CCA: get_free_block]."""
-        if self._gc_counts:
-            pool.free_block_calls += 1
-        keys = pool.blocks.keys
-        i = bisect_left(keys, ((stream << _BITS) | size) << _BITS)
-        if i == len(keys) or keys[i] >> _STREAM != stream:
-            return None
-        return self._best_fit(pool, i, size, stream)
-
     def _best_fit(self, pool: _Pool, i: int, size: int, stream: int) -> _Block | None:
-        """get_free_block from index `i`, the pool's first block of `stream` holding `size`."""
+        """Best fit from index `i`, the pool's first block of `stream` holding `size` [CCA: get_free_block]."""
         cfg = self.config
         keys, blocks = pool.blocks.keys, pool.blocks.blocks
         n = len(keys)
@@ -556,45 +546,6 @@ class CachingAllocator:
     def _log(self, action: str, size: int) -> None:
         if self.segment_log is not None:
             self.segment_log.append((action, size))
-
-    def _should_split(self, block: _Block, size: int) -> bool:
-        """Split off the remainder: >= 512 B in the small pool (or with expandable segments), > 1 MiB
-        in the large pool and only for requests under max_split_size [CCA: should_split]."""
-        remaining = block.size - size
-        if block.small or self.config.expandable_segments:
-            return remaining >= MIN_BLOCK_SIZE
-        return size < self.config.max_split_size and remaining > SMALL_SIZE
-
-    def _alloc_found_block(self, block: _Block, pool: _Pool, size: int, orig_size: int, stream: int) -> int:
-        """Hands out `block`, first splitting off the remainder if should_split [CCA: alloc_found_block]."""
-        remaining = block.size - size       # _should_split, inline
-        if (remaining >= MIN_BLOCK_SIZE if block.small or self.config.expandable_segments
-                else size < self.config.max_split_size and remaining > SMALL_SIZE):
-            remaining = block
-            block = _Block(stream, size, remaining.ptr, pool.small, remaining.segment)
-            block.prev = remaining.prev
-            if block.prev is not None:
-                block.prev.next = block
-            block.next = remaining
-            remaining.prev = block
-            remaining.ptr += size
-            remaining.size -= size
-            remaining.gc_base = pool.free_block_calls     # pool.insert(remaining)
-            pool.blocks.add(remaining)
-        block.allocated = True
-        block.requested = orig_size
-        handle = next(self._handles)
-        self.active[handle] = block
-        st = self.stats
-        stat = st.allocated                 # Stat.add, inline
-        stat.current += block.size
-        if stat.current > stat.peak:
-            stat.peak = stat.current
-        stat = st.requested
-        stat.current += orig_size
-        if stat.current > stat.peak:
-            stat.peak = stat.current
-        return handle
 
     def _free_block(self, block: _Block) -> None:
         """Back into the pool, merged with free neighbours of its segment [CCA: free_block]."""
