@@ -17,8 +17,8 @@ are not modelled; an event recorded on a stream completes at that stream's next 
 """
 from __future__ import annotations
 
-import bisect
 import itertools
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -32,6 +32,11 @@ SMALL_BUFFER = 2 * MiB         # kSmallBuffer: "small" allocations are packed in
 MIN_LARGE_ALLOC = 10 * MiB     # kMinLargeAlloc: allocations between 1 and 10 MiB may use kLargeBuffer
 ROUND_LARGE = 2 * MiB          # kRoundLarge: round up large allocations to 2 MiB
 UNLIMITED_CAPACITY = 2**48     # address space of an expandable segment when no capacity is given
+# the sorted pools pack a block's (stream, size, ptr) into one int, each below 2**64 (16 EiB): ints
+# order as those tuples do, and compare and bisect without building tuples
+_BITS = 64
+_LOW = (1 << _BITS) - 1
+_STREAM = 2 * _BITS            # size_key >> _STREAM is the stream
 
 
 def round_size(size: int, config: AllocatorConfig) -> int:
@@ -94,7 +99,7 @@ class _Block:
         self.requested = 0
         self.mapped = True
         self.segment = segment
-        self.stream_uses: set[int] = set()
+        self.stream_uses: set[int] | None = None   # other streams using it (None: none yet)
         self.event_count = 0
         self.gc_base = 0
 
@@ -110,30 +115,43 @@ class _Block:
         self.next = after
 
 
+def size_key(stream: int, size: int, ptr: int = 0) -> int:
+    """(stream, size, ptr) packed in one int that orders as the tuple [CCA: BlockComparatorSize]."""
+    return (((stream << _BITS) | size) << _BITS) | ptr
+
+
+def address_key(stream: int, ptr: int = 0) -> int:
+    """(stream, ptr) packed in one int that orders as the tuple [CCA: BlockComparatorAddress]."""
+    return (stream << _BITS) | ptr
+
+
 class _SortedBlocks:
-    """A std::set<Block*> ordered by (stream, size, ptr) or (stream, ptr) [CCA: BlockComparatorSize/Address]."""
+    """A std::set<Block*> ordered by (stream, size, ptr) or (stream, ptr) [CCA: BlockComparatorSize/Address],
+    kept as a sorted list of packed keys (size_key, address_key) and the blocks in the same order."""
 
     def __init__(self, by_size: bool) -> None:
         self.by_size = by_size
-        self.keys: list[tuple[int, ...]] = []
+        self.keys: list[int] = []
         self.blocks: list[_Block] = []
 
-    def key(self, b: _Block) -> tuple[int, ...]:
-        return (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr)
+    def key(self, b: _Block) -> int:
+        return (((b.stream << _BITS) | b.size) << _BITS) | b.ptr if self.by_size else (b.stream << _BITS) | b.ptr
 
     def add(self, b: _Block) -> None:
-        k = (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr)
-        i = bisect.bisect_left(self.keys, k)
+        k = (((b.stream << _BITS) | b.size) << _BITS) | b.ptr if self.by_size else (b.stream << _BITS) | b.ptr
+        i = bisect_left(self.keys, k)
         self.keys.insert(i, k)
         self.blocks.insert(i, b)
 
     def remove(self, b: _Block) -> None:
-        i = bisect.bisect_left(self.keys, (b.stream, b.size, b.ptr) if self.by_size else (b.stream, b.ptr))
+        keys = self.keys
+        i = bisect_left(keys, (((b.stream << _BITS) | b.size) << _BITS) | b.ptr if self.by_size
+                        else (b.stream << _BITS) | b.ptr)
         assert self.blocks[i] is b, "allocator model: block not where its key says"
-        del self.keys[i], self.blocks[i]
+        del keys[i], self.blocks[i]
 
-    def lower_bound(self, key: tuple[int, ...]) -> int:
-        return bisect.bisect_left(self.keys, key)
+    def lower_bound(self, key: int) -> int:
+        return bisect_left(self.keys, key)
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -156,9 +174,11 @@ class _Pool:
         """The largest free block of any stream (each stream's blocks end with its largest)."""
         best, keys, i = 0, self.blocks.keys, len(self.blocks.keys)
         while i:
-            stream = keys[i - 1][0]
-            best = max(best, keys[i - 1][1])
-            i = bisect.bisect_left(keys, (stream,))
+            k = keys[i - 1]
+            size = (k >> _BITS) & _LOW
+            if size > best:
+                best = size
+            i = bisect_left(keys, (k >> _STREAM) << _STREAM)
         return best
 
 
@@ -267,6 +287,10 @@ class CachingAllocator:
         self._next_addr = 0
         self._at_new_peak = False
         self._rounded: dict[int, int] = {}       # round_size memo (the config is fixed)
+        self._gc_counts = self.set_fraction and self.config.garbage_collection_threshold > 0.0
+        self._max_split = self.config.max_split_size
+        self._non_split = self.config.max_non_split_rounding
+        self._expandable = self.config.expandable_segments
 
     # --- public events ----------------------------------------------------------------------
     def malloc(self, size: int, stream: int = 0) -> int:
@@ -280,25 +304,69 @@ class CachingAllocator:
         if rounded is None:
             rounded = self._rounded[size] = round_size(size, self.config)
         pool = self.small if rounded <= SMALL_SIZE else self.large       # get_pool
-        alloc_size = allocation_size(rounded)
-        block = self._get_free_block(pool, rounded, stream)
+        # best fit, inline for an ordinary block [CCA: get_free_block] (the estimate's replays make millions)
+        if self._gc_counts:
+            pool.free_block_calls += 1
+        sb = pool.blocks
+        keys = sb.keys
+        i = bisect_left(keys, ((stream << _BITS) | rounded) << _BITS)
+        block = sb.blocks[i] if i < len(keys) and keys[i] >> _STREAM == stream else None
+        if block is not None:
+            if block.segment is not None:
+                block = self._best_fit(pool, i, rounded, stream)
+            elif (block.size < self._max_split if rounded < self._max_split
+                  else block.size < rounded + self._non_split):
+                del keys[i], sb.blocks[i]
+            else:
+                block = None
         if block is None:
-            if self.set_fraction and self.config.garbage_collection_threshold > 0.0:
+            alloc_size = allocation_size(rounded)
+            if self._gc_counts:
                 self._garbage_collect()
             block = (self._alloc_block(pool, rounded, alloc_size, stream)
                      or (self._release_available_cached_blocks(pool, rounded, stream)
                          and self._alloc_block(pool, rounded, alloc_size, stream))
                      or (self.release_cached_blocks()
                          and self._alloc_block(pool, rounded, alloc_size, stream, retry=True)))
-        if not block:
-            self.stats.num_ooms += 1
-            self._at_new_peak = False
-            limit = self.allowed_maximum if self.set_fraction else self.capacity
-            raise AllocatorOOM(OutOfMemory(size, rounded, alloc_size, self.stats.allocated.current,
-                                           self.stats.reserved.current, limit, self.largest_free_block()))
-        handle = self._alloc_found_block(block, pool, rounded, size, stream)
+            if not block:
+                self.stats.num_ooms += 1
+                self._at_new_peak = False
+                limit = self.allowed_maximum if self.set_fraction else self.capacity
+                raise AllocatorOOM(OutOfMemory(size, rounded, alloc_size, self.stats.allocated.current,
+                                               self.stats.reserved.current, limit, self.largest_free_block()))
+        # hand it out, first splitting off the remainder [CCA: alloc_found_block]
+        remaining = block.size - rounded
+        if (remaining >= MIN_BLOCK_SIZE if block.small or self._expandable
+                else rounded < self._max_split and remaining > SMALL_SIZE):    # should_split
+            rest = block
+            block = _Block(stream, rounded, rest.ptr, pool.small, rest.segment)
+            block.prev = rest.prev
+            if block.prev is not None:
+                block.prev.next = block
+            block.next = rest
+            rest.prev = block
+            rest.ptr += rounded
+            rest.size = remaining
+            rest.gc_base = pool.free_block_calls     # pool.insert(rest)
+            k = (((rest.stream << _BITS) | remaining) << _BITS) | rest.ptr
+            i = bisect_left(keys, k)
+            keys.insert(i, k)
+            sb.blocks.insert(i, rest)
+        block.allocated = True
+        block.requested = size
+        handle = next(self._handles)
+        self.active[handle] = block
+        st = self.stats
+        stat = st.allocated                 # Stat.add, inline
+        stat.current += block.size
+        if stat.current > stat.peak:
+            stat.peak = stat.current
+        stat = st.requested
+        stat.current += size
+        if stat.current > stat.peak:
+            stat.peak = stat.current
         if self._at_new_peak:   # cacheInfo once this malloc is done (the split remainder is cached)
-            self.stats.largest_free_at_peak_reserved = self.largest_free_block()
+            st.largest_free_at_peak_reserved = self.largest_free_block()
             self._at_new_peak = False
         return handle
 
@@ -308,11 +376,26 @@ class CachingAllocator:
             return
         block = self.active.pop(handle)
         block.allocated = False
-        self.stats.allocated.add(-block.size)
+        st = self.stats
+        st.allocated.current -= block.size   # a decrease never moves the peak (peak >= current)
         if block.stream_uses:
             self._insert_events(block)
-        else:
-            self._free_block(block)
+            return
+        # _free_block, inline
+        pool = self.small if block.small else self.large
+        st.requested.current -= block.requested
+        block.requested = 0
+        prev, after = block.prev, block.next
+        if prev is not None and not prev.allocated:
+            self._try_merge_blocks(block, prev, pool)
+        if after is not None and not after.allocated:
+            self._try_merge_blocks(block, after, pool)
+        block.gc_base = pool.free_block_calls               # pool.insert(block)
+        sb = pool.blocks
+        k = (((block.stream << _BITS) | block.size) << _BITS) | block.ptr
+        i = bisect_left(sb.keys, k)
+        sb.keys.insert(i, k)
+        sb.blocks.insert(i, block)
 
     def record_stream(self, handle: int, stream: int) -> None:
         """The block is used on `stream` too; uses on its own stream need nothing [CCA: recordStream]."""
@@ -320,6 +403,8 @@ class CachingAllocator:
             return
         block = self.active[handle]
         if stream != block.stream:
+            if block.stream_uses is None:
+                block.stream_uses = set()
             block.stream_uses.add(stream)
 
     def synchronize(self, stream: int | None = None) -> None:
@@ -367,7 +452,7 @@ class CachingAllocator:
 
     # --- events across streams ----------------------------------------------------------------
     def _insert_events(self, block: _Block) -> None:          # insert_events
-        streams, block.stream_uses = block.stream_uses, set()
+        streams, block.stream_uses = block.stream_uses, None
         for s in sorted(streams):
             block.event_count += 1
             self.events.setdefault(s, deque()).append([False, block])
@@ -393,37 +478,35 @@ class CachingAllocator:
         self.events.clear()
 
     # --- finding and making blocks ------------------------------------------------------------
-    def _get_free_block(self, pool: _Pool, size: int, stream: int) -> _Block | None:
-        """Best fit: the smallest cached block of this stream that holds `size` [CCA: get_free_block]."""
+    def _best_fit(self, pool: _Pool, i: int, size: int, stream: int) -> _Block | None:
+        """Best fit from index `i`, the pool's first block of `stream` holding `size` [CCA: get_free_block]."""
         cfg = self.config
-        if self.set_fraction and cfg.garbage_collection_threshold > 0.0:
-            pool.free_block_calls += 1
         keys, blocks = pool.blocks.keys, pool.blocks.blocks
-        i = pool.blocks.lower_bound((stream, size, 0))
-        if i == len(keys) or keys[i][0] != stream:
-            return None
+        n = len(keys)
         if blocks[i].segment is not None:
             if cfg.expandable_segments:
                 # a block followed by unmapped pages counts as the size it can grow to
                 def expandable_size(b: _Block) -> int:
                     return b.size + (b.next.size if b.next is not None and not b.next.mapped else 0)
-                while (blocks[i].segment is not None and i + 1 < len(keys) and keys[i + 1][0] == stream
+                while (blocks[i].segment is not None and i + 1 < n and keys[i + 1] >> _STREAM == stream
                        and expandable_size(blocks[i + 1]) < expandable_size(blocks[i])):
                     i += 1
             else:   # expandable segments switched off: only ordinary blocks
                 i += 1
-                while i < len(keys) and blocks[i].segment is not None and keys[i][0] == stream:
+                while i < n and blocks[i].segment is not None and keys[i] >> _STREAM == stream:
                     i += 1
-                if i == len(keys) or keys[i][0] != stream:
+                if i == n or keys[i] >> _STREAM != stream:
                     return None
         found = blocks[i]
         # an oversize block is not handed to a request under max_split_size, and serves an
         # oversize request only within max_non_split_rounding of its size
-        if size < cfg.max_split_size and found.size >= cfg.max_split_size:
+        limit = cfg.max_split_size
+        if size < limit:
+            if found.size >= limit:
+                return None
+        elif found.size >= size + cfg.max_non_split_rounding:
             return None
-        if size >= cfg.max_split_size and found.size >= size + cfg.max_non_split_rounding:
-            return None
-        pool.blocks.remove(found)
+        del keys[i], blocks[i]      # pool.blocks.remove(found): it sits at i (keys are unique)
         return found
 
     def _device_alloc_ok(self, size: int) -> bool:
@@ -433,6 +516,8 @@ class CachingAllocator:
     def _new_address(self, size: int) -> int:
         addr = self._next_addr
         self._next_addr += -(-size // SMALL_BUFFER) * SMALL_BUFFER
+        if self._next_addr > _LOW:   # every block lies in a segment, so its size and ptr fit a pool key
+            raise ValueError("allocator model: more than 16 EiB of address space")
         return addr
 
     def _alloc_block(self, pool: _Pool, size: int, alloc_size: int, stream: int, retry: bool = False) -> _Block | None:
@@ -462,43 +547,18 @@ class CachingAllocator:
         if self.segment_log is not None:
             self.segment_log.append((action, size))
 
-    def _should_split(self, block: _Block, size: int) -> bool:
-        """Split off the remainder: >= 512 B in the small pool (or with expandable segments), > 1 MiB
-        in the large pool and only for requests under max_split_size [CCA: should_split]."""
-        remaining = block.size - size
-        if block.small or self.config.expandable_segments:
-            return remaining >= MIN_BLOCK_SIZE
-        return size < self.config.max_split_size and remaining > SMALL_SIZE
-
-    def _alloc_found_block(self, block: _Block, pool: _Pool, size: int, orig_size: int, stream: int) -> int:
-        """Hands out `block`, first splitting off the remainder if should_split [CCA: alloc_found_block]."""
-        if self._should_split(block, size):
-            remaining = block
-            block = _Block(stream, size, remaining.ptr, pool.small, remaining.segment)
-            block.prev = remaining.prev
-            if block.prev is not None:
-                block.prev.next = block
-            block.next = remaining
-            remaining.prev = block
-            remaining.ptr += size
-            remaining.size -= size
-            pool.insert(remaining)
-        block.allocated = True
-        block.requested = orig_size
-        handle = next(self._handles)
-        self.active[handle] = block
-        self.stats.allocated.add(block.size)
-        self.stats.requested.add(orig_size)
-        return handle
-
     def _free_block(self, block: _Block) -> None:
         """Back into the pool, merged with free neighbours of its segment [CCA: free_block]."""
         pool = self.small if block.small else self.large
-        self.stats.requested.add(-block.requested)
+        self.stats.requested.current -= block.requested   # a decrease never moves the peak
         block.requested = 0
-        for neighbour in (block.prev, block.next):
-            self._try_merge_blocks(block, neighbour, pool)
-        pool.insert(block)
+        prev, after = block.prev, block.next
+        if prev is not None and not prev.allocated:
+            self._try_merge_blocks(block, prev, pool)
+        if after is not None and not after.allocated:
+            self._try_merge_blocks(block, after, pool)
+        block.gc_base = pool.free_block_calls               # pool.insert(block)
+        pool.blocks.add(block)
 
     def _try_merge_blocks(self, dst: _Block, src: _Block | None, pool: _Pool) -> int:
         """Absorbs `src` into `dst` if it is free, has no pending uses and is mapped alike [CCA: try_merge_blocks]."""
@@ -533,8 +593,8 @@ class CachingAllocator:
             return total >= size
 
         unmapped = pool.unmapped
-        i = unmapped.lower_bound((stream, 0))
-        while i < len(unmapped) and unmapped.keys[i][0] == stream:
+        i = unmapped.lower_bound(address_key(stream))
+        while i < len(unmapped) and unmapped.keys[i] >> _BITS == stream:
             c = unmapped.blocks[i]
             if allocatable(c.prev):
                 c = c.prev
@@ -651,8 +711,8 @@ class CachingAllocator:
             return False
         need = max(size, limit)
         keys, blocks = pool.blocks.keys, pool.blocks.blocks
-        i = pool.blocks.lower_bound((stream, need, 0))
-        if i < len(keys) and keys[i][0] == stream:
+        i = pool.blocks.lower_bound(size_key(stream, need))
+        if i < len(keys) and keys[i] >> _STREAM == stream:
             self._release_block(blocks[i], pool)
             return True
         if i == 0:

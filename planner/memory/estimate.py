@@ -83,21 +83,26 @@ def estimate(model: ModelSpec, setup: TrainingSetup, gpus: tuple[GpuSpec, ...] =
         setup_dict["seq_len"] = requested.seq_len
         step = replace(step, notes=step.notes + (f"prompt tuning: {prompt} virtual tokens make every sequence "
                                                  f"{requested.seq_len} + {prompt} positions long",))
-    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=NOT_REPLAYED)
     extra = {}
     if not setup.parallel.single_gpu:
         extra = dict(host_bytes_per_node=host_bytes_per_node(model, setup),
                      nvme_bytes_per_node=nvme_bytes_per_node(model, setup),
                      communication=communication_bytes(model, setup))
+    local = step.local or model
+    phases_at = lambda at: _phases_at(model, requested, at)  # noqa: E731
+    # replayed: its figures straight away, the same as replayed() of the estimate without the replay
+    alloc = reserved_for(local, setup, step.phases, phases_at)[0] if replay else NOT_REPLAYED
+    fig = peak_figures(step.phases, outside_allocator=step.outside_allocator, allocator=alloc)
     est = MemoryEstimate(
         peak_allocated_bytes=fig.allocated, peak_reserved_bytes=fig.reserved, device_total_bytes=fig.device_total,
         peak_phase=fig.peak_phase, components=fig.components, phases=fig.totals, phase_components=step.phases,
         params=param_counts(model), trainable_params=trainable, setup=setup_dict,
         assumptions=fig.assumptions + step.assumptions, notes=step.notes, **extra,
         activation_host_bytes=step.activation_host_bytes,
-        pending=(step.local or model, setup, step.outside_allocator, lambda at: _phases_at(model, requested, at)),
+        allocator=alloc if replay else None,
+        pending=None if replay else (local, setup, step.outside_allocator, phases_at),
     )
-    return replayed(est) if replay else est
+    return est
 
 
 def _one_gpu_step(model: ModelSpec, requested: TrainingSetup, setup: TrainingSetup):

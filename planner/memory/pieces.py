@@ -7,7 +7,7 @@ from operator import attrgetter
 
 from ..specs.engines import Engine, computes_without_autocast, gather_dtype
 from ..specs.enums import Choice, Loss, Precision
-from ..specs.memo import per_model
+from ..specs.memo import MAX_ENTRIES, per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
@@ -65,8 +65,22 @@ class Pieces:
     logit_grad16: int    # the logits' gradient in the compute dtype, what the lm_head's backward reads
 
 
+_COMPUTE: dict[tuple, TrainingSetup] = {}
+
+
 def compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
-    """The setup whose activations the engine produces: `*-true` where 16-bit params replace autocast."""
+    """The setup whose activations the engine produces: `*-true` where 16-bit params replace autocast
+    (memoized: a setup and an engine fix it, and estimate() asks for it several times per call)."""
+    key = (setup, eng)
+    hit = _COMPUTE.get(key)
+    if hit is None:
+        if len(_COMPUTE) > MAX_ENTRIES:
+            _COMPUTE.clear()
+        hit = _COMPUTE[key] = _compute_setup(setup, eng)
+    return hit
+
+
+def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
     local = replace(setup, parallel=ParallelSpec())
     if computes_without_autocast(setup.precision, eng):
         local = replace(local, precision=_TRUE[setup.precision])

@@ -35,7 +35,8 @@ docs/readme/reserved.md); modelled from source, not measured on a GPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Callable
 
 from ..specs.engines import Engine, engine_of, gather_dtype, reduce_dtype
@@ -114,8 +115,18 @@ class Reserved:
     largest_free_at_peak: int          # largest cached free block when reserved peaked
     largest_request: int               # the largest single allocation of the step
     conf: str                          # the PYTORCH_CUDA_ALLOC_CONF, canonical (to_conf)
-    shape: StepShape | None = None     # what was replayed (for fragmentation_risk)
+    # what was replayed (for fragmentation_risk): a StepShape, or a function that builds it, called
+    # the first time `shape` is read (only fits() on a device too small reads it)
+    shape_of: StepShape | Callable[[], StepShape] | None = field(default=None, compare=False, repr=False)
     closed_reserved: int = 0           # reserved by the persistent tensors counted in closed form
+
+    @property
+    def shape(self) -> StepShape | None:
+        s = self.shape_of
+        if callable(s):
+            s = s()
+            object.__setattr__(self, "shape_of", s)
+        return s
 
     def assumption(self) -> Assumption:
         """The line the estimate shows: the ratio, and the allocator settings it assumed."""
@@ -290,18 +301,20 @@ class _Direct:
     def __init__(self, alloc: CachingAllocator) -> None:
         self.alloc = alloc
         self.largest = 0
+        self._malloc, self._free = alloc.malloc, alloc.free
 
     def malloc(self, size: int, stream: int = 0) -> int:
         if size <= 0:
             return 0
         if size > self.largest:
             self.largest = size
-        return self.alloc.malloc(size, stream)
+        return self._malloc(size, stream)
 
     def free(self, *keys: int) -> None:
+        free = self._free
         for k in keys:
             if k:
-                self.alloc.free(k)
+                free(k)
 
     def mark(self, label: str) -> None:
         pass
@@ -310,10 +323,13 @@ class _Direct:
         self.alloc.reset_peaks()
 
 
+_DEFAULT = AllocatorConfig()
+
+
 def _persistent(sizes, small: list[int], large: list[int]) -> None:
     """Sorts persistent tensors: 10 MiB or more are counted in closed form, the rest replayed."""
     for size in sizes:
-        (large if round_size(size, AllocatorConfig()) >= OWN_SEGMENT else small).append(size)
+        (large if round_size(size, _DEFAULT) >= OWN_SEGMENT else small).append(size)
 
 
 def _small_pieces(sizes: list[int], log: _Log) -> list[int]:
@@ -528,28 +544,40 @@ def reserved_for(model: ModelSpec, setup: TrainingSetup, phases: dict,
         conf = cfg.to_conf()
         allocated = max(sum(c.values()) for c in phases.values())
         points = grid_points(setup.batch_size * setup.seq_len)
+        grid = _grid_of(model, setup, conf)
         floor = 0
         for g in points[:-1]:
-            res, alloc_g = _grid(model, setup, g, conf, phases_at)
+            res, alloc_g = _grid(grid, model, setup, g, conf, phases_at)
             floor = max(floor, int(alloc_g * res.ratio))
-        top, _ = _grid(model, setup, points[-1], conf, phases_at)
+        top, _ = _grid(grid, model, setup, points[-1], conf, phases_at)
         reserved = max(int(allocated * top.ratio), floor, allocated)
         return replace(top, ratio=reserved / allocated if allocated else 1.0,
-                       shape=merged(step_shape(model, setup, phases))), reserved
+                       shape_of=lambda: merged(step_shape(model, setup, phases))), reserved
 
     return per_model(_FOR, (id(model), setup), model, make)
 
 
-def _grid(model: ModelSpec, setup: TrainingSetup, tokens: int, conf: str, phases_at) -> tuple[Reserved, int]:
-    """(the replay, the estimate's allocated bytes) at a grid point, memoized."""
-    at = grid_setup(setup, tokens)
+# every field of a setup but its sizes: with a grid point's tokens, what fixes grid_setup(setup, tokens)
+_GRID_FIELDS = tuple(f for f in TrainingSetup.__dataclass_fields__ if f not in ("batch_size", "seq_len"))
+_grid_key = attrgetter(*_GRID_FIELDS)
 
-    def make() -> tuple[Reserved, int]:
+
+def _grid_of(model: ModelSpec, setup: TrainingSetup, conf: str) -> dict:
+    """The memo of `setup`'s grid points (tokens -> (replay, allocated)): shared by every setup that
+    differs from it in batch size and sequence length only, which grid_setup() replaces."""
+    return per_model(_GRID, (id(model), _grid_key(setup), conf), model, dict)
+
+
+def _grid(grid: dict, model: ModelSpec, setup: TrainingSetup, tokens: int, conf: str,
+          phases_at) -> tuple[Reserved, int]:
+    """(the replay, the estimate's allocated bytes) at a grid point, memoized in `grid` (_grid_of)."""
+    hit = grid.get(tokens)
+    if hit is None:
+        at = grid_setup(setup, tokens)
         local, phases = phases_at(at)
-        return (replay_shape(merged(step_shape(local, at, phases)), conf),
-                max(sum(c.values()) for c in phases.values()))
-
-    return per_model(_GRID, (id(model), at, conf), model, make)
+        hit = grid[tokens] = (replay_shape(merged(step_shape(local, at, phases)), conf),
+                              max(sum(c.values()) for c in phases.values()))
+    return hit
 
 
 def fragmentation_risk(res: Reserved, allocated: int, capacity: int) -> str | None:

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..specs.memo import per_model
 from ..specs.model import LinearRole, LinearSpec, ModelSpec, QkNorm
 from ..specs.parallel import ParallelSpec
+
+_LOCAL: dict = {}
 
 
 
@@ -38,6 +41,12 @@ def local_model(model: ModelSpec, p: ParallelSpec) -> ModelSpec:
     """
     if p.tp == 1 and p.pp == 1:
         return model
+    # one object per model and (tp, pp), so that the caches keyed by the model object (memo.per_model:
+    # the technique terms, the allocator replay's grid) serve every estimate of the slice
+    return per_model(_LOCAL, (id(model), p.tp, p.pp), model, lambda: _slice(model, p))
+
+
+def _slice(model: ModelSpec, p: ParallelSpec) -> ModelSpec:
     tp = p.tp
     n_layers = layers_per_stage(model, p)
     moe_layers = round(model.moe_layers * n_layers / model.n_layers) if model.moe_layers else 0

@@ -217,9 +217,13 @@ def _batch_totals(totals: _Totals, base: TrainingSetup,
     """(device total, its lower bound without the allocator's replay) of `base` at micro-batch b
     (grad-accum filling the global batch): the same base is checked against every GPU type."""
     dp = base.parallel.dp
+    made: dict[int, TrainingSetup] = {}   # the bisections ask for a micro-batch several times
 
     def at(b: int) -> TrainingSetup:
-        return base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp))
+        setup = made.get(b)
+        if setup is None:
+            setup = made[b] = base.with_(batch_size=b, grad_accum=_grad_accum(space.global_batch, b, dp))
+        return setup
 
     def checked(measure: Callable[[TrainingSetup], int]) -> Callable[[int], int]:
         def total(b: int) -> int:

@@ -35,6 +35,8 @@ from ..specs.resolved import Resolved
 
 def _experts(m: ModelSpec, rs: Resolved) -> list[tuple[LinearSpec, int]]:
     """(fused expert linear, its LoRA rank) for every adapted expert parameter of one MoE layer."""
+    if not m.moe_linears:   # a dense model (the common case: estimate() asks several times per call)
+        return []
     ranks = dict(rs.adapters.expert_ranks) if rs.adapters else {}
     return [(lin, ranks[lin.name]) for lin in m.moe_linears if lin.experts > 1 and lin.name in ranks]
 
