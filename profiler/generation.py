@@ -12,31 +12,13 @@ host read fails the simulation rather than being guessed.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers.generation import utils as generation_utils
 
 from gpuplan.planner import ModelSpec, Phase, TrainingSetup
 
+from .generate_stop import length_only_stop   # noqa: F401  (re-exported: generate's length-only stop)
 from .simulate import fake_eval_model
-
-
-@contextlib.contextmanager
-def length_only_stop(max_length: int) -> Iterator[None]:
-    """StopCheck answering from the length alone (see the module docstring), inside the block only."""
-    original = generation_utils.StopCheck.__call__
-
-    def stop(self, unfinished_sequences, tokens, length: int) -> bool:   # noqa: ARG001  (StopCheck's signature)
-        return length >= max_length
-
-    generation_utils.StopCheck.__call__ = stop
-    try:
-        yield
-    finally:
-        generation_utils.StopCheck.__call__ = original
 
 
 # generate's host reads of a boolean before its loop, in order, with what an unpadded batch of token

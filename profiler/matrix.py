@@ -567,12 +567,12 @@ def run_case(case: Case, device: Device = Device.SIMULATE) -> Result:
 
 def _rollout_row(model, setup: TrainingSetup, notes: list[str]) -> dict[str, tuple[int, int]]:
     """PPO's rollout phase, estimated and simulated (profiler/ppo_step.py notes its peak): {"rollout": (est, sim)}."""
-    from gpuplan.planner.techniques.ppo import ROLLOUT_NOTE
+    from gpuplan.planner.techniques.ppo import ROLLOUT_NOTE   # lazy: only PPO rows read the rollout
 
     note = next((n for n in notes if n.startswith(ROLLOUT_NOTE)), None)
     if note is None:
         return {}
-    from gpuplan.planner.memory.ppo_step import rollout_phase
+    from gpuplan.planner.memory.ppo_step import rollout_phase   # lazy: only PPO rows read the rollout
 
     return {"rollout": (rollout_phase(model, setup).peak_allocated_bytes, int(note[len(ROLLOUT_NOTE):]))}
 

@@ -21,6 +21,8 @@ the no-grad entropy statistics; the micro-batch's tensors stay bound until the m
 from __future__ import annotations
 
 import contextlib
+import linecache
+import traceback
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -31,6 +33,7 @@ from gpuplan.planner.specs.setup import Checkpointing
 from gpuplan.planner.techniques import ppo
 
 from .build import autocast_for, build_model, build_optimizer, materialize
+from .generate_stop import length_only_stop
 from .kernels.attention import packed_sequences
 from .kernels.dropout import cuda_dropout
 from .measurement import Measurement, from_tracker
@@ -144,9 +147,6 @@ class _HostReadsPerCall(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default and args[0].dtype is torch.bool:
-            import linecache
-            import traceback
-
             for frame in reversed(traceback.extract_stack()):
                 if "transformers" in frame.filename:   # the statement, over the lines it spans
                     line = "".join(linecache.getline(frame.filename, i) for i in range(frame.lineno, frame.lineno + 6))
@@ -164,12 +164,11 @@ def _rollout(policy, value, reward, ref, setup: TrainingSetup, vocab: int, pad: 
     selective_log_softmax on the scores, TRL's `forward` through the reference (peft: the policy with its
     adapters disabled) and TRL's `get_reward` through the value and reward models; the previous rollout's
     tensors (`old`) are let go when batch_generation returns, as the names are rebound."""
-    from transformers import GenerationConfig
-    from trl.experimental.ppo.ppo_trainer import batch_generation, forward
-    from trl.experimental.utils import first_true_indices, get_reward
-    from trl.trainer.utils import selective_log_softmax
+    from transformers import GenerationConfig   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
+    from trl.experimental.ppo.ppo_trainer import batch_generation, forward   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
+    from trl.experimental.utils import first_true_indices, get_reward   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
+    from trl.trainer.utils import selective_log_softmax   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
 
-    from .generation import length_only_stop
 
     n, q, R = ppo.local_batch(setup), setup.seq_len - setup.response_len, setup.response_len
     rb = setup.rollout_batch
@@ -229,7 +228,7 @@ def _training_phase(model: torch.nn.Module, opt: torch.optim.Optimizer, setup: T
     """One epoch of PPO's mini-batches over the rollout (l.801-876); the optimizer steps every
     gradient_accumulation_steps micro-batches (accelerate's accumulate), as AcceleratedOptimizer lets it."""
     from trl.experimental.ppo.ppo_trainer import forward, masked_mean   # lazy: TRL 1.12 only here
-    from trl.trainer.utils import selective_log_softmax
+    from trl.trainer.utils import selective_log_softmax   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
 
     q, b = setup.seq_len - setup.response_len, setup.batch_size
     n = ppo.local_batch(setup)
@@ -298,8 +297,8 @@ def simulate_ppo(model: ModelSpec, setup: TrainingSetup, updates: int = 2) -> Me
     CUDA allocator would count them."""
     setup.validate()
     try:   # lazy: TRL 1.12 only here
-        from trl.experimental.ppo.ppo_trainer import PolicyAndValueWrapper
-        from trl.trainer.utils import disable_dropout_in_model
+        from trl.experimental.ppo.ppo_trainer import PolicyAndValueWrapper   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
+        from trl.trainer.utils import disable_dropout_in_model   # lazy: TRL 1.12 (and transformers) load only when PPO is simulated
     except ImportError:
         raise PlannerError("simulating --objective ppo runs TRL 1.12's own trl.experimental.ppo, removed in TRL 1.13 "
                            "(huggingface/trl#7020): pip install trl==1.12.0 in the simulator's environment, or use "

@@ -50,6 +50,12 @@ def _filled(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dic
     return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
+def clip_vision_config(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A LLaVA config's CLIP vision_config with the reader's defaults filled in (LLaVA-1.5's ViT-L/14-336
+    when the config gives none): what techniques/images.py sizes the image tokens and tower by."""
+    return _filled(_VISION_DEFAULTS[VisionTower.CLIP], given if given is not None else _LLAVA_VISION)
+
+
 def _vit_layers(h: int, inter: int, n: int) -> tuple[VisionLinear, ...]:
     """SigLIP's and CLIP's encoder layer: q/k/v/out_proj and fc1/fc2, all with biases
     [modeling_siglip.py SiglipAttention, SiglipMLP; modeling_clip.py CLIPAttention, CLIPMLP]."""

@@ -74,6 +74,7 @@ from ..techniques import quantization, reward
 from . import rollouts
 from .estimate import estimate, replayed
 from .pieces import terms
+from .ppo_step import rollout_phase
 
 # transformers/core_model_loading.py: GLOBAL_WORKERS = min(4, os.cpu_count() or 4) reader threads
 LOAD_WORKERS = 4
@@ -287,7 +288,6 @@ def _phase_allocated(model: ModelSpec, setup: TrainingSetup, est, plan: LoadPlan
     if setup.objective is Objective.GRPO:   # its rollouts, a phase of their own [memory/rollouts.py]
         out[RunPhase.GENERATE.value] = rollouts.generation_phase(model, setup).peak_allocated_bytes
     if setup.objective is Objective.PPO:    # its rollout, a phase of its own [memory/ppo_step.py]
-        from .ppo_step import rollout_phase   # lazy: PPO only
         out[RunPhase.GENERATE.value] = rollout_phase(model, setup).peak_allocated_bytes
     return out
 

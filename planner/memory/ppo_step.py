@@ -20,8 +20,9 @@ from ..specs.enums import Phase
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.setup import TrainingSetup
-from ..techniques import checkpointing, ppo, reward
+from ..techniques import checkpointing, generation, ppo, reward
 from .pieces import terms
+from .rollouts import GenerationPhase
 from .step import Step, technique_notes
 
 
@@ -132,9 +133,6 @@ def rollout_phase(model: ModelSpec, setup: TrainingSetup):
     (rows, V) fp32 scores, `torch.stack` copies them, and `pad()` copies every chunk's into the padded
     `logitss` while the list is alive. Then, per chunk, no-grad forwards of the reference (full logits and
     hidden states), value and reward models over query + response."""
-    from ..techniques import generation   # lazy: the rollout phase only
-    from .rollouts import GenerationPhase
-
     rs, st, _ = terms(model, _policy_setup(setup))
     vmodel = reward.score_model(ppo.value_spec(model, setup))
     vrs, vst, _ = terms(vmodel, ppo.value_setup(setup))

@@ -22,7 +22,6 @@ class States:
 
 
 def states(model: ModelSpec, rs: Resolved) -> States:
-    lora_variants.check(rs.setup)   # a paper's LoRA variant: modelled or refused [techniques/lora_variants.py]
     pc = param_counts(model)
     total = pc.total
     layer_weights = (pc.attention + pc.mlp) // model.n_layers

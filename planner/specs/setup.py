@@ -93,6 +93,14 @@ class LoraSpec:
                     or self.variant is not LoraVariant.NONE)
 
 
+# the papers' LoRA variants refused in one line, naming what is missing [planner/techniques/lora_variants.py]
+LORA_VARIANTS_REFUSED = {
+    LoraVariant.LONGLORA: ("LongLoRA's S^2-Attn is a monkey patch of the attention over flash-attn "
+                           "(dvlab-research/LongLoRA), not in transformers or peft 0.21.2: its shifted and regrouped "
+                           "q/k/v/output copies are not modelled"),
+    LoraVariant.ROSA: ("RoSA needs IST-DASLab's peft fork (peft-rosa) and the spops CUDA kernels, neither in peft "
+                       "0.21.2: its sparse adapters' index and value buffers are not modelled"),
+}
 # LoraSpec fields a setup's dict shows only when they are set (older setups' dicts stay as they were)
 _LORA_EXTRAS = {"use_dora": False, "modules_to_save": [], "ensure_weight_tying": False, "language_only": False,
                "variant": "none"}
@@ -407,8 +415,8 @@ class TrainingSetup:
             raise PlannerError("TRL's ORPOTrainer computes its loss from the model's full logits (no fused head): "
                                "use --loss hf (the default) and no --liger with --objective orpo")
         if self.objective is Objective.PPO:   # TRL 1.12.0's PPOTrainer [planner/techniques/ppo.py]
-            from ..techniques.ppo import validate as validate_ppo   # lazy: techniques import this module
-            validate_ppo(self)
+            self._validate_ppo()
+        self._validate_lora_variant()
         if self.objective is Objective.RM:
             self._validate_rm()
         if self.objective is Objective.GRPO:
@@ -562,6 +570,65 @@ class TrainingSetup:
         if not self.ds3_gather_for_generation and self.parallel.zero != 3:
             raise PlannerError("--no-ds3-gather-for-generation is ZeRO-3's (GRPOConfig.ds3_gather_for_generation): "
                                "add --zero 3 or drop it")
+
+    def _validate_ppo(self) -> None:
+        """What the PPO plan (TRL 1.12.0's PPOTrainer, planner/techniques/ppo.py) does not take, one line each."""
+        s = self
+        if not s.parallel.single_gpu:
+            raise PlannerError("--objective ppo is planned on one GPU only: TRL 1.12's PPOTrainer on several GPUs "
+                               "(DeepSpeed: prepare_deepspeed of the reward and reference models; ZeRO-3 gathers for "
+                               "generate) is not modelled; drop the multi-GPU flags")
+        if s.method not in (Method.FULL, Method.LORA) or s.adapter is not None:
+            raise PlannerError(f"--objective ppo with --method {s.method.value} is not modelled: plan --method full or "
+                               "lora (peft's LoRA on the policy)")
+        if s.recipe.autocast:
+            raise PlannerError(f"--objective ppo with --precision {s.precision.value}: TRL 1.12's PPOTrainer builds "
+                               "Accelerator() without mixed_precision, so its models run in their load dtype; plan "
+                               "--precision bf16-true or fp32 (autocast under accelerate launch --mixed_precision is "
+                               "not modelled)")
+        if s.loss is not Loss.HF or s.liger.any():
+            raise PlannerError("TRL's PPOTrainer computes log-probs from the policy's full logits "
+                               "(selective_log_softmax): use --loss hf (the default) and no --liger with --objective ppo")
+        if s.padding is not Padding.NONE or s.packing is not Packing.NONE:
+            raise PlannerError("--objective ppo plans unpadded queries of one length: drop --padding / --packing")
+        if s.optimizer_in_backward or s.tiled_mlp or s.fp8.value != "none" or s.compile.value != "none" \
+                or s.activation_offload.value != "none" or s.ckpt_every != 1:
+            raise PlannerError("--objective ppo is planned with the plain loop only: drop --optimizer-in-backward, "
+                               "--tiled-mlp, --fp8, --compile, --activation-offload and --ckpt-every")
+        if not 0 < s.response_len < s.seq_len:
+            raise PlannerError(f"--response-length {s.response_len} must be positive and below --seq-len {s.seq_len} "
+                               "(the query comes first)")
+        if s.rollout_batch < 1:
+            raise PlannerError(f"--rollout-batch {s.rollout_batch} must be at least 1")
+        if s.mini_batches < 1 or s.grad_accum % s.mini_batches:
+            raise PlannerError(f"--num-mini-batches {s.mini_batches} must divide --grad-accum {s.grad_accum}: "
+                               "PPOTrainer's exact_div needs local_batch_size = batch x grad-accum to split into whole "
+                               "mini-batches of whole micro-batches")
+
+    def ppo_value_setup(self) -> "TrainingSetup":
+        """PPO's value model's setup: a sequence-classification model trained in full, never checkpointed
+        (planner/techniques/ppo.py)."""
+        return self.with_(objective=Objective.RM, method=Method.FULL, checkpointing=Checkpointing.NONE)
+
+    def _validate_lora_variant(self) -> None:
+        """A paper's LoRA variant (planner/techniques/lora_variants.py): refused, or what it cannot combine with."""
+        v = self.lora.variant
+        if v is LoraVariant.NONE:
+            return
+        if v in LORA_VARIANTS_REFUSED:
+            raise PlannerError(f"--lora-variant {v.value}: {LORA_VARIANTS_REFUSED[v]}")
+        if not self.peft or self.adapter is not None:
+            raise PlannerError(f"--lora-variant {v.value} is a LoRA variant: use it with --method lora (or qlora for "
+                               "dylora), not with full fine-tuning or --peft-config")
+        if self.lora.use_dora:
+            raise PlannerError(f"--lora-variant {v.value} with --use-dora: no paper or library combines them; drop one")
+        if v is LoraVariant.DELTA_LORA:
+            if self.method is Method.QLORA:
+                raise PlannerError("--lora-variant delta-lora updates the pre-trained weights in place: a 4/8-bit base "
+                                   "(--method qlora) cannot be updated; use --method lora")
+            if self.lora.dropout > 0:
+                raise PlannerError("--lora-variant delta-lora removes the LoRA dropout (Zi et al. 2023, Sec. 4.2): "
+                                   "set --lora-dropout 0")
 
     def _validate_rm(self) -> None:
         """What reward modelling (TRL 1.14 RewardTrainer, planner/techniques/reward.py) runs, and what the plan

@@ -61,7 +61,7 @@ class StepFlops:
         return self.forward + self.backward + self.recompute - self.causal_saving
 
 
-def _layer_linear_weights(model: ModelSpec) -> float:
+def layer_linear_weights(model: ModelSpec) -> float:
     """Weights multiplied per token in all decoder layers; MoE layers count top_k experts."""
     dense = sum(lin.weight_count for lin in model.dense_linears)
     moe = 0.0
@@ -72,7 +72,7 @@ def _layer_linear_weights(model: ModelSpec) -> float:
     return model.dense_layers * dense + model.moe_layers * (moe + router)
 
 
-def _stored_linear_weights(model: ModelSpec) -> int:
+def stored_linear_weights(model: ModelSpec) -> int:
     """Weights stored in all decoder-layer linears, every expert counted."""
     dense = sum(lin.weight_count for lin in model.dense_linears)
     moe = sum(lin.weight_count for lin in model.moe_linears)
@@ -90,7 +90,7 @@ def causal_fraction(attention_impl: Attention, s: int) -> float:
 def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
     """FLOPs per token of forward, backward and recompute for `setup` (sequence length from it)."""
     rs = resolve(model, setup)
-    W = _layer_linear_weights(model)
+    W = layer_linear_weights(model)
     head = model.head_rows * model.hidden   # the LM head, or a reward model's hidden x 1 score head
     attn = attention.score_flops_per_token(model, setup.seq_len)
     adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
@@ -110,7 +110,7 @@ def step_flops(model: ModelSpec, setup: TrainingSetup) -> StepFlops:
         recompute += cut_ce.recompute_flops_per_token(model, rs)
     # bitsandbytes dequantizes every stored weight of a quantized linear in each pass, every expert
     # of an MoE layer included (transformers loops over the experts; any expert a token reaches runs)
-    quantized = _stored_linear_weights(model) if rs.quantized is not None else 0
+    quantized = stored_linear_weights(model) if rs.quantized is not None else 0
     passes = 3 + attn_share * checkpointing.recompute_flop_share(rs)   # forward, backward (2x), recompute
     keep = causal_fraction(rs.setup.attention, setup.seq_len)
     return StepFlops(forward, backward, recompute, quantized, (2 + checkpointing.recompute_flop_share(rs)) if quantized else 0,

@@ -43,7 +43,7 @@ from ..techniques import ADAPTERS, attention
 from ..techniques.generation import cached_positions, kv_bytes
 from ..techniques.grpo import NUM_ITERATIONS, generation_batch, steps_per_generation
 from . import dequant, links
-from .flops import _layer_linear_weights, _stored_linear_weights, causal_fraction
+from .flops import layer_linear_weights, stored_linear_weights, causal_fraction
 from .kernels import BACKWARD_FACTOR, step_traffic
 
 # engines whose forward gathers sharded weights (every pass of generate runs the forward hooks)
@@ -87,9 +87,9 @@ def rollout_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, c, e_gemm
     P = setup.seq_len - N
     e = rs.compute.bytes
     adapter = ADAPTERS[rs.adapters.kind] if rs.adapters else None
-    linear = 2 * (_layer_linear_weights(m) + (adapter.flop_weights(m, rs) if adapter else 0.0))  # per token
+    linear = 2 * (layer_linear_weights(m) + (adapter.flop_weights(m, rs) if adapter else 0.0))  # per token
     head = 2 * m.head_rows * m.hidden                                                            # per position
-    stored = _stored_linear_weights(m)
+    stored = stored_linear_weights(m)
     weights = (stored + m.head_rows * m.hidden) * e        # each forward's GEMMs read every weight once
     deq = stored * dequant.bytes_per_weight(setup.quant, e) if rs.quantized is not None else 0.0
     tr = step_traffic(m, setup)

@@ -63,7 +63,9 @@ from ..specs.model import ModelSpec
 from ..specs.resolved import AdapterKind, Resolved
 from ..specs.setup import ActivationOffload, Checkpointing, TrainingSetup
 from ..specs.vision import VisionTower
+from ..io.multimodal import clip_vision_config
 from . import quantization
+from .vision_adapters import adapter_params
 
 ALLOC_GRANULE = 512   # the CUDA caching allocator rounds every block up to 512 bytes [c10/cuda/CUDACachingAllocator.cpp kMinBlockSize]
 
@@ -106,7 +108,6 @@ def check_setup(model: ModelSpec, setup: TrainingSetup) -> None:
 
 
 def _vision_trainable(model: ModelSpec, rs: Resolved) -> int:
-    from .multimodal import adapter_params   # multimodal imports this module
     return model.vision.params if rs.full else adapter_params(model, rs)
 
 
@@ -148,10 +149,9 @@ def _alloc(nbytes: float) -> int:
 
 def _clip(model: ModelSpec) -> tuple[int, int, int, int, int, int]:
     """(hidden, layers, patches, image_size, projector in, projector layers on the loss path) of LLaVA's CLIP."""
-    from ..io.multimodal import _LLAVA_VISION, _VISION_DEFAULTS, _filled   # the reader's defaults
     cfg = model.vision.config
     given = cfg.get("vision_config")
-    vc = _filled(_VISION_DEFAULTS[VisionTower.CLIP], given if given is not None else _LLAVA_VISION)
+    vc = clip_vision_config(given)   # the reader's defaults
     hv, layers, size = int(vc["hidden_size"]), int(vc["num_hidden_layers"]), int(vc["image_size"])
     patches = (size // int(vc["patch_size"])) ** 2
     # hidden_states[i] is layer i's input (i < layers), [layers] the last output: the layers whose

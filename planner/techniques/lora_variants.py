@@ -20,48 +20,19 @@ is no library implementation for the simulator to run).
 - RoSA [Nikdan et al., ICML 2024, arXiv:2401.04679]: refused. Its sparse adapters need IST-DASLab's peft fork
   (peft-rosa) and the spops CUDA kernels (sparse-dense matmuls, SDDMM gradients), neither in peft; their
   index and value buffers are not modelled.
+(The refusals and combinations are checked with the setup: TrainingSetup._validate_lora_variant and
+LORA_VARIANTS_REFUSED in planner/specs/setup.py.)
 """
 from __future__ import annotations
 
-from ..specs.enums import LoraVariant, Method
-from ..specs.errors import PlannerError
+from ..specs.enums import LoraVariant
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from . import lora
 
-REFUSED = {
-    LoraVariant.LONGLORA: ("LongLoRA's S^2-Attn is a monkey patch of the attention over flash-attn "
-                           "(dvlab-research/LongLoRA), not in transformers or peft 0.21.2: its shifted and regrouped "
-                           "q/k/v/output copies are not modelled"),
-    LoraVariant.ROSA: ("RoSA needs IST-DASLab's peft fork (peft-rosa) and the spops CUDA kernels, neither in peft "
-                       "0.21.2: its sparse adapters' index and value buffers are not modelled"),
-}
-
-
 def variant(setup: TrainingSetup) -> LoraVariant:
     return setup.lora.variant if setup.peft else LoraVariant.NONE
-
-
-def check(setup: TrainingSetup) -> None:
-    """Raises PlannerError for a variant that is refused, or cannot combine with the setup."""
-    v = setup.lora.variant
-    if v is LoraVariant.NONE:
-        return
-    if v in REFUSED:
-        raise PlannerError(f"--lora-variant {v.value}: {REFUSED[v]}")
-    if not setup.peft or setup.adapter is not None:
-        raise PlannerError(f"--lora-variant {v.value} is a LoRA variant: use it with --method lora (or qlora for "
-                           "dylora), not with full fine-tuning or --peft-config")
-    if setup.lora.use_dora:
-        raise PlannerError(f"--lora-variant {v.value} with --use-dora: no paper or library combines them; drop one")
-    if v is LoraVariant.DELTA_LORA:
-        if setup.method is Method.QLORA:
-            raise PlannerError("--lora-variant delta-lora updates the pre-trained weights in place: a 4/8-bit base "
-                               "(--method qlora) cannot be updated; use --method lora")
-        if setup.lora.dropout > 0:
-            raise PlannerError("--lora-variant delta-lora removes the LoRA dropout (Zi et al. 2023, Sec. 4.2): "
-                               "set --lora-dropout 0")
 
 
 def _adapted(model: ModelSpec, rs: Resolved):

@@ -29,10 +29,10 @@ checked against the simulator, which runs the rollout with TRL 1.12's batch_gene
 """
 from __future__ import annotations
 
+from ..io.catalog import resolve_model
 from ..specs.errors import PlannerError
-from ..specs.enums import Loss, Method, Objective, Packing, Padding
 from ..specs.model import ModelSpec
-from ..specs.setup import Checkpointing, TrainingSetup
+from ..specs.setup import TrainingSetup
 
 TRL_VERSION = "1.12.0"
 VERSION_NOTE = ("PPO modelled from TRL 1.12.0's trl.experimental.ppo (removed in 1.13, huggingface/trl#7020)")
@@ -80,48 +80,12 @@ def reward_spec(m: ModelSpec, s: TrainingSetup) -> ModelSpec:
 
 
 def _resolve(name: str) -> ModelSpec:
-    from ..io.catalog import resolve_model   # lazy: io reads files
-
     return resolve_model(name)
 
 
 def value_setup(s: TrainingSetup) -> TrainingSetup:
     """The value model's setup: a sequence-classification model trained in full, never checkpointed."""
-    return s.with_(objective=Objective.RM, method=Method.FULL, checkpointing=Checkpointing.NONE)
-
-
-def validate(s: TrainingSetup) -> None:
-    """PlannerError for what the PPO plan does not take, one line each."""
-    if not s.parallel.single_gpu:
-        raise PlannerError("--objective ppo is planned on one GPU only: TRL 1.12's PPOTrainer on several GPUs "
-                           "(DeepSpeed: prepare_deepspeed of the reward and reference models; ZeRO-3 gathers for "
-                           "generate) is not modelled; drop the multi-GPU flags")
-    if s.method not in (Method.FULL, Method.LORA) or s.adapter is not None:
-        raise PlannerError(f"--objective ppo with --method {s.method.value} is not modelled: plan --method full or lora "
-                           "(peft's LoRA on the policy)")
-    if s.recipe.autocast:
-        raise PlannerError(f"--objective ppo with --precision {s.precision.value}: TRL 1.12's PPOTrainer builds "
-                           "Accelerator() without mixed_precision, so its models run in their load dtype; plan "
-                           "--precision bf16-true or fp32 (autocast under accelerate launch --mixed_precision is "
-                           "not modelled)")
-    if s.loss is not Loss.HF or s.liger.any():
-        raise PlannerError("TRL's PPOTrainer computes log-probs from the policy's full logits "
-                           "(selective_log_softmax): use --loss hf (the default) and no --liger with --objective ppo")
-    if s.padding is not Padding.NONE or s.packing is not Packing.NONE:
-        raise PlannerError("--objective ppo plans unpadded queries of one length: drop --padding / --packing")
-    if s.optimizer_in_backward or s.tiled_mlp or s.fp8.value != "none" or s.compile.value != "none" \
-            or s.activation_offload.value != "none" or s.ckpt_every != 1:
-        raise PlannerError("--objective ppo is planned with the plain loop only: drop --optimizer-in-backward, "
-                           "--tiled-mlp, --fp8, --compile, --activation-offload and --ckpt-every")
-    if not 0 < s.response_len < s.seq_len:
-        raise PlannerError(f"--response-length {s.response_len} must be positive and below --seq-len {s.seq_len} "
-                           "(the query comes first)")
-    if s.rollout_batch < 1:
-        raise PlannerError(f"--rollout-batch {s.rollout_batch} must be at least 1")
-    if s.mini_batches < 1 or s.grad_accum % s.mini_batches:
-        raise PlannerError(f"--num-mini-batches {s.mini_batches} must divide --grad-accum {s.grad_accum}: PPOTrainer's "
-                           "exact_div needs local_batch_size = batch x grad-accum to split into whole mini-batches "
-                           "of whole micro-batches")
+    return s.ppo_value_setup()
 
 
 def kept_bytes(m: ModelSpec, s: TrainingSetup, value_bytes: int) -> int:

@@ -10,7 +10,7 @@ from gpuplan.planner.io import hf_vocabulary as V
 # in the table for --from-config, but no member of transformers 5's OptimizerNames (see the table)
 NOT_IN_OPTIMIZER_NAMES = {"adamw_hf", "bnb_8bit", "paged_adamw"}
 # gpuplan choices no TrainingArguments.optim builds (Adam-mini: LLaMA-Factory's use_adam_mini; Muon: torch's)
-NO_HF_NAME = {Optimizer.ADAM_MINI, Optimizer.MUON}
+NO_HF_NAME = {Optimizer.ADAM_MINI, Optimizer.MUON, Optimizer.LORAFA}   # LoRA-FA: peft.optimizers.create_lorafa_optimizer
 
 
 @pytest.mark.parametrize("table, reverse, enum", [

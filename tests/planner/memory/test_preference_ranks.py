@@ -118,7 +118,10 @@ def test_the_vllm_server_gpus_are_paid_for():
 
     m, h100 = resolve_model("qwen-2.5-7b"), resolve_gpu("h100")
     s = _on(GRPO, fsdp=Fsdp.FULL)
-    plain = time_report(m, s, h100, dataset_tokens=10**8)
+    # vLLM generates in both (its generation untimed), so the step time is the same; HF generate is timed
+    plain = time_report(m, s.with_(vllm_colocate=0.3), h100, dataset_tokens=10**8)
     served = time_report(m, s.with_(vllm_server_gpus=2), h100, dataset_tokens=10**8)
     assert "billed_gpus" not in plain and served["billed_gpus"] == 10
     assert served["costs"][0]["usd"] == pytest.approx(plain["costs"][0]["usd"] * 10 / 8)
+    hf = time_report(m, s, h100, dataset_tokens=10**8)
+    assert hf["parts_s"]["generation"] > 0 and "generation" not in plain["parts_s"]

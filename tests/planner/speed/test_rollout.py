@@ -7,7 +7,7 @@ from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
 from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.planner.speed import rollout
 from gpuplan.planner.speed.kernels import step_traffic
-from gpuplan.planner.speed.flops import _layer_linear_weights, _stored_linear_weights
+from gpuplan.planner.speed.flops import layer_linear_weights, stored_linear_weights
 from gpuplan.planner.speed.throughput import TimeConstants, mfu_for, step_time
 from gpuplan.planner.techniques.generation import kv_bytes
 from gpuplan.planner.specs.resolved import resolve
@@ -33,13 +33,13 @@ def test_decode_is_the_steps_weights_cache_and_launches():
     rs = resolve(M, s)
     e = rs.compute.bytes
     B, N, P = s.batch_size, 768, 256
-    weights = (_stored_linear_weights(M) + M.head_rows * M.hidden) * e
+    weights = (stored_linear_weights(M) + M.head_rows * M.hidden) * e
     cache = 3 * B * kv_bytes(M, rs).total * M.n_layers * (P + N / 2)
     launches = M.n_layers * C.per_layer_pass_s + C.per_adapter_call_s * t_adapter_calls(s)
     floor = (N - 1) * ((weights + cache) / (L4.memory_bandwidth * C.memory_efficiency) + launches)
     # the rest is the per-token element-wise bytes and the GEMM FLOPs of B tokens: small beside the weights
     assert floor < t.decode_s < 1.1 * floor
-    flops = 2 * _layer_linear_weights(M) * B * P
+    flops = 2 * layer_linear_weights(M) * B * P
     assert t.prefill_s > flops / (L4.peak_flops("bf16") * mfu_for(L4).value)
     assert t.per_step == 1 and t.completions == B and t.new_tokens == N
 
