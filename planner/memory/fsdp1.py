@@ -78,50 +78,61 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     mp_cast = g_e != setup.precision.weight_dtype.bytes    # MixedPrecision: the shard cast into _mp_shard first
     U_mp = U // n if mp_cast else 0
     layer_trainable = (pc.attention + pc.mlp + pc.norms - m.norm_params if full else st.trainable_params) // m.n_layers
-    U_grad = layer_trainable * g_e                         # the layer's unsharded gradient in param_dtype
     rs_e = reduce_dtype(setup.precision, eng, setup.precision.weight_dtype if full else setup.adapter_dtype).bytes
     cast = rs_e != g_e
-    # the post-backward hook: the reduce_dtype copy (if the dtype differs), the padded input (if the numel
-    # does not divide), the 1/n output; the flat gradient in param_dtype stays referenced until it returns
-    pad = padded(layer_trainable, n) != layer_trainable
-    U_hook = layer_trainable * rs_e * cast + padded(layer_trainable, n) * rs_e * pad + padded(layer_trainable, n) // n * rs_e
+    # use_orig_params pads the FlatParameter to a multiple of n when it is built "to avoid a copy for the
+    # post-backward reduce-scatter" [_flat_param.py _init_flat_param_and_metadata l.759-762], so its
+    # gradient spans the padding and the hook makes no padded copy: the reduce_dtype copy (if the dtype
+    # differs) and the 1/n output, the param_dtype flat gradient referenced until the hook returns
+    grad_numel = padded(layer_trainable, n)
+    U_grad = grad_numel * g_e                              # the layer's unsharded flat gradient in param_dtype
+    U_hook = grad_numel * rs_e * cast + grad_numel // n * rs_e
     head_grad = head * g_e if full else 0
     norm_grad = m.norm_params * g_e if full else 0        # the final norm's gradient waits for the root's split too
     acts = pz.acts * k
     G_one = G_layers // max(m.n_layers, 1)
+    L = m.n_layers
 
     def phase(**c: int) -> dict:
         return {C.WEIGHTS: W + c.pop("w", 0), C.OPTIMIZER_STATE: O, **c}
 
-    fwd = [phase(w=R, g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0),
+    # the step starts with last step's sharded gradients: zero_grad(set_to_none) clears the parameters'
+    # views, the FlatParameter's .grad goes at the root's pre-forward [_runtime_utils.py _root_pre_forward
+    # l.594, _flat_param.py _reset_flat_param_grad_info_if_needed]
+    fwd = [phase(g=G, a=0, l=0, t=0),
+           phase(w=R, g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0),
            # a layer's all-gather out of its low-precision shard
            phase(w=R + U + U_mp, g=g_live, a=0, l=0, t=0)]
     # backward starts with the root gathered and the last layer prefetched by the root's pre-backward hook
     bwd = [phase(w=R + U, g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
            phase(w=R + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad16)]
-    # inside the last layer's backward: it and the next one gathered, its parameters' gradients accumulating;
-    # at the split's backward the flat gradient is concatenated beside them
-    inside = pz.recompute + pz.layer_transient + head_grad + norm_grad
-    bwd.append(phase(w=R + 2 * U, g=g_live, a=acts, l=0, t=inside + U_grad))
-    bwd.append(phase(w=R + 2 * U, g=g_live, a=acts, l=0, t=head_grad + norm_grad + 2 * U_grad))
-    # its post-backward hook: resharded, the flat gradient with the reduce-scatter's buffers
-    bwd.append(phase(w=R + U, g=g_live, a=acts, l=0, t=head_grad + norm_grad + U_grad + U_hook))
-    # the first layer (backward's last): nothing left to prefetch, one layer's gradients still to reduce
-    last_acts = pz.acts * k // max(m.n_layers, 1)
-    bwd.append(phase(w=R + U, g=max(g_live, G_layers - G_one), a=last_acts, l=0,
-                     t=pz.recompute + pz.layer_transient + head_grad + norm_grad + 2 * U_grad))
+    root_w = head_grad + norm_grad   # the root's gradients so far, waiting for the embedding's
+    # layer i's backward (i = L-1 first): it and the one prefetched gathered (i > 0), the layers above it
+    # reduced, the saved activations of layers 0..i; inside it its parameters' gradients accumulate, at the
+    # split's backward the flat gradient is concatenated beside them, then its post-backward hook reshards
+    # it and reduce-scatters. The worst i is the last layer (most activations), the second (most gradients
+    # reduced with two layers gathered) or the first (nothing left to prefetch).
+    for i in sorted({L - 1, min(1, L - 1), 0}, reverse=True):
+        two = 2 * U if i > 0 else U
+        g_i = max(g_live, (L - 1 - i) * G_one)
+        a_i = (acts - pz.outside) * (i + 1) // L + pz.outside
+        bwd.append(phase(w=R + two, g=g_i, a=a_i, l=0, t=pz.recompute + pz.layer_transient + root_w + U_grad))
+        bwd.append(phase(w=R + two, g=g_i, a=a_i, l=0, t=root_w + 2 * U_grad))
+        bwd.append(phase(w=R + two - U, g=g_i, a=a_i, l=0, t=root_w + U_grad + U_hook))
     # the embedding's backward, then the root's split: every root gradient beside the concatenated one
-    root_trainable = root_params if full else 0
-    root_grad = root_trainable * g_e
+    root_numel_grad = padded(root_params, n) if full else 0
+    root_grad = root_numel_grad * g_e
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside, l=0,
-                     t=pz.layer_transient + pz.embed_grad + head_grad + norm_grad))
+                     t=pz.layer_transient + pz.embed_grad + root_w))
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=0, l=0, t=2 * root_grad))
-    root_hook = (root_trainable * rs_e * cast + padded(root_trainable, n) * rs_e * (padded(root_trainable, n) != root_trainable)
-                 + padded(root_trainable, n) // n * rs_e)
+    root_hook = root_numel_grad * rs_e * cast + root_numel_grad // n * rs_e
     bwd.append(phase(g=max(g_live, G_layers), a=0, l=0, t=root_grad + root_hook))
     opt = phase(g=G, a=0, l=0, t=0 if offload else int(st.optimizer_step_temporaries * frac) // n)
     notes = [f"FSDP1 {eng.value}: one FlatParameter per decoder layer and one for the root (embedding, lm_head, "
              f"final norm), sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE prefetch, use_orig_params"]
+    if setup.grad_accum > 1:
+        notes.append("FSDP1 with gradient accumulation: every micro-batch reduce-scatters into the sharded gradient "
+                     "(_saved_grad_shard); under no_sync the unsharded gradients would stay instead (not modelled)")
     return worst_phases(fwd, bwd, opt), notes
 
 

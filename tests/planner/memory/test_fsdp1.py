@@ -27,6 +27,8 @@ def test_estimate_within_one_percent_of_real_fsdp1_per_phase(row):
     model = model_from_config(row["config"], name=row["name"])
     setup = _fsdp(1, row["ranks"], precision=Precision(row["precision"]), batch_size=row["batch_size"],
                   seq_len=row["seq_len"])
+    if row["extra"]:   # checkpointing, grad_accum: as TrainingSetup.to_dict spells them
+        setup = TrainingSetup.from_dict({**setup.to_dict(), **row["extra"]})
     est = estimate(model, setup)
     for phase in Phase:
         measured = row["measured_rank0"][phase.value]["total"]
