@@ -2,8 +2,9 @@
 Answer.AI's fsdp_qlora wrap a transformers model, modelled from the torch 2.13 source:
 
 - one FlatParameter per unit (TRANSFORMER_BASED_WRAP: each decoder layer, and the root holding the
-  embedding, final norm and lm_head), its numel padded to a multiple of the world size and sharded
-  [fsdp/_flat_param.py FlatParamHandle._get_shard]; with use_orig_params the parameters are views into it;
+  embedding, final norm and lm_head); with use_orig_params the parameters are views into it and it is
+  padded to a multiple of the world size when built [fsdp/_flat_param.py _init_flat_param_and_metadata
+  l.759-762], then sharded [FlatParamHandle._get_shard];
 - a unit's all-gather lands in the unsharded FlatParameter itself (`_full_param_padded`, param_dtype under
   MixedPrecision), which the parameters view: no copy-out, and nothing kept after the unit reshards
   [_flat_param.py unshard / _use_unsharded_views, _free_unsharded_flat_param]; under MixedPrecision the
@@ -18,11 +19,15 @@ Answer.AI's fsdp_qlora wrap a transformers model, modelled from the torch 2.13 s
 - the gradient: autograd builds each parameter's gradient of the views, then the split's backward
   concatenates them into the unsharded flat gradient (param_dtype): for a moment both; the post-backward
   hook (on the FlatParameter's AccumulateGrad) reshards the unit, casts the flat gradient to reduce_dtype
-  if it differs (the 16-bit one stays referenced to the hook's end), pads it to n equal chunks, allocates
-  the 1/n output, reduce-scatters, and keeps it as `_saved_grad_shard` cast to the parameter's dtype
+  if it differs (the 16-bit one stays referenced to the hook's end), allocates the 1/n output (no padded
+  copy: the gradient spans the padded FlatParameter), reduce-scatters, and keeps it as `_saved_grad_shard`
+  cast to the parameter's dtype
   (`keep_low_precision_grads=False`) [_post_backward_hook, _reduce_grad, _get_reduce_scatter_tensors,
   _accumulate_sharded_grad]; everything unsharded is freed when the hook returns (FSDP2 instead keeps the
-  last reduce-scatter input alive until the next one).
+  last reduce-scatter input alive until the next one);
+- between steps the sharded gradients outlive `zero_grad(set_to_none=True)` (it clears the parameters'
+  views only) until the root's next pre-forward frees the FlatParameter's `.grad` [_runtime_utils.py
+  _root_pre_forward l.594].
 
 Checked against real FSDP1 on CPU processes with gloo (profiler/fsdp1_step.py,
 data/measurements/fsdp1_step_gloo.json, tests/planner/memory/test_fsdp1.py).
