@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gpuplan.planner import ModelSpec, Phase, PlannerError, TrainingSetup, computes_without_autocast, engine_of
+from gpuplan.planner import ModelSpec, PlannerError, TrainingSetup, computes_without_autocast, engine_of
 from gpuplan.planner.specs.engines import Engine
 
 from .build import Built, autocast_for, build_model, build_optimizer, initialize, materialize
