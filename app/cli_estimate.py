@@ -51,6 +51,9 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
+        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: fast start
+        # the command line's --fsdp-version 1 plans FSDP1's step too (a config's fsdp_version: its save only)
+        setup = step_setup(setup, int(run_kw["fsdp_version"]) if run_kw.get("fsdp_version") else None)
         run_kw = _config_run_options(run_kw)
         gpu_specs = [resolve_gpu(g) for g in gpus]
         from gpuplan.planner.techniques.fp8 import check_gpu as fp8_check_gpu   # lazy: fast start

@@ -17,8 +17,8 @@ RUN_OPTIONS = [
     click.option("--disk-bandwidth", default=None, help="Checkpoint write speed: 1.5GB/s, 800MB/s [2GB/s, a datacenter NVMe]."),
     click.option("--save-only-model", is_flag=True, help="Checkpoints without the optimizer state (HF save_only_model)."),
     click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None, help="FSDP: the save phase runs "
-                 "FSDP1's (FullyShardedDataParallel) or FSDP2's (fully_shard) state-dict code; the step is planned "
-                 "with FSDP2's shards either way [2]."),
+                 "FSDP1's (FullyShardedDataParallel) or FSDP2's (fully_shard) state-dict code; with --fsdp full "
+                 "(no offload, TP, PP or CP) `estimate` plans FSDP1's FlatParameter step too [2]."),
     click.option("--fsdp-state-dict", type=click.Choice(["full", "sharded"]), default=None, help="FSDP "
                  "state_dict_type of the save: full (FULL_STATE_DICT, gathered for rank 0) or sharded "
                  "(SHARDED_STATE_DICT, each rank's shards) [full]."),

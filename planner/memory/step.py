@@ -33,6 +33,7 @@ from .layers import ActivationBytes
 from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
 from .result import Assumption
 from .sharded import fsdp_phases, zero_phases
+from .fsdp1 import fsdp1_phases
 from .figures import worst_phases
 from .slices import local_model
 from .states import States
@@ -320,6 +321,8 @@ def parallel_step(model: ModelSpec, setup: TrainingSetup) -> Step:
     m = local_model(model, p)
     layout = yafsdp_phases if eng is Engine.YAFSDP else fsdp_phases if eng.fsdp else \
         zero_phases if eng.deepspeed else _replicated_phases
+    if eng is Engine.FSDP_FULL and p.fsdp_version == 1:   # FullyShardedDataParallel's FlatParameters
+        layout = fsdp1_phases
     layout = preference_ranks.for_objective(setup, eng, layout)   # DPO/KTO/ORPO/GRPO: their batch, the reference
     if p.pp == 1:
         phases, notes = layout(m, setup, eng)

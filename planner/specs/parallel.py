@@ -58,6 +58,7 @@ class ParallelSpec:
     cp: int = 1                         # context/sequence-parallel degree: each rank holds 1/cp of every sequence
     cp_kind: CpKind = CpKind.TORCH      # the attention that exchanges K/V (or heads) between those ranks
     heads_k_stride: int = 1             # ring-flash-attn llama3: K/V heads all-gathered at a time
+    fsdp_version: int = 2               # --fsdp full's step: 2 fully_shard, 1 FullyShardedDataParallel (memory/fsdp1.py)
 
     @property
     def world(self) -> int:
@@ -114,6 +115,12 @@ class ParallelSpec:
             raise PlannerError("--fsdp yafsdp shards over the whole data-parallel world with no offload (its "
                                "accelerate patch: YaFSDP(zero_stage=3), no TP/PP group, no CPU offload); drop "
                                "--tp/--pp/--offload or use --fsdp full")
+        if self.fsdp_version not in (1, 2):
+            raise PlannerError(f"--fsdp-version must be 1 or 2, got {self.fsdp_version}")
+        if self.fsdp_version == 1 and (self.fsdp is not Fsdp.FULL or self.tp > 1 or self.pp > 1 or self.cp > 1
+                                       or self.offload is not Offload.NONE):
+            raise PlannerError("--fsdp-version 1 plans FSDP1's FULL_SHARD step without offload, TP, PP or CP "
+                               "(memory/fsdp1.py); use --fsdp full without them, or drop --fsdp-version 1")
         if self.fsdp is Fsdp.HYBRID and self.nodes == 1:
             raise PlannerError("--fsdp hybrid shards inside a node and replicates across nodes: it needs --nodes 2 "
                                "or more (on one node use --fsdp full)")
@@ -207,4 +214,4 @@ class ParallelSpec:
 
 
 _SINGLE_GPU = ParallelSpec()
-_CP_DEFAULTS = {"cp": 1, "cp_kind": CpKind.TORCH, "heads_k_stride": 1}
+_CP_DEFAULTS = {"cp": 1, "cp_kind": CpKind.TORCH, "heads_k_stride": 1, "fsdp_version": 2}
