@@ -293,28 +293,30 @@ def _gloo_worker(rank: int, world: int, store_path: str, model: ModelSpec, setup
         dist.destroy_process_group()
 
 
-def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: float = 120) -> list[Measurement]:
-    """Real FSDP2 or DDP steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
-    setup.validate()
-    setup.parallel.validate(model)
-    check_supported(setup, real=True)
-    world = setup.parallel.world
+def spawn_gloo(worker, world: int, args: tuple, timeout: float, prefix: str = "gpuplan-gloo-") -> list:
+    """Runs `worker(rank, world, store_path, *args, results)` in `world` spawned CPU processes sharing a
+    file store, and returns what each rank put on `results` as (rank, value), in rank order; a rank that
+    dies stops the wait at once instead of at the timeout."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    tmp = tempfile.TemporaryDirectory(prefix="gpuplan-gloo-")
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
     store_path = os.path.join(tmp.name, "store")
-    procs = [ctx.Process(target=_gloo_worker, args=(r, world, store_path, model, setup, steps, results))
-             for r in range(world)]
+    procs = [ctx.Process(target=worker, args=(r, world, store_path, *args, results)) for r in range(world)]
     for proc in procs:
         proc.start()
-    out: dict[int, Measurement] = {}
+    out: dict[int, object] = {}
+    waited = 0.0
     try:
         while len(out) < world:
-            rank, measurement = results.get(timeout=timeout)
-            out[rank] = measurement
-    except queues.Empty:
-        raise RuntimeError(f"gloo ranks did not finish in {timeout:.0f} s "
-                           f"(exit codes {[p.exitcode for p in procs]})") from None
+            try:
+                rank, value = results.get(timeout=2)
+            except queues.Empty:
+                waited += 2
+                if waited >= timeout or any(p.exitcode not in (None, 0) for p in procs):
+                    raise RuntimeError(f"gloo ranks did not finish in {waited:.0f} s "
+                                       f"(exit codes {[p.exitcode for p in procs]})") from None
+                continue
+            out[rank] = value
     finally:
         for proc in procs:
             proc.join(timeout=10)
@@ -322,6 +324,14 @@ def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: fl
                 proc.kill()
         tmp.cleanup()
     return [out[r] for r in range(world)]
+
+
+def run_gloo(model: ModelSpec, setup: TrainingSetup, steps: int = 2, timeout: float = 120) -> list[Measurement]:
+    """Real FSDP2 or DDP steps in `setup.parallel.world` CPU processes (gloo); each rank's Measurement."""
+    setup.validate()
+    setup.parallel.validate(model)
+    check_supported(setup, real=True)
+    return spawn_gloo(_gloo_worker, setup.parallel.world, (model, setup, steps), timeout)
 
 
 def measure_distributed(model: ModelSpec, setup: TrainingSetup, device: Device, steps: int = 2,

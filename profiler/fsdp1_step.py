@@ -16,21 +16,17 @@ defers reuse, not the count) [torch 2.13 fsdp/_flat_param.py _free_unsharded_fla
 from __future__ import annotations
 
 import contextlib
-import os
-import queue as queues
-import tempfile
 from dataclasses import replace
 from typing import Iterator
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from gpuplan.planner import ModelSpec, PlannerError, TrainingSetup, computes_without_autocast, engine_of
 from gpuplan.planner.specs.engines import Engine
 
 from .build import Built, autocast_for, build_model, build_optimizer, initialize, materialize
-from .distributed import ShardAwareTracker, decoder_layers, follow_resizes
+from .distributed import ShardAwareTracker, decoder_layers, follow_resizes, spawn_gloo
 from .dtypes import TORCH_DTYPES
 from .step import run_steps
 
@@ -123,32 +119,4 @@ def measure_fsdp1_steps(model: ModelSpec, setup: TrainingSetup, steps: int = 2,
     setup.parallel.validate(model)
     if engine_of(setup.parallel) is not Engine.FSDP_FULL:
         raise PlannerError("the FSDP1 check runs FULL_SHARD only: use --fsdp full")
-    world = setup.parallel.world
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    tmp = tempfile.TemporaryDirectory(prefix="gpuplan-fsdp1-")
-    store_path = os.path.join(tmp.name, "store")
-    procs = [ctx.Process(target=_worker, args=(r, world, store_path, model, setup, steps, results))
-             for r in range(world)]
-    for proc in procs:
-        proc.start()
-    out: dict[int, dict] = {}
-    waited = 0.0
-    try:
-        while len(out) < world:
-            try:
-                rank, peaks = results.get(timeout=2)
-            except queues.Empty:   # a rank that died cannot answer: stop at once instead of at the timeout
-                waited += 2
-                if waited >= timeout or any(p.exitcode not in (None, 0) for p in procs):
-                    raise RuntimeError(f"gloo ranks did not finish in {waited:.0f} s "
-                                       f"(exit codes {[p.exitcode for p in procs]})") from None
-                continue
-            out[rank] = peaks
-    finally:
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-        tmp.cleanup()
-    return [out[r] for r in range(world)]
+    return spawn_gloo(_worker, setup.parallel.world, (model, setup, steps), timeout, prefix="gpuplan-fsdp1-")

@@ -40,13 +40,11 @@ from ..specs.engines import Engine, gather_dtype, reduce_dtype, shard_degree
 from ..specs.enums import Component as C
 from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
-from ..specs.params import param_counts
-from ..specs.parallel import Fsdp, Offload, ParallelSpec
+from ..specs.parallel import Fsdp, Offload
 from ..specs.setup import TrainingSetup
-from .comm import model_bytes
 from .figures import worst_phases
-from .pieces import Stage, in_flight, pieces, terms
-from .pieces import held as stage_share
+from .pieces import Stage
+from .sharded import sharded_states
 
 
 def padded(numel: int, n: int) -> int:
@@ -56,24 +54,14 @@ def padded(numel: int, n: int) -> int:
 
 def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
                  stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
-    p, n = setup.parallel, shard_degree(setup.parallel)
-    rs, st, _ = terms(m, setup)
-    if not rs.full:
+    n = shard_degree(setup.parallel)
+    sh = sharded_states(m, setup, eng, stage)
+    if not sh.rs.full:
         raise PlannerError("--fsdp-version 1's step is modelled for full fine-tuning: with LoRA/QLoRA FSDP1's "
                            "FlatParameter gradient spans the frozen weights too; drop --fsdp-version 1 or --method")
-    pc = param_counts(m)
-    k = in_flight(setup, stage)
-    pz = pieces(m, setup, eng, stage)
-    mb = model_bytes(m, replace(setup, parallel=ParallelSpec(fsdp=p.fsdp, gpus=p.gpus, nodes=p.nodes)))
-    frac, root_params, head = stage_share(m, stage)
-    offload = p.offload is not Offload.NONE
-    W = 0 if offload else int(st.weights * frac) // n
-    O = 0 if offload else int(st.optimizer_state * frac) // n
-    G = 0 if offload else int(st.gradients * frac) // n
-    G_root = int(G * (root_params / pc.total)) if rs.full else 0
-    G_layers = G - G_root
-    g_live = G if setup.grad_accum > 1 else 0
-    all_root = pc.embedding + pc.lm_head + m.norm_params
+    rs, st, pc, k, pz, mb = sh.rs, sh.st, sh.pc, sh.k, sh.pz, sh.mb
+    frac, root_params, head, offload = sh.frac, sh.root_params, sh.head, sh.offload
+    W, O, G, G_layers, g_live, all_root = sh.W, sh.O, sh.G, sh.G_layers, sh.g_live, sh.all_root
     full = rs.full
     g_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype if full else setup.adapter_dtype).bytes
     root_numel = mb.root_gathered * root_params // all_root // g_e

@@ -19,7 +19,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..specs.engines import Engine, gather_dtype, reduce_dtype, shard_degree
 from ..specs.enums import Component as C
@@ -39,8 +40,33 @@ REDUCE_BUCKET_PER_H2 = 1.0
 PREFETCH_BUCKET_PER_H2 = 0.9
 
 
-def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
-                 stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
+@dataclass(frozen=True)
+class ShardedStates:
+    """What every FSDP layout (FSDP2 here, FSDP1 in memory/fsdp1.py) starts from: one rank's share of the
+    model states and the step's pieces (bytes; `n` the shard degree, `k` the micro-batches in flight)."""
+
+    p: ParallelSpec
+    n: int
+    rs: Any
+    st: Any
+    pc: Any
+    k: int
+    pz: Any
+    mb: Any
+    frac: float
+    root_params: int
+    head: int
+    offload: bool
+    W: int                # sharded weights
+    O: int                # sharded optimizer state
+    G: int                # sharded gradients
+    G_root: int           # the root unit's share of G
+    G_layers: int
+    g_live: int           # gradients alive through the step (accumulation)
+    all_root: int         # the root's parameters: embedding, lm_head, final norm
+
+
+def sharded_states(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage.ALL) -> ShardedStates:
     p, n = setup.parallel, shard_degree(setup.parallel)
     rs, st, _ = terms(m, setup)
     pc = param_counts(m)
@@ -53,9 +79,16 @@ def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     O = 0 if offload else int(st.optimizer_state * frac) // n
     G = 0 if offload else int(st.gradients * frac) // n
     G_root = int(G * (root_params / pc.total)) if rs.full else 0
-    G_layers = G - G_root
-    g_live = G if setup.grad_accum > 1 else 0
-    all_root = pc.embedding + pc.lm_head + m.norm_params
+    return ShardedStates(p, n, rs, st, pc, k, pz, mb, frac, root_params, head, offload, W, O, G, G_root, G - G_root,
+                         G if setup.grad_accum > 1 else 0, pc.embedding + pc.lm_head + m.norm_params)
+
+
+def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
+                 stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
+    sh = sharded_states(m, setup, eng, stage)
+    n, rs, st, pc, k, pz, mb = sh.n, sh.rs, sh.st, sh.pc, sh.k, sh.pz, sh.mb
+    frac, root_params, head, offload = sh.frac, sh.root_params, sh.head, sh.offload
+    W, O, G, G_layers, g_live, all_root = sh.W, sh.O, sh.G, sh.G_layers, sh.g_live, sh.all_root
     R = mb.root_gathered * root_params // all_root         # root unit gathered, forward start to backward end
     U = (mb.gathered - mb.root_gathered) // m.n_layers     # one decoder layer's unit, gathered
     grad_e = gather_dtype(setup.precision, eng, setup.precision.weight_dtype if rs.full
