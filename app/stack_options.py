@@ -71,25 +71,23 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     return out
 
 
-# the TRL trainers whose log-probs only TRL's fused LM head computes (TRL 1.16.0 dpo_trainer.py, kto_trainer.py,
-# grpo_trainer.py: fused_lm_head=True); planner/specs/setup.py refuses them with any other loss
-_FUSED_HEAD_OBJECTIVES = ("dpo", "kto", "grpo")
-
-
 def objective_loss(kw: dict[str, Any]) -> dict[str, Any]:
-    """kw with --loss trl for DPO/KTO/GRPO when neither the command line, the --from-config file nor the stack
-    chose a loss: those trainers have no other (their refusal of another loss stays for a loss that was given)."""
+    """kw with the loss the objective's trainer computes (planner/plans/recommend.py OBJECTIVE_LOSS: TRL's fused LM
+    head for DPO/KTO/GRPO) when neither the command line, the --from-config file nor the stack chose a loss; a
+    loss that was chosen is kept (and refused by the setup where the trainer has no such loss)."""
+    from gpuplan.planner.plans.recommend import OBJECTIVE_LOSS   # lazy: each command loads what it needs (fast start)
+    from gpuplan.planner.specs.enums import Objective   # lazy: each command loads what it needs (fast start)
+
     from .from_config import FROM_CONFIG_META   # lazy: each command loads what it needs (fast start)
 
-    if kw.get("objective") not in _FUSED_HEAD_OBJECTIVES:
-        return kw
+    obj = Objective(kw["objective"]) if kw.get("objective") in Objective.values() else None
     ctx = click.get_current_context(silent=True)
-    if ctx is None:
+    if obj not in OBJECTIVE_LOSS or ctx is None:
         return kw
     cfg = ctx.meta.get(FROM_CONFIG_META)
     if _on_command_line(ctx, "loss") or (cfg is not None and "loss" in cfg.options) or kw.get("stack_versions"):
         return kw
-    return {**kw, "loss": "trl"}
+    return {**kw, "loss": OBJECTIVE_LOSS[obj].value}
 
 
 def _on_command_line(ctx: click.Context, opt: str) -> bool:

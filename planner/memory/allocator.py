@@ -381,21 +381,7 @@ class CachingAllocator:
         if block.stream_uses:
             self._insert_events(block)
             return
-        # _free_block, inline
-        pool = self.small if block.small else self.large
-        st.requested.current -= block.requested
-        block.requested = 0
-        prev, after = block.prev, block.next
-        if prev is not None and not prev.allocated:
-            self._try_merge_blocks(block, prev, pool)
-        if after is not None and not after.allocated:
-            self._try_merge_blocks(block, after, pool)
-        block.gc_base = pool.free_block_calls               # pool.insert(block)
-        sb = pool.blocks
-        k = (((block.stream << _BITS) | block.size) << _BITS) | block.ptr
-        i = bisect_left(sb.keys, k)
-        sb.keys.insert(i, k)
-        sb.blocks.insert(i, block)
+        self._free_block(block)
 
     def record_stream(self, handle: int, stream: int) -> None:
         """The block is used on `stream` too; uses on its own stream need nothing [CCA: recordStream]."""

@@ -65,7 +65,7 @@ from ..specs.setup import ActivationOffload, Checkpointing, TrainingSetup
 from ..specs.vision import VisionTower
 from ..io.multimodal import clip_vision_config
 from . import quantization
-from .vision_adapters import adapter_params
+from .vision_adapters import idle_params
 
 ALLOC_GRANULE = 512   # the CUDA caching allocator rounds every block up to 512 bytes [c10/cuda/CUDACachingAllocator.cpp kMinBlockSize]
 
@@ -107,15 +107,11 @@ def check_setup(model: ModelSpec, setup: TrainingSetup) -> None:
                            "for supervised fine-tuning (sft) only")
 
 
-def _vision_trainable(model: ModelSpec, rs: Resolved) -> int:
-    return model.vision.params if rs.full else adapter_params(model, rs)
-
-
 def _why_no_closed_form(model: ModelSpec, rs: Resolved) -> str | None:
     s, v = rs.setup, model.vision
     if v.tower is not VisionTower.CLIP:
         return f"{v.wrapper}'s image batches (its bidirectional image attention blocks)"
-    if _vision_trainable(model, rs):
+    if idle_params(model, rs):
         return "a vision tower or projector with trainable parameters on image batches"
     if rs.adapters is None or rs.adapters.kind is not AdapterKind.LORA:
         return "this method on image batches"

@@ -24,15 +24,7 @@ from ..specs.model import ModelSpec
 from ..specs.resolved import AdapterKind, Resolved
 from ..specs.setup import TrainingSetup
 from . import images
-from .vision_adapters import adapter_params, targeted   # noqa: F401  (re-exported: states.py, tests)
-
-
-def idle_params(model: ModelSpec, rs: Resolved) -> int:
-    """Trainable parameters that get no gradient on text-only batches (the vision side's): counted
-    as trainable, as peft and the Trainer report them, but without gradients or optimizer state."""
-    if model.vision is None:
-        return 0
-    return model.vision.params if rs.full else adapter_params(model, rs)
+from .vision_adapters import adapter_params, idle_params, targeted   # noqa: F401  (re-exported: states.py, speed, tests)
 
 
 def _what(model: ModelSpec) -> str:

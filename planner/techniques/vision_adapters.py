@@ -32,3 +32,11 @@ def adapter_params(model: ModelSpec, rs: Resolved) -> int:
     a = rs.adapters
     per = (lambda lin: a.r * (lin.in_features + lin.out_features) + (lin.out_features if a.use_dora else 0))
     return sum(lin.count * per(lin) for lin in targeted(model, rs.setup.lora.targets, rs.setup.lora.language_only))
+
+
+def idle_params(model: ModelSpec, rs: Resolved) -> int:
+    """Trainable parameters that get no gradient on text-only batches (the vision side's): counted
+    as trainable, as peft and the Trainer report them, but without gradients or optimizer state."""
+    if model.vision is None:
+        return 0
+    return model.vision.params if rs.full else adapter_params(model, rs)
