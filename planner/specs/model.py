@@ -6,7 +6,7 @@ formula ever tests `model_type`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .enums import Choice, MlpKind, NormKind
 from .vision import VisionSpec
@@ -139,5 +139,14 @@ class ModelSpec:
 
     def linear_names(self) -> set[str]:
         return {lin.name for lin in self.dense_linears + self.moe_linears}
+
+    def adapted_linears(self, targets: Iterable[str], moe: bool | None = False) -> list[LinearSpec]:
+        """The linears of one layer that an adapter on `targets` wraps: those of a dense layer (moe False),
+        of an MoE layer (True) or of both kinds in turn (None), in layer order. Fused expert weights
+        (experts > 1) are not nn.Linear modules and are left to techniques/moe_lora.py."""
+        names = set(targets)
+        linears = (self.dense_linears + self.moe_linears if moe is None
+                   else self.moe_linears if moe else self.dense_linears)
+        return [lin for lin in linears if lin.name in names and lin.experts == 1]
 
 

@@ -26,8 +26,7 @@ from .quantization import base_linear_out_bytes
 
 
 def _adapted(m: ModelSpec, rs: Resolved, moe: bool = False):
-    targets = set(rs.adapters.targets)
-    return [lin for lin in (m.moe_linears if moe else m.dense_linears) if lin.name in targets and lin.experts == 1]
+    return m.adapted_linears(rs.adapters.targets, moe)
 
 
 def params_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> int:

@@ -13,10 +13,8 @@ from .quantization import base_linear_out_bytes
 def params_per_layer(model: ModelSpec, rs: Resolved, moe: bool = False) -> int:
     """r * (in + out) for every adapted linear of one (dense or MoE) layer [Hu et al. 2021, Sec. 4.1]."""
     a = rs.adapters
-    targets = set(a.targets)
-    linears = model.moe_linears if moe else model.dense_linears
     return sum(a.r * (lin.in_features + lin.out_features)
-               for lin in linears if lin.name in targets and lin.experts == 1) + (moe_lora.params_per_layer(model, rs) if moe else 0)
+               for lin in model.adapted_linears(a.targets, moe)) + (moe_lora.params_per_layer(model, rs) if moe else 0)
 
 
 def layer_params(model: ModelSpec, rs: Resolved) -> int:
@@ -80,15 +78,12 @@ def saved_bytes_per_layer(m: ModelSpec, rs: Resolved, moe: bool = False) -> floa
     INPUT linears: q/k/v, gate/up) save it once, and an input the step saves anyway costs nothing more.
     """
     ad = rs.adapters
-    targets = set(ad.targets)
     e, autocast, a = rs.compute, rs.autocast, ad.dtype
     x = e.bytes if autocast else a.bytes      # what lora_A saves when it is a new tensor
     seen: set[object] = set()
     total = 0.0
     frozen_a = lora_fa.active(rs.setup)   # LoRA-FA: a frozen lora_A saves no input [techniques/lora_fa.py]
-    for lin in (m.moe_linears if moe else m.dense_linears):
-        if lin.name not in targets or lin.experts > 1:
-            continue
+    for lin in m.adapted_linears(ad.targets, moe):
         total += x * ad.r                                       # lora_B's input
         if frozen_a:
             total += lin.in_features if ad.dropout > 0 else 0   # dropout's bool mask only

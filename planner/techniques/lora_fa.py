@@ -60,18 +60,14 @@ def frozen_a_params(model: ModelSpec, rs: Resolved) -> int:
         return 0
     check(rs.setup)   # every estimate path counts the states and the FLOPs: refused before either
     a = rs.adapters
-    targets = set(a.targets)
-    per = {False: 0, True: 0}
-    for moe, linears in ((False, model.dense_linears), (True, model.moe_linears)):
-        per[moe] = sum(a.r * lin.in_features for lin in linears if lin.name in targets and lin.experts == 1)
+    per = {moe: sum(a.r * lin.in_features for lin in model.adapted_linears(a.targets, moe)) for moe in (False, True)}
     return model.dense_layers * per[False] + model.moe_layers * per[True]
 
 
 def largest_b(model: ModelSpec, rs: Resolved) -> int:
     """Elements of the largest lora_B (out x r)."""
     a = rs.adapters
-    outs = [lin.out_features for lin in model.dense_linears + model.moe_linears
-            if lin.name in set(a.targets) and lin.experts == 1]
+    outs = [lin.out_features for lin in model.adapted_linears(a.targets, moe=None)]
     return a.r * max(outs, default=0)
 
 

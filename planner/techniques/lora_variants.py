@@ -36,8 +36,7 @@ def variant(setup: TrainingSetup) -> LoraVariant:
 
 
 def _adapted(model: ModelSpec, rs: Resolved):
-    targets = set(rs.adapters.targets)
-    return [lin for lin in model.dense_linears + model.moe_linears if lin.name in targets and lin.experts == 1]
+    return model.adapted_linears(rs.adapters.targets, moe=None)
 
 
 def step_temporaries(model: ModelSpec, rs: Resolved) -> int:

@@ -129,9 +129,8 @@ def backward_candidates(m: ModelSpec, rs: Resolved, act, T: int, ckpt: bool, act
     gradients above it live, the dense layers below it not yet; with checkpointing it and the
     dense layers below keep their checkpoints and it is recomputed, its merged weights rebuilt).
     The dense layers (DeepSeek's first_k_dense_replace) are taken to lie below the MoE layers."""
-    targets = set(rs.adapters.targets)
     attn = sum(rs.adapters.r * (lin.in_features + lin.out_features)
-               for lin in m.moe_linears if lin.experts == 1 and lin.name in targets)
+               for lin in m.adapted_linears(rs.adapters.targets, moe=True))
     grads = rs.trainable.bytes * (m.moe_layers - 1) * (attn + params_per_layer(m, rs))
     merged = merged_bytes_per_layer(m, rs)
     below = m.dense_layers
