@@ -16,9 +16,9 @@ from gpuplan.profiler.generation import HOST_READS, HostReads, simulate_generati
 # and 64-wide layers leave its int64 ids and 4-bit block rounding larger than the terms checked here)
 CASES = [
     (TrainingSetup(), 2, 64, 8, CacheKind.DYNAMIC),                                 # fp32 weights, autocast: fp32 keys
-    (TrainingSetup(method=Method.LORA), 4, 64, 16, CacheKind.DYNAMIC),              # frozen fp32 base: casts per use
-    (TrainingSetup(method=Method.QLORA), 2, 64, 24, CacheKind.DYNAMIC),             # fp32 keys and values
-    (TrainingSetup(precision=Precision.BF16_TRUE), 4, 32, 48, CacheKind.STATIC),    # the whole cache up front
+    (TrainingSetup(method=Method.LORA), 4, 64, 6, CacheKind.DYNAMIC),               # frozen fp32 base: casts per use
+    (TrainingSetup(method=Method.QLORA), 2, 64, 8, CacheKind.DYNAMIC),              # fp32 keys and values
+    (TrainingSetup(precision=Precision.BF16_TRUE), 4, 32, 12, CacheKind.STATIC),    # the whole cache up front
     (TrainingSetup(precision=Precision.BF16_TRUE), 8, 256, 1, CacheKind.DYNAMIC),   # the prefill alone
 ]
 MODEL = "qwen-2.5-0.5b"
