@@ -171,7 +171,8 @@ def models(as_json: bool) -> None:
                      "hidden": m.hidden, "heads": m.n_heads, "kv_heads": m.n_kv_heads, "head_dim": m.head_dim,
                      "intermediate": m.intermediate, "vocab": m.vocab, "experts": m.n_experts, "top_k": m.top_k,
                      "tied_embeddings": m.tied_embeddings, "params_total": preset["params_total"],
-                     "context": m.hf_config.get("max_position_embeddings") or m.hf_config.get("n_positions")})
+                     "context": m.hf_config.get("max_position_embeddings") or m.hf_config.get("n_positions"),
+                     "aliases": preset.get("aliases", []), "source": preset.get("source")})   # where the numbers were seen
         if m.kv_lora_rank:   # DeepSeek's multi-head latent attention: its own head dims
             rows[-1]["mla"] = {"q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank,
                                "qk_rope_head_dim": m.qk_rope_head_dim, "qk_nope_head_dim": m.qk_nope_head_dim,

@@ -416,6 +416,30 @@ COHERE_MATRIX: tuple[Case, ...] = (
 MATRICES: dict[str, tuple[Case, ...]] = {"core": MATRIX, "peft": PEFT_MATRIX, "archs": ARCH_MATRIX}
 MATRICES["cohere"] = COHERE_MATRIX
 
+# IBM Granite 3.x (no preset yet: a 2-layer copy of granite-3.3-8b-instruct's config, tests/fixtures/models/):
+# Llama's layer with embedding, residual, attention and logits multipliers that save nothing for backward
+GRANITE_2L = "tests/fixtures/models/granite-3.3-8b-instruct-2-layers.config.json"
+GRANITE_MATRIX: tuple[Case, ...] = (
+    Case("granite", GRANITE_2L, {"method": "lora", "base_dtype": "bf16", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
+         batch_size=1, seq_len=256),
+    Case("granite", GRANITE_2L, {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=2, seq_len=256),
+    Case("granite", GRANITE_2L, {"method": "qlora", "lora": MOE_ALL}, batch_size=1, seq_len=512),
+    Case("granite", GRANITE_2L, {"precision": "bf16-true", "optimizer": "sgd", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+MATRICES["granite"] = GRANITE_MATRIX
+
+# LLaVA-NeXT (llava_next) on text-only batches (no preset yet: a constructed 2-layer Mistral-tower config,
+# tests/fixtures/models/): LLaVA's CLIP tower and projector plus image_newline resident, never run
+LLAVA_NEXT_2L = "tests/fixtures/models/llava-next-mistral-2-layers.config.json"
+LLAVA_NEXT_MATRIX: tuple[Case, ...] = (
+    Case("llava_next", LLAVA_NEXT_2L, {"method": "lora", "base_dtype": "bf16", **NO_CKPT,
+                                       "lora": {"targets": ["q_proj", "v_proj"]}}, batch_size=1, seq_len=256),
+    Case("llava_next", LLAVA_NEXT_2L, {"method": "lora", "base_dtype": "bf16", "lora": MOE_ALL}, batch_size=2, seq_len=256),
+    Case("llava_next", LLAVA_NEXT_2L, {"method": "qlora", "lora": MOE_ALL}, batch_size=1, seq_len=256),
+    Case("llava_next", LLAVA_NEXT_2L, {"precision": "bf16-true", **NO_CKPT}, batch_size=1, seq_len=256),
+)
+MATRICES["llava_next"] = LLAVA_NEXT_MATRIX
+
 # multimodal wrappers on text-only batches, built whole (ForConditionalGeneration): the vision tower's
 # weights resident, peft's adapters in it (q_proj/v_proj in SigLIP and CLIP, all-linear everywhere,
 # Qwen2.5-VL's gate/up/down_proj) and every vision parameter under full fine-tuning idle: no gradient,

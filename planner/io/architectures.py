@@ -121,6 +121,11 @@ _LLAMA_LIKE: dict[str, dict[str, Any]] = {
     # on the projections' outputs (OLMo-2's full q/k norms), a MoE MLP in every layer
     "olmoe": dict(norms=2, qk_norm=QkNorm.FULL, qkv_bias="attention_bias", o_bias="attention_bias"),
     "phi3": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias=False, o_bias=False, fused=True),
+    # IBM Granite 3.x [modeling_granite.py]: Llama's layer with four scalar multipliers, none of which saves
+    # a tensor for backward: `inputs_embeds * embedding_multiplier` and `hidden * residual_multiplier` are
+    # python-scalar products (a transient copy, the input let go), `attention_multiplier` is SDPA's `scale`,
+    # `logits / logits_scaling` a transient copy of the 16-bit logits below the loss's own peak
+    "granite": dict(norms=2, qk_norm=QkNorm.NONE, qkv_bias="attention_bias", o_bias="attention_bias"),
 }
 
 

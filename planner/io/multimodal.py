@@ -1,7 +1,7 @@
 """Config readers for multimodal wrappers whose text tower is a supported family, as transformers
 5.24's native classes build them (never remote code): Gemma3ForConditionalGeneration (gemma3),
-LlavaForConditionalGeneration (llava), Qwen2VLForConditionalGeneration (qwen2_vl) and
-Qwen2_5_VLForConditionalGeneration (qwen2_5_vl). The text tower is read by its family's reader
+LlavaForConditionalGeneration (llava), LlavaNextForConditionalGeneration (llava_next),
+Qwen2VLForConditionalGeneration (qwen2_vl) and Qwen2_5_VLForConditionalGeneration (qwen2_5_vl). The text tower is read by its family's reader
 (architectures.py); the vision tower and projector become a VisionSpec (specs/vision.py).
 
 Hub configs often leave sub-config keys at their class defaults, so each reader fills what is
@@ -17,7 +17,7 @@ from ..specs.model import ModelSpec
 from ..specs.vision import VisionLinear, VisionSpec, VisionTower
 
 # sub-config class defaults, transformers 5.24 [configuration_llama.py LlamaConfig,
-# configuration_gemma3.py Gemma3TextConfig, configuration_qwen2_vl.py Qwen2VLTextConfig,
+# configuration_mistral.py MistralConfig, configuration_gemma3.py Gemma3TextConfig, configuration_qwen2_vl.py Qwen2VLTextConfig,
 # configuration_qwen2_5_vl.py Qwen2_5_VLTextConfig]; keys the text readers read
 _TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -25,6 +25,10 @@ _TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": dict(vocab_size=262_208, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                         num_attention_heads=8, num_key_value_heads=4, head_dim=256, max_position_embeddings=131_072,
                         sliding_window=4096, tie_word_embeddings=True),
+    # MistralConfig's sliding_window (4096) is filled only where the key is absent: hub configs give null
+    "mistral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096 * 32,
+                    tie_word_embeddings=False),
     "qwen2": dict(vocab_size=152_064, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
                   num_attention_heads=64, num_key_value_heads=8, max_position_embeddings=32768,
                   use_sliding_window=False, sliding_window=4096, max_window_layers=80),
@@ -105,7 +109,8 @@ def _gemma3(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], VisionSpec]:
                             int(cfg.get("mm_tokens_per_image") or 256), p, config=dict(cfg))
 
 
-def _llava(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], VisionSpec]:
+def _llava(cfg: Mapping[str, Any], text_types: tuple[str, ...] = ("llama",), what: str = "LLaVA",
+           wrapper: str = "llava") -> tuple[dict[str, Any], VisionSpec]:
     """LLaVA(-1.5): CLIP (every layer built, `vision_feature_layer` only selects which hidden state
     is projected), projector linear_1 (vision width x feature layers -> text width) and linear_2
     with biases per `multimodal_projector_bias`; (image/patch)^2 positions per image, one more
@@ -113,16 +118,18 @@ def _llava(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], VisionSpec]:
     [modeling_llava.py LlavaMultiModalProjector, LlavaModel.get_image_features]."""
     given_text = dict(cfg.get("text_config") or {})
     text_type = given_text.get("model_type", "llama")
-    if text_type != "llama":
-        raise PlannerError(f"LLaVA with a {text_type!r} text tower is not modelled yet; modelled: llama")
-    text = _filled(_TEXT_DEFAULTS["llama"], given_text)
-    text["model_type"] = "llama"
+    if text_type not in text_types:
+        raise PlannerError(f"{what} with a {text_type!r} text tower is not modelled yet; modelled: {', '.join(text_types)}")
+    text = _filled(_TEXT_DEFAULTS[text_type], given_text)
+    text["model_type"] = text_type
+    if text_type == "mistral" and "sliding_window" not in given_text:
+        text["sliding_window"] = 4096   # MistralConfig's default [configuration_mistral.py]
     # LlavaConfig forwards the text config's tie to the outer config [configuration_llava.py __post_init__]
     text["tie_word_embeddings"] = bool(cfg.get("tie_word_embeddings") or text.get("tie_word_embeddings"))
     kind = VisionTower.CLIP
     given_vision = cfg.get("vision_config")
     if given_vision is not None and given_vision.get("model_type", "clip_vision_model") != "clip_vision_model":
-        raise PlannerError(f"LLaVA with a {given_vision['model_type']!r} vision tower is not modelled yet; modelled: "
+        raise PlannerError(f"{what} with a {given_vision['model_type']!r} vision tower is not modelled yet; modelled: "
                            "clip_vision_model")
     v = _filled(_VISION_DEFAULTS[kind], given_vision) if given_vision is not None else \
         _filled(_VISION_DEFAULTS[kind], _LLAVA_VISION)
@@ -134,7 +141,19 @@ def _llava(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], VisionSpec]:
     proj = (VisionLinear("linear_1", hv * n_feat, ht, bias, 1, "projector"),
             VisionLinear("linear_2", ht, ht, bias, 1, "projector"))
     tokens = patches + (1 if cfg.get("vision_feature_select_strategy", "default") == "full" else 0)
-    return text, VisionSpec("llava", kind, tower, _linear_params(proj), linears + proj, tokens, p, config=dict(cfg))
+    return text, VisionSpec(wrapper, kind, tower, _linear_params(proj), linears + proj, tokens, p, config=dict(cfg))
+
+
+def _llava_next(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], VisionSpec]:
+    """LLaVA-NeXT (LLaVA-1.6): LLaVA's CLIP tower and two-linear projector, a Llama or Mistral text tower
+    (LlavaNextConfig's default text config is Llama's), and `image_newline`, a parameter of the text
+    width [modeling_llava_next.py LlavaNextMultiModalProjector, LlavaNextModel.__init__]. Its image
+    tokens are not a constant: anyres tiling picks a grid from `image_grid_pinpoints` by each image's
+    size, then unpads the tiles' features and appends newline tokens [LlavaNextModel.pack_image_features,
+    image_processing_llava_next.py]: image_tokens None (batches with images refused, techniques/images.py)."""
+    text, v = _llava(cfg, ("llama", "mistral"), "LLaVA-NeXT", "llava_next")
+    newline = int(text["hidden_size"])
+    return text, dataclasses.replace(v, projector_params=v.projector_params + newline, image_tokens=None)
 
 
 def _qwen_text(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +209,7 @@ def _qwen_vision(kind: VisionTower, wrapper: str, v: Mapping[str, Any], e: int, 
 
 
 _WRAPPERS: dict[str, Callable[[Mapping[str, Any]], tuple[dict[str, Any], VisionSpec]]] = {
-    "gemma3": _gemma3, "llava": _llava, "qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl,
+    "gemma3": _gemma3, "llava": _llava, "llava_next": _llava_next, "qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl,
 }
 MULTIMODAL_MODEL_TYPES = tuple(sorted(_WRAPPERS))
 

@@ -37,12 +37,12 @@ class VisionLinear:
 class VisionSpec:
     """The wrapper's non-text parameters; counts are exact against transformers' meta build."""
 
-    wrapper: str                  # the wrapper's model_type: gemma3, llava, qwen2_vl, qwen2_5_vl
+    wrapper: str                  # the wrapper's model_type: gemma3, llava, llava_next, qwen2_vl, qwen2_5_vl
     tower: VisionTower
     tower_params: int             # every vision-tower parameter (patch embedding, positions, norms, linears)
     projector_params: int         # the projector's (Gemma-3's projection weight and norm; LLaVA's MLP; Qwen's merger is in the tower)
     linears: tuple[VisionLinear, ...]
-    image_tokens: int | None      # text-tower positions one image takes; None: dynamic (Qwen2-VL: set by the image size)
+    image_tokens: int | None      # text-tower positions one image takes; None: dynamic (Qwen2-VL, LLaVA-NeXT: set by the image size)
     patch: int                    # pixels per patch side
     merge: int = 1                # Qwen2-VL: patches merged per side into one token
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)   # the wrapper's config.json

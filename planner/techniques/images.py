@@ -89,6 +89,11 @@ def check_setup(model: ModelSpec, setup: TrainingSetup) -> None:
         raise PlannerError(f"--images-per-example {n}: {model.name} is a text-only model; give a multimodal one "
                            f"({', '.join(IMAGE_WRAPPERS)} wrappers, e.g. llava-1.5-7b, gemma-3-4b-it-multimodal)")
     v = model.vision
+    if v.wrapper == "llava_next":   # [modeling_llava_next.py LlavaNextModel.pack_image_features]
+        raise PlannerError(f"--images-per-example on {model.name} (llava_next): LLaVA-NeXT's anyres tiling sets each "
+                           "image's tokens by its size (a grid from image_grid_pinpoints, unpadded, plus newline "
+                           "tokens), so no per-image count exists; image batches are planned for "
+                           f"{', '.join(IMAGE_WRAPPERS)} (text-only batches of {model.name} are planned)")
     if v.wrapper not in IMAGE_WRAPPERS:
         raise PlannerError(f"--images-per-example on {model.name} ({v.wrapper}): its image tokens depend on each "
                            "image's size (dynamic resolution) and its vision path (rot_pos_emb, cu_seqlens) reads "

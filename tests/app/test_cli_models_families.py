@@ -15,3 +15,12 @@ def test_models_json_lists_the_new_families_with_mla_fields():
                                                "qk_nope_head_dim": 128, "v_head_dim": 128,
                                                "shared_experts_intermediate": 2816}
     assert "mla" not in rows["llama-3.1-8b"]
+
+
+def test_models_json_says_each_preset_s_aliases_and_source():
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)}
+    assert len(rows) >= 120
+    row = rows["qwen-3-4b-instruct-2507"]
+    assert "Qwen/Qwen3-4B-Thinking-2507" in row["aliases"]
+    assert row["source"].startswith("https://github.com/mlc-ai/mlc-llm/blob/b8c5d3ebf7d4c0a80c0c124a0e9d82ffc14c2103/")
+    assert all(r["source"] and r["hf_id"] in r["aliases"] for r in rows.values())

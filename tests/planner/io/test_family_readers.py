@@ -174,3 +174,36 @@ def test_cohere_first_layer_saves_no_norm_or_mlp_without_an_upstream_gradient():
     off = per_layer(checkpointing="none", lora=qv)
     on_embed = per_layer(checkpointing="none", lora={**qv, "modules_to_save": ["embed_tokens"]})
     assert (on_embed - off) * m.n_layers == 8 * m.hidden + 4 + 3 * 2 * m.intermediate
+
+
+GRANITE = "tests/fixtures/models/granite-3.3-8b-instruct.config.json"   # see tests/fixtures/models/README.md
+
+
+def _granite(**changes):
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).resolve().parents[3] / GRANITE).read_text())
+    return {**cfg, **changes}
+
+
+def test_granite_reads_as_llama_with_its_multipliers_kept():
+    """Granite's four multipliers save no tensor (modeling_granite.py): the spec is Llama's, the
+    config kept whole for the simulator; 8,170,864,640 parameters (tied embeddings)."""
+    m = model_from_config(_granite(), "granite-3.3-8b-instruct")
+    assert m.model_type == "granite" and m.tied_embeddings and m.n_kv_heads == 8 and m.head_dim == 128
+    assert [lin.name for lin in m.dense_linears] == ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                      "gate_proj", "up_proj", "down_proj"]
+    assert m.peft_default_targets == ()      # peft 0.21 has no default target_modules for granite
+    assert m.hf_config["logits_scaling"] == 16.0 and m.hf_config["residual_multiplier"] == 0.22
+    assert param_counts(m).total == 8_170_864_640
+
+
+@pytest.mark.parametrize("changes", [
+    dict(num_hidden_layers=2),
+    dict(num_hidden_layers=2, attention_bias=True, mlp_bias=True, tie_word_embeddings=False),
+])
+def test_granite_counts_match_transformers_on_meta(changes, meta_causal_lm):
+    cfg = _granite(**changes)
+    with meta_causal_lm(cfg) as model:
+        assert param_counts(model_from_config(cfg)).total == sum(p.numel() for p in model.parameters())

@@ -4,6 +4,8 @@ Qwen's top-level text keys or a text_config, SigLIP's pooling head, LLaVA's feat
 projector bias), the fields the readers fill, and one line for what they do not model."""
 import copy
 import gc
+import json
+from pathlib import Path
 
 import pytest
 
@@ -111,5 +113,34 @@ def test_refusals():
     with pytest.raises(PlannerError, match="siglip_vision_model.*not modelled"):
         model_from_config(_variant("llava-1.5-7b", vision=dict(model_type="siglip_vision_model")))
     # another wrapper is refused rather than read as its text tower alone
-    with pytest.raises(PlannerError, match="multimodal model_type 'llava_next' is not supported yet.*text_config alone"):
-        model_from_config(_variant("llava-1.5-7b", model_type="llava_next"))
+    with pytest.raises(PlannerError, match="multimodal model_type 'llava_onevision' is not supported yet.*text_config alone"):
+        model_from_config(_variant("llava-1.5-7b", model_type="llava_onevision"))
+
+
+LLAVA_NEXT = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "llava-next-mistral-2-layers.config.json"
+
+
+@pytest.mark.parametrize("text, top", [
+    ({}, {}),                                                                    # Mistral tower, sliding_window null
+    ({"model_type": "llama", "vocab_size": 32064, "num_hidden_layers": 2}, {}),  # a Llama tower (the config's default)
+    (None, {"vision_feature_layer": [-2, -5], "multimodal_projector_bias": False}),
+])
+def test_llava_next_counts_match_transformers_on_meta(text, top, meta_count):
+    cfg = {**json.loads(LLAVA_NEXT.read_text()), **top}
+    if text:
+        cfg["text_config"] = text
+    elif text is None:
+        cfg["text_config"] = {"model_type": "mistral", "num_hidden_layers": 2}   # MistralConfig's defaults filled in
+    assert param_counts(model_from_config(cfg)).total == meta_count(cfg)
+
+
+def test_llava_next_fields():
+    m = model_from_config(json.loads(LLAVA_NEXT.read_text()), "llava-next")
+    v = m.vision
+    assert m.model_type == "llava_next" and m.sliding_window is None and v.tower is VisionTower.CLIP
+    assert v.image_tokens is None                   # anyres: set by each image's size
+    assert v.projector_params == (1024 * 4096 + 4096) + (4096 * 4096 + 4096) + 4096   # linear_1, linear_2, image_newline
+    cfg = json.loads(LLAVA_NEXT.read_text())
+    cfg["text_config"] = {**cfg["text_config"], "model_type": "qwen2"}
+    with pytest.raises(PlannerError, match="LLaVA-NeXT with a 'qwen2' text tower"):
+        model_from_config(cfg)

@@ -1,5 +1,7 @@
 """Batches with images (planner/techniques/images.py): the image tokens per example, each refusal in
 one line, no closed form (the simulator answers), and the setup field shown only when set."""
+from pathlib import Path
+
 import pytest
 
 from gpuplan.planner import TrainingSetup, estimate
@@ -8,6 +10,7 @@ from gpuplan.planner.specs.errors import NoClosedForm, PlannerError
 from gpuplan.planner.techniques import images
 
 LORA = {"method": "lora", "lora": {"targets": ["q_proj", "v_proj"], "language_only": True}}
+LLAVA_NEXT = str(Path(__file__).resolve().parents[2] / "fixtures" / "models" / "llava-next-mistral-2-layers.config.json")
 
 
 def _setup(**d):
@@ -84,6 +87,7 @@ def test_qlora_s_vision_biases_drop_to_16_bit_once_images_run():
     ("llava-1.5-7b", {"images_per_example": 1, "packing": "rows"}, "--packing rows"),
     ("llava-1.5-7b", {"images_per_example": 1, "objective": "dpo"}, "--objective dpo"),
     ("llava-1.5-7b", {"images_per_example": -1}, "0 \\(text-only\\) or more"),
+    (LLAVA_NEXT, {"images_per_example": 1}, "anyres tiling"),
 ])
 def test_refused_in_one_line(preset, setup, match):
     with pytest.raises(PlannerError, match=match) as err:
@@ -106,3 +110,9 @@ def test_fit_searches_sequences_above_the_image_tokens():
 
     r = fit(resolve_model(LLAVA), _setup(method="qlora", images_per_example=1), resolve_gpu("a100-40gb"))
     assert r.max_batch >= 1 and r.max_seq_len > 576
+
+
+def test_llava_next_text_only_batches_are_planned():
+    """LLaVA-NeXT's image batches are refused (above); its text-only batches are the wrapper's closed form."""
+    est = estimate(resolve_model(LLAVA_NEXT), _setup())
+    assert est.peak_allocated_bytes > 0 and any("text-only batches" in n for n in est.notes)
