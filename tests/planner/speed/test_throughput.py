@@ -17,7 +17,8 @@ def test_every_fitted_constant_names_its_runs_and_fixed_ones_a_source():
     d = mfu_defaults()
     f = d["fitted"]
     for fam, v in f["gemm_efficiency"]["families"].items():
-        assert 0.2 < v["value"] <= 0.95 and len(v["runs"]) >= 5 and v["source"], fam
+        # a fraction of the card's measured matmul ceiling (planner/speed/ceiling.py): at most all of it
+        assert 0.2 < v["value"] <= 1.0 and len(v["runs"]) >= 5 and v["source"], fam
     assert f["gemm_efficiency"]["cross_family"]["runs"]
     for key in ("memory_efficiency", "dequant_efficiency", "per_layer_pass_s", "per_adapter_call_s", "per_step_s",
                 "per_expert_call_s"):
@@ -65,7 +66,7 @@ def test_every_catalog_gpu_has_a_gemm_efficiency():
     from gpuplan.planner.io.catalog import all_gpus
 
     for g in all_gpus():
-        assert 0.2 < mfu_for(g).value <= 0.95, g.name
+        assert 0.2 < mfu_for(g).value <= 1.0, g.name
 
 
 def test_faster_gpu_is_faster():
@@ -156,7 +157,8 @@ def test_calibration_from_a_recorded_step_time(tmp_path, monkeypatch):
         m = resolve_model("llama-3.2-1b")
         st = step_time(m, TrainingSetup(batch_size=4, seq_len=2048, checkpointing=Checkpointing.NONE), resolve_gpu("h100"))
         assert "calibrated" in a.source
-        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 989.4e12), rel=1e-3)
+        # executed FLOPs over (step time x the H100's measured matmul ceiling, 794.5 TFLOP/s: data/matmul.json)
+        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 794.5e12), rel=1e-3)
     finally:
         throughput.calibrated_mfu.cache_clear()
 
