@@ -15,7 +15,7 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
                 (t_expert = t_layer: one launch cost per block pass, fitted once; planner/speed/calibrate.py)
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
-    offload   = host copies + the CPU optimizer's pass over its state + activation offloading's
+    offload   = host copies (FSDP's join comm: side streams) + the CPU optimizer's pass over its state + activation offloading's
                 copies (twice its host bytes per micro-batch over the host link; on a side stream only
                 what exceeds the forward's / backward's compute)
 
@@ -56,6 +56,15 @@ DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit without doubl
 # busy time without recompute), FSDP/ZeRO-3 behind the whole step.
 OVERLAP_BACKWARD = 2 / 3
 OVERLAP_FULL = 1.0
+# FSDP's CPU offload copies on side streams from pinned memory, like its collectives: FSDP1 pins each
+# flat parameter's CPU shard and its CPU gradient (_flat_param.py FlatParamHandle._init_flat_param_attributes),
+# copies the shard to the GPU in pre_unshard on the high-priority pre-unshard stream, which the all-gather's
+# unshard stream then waits on (_runtime_utils.py _unshard), prefetched one unit ahead, and copies each
+# reduced gradient shard back on the post-backward stream, non_blocking (_runtime_utils.py _offload_grad);
+# FSDP2 copies the pinned shard in the all-gather copy-in, non_blocking (_fully_shard/_fsdp_param.py).
+# Those host bytes therefore join the collectives' seconds (one chain per unit: copy, then all-gather) and
+# hide behind compute as they do; the CPU optimizer's step still runs in series (torch 2.13 source).
+SIDE_STREAM_OFFLOAD = (Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID)
 
 
 def mfu_defaults() -> dict[str, Any]:
@@ -250,10 +259,14 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     deq_bytes = dequant.bytes_per_weight(setup.quant, setup.recipe.compute.bytes) if fl.quantized_weights else 0.0
     dequant_s = a * passes * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
     network = 0.0
+    eng = engine_of(p)
     if intra or inter or host:
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
-        offload += host / links.gpu_host_link(gpu).effective
-    eng = engine_of(p)
+        host_s = host / links.gpu_host_link(gpu).effective
+        if eng in SIDE_STREAM_OFFLOAD:
+            network += host_s   # copied on side streams ahead of each unit's all-gather: overlaps compute like it
+        else:
+            offload += host_s
     overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD

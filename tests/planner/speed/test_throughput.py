@@ -216,3 +216,40 @@ def test_offload_is_host_copies_plus_the_cpu_optimizer():
     assert cols.offload == pytest.approx(opt / links.host_memory().effective + host / links.gpu_host_link(g).effective,
                                          rel=1e-3)
     assert cols.optimizer == 0.0
+
+
+def test_fsdp_offload_copies_join_the_collectives_not_the_serial_offload():
+    """FSDP copies its CPU shards on side streams ahead of each all-gather (torch _runtime_utils._unshard's
+    pre-unshard stream, _offload_grad non_blocking): the host seconds overlap compute as the collectives do."""
+    from gpuplan.planner.memory.comm import Link, communication_bytes
+    from gpuplan.planner.specs.parallel import Offload
+    from gpuplan.planner.techniques.optimizers import streamed_bytes_per_param
+
+    m, g = resolve_model("llama-3.2-1b"), resolve_gpu("rtx-4090")
+    on = TrainingSetup(method=Method.LORA, batch_size=2, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL, offload=Offload.PARAMS))
+    off = on.with_(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
+    c_on, c_off = time_columns(m, on, g), time_columns(m, off, g)
+    host = communication_bytes(m, on).bytes_by(link=Link.HOST)
+    assert host > 0
+    assert c_on.network == pytest.approx(c_off.network + host / links.gpu_host_link(g).effective, rel=1e-6)
+    # what stays serial is the CPU optimizer's pass over the (LoRA) state it steps
+    trainable = c_on.offload * links.host_memory().effective / streamed_bytes_per_param(on.optimizer, on.adapter_dtype.bytes)
+    assert 0 < trainable * 2 < 50e6                           # Llama-3.2-1B's LoRA parameters, halved by the shard
+    # DeepSpeed's offload keeps its host copies in series (not read here as side-stream copies)
+    z = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=4, zero=3, offload=Offload.PARAMS))
+    zc = time_columns(m, z, g)
+    zhost = communication_bytes(m, z).bytes_by(link=Link.HOST)
+    assert zc.offload > zhost / links.gpu_host_link(g).effective
+
+
+def test_fsdp_parameter_offload_fetches_the_updated_shard_no_copy_back():
+    from gpuplan.planner.memory.comm import communication_bytes
+    from gpuplan.planner.specs.parallel import Offload
+
+    m = resolve_model("llama-3.2-1b")
+    fsdp = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL, offload=Offload.PARAMS))
+    zero3 = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=2, zero=3, offload=Offload.PARAMS))
+    what = lambda s: [t.what for t in communication_bytes(m, s).terms]   # noqa: E731
+    assert "updated parameter shard back to the GPU" not in what(fsdp)
+    assert "parameter shards fetched from the host before each all-gather" in what(fsdp)
+    assert "updated parameter shard back to the GPU" in what(zero3)
