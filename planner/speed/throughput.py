@@ -386,7 +386,6 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     method = setup.method.value if isinstance(setup.method, Method) else str(setup.method)
     lo, hi, n, group = c.band(gpu.architecture, method)
     notes = [used,
-             Assumption("matmul_ceiling", round(ratio, 4), "fraction of the datasheet peak", cols.ceiling_source),
              Assumption("memory_efficiency", c.memory_efficiency, "fraction of bandwidth", "fitted (data/mfu.json)"),
              Assumption("per_layer_pass_s", c.per_layer_pass_s, "s", "fitted (data/mfu.json)"),
              Assumption("attention_ratio", c.attention_ratio, "fraction of GEMM throughput", "data/mfu.json fixed"),
@@ -435,6 +434,7 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                                 "--objective ppo: the policy's micro-batch step only; the value model's forward and "
                                 "backward, the rollout (generation, the reference, value and reward forwards) and "
                                 "num_ppo_epochs are not timed"))
+    notes.append(Assumption("matmul_ceiling", round(ratio, 4), "fraction of the datasheet peak", cols.ceiling_source))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
                     cols.flops, used.value * ratio, cols.peak, tuple(notes), memory, overhead, (lo, hi), group,
                     gen.per_optimizer_step_s if gen is not None else 0.0)
