@@ -53,7 +53,7 @@ def write_constants(rows) -> str:
     f = d["fitted"]
     f["gemm_efficiency"]["families"] = {
         fam: {"value": round(v, 4), "runs": sorted(by_family[fam]),
-              "source": note(f"fraction of the dense peak on GEMM FLOPs, {len(by_family[fam])} {fam} runs")}
+              "source": note(f"fraction of the measured matmul ceiling (planner/speed/ceiling.py, data/matmul.json) on GEMM FLOPs, {len(by_family[fam])} {fam} runs")}
         for fam, v in sorted(own.items())}
     f["gemm_efficiency"]["cross_family"] = {"value": round(c.cross_family, 4), "runs": ids,
                                             "source": note("every family pooled; used for families with fewer than 5 runs")}

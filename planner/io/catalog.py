@@ -232,6 +232,13 @@ def all_gpus() -> list[GpuSpec]:
 
 
 @lru_cache(maxsize=1)
+def matmul_measurements() -> dict[str, Any]:
+    """data/matmul.json: measured dense matmul FLOP/s per catalog GPU, each with its source and quote."""
+    with open(data_dir() / "matmul.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@lru_cache(maxsize=1)
 def mfu_constants() -> dict[str, Any]:
     """data/mfu.json: the time model's utilisation constants, each with its source."""
     with open(data_dir() / "mfu.json") as f:

@@ -192,7 +192,7 @@ _FLOP_DTYPES = ("bf16", "fp16", "fp32", "tf32", "fp8")
 _STRING_FIELDS = ("name", "vendor", "architecture", "display_name", "memory_source", "purchase_source",
                   "purchase_as_of", "source", "as_of", "notes", "note", "user_file")
 _GPU_FIELDS = {*_STRING_FIELDS, "aliases", "memory_bytes", "peak_flops", "memory_bandwidth_bytes_per_s",
-               "interconnect", "host_link", "power_watts", "purchase_usd", "prices"}
+               "interconnect", "host_link", "power_watts", "purchase_usd", "prices", "matmul_flops"}
 _PRICE_FIELDS = {"provider", "usd_per_hour", "spot_usd_per_hour", "source", "as_of", "note", "verified"}
 # Smallest plausible values: below them the figure is in the wrong unit (GB for bytes, TFLOP/s for FLOP/s)
 _UNIT_FLOORS = {"memory_bytes": (2**30, "bytes (nvidia-smi memory.total MiB x 2**20, e.g. 85520809984 for 81559 MiB)"),
@@ -260,6 +260,12 @@ def validate_gpu_entry(entry: Any, path: str, new: bool = False) -> None:
                 _number(v, f"peak_flops.{k}", where, "peak_flops")
         if new and flops.get("fp32") is None and flops.get("bf16") is None and flops.get("fp16") is None:
             raise PlannerError(f"{where}: peak_flops needs at least one of bf16, fp16, fp32")
+    if "matmul_flops" in entry:   # a measured matmul rate (mamf-finder.py): the time model's GEMM ceiling
+        mm = entry["matmul_flops"]
+        if not isinstance(mm, Mapping) or set(mm) != {"bf16"}:
+            raise PlannerError(f"{where}: matmul_flops is {show(mm)}; it must be {{\"bf16\": FLOP/s}}, the dense bf16 "
+                               "matmul rate measured on the card (e.g. stas00's mamf-finder.py)")
+        _number(mm["bf16"], "matmul_flops.bf16", where, "peak_flops")
     if "memory_bandwidth_bytes_per_s" in entry:
         _number(entry["memory_bandwidth_bytes_per_s"], "memory_bandwidth_bytes_per_s", where,
                 "memory_bandwidth_bytes_per_s")

@@ -223,8 +223,12 @@ def _offload_terms(eng: Engine, p: ParallelSpec, mb: ModelBytes, micro: int) -> 
     n = shard_degree(p)
     HC, H = Collective.HOST_COPY, Link.HOST
     grads_down = mb.grads / n * (micro if eng.shards_grads else 1)
-    out = [CommTerm(HC, H, int(grads_down), micro, 1, "gradient shard to the host optimizer"),
-           CommTerm(HC, H, int(mb.update / n), 1, 1, "updated parameter shard back to the GPU")]
+    out = [CommTerm(HC, H, int(grads_down), micro, 1, "gradient shard to the host optimizer")]
+    # FSDP with its parameters on the host steps the pinned CPU shard in place; the next unshard's copy is the
+    # fetch below, no copy back after the step (torch FSDP1 _flat_param.py FlatParamHandle.pre_unshard:
+    # flat_param_to(device, non_blocking=True); FSDP2 _fsdp_param.py: sharded data .to(device, non_blocking=True))
+    if not (p.offload is Offload.PARAMS and eng.fsdp and eng is not Engine.YAFSDP):
+        out.append(CommTerm(HC, H, int(mb.update / n), 1, 1, "updated parameter shard back to the GPU"))
     if p.offload is Offload.PARAMS:
         fetches = 2 * micro if eng is not Engine.FSDP_GRAD_OP else micro
         out.append(CommTerm(HC, H, int(fetches * mb.gathered / n), fetches, 1,

@@ -25,7 +25,10 @@ from .throughput import Columns, TimeConstants, assemble, exposed_comm
 
 MIN_FAMILY_RUNS = 5
 HUBER = 0.15
-MAX_EFFICIENCY = 0.95   # no kernel class runs above 95% of the datasheet peak or bandwidth
+MAX_EFFICIENCY = 0.95   # no memory-bound kernel class runs above 95% of the datasheet bandwidth
+# GEMM efficiencies are fractions of the card's measured matmul ceiling (planner/speed/ceiling.py), a
+# rate that a GEMM has been measured to reach: none runs above it
+MAX_GEMM_FRACTION = 1.0
 SHARED = ("memory", "dequant", "layer", "adapter", "step")
 
 
@@ -98,8 +101,9 @@ def _design(s: Sample, fam_index: dict[str, int], c: TimeConstants) -> tuple[lis
 
 
 def _lower(k: int) -> list[float]:
-    """Bounds: no efficiency above MAX_EFFICIENCY of the datasheet (inverse efficiency >= 1 / it), launch costs >= 0."""
-    return [1 / MAX_EFFICIENCY] * (k + 2) + [0.0, 0.0, 0.0, 0.0, 0.0]
+    """Bounds: no GEMM efficiency above MAX_GEMM_FRACTION of the matmul ceiling, no memory efficiency above
+    MAX_EFFICIENCY of the datasheet bandwidth (inverse efficiency >= 1 / it), launch costs >= 0."""
+    return [1 / MAX_GEMM_FRACTION] * k + [1 / MAX_EFFICIENCY] * 2 + [0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def _constants(x: list[float], fams: list[str], c: TimeConstants, cross: float | None,

@@ -6,7 +6,8 @@ reads); `TimeConstants.load()` (data/mfu.json).
 
 Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` micro-batches:
 
-    gemm      = a x M x (GEMM FLOPs + attention FLOPs / attention_ratio) / (peak x e_gemm[family])
+    gemm      = a x M x (GEMM FLOPs + attention FLOPs / attention_ratio) / (ceiling x e_gemm[family])
+                (ceiling: the card's measured matmul FLOP/s, planner/speed/ceiling.py; e_gemm a fraction of it)
     memory    = (a x (M x bytes per token + weight bytes) + optimizer bytes) / (bandwidth x e_mem)
     dequant   = a x QLoRA weights x passes x dequantize_4bit's bytes per weight (planner/speed/dequant.py:
                 2.5625 B into bf16, 2.766 with double quant) / (bandwidth x e_mem: the same bandwidth-bound class)
@@ -14,14 +15,15 @@ Per GPU and optimizer step, with micro-batches of M = batch x seq tokens, `a` mi
                 (t_expert = t_layer: one launch cost per block pass, fitted once; planner/speed/calibrate.py)
     comm      = max(0, collective s - overlap x busy, (1 - overlap efficiency) x collective s)
                 (links from planner/speed/links.py; overlap: 2/3 DDP/ZeRO-1/2, 1 FSDP/ZeRO-3)
-    offload   = host copies + the CPU optimizer's pass over its state + activation offloading's
+    offload   = host copies (FSDP's join comm: side streams) + the CPU optimizer's pass over its state + activation offloading's
                 copies (twice its host bytes per micro-batch over the host link; on a side stream only
                 what exceeds the forward's / backward's compute)
 
 busy = gemm + memory + dequant + overhead. GEMM shape enters through the operand bytes: a GEMM of M
 tokens x (K, N) moves e M (K + N) + w K N bytes for 2 M K N FLOPs, so small micro-batches and narrow
 layers are memory-bound (roofline terms added, not maxed, since their kernels do not overlap perfectly). The constants (e_*, t_*) are fitted on published runs
-(data/mfu.json names them and the runs); peak FLOP/s and bandwidths come from the GPU catalog.
+(data/mfu.json names them and the runs); peak FLOP/s and bandwidths come from the GPU catalog, the
+GEMM ceiling from measured matmul throughput (data/matmul.json).
 Attention FLOPs take the causal saving of flash kernels (planner/speed/flops.py).
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..specs.setup import ActivationOffload, TrainingSetup
 from ..specs.resolved import resolve
 from ..techniques import (activation_offload, checkpointing, context_parallel, loss, multimodal, optimizers, preference,
                           reward)
-from . import dequant, links, rollout, upcast
+from . import ceiling, dequant, links, rollout, upcast
 from .flops import StepFlops, step_flops
 from .kernels import step_traffic
 
@@ -54,6 +56,15 @@ DEQUANT_BYTES_PER_WEIGHT = 2.5625   # bitsandbytes dequantize_4bit without doubl
 # busy time without recompute), FSDP/ZeRO-3 behind the whole step.
 OVERLAP_BACKWARD = 2 / 3
 OVERLAP_FULL = 1.0
+# FSDP's CPU offload copies on side streams from pinned memory, like its collectives: FSDP1 pins each
+# flat parameter's CPU shard and its CPU gradient (_flat_param.py FlatParamHandle._init_flat_param_attributes),
+# copies the shard to the GPU in pre_unshard on the high-priority pre-unshard stream, which the all-gather's
+# unshard stream then waits on (_runtime_utils.py _unshard), prefetched one unit ahead, and copies each
+# reduced gradient shard back on the post-backward stream, non_blocking (_runtime_utils.py _offload_grad);
+# FSDP2 copies the pinned shard in the all-gather copy-in, non_blocking (_fully_shard/_fsdp_param.py).
+# Those host bytes therefore join the collectives' seconds (one chain per unit: copy, then all-gather) and
+# hide behind compute as they do; the CPU optimizer's step still runs in series (torch 2.13 source).
+SIDE_STREAM_OFFLOAD = (Engine.FSDP_FULL, Engine.FSDP_GRAD_OP, Engine.FSDP_HYBRID)
 
 
 def mfu_defaults() -> dict[str, Any]:
@@ -65,8 +76,8 @@ def mfu_defaults() -> dict[str, Any]:
 class TimeConstants:
     """The fitted constants of the time model (data/mfu.json `fitted`)."""
 
-    gemm_efficiency: tuple[tuple[str, float], ...]   # (family, fraction of dense peak), fitted families only
-    cross_family: float                              # fraction of peak for families with too few runs
+    gemm_efficiency: tuple[tuple[str, float], ...]   # (family, fraction of the matmul ceiling), fitted families only
+    cross_family: float                              # the same for families with too few runs
     memory_efficiency: float                         # fraction of datasheet bandwidth, memory-bound kernels
     dequant_efficiency: float                        # the same for bitsandbytes 4-bit dequantization
     per_layer_pass_s: float                          # launch cost of one decoder layer's pass
@@ -131,7 +142,8 @@ def _peak_dtype(gpu: GpuSpec, precision: Precision) -> str:
 @lru_cache(maxsize=64)
 def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
     """(GEMM efficiency, source) from recorded step times on this GPU (data/measurements/*.json with a
-    `timing` object): executed FLOPs over (step time x peak), the median; None where none is recorded."""
+    `timing` object): executed FLOPs over (step time x the card's matmul ceiling), the median; None where
+    none is recorded."""
     values, files = [], []
     for name, rec in catalog.measurement_records():
         timing = rec.get("timing")
@@ -141,7 +153,8 @@ def calibrated_mfu(gpu_name: str) -> tuple[float, str] | None:
         setup = TrainingSetup.from_dict(rec["setup"])
         flops = step_flops(model, setup).hardware * setup.batch_size * setup.seq_len
         gpu = catalog.resolve_gpu(gpu_name)
-        values.append(flops / (timing["step_time_s"] * gpu.peak_flops(_peak_dtype(gpu, setup.precision))))
+        rate = ceiling.matmul_ceiling(gpu, _peak_dtype(gpu, setup.precision)).flops
+        values.append(flops / (timing["step_time_s"] * rate))
         files.append(name)
     if not values:
         return None
@@ -154,20 +167,20 @@ def mfu_for(gpu: GpuSpec, constants: TimeConstants | None = None) -> Assumption:
     constant, else the cross-family one."""
     cal = calibrated_mfu(gpu.name)
     if cal is not None:
-        return Assumption("gemm_efficiency", round(cal[0], 4), "fraction of peak", cal[1])
+        return Assumption("gemm_efficiency", round(cal[0], 4), "fraction of the matmul ceiling", cal[1])
     c = constants or TimeConstants.load()
     value, fitted = c.efficiency(gpu.architecture)
     why = (f"{gpu.architecture}: fitted on published runs (data/mfu.json)" if fitted else
            f"{gpu.architecture}: too few published runs, the cross-family constant (data/mfu.json)")
-    return Assumption("gemm_efficiency", value, "fraction of peak", why)
+    return Assumption("gemm_efficiency", value, "fraction of the matmul ceiling", why)
 
 
 @dataclass(frozen=True)
 class Columns:
     """Seconds of one optimizer step per GPU at unit constants (efficiency 1, 1 s per launch)."""
 
-    gemm: float          # FLOPs / peak (attention / attention_ratio applied by the caller)
-    attention: float     # attention FLOPs / peak
+    gemm: float          # FLOPs / ceiling (attention / attention_ratio applied by the caller)
+    attention: float     # attention FLOPs / ceiling
     memory: float        # bytes / bandwidth, element-wise + operands + optimizer
     optimizer: float     # the optimizer's share of `memory`
     dequant: float       # bytes / bandwidth, QLoRA dequantization
@@ -179,9 +192,11 @@ class Columns:
     offload: float       # host copies and the CPU optimizer, seconds
     tokens_per_step: int
     flops: StepFlops
-    peak: float
+    peak: float          # the datasheet peak (achieved MFU is quoted against it)
     upcast: bool = False  # QLoRA's kbit fp32 activations cast by every 4-bit linear (planner/speed/upcast.py)
     objective: tuple[int, int, str] = (1, 0, "")   # preference.time_sequences: with-grad and no-grad sequences
+    ceiling: float = 0.0  # the GEMM FLOP/s gemm and attention are divided by (planner/speed/ceiling.py)
+    ceiling_source: str = ""
 
 
 @lru_cache(maxsize=65536)
@@ -222,13 +237,15 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     a = setup.grad_accum
     split = p.tp * p.pp       # TP splits every GEMM, PP the layers (1F1B bubble not modelled)
     peak = gpu.peak_flops(_peak_dtype(gpu, setup.precision))
+    # GEMMs run at the card's measured matmul rate (planner/speed/ceiling.py), not its datasheet peak
+    ceil = ceiling.matmul_ceiling(gpu, _peak_dtype(gpu, setup.precision))
     bw = gpu.memory_bandwidth
-    gemm = a * M * passes * fl.linear / split / peak
+    gemm = a * M * passes * fl.linear / split / ceil.flops
     if setup.optimizer is Optimizer.GALORE_ADAMW and not setup.peft:   # GaLore's SVDs (fp32), amortized per step
         o = setup.optim
         gemm += optimizers.galore_svd_flops_per_step(model, o.rank, o.update_proj_gap, o.targets) / split / \
-            gpu.peak_flops("fp32")
-    attention = a * M * passes * fl.attention / split / peak
+            ceiling.matmul_ceiling(gpu, "fp32").flops
+    attention = a * M * passes * fl.attention / split / ceil.flops
     shard = max(p.dp, 1) if (p.zero >= 1 or p.fsdp.value != "none") else 1
     w = setup.adapter_dtype.bytes if setup.peft else setup.recipe.weights.bytes
     opt_bytes = trainable / split / shard * optimizers.streamed_bytes_per_param(setup.optimizer, w)
@@ -242,16 +259,20 @@ def time_columns(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec) -> Column
     deq_bytes = dequant.bytes_per_weight(setup.quant, setup.recipe.compute.bytes) if fl.quantized_weights else 0.0
     dequant_s = a * passes * fl.quantized_weights * fl.dequant_passes * deq_bytes / split / bw
     network = 0.0
+    eng = engine_of(p)
     if intra or inter or host:
         network = intra / links.gpu_peer_link(gpu).effective + inter / links.network_link(gpu).effective
-        offload += host / links.gpu_host_link(gpu).effective
-    eng = engine_of(p)
+        host_s = host / links.gpu_host_link(gpu).effective
+        if eng in SIDE_STREAM_OFFLOAD:
+            network += host_s   # copied on side streams ahead of each unit's all-gather: overlaps compute like it
+        else:
+            offload += host_s
     overlap = OVERLAP_FULL if eng in (Engine.ZERO3, Engine.FSDP_FULL, Engine.FSDP_HYBRID, Engine.FSDP_GRAD_OP,
                                       Engine.YAFSDP) \
         else OVERLAP_BACKWARD
     return Columns(gemm, attention, memory, opt_seconds, dequant_s, a * passes * tr.layer_passes / p.pp,
                    a * passes * tr.adapter_calls / p.pp, a * passes * tr.expert_calls / p.pp, network, overlap, offload,
-                   a * M * policy * max(p.dp, 1), fl, peak, up, objective)
+                   a * M * policy * max(p.dp, 1), fl, peak, up, objective, ceil.flops, ceil.source)
 
 
 def _activation_offload_s(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec,
@@ -284,7 +305,7 @@ class StepTime:
     tokens_per_step: int       # over all GPUs
     gpus: int                  # the world size
     flops: StepFlops
-    mfu: float                 # the GEMM efficiency used
+    mfu: float                 # the GEMM efficiency used, as a fraction of the datasheet peak
     peak_flops: float          # per GPU, in the precision's compute dtype
     assumptions: tuple[Assumption, ...]
     memory_bound: float = 0.0  # element-wise kernels, GEMM operands, LoRA branches, loss (optimizer apart)
@@ -356,7 +377,10 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
     `mfu` overrides the GEMM efficiency (`--mfu`), `constants` the fitted ones (cross-validation)."""
     c = constants or TimeConstants.load()
     cols = time_columns(model, setup, gpu)
-    used = mfu_for(gpu, c) if mfu is None else Assumption("gemm_efficiency", mfu, "fraction of peak", "given (--mfu)")
+    ratio = cols.ceiling / cols.peak if cols.ceiling and cols.peak else 1.0
+    # --mfu is a fraction of the datasheet peak (as papers quote it): as a fraction of the ceiling, mfu / ratio
+    used = mfu_for(gpu, c) if mfu is None else Assumption("gemm_efficiency", mfu / ratio, "fraction of the matmul ceiling",
+                                                          f"given (--mfu {mfu} of the datasheet peak)")
     compute, memory, optimizer, dequant, overhead, exposed = assemble(cols, c, used.value)
     act_offload, act_note = _activation_offload_s(model, setup, gpu, compute + memory + dequant + overhead)
     method = setup.method.value if isinstance(setup.method, Method) else str(setup.method)
@@ -394,7 +418,7 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                                 f"--objective {setup.objective.value}: {what} (techniques/preference.py); tokens/s counts "
                                 "the tokens of every sequence through the policy; each no-grad forward at the "
                                 "forward's share of the step's FLOPs, its kernels and launches scaled alike"))
-    gen = rollout.rollout_time(model, setup, gpu, c, used.value, cols.peak)
+    gen = rollout.rollout_time(model, setup, gpu, c, used.value, cols.ceiling or cols.peak)
     if gen is not None:
         notes.append(Assumption("rollouts", [gen.completions, gen.new_tokens, round(gen.per_step, 4)],
                                 "completions, new tokens, generations per optimizer step",
@@ -410,6 +434,7 @@ def step_time(model: ModelSpec, setup: TrainingSetup, gpu: GpuSpec, mfu: float |
                                 "--objective ppo: the policy's micro-batch step only; the value model's forward and "
                                 "backward, the rollout (generation, the reference, value and reward forwards) and "
                                 "num_ppo_epochs are not timed"))
+    notes.append(Assumption("matmul_ceiling", round(ratio, 4), "fraction of the datasheet peak", cols.ceiling_source))
     return StepTime(compute, dequant, optimizer, exposed, cols.offload + act_offload, cols.tokens_per_step, setup.parallel.world,
-                    cols.flops, used.value, cols.peak, tuple(notes), memory, overhead, (lo, hi), group,
+                    cols.flops, used.value * ratio, cols.peak, tuple(notes), memory, overhead, (lo, hi), group,
                     gen.per_optimizer_step_s if gen is not None else 0.0)

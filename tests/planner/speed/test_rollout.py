@@ -6,6 +6,7 @@ from gpuplan.planner.specs.enums import Loss, Method, Objective
 from gpuplan.planner.specs.parallel import Fsdp, ParallelSpec
 from gpuplan.planner.specs.setup import TrainingSetup
 from gpuplan.planner.speed import rollout
+from gpuplan.planner.speed.ceiling import matmul_ceiling
 from gpuplan.planner.speed.kernels import step_traffic
 from gpuplan.planner.speed.flops import layer_linear_weights, stored_linear_weights
 from gpuplan.planner.speed.throughput import TimeConstants, mfu_for, step_time
@@ -24,7 +25,8 @@ def grpo(**kw) -> TrainingSetup:
 
 
 def times(s: TrainingSetup, m=M, gpu=L4) -> rollout.RolloutTime:
-    return rollout.rollout_time(m, s, gpu, C, mfu_for(gpu).value, gpu.peak_flops("bf16"))
+    # generation's GEMMs run at the card's matmul ceiling, as the step's do (planner/speed/ceiling.py)
+    return rollout.rollout_time(m, s, gpu, C, mfu_for(gpu).value, matmul_ceiling(gpu, "bf16").flops)
 
 
 def test_decode_is_the_steps_weights_cache_and_launches():

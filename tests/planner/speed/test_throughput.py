@@ -17,7 +17,8 @@ def test_every_fitted_constant_names_its_runs_and_fixed_ones_a_source():
     d = mfu_defaults()
     f = d["fitted"]
     for fam, v in f["gemm_efficiency"]["families"].items():
-        assert 0.2 < v["value"] <= 0.95 and len(v["runs"]) >= 5 and v["source"], fam
+        # a fraction of the card's measured matmul ceiling (planner/speed/ceiling.py): at most all of it
+        assert 0.2 < v["value"] <= 1.0 and len(v["runs"]) >= 5 and v["source"], fam
     assert f["gemm_efficiency"]["cross_family"]["runs"]
     for key in ("memory_efficiency", "dequant_efficiency", "per_layer_pass_s", "per_adapter_call_s", "per_step_s",
                 "per_expert_call_s"):
@@ -65,7 +66,7 @@ def test_every_catalog_gpu_has_a_gemm_efficiency():
     from gpuplan.planner.io.catalog import all_gpus
 
     for g in all_gpus():
-        assert 0.2 < mfu_for(g).value <= 0.95, g.name
+        assert 0.2 < mfu_for(g).value <= 1.0, g.name
 
 
 def test_faster_gpu_is_faster():
@@ -156,7 +157,8 @@ def test_calibration_from_a_recorded_step_time(tmp_path, monkeypatch):
         m = resolve_model("llama-3.2-1b")
         st = step_time(m, TrainingSetup(batch_size=4, seq_len=2048, checkpointing=Checkpointing.NONE), resolve_gpu("h100"))
         assert "calibrated" in a.source
-        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 989.4e12), rel=1e-3)
+        # executed FLOPs over (step time x the H100's measured matmul ceiling, 794.5 TFLOP/s: data/matmul.json)
+        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 794.5e12), rel=1e-3)
     finally:
         throughput.calibrated_mfu.cache_clear()
 
@@ -214,3 +216,40 @@ def test_offload_is_host_copies_plus_the_cpu_optimizer():
     assert cols.offload == pytest.approx(opt / links.host_memory().effective + host / links.gpu_host_link(g).effective,
                                          rel=1e-3)
     assert cols.optimizer == 0.0
+
+
+def test_fsdp_offload_copies_join_the_collectives_not_the_serial_offload():
+    """FSDP copies its CPU shards on side streams ahead of each all-gather (torch _runtime_utils._unshard's
+    pre-unshard stream, _offload_grad non_blocking): the host seconds overlap compute as the collectives do."""
+    from gpuplan.planner.memory.comm import Link, communication_bytes
+    from gpuplan.planner.specs.parallel import Offload
+    from gpuplan.planner.techniques.optimizers import streamed_bytes_per_param
+
+    m, g = resolve_model("llama-3.2-1b"), resolve_gpu("rtx-4090")
+    on = TrainingSetup(method=Method.LORA, batch_size=2, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL, offload=Offload.PARAMS))
+    off = on.with_(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
+    c_on, c_off = time_columns(m, on, g), time_columns(m, off, g)
+    host = communication_bytes(m, on).bytes_by(link=Link.HOST)
+    assert host > 0
+    assert c_on.network == pytest.approx(c_off.network + host / links.gpu_host_link(g).effective, rel=1e-6)
+    # what stays serial is the CPU optimizer's pass over the (LoRA) state it steps
+    trainable = c_on.offload * links.host_memory().effective / streamed_bytes_per_param(on.optimizer, on.adapter_dtype.bytes)
+    assert 0 < trainable * 2 < 50e6                           # Llama-3.2-1B's LoRA parameters, halved by the shard
+    # DeepSpeed's offload keeps its host copies in series (not read here as side-stream copies)
+    z = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=4, zero=3, offload=Offload.PARAMS))
+    zc = time_columns(m, z, g)
+    zhost = communication_bytes(m, z).bytes_by(link=Link.HOST)
+    assert zc.offload > zhost / links.gpu_host_link(g).effective
+
+
+def test_fsdp_parameter_offload_fetches_the_updated_shard_no_copy_back():
+    from gpuplan.planner.memory.comm import communication_bytes
+    from gpuplan.planner.specs.parallel import Offload
+
+    m = resolve_model("llama-3.2-1b")
+    fsdp = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL, offload=Offload.PARAMS))
+    zero3 = TrainingSetup(batch_size=2, parallel=ParallelSpec(gpus=2, zero=3, offload=Offload.PARAMS))
+    what = lambda s: [t.what for t in communication_bytes(m, s).terms]   # noqa: E731
+    assert "updated parameter shard back to the GPU" not in what(fsdp)
+    assert "parameter shards fetched from the host before each all-gather" in what(fsdp)
+    assert "updated parameter shard back to the GPU" in what(zero3)
