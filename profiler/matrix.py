@@ -677,6 +677,12 @@ SHARDRECOMP_MATRIX: tuple[Case, ...] = (
     Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "precision": "fp32", "parallel": FSDP2}, batch_size=4, seq_len=1024),
     Case("llama", "llama-3.2-1b", {**CNLL, "method": "qlora", "parallel": FSDP2}, batch_size=4, seq_len=2048),
     Case("llama", "tinyllama-1.1b", {**CNLL, "method": "lora", "parallel": {"gpus": 4, "fsdp": "full"}}, batch_size=4, seq_len=2048),
+    # short sequences (benchmarks/accuracy_multi_gpu.py's rows): a layer's backward peaks at its end, in its first
+    # RMSNorm's PowBackward, all the layer's unsharded gradients made (pieces.py norm_backward)
+    Case("llama", "tinyllama-1.1b", {"parallel": {"gpus": 16, "fsdp": "full"}}, batch_size=1, seq_len=256),
+    Case("llama", "tinyllama-1.1b", {"parallel": {"gpus": 16, "fsdp": "grad-op"}}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {"parallel": FSDP2}, batch_size=1, seq_len=256),
+    Case("gpt2", "gpt-2-large", {"parallel": {"gpus": 4, "fsdp": "full"}}, batch_size=2, seq_len=512),
     # the forward's chunked loss is their peak; the lm_head's backward had counted a (T, V) gradient chunked_nll never builds
     Case("qwen", "qwen-3-0.6b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),
     Case("gemma", "gemma-3-1b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),

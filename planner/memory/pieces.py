@@ -6,14 +6,14 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 
 from ..specs.engines import Engine, computes_without_autocast, gather_dtype
-from ..specs.enums import Choice, Loss, Precision
+from ..specs.enums import Choice, Loss, NormKind, Precision
 from ..specs.memo import MAX_ENTRIES, per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved, resolve
 from ..specs.setup import TrainingSetup
-from ..techniques import checkpointing, context_parallel, loss, tiled_mlp
+from ..techniques import checkpointing, context_parallel, liger, loss, tiled_mlp
 from ..techniques import multimodal   # a multimodal wrapper's refusals
 from .layers import ActivationBytes, activation_bytes
 from .states import States, states
@@ -66,6 +66,7 @@ class Pieces:
     mlp_backward: int = 0   # inside a recomputed layer's MLP backward, beyond its recomputed tensors (mlp_backward)
     head_side: int = 0      # saved activations the head's and final norm's backward release before the layers'
     logit_grad_read: int = 0   # the logits' gradient the lm_head's backward reads: logit_grad16 where the loss builds them
+    layer_end: int = 0      # at the end of a recomputed layer's backward, in its first norm's (norm_backward)
 
 
 _COMPUTE: dict[tuple, TrainingSetup] = {}
@@ -101,6 +102,20 @@ def mlp_backward(m: ModelSpec, rs: Resolved, act: ActivationBytes, T: int) -> in
     if tiled_mlp.enabled(rs):
         return tiled_mlp.backward_bytes(m, rs, T, rs.setup.seq_len, rs.trainable.bytes)
     return int(T * act.mlp_backward)
+
+
+def norm_backward(m: ModelSpec, rs: Resolved, T: int, workspace: int) -> int:
+    """Bytes live at the end of a recomputed layer's backward beyond its gradients, T tokens: inside its first
+    norm's. LlamaRMSNorm upcasts, `hidden_states.to(torch.float32)`, `variance = hidden_states.pow(2).mean(-1,
+    keepdim=True)`, `hidden_states * torch.rsqrt(variance + eps)` [transformers 5.24 modeling_llama.py
+    LlamaRMSNorm.forward]: at its PowBackward the saved fp32 input and five fp32 hidden-sized tensors (the input's
+    gradient through the product, the mean's expanded gradient, pow's `2 * x` and its product), beside the
+    residual stream's gradient, as the simulated FSDP2 step holds them. Elsewhere (LayerNorm, post-norm, Liger's
+    kernel, an fp32 stream whose `.to` is a no-op) the layer's `workspace`."""
+    r, h = rs.residual.bytes, m.hidden
+    if m.norm_kind is not NormKind.RMS or m.post_norm or liger.patched(rs, "rms_norm") or r >= 4:
+        return workspace
+    return T * (6 * 4 * h + r * h)
 
 
 def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage.ALL) -> Pieces:
@@ -152,7 +167,8 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
     chunked = setup.loss is Loss.CHUNKED or setup.loss.trl_chunked
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(recompute),
                   int(transient), lf, ls, lb, int(embed), logit_grad16,
-                  int(mlp_bwd), head_side, 0 if chunked else logit_grad16)
+                  int(mlp_bwd), head_side, 0 if chunked else logit_grad16,
+                  norm_backward(m, rs, T, int(transient)) if ckpt else 0)
 
 
 def in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:

@@ -154,6 +154,12 @@ def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     # simulated step's sharded gradients)
     bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers - 2 * G_one), a=a_one, l=0, t=inside + U_rs))
     bwd.append(phase(w=R + U, g=max(g_live, G_layers - G_one), a=a_zero, l=0, t=inside + U_rs))
+    if pz.recompute:   # the same four layers at their backward's end, in the first norm's: all their gradients
+        end = head_grad + U_grad + pz.layer_end
+        bwd += [phase(w=R + max(held, 2 * U), g=g_live, a=a_last, l=0, t=end),
+                phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=a_next, l=0, t=end + U_rs),
+                phase(w=R + 2 * U, g=max(g_live, G_layers - 2 * G_one), a=a_one, l=0, t=end + U_rs),
+                phase(w=R + U, g=max(g_live, G_layers - G_one), a=a_zero, l=0, t=end + U_rs)]
     # the embedding's backward: every layer's done, none of their workspace left, nor the head's saved inputs
     # (the simulated FSDP2 step)
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside - pz.head_side,
