@@ -65,7 +65,7 @@ class Pieces:
     logit_grad16: int    # the logits' gradient in the compute dtype, what the lm_head's backward reads
     mlp_backward: int = 0   # inside a recomputed layer's MLP backward, beyond its recomputed tensors (mlp_backward)
     head_side: int = 0      # saved activations the head's and final norm's backward release before the layers'
-    logit_grad_read: int = 0   # the logits' gradient the lm_head's backward reads: logit_grad16 where the loss builds them
+    logit_grad_read: int = 0   # the logits' gradient the lm_head reads: logit_grad16 where the loss builds them
     layer_end: int = 0      # at the end of a recomputed layer's backward, in its first norm's (norm_backward)
 
 

@@ -107,7 +107,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
-    mlp_bwd = mlp_backward(model, rs, act, T)   # the gradients at its peak, in the base linears' output dtype [pieces.py]
+    mlp_bwd = mlp_backward(model, rs, act, T)   # the gradients at its peak, in the base linears' output dtype
     # released by then, their backward having run: the head's and the final norm's saved inputs, the lm_head's
     # saved 16-bit copy, down_proj's autocast copy (layers.py ActivationBytes.head_side, mlp_out_copy)
     head_side = int(T * act.head_side)
