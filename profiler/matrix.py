@@ -679,3 +679,36 @@ VISION2_MATRIX: tuple[Case, ...] = (
     Case("llava", "llava-1.5-7b", {"method": "lora", "lora": _LANG_QV, "images_per_example": 1}, batch_size=1, seq_len=1024),
 )
 MATRICES["vision2"] = VISION2_MATRIX
+
+# The sharded layouts' recompute point (planner/memory/sharded.py fsdp_phases, pieces.py mlp_backward): FSDP2 ranks
+# (simulated, profiler/distributed.py) under checkpointing with TRL's chunked_nll, which keeps no full logits nor
+# their gradient, so that a layer's backward is the peak: full fine-tuning (the second layer's MulBackward, most
+# gradient shards reduced; untied TinyLlama's small vocabulary), SHARD_GRAD_OP, HSDP, 8 ranks, bf16-true, accumulated
+# gradients, LoRA and QLoRA (the last layer's, every layer gathered and prefetched), all-linear adapters on down_proj,
+# fp32 (the recomputed norm's input kept as the checkpoint itself); Qwen's tied embedding ends at its backward
+FSDP2 = {"gpus": 2, "fsdp": "full"}
+SHARDRECOMP_MATRIX: tuple[Case, ...] = (
+    Case("llama", "tinyllama-1.1b", {**CNLL, "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "parallel": {"gpus": 2, "fsdp": "grad-op"}}, batch_size=4, seq_len=1024),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "parallel": {"gpus": 2, "nodes": 2, "fsdp": "hybrid"}}, batch_size=4, seq_len=1024),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "parallel": {"gpus": 8, "fsdp": "full"}}, batch_size=4, seq_len=1024),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "precision": "bf16-true", "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "grad_accum": 2, "parallel": FSDP2}, batch_size=2, seq_len=1024),
+    Case("qwen", "qwen-2.5-0.5b", {**CNLL, "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "lora": {"targets": ["all-linear"]}, "parallel": FSDP2},
+         batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "lora", "precision": "fp32", "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("llama", "llama-3.2-1b", {**CNLL, "method": "qlora", "parallel": FSDP2}, batch_size=4, seq_len=2048),
+    Case("llama", "tinyllama-1.1b", {**CNLL, "method": "lora", "parallel": {"gpus": 4, "fsdp": "full"}}, batch_size=4, seq_len=2048),
+    # short sequences (benchmarks/accuracy_multi_gpu.py's rows): a layer's backward peaks at its end, in its first
+    # RMSNorm's PowBackward, all the layer's unsharded gradients made (pieces.py norm_backward)
+    Case("llama", "tinyllama-1.1b", {"parallel": {"gpus": 16, "fsdp": "full"}}, batch_size=1, seq_len=256),
+    Case("llama", "tinyllama-1.1b", {"parallel": {"gpus": 16, "fsdp": "grad-op"}}, batch_size=1, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {"parallel": FSDP2}, batch_size=1, seq_len=256),
+    Case("gpt2", "gpt-2-large", {"parallel": {"gpus": 4, "fsdp": "full"}}, batch_size=2, seq_len=512),
+    # the forward's chunked loss is their peak; the lm_head's backward had counted a (T, V) gradient chunked_nll never builds
+    Case("qwen", "qwen-3-0.6b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),
+    Case("gemma", "gemma-3-1b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),
+)
+MATRICES["shardrecomp"] = SHARDRECOMP_MATRIX

@@ -98,7 +98,7 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
            phase(w=R + U + U_mp, g=g_live, a=0, l=0, t=0)]
     # backward starts with the root gathered and the last layer prefetched by the root's pre-backward hook
     bwd = [phase(w=R + U, g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
-           phase(w=R + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad16)]
+           phase(w=R + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad_read)]
     root_w = head_grad + norm_grad   # the root's gradients so far, waiting for the embedding's
     # layer i's backward (i = L-1 first): it and the one prefetched gathered (i > 0), the layers above it
     # reduced, the saved activations of layers 0..i; inside it its parameters' gradients accumulate, at the

@@ -6,14 +6,14 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 
 from ..specs.engines import Engine, computes_without_autocast, gather_dtype
-from ..specs.enums import Choice, Loss, Precision
+from ..specs.enums import Choice, Loss, NormKind, Precision
 from ..specs.memo import MAX_ENTRIES, per_model
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.parallel import ParallelSpec
 from ..specs.resolved import Resolved, resolve
 from ..specs.setup import TrainingSetup
-from ..techniques import checkpointing, context_parallel, loss
+from ..techniques import checkpointing, context_parallel, liger, loss, tiled_mlp
 from ..techniques import multimodal   # a multimodal wrapper's refusals
 from .layers import ActivationBytes, activation_bytes
 from .states import States, states
@@ -63,6 +63,10 @@ class Pieces:
     logit_bwd: int
     embed_grad: int      # embedding backward's (vocab, hidden) gradient buffers (full fine-tuning)
     logit_grad16: int    # the logits' gradient in the compute dtype, what the lm_head's backward reads
+    mlp_backward: int = 0   # inside a recomputed layer's MLP backward, beyond its recomputed tensors (mlp_backward)
+    head_side: int = 0      # saved activations the head's and final norm's backward release before the layers'
+    logit_grad_read: int = 0   # the logits' gradient the lm_head reads: logit_grad16 where the loss builds them
+    layer_end: int = 0      # at the end of a recomputed layer's backward, in its first norm's (norm_backward)
 
 
 _COMPUTE: dict[tuple, TrainingSetup] = {}
@@ -88,6 +92,30 @@ def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
         # the engine casts the adapters to the 16-bit dtype too, so peft casts no inputs up
         local = replace(local, lora=replace(local.lora, adapter_dtype=local.precision.compute_dtype))
     return local
+
+
+def mlp_backward(m: ModelSpec, rs: Resolved, act: ActivationBytes, T: int) -> int:
+    """Bytes live at the peak of a recomputed layer's MLP backward beyond its recomputed saved tensors, T
+    tokens: the gradients at its MulBackward in the base linears' output dtype [layers.py mlp_backward_bytes];
+    tiled, one tile recomputed with its workspace [techniques/tiled_mlp.py]. The one term of the one-GPU
+    step's recompute point (step.py single_gpu_phases) and of the sharded layouts' (sharded.py, pipeline stages)."""
+    if tiled_mlp.enabled(rs):
+        return tiled_mlp.backward_bytes(m, rs, T, rs.setup.seq_len, rs.trainable.bytes)
+    return int(T * act.mlp_backward)
+
+
+def norm_backward(m: ModelSpec, rs: Resolved, T: int, workspace: int) -> int:
+    """Bytes live at the end of a recomputed layer's backward beyond its gradients, T tokens: inside its first
+    norm's. LlamaRMSNorm upcasts, `hidden_states.to(torch.float32)`, `variance = hidden_states.pow(2).mean(-1,
+    keepdim=True)`, `hidden_states * torch.rsqrt(variance + eps)` [transformers 5.24 modeling_llama.py
+    LlamaRMSNorm.forward]: at its PowBackward the saved fp32 input and five fp32 hidden-sized tensors (the input's
+    gradient through the product, the mean's expanded gradient, pow's `2 * x` and its product), beside the
+    residual stream's gradient, as the simulated FSDP2 step holds them. Elsewhere (LayerNorm, post-norm, Liger's
+    kernel, an fp32 stream whose `.to` is a no-op) the layer's `workspace`."""
+    r, h = rs.residual.bytes, m.hidden
+    if m.norm_kind is not NormKind.RMS or m.post_norm or liger.patched(rs, "rms_norm") or r >= 4:
+        return workspace
+    return T * (6 * 4 * h + r * h)
 
 
 def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage.ALL) -> Pieces:
@@ -118,17 +146,29 @@ def pieces(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage = Stage
     if stage is Stage.LAST:
         embed = 0            # no embedding backward on the last stage
     transient = T * (2 * r * m.hidden + 2 * e * m.intermediate)   # the MLP's backward
+    # the recompute point's: what the recomputed layer's MLP backward holds, as on one GPU; the head's and the
+    # final norm's saved inputs (on the stage that holds them) released by then [layers.py ActivationBytes.head_side]
+    mlp_bwd = mlp_backward(m, rs, act, T) if ckpt else 0
+    head_side = int(T * act.head_side) if stage is not Stage.FIRST else 0
     if context_parallel.enabled(setup.parallel):
         # a layer's backward peaks in its MLP or in its attention with the exchange buffers, one after the
         # other; Ulysses saves more per layer (techniques/context_parallel.py)
         ex = context_parallel.exchange(m, rs, setup.parallel, T, context_parallel.o_proj_saved(rs))
         transient = max(transient, ex.backward)
+        mlp_bwd = max(mlp_bwd, ex.backward) if ckpt else 0
         n_ckpt, n_kept, _ = checkpointing.layer_split(m, rs)
         acts += ex.saved_per_layer * n_kept
         recompute += ex.saved_per_layer if n_ckpt else 0
+    logit_grad16 = 0 if stage is Stage.FIRST or setup.loss in (Loss.TRL, Loss.CCE) else int(T * e * m.vocab)
+    # the layouts' lm_head backward: no (T, V) logits, so no gradient of them to read, under Liger's fused linear
+    # cross-entropy (gradients computed chunk by chunk in the forward) and TRL's chunked_nll (each 256-row chunk
+    # checkpointed, its logits' gradient rebuilt and read chunk by chunk [techniques/chunked_nll.py]); the
+    # allocator replay (reserved.py) keeps `logit_grad16`
+    chunked = setup.loss is Loss.CHUNKED or setup.loss.trl_chunked
     return Pieces(int(acts), int(fwd_extra), int(T * act.outside), int(recompute),
-                  int(transient), lf, ls, lb, int(embed),
-                  0 if stage is Stage.FIRST or setup.loss in (Loss.TRL, Loss.CCE) else int(T * e * m.vocab))
+                  int(transient), lf, ls, lb, int(embed), logit_grad16,
+                  int(mlp_bwd), head_side, 0 if chunked else logit_grad16,
+                  norm_backward(m, rs, T, int(transient)) if ckpt else 0)
 
 
 def in_flight(setup: TrainingSetup, stage: Stage = Stage.ALL) -> int:

@@ -25,7 +25,8 @@ from typing import Any
 from ..specs.engines import Engine, gather_dtype, reduce_dtype, shard_degree
 from ..specs.enums import Component as C
 from ..specs.enums import Precision
-from ..specs.model import ModelSpec
+from ..specs.model import LinearRole, ModelSpec
+from ..specs.resolved import AdapterKind
 from ..specs.params import param_counts
 from ..specs.parallel import Offload, ParallelSpec
 from ..specs.setup import TrainingSetup
@@ -83,6 +84,20 @@ def sharded_states(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage
                          G if setup.grad_accum > 1 else 0, pc.embedding + pc.lm_head + m.norm_params)
 
 
+def out_proj_trainable(m: ModelSpec, rs: Any, layer_trainable: int) -> int:
+    """Trainable parameters of one layer whose gradients exist when its MLP's backward peaks (MulBackward,
+    planner/memory/layers.py mlp_backward_bytes): the MLP output projection's (down_proj's weight, full
+    fine-tuning; its LoRA A and B where adapted), its backward having run first. Other adapters and MLP kinds:
+    the whole layer's `layer_trainable` (no tighter count)."""
+    outs = [lin for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.OUTPUT]
+    if rs.full:
+        return sum(lin.param_count for lin in outs) if outs and not m.moe_layers else layer_trainable
+    a = rs.adapters
+    if a is not None and a.kind is AdapterKind.LORA and not a.use_dora and not m.moe_layers:
+        return sum(a.r * (lin.in_features + lin.out_features) for lin in outs if lin.name in a.targets)
+    return layer_trainable
+
+
 def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
                  stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
     sh = sharded_states(m, setup, eng, stage)
@@ -96,6 +111,8 @@ def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     full = rs.full
     layer_trainable = (pc.attention + pc.mlp if full else st.trainable_params) // m.n_layers
     U_grad = layer_trainable * grad_e                      # unsharded 16-bit gradients of one layer
+    # at its MLP's MulBackward only the output projection's backward has run: its unsharded gradients alone
+    U_out = out_proj_trainable(m, rs, layer_trainable) * grad_e
     # reduce-scatter input in reduce_dtype; FSDP2 keeps the last one alive until the next reduce-scatter
     # [_fsdp_param_group.py: ReduceScatterState]
     rs_e = reduce_dtype(setup.precision, eng, setup.precision.weight_dtype if
@@ -113,23 +130,40 @@ def fsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
            phase(w=2 * R + 2 * U, g=g_live, a=0, l=0, t=0)]
     bwd = [phase(w=R + held + U, g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
            # the lm_head's backward: its unsharded gradient next to the 16-bit gradient of the logits
-           phase(w=R + held + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad16)]
+           phase(w=R + held + U, g=g_live, a=acts, l=0, t=head_grad + pz.logit_grad_read)]
     # inside a layer's backward: that layer and the next one prefetched gathered, its unsharded
     # gradients and the reduce-scatter input kept from the layer before; first the last layer
     # (every layer still held under SHARD_GRAD_OP, no gradient reduced yet), then the first
+    L = max(m.n_layers, 1)
+    G_one = G_layers // L
+    last_acts = pz.acts * k // L
     inside = pz.recompute + pz.layer_transient + head_grad + U_grad
-    G_one = G_layers // max(m.n_layers, 1)
-    bwd.append(phase(w=R + max(held, 2 * U), g=g_live, a=acts, l=0, t=inside))
+    # the saved tensors inside layers L - 1, L - 2, 1 and 0
+    a_last, a_next, a_one, a_zero = acts, acts, 2 * last_acts, last_acts
+    if pz.recompute:   # checkpointed: each layer's backward peaks in its recomputed MLP's MulBackward
+        inside = pz.recompute + pz.mlp_backward + head_grad + U_out
+        # layers 0..i's checkpoints and the tensors outside the layers, less the head's (released by its backward)
+        a_last, a_next, a_one, a_zero = ((pz.acts - pz.outside) * (i + 1) // L + pz.outside - pz.head_side
+                                         + pz.acts * (k - 1) for i in (L - 1, L - 2, 1, 0))
+    bwd.append(phase(w=R + max(held, 2 * U), g=g_live, a=a_last, l=0, t=inside))
     # the next layer: the last one resharded (SHARD_GRAD_OP frees it after its backward), its
     # reduce-scatter input kept
-    bwd.append(phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=acts, l=0, t=inside + U_rs))
+    bwd.append(phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=a_next, l=0, t=inside + U_rs))
     # the last two layers of backward: layer 1 with layer 0 prefetched, then layer 0 alone (nothing
-    # left to prefetch, the root is gathered), each with one layer's gradients fewer reduced
-    last_acts = pz.acts * k // max(m.n_layers, 1)
-    bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers - G_one), a=2 * last_acts, l=0, t=inside + U_rs))
-    bwd.append(phase(w=R + U, g=max(g_live, G_layers), a=last_acts, l=0, t=inside + U_rs))
-    bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside,
-                     l=0, t=pz.layer_transient + pz.embed_grad + head_grad + U_rs))
+    # left to prefetch, the root is gathered), the layers above each reduced (L - 2, then L - 1: the
+    # simulated step's sharded gradients)
+    bwd.append(phase(w=R + 2 * U, g=max(g_live, G_layers - 2 * G_one), a=a_one, l=0, t=inside + U_rs))
+    bwd.append(phase(w=R + U, g=max(g_live, G_layers - G_one), a=a_zero, l=0, t=inside + U_rs))
+    if pz.recompute:   # the same four layers at their backward's end, in the first norm's: all their gradients
+        end = head_grad + U_grad + pz.layer_end
+        bwd += [phase(w=R + max(held, 2 * U), g=g_live, a=a_last, l=0, t=end),
+                phase(w=R + max(held - U, 2 * U), g=max(g_live, G_one), a=a_next, l=0, t=end + U_rs),
+                phase(w=R + 2 * U, g=max(g_live, G_layers - 2 * G_one), a=a_one, l=0, t=end + U_rs),
+                phase(w=R + U, g=max(g_live, G_layers - G_one), a=a_zero, l=0, t=end + U_rs)]
+    # the embedding's backward: every layer's done, none of their workspace left, nor the head's saved inputs
+    # (the simulated FSDP2 step)
+    bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside - pz.head_side,
+                     l=0, t=pz.embed_grad + head_grad + U_rs))
     # the root unit last: resharded, its 16-bit gradients cast into the fp32 reduce-scatter input
     root_trainable = root_params if rs.full else 0   # this stage's part of it
     bwd.append(phase(g=max(g_live, G_layers), a=pz.outside, l=0, t=root_trainable * (grad_e + rs_e)))
@@ -187,9 +221,9 @@ def zero_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
     head_grad = (m.vocab * m.hidden if stage is Stage.ALL else head) * e16 if rs.full else 0
     bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
-           phase(g=g_live, a=acts, l=0, t=pz.logit_grad16 + head_grad)]   # the lm_head's backward
-    if pz.recompute:
-        bwd.append(phase(g=G, a=acts, l=0, t=pz.recompute + pz.layer_transient))
+           phase(g=g_live, a=acts, l=0, t=pz.logit_grad_read + head_grad)]   # the lm_head's backward
+    if pz.recompute:   # the recomputed layer's MLP backward, as on one GPU (modelled, not simulated: no DeepSpeed here)
+        bwd.append(phase(g=G, a=acts - pz.head_side, l=0, t=pz.recompute + pz.mlp_backward))
     bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))
     opt = phase(g=G + step_fp32, a=0, l=0, t=0)
     notes = [f"DeepSpeed {eng.value}: 16-bit module, fp32 master and Adam state partitioned over {n} GPUs; "

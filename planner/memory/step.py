@@ -30,7 +30,7 @@ from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
 from ..techniques import lora_variants   # LoRA variants from papers (DyLoRA, Delta-LoRA)
 from .layers import ActivationBytes
-from .pieces import Stage, compute_setup, held, in_flight, pieces, terms
+from .pieces import Stage, compute_setup, held, in_flight, mlp_backward, pieces, terms
 from .result import Assumption
 from .sharded import fsdp_phases, zero_phases
 from .fsdp1 import fsdp1_phases
@@ -107,8 +107,7 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     # backward: (1) its start, (2) under checkpointing the recompute of the last layer, (3) its end
     layer_transient = T * (2 * r * model.hidden + 2 * e * model.intermediate)
     # inside a layer's MLP backward; tiled: a tile recomputed with its workspace [techniques/tiled_mlp.py]
-    mlp_bwd = tiled_mlp.backward_bytes(model, rs, T, setup.seq_len, rs.trainable.bytes) if tiled_mlp.enabled(rs) \
-        else int(T * act.mlp_backward)   # the gradients at its peak, in the base linears' output dtype [layers.py]
+    mlp_bwd = mlp_backward(model, rs, act, T)   # the gradients at its peak, in the base linears' output dtype
     # released by then, their backward having run: the head's and the final norm's saved inputs, the lm_head's
     # saved 16-bit copy, down_proj's autocast copy (layers.py ActivationBytes.head_side, mlp_out_copy)
     head_side = int(T * act.head_side)
@@ -261,8 +260,8 @@ def _stage_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, stage: Stage,
 
     fwd = [phase(g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
     bwd = [phase(g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd)]
-    if pz.recompute:
-        bwd.append(phase(g=g_live, a=acts, l=0, t=pz.recompute + pz.layer_transient))
+    if pz.recompute:   # the recomputed layer's MLP backward, as on one GPU (modelled: no pipeline is simulated)
+        bwd.append(phase(g=g_live, a=acts - pz.head_side, l=0, t=pz.recompute + pz.mlp_backward))
     bwd.append(phase(g=G, a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad))
     opt = phase(g=G, a=0, l=0, t=int(st.optimizer_step_temporaries * frac))
     return worst_phases(fwd, bwd, opt)

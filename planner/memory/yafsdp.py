@@ -105,7 +105,7 @@ def yafsdp_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
 
     fwd = [phase(a=pz.acts + pz.fwd_extra, l=pz.logit_fwd, t=0)]
     bwd = [phase(a=pz.acts, l=pz.logit_saved, t=pz.logit_bwd),
-           phase(a=pz.acts, l=0, t=pz.logit_grad16 + head_grad),                  # the lm_head's backward
+           phase(a=pz.acts, l=0, t=pz.logit_grad_read + head_grad),                # the lm_head's backward
            phase(a=pz.acts, l=0, t=pz.recompute + pz.layer_transient + largest_linear),
            phase(a=pz.outside, l=0, t=pz.layer_transient + pz.embed_grad)]       # the embedding's, last
     opt = phase(a=0, l=0, t=step_t)

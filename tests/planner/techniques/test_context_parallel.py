@@ -102,11 +102,22 @@ def test_the_shard_plans_like_a_shorter_sequence(llama):
 
 
 def test_the_allgather_buffer_outgrows_the_mlp_backward(llama):
+    # the recomputed MLP's MulBackward: the layer output's bf16 gradient and three intermediate-sized ones,
+    # T (2 H + 3 x 2 I) = 736 MiB (planner/memory/layers.py mlp_backward_bytes)
+    mlp = T * (2 * 4096 + 3 * 2 * 14336)
+    assert mlp == 736 * MiB
     torch8 = estimate(llama, _setup(CpKind.TORCH, 8, method=Method.LORA))
     short = estimate(llama, _setup(CpKind.TORCH, 8, method=Method.LORA).with_(
         seq_len=8192, parallel=ParallelSpec(gpus=8, fsdp=Fsdp.FULL)))
-    # a layer's backward: 704 MiB of attention buffers instead of the MLP's 576 MiB
-    assert torch8.peak_allocated_bytes - short.peak_allocated_bytes == 128 * MiB
+    # 8 ranks: 704 MiB of attention buffers stay under the MLP's backward
+    assert _ex(llama, _setup(CpKind.TORCH, 8, method=Method.LORA)).backward == 704 * MiB
+    assert torch8.peak_allocated_bytes == short.peak_allocated_bytes
+    # 16 ranks on twice the sequence (the same 8192-token shard): 960 MiB of buffers outgrow it
+    setup16 = _setup(CpKind.TORCH, 16, seq=131072, method=Method.LORA, gpus=16)
+    torch16 = estimate(llama, setup16)
+    short16 = estimate(llama, setup16.with_(seq_len=8192, parallel=ParallelSpec(gpus=16, fsdp=Fsdp.FULL)))
+    assert _ex(llama, setup16).backward == 960 * MiB
+    assert torch16.peak_allocated_bytes - short16.peak_allocated_bytes == 960 * MiB - mlp
 
 
 def test_collectives_by_hand(llama):
