@@ -655,3 +655,22 @@ VISION2_MATRIX: tuple[Case, ...] = (
     Case("llava", "llava-1.5-7b", {"method": "lora", "lora": _LANG_QV, "images_per_example": 1}, batch_size=1, seq_len=1024),
 )
 MATRICES["vision2"] = VISION2_MATRIX
+
+# TRL 1.9's DPOTrainer (--objective dpo --stack-versions trl-1.12; planner/techniques/dpo19.py), simulated with TRL
+# 1.9.0's own `_compute_loss` (profiler/trl19_dpo.py; needs `pip install trl==1.9.0`, then --matrix trl19 --record):
+# full logits of the policy and the reference, a saved log-softmax per row; 16-bit weights without autocast (the
+# simulator's CPU autocast keeps log_softmax in 16 bit, where CUDA's runs it in fp32: those rows are modelled only)
+DPO19 = {"objective": "dpo", "trl_version": "1.9", "loss": "hf", "precision": "bf16-true"}
+TRL19_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora"}, batch_size=1, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", DPO19, batch_size=1, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", "loss_token_fraction": 0.5}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", "precompute_ref_log_probs": True}, batch_size=2,
+         seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "method": "qlora"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "loss_token_fraction": 0.5}, batch_size=1, seq_len=256),
+    Case("llama", "smollm-2-360m", {**DPO19, "precompute_ref_log_probs": True, **NO_CKPT}, batch_size=2, seq_len=256),
+)
+MATRICES["trl19"] = TRL19_MATRIX
