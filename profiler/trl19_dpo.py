@@ -9,6 +9,11 @@ f_divergence_type, label_smoothing, use_weighting, precompute_ref_logps; `ref_mo
 (fixed length: no padding), a completion mask that is 0 on the prompt. Its metrics are reduced and read on the
 host (`gather_for_metrics(...).sum().item()`): the stand-in's accelerator hands back a host scalar.
 
+Under autocast, CUDA runs `log_softmax` by ATen's fp32 set-opt-dtype policy (aten/src/ATen/autocast_mode.h, torch
+2.13: `log_softmax` in the CUDA list; the CPU list, which the simulator's autocast runs, lacks it): a 16-bit input
+is called with `dtype=torch.float32`, an fp32 copy then an fp32 output. `_cuda_log_softmax` applies that rule to
+the `F.log_softmax` calls of TRL's code (its rows loop and entropy chunks), so the autocast rows are simulated too.
+
 Two answers the simulator gives for what a GPU run reads from data, both documented:
 - the attention mask is dropped before the model (a forward pre-hook), as transformers drops an all-ones
   mask on a GPU (profiler/trl_steps.py `_Unpadded`);
@@ -23,6 +28,8 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 DPO_BETA = 0.1   # DPOConfig.beta [trl/trainer/dpo_config.py l.283-284, TRL 1.9.0]; only scales the loss
@@ -65,6 +72,17 @@ class _CompletionRows(TorchDispatchMode):
                     raise NotImplementedError(f"a boolean index of shape {tuple(bools[0].shape)}: the simulator "
                                               f"answers only one side's completion mask {self.half}")
                 return x.new_empty((self.rows, *x.shape[len(self.half):]))
+        return func(*args, **kwargs)
+
+
+class _CudaLogSoftmax(TorchFunctionMode):
+    """CUDA autocast's fp32 set-opt-dtype rule for `F.log_softmax` on a 16-bit input (no dtype given)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is F.log_softmax and kwargs.get("dtype") is None and args \
+                and args[0].dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(args[0].device.type):
+            kwargs["dtype"] = torch.float32
         return func(*args, **kwargs)
 
 
@@ -115,7 +133,7 @@ def dpo19_loss(lm: torch.nn.Module, ref: torch.nn.Module | None, b: int, s: int,
     if precompute:
         inputs["ref_chosen_logps"] = torch.zeros(b, device=device)
         inputs["ref_rejected_logps"] = torch.zeros(b, device=device)
-    with unmasked(lm, ref), _CompletionRows((b, s - 1), b * c):
+    with unmasked(lm, ref), _CudaLogSoftmax(), _CompletionRows((b, s - 1), b * c):
         loss = DPOTrainer._compute_loss(trainer, lm, inputs, return_outputs=False)
     del inputs, ids, completion
     return loss

@@ -570,6 +570,9 @@ class TrainingSetup:
         if not s.parallel.single_gpu:
             raise PlannerError(f"--objective dpo with {stack} is planned on one GPU only for now; drop the multi-GPU "
                                "flags")
+        if s.packing is not Packing.NONE or s.padding is not Padding.NONE:
+            raise PlannerError(f"--packing / --padding with --objective dpo and {stack}: DPOTrainer pads chosen and "
+                               "rejected rows, whose mask is not modelled yet; plan unpadded rows of --seq-len")
 
     def _validate_grpo(self) -> None:
         """What GRPOConfig / GRPOTrainer raise (TRL 1.16.0), and what the plan does not model yet."""

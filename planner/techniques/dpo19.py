@@ -29,8 +29,8 @@ unless `model_init_kwargs` names a dtype (utils.py l.1144): the policy's dtype w
 path by the same kwargs, as gpuplan plans it (axolotl loads the reference itself with the policy's config and
 casts it to `torch_dtype`: axolotl/train.py setup_reference_model, core/builders/rl.py l.332-333).
 
-Checked against the simulator with TRL 1.9.0's own `_compute_loss` (profiler/trl19_dpo.py, matrix `trl19`) for
-16-bit weights without autocast; the autocast (fp32 log-softmax) rows are modelled from source, not simulated.
+Checked against the simulator with TRL 1.9.0's own `_compute_loss` (profiler/trl19_dpo.py, matrix `trl19`), without
+autocast and under it (CUDA autocast's fp32 log_softmax applied to TRL's calls by the simulator's stand-in).
 What is not modelled is refused by TrainingSetup.validate (specs/setup.py _validate_trl19).
 """
 from __future__ import annotations
@@ -82,13 +82,16 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> tuple[int,
 def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) -> int:
     """The no-grad reference forward's widest moment beyond the policy's saved log-softmax: the policy's logits
     (alive in `outputs`) and a reference layer's input, output and MLP intermediates, or the reference's
-    logits and two rows' log-softmax."""
+    logits beside, first, autocast's transient cast of its frozen lm_head (no grad: never cached) while the
+    matmul writes them, then two rows' log-softmax."""
     if rs.setup.precompute_ref_log_probs:
         return 0
-    e, r = rs.compute.bytes, rs.residual.bytes
+    e, r = rs.compute.bytes, rs.residual.bytes   # the final hidden states', and the lm_head's, dtype
     logits, a, _, row, _ = _shapes(m, rs, T, sequences)
     layer = T * (2 * r * m.hidden + 2 * e * m.intermediate)
-    head = T * r * m.hidden + logits + 2 * row * m.vocab * a + (row * m.vocab * 4 if a != e else 0)
+    cast = m.vocab * m.hidden * e if rs.autocast and r != e else 0
+    rows = 2 * row * m.vocab * a + (row * m.vocab * 4 if a != e else 0)
+    head = T * r * m.hidden + logits + max(cast, rows)
     return int(logits + max(layer, head))
 
 
@@ -119,8 +122,8 @@ def notes(rs: Resolved) -> list[str]:
     ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else
            "the reference is the base with adapters disabled" if not rs.full else
            "a frozen reference copy in the policy's dtype")
-    how = ("log-softmax in fp32 under autocast: modelled from source, not simulated" if rs.autocast else
-           "checked against the simulator running TRL 1.9.0's _compute_loss")
+    how = "checked against the simulator running TRL 1.9.0's _compute_loss" + (
+        " (its log-softmax in fp32, as CUDA autocast runs it)" if rs.autocast else "")
     return [f"DPO modelled from TRL 1.9.0's source (the trl-1.12 stack, TRL 1.8-1.12): chosen and rejected in one "
             f"batch of {2 * s.batch_size} sequences, the model's full logits and a saved log-softmax per row, the "
             f"reference's full logits, {ref}; {how}; the padding mask's cost is not modelled yet"]

@@ -55,6 +55,8 @@ def test_the_default_setup_and_its_dict_are_unchanged():
     ({"lora": {"dropout": 0.05}}, "disable_dropout"),
     ({"ckpt_every": 2}, "--ckpt-every"),
     ({"parallel": {"gpus": 2}}, "one GPU only"),
+    ({"packing": "rows"}, "pads chosen and rejected"),
+    ({"padding": "longest"}, "pads chosen and rejected"),
 ])
 def test_what_trl_1_9_dpo_does_not_model_is_refused_in_one_line(kw, word):
     with pytest.raises(PlannerError, match=word) as e:
@@ -87,9 +89,20 @@ def test_trl_1_9_plans_more_than_the_fused_head_of_trl_1_16():
 
 def test_the_recorded_simulator_rows_are_within_one_percent():
     rows = [r for r in json.loads(RECORD.read_text())["results"] if r["measured_bytes"]]
-    assert len(rows) >= 8
+    assert len(rows) >= 13 and sum(r["setup"]["precision"] == "bf16-mixed" for r in rows) >= 4   # autocast too
     assert json.loads(RECORD.read_text())["environment"]["trl"] == "1.9.0"
     for r in rows:
         setup = TrainingSetup.from_dict({**r["setup"], "batch_size": r["batch_size"], "seq_len": r["seq_len"]})
         est = estimate(resolve_model(r["model"]), setup).peak_allocated_bytes
         assert abs(est - r["measured_bytes"]) / r["measured_bytes"] < 0.01, (r["model"], r["setup"])
+
+
+def test_the_reference_head_holds_autocasts_cast_of_a_frozen_fp32_lm_head():
+    m = resolve_model("llama-3.2-1b")
+    T, rows = 2 * 2 * 256, 2 * 2
+    fp32 = resolve(m, _setup(precision="bf16-mixed", seq_len=256).for_model(m))     # fp32 base weights, autocast
+    bf16 = resolve(m, _setup(precision="bf16-true", seq_len=256).for_model(m))
+    cast = m.vocab * m.hidden * 2
+    logits = T * m.vocab * 2
+    assert dpo19.reference_forward_bytes(m, fp32, T, rows) >= 2 * logits + cast
+    assert dpo19.reference_forward_bytes(m, bf16, T, rows) < 2 * logits + cast
