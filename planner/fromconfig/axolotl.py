@@ -450,7 +450,7 @@ def _dpo(d: dict[str, Any], get, o: Options, rep: Report) -> None:
                                                          "no effect with rl: dpo" if rest else ""))
     if get("lora_dropout"):   # DPOConfig.disable_dropout=True [trl/trainer/dpo_trainer.py l.913-916, TRL 1.9.0]
         o.use("lora_dropout", "lora_dropout", 0.0)
-        rep.set("lora_dropout", "(DPOConfig.disable_dropout=True sets every nn.Dropout, LoRA's too, to 0)")
+        rep.set("lora_dropout", "(then 0: DPOConfig.disable_dropout=True sets every nn.Dropout, LoRA's too, to 0)")
 
 
 def _rl(value: Any, o: Options, rep: Report, d: dict[str, Any] | None = None, get=None) -> None:
