@@ -11,6 +11,7 @@ from gpuplan.planner.specs.enums import (Attention, DType, Loss, Method, Objecti
 from gpuplan.planner.specs.enums import Compile
 from gpuplan.planner.specs.enums import Fp8, Fp8Linears
 from gpuplan.planner.specs.enums import LoraVariant
+from gpuplan.planner.specs.enums import TrlVersion
 from gpuplan.planner.specs.errors import PlannerError
 from gpuplan.planner.specs.model import ModelSpec
 from gpuplan.planner.specs.optim import optim_from_options
@@ -310,6 +311,7 @@ def setup_from_options(**kw: Any) -> tuple[ModelSpec, TrainingSetup]:
         objective=Objective(kw.get("objective") or "sft"),
         images_per_example=kw.get("images_per_example") or 0,
         precompute_ref_log_probs=bool(kw.get("precompute_ref_log_probs")),
+        trl_version=TrlVersion(kw.get("trl_version") or TrlVersion.TRL_1_16.value),   # set by --stack-versions
         num_generations=kw.get("num_generations") or _D.num_generations,
         completion_len=kw.get("completion_len") or _D.completion_len,
         steps_per_generation=kw.get("steps_per_generation"), kl_beta=kw.get("kl_beta") or 0.0,

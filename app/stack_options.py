@@ -60,6 +60,15 @@ def apply_stack(kw: dict[str, Any], model) -> dict[str, Any]:
     out = dict(kw)
     # a stack row's defaults are its SFTTrainer's: PPOTrainer's loss is its own and it never autocasts
     defaults = {} if kw.get("objective") == "ppo" else stack_options(stack, model)
+    if kw.get("objective") in ("dpo", "kto", "grpo"):   # the row's own preference trainer [techniques/dpo19.py]
+        from gpuplan.planner.specs.enums import Loss, Objective, TrlVersion   # lazy: preference objectives only
+        from gpuplan.planner.techniques.dpo19 import for_stack   # lazy: preference objectives only
+
+        version = for_stack(stack, Objective(kw["objective"]))
+        # TRL 1.16's trainers: its fused LM head; TRL 1.9's DPOTrainer: the model's full logits
+        defaults["loss"] = (Loss.TRL if version is TrlVersion.TRL_1_16 else Loss.HF).value
+        if version is not TrlVersion.TRL_1_16:
+            out["trl_version"] = version.value
     for opt, value in defaults.items():
         if given(opt):
             continue

@@ -33,6 +33,7 @@ class Built:
     autocast: Callable[[], contextlib.AbstractContextManager]
     device: torch.device
     notes: list[str]
+    reference: torch.nn.Module | None = None   # TRL 1.9 DPO, full fine-tuning: the frozen reference copy
 
 
 def hf_attn_implementation(attention: Attention) -> str:

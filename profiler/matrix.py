@@ -712,3 +712,28 @@ SHARDRECOMP_MATRIX: tuple[Case, ...] = (
     Case("gemma", "gemma-3-1b", {**CNLL, "method": "lora", "parallel": FSDP2}, batch_size=4, seq_len=1024),
 )
 MATRICES["shardrecomp"] = SHARDRECOMP_MATRIX
+
+# TRL 1.9's DPOTrainer (--objective dpo --stack-versions trl-1.12; planner/techniques/dpo19.py), simulated with TRL
+# 1.9.0's own `_compute_loss` (profiler/trl19_dpo.py; needs `pip install trl==1.9.0`, then --matrix trl19 --record):
+# full logits of the policy and the reference, a saved log-softmax per row; 16-bit weights without autocast, and
+# under autocast with CUDA's fp32 log_softmax applied to TRL's calls (the CPU autocast lacks it: profiler/trl19_dpo.py)
+DPO19 = {"objective": "dpo", "trl_version": "1.9", "loss": "hf", "precision": "bf16-true"}
+DPO19_AUTOCAST = {**DPO19, "precision": "bf16-mixed"}
+TRL19_MATRIX: tuple[Case, ...] = (
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora"}, batch_size=1, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", DPO19, batch_size=1, seq_len=128),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", "loss_token_fraction": 0.5}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19, "method": "lora", "precompute_ref_log_probs": True}, batch_size=2,
+         seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "method": "qlora"}, batch_size=2, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19, "loss_token_fraction": 0.5}, batch_size=1, seq_len=256),
+    Case("llama", "smollm-2-360m", {**DPO19, "precompute_ref_log_probs": True, **NO_CKPT}, batch_size=2, seq_len=256),
+    # axolotl's bf16: auto (bf16 weights under bf16 autocast), and TRL's own fp32 load under autocast
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19_AUTOCAST, "method": "lora", "base_dtype": "bf16"}, batch_size=2, seq_len=256),
+    Case("qwen", "qwen-2.5-0.5b", {**DPO19_AUTOCAST, "weights": "bf16"}, batch_size=1, seq_len=256),
+    Case("llama", "llama-3.2-1b", {**DPO19_AUTOCAST, "method": "lora"}, batch_size=2, seq_len=256),
+    Case("llama", "smollm-2-135m", DPO19_AUTOCAST, batch_size=2, seq_len=256),
+)
+MATRICES["trl19"] = TRL19_MATRIX

@@ -58,6 +58,9 @@ def measure(model: ModelSpec, setup: TrainingSetup, device: Device = Device.SIMU
         unsimulated = None if device is Device.SIMULATE else (
             "--objective ppo is simulated only (profiler/ppo_step.py runs TRL 1.12's loop under fake tensors): "
             "use --device simulate")
+    if setup.trl_version.value == "1.9" and device is not Device.SIMULATE and not unsimulated:
+        unsimulated = ("TRL 1.9's DPOTrainer is simulated only (profiler/trl19_dpo.py runs its _compute_loss under "
+                       "fake tensors): use --device simulate")
     if unsimulated:
         raise PlannerError(unsimulated)
     steps = steps or device.default_steps
@@ -80,7 +83,8 @@ def _not_runnable(setup: TrainingSetup) -> str | None:
     """Why the profiler cannot run `setup` as its users do, or None. TRL's fused LM head and its
     DPOTrainer need TRL, whose tiles a Triton kernel folds on CUDA: the estimate models them from
     TRL's source, and a profile would measure a different step."""
-    if setup.objective not in (Objective.SFT, Objective.ORPO, Objective.RM):   # ORPO, RM: TRL's own code (profiler/trl_steps.py)
+    trl19_dpo = setup.objective is Objective.DPO and setup.trl_version.value == "1.9"   # profiler/trl19_dpo.py
+    if setup.objective not in (Objective.SFT, Objective.ORPO, Objective.RM) and not trl19_dpo:   # ORPO, RM: TRL's own code (profiler/trl_steps.py)
         return (f"--objective {setup.objective.value} is modelled from TRL's source, not profiled: profile its "
                 "SFT step (--objective sft --loss hf or chunked)")
     if setup.loss is Loss.TRL:

@@ -8,8 +8,10 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gpuplan.planner import Component, ModelSpec, Objective, TrainingSetup
+from gpuplan.planner.specs.enums import Method, TrlVersion
+from gpuplan.planner.specs.setup import Checkpointing
 
-from .build import build
+from .build import build, build_model, materialize
 from .kernels.dropout import cuda_dropout
 from .measurement import Measurement
 from .module_dropout import module_dropout_draws
@@ -29,8 +31,22 @@ def simulate(model: ModelSpec, setup: TrainingSetup, steps: int = 2, per_module:
         return simulate_ppo(model, setup)
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     built = build(model, setup, torch.device("cpu"), fake)
+    if setup.trl_version is TrlVersion.TRL_1_9 and setup.method is Method.FULL and not setup.precompute_ref_log_probs:
+        built.reference = _frozen_copy(model, setup, fake)   # TRL 1.9 DPO's reference [profiler/trl19_dpo.py]
     with cuda_dropout(), _trl_kernels(setup), module_dropout_draws():
         return tracked_run(built, model, setup, "simulate", steps, per_module, fake)
+
+
+def _frozen_copy(model: ModelSpec, setup: TrainingSetup, fake: FakeTensorMode) -> torch.nn.Module:
+    """DPOTrainer's reference for full fine-tuning: the model loaded again in the policy's dtype, no checkpointing,
+    frozen, in eval mode (accelerator.prepare_model(evaluation_mode=True)) [trl/trainer/dpo_trainer.py l.893-936,
+    TRL 1.9.0]."""
+    ref, _ = build_model(model, setup.with_(checkpointing=Checkpointing.NONE), torch.device("meta"), simulated=True)
+    with fake:
+        materialize(ref, torch.device("cpu"))
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
 
 
 def _trl_kernels(setup: TrainingSetup) -> contextlib.AbstractContextManager:

@@ -14,7 +14,7 @@ import time
 import torch
 
 from gpuplan.planner import Component, Loss, ModelSpec, Phase, TrainingSetup
-from gpuplan.planner.specs.enums import Objective, Packing, Padding
+from gpuplan.planner.specs.enums import Objective, Packing, Padding, TrlVersion
 
 from .batch import micro_batch
 from .images import add_images, fake_placeholder_check
@@ -88,6 +88,8 @@ def run_steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps
     handles = [p.register_post_accumulate_grad_hook(lambda p: tracker.track([p.grad], Component.GRADIENTS))
                for p in trainable]
     tracker.track(list(lm.parameters()) + list(lm.buffers()) + quant_state_tensors(lm), Component.WEIGHTS)
+    if built.reference is not None:   # TRL 1.9 DPO's frozen reference copy [profiler/trl19_dpo.py]
+        tracker.track(list(built.reference.parameters()) + list(built.reference.buffers()), Component.WEIGHTS)
     head = lm.get_output_embeddings() if setup.objective is not Objective.RM else _score_head(lm)
 
     def logits_start(module, inputs, output) -> None:
@@ -132,6 +134,12 @@ def _steps(built: Built, setup: TrainingSetup, tracker: StorageTracker, steps: i
                     with answered_chunk_count(setup, rows, cols):
                         out = lm(**batch)
                     loss = out.loss
+                elif setup.trl_version is TrlVersion.TRL_1_9:   # TRL 1.9's DPOTrainer._compute_loss, by TRL's code
+                    from .trl19_dpo import dpo19_loss   # lazy: TRL 1.9 loads only when its DPO is simulated
+
+                    out = None
+                    loss = dpo19_loss(lm, built.reference, setup.batch_size, setup.seq_len, vocab, built.device,
+                                      setup.loss_token_fraction, setup.precompute_ref_log_probs)
                 elif setup.objective is Objective.ORPO:   # TRL's ORPOTrainer loss, by TRL's code
                     out = None
                     loss = orpo_loss(lm, setup.batch_size, setup.seq_len, vocab, built.device)

@@ -197,8 +197,10 @@ TABLE: dict[str, KeyRule] = {
     "overrides_of_model_kwargs": refused("from_pretrained keyword overrides"),
     "model_kwargs": refused("from_pretrained keyword overrides"),
     "rl": modelled("orpo: --objective orpo (TRL's ORPOTrainer, trl.experimental in TRL 1.x; axolotl "
-                   "core/trainers/dpo ... ORPO); dpo/ipo/kto/simpo/grpo/ebft refused (axolotl's TRL pin and options "
-                   "not mapped yet)"),
+                   "core/trainers/dpo ... ORPO); dpo / ipo: --objective dpo --stack-versions trl-1.12 (axolotl "
+                   "0.19.0 pins trl==1.9.0: TRL 1.9's DPOTrainer, planner/techniques/dpo19.py; ipo is its "
+                   "loss_type ['ipo'], per-sequence scalars); kto/simpo/grpo/gdpo/ebft refused (TRL 1.9's trainers "
+                   "not modelled)"),
     "reward_model": modelled("true: --objective rm (axolotl's AxolotlRewardTrainer, TRL's RewardTrainer; with "
                              "model_type AutoModelForSequenceClassification and num_labels 1)"),
     "num_labels": modelled("with reward_model: 1 (RewardTrainer's score head); other counts refused"),
@@ -231,7 +233,10 @@ TABLE: dict[str, KeyRule] = {
     "world_size": modelled("--gpus (the launcher's world size)"),
     "optim_target_modules": modelled("GaLore: --optim-target-modules (names or regexes, or all-linear)"),
     "optim_args": modelled("--optim-args: rank, update_proj_gap, block_size read; proj_type other than std refused"),
-    "trl": refused("TRL settings of preference / RL training (rl:)"),
+    "trl": modelled("with rl: dpo / ipo: beta (a scalar: no effect); the other sub-keys are read by axolotl's "
+                    "GRPOStrategy only (core/trainers/grpo/__init__.py): no effect on DPO; with other rl: refused"),
+    "rl_adapter_ref_model": refused("with an adapter: a second reference model loaded beside the policy "
+                                    "(axolotl train.py setup_reference_model)"),
     "vllm": refused("a vLLM engine beside the training model"),
     "gemma4_hybrid_attn_impl": refused("Gemma-4 hybrid attention kernels"),
     "large_head_attention": refused("large-head attention kernels"),
@@ -245,10 +250,19 @@ TABLE: dict[str, KeyRule] = {
         "qgalore_proj_bits", "qgalore_proj_group_size", "qgalore_cos_threshold", "qgalore_gamma_proj",
         "qgalore_queue_size"]),
     **read_only_with("lisa_n_layers", ["lisa_step_interval", "lisa_layers_attribute"]),
+    # with rl: dpo / ipo (axolotl 0.19.0 core/trainers/dpo/__init__.py DPOStrategy.set_training_args_kwargs)
+    "precompute_ref_log_probs": modelled("with rl: dpo: --precompute-ref-log-probs (no reference forward)"),
+    "dpo_loss_type": modelled("with rl: dpo: DPOConfig.loss_type; every type but sft is a per-sequence scalar "
+                              "formula (dpo_trainer.py l.1432-1576, TRL 1.9.0): as planned; sft refused (a cross-"
+                              "entropy over the chosen logits)"),
+    "dpo_loss_weights": modelled("with rl: dpo: DPOConfig.loss_weights, scalars: as planned"),
+    "dpo_label_smoothing": modelled("with rl: dpo: DPOConfig.label_smoothing, a scalar: as planned"),
+    "dpo_use_weighting": modelled("with rl: dpo: false as planned; true refused (WPO's logsumexp over the full "
+                                  "logits, dpo_trainer.py l.1566-1576)"),
+    "dpo_padding_free": modelled("with rl: dpo: false as planned; true refused (padding-free rows)"),
+    "dpo_use_liger_kernel": modelled("with rl: dpo: false as planned; true refused (Liger's fused DPO loss)"),
     **read_only_with("rl", ["dpo_use_logits_to_keep", "dpo_generate_during_eval", "dpo_norm_loss", "rpo_alpha",
-                            "dpo_use_weighting", "dpo_label_smoothing",
-                            "precompute_ref_log_probs", "dpo_use_liger_kernel", "dpo_padding_free", "dpo_loss_type",
-                            "dpo_loss_weights", "kto_desirable_weight", "kto_undesirable_weight"]),
+                            "kto_desirable_weight", "kto_undesirable_weight"]),
     **read_only_with("flex_attention", ["flex_attn_compile_kwargs"]),
     **read_only_with("scaling_softmax", ["scaling_softmax_factor", "scaling_softmax_bias"]),
     **read_only_with("chunked_cross_entropy", ["chunked_cross_entropy_num_chunks"]),
@@ -405,15 +419,56 @@ def _activation_offloading(value: Any, gc: Any, o: Options, rep: Report) -> None
         o.use("activation_offloading", "activation_offload", _AXOLOTL_OFFLOAD[mode])
         o.use("activation_offloading", "grad_ckpt", True)
 
-def _rl(value: Any, o: Options, rep: Report) -> None:
+_DPO_KEYS = ("precompute_ref_log_probs", "dpo_loss_type", "dpo_loss_weights", "dpo_label_smoothing",
+             "dpo_use_weighting", "dpo_padding_free", "dpo_use_liger_kernel")
+
+
+def _dpo(d: dict[str, Any], get, o: Options, rep: Report) -> None:
+    """rl: dpo / ipo: TRL 1.9's DPOTrainer (axolotl 0.19.0 pins trl==1.9.0), through the trl-1.12 stack row (TRL
+    1.8-1.12) [axolotl core/builders/rl.py, core/trainers/dpo/__init__.py; planner/techniques/dpo19.py]."""
+    o.use("rl", "objective", "dpo")
+    o.use("rl", "stack_versions", "trl-1.12")
+    o.use("rl", "loss", "hf")
+    if on(get("precompute_ref_log_probs")):
+        o.use("precompute_ref_log_probs", "precompute_ref_log_probs", True)
+    types = get("dpo_loss_type")
+    if types is not None:
+        if "sft" in (types if isinstance(types, list) else [types]):
+            rep.refuse("dpo_loss_type", types, "loss_type sft adds a cross-entropy over the chosen logits",
+                       "drop sft from the list")
+        else:
+            rep.set("dpo_loss_type", f"{show(types)}: per-sequence scalars, as planned")
+    for key, why in (("dpo_use_weighting", "WPO's weights take a logsumexp over the full logits"),
+                     ("dpo_padding_free", "padding-free rows change the batch layout"),
+                     ("dpo_use_liger_kernel", "Liger's fused DPO loss")):
+        if on(get(key)):
+            rep.refuse(key, d[key], why, f"set {key}: false")
+    trl = get("trl")
+    if isinstance(trl, dict):
+        rest = sorted(k for k in trl if k != "beta")
+        rep.set("trl", "beta: a scalar, as planned" + (f"; {', '.join(rest)}: read by axolotl's GRPOStrategy only, "
+                                                         "no effect with rl: dpo" if rest else ""))
+    if get("lora_dropout"):   # DPOConfig.disable_dropout=True [trl/trainer/dpo_trainer.py l.913-916, TRL 1.9.0]
+        o.use("lora_dropout", "lora_dropout", 0.0)
+        rep.set("lora_dropout", "(then 0: DPOConfig.disable_dropout=True sets every nn.Dropout, LoRA's too, to 0)")
+
+
+def _rl(value: Any, o: Options, rep: Report, d: dict[str, Any] | None = None, get=None) -> None:
     """`rl:` names the TRL trainer axolotl runs [axolotl/utils/schemas/enums.py RLType]."""
     if value is None or value is False:
+        if get is not None and get("trl") is not None:
+            rep.refuse("trl", d["trl"], "TRL settings of preference / RL training without rl:", "remove it")
         return
+    if str(value).lower() in ("dpo", "ipo") and d is not None:
+        _dpo(d, get, o, rep)
+        return
+    if get is not None and get("trl") is not None:
+        rep.refuse("trl", d["trl"], f"TRL settings of rl: {value}, which is refused", "remove it")
     if str(value).lower() == "orpo":
         o.use("rl", "objective", "orpo")
     else:
-        rep.refuse("rl", value, f"preference / RL training with {value} (a reference model or generation); "
-                   f"{_NOT_CAUSAL_LM}, and rl: orpo", "plan its SFT step, or rl: orpo")
+        rep.refuse("rl", value, f"axolotl 0.19.0 pins trl==1.9.0, whose {str(value).upper()} trainer gpuplan does "
+                   "not model (rl: orpo, dpo and ipo are)", "plan its SFT step, or rl: dpo / orpo")
 def _reward_model(d: dict[str, Any], get, o: Options, rep: Report) -> bool:
     """`reward_model: true`: axolotl's builder (core/builders/causal.py) trains with AxolotlRewardTrainer, a
     TRL RewardTrainer [axolotl core/trainers/trl.py], on AutoModelForSequenceClassification with num_labels 1
@@ -601,7 +656,7 @@ def read(d: dict[str, Any], path: str) -> ConfigSetup:
         if other:
             rep.refuse("plugins", ", ".join(other), "plugins whose keys gpuplan's axolotl table does not read",
                        "remove them to plan the rest")
-    _rl(get("rl"), o, rep)
+    _rl(get("rl"), o, rep, d, get)
     reward = _reward_model(d, get, o, rep)
     for key in ("model_type", "type_of_model"):
         if reward and get(key) == "AutoModelForSequenceClassification":

@@ -166,6 +166,13 @@ class Objective(Choice):
         return self in (Objective.DPO, Objective.KTO)
 
 
+class TrlVersion(Choice):
+    """Which TRL release's preference trainer is planned (--stack-versions picks it; planner/techniques/dpo19.py)."""
+
+    TRL_1_16 = "1.16"   # TRL 1.15-1.16: the fused LM head on the completion positions (gpuplan's default)
+    TRL_1_9 = "1.9"     # TRL 1.8-1.12 (read: 1.8.0, 1.9.0, 1.12.0): DPOTrainer on the model's full logits
+
+
 class Padding(Choice):
     """How a micro-batch's rows are made one length (planner/techniques/masks.py)."""
 

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from .enums import Attention, Choice, DType, Loss, Method, Objective, Optimizer, Packing, Padding, Precision, QuantType
+from .enums import TrlVersion
 from .enums import Compile   # torch.compile [techniques/compile.py]
 from .enums import LoraVariant   # LoRA variants from papers [techniques/lora_variants.py]
 from .enums import Fp8, Fp8Linears   # torchao float8 training [techniques/fp8.py]
@@ -208,6 +209,7 @@ class TrainingSetup:
     loss_token_fraction: float = 1.0                  # positions that carry a label (completion-only, padding)
     objective: Objective = Objective.SFT
     precompute_ref_log_probs: bool = False            # DPO: reference log-probs computed before training
+    trl_version: TrlVersion = TrlVersion.TRL_1_16     # the TRL release whose DPOTrainer is planned (--stack-versions)
     # GRPO (GRPOConfig, TRL 1.16.0; planner/techniques/grpo.py): seq_len is prompt + completion
     num_generations: int = 8                          # completions per prompt
     completion_len: int = 512                         # max_completion_length, decoded to the full length
@@ -401,7 +403,9 @@ class TrainingSetup:
             raise PlannerError(f"LoRA dropout must be in [0, 1), got {self.lora.dropout}")
         if not 0.0 < self.loss_token_fraction <= 1.0:
             raise PlannerError(f"the loss-token fraction must be in (0, 1], got {self.loss_token_fraction}")
-        if self.objective.has_reference and self.loss is not Loss.TRL:
+        if self.trl_version is not TrlVersion.TRL_1_16:   # TRL 1.8-1.12's DPOTrainer [planner/techniques/dpo19.py]
+            self._validate_trl19()
+        elif self.objective.has_reference and self.loss is not Loss.TRL:
             raise PlannerError(f"TRL's {self.objective.value.upper()}Trainer computes log-probs with its fused LM head: "
                                f"use --loss trl with --objective {self.objective.value}")
         if self.objective is Objective.KTO and self.batch_size < 2:
@@ -533,9 +537,42 @@ class TrainingSetup:
         enums = {"method": Method, "precision": Precision, "optimizer": Optimizer, "checkpointing": Checkpointing,
                  "attention": Attention, "loss": Loss, "base_dtype": DType, "objective": Objective, "weights": DType,
                  "activation_offload": ActivationOffload, "padding": Padding, "packing": Packing,
-                 "compile": Compile, "fp8": Fp8, "fp8_linears": Fp8Linears}
+                 "compile": Compile, "fp8": Fp8, "fp8_linears": Fp8Linears, "trl_version": TrlVersion}
         setup = build(cls, d, enums)
         return replace(setup, lora=lora, quant=quant, parallel=parallel, adapter=adapter, liger=liger, optim=optim)
+
+    def _validate_trl19(self) -> None:
+        """What gpuplan models of TRL 1.8-1.12's preference trainers (planner/techniques/dpo19.py)."""
+        s = self
+        stack = "--stack-versions trl-1.12 (TRL 1.8-1.12)"
+        if s.objective in (Objective.KTO, Objective.GRPO):
+            raise PlannerError(f"--objective {s.objective.value} with {stack}: TRL 1.9's {s.objective.value.upper()}"
+                               "Trainer is not modelled (gpuplan plans TRL 1.16's); drop --stack-versions or use "
+                               "trl-1.16")
+        if s.objective is not Objective.DPO:
+            raise PlannerError(f"trl_version {s.trl_version.value} picks TRL 1.9's DPOTrainer: it applies to "
+                               f"--objective dpo, not {s.objective.value}")
+        if s.loss is not Loss.HF or s.liger.any():
+            raise PlannerError("TRL 1.9's DPOTrainer computes its log-probs from the model's full logits (no fused head; "
+                               "use_liger_kernel is not modelled): use --loss hf and no --liger with --objective dpo "
+                               f"and {stack}")
+        if s.precision is Precision.FP32:
+            raise PlannerError(f"--precision {s.precision.value} with --objective dpo and {stack}: fp32 logits take "
+                               "selective_log_softmax's logsumexp path, which is not modelled; use bf16-mixed, "
+                               "bf16-true or fp16-true")
+        if s.lora.dropout:
+            raise PlannerError("DPOConfig.disable_dropout=True (TRL 1.9.0 default) sets every nn.Dropout to 0, LoRA's "
+                               "too: plan --lora-dropout 0")
+        if s.ckpt_every != 1:
+            raise PlannerError("--ckpt-every with --objective dpo and TRL 1.9: the reference forward's "
+                               "disable_gradient_checkpointing re-enables checkpointing on every layer after the "
+                               "first step; drop --ckpt-every")
+        if not s.parallel.single_gpu:
+            raise PlannerError(f"--objective dpo with {stack} is planned on one GPU only for now; drop the multi-GPU "
+                               "flags")
+        if s.packing is not Packing.NONE or s.padding is not Padding.NONE:
+            raise PlannerError(f"--packing / --padding with --objective dpo and {stack}: DPOTrainer pads chosen and "
+                               "rejected rows, whose mask is not modelled yet; plan unpadded rows of --seq-len")
 
     def _validate_grpo(self) -> None:
         """What GRPOConfig / GRPOTrainer raise (TRL 1.16.0), and what the plan does not model yet."""
@@ -677,6 +714,8 @@ class TrainingSetup:
             d.pop("precompute_ref_log_probs")
         elif not self.objective.has_reference:   # ORPO, RM: no reference model to precompute
             d.pop("precompute_ref_log_probs")
+        if self.trl_version is TrlVersion.TRL_1_16:
+            d.pop("trl_version")   # shown only when set (older setups' dicts stay as they were)
         if self.objective is not Objective.GRPO:
             for key in _GRPO_DEFAULTS:
                 d.pop(key)

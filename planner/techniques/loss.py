@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..specs.enums import Loss, Objective
 from ..specs.model import ModelSpec
 from ..specs.resolved import Resolved
-from . import chunked_nll, chunked_output, cut_ce, liger, orpo
+from . import chunked_nll, chunked_output, cut_ce, dpo19, liger, orpo
 from . import reward   # RewardTrainer's score head
 
 
@@ -27,6 +27,8 @@ def loss_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int = 1) -> tuple[
     V, e = m.vocab, rs.compute.bytes
     if rs.setup.objective is Objective.ORPO:   # ORPOTrainer's own loss on the full logits
         return orpo.loss_bytes(m, rs, T, sequences)
+    if dpo19.applies(rs):                      # TRL 1.9's DPOTrainer on the full logits
+        return dpo19.loss_bytes(m, rs, T, sequences)
     if rs.setup.objective is Objective.RM:     # a score head, no vocabulary logits
         return reward.loss_bytes(m, rs, T, sequences)
     if rs.setup.loss is Loss.CHUNKED:

@@ -19,7 +19,7 @@ from ..specs.enums import Objective
 from ..specs.model import ModelSpec
 from ..specs.params import param_counts
 from ..specs.resolved import Resolved
-from . import grpo, loss, orpo, reward
+from . import dpo19, grpo, loss, orpo, reward
 
 
 def sequences_per_example(rs: Resolved) -> int:
@@ -67,6 +67,8 @@ def reference_forward_bytes(m: ModelSpec, rs: Resolved, T: int, sequences: int) 
     input and output and the MLP's two intermediates, or the fused head's forward on the final
     hidden states; plus the reference log-probs it returns (fp32 per position)."""
     s = rs.setup
+    if dpo19.applies(rs):   # TRL 1.9's DPOTrainer: the full logits of both models
+        return dpo19.reference_forward_bytes(m, rs, T, sequences)
     if not s.objective.has_reference or s.precompute_ref_log_probs:
         return 0
     e, r = rs.compute.bytes, rs.residual.bytes
@@ -83,6 +85,8 @@ def notes(rs: Resolved) -> list[str]:
         return grpo.notes(rs)
     if s.objective is Objective.RM:
         return reward.notes(rs)
+    if dpo19.applies(rs):
+        return dpo19.notes(rs)
     if not s.objective.has_reference:
         return []
     ref = ("precomputed reference log-probs: no reference model" if s.precompute_ref_log_probs else

@@ -254,6 +254,24 @@ EXPECTED: dict[str, Expect] = {
              lora_alpha=16.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
              attn='flash', objective='orpo'),
         refused=[]),
+    'axolotl/qwen2-dpo.yaml': Expect(   # rl: dpo -> TRL 1.9's DPOTrainer (axolotl 0.19 pins trl==1.9.0)
+        'axolotl', "qwen-2.5-0.5b",
+        dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=4, grad_ckpt=True,
+             optimizer='adamw-8bit', attn='flash', objective='dpo', stack_versions='trl-1.12', loss='hf'),
+        refused=[]),
+    'axolotl/llama-3-instruct-dpo-lora-8b.yml': Expect(   # rl: dpo, 8-bit LoRA; DPOConfig.disable_dropout zeroes LoRA's
+        'axolotl', "llama-3-8b",
+        dict(method='qlora', quant_type='int8', precision='bf16-mixed', batch_size=2, seq_len=4096, grad_accum=4,
+             lora_r=32, lora_alpha=16.0, lora_dropout=0.0, lora_targets='all-linear', grad_ckpt=True,
+             optimizer='adamw-8bit', attn='flash', objective='dpo', stack_versions='trl-1.12', loss='hf'),
+        refused=[]),
+    'axolotl/llama-3-qlora-1b-kto.yaml': Expect(   # rl: kto: TRL 1.9's KTOTrainer is not modelled
+        'axolotl', "llama-3.2-1b",
+        dict(method='qlora', precision='bf16-mixed', batch_size=2, seq_len=2048, grad_accum=1, lora_r=32,
+             lora_alpha=64.0, lora_dropout=0.05, lora_targets='all-linear', grad_ckpt=True, optimizer='adamw-8bit',
+             attn='flash'),
+        refused=['rl: kto is not modelled yet (axolotl 0.19.0 pins trl==1.9.0, whose KTO trainer gpuplan does not '
+                 'model (rl: orpo, dpo and ipo are)); plan its SFT step, or rl: dpo / orpo']),
     'axolotl/gemma2-reward-model.yaml': Expect(   # reward_model: true -> TRL's RewardTrainer
         'axolotl', "gemma-2-2b",
         dict(precision='bf16-mixed', weights_dtype='bf16', batch_size=2, seq_len=2048, grad_accum=4, grad_ckpt=True,

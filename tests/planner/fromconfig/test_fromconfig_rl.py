@@ -81,3 +81,54 @@ def test_axolotl_reward_model_needs_one_label(tmp_path):
     p.write_text("base_model: Qwen/Qwen2.5-0.5B\nmicro_batch_size: 2\nsequence_len: 512\n"
                  "model_type: AutoModelForSequenceClassification\n")
     assert any(r.startswith("model_type:") for r in read_config(str(p)).refused)   # without reward_model
+
+
+# axolotl rl: dpo / ipo -> TRL 1.9's DPOTrainer (axolotl 0.19.0 pins trl==1.9.0; planner/techniques/dpo19.py)
+AXOLOTL_DPO = """base_model: Qwen/Qwen2.5-0.5B
+rl: dpo
+adapter: lora
+lora_r: 16
+lora_alpha: 32
+lora_dropout: 0.05
+lora_target_linear: true
+sequence_len: 1024
+micro_batch_size: 2
+bf16: auto
+gradient_checkpointing: true
+"""
+
+
+def _axolotl(tmp_path, extra: str = ""):
+    p = tmp_path / "dpo.yaml"
+    p.write_text(AXOLOTL_DPO + extra)
+    return read_config(str(p))
+
+
+def test_axolotl_dpo_maps_to_trl_1_9s_trainer(tmp_path):
+    c = _axolotl(tmp_path, "dpo_beta: 0.2\nrl_beta: 0.2\ndpo_loss_type: [sigmoid, bco_pair]\n"
+                           "precompute_ref_log_probs: true\ntrl:\n  beta: 0.2\n  num_generations: 4\n")
+    assert {k: c.options[k] for k in ("objective", "stack_versions", "loss", "lora_dropout",
+                                      "precompute_ref_log_probs")} == \
+        {"objective": "dpo", "stack_versions": "trl-1.12", "loss": "hf", "lora_dropout": 0.0,
+         "precompute_ref_log_probs": True}
+    assert not c.refused and not c.unknown
+    assert "GRPOStrategy only" in c.used["trl"] and "per-sequence scalars" in c.used["dpo_loss_type"]
+    assert _axolotl(tmp_path, "").options["objective"] == "dpo"
+    ipo = tmp_path / "ipo.yaml"
+    ipo.write_text(AXOLOTL_DPO.replace("rl: dpo", "rl: ipo"))
+    assert read_config(str(ipo)).options["stack_versions"] == "trl-1.12"
+
+
+def test_axolotl_dpo_options_gpuplan_does_not_model_are_refused(tmp_path):
+    for extra, word in (("dpo_loss_type: [sigmoid, sft]\n", "cross-entropy"),
+                        ("dpo_use_weighting: true\n", "logsumexp"),
+                        ("dpo_padding_free: true\n", "padding-free"),
+                        ("dpo_use_liger_kernel: true\n", "Liger"),
+                        ("rl_adapter_ref_model: true\n", "second reference model")):
+        c = _axolotl(tmp_path, extra)
+        assert len(c.refused) == 1 and word in c.refused[0], c.refused
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(AXOLOTL_DPO.replace("rl: dpo", "rl: grpo") + "trl:\n  num_generations: 4\n")
+    c = read_config(str(grpo))
+    assert any(r.startswith("rl: grpo") and "trl==1.9.0" in r for r in c.refused)
+    assert any(r.startswith("trl:") for r in c.refused)
