@@ -108,6 +108,8 @@ def cases() -> Iterator[tuple[str, list[str]]]:
     # 4. the user's own configs
     for fixture in ("axolotl_qlora.yaml", "torchtune_lora.yaml", "trl_sft.json"):
         yield (f"from-config {fixture}", ["estimate", "--from-config", str(FIXTURES / fixture), "--json"])
+    yield ("from-config axolotl qwen2-dpo.yaml",
+           ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "axolotl" / "qwen2-dpo.yaml"), "--json"])
     yield ("from-config axolotl gemma2-reward-model.yaml",
            ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "axolotl" / "gemma2-reward-model.yaml"),
             "--json"])
@@ -261,6 +263,13 @@ _TECHNIQUES = (
                             "--gpus-per-node", "2"]),
     ("ppo trl-1.14 refused", ["-m", "qwen-2.5-0.5b", "--objective", "ppo", "--precision", "bf16-true",
                               "--stack-versions", "trl-1.14"]),
+    # TRL 1.9's DPOTrainer (axolotl 0.19's rl: dpo), and what it refuses
+    ("dpo trl-1.9 lora", ["-m", "qwen-2.5-0.5b", "--objective", "dpo", "--stack-versions", "trl-1.12", "--method", "lora",
+                          "-b", "2", "-s", "1024"]),
+    ("dpo trl-1.9 full bf16 weights", ["-m", "qwen-2.5-0.5b", "--objective", "dpo", "--stack-versions", "trl-1.12",
+                                       "--precision", "bf16-mixed", "--weights-dtype", "bf16", "-b", "2", "-s", "1024"]),
+    ("kto trl-1.9 refused", ["-m", "qwen-2.5-0.5b", "--objective", "kto", "--stack-versions", "trl-1.12", "-b", "2"]),
+    ("dpo trl-1.14 refused", ["-m", "qwen-2.5-0.5b", "--objective", "dpo", "--stack-versions", "trl-1.14"]),
     *((f"save fsdp {name}", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full", "--save-steps", "100",
                              *extra])
       for name, extra in (("v1 full offloaded", ("--fsdp-version", "1")),
