@@ -51,10 +51,11 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
-        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: fast start
-        # the command line's --fsdp-version 1 plans FSDP1's step too (a config's fsdp_version: its save only)
-        setup = step_setup(setup, int(run_kw["fsdp_version"]) if run_kw.get("fsdp_version") else None)
+        step_kw = dict(run_kw)   # the command line's --fsdp-version 1 plans FSDP1's step (a config's: its save only)
         run_kw = _config_run_options(run_kw)
+        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: fast start
+        setup, fsdp1_note = step_setup(model, setup, int(step_kw["fsdp_version"]) if step_kw.get("fsdp_version")
+                                       else None, not step_kw.get("fsdp_flat_params"))
         gpu_specs = [resolve_gpu(g) for g in gpus]
         from gpuplan.planner.techniques.fp8 import check_gpu as fp8_check_gpu   # lazy: fast start
         for g in gpu_specs:
@@ -69,7 +70,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
-    notes = setup_notes(model, setup)
+    notes = setup_notes(model, setup) + ([fsdp1_note] if fsdp1_note else [])
     from .stack_options import stack_notes   # lazy: each command loads what it needs (fast start)
 
     notes += stack_notes(click.get_current_context(silent=True))
