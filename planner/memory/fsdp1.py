@@ -148,16 +148,18 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     return worst_phases(fwd, bwd, opt), notes
 
 
-def step_setup(m: ModelSpec, setup: TrainingSetup, fsdp_version: int | None,
-               orig_params: bool = True) -> tuple[TrainingSetup, str | None]:
+def step_setup(m: ModelSpec, setup: TrainingSetup, fsdp_version: int | None, orig_params: bool = True,
+               forward_prefetch: bool = False) -> tuple[TrainingSetup, str | None]:
     """(`setup` with FSDP1's step, None) where FSDP version 1 asks for it and the step is modelled (FULL_SHARD
-    without offload, TP, PP or CP; full fine-tuning or plain LoRA; `orig_params`: use_orig_params); otherwise
+    without offload, TP, PP or CP; full fine-tuning or plain LoRA; `orig_params`: use_orig_params; no
+    `forward_prefetch`); otherwise
     (`setup` unchanged, the note saying its step is planned as FSDP2's and what FSDP1's step lacks for it, or
     None where no FSDP1 was asked for). The save phase is FSDP1's either way."""
     p = setup.parallel
     if fsdp_version != 1 or p.fsdp in (Fsdp.NONE, Fsdp.YAFSDP):
         return setup, None
-    gap = unmodelled(m, setup)
+    gap = ", ".join(x for x in [unmodelled(m, setup), "forward_prefetch (the next layer gathered during forward)"
+                                if forward_prefetch else None] if x)
     if gap:
         return setup, (f"FSDP version 1: FSDP1's step is not modelled for {gap}; the step is planned as FSDP2's "
                        "(fully_shard)")

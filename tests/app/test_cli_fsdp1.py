@@ -51,3 +51,22 @@ def test_recommends_fsdp_candidates_plan_fsdp1s_step():
     fsdp = [p.setup for p in rec.plans if p.setup.parallel.fsdp.value == "full"]
     assert fsdp and {s.parallel.fsdp_version for s in fsdp if s.method.value == "lora"} == {1}
     assert {s.parallel.fsdp_version for s in fsdp if s.method.value == "qlora"} <= {2}
+
+
+CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+def test_a_configs_fsdp1_plans_fsdp1s_step_where_modelled():
+    # LLaMA-Factory's accelerate FSDP config: FULL_SHARD, no offload, forward_prefetch false; accelerate's
+    # default FSDP version, 1
+    cfg = str(CONFIGS / "llamafactory" / "accelerate_fsdp_config.yaml")
+    for method in ("full", "lora"):
+        out = _json(["estimate", "--from-config", cfg, "-m", "qwen-2.5-0.5b", "--method", method, "-b", "1", "-s", "512",
+                     "--json"])
+        assert out["setup"]["parallel"]["fsdp_version"] == 1
+        assert any(n.startswith("FSDP1 fsdp-full") for n in out["notes"])
+    # the alignment-handbook's: fsdp_forward_prefetch true, which FSDP1's step does not model
+    ah = _json(["estimate", "--from-config", str(CONFIGS / "hf" / "alignment-handbook-accelerate-fsdp.yaml"),
+                "-m", "qwen-2.5-0.5b", "-b", "1", "-s", "512", "--json"])
+    assert "fsdp_version" not in ah["setup"]["parallel"]
+    assert any("not modelled for forward_prefetch" in n for n in ah["notes"])
