@@ -31,6 +31,11 @@ WIDE = dict(model_type="llama", hidden_size=1024, intermediate_size=4096, num_at
             num_hidden_layers=4, vocab_size=512, max_position_embeddings=512, tie_word_embeddings=False)
 ALL16 = {"r": 16, "alpha": 16, "dropout": 0.0, "adapter_dtype": "fp32",
          "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+def flat(ranks: int) -> dict:
+    """A row's parallel dict with use_orig_params=False."""
+    return {"gpus": ranks, "fsdp": "full", "fsdp_version": 1, "fsdp1_orig_params": False}
+
+
 ROWS = [  # (name, config, precision, ranks, batch, seq[, TrainingSetup fields]); full checkpointing unless said
     ("small fp32 x2 b1 s256", SMALL, "fp32", 2, 1, 256),
     ("small bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256),
@@ -52,6 +57,10 @@ ROWS = [  # (name, config, precision, ranks, batch, seq[, TrainingSetup fields])
     ("wide lora fp32 x2 b1 s128", WIDE, "fp32", 2, 1, 128, {"method": "lora"}),
     ("wide lora all-linear r16 fp32 x3 b1 s128", WIDE, "fp32", 3, 1, 128, {"method": "lora", "lora": ALL16}),
     ("wide lora fp32 x2 b1 s256 no-ckpt", WIDE, "fp32", 2, 1, 256, {"method": "lora", "checkpointing": "none"}),
+    # use_orig_params=False (accelerate's own default): unpadded FlatParameters, gradients freed at zero_grad
+    ("small flat-params fp32 x3 b1 s128", SMALL, "fp32", 3, 1, 128, {"parallel": flat(3)}),
+    ("small flat-params lora bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256,
+     {"method": "lora", "parallel": flat(2)}),
 ]
 
 

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from ..specs.engines import Engine, gather_dtype, reduce_dtype
 from ..specs.enums import Component as C
-from ..specs.enums import MlpKind
+from ..specs.enums import LoraVariant, MlpKind
 from ..specs.errors import PlannerError
 from ..specs.model import LinearRole, ModelSpec
 from ..specs.resolved import AdapterKind, resolve
@@ -48,6 +48,8 @@ def adapters_unmodelled(m: ModelSpec, setup: TrainingSetup) -> str | None:
         return "QLoRA (bitsandbytes 4-bit FlatParameters)"
     if a is None or a.kind is not AdapterKind.LORA:
         return f"--method {setup.method.value}"
+    if setup.lora.variant is not LoraVariant.NONE:
+        return f"--lora-variant {setup.lora.variant.value}"
     for what, on in (("DoRA", a.use_dora), ("LoRA outside the decoder layers or modules_to_save",
                                             a.embedding_lora or a.saved_copies),
                      ("MoE layers", a.expert_ranks or a.router or m.moe_layers)):
@@ -69,14 +71,18 @@ def attention_input_backward(m: ModelSpec, sh: ShardedStates, T: int) -> int:
     its backward (q/k/v, after SDPA's backward), the point the layer below is prefetched: the layer input the
     first norm saved (fp32), what the q/k/v adapters saved (their input, A's output), the query and key/value
     gradients SDPA's backward returned, and the layer output's gradient on the residual stream
-    [transformers 5.24 modeling_llama.py LlamaDecoderLayer.forward, LlamaAttention.forward]."""
+    [transformers 5.24 modeling_llama.py LlamaDecoderLayer.forward, LlamaAttention.forward]. Where no q/k/v is
+    adapted the first LoRA unit is o_proj's or the MLP's, whose backward comes earlier: then the layer's whole
+    recompute and MLP backward, a bound (not measured)."""
     rs = sh.rs
     e, r = rs.compute.bytes, rs.residual.bytes
     A, K = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim
     ins = tuple(lin.name for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT
                 and lin.name in rs.adapters.targets)
     only = replace(rs, adapters=replace(rs.adapters, targets=ins))
-    saved = ADAPTERS[rs.adapters.kind].saved_bytes_per_layer(m, only) if ins else 0
+    if not ins:
+        return sh.pz.recompute + sh.pz.layer_transient
+    saved = ADAPTERS[rs.adapters.kind].saved_bytes_per_layer(m, only)
     return int(T * (4 * m.hidden + saved + (A + 2 * K) * e + r * m.hidden))
 
 

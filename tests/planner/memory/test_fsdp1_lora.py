@@ -57,3 +57,10 @@ def test_what_it_does_not_model_is_named():
     assert "DoRA" in adapters_unmodelled(m, replace(_lora(1), lora=LoraSpec(use_dora=True)))
     with pytest.raises(PlannerError, match="not DoRA: drop --fsdp-version 1"):
         estimate(m, replace(_lora(1), lora=LoraSpec(use_dora=True)))
+
+
+def test_mlp_only_targets_take_the_whole_layer_backward_as_the_bound():
+    m = resolve_model("llama-3.1-8b")
+    setup = replace(_lora(1), lora=LoraSpec(targets=("gate_proj", "up_proj", "down_proj")))
+    sh = sharded_states(m, setup, Engine.FSDP_FULL)
+    assert attention_input_backward(m, sh, 2048) == sh.pz.recompute + sh.pz.layer_transient
