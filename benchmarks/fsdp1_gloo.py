@@ -46,16 +46,15 @@ ROWS = [  # (name, config, precision, ranks, batch, seq[, TrainingSetup fields])
     ("small bf16-mixed x2 b1 s128 ga2", SMALL, "bf16-mixed", 2, 1, 128, {"grad_accum": 2}),
     ("wide fp32 x2 b1 s128", WIDE, "fp32", 2, 1, 128),
     ("wide bf16-mixed x3 b1 s128", WIDE, "bf16-mixed", 3, 1, 128),
-    # LoRA (peft's wrap policy, as HF Trainer sets it; bf16-mixed under autocast as accelerate runs it). Not
-    # recorded: "wide lora all-linear r16 bf16-mixed x3 b1 s128" and "wide lora bf16-mixed x2 b2 s256", whose
-    # backward peaks inside a layer: real FSDP1 holds one 1/n 16-bit layer shard more than modelled there
-    # (-5.35% and -5.14%; docs/readme/fsdp1lora.md)
+    # LoRA (peft's wrap policy, as HF Trainer sets it; bf16-mixed under autocast as accelerate runs it)
     ("small lora fp32 x2 b1 s256", SMALL, "fp32", 2, 1, 256, {"method": "lora"}),
     ("small lora bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256, {"method": "lora"}),
     ("small lora bf16-true x3 b1 s128", SMALL, "bf16-true", 3, 1, 128, {"method": "lora"}),
     ("small lora bf16-mixed x2 b1 s128 ga2", SMALL, "bf16-mixed", 2, 1, 128, {"method": "lora", "grad_accum": 2}),
     ("wide lora fp32 x2 b1 s128", WIDE, "fp32", 2, 1, 128, {"method": "lora"}),
     ("wide lora all-linear r16 fp32 x3 b1 s128", WIDE, "fp32", 3, 1, 128, {"method": "lora", "lora": ALL16}),
+    ("wide lora all-linear r16 bf16-mixed x3 b1 s128", WIDE, "bf16-mixed", 3, 1, 128, {"method": "lora", "lora": ALL16}),
+    ("wide lora bf16-mixed x2 b2 s256", WIDE, "bf16-mixed", 2, 2, 256, {"method": "lora"}),
     ("wide lora fp32 x2 b1 s256 no-ckpt", WIDE, "fp32", 2, 1, 256, {"method": "lora", "checkpointing": "none"}),
     # use_orig_params=False (accelerate's own default): unpadded FlatParameters, gradients freed at zero_grad
     ("small flat-params fp32 x3 b1 s128", SMALL, "fp32", 3, 1, 128, {"parallel": flat(3)}),

@@ -70,10 +70,6 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
         notes = [f"FSDP1 {eng.value}: peft's wrap policy (HF Trainer): frozen FlatParameters per decoder layer and "
                  f"for the root, each LoRA A/B its own unit, sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE "
                  "prefetch, " + ("use_orig_params" if setup.parallel.fsdp1_orig_params else "use_orig_params=False")]
-        if gather_dtype(setup.precision, eng, sh.rs.frozen) != sh.rs.frozen:
-            notes.append("FSDP1 LoRA under MixedPrecision: where a decoder layer's backward is the peak, real FSDP1 "
-                         "(gloo) held one more 1/n 16-bit layer shard than modelled (5% of small models' peaks; "
-                         "not traced)")
         return lora_phases(m, setup, eng, sh, stage), notes
     rs, st, pc, k, pz, mb = sh.rs, sh.st, sh.pc, sh.k, sh.pz, sh.mb
     frac, root_params, head, offload = sh.frac, sh.root_params, sh.head, sh.offload

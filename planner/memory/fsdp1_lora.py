@@ -35,7 +35,7 @@ from ..specs.setup import TrainingSetup
 from ..techniques import ADAPTERS, quantization
 from .figures import worst_phases
 from .fsdp1 import padded
-from .pieces import Stage
+from .pieces import Stage, compute_setup, terms
 from .sharded import ShardedStates
 
 
@@ -67,23 +67,25 @@ def check(m: ModelSpec, setup: TrainingSetup) -> None:
 
 
 def attention_input_backward(m: ModelSpec, sh: ShardedStates, T: int) -> int:
-    """Bytes live besides the saved activations when a layer's first adapted attention input projection runs
-    its backward (q/k/v, after SDPA's backward), the point the layer below is prefetched: the layer input the
-    first norm saved (fp32), what the q/k/v adapters saved (their input, A's output), the query and key/value
-    gradients SDPA's backward returned, and the layer output's gradient on the residual stream
-    [transformers 5.24 modeling_llama.py LlamaDecoderLayer.forward, LlamaAttention.forward]. Where no q/k/v is
-    adapted the first LoRA unit is o_proj's or the MLP's, whose backward comes earlier: then the layer's whole
-    recompute and MLP backward, a bound (not measured)."""
+    """Bytes live besides the saved activations when the layer below is prefetched: at the pre-backward of the
+    layer's first LoRA unit in forward order, the adapter of its first adapted attention input projection (q_proj
+    of q/k/v). Autograd runs the later-created k/v branches first, so by then their backward is done: left are the
+    layer input the first norm saved (fp32), what that projection's adapter saved (its input, A's output), the
+    gradient of that projection's output, the input gradient k/v accumulated into the norm output's, and the layer
+    output's gradient on the residual stream [transformers 5.24 modeling_llama.py LlamaDecoderLayer.forward,
+    LlamaAttention.forward; torch autograd's ready queue orders nodes by sequence number, latest first]. Where no
+    q/k/v is adapted the first LoRA unit is o_proj's or the MLP's, whose backward comes earlier: then the layer's
+    whole recompute and MLP backward, a bound (not measured)."""
     rs = sh.rs
     e, r = rs.compute.bytes, rs.residual.bytes
-    A, K = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim
-    ins = tuple(lin.name for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT
-                and lin.name in rs.adapters.targets)
-    only = replace(rs, adapters=replace(rs.adapters, targets=ins))
+    ins = [lin for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT
+           and lin.name in rs.adapters.targets]
     if not ins:
         return sh.pz.recompute + sh.pz.layer_transient
+    first = ins[0]
+    only = replace(rs, adapters=replace(rs.adapters, targets=(first.name,)))
     saved = ADAPTERS[rs.adapters.kind].saved_bytes_per_layer(m, only)
-    return int(T * (4 * m.hidden + saved + (A + 2 * K) * e + r * m.hidden))
+    return int(T * (4 * m.hidden + saved + first.out_features * e + e * m.hidden + r * m.hidden))
 
 
 def mlp_forward(m: ModelSpec, sh: ShardedStates, T: int) -> int:
@@ -131,6 +133,9 @@ def lora_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, sh: ShardedStat
     lora_hook = padded(unit, n) * (g_a + rs_a * (rs_a != g_a) + rs_a // n)
     acts = pz.acts * k
     T = setup.batch_size * setup.seq_len
+    # inside the layers the final norm's saved tensors do not exist yet (forward) or are released (backward)
+    # [layers.py ActivationBytes.head_side, as step.py takes it off]
+    head_side = int(T * terms(m, compute_setup(setup, eng))[2].head_side)
     attn_in = attention_input_backward(m, sh, T)
     G_one = G // max(L, 1)
 
@@ -143,19 +148,20 @@ def lora_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine, sh: ShardedStat
            phase(w=R, g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0),
            phase(w=R + U + U_mp + lora_w, g=g_live, a=0, l=0, t=0),
            # inside the last layer's MLP forward (no logits yet)
-           phase(w=R + U + lora_w, g=g_live, a=acts, l=0, t=mlp_forward(m, sh, T))]
+           phase(w=R + U + lora_w, g=g_live, a=acts - head_side, l=0, t=mlp_forward(m, sh, T))]
     # the root's pre-backward prefetches the last layer
     bwd = [phase(w=R + U, g=g_live, a=acts, l=pz.logit_saved, t=pz.logit_bwd),
            phase(w=R + U, g=g_live, a=acts, l=0, t=pz.logit_grad16)]
     for i in sorted({L - 1, min(1, L - 1), 0}, reverse=True):
         g_i = max(g_live, (L - 1 - i) * G_one)
-        a_i = (acts - pz.outside) * (i + 1) // L + pz.outside
+        a_i = (acts - pz.outside) * (i + 1) // L + pz.outside - head_side
         # its recompute and MLP backward with itself gathered (and a LoRA unit's gradient hook)
         bwd.append(phase(w=R + U + lora_w, g=g_i, a=a_i, l=0, t=pz.recompute + pz.layer_transient + lora_hook))
         if i > 0:   # its attention inputs' backward with the layer below prefetched: of its own activations
             # only what attn_in counts is left (not checkpointed: the others are freed by their backward)
-            a_b = a_i if pz.recompute else (acts - pz.outside) * i // L + pz.outside
-            bwd.append(phase(w=R + 2 * U + lora_w, g=g_i, a=a_b, l=0, t=attn_in + lora_hook))
+            a_b = a_i if pz.recompute else (acts - pz.outside) * i // L + pz.outside - head_side
+            # (its all-gather out of the 16-bit shard: that _mp_shard lives to the all-gather's end)
+            bwd.append(phase(w=R + 2 * U + U_mp + lora_w, g=g_i, a=a_b, l=0, t=attn_in + lora_hook))
     bwd.append(phase(w=R, g=max(g_live, G), a=pz.outside, l=0, t=0))
     opt = phase(g=G, a=0, l=0, t=0 if sh.offload else int(st.optimizer_step_temporaries * sh.frac) // n)
     return worst_phases(fwd, bwd, opt)

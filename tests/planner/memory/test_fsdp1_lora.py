@@ -40,8 +40,10 @@ def test_two_layers_gathered_only_from_the_attention_inputs_backward():
     T = setup.batch_size * setup.seq_len
     # the point the layer below is prefetched holds less than the layer's recompute and MLP backward
     assert attention_input_backward(m, sh, T) < sh.pz.recompute + sh.pz.layer_transient
-    more = replace(setup, lora=LoraSpec(targets=("q_proj", "k_proj", "v_proj", "o_proj")))
-    assert attention_input_backward(m, sharded_states(m, more, Engine.FSDP_FULL), T) > attention_input_backward(m, sh, T)
+    # the first adapted of q/k/v prefetches (its backward runs last): v_proj alone leaves a narrower gradient
+    # (GQA: 1024 wide against q's 4096) than q_proj's
+    v_only = replace(setup, lora=LoraSpec(targets=("v_proj",)))
+    assert attention_input_backward(m, sharded_states(m, v_only, Engine.FSDP_FULL), T) < attention_input_backward(m, sh, T)
 
 
 def test_memory_falls_with_more_gpus():
