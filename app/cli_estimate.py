@@ -51,10 +51,13 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     try:
         load_gpu_catalogs(gpu_catalogs)
         model, setup = setup_from_options(**kw)
-        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: fast start
-        # the command line's --fsdp-version 1 plans FSDP1's step too (a config's fsdp_version: its save only)
-        setup = step_setup(setup, int(run_kw["fsdp_version"]) if run_kw.get("fsdp_version") else None)
         run_kw = _config_run_options(run_kw)
+        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: fast start
+        # FSDP version 1, the command line's or a config's (its launcher's default where it names none), plans
+        # FSDP1's step where it is modelled, and says so where it is not
+        setup, fsdp1_note = step_setup(model, setup, int(run_kw["fsdp_version"]) if run_kw.get("fsdp_version")
+                                       else None, not run_kw.get("fsdp_flat_params"),
+                                       bool(run_kw.get("fsdp_forward_prefetch")))
         gpu_specs = [resolve_gpu(g) for g in gpus]
         from gpuplan.planner.techniques.fp8 import check_gpu as fp8_check_gpu   # lazy: fast start
         for g in gpu_specs:
@@ -69,7 +72,7 @@ def estimate(gpus: tuple[str, ...], gpu_catalogs: tuple[str, ...], check: bool, 
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     fit_rows = fit_rows_for_run(run, est, [fits(est, g) for g in gpu_specs])
-    notes = setup_notes(model, setup)
+    notes = setup_notes(model, setup) + ([fsdp1_note] if fsdp1_note else [])
     from .stack_options import stack_notes   # lazy: each command loads what it needs (fast start)
 
     notes += stack_notes(click.get_current_context(silent=True))

@@ -16,8 +16,11 @@ from .options import setup_from_options, setup_options
 @setup_options
 @click.option("--gpu", "gpu_name", required=True, help="The GPU: rtx-4090, h100, a100-40gb... (gpuplan gpus)")
 @gpu_catalog_option
+@click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None, help="With --fsdp full: plan FSDP1's "
+              "(FullyShardedDataParallel) FlatParameter step where it is modelled (full fine-tuning or LoRA, no "
+              "offload, TP, PP or CP), else FSDP2's (fully_shard), with a note saying so [2].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> None:
+def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], fsdp_version: str | None, as_json: bool, **kw) -> None:
     """Largest micro-batch (at --seq-len) and sequence length (at --batch-size and at 1) that fit
     the GPU; when the setup does not fit, the knobs that make it fit, fastest first.
 
@@ -34,6 +37,9 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
         load_gpu_catalogs(gpu_catalogs)
         gpu = resolve_gpu(gpu_name)
         model, setup = setup_from_options(**kw)
+        from gpuplan.planner.memory.fsdp1 import step_setup   # lazy: each command loads what it needs (fast start)
+
+        setup, fsdp1_note = step_setup(model, setup, int(fsdp_version) if fsdp_version else None)
         try:
             r = run_fit(model, setup, gpu, memory_only=True)
         except NoClosedForm as e:
@@ -43,7 +49,10 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     except PlannerError as e:
         raise click.UsageError(str(e)) from None
     if as_json:
-        click.echo(json.dumps(r.to_dict(), indent=2))
+        out = r.to_dict()
+        if fsdp1_note:
+            out["notes"] = [*out.get("notes", []), fsdp1_note]
+        click.echo(json.dumps(out, indent=2))
         return
     gib = 2**30
     s = setup
@@ -77,7 +86,7 @@ def fit(gpu_name: str, gpu_catalogs: tuple[str, ...], as_json: bool, **kw) -> No
     if not r.fits:
         for line in knob_lines(r):
             click.echo("  " + line)
-    for note in r.notes:
+    for note in [*r.notes, *([fsdp1_note] if fsdp1_note else [])]:
         click.echo("  note: " + note)
     click.echo(f"answered by: {r.source}")
 

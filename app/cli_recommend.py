@@ -32,6 +32,9 @@ from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 @click.option("--objective", default="sft", show_default=True,
               help="TRL trainer planned: sft, dpo, kto, orpo, grpo (GRPOConfig's defaults), rm; each candidate's fit "
                    "holds that trainer's step and run phases.")
+@click.option("--fsdp-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="The FSDP full-shard candidates' step: 1 FullyShardedDataParallel (FlatParameters; QLoRA's is "
+                   "still planned as FSDP2's, a note says so) or 2 fully_shard.")
 @click.option("--top", type=int, default=8, show_default=True, help="Frontier rows to show.")
 @click.option("--buy", is_flag=True, help="Also: which cards to buy, and break-even against renting.")
 @click.option("--kwh-price", type=float, default=None, help="Electricity $/kWh for --buy [0.15].")
@@ -43,7 +46,7 @@ from .cli_gpus import gpu_catalog_option, load_gpu_catalogs
 def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_gpus: int, deadline: str | None,
               budget: str | None, providers: str | None, gpu_names: str | None, gpu_names_legacy: str | None,
               spot: bool, seq_len: int,
-              global_batch: int, mfu: float | None, objective: str, top: int, buy: bool, kwh_price: float | None,
+              global_batch: int, mfu: float | None, objective: str, fsdp_version: str, top: int, buy: bool, kwh_price: float | None,
               utilization: float | None, gpu_catalogs: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
     """Search GPU type x count x sharding x method x precision x optimizer x checkpointing x
     micro-batch (the largest that fits) and show the cheapest plan, the fastest, and the
@@ -75,7 +78,7 @@ def recommend(model: str, dataset_tokens: str, epochs: float, methods: str, max_
         load_gpu_catalogs(gpu_catalogs)
         m = resolve_model(model)
         c, space = search_from_inputs(methods, max_gpus, deadline, budget, providers, gpu_names, spot, seq_len,
-                                      global_batch, mfu, objective)
+                                      global_batch, mfu, objective, int(fsdp_version))
         from gpuplan.planner.io.validate import config_notes, context_check   # lazy: each command loads what it needs (fast start)
 
         for note in config_notes(m.hf_config) + context_check(m, seq_len):   # GPT-2 past its positions: refused

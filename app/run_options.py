@@ -30,6 +30,9 @@ RUN_OPTIONS = [
                  "with a full-state-dict save_model (axolotl final_state_dict_type: FULL_STATE_DICT)."),
     click.option("--fsdp-flat-params", is_flag=True, help="FSDP1 use_orig_params=False (accelerate's own default; "
                  "HF Trainer's fsdp_config defaults it true): the optimizer save gathers a unit's states together."),
+    click.option("--fsdp-forward-prefetch", is_flag=True, help="FSDP1 forward_prefetch=True (accelerate's "
+                 "fsdp_forward_prefetch): FSDP1's step is not modelled with it, so FSDP2's step is planned (a note "
+                 "says so); FSDP2 always issues the next all-gather during forward."),
     click.option("--eval-batch-size", type=int, default=None, help="Plan the eval phase too, at this "
                  "per_device_eval_batch_size (HF default 8): no grads, the eval batch's logits."),
     click.option("--eval-seq-len", type=int, default=None, help="Eval sequence length [--seq-len]."),
@@ -54,7 +57,7 @@ RUN_OPTIONS = [
 ]
 NAMES = ("save_steps", "save_total_limit", "max_steps", "disk_bandwidth", "save_only_model", "fsdp_version",
          "fsdp_state_dict", "state_dict_on_gpu", "state_dict_all_ranks", "final_full_state_dict", "fsdp_flat_params",
-         "eval_batch_size",
+         "fsdp_forward_prefetch", "eval_batch_size",
          "eval_seq_len", "eval_accumulate_logits", "eval_accumulation_steps", "eval_batches", "eval_generate_tokens",
          "eval_cache", "adapters", "show_phases", "load_on_gpu", "cpu_ram_efficient_loading")
 

@@ -29,6 +29,13 @@ TINY = dict(model_type="llama", hidden_size=256, intermediate_size=512, num_atte
 # wide layers and a small vocabulary: the backward peaks inside a decoder layer, not at the root's end
 WIDE = dict(model_type="llama", hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_key_value_heads=8,
             num_hidden_layers=4, vocab_size=512, max_position_embeddings=512, tie_word_embeddings=False)
+ALL16 = {"r": 16, "alpha": 16, "dropout": 0.0, "adapter_dtype": "fp32",
+         "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+def flat(ranks: int) -> dict:
+    """A row's parallel dict with use_orig_params=False."""
+    return {"gpus": ranks, "fsdp": "full", "fsdp_version": 1, "fsdp1_orig_params": False}
+
+
 ROWS = [  # (name, config, precision, ranks, batch, seq[, TrainingSetup fields]); full checkpointing unless said
     ("small fp32 x2 b1 s256", SMALL, "fp32", 2, 1, 256),
     ("small bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256),
@@ -39,6 +46,20 @@ ROWS = [  # (name, config, precision, ranks, batch, seq[, TrainingSetup fields])
     ("small bf16-mixed x2 b1 s128 ga2", SMALL, "bf16-mixed", 2, 1, 128, {"grad_accum": 2}),
     ("wide fp32 x2 b1 s128", WIDE, "fp32", 2, 1, 128),
     ("wide bf16-mixed x3 b1 s128", WIDE, "bf16-mixed", 3, 1, 128),
+    # LoRA (peft's wrap policy, as HF Trainer sets it; bf16-mixed under autocast as accelerate runs it)
+    ("small lora fp32 x2 b1 s256", SMALL, "fp32", 2, 1, 256, {"method": "lora"}),
+    ("small lora bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256, {"method": "lora"}),
+    ("small lora bf16-true x3 b1 s128", SMALL, "bf16-true", 3, 1, 128, {"method": "lora"}),
+    ("small lora bf16-mixed x2 b1 s128 ga2", SMALL, "bf16-mixed", 2, 1, 128, {"method": "lora", "grad_accum": 2}),
+    ("wide lora fp32 x2 b1 s128", WIDE, "fp32", 2, 1, 128, {"method": "lora"}),
+    ("wide lora all-linear r16 fp32 x3 b1 s128", WIDE, "fp32", 3, 1, 128, {"method": "lora", "lora": ALL16}),
+    ("wide lora all-linear r16 bf16-mixed x3 b1 s128", WIDE, "bf16-mixed", 3, 1, 128, {"method": "lora", "lora": ALL16}),
+    ("wide lora bf16-mixed x2 b2 s256", WIDE, "bf16-mixed", 2, 2, 256, {"method": "lora"}),
+    ("wide lora fp32 x2 b1 s256 no-ckpt", WIDE, "fp32", 2, 1, 256, {"method": "lora", "checkpointing": "none"}),
+    # use_orig_params=False (accelerate's own default): unpadded FlatParameters, gradients freed at zero_grad
+    ("small flat-params fp32 x3 b1 s128", SMALL, "fp32", 3, 1, 128, {"parallel": flat(3)}),
+    ("small flat-params lora bf16-mixed x2 b1 s256", SMALL, "bf16-mixed", 2, 1, 256,
+     {"method": "lora", "parallel": flat(2)}),
 ]
 
 

@@ -42,11 +42,15 @@ def wrap_fsdp1(lm: torch.nn.Module, setup: TrainingSetup) -> torch.nn.Module:
     if computes_without_autocast(setup.precision, eng):
         mp_policy = MixedPrecision(param_dtype=TORCH_DTYPES[setup.precision.compute_dtype],
                                    reduce_dtype=torch.float32)
-    layer_cls = type(decoder_layers(lm)[0])
-    return FSDP(lm, auto_wrap_policy=ModuleWrapPolicy({layer_cls}), device_id=torch.device("cpu"),
+    policy = ModuleWrapPolicy({type(decoder_layers(lm)[0])})
+    if setup.peft:   # HF Trainer's update_fsdp_plugin_peft: peft's policy, every trainable leaf its own unit
+        from peft.utils.other import fsdp_auto_wrap_policy   # lazy: worker only
+
+        policy = fsdp_auto_wrap_policy(lm)
+    return FSDP(lm, auto_wrap_policy=policy, device_id=torch.device("cpu"),
                 sharding_strategy=ShardingStrategy.FULL_SHARD, mixed_precision=mp_policy,
                 backward_prefetch=BackwardPrefetch.BACKWARD_PRE, forward_prefetch=False,
-                limit_all_gathers=True, use_orig_params=True)
+                limit_all_gathers=True, use_orig_params=setup.parallel.fsdp1_orig_params)
 
 
 class Fsdp1Tracker(ShardAwareTracker):
@@ -100,7 +104,7 @@ def _worker(rank: int, world: int, store_path: str, model: ModelSpec, setup: Tra
         wrapped = wrap_fsdp1(lm, setup)
         optimizer = build_optimizer(wrapped, setup)
         autocast = autocast_for(setup, torch.device("cpu"))
-        if computes_without_autocast(setup.precision, engine_of(setup.parallel)):
+        if computes_without_autocast(setup.precision, engine_of(setup.parallel)) and not setup.peft:
             autocast = contextlib.nullcontext
         tracker = Fsdp1Tracker(wrapped)
         with tracker, follow_resizes(tracker), backend_buffers_left_out(tracker):

@@ -72,9 +72,10 @@ TABLE: dict[str, KeyRule] = {
     "deepspeed": modelled("a DeepSpeed JSON (path relative to the config file) or inline dict: --zero/--offload"),
     "fsdp": modelled("full_shard/shard_grad_op/hybrid_shard: --fsdp; offload: --offload params"),
     "fsdp_config": modelled("sharding strategy, offload_params, activation_checkpointing [schemas/fsdp.py]"),
-    "fsdp_version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code (unset: FSDP1, accelerate's "
-                             "default: axolotl sets FSDP_VERSION only for 2, utils/trainer.py l.601-602); the step "
-                             "is planned with FSDP2's shards either way"),
+    "fsdp_version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code and, for 1, FSDP1's step "
+                             "where modelled (FULL_SHARD, full fine-tuning or LoRA, no offload; elsewhere FSDP2's, "
+                             "with a note) (unset: FSDP1, accelerate's default: axolotl sets FSDP_VERSION only for "
+                             "2, utils/trainer.py l.601-602)"),
     # padding and packing [axolotl utils/collators/batching.py: DataCollatorForSeq2Seq pads with the tokenizer
     # (attention_mask, padding="max_length" under pad_to_sequence_len); V2BatchSamplerDataCollatorForSeq2Seq
     # concatenates a bin's samples, position_ids restarting, attention_mask holding sample ids padded to

@@ -257,8 +257,10 @@ def read_deepspeed(value: Any, base: Path, o: Options, key: str) -> int | None:
 FSDP_STRATEGY = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "grad-op", "2": "grad-op",
                  "HYBRID_SHARD": "hybrid", "4": "hybrid"}
 FSDP_TABLE: dict[str, KeyRule] = {
-    "version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code (planner/memory/state_dicts.py); "
-                        "the step is planned with FSDP2's per-rank shards either way"),
+    "version": modelled("1 or 2: --fsdp-version, the save phase's state-dict code (planner/memory/state_dicts.py) "
+                        "and, for 1, FSDP1's FlatParameter step (planner/memory/fsdp1.py) where it is modelled "
+                        "(FULL_SHARD, full fine-tuning or LoRA, no offload/TP/PP/CP); elsewhere FSDP2's step, with a "
+                        "note naming what FSDP1's lacks; unset: the launcher's default (accelerate: 1)"),
     "sharding_strategy": modelled("FULL_SHARD: --fsdp full; SHARD_GRAD_OP: grad-op; HYBRID_SHARD: hybrid"),
     "reshard_after_forward": modelled("FSDP2: true: --fsdp full; false: --fsdp grad-op"),
     "offload_params": modelled("true: --offload params (CPUOffloadPolicy)"),
@@ -267,7 +269,9 @@ FSDP_TABLE: dict[str, KeyRule] = {
     "auto_wrap_policy": modelled("TRANSFORMER_BASED_WRAP: one unit per decoder layer, as planned"),
     "transformer_layer_cls_to_wrap": modelled("the decoder layer class: one unit per layer, as planned"),
     "backward_prefetch": modelled("BACKWARD_PRE: the next layer gathered during backward, as planned"),
-    "forward_prefetch": modelled("the next unit's all-gather issued during forward, as FSDP2 does"),
+    "forward_prefetch": modelled("true: --fsdp-forward-prefetch (FSDP1's step is not modelled with it: FSDP2's, "
+                                 "whose next all-gather is issued during forward anyway, with a note); false: FSDP1's "
+                                 "step as planned"),
     "limit_all_gathers": refused("without the rate limiter more than one unit's all-gather is in flight",
                                  lambda v: v is False or str(v).lower() == "false", "set it true"),
     "min_num_params": refused("size-based wrapping makes units other than one decoder layer"),
@@ -277,7 +281,8 @@ FSDP_TABLE: dict[str, KeyRule] = {
     # [yandex/YaFSDP patches/accelerate.diff @ 669fc36]
     "ya_fsdp_enabled": modelled("true: --fsdp yafsdp (YaFSDP zero_stage=3 instead of FSDP; planner/memory/yafsdp.py)"),
     **no_effect("init order: the same bytes", ["sync_module_states"]),
-    "use_orig_params": modelled("FSDP1 false: --fsdp-flat-params (its optimizer save gathers a unit's states "
+    "use_orig_params": modelled("FSDP1 false: --fsdp-flat-params (the step's FlatParameters unpadded, their "
+                                "gradients freed at zero_grad; its optimizer save gathers a unit's states "
                                 "together); true, or FSDP2 (always the original parameters): as planned"),
     "cpu_ram_efficient_loading": modelled("true: --cpu-ram-efficient-loading (the load phase: rank 0 broadcasts each "
                                           "full tensor; planner/memory/load.py)"),
@@ -399,6 +404,11 @@ def read_fsdp(words: list[str], fcfg: Mapping[str, Any] | None, o: Options, key:
                 o.use(name, "final_full_state_dict", True)
             else:
                 rep.set(name, f"{t}: the final save as the checkpoints")
+        elif k == "forward_prefetch":
+            if on(v):
+                o.use(name, "fsdp_forward_prefetch", True)
+            else:
+                rep.set(name, "false: no forward prefetch, as FSDP1's step plans")
         elif k == "use_orig_params":
             if not on(v):
                 o.use(name, "fsdp_flat_params", True)

@@ -38,7 +38,6 @@ from dataclasses import replace
 
 from ..specs.engines import Engine, gather_dtype, reduce_dtype, shard_degree
 from ..specs.enums import Component as C
-from ..specs.errors import PlannerError
 from ..specs.model import ModelSpec
 from ..specs.parallel import Fsdp, Offload
 from ..specs.setup import TrainingSetup
@@ -52,13 +51,26 @@ def padded(numel: int, n: int) -> int:
     return -(-numel // n) * n
 
 
+def hook_bytes(grad_numel: int, n: int, rs_e: int, cast: bool) -> int:
+    """What a unit's post-backward hook allocates besides the unsharded flat gradient: its reduce_dtype copy
+    (where the dtype differs), the copy padded to n chunks where its numel does not divide (only without
+    use_orig_params, whose FlatParameters are padded when built), and the 1/n output [_runtime_utils.py
+    _post_backward_hook, _get_reduce_scatter_tensors]."""
+    pad = padded(grad_numel, n)
+    return grad_numel * rs_e * cast + pad * rs_e * (pad != grad_numel) + pad // n * rs_e
+
+
 def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
                  stage: Stage = Stage.ALL) -> tuple[dict, list[str]]:
     n = shard_degree(setup.parallel)
     sh = sharded_states(m, setup, eng, stage)
-    if not sh.rs.full:
-        raise PlannerError("--fsdp-version 1's step is modelled for full fine-tuning: with LoRA/QLoRA FSDP1's "
-                           "FlatParameter gradient spans the frozen weights too; drop --fsdp-version 1 or --method")
+    if not sh.rs.full:   # peft's wrap: frozen layer units, each LoRA A/B a unit of its own
+        from .fsdp1_lora import lora_phases   # here: it imports padded from this module
+
+        notes = [f"FSDP1 {eng.value}: peft's wrap policy (HF Trainer): frozen FlatParameters per decoder layer and "
+                 f"for the root, each LoRA A/B its own unit, sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE "
+                 "prefetch, " + ("use_orig_params" if setup.parallel.fsdp1_orig_params else "use_orig_params=False")]
+        return lora_phases(m, setup, eng, sh, stage), notes
     rs, st, pc, k, pz, mb = sh.rs, sh.st, sh.pc, sh.k, sh.pz, sh.mb
     frac, root_params, head, offload = sh.frac, sh.root_params, sh.head, sh.offload
     W, O, G, G_layers, g_live, all_root = sh.W, sh.O, sh.G, sh.G_layers, sh.g_live, sh.all_root
@@ -77,9 +89,10 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     # post-backward reduce-scatter" [_flat_param.py _init_flat_param_and_metadata l.759-762], so its
     # gradient spans the padding and the hook makes no padded copy: the reduce_dtype copy (if the dtype
     # differs) and the 1/n output, the param_dtype flat gradient referenced until the hook returns
-    grad_numel = padded(layer_trainable, n)
+    orig = setup.parallel.fsdp1_orig_params
+    grad_numel = padded(layer_trainable, n) if orig else layer_trainable
     U_grad = grad_numel * g_e                              # the layer's unsharded flat gradient in param_dtype
-    U_hook = grad_numel * rs_e * cast + grad_numel // n * rs_e
+    U_hook = hook_bytes(grad_numel, n, rs_e, cast)
     head_grad = head * g_e if full else 0
     norm_grad = m.norm_params * g_e if full else 0        # the final norm's gradient waits for the root's split too
     acts = pz.acts * k
@@ -92,7 +105,8 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     # the step starts with last step's sharded gradients: zero_grad(set_to_none) clears the parameters'
     # views, the FlatParameter's .grad goes at the root's pre-forward [_runtime_utils.py _root_pre_forward
     # l.594, _flat_param.py _reset_flat_param_grad_info_if_needed]
-    fwd = [phase(g=G, a=0, l=0, t=0),
+    # (use_orig_params=False: the optimizer holds the FlatParameters, and zero_grad frees their gradients)
+    fwd = [phase(g=G if orig else 0, a=0, l=0, t=0),
            phase(w=R, g=g_live, a=acts + pz.fwd_extra, l=pz.logit_fwd, t=0),
            # a layer's all-gather out of its low-precision shard
            phase(w=R + U + U_mp, g=g_live, a=0, l=0, t=0)]
@@ -113,28 +127,50 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
         bwd.append(phase(w=R + two, g=g_i, a=a_i, l=0, t=root_w + 2 * U_grad))
         bwd.append(phase(w=R + two - U, g=g_i, a=a_i, l=0, t=root_w + U_grad + U_hook))
     # the embedding's backward, then the root's split: every root gradient beside the concatenated one
-    root_numel_grad = padded(root_params, n) if full else 0
+    root_numel_grad = (padded(root_params, n) if orig else root_params) if full else 0
     root_grad = root_numel_grad * g_e
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=pz.outside, l=0,
                      t=pz.layer_transient + pz.embed_grad + root_w))
     bwd.append(phase(w=R, g=max(g_live, G_layers), a=0, l=0, t=2 * root_grad))
-    root_hook = root_numel_grad * rs_e * cast + root_numel_grad // n * rs_e
+    root_hook = hook_bytes(root_numel_grad, n, rs_e, cast)
     bwd.append(phase(g=max(g_live, G_layers), a=0, l=0, t=root_grad + root_hook))
     opt = phase(g=G, a=0, l=0, t=0 if offload else int(st.optimizer_step_temporaries * frac) // n)
     notes = [f"FSDP1 {eng.value}: one FlatParameter per decoder layer and one for the root (embedding, lm_head, "
-             f"final norm), sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE prefetch, use_orig_params"]
+             f"final norm), sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE prefetch, "
+             + ("use_orig_params" if setup.parallel.fsdp1_orig_params else "use_orig_params=False")]
     if setup.grad_accum > 1:
         notes.append("FSDP1 with gradient accumulation: every micro-batch reduce-scatters into the sharded gradient "
                      "(_saved_grad_shard); under no_sync the unsharded gradients would stay instead (not modelled)")
     return worst_phases(fwd, bwd, opt), notes
 
 
-def step_setup(setup: TrainingSetup, fsdp_version: int | None) -> TrainingSetup:
-    """`setup` with FSDP1's step where `--fsdp-version 1` asks for it and it is modelled (full fine-tuning,
-    FULL_SHARD without offload, TP, PP or CP); otherwise unchanged (FSDP1's save is then still planned, its
-    step as FSDP2's)."""
+def step_setup(m: ModelSpec, setup: TrainingSetup, fsdp_version: int | None, orig_params: bool = True,
+               forward_prefetch: bool = False) -> tuple[TrainingSetup, str | None]:
+    """(`setup` with FSDP1's step, None) where FSDP version 1 asks for it and the step is modelled (FULL_SHARD
+    without offload, TP, PP or CP; full fine-tuning or plain LoRA; `orig_params`: use_orig_params; no
+    `forward_prefetch`); otherwise
+    (`setup` unchanged, the note saying its step is planned as FSDP2's and what FSDP1's step lacks for it, or
+    None where no FSDP1 was asked for). The save phase is FSDP1's either way."""
     p = setup.parallel
-    if fsdp_version != 1 or p.fsdp is not Fsdp.FULL or p.offload is not Offload.NONE or p.tp > 1 or p.pp > 1 \
-            or p.cp > 1 or setup.peft:   # peft: the FlatParameter's gradient covers its frozen part (not modelled)
-        return setup
-    return replace(setup, parallel=replace(p, fsdp_version=1))
+    if fsdp_version != 1 or p.fsdp in (Fsdp.NONE, Fsdp.YAFSDP):
+        return setup, None
+    gap = ", ".join(x for x in [unmodelled(m, setup), "forward_prefetch (the next layer gathered during forward)"
+                                if forward_prefetch else None] if x)
+    if gap:
+        return setup, (f"FSDP version 1: FSDP1's step is not modelled for {gap}; the step is planned as FSDP2's "
+                       "(fully_shard)")
+    return replace(setup, parallel=replace(p, fsdp_version=1, fsdp1_orig_params=orig_params)), None
+
+
+def unmodelled(m: ModelSpec, setup: TrainingSetup) -> str | None:
+    """What of `setup` FSDP1's step does not model (a phrase), or None."""
+    p = setup.parallel
+    missing = [what for what, on in (
+        (f"--fsdp {p.fsdp.value} (SHARD_GRAD_OP / HYBRID_SHARD)", p.fsdp is not Fsdp.FULL),
+        ("CPU offload", p.offload is not Offload.NONE),
+        ("tensor, pipeline or context parallelism", p.tp > 1 or p.pp > 1 or p.cp > 1)) if on]
+    if setup.peft:
+        from .fsdp1_lora import adapters_unmodelled   # here: it imports padded from this module
+
+        missing += [x for x in [adapters_unmodelled(m, setup)] if x]
+    return ", ".join(missing) or None

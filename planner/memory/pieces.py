@@ -86,6 +86,13 @@ def compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
 
 def _compute_setup(setup: TrainingSetup, eng: Engine) -> TrainingSetup:
     local = replace(setup, parallel=ParallelSpec())
+    if setup.peft and setup.parallel.fsdp_version == 1 and eng.fsdp:
+        # FSDP1 under peft's wrap (memory/fsdp1_lora.py): MixedPrecision casts the frozen units to 16 bit while
+        # accelerate's autocast stays on, and the adapters keep their dtype where peft reads it (their sharded
+        # parameters, outside their own units): the activations of a 16-bit-loaded model under autocast
+        if computes_without_autocast(setup.precision, eng):
+            local = replace(local, base_dtype=setup.precision.compute_dtype)
+        return local
     if computes_without_autocast(setup.precision, eng):
         local = replace(local, precision=_TRUE[setup.precision])
     if setup.peft and (eng.fsdp or eng.deepspeed):

@@ -22,6 +22,7 @@ from ..io.catalog import all_gpus, resolve_gpu
 from ..specs.gpu import GpuSpec
 from ..specs.enums import Loss, Method, Objective, Optimizer, Precision
 from ..specs.errors import PlannerError
+from ..memory.fsdp1 import step_setup
 from ..memory.load import run_device_bounds
 from ..specs.model import ModelSpec
 from ..specs.parallel import Fsdp, ParallelSpec
@@ -59,6 +60,7 @@ class SearchSpace:
     min_micro_batch: int = 1                   # KTOTrainer needs 2 (its KL pairs)
     base: TrainingSetup = field(default_factory=TrainingSetup)   # LoRA rank, targets, attention, loss
     mfu: float | None = None
+    fsdp_version: int = 2                      # the FSDP candidates' step: 1 FSDP1's where modelled (memory/fsdp1.py)
 
 
 @dataclass(frozen=True)
@@ -246,11 +248,12 @@ def _base_setups(model: ModelSpec, c: Constraints, space: SearchSpace, multi: bo
         for par in parallel_specs(count):
             if method is not Method.FULL and par.zero == 2:
                 continue   # adapters' gradients are tiny: ZeRO-2 buys LoRA nothing over DDP
-            yield space.base.with_(method=method, precision=prec, optimizer=opt, checkpointing=ckpt,
-                                   seq_len=space.seq_len, parallel=par, batch_size=1, grad_accum=1,
-                                   base_dtype=None if method is Method.FULL else space.base.base_dtype,
-                                   # the search picks --precision presets: a recipe's own choices are not searched
-                                   weights=None, autocast=None, kbit_upcast=None)
+            setup = space.base.with_(method=method, precision=prec, optimizer=opt, checkpointing=ckpt,
+                                     seq_len=space.seq_len, parallel=par, batch_size=1, grad_accum=1,
+                                     base_dtype=None if method is Method.FULL else space.base.base_dtype,
+                                     # the search picks --precision presets: a recipe's own choices are not searched
+                                     weights=None, autocast=None, kbit_upcast=None)
+            yield step_setup(model, setup, space.fsdp_version)[0] if space.fsdp_version == 1 else setup
 
 
 def pareto_frontier(plans: Iterable[Plan]) -> tuple[Plan, ...]:
@@ -429,7 +432,8 @@ def search_from_inputs(methods: str | Iterable[str] = "full,lora,qlora", max_gpu
                        deadline: str | None = None, budget: str | None = None,
                        providers: str | Iterable[str] | None = None, gpus: str | Iterable[str] | None = None,
                        spot: bool = False, seq_len: int = 1024, global_batch: int = 64,
-                       mfu: float | None = None, objective: str = "sft") -> tuple[Constraints, SearchSpace]:
+                       mfu: float | None = None, objective: str = "sft",
+                       fsdp_version: int = 2) -> tuple[Constraints, SearchSpace]:
     """(Constraints, SearchSpace) from what a person types (the CLI's flags, the dashboard's fields):
     comma lists or sequences of names, '48h', '$500'; raises PlannerError naming the bad input."""
     try:
@@ -449,10 +453,25 @@ def search_from_inputs(methods: str | Iterable[str] = "full,lora,qlora", max_gpu
         obj = Objective(objective)
     except ValueError:
         raise PlannerError(f"--objective {objective!r}: choose from {', '.join(Objective.values())}") from None
+    if fsdp_version not in (1, 2):
+        raise PlannerError(f"--fsdp-version must be 1 or 2, got {fsdp_version}")
     if obj is Objective.SFT:   # today's search, untouched
-        return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu)
+        return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu, fsdp_version=fsdp_version)
     return c, SearchSpace(seq_len=seq_len, global_batch=global_batch, mfu=mfu, base=objective_base(obj),
-                          min_micro_batch=2 if obj is Objective.KTO else 1)
+                          min_micro_batch=2 if obj is Objective.KTO else 1, fsdp_version=fsdp_version)
+
+
+def _fsdp1_notes(model: ModelSpec, c: Constraints, space: SearchSpace) -> list[str]:
+    """--fsdp-version 1: one line per method whose FSDP candidates still plan FSDP2's step, saying why."""
+    if space.fsdp_version != 1:
+        return []
+    out = []
+    for method in c.methods:
+        probe = space.base.with_(method=method, parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
+        note = step_setup(model, probe, 1)[1]
+        if note:
+            out.append(f"--methods {method.value}: {note}")
+    return out
 
 
 def _objective_notes(base: TrainingSetup, skipped: list[TrainingSetup]) -> list[str]:
@@ -494,7 +513,7 @@ def recommend(model: ModelSpec, dataset_tokens: int, epochs: float = 1.0, constr
     skipped: list[TrainingSetup] = []
     plans, misses, considered = _search(model, c, space, totals, dataset_tokens, epochs, skipped)
     good = [p for p in plans if _qualifies(p, c)]
-    notes: list[str] = _objective_notes(space.base, skipped)
+    notes: list[str] = _objective_notes(space.base, skipped) + _fsdp1_notes(model, c, space)
     if not good:
         return Recommendation(None, None, (), considered, len(plans), 0, totals.count,
                               _closest(model, c, space, totals, plans, misses, dataset_tokens, epochs), tuple(notes))

@@ -59,6 +59,7 @@ class ParallelSpec:
     cp_kind: CpKind = CpKind.TORCH      # the attention that exchanges K/V (or heads) between those ranks
     heads_k_stride: int = 1             # ring-flash-attn llama3: K/V heads all-gathered at a time
     fsdp_version: int = 2               # --fsdp full's step: 2 fully_shard, 1 FullyShardedDataParallel (memory/fsdp1.py)
+    fsdp1_orig_params: bool = True      # FSDP1's step: use_orig_params (False: --fsdp-flat-params, memory/fsdp1.py)
 
     @property
     def world(self) -> int:
@@ -214,4 +215,4 @@ class ParallelSpec:
 
 
 _SINGLE_GPU = ParallelSpec()
-_CP_DEFAULTS = {"cp": 1, "cp_kind": CpKind.TORCH, "heads_k_stride": 1, "fsdp_version": 2}
+_CP_DEFAULTS = {"cp": 1, "cp_kind": CpKind.TORCH, "heads_k_stride": 1, "fsdp_version": 2, "fsdp1_orig_params": True}

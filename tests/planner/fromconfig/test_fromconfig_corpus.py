@@ -300,7 +300,7 @@ EXPECTED: dict[str, Expect] = {
     'hf/alignment-handbook-accelerate-fsdp.yaml': Expect(
         'accelerate', None,   # no fsdp_version: accelerate's FSDP1
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', fsdp='full', cpu_ram_efficient_loading=True,
-             fsdp_version='1', fsdp_state_dict='sharded')),
+             fsdp_version='1', fsdp_state_dict='sharded', fsdp_forward_prefetch=True)),
     'hf/alignment-handbook-accelerate-zero3.yaml': Expect(
         'accelerate', None,
         dict(nodes=1, gpus_per_node=8, precision='bf16-mixed', zero=3)),

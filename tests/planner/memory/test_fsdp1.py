@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import pathlib
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
 from gpuplan.app.cli import cli
 from gpuplan.planner import Fsdp, Method, ParallelSpec, PlannerError, TrainingSetup, estimate, model_from_config, resolve_model
-from gpuplan.planner.memory.fsdp1 import padded, step_setup
+from gpuplan.planner.memory.fsdp1 import hook_bytes, padded, step_setup
 from gpuplan.planner.specs.enums import Phase, Precision
 from gpuplan.planner.specs.parallel import Offload
 
@@ -58,14 +59,35 @@ def test_refusals_and_what_stays_on_fsdp2():
     with pytest.raises(PlannerError, match="must be 1 or 2"):
         ParallelSpec(gpus=2, fsdp=Fsdp.FULL, fsdp_version=3).validate()
     m = resolve_model("qwen-2.5-0.5b")
-    with pytest.raises(PlannerError, match="full fine-tuning"):
-        estimate(m, _fsdp(1, method=Method.LORA))
-    lora = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL), method=Method.LORA)
-    assert step_setup(lora, 1) is lora                                  # the save only, as before
+    with pytest.raises(PlannerError, match="not QLoRA"):
+        estimate(m, _fsdp(1, method=Method.QLORA))
+    qlora = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL), method=Method.QLORA)
+    same, note = step_setup(m, qlora, 1)
+    assert same is qlora and "not modelled for QLoRA" in note and "planned as FSDP2's" in note
     off = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL, offload=Offload.PARAMS))
-    assert step_setup(off, 1) is off
+    same, note = step_setup(m, off, 1)
+    assert same is off and "CPU offload" in note
+    grad_op = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.GRAD_OP))
+    assert "SHARD_GRAD_OP" in step_setup(m, grad_op, 1)[1]
     full = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL))
-    assert step_setup(full, 1).parallel.fsdp_version == 1 and step_setup(full, None) is full
+    assert step_setup(m, full, 1)[0].parallel.fsdp_version == 1 and step_setup(m, full, None) == (full, None)
+    assert step_setup(m, full, 2) == (full, None)
+    lora = TrainingSetup(parallel=ParallelSpec(gpus=2, fsdp=Fsdp.FULL), method=Method.LORA)
+    assert step_setup(m, lora, 1) == (replace(lora, parallel=replace(lora.parallel, fsdp_version=1)), None)
+    flat = step_setup(m, full, 1, orig_params=False)[0]
+    assert flat.parallel.fsdp1_orig_params is False
+    assert TrainingSetup.from_dict(flat.to_dict(m)).parallel == flat.parallel
+
+
+def test_flat_params_free_gradients_at_zero_grad_and_pad_the_reduce_scatter():
+    m = resolve_model("qwen-2.5-0.5b")
+    orig, flat = _fsdp(1, 3, batch_size=1, seq_len=512), _fsdp(1, 3, batch_size=1, seq_len=512)
+    flat = replace(flat, parallel=replace(flat.parallel, fsdp1_orig_params=False))
+    e_orig, e_flat = estimate(m, orig), estimate(m, flat)
+    assert e_flat.phases[Phase.FORWARD] <= e_orig.phases[Phase.FORWARD]
+    assert any("use_orig_params=False" in n for n in e_flat.notes)
+    assert hook_bytes(10, 4, 4, False) == 12 * 4 + 3 * 4        # the padded copy and the output
+    assert hook_bytes(12, 4, 4, True) == 12 * 4 + 3 * 4          # the reduce_dtype copy, no padding
 
 
 def test_cli_flag_selects_the_step():
