@@ -43,12 +43,8 @@ from ..specs.parallel import Fsdp, Offload
 from ..specs.setup import TrainingSetup
 from .figures import worst_phases
 from .pieces import Stage
-from .sharded import sharded_states
-
-
-def padded(numel: int, n: int) -> int:
-    """A FlatParameter's numel padded to n equal shards [_flat_param.py FlatParamHandle._get_shard]."""
-    return -(-numel // n) * n
+from .fsdp1_lora import adapters_unmodelled, lora_phases
+from .sharded import padded, sharded_states
 
 
 def hook_bytes(grad_numel: int, n: int, rs_e: int, cast: bool) -> int:
@@ -65,8 +61,6 @@ def fsdp1_phases(m: ModelSpec, setup: TrainingSetup, eng: Engine,
     n = shard_degree(setup.parallel)
     sh = sharded_states(m, setup, eng, stage)
     if not sh.rs.full:   # peft's wrap: frozen layer units, each LoRA A/B a unit of its own
-        from .fsdp1_lora import lora_phases   # here: it imports padded from this module
-
         notes = [f"FSDP1 {eng.value}: peft's wrap policy (HF Trainer): frozen FlatParameters per decoder layer and "
                  f"for the root, each LoRA A/B its own unit, sharded over {n} GPUs; limit_all_gathers, BACKWARD_PRE "
                  "prefetch, " + ("use_orig_params" if setup.parallel.fsdp1_orig_params else "use_orig_params=False")]
@@ -170,7 +164,5 @@ def unmodelled(m: ModelSpec, setup: TrainingSetup) -> str | None:
         ("CPU offload", p.offload is not Offload.NONE),
         ("tensor, pipeline or context parallelism", p.tp > 1 or p.pp > 1 or p.cp > 1)) if on]
     if setup.peft:
-        from .fsdp1_lora import adapters_unmodelled   # here: it imports padded from this module
-
         missing += [x for x in [adapters_unmodelled(m, setup)] if x]
     return ", ".join(missing) or None

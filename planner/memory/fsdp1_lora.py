@@ -34,9 +34,8 @@ from ..specs.resolved import AdapterKind, resolve
 from ..specs.setup import TrainingSetup
 from ..techniques import ADAPTERS, quantization
 from .figures import worst_phases
-from .fsdp1 import padded
 from .pieces import Stage, compute_setup, terms
-from .sharded import ShardedStates
+from .sharded import ShardedStates, padded
 
 
 def adapters_unmodelled(m: ModelSpec, setup: TrainingSetup) -> str | None:

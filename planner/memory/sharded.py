@@ -35,6 +35,12 @@ from .figures import worst_phases
 from .pieces import Stage, in_flight, pieces, resolved_states, terms
 from .pieces import held as stage_share
 
+
+def padded(numel: int, n: int) -> int:
+    """An FSDP1 FlatParameter's numel padded to n equal shards [_flat_param.py FlatParamHandle._get_shard]."""
+    return -(-numel // n) * n
+
+
 # HF Trainer's DeepSpeed "auto" values: reduce_bucket_size = h*h, stage3_prefetch_bucket_size =
 # 0.9*h*h (elements) [transformers/integrations/deepspeed.py: HfTrainerDeepSpeedConfig.trainer_config_finalize].
 REDUCE_BUCKET_PER_H2 = 1.0

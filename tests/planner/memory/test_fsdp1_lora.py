@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from gpuplan.planner import Fsdp, Method, ParallelSpec, PlannerError, TrainingSetup, estimate, resolve_model
-from gpuplan.planner.memory.fsdp1 import padded
+from gpuplan.planner.memory.sharded import padded
 from gpuplan.planner.memory.fsdp1_lora import adapters_unmodelled, attention_input_backward
 from gpuplan.planner.memory.sharded import sharded_states
 from gpuplan.planner.specs.engines import Engine
