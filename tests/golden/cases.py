@@ -117,6 +117,9 @@ def cases() -> Iterator[tuple[str, list[str]]]:
            ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "hf" /
                                              "alignment-handbook-accelerate-fsdp.yaml"),
             "-m", "llama-3.1-8b", "--save-steps", "100", "--json"])
+    yield ("from-config llamafactory accelerate_fsdp_config.yaml llama-3.1-8b",
+           ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "llamafactory" /
+                                             "accelerate_fsdp_config.yaml"), "-m", "llama-3.1-8b", "--json"])
     yield ("from-config unsloth Gemma3_4B.py",
            ["estimate", "--from-config", str(HERE.parent / "fixtures" / "configs" / "unsloth" / "Gemma3_4B.py"), "--json"])
     # 5. fit: fitting and not fitting, every method, a multi-GPU one
@@ -129,7 +132,9 @@ def cases() -> Iterator[tuple[str, list[str]]]:
                               ("mistral-7b-v0.3", "a10g", ("--precision", "bf16-true")),
                               ("qwen-2.5-0.5b", "l4", ("--method", "lora", "--objective", "grpo", "--loss", "trl",
                                                       "-s", "1024", "--max-completion-length", "768", "-b", "8",
-                                                      "--vllm-colocate", "0.3"))):
+                                                      "--vllm-colocate", "0.3")),
+                              ("llama-3.1-8b", "a100-40gb", ("--gpus-per-node", "8", "--fsdp", "full", "--method", "lora",
+                                                            "--fsdp-version", "1"))):
         yield (f"fit {model} {gpu} {' '.join(extra)}", ["fit", "-m", model, "--gpu", gpu, *extra, "--json"])
     # 6. the accuracy matrices' setups: single GPU (profiler/matrix.py) and multi-GPU (benchmarks/)
     from gpuplan.profiler.matrix import MATRIX
@@ -263,6 +268,12 @@ _TECHNIQUES = (
                             "--gpus-per-node", "2"]),
     ("ppo trl-1.14 refused", ["-m", "qwen-2.5-0.5b", "--objective", "ppo", "--precision", "bf16-true",
                               "--stack-versions", "trl-1.14"]),
+    # FSDP1's step (--fsdp-version 1): LoRA with peft's wrap policy, flat parameters, and QLoRA's FSDP2 fallback note
+    *((f"fsdp1 {name}", ["-m", "llama-3.1-8b", "--gpus-per-node", "8", "--fsdp", "full", "--fsdp-version", "1", *extra])
+      for name, extra in (("lora", ("--method", "lora")),
+                          ("lora flat params", ("--method", "lora", "--fsdp-flat-params")),
+                          ("full flat params", ("--fsdp-flat-params",)),
+                          ("qlora falls back", ("--method", "qlora")))),
     # TRL 1.9's DPOTrainer (axolotl 0.19's rl: dpo), and what it refuses
     ("dpo trl-1.9 lora", ["-m", "qwen-2.5-0.5b", "--objective", "dpo", "--stack-versions", "trl-1.12", "--method", "lora",
                           "-b", "2", "-s", "1024"]),
