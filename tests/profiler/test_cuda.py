@@ -84,7 +84,7 @@ def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatc
     """profile --output JSON of a GPU run, copied into data/measurements/, sets the MFU."""
     from gpuplan.planner import resolve_gpu, resolve_model
     from gpuplan.planner.io import catalog
-    from gpuplan.planner.speed import throughput
+    from gpuplan.planner.speed import ceiling, throughput
     from gpuplan.planner.speed.flops import step_flops
 
     model = resolve_model("llama-3.2-1b")
@@ -103,7 +103,9 @@ def test_a_recorded_gpu_run_calibrates_the_mfu(tiny_config, tmp_path, monkeypatc
         mfu, source = throughput.calibrated_mfu(gpu.name)
     finally:
         throughput.calibrated_mfu.cache_clear()
-    assert mfu == pytest.approx(0.4) and "h100-run.json" in source
+    # the calibration is a fraction of the card's measured matmul ceiling (planner/speed/ceiling.py)
+    ceil = ceiling.matmul_ceiling(gpu, "bf16")
+    assert mfu == pytest.approx(0.4 / ceil.ratio) and "h100-run.json" in source
 
 
 def test_other_errors_are_not_swallowed(tiny, fake_gpu, monkeypatch):

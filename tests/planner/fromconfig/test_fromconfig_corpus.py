@@ -360,19 +360,19 @@ EXPECTED: dict[str, Expect] = {
              'freeze_trainable_layers layers); use full or lora',
         ]),
     'llamafactory/qwen3_full_sft.yaml': Expect(
-        'llamafactory', "unknown model 'Qwen/Qwen3-4B-Instruct-2507'",
+        'llamafactory', 'qwen-3-4b-instruct-2507',
         dict(method='full', precision='bf16-mixed', seq_len=2048, grad_ckpt=True, batch_size=1, grad_accum=2,
              zero=3, gpus_per_node=8)),
     'llamafactory/qwen3_lora_sft.yaml': Expect(
-        'llamafactory', "unknown model 'Qwen/Qwen3-4B-Instruct-2507'",
+        'llamafactory', 'qwen-3-4b-instruct-2507',
         dict(method='lora', precision='bf16-mixed', base_dtype='bf16', seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/qwen3_lora_sft_ds3.yaml': Expect(
-        'llamafactory', "unknown model 'Qwen/Qwen3-4B-Instruct-2507'",
+        'llamafactory', 'qwen-3-4b-instruct-2507',
         dict(method='lora', precision='bf16-mixed', base_dtype='bf16', seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=2, zero=3, gpus_per_node=8)),
     'llamafactory/qwen3_lora_sft_otfq.yaml': Expect(
-        'llamafactory', "unknown model 'Qwen/Qwen3-4B-Instruct-2507'",
+        'llamafactory', 'qwen-3-4b-instruct-2507',
         dict(method='qlora', precision='bf16-mixed', adapter_dtype='fp32', kbit_upcast=False, seq_len=2048, lora_r=8, lora_alpha=16.0,
              lora_targets='all-linear', grad_ckpt=True, batch_size=1, grad_accum=8)),
     'llamafactory/v1_train_lora_sft.yaml': Expect(error=(

@@ -127,7 +127,7 @@ def test_a_written_record_calibrates_the_time_model(tmp_path, monkeypatch):
     """The time model (planner/speed/throughput.py calibrated_mfu) reads gpu, setup and timing.step_time_s of a
     record written here, exactly as tests/planner/test_throughput.py checks with a hand-written one."""
     from gpuplan.planner.io import catalog
-    from gpuplan.planner.speed import throughput
+    from gpuplan.planner.speed import ceiling, throughput
 
     write_record(tmp_path / "measurements" / "h100-run.json", _record())
     monkeypatch.setattr(catalog, "measurements_dir", lambda: tmp_path / "measurements")
@@ -136,6 +136,9 @@ def test_a_written_record_calibrates_the_time_model(tmp_path, monkeypatch):
         a = throughput.mfu_for(resolve_gpu("h100"))
         st = step_time(resolve_model("llama-3.2-1b"), SETUP, resolve_gpu("h100"))
         assert "calibrated from 1 recorded step time(s): h100-run.json" in a.source
-        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * 989.4e12), rel=1e-3)
+        # a fraction of the card's measured matmul ceiling, not of its 989.4 TFLOP/s datasheet peak
+        rate = ceiling.matmul_ceiling(resolve_gpu("h100"), "bf16").flops
+        assert rate < 989.4e12
+        assert a.value == pytest.approx(4 * 2048 * st.flops.hardware / (0.5 * rate), rel=1e-3)
     finally:
         throughput.calibrated_mfu.cache_clear()
