@@ -25,7 +25,9 @@ GOLDEN_MEMORY_MIB = {
 }
 
 # Datacenter cards that clouds rent out: each needs prices from at least three providers.
-RENTED_DATACENTER = ("h100-sxm-80gb", "a100-sxm-80gb", "l4", "a10g")
+# a10g is left out: the A10G is an AWS-only part, and the Modal and Hugging Face rows that made it three
+# were unverified recollections, deleted rather than let an unsourced price pick the cheapest plan.
+RENTED_DATACENTER = ("h100-sxm-80gb", "a100-sxm-80gb", "l4")
 
 # What users type, and the GPU it must resolve to.
 EXPECTED_ALIASES = {
