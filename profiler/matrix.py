@@ -746,6 +746,8 @@ LORA_ALL_R16 = {"r": 16, "alpha": 32, "dropout": 0.0, "targets": ["all-linear"]}
 FP32LORA_MATRIX: tuple[Case, ...] = (
     Case("mistral", MISTRAL_2L, {"method": "lora", "lora": LORA_ALL_R16}, batch_size=1, seq_len=128),
     Case("mistral", MISTRAL_2L, {"method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=2, seq_len=256),
+    # full depth: the first layer's recompute end, the other 31 layers' adapter gradients made, is the peak
+    Case("mistral", "mistral-7b-v0.1", {"method": "lora", "lora": LORA_ALL_R16}, batch_size=1, seq_len=128),
     Case("mistral", MISTRAL_2L, {"method": "lora"}, batch_size=1, seq_len=128),
     Case("mistral", MISTRAL_2L, {"method": "lora", **NO_CKPT}, batch_size=1, seq_len=128),
     Case("mistral", MISTRAL_2L, {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
