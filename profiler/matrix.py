@@ -737,24 +737,3 @@ TRL19_MATRIX: tuple[Case, ...] = (
     Case("llama", "smollm-2-135m", DPO19_AUTOCAST, batch_size=2, seq_len=256),
 )
 MATRICES["trl19"] = TRL19_MATRIX
-
-# LoRA on the default fp32 base under bf16 autocast (issue 14/11): the recompute's end with every 16-bit weight
-# copy of the layer live (planner/memory/layers.py recompute_end_bytes), and layer 0's untracked input norm and
-# q/k/v copies without checkpointing (_untracked_first_attention); a 2-layer Mistral copy, whose copies are large
-MISTRAL_2L = "tests/fixtures/models/mistral-7b-v0.1-2-layers.config.json"
-LORA_ALL_R16 = {"r": 16, "alpha": 32, "dropout": 0.0, "targets": ["all-linear"]}
-FP32LORA_MATRIX: tuple[Case, ...] = (
-    Case("mistral", MISTRAL_2L, {"method": "lora", "lora": LORA_ALL_R16}, batch_size=1, seq_len=128),
-    Case("mistral", MISTRAL_2L, {"method": "lora", "lora": {"targets": ["all-linear"]}}, batch_size=2, seq_len=256),
-    # full depth: the first layer's recompute end, the other 31 layers' adapter gradients made, is the peak
-    Case("mistral", "mistral-7b-v0.1", {"method": "lora", "lora": LORA_ALL_R16}, batch_size=1, seq_len=128),
-    Case("mistral", MISTRAL_2L, {"method": "lora"}, batch_size=1, seq_len=128),
-    Case("mistral", MISTRAL_2L, {"method": "lora", **NO_CKPT}, batch_size=1, seq_len=128),
-    Case("mistral", MISTRAL_2L, {"method": "lora", **NO_CKPT}, batch_size=2, seq_len=256),
-    Case("llava_next", LLAVA_NEXT_2L, {"method": "lora", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
-         batch_size=1, seq_len=128),
-    Case("llama", "llama-3.2-1b", {"method": "lora", "lora": LORA_ALL_R16}, batch_size=1, seq_len=64),
-    Case("qwen", "qwen-2.5-0.5b", {"method": "lora", **NO_CKPT, "lora": {"targets": ["q_proj", "v_proj"]}},
-         batch_size=2, seq_len=256),
-)
-MATRICES["fp32lora"] = FP32LORA_MATRIX

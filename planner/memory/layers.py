@@ -140,62 +140,6 @@ def mlp_output_copy(m: ModelSpec, rs: Resolved, layer_copies: int) -> int:
                                       if lin.block == "mlp" and lin.role is LinearRole.OUTPUT))
 
 
-def recompute_end_bytes(m: ModelSpec, rs: Resolved, layer_copies: int) -> float:
-    """Bytes per token live at the end of a checkpointed layer's recompute beyond its saved set, where fp32
-    frozen linears are cast by autocast (`mlp_output_copy` nonzero): the recompute stops at the last tensor
-    the layer saves [torch/utils/checkpoint.py _checkpoint_hook: recomputation stops early once every saved
-    tensor is back], which is in down_proj, the layer's last linear: its weight's 16-bit copy (autocast's
-    cached_cast of a frozen weight, saved by the matmul for the input gradient, before the matmul runs) or,
-    adapted, its lora_B's input. All seven copies are live then, down_proj's too, before any of the MLP's
-    gradients exist, so for short sequences this point, not the MLP backward's (mlp_backward_bytes), is the
-    layer's peak. Beside the saved set live: the gradient of the layer's output (residual dtype); the MLP's
-    input, the post-attention norm's fp32 output, a local of `LlamaMLP.forward` [transformers 5.24
-    modeling_llama.py l.164] saved by nothing (frozen gate/up save its 16-bit casts, lora_A its own cast:
-    on an fp32 stream every adapter casts); the product `act_fn(gate) * up`, down_proj's input, unless its
-    adapter saves it as itself; with down_proj adapted, its base output (`result = self.base_layer(x)`) and
-    the input cast to the adapter dtype (`_cast_input_dtype`) [peft/tuners/lora/layer.py Linear.forward].
-    Checked tensor by tensor against the simulated step's live set at the peak (profiler/tracker.py)."""
-    if rs.full or not mlp_output_copy(m, rs, layer_copies):   # trained weights: their cached copies, from the forward
-        return 0.0
-    r, e, h, I = rs.residual.bytes, rs.compute.bytes, m.hidden, m.intermediate
-    o = quantization.base_linear_out_bytes(rs)
-    total = 2 * r * h + o * I        # the output's gradient, the MLP's input; the product, unless saved
-    ad = rs.adapters
-    outs = [lin for lin in m.dense_linears if lin.block == "mlp" and lin.role is LinearRole.OUTPUT]
-    if ad is not None and ad.kind is AdapterKind.LORA and any(lin.name in ad.targets for lin in outs):
-        in_dtype, _ = lora.linear_input(rs, outs[0])
-        casts = in_dtype is not ad.dtype
-        if not casts and ad.dropout == 0 and not (rs.autocast and ad.dtype is not rs.compute):
-            total -= o * I            # lora_A saves the product as itself (lora.saved_bytes_per_layer)
-        total += e * h + (ad.dtype.bytes * I if casts else 0)
-    return total
-
-
-def _untracked_first_attention(m: ModelSpec, rs: Resolved) -> tuple[float, int]:
-    """(bytes per token, bytes of autocast copies) that the first sequential layer does not save when nothing
-    before it needs a gradient: with LoRA on a frozen base, no checkpointing (which makes peft call
-    enable_input_require_grads) and nothing trained in the embedding, layer 0's input requires no grad, so
-    autograd records neither its input norm (`_norm`'s kept fp32 input) nor the matmuls of the attention's
-    INPUT linears' base weights (q/k/v: neither the input nor the frozen weight requires grad), whose 16-bit
-    copies of fp32 weights are then freed at once [aten/src/ATen/autocast_mode.cpp cached_cast: frozen
-    weights are not cached]. Their adapters still save their inputs (lora_A's weight needs its gradient).
-    Llama-style pre-norm layers (llama_layer); Cohere's parallel layer is `_untracked_first_layer`. A
-    multimodal wrapper's text-only batches likewise (the vision tower never runs); with images, the projector's
-    output is merged into the input embeddings and is left as it was (an adapted projector makes them need a grad).
-    Checked tensor by tensor against the simulated step's live set at the backward's start."""
-    ad = rs.adapters
-    if _layer_kind(m) is not llama_layer or m.post_norm or ad is None or ad.kind is not AdapterKind.LORA \
-            or ad.use_dora or rs.full or checkpointing.enabled(rs) or rs.quantized is not None \
-            or "embedding" in ad.embedding_lora + ad.saved_copies or (m.vision is not None and rs.setup.images_per_example) \
-            or liger.patched(rs, "rms_norm") or compiled.active(rs) or fp8.active(rs.setup):
-        return 0.0, 0
-    attn_in = [lin for lin in m.dense_linears if lin.block == "attn" and lin.role is LinearRole.INPUT]
-    e, r = rs.compute.bytes, rs.residual.bytes
-    norm = _norm(m.hidden, len(attn_in), r, e, rs.autocast, m.norm_fp32_scale).kept
-    copies = e * sum(lin.weight_count for lin in attn_in) if precision.weight_copies(m, rs)[0] else 0
-    return norm, int(copies)
-
-
 def plain_layer(m: ModelSpec, rs: Resolved, s: int) -> LayerBytes:
     """GPT-2 / GPT-NeoX layer: LayerNorm, plain MLP with GELU, biases, dropout."""
     e, r, autocast = rs.compute.bytes, rs.residual.bytes, rs.autocast
@@ -417,7 +361,6 @@ class ActivationBytes:
     mlp_backward: float = 0.0    # per token, the recomputed layer's MLP backward beyond its saved set (mlp_backward_bytes)
     mlp_out_copy: int = 0        # autocast's copy of one layer's down_proj, released before that peak
     head_side: float = 0.0       # per token, the part of `outside` the head's and final norm's backward release
-    recompute_end: float = 0.0   # per token, live at the end of a recomputed layer's recompute beyond its saved set
 
 
 def _layer_kind(m: ModelSpec):
@@ -436,8 +379,6 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     layer = _layer_kind(m)(m, rs, s)
     per_layer = layer.total(frozen)
     per_layer -= _untracked_first_layer(m, rs) / m.n_layers
-    first_norm, first_copies = _untracked_first_attention(m, rs)
-    per_layer -= first_norm / m.n_layers
     moe = 0.0
     if m.moe_layers:   # MoE layers replace the dense MLP by routed experts
         # the dense gated MLP the layer formula charged: gate, its activation and up (kept), down's input (dW)
@@ -477,7 +418,6 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
         tiled_mlp.check(m, rs)
         per_layer += tiled_mlp.saved_delta(m, rs)
     layer_copies, head_copy, head_copy_saved = precision.weight_copies(m, rs)
-    layer_copies -= first_copies
     layer_copies += moe_lora.merged_bytes(m, rs)   # peft's merged expert / router weights, saved per MoE layer
     if fp8.active(rs.setup):
         fp8.check(m, rs)
@@ -485,5 +425,4 @@ def activation_bytes(m: ModelSpec, rs: Resolved) -> ActivationBytes:
     adapter_copies = adapter.autocast_copies(m, rs) if adapter else 0
     return ActivationBytes(per_layer, checkpointing.saved_per_layer(m, rs), outside, layer_copies, head_copy,
                            head_copy_saved, adapter_copies, moe_lora.backward_extra_bytes(m, rs), moe,
-                           mlp_backward_bytes(m, rs), mlp_output_copy(m, rs, layer_copies), head_side,
-                           recompute_end_bytes(m, rs, layer_copies))
+                           mlp_backward_bytes(m, rs), mlp_output_copy(m, rs, layer_copies), head_side)

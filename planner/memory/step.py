@@ -20,7 +20,7 @@ from ..specs.enums import Component as C
 from ..specs.enums import Loss, Packing, Padding, Phase
 from ..specs.model import ModelSpec
 from ..specs.parallel import CpKind, ParallelSpec
-from ..specs.resolved import AdapterKind, Resolved
+from ..specs.resolved import Resolved
 from ..specs.setup import TrainingSetup
 from ..techniques import activation_offload, attention, checkpointing, context_parallel, cut_ce, in_backward, liger, loss, masks, moe_lora, optimizers, preference, quantization, tiled_mlp
 from ..techniques import precision   # the recipe note
@@ -29,7 +29,6 @@ from ..techniques import images   # ... and its batches with images
 from ..techniques import compile as compiled   # torch.compile's saved set
 from ..techniques import fp8   # torchao float8 casts
 from ..techniques import lora_variants   # LoRA variants from papers (DyLoRA, Delta-LoRA)
-from ..techniques import lora   # the adapters' gradients at a recompute's end
 from .layers import ActivationBytes
 from .pieces import Stage, compute_setup, held, in_flight, mlp_backward, pieces, terms
 from .result import Assumption
@@ -131,9 +130,6 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
         layer_copy = (act.layer_copies - dropped + adapters) // max(L, 1) - act.mlp_out_copy
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts - head_side - off.recompute,
                            C.LOGITS: 0, C.TEMPORARIES: T * act.per_layer + layer_copy + mlp_bwd})
-        if act.recompute_end:   # the end of a recompute, every copy of the layer live [layers.py recompute_end_bytes]
-            candidates += recompute_end_candidates(model, rs, st, act, T, g_live, acts - head_side - off.recompute,
-                                                   (act.layer_copies - dropped + adapters) // max(L, 1))
     elif tiled_mlp.enabled(rs):   # the last layer's MLP backward, every layer's saved tensors still held
         candidates.append({C.GRADIENTS: g_live, C.ACTIVATIONS: acts + bwd_copies - off.backward, C.LOGITS: 0,
                            C.TEMPORARIES: mlp_bwd})
@@ -166,25 +162,6 @@ def single_gpu_phases(model: ModelSpec, setup: TrainingSetup, rs: Resolved, st: 
     if setup.optimizer_in_backward:
         phases[Phase.OPTIMIZER] = in_backward.optimizer_phase(phases[Phase.OPTIMIZER])
     return {p: {c: int(comps.get(c, 0)) for c in C.tensor_components()} for p, comps in phases.items()}
-
-
-def recompute_end_candidates(m: ModelSpec, rs: Resolved, st: States, act: ActivationBytes, T: int, g_live: int,
-                             acts: int, layer_copy: int) -> list[dict]:
-    """The live sets at the end of the last and of the first checkpointed layer's recompute (the backward
-    recomputes the last layer first): the last's beside every layer's checkpointed input; the first's with
-    the others' inputs released and their adapters' gradients made (without accumulation), which for wide
-    adapters on thin inputs is the larger. Gradients outside the layers (the head's, the embedding's) are
-    counted as made by then: a safe side for the embedding's, made after the first layer's backward."""
-    temps = T * act.per_layer + layer_copy + T * act.recompute_end
-    L = m.n_layers
-    last = {C.GRADIENTS: g_live, C.ACTIVATIONS: acts, C.LOGITS: 0, C.TEMPORARIES: temps}
-    if L < 2 or g_live or not st.trainable_params or rs.adapters is None or rs.adapters.kind is not AdapterKind.LORA:
-        return [last]
-    layers_grad = st.gradients * lora.layer_params(m, rs) // st.trainable_params
-    grads = st.gradients - layers_grad // L
-    first = {C.GRADIENTS: grads, C.ACTIVATIONS: acts - int(T * act.ckpt_per_layer) * (L - 1), C.LOGITS: 0,
-             C.TEMPORARIES: temps}
-    return [last, first]
 
 
 def technique_notes(model: ModelSpec, requested: TrainingSetup, rs: Resolved, st: States) -> list[str]:
